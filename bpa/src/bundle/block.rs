@@ -1,0 +1,166 @@
+//! Canonical blocks (RFC 9171 §4.3.2) and the extension blocks of RFC 9171 §4.4.
+
+use bytes::Bytes;
+
+use super::cbor::{self, CborProblem, Reader};
+use super::crc::CrcType;
+use super::eid::Eid;
+use super::error::BundleError;
+use super::flags::BlockFlags;
+use super::primary::finish_crc;
+
+/// Block type codes (RFC 9171 §9.1, RFC 9172 §11.1).
+pub mod block_type {
+    pub const PAYLOAD: u64 = 1;
+    pub const PREVIOUS_NODE: u64 = 6;
+    pub const BUNDLE_AGE: u64 = 7;
+    pub const HOP_COUNT: u64 = 10;
+    pub const BLOCK_INTEGRITY: u64 = 11;
+    pub const BLOCK_CONFIDENTIALITY: u64 = 12;
+}
+
+/// A readable name for a block type code.
+pub fn block_type_name(code: u64) -> &'static str {
+    match code {
+        block_type::PAYLOAD => "payload",
+        block_type::PREVIOUS_NODE => "previous node",
+        block_type::BUNDLE_AGE => "bundle age",
+        block_type::HOP_COUNT => "hop count",
+        block_type::BLOCK_INTEGRITY => "block integrity (BIB)",
+        block_type::BLOCK_CONFIDENTIALITY => "block confidentiality (BCB)",
+        192..=255 => "private/experimental",
+        _ => "unknown",
+    }
+}
+
+/// A canonical block. `data` is the block-type-specific data, a view into the bundle's bytes
+/// when parsed: unknown blocks are kept byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CanonicalBlock {
+    pub block_type: u64,
+    pub number: u64,
+    pub flags: BlockFlags,
+    pub crc_type: CrcType,
+    pub data: Bytes,
+}
+
+/// The Hop Count block's contents (RFC 9171 §4.4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HopCount {
+    /// 1..=255.
+    pub limit: u64,
+    pub count: u64,
+}
+
+impl HopCount {
+    pub fn exceeded(&self) -> bool {
+        self.count > self.limit
+    }
+}
+
+impl CanonicalBlock {
+    /// Appends everything up to and including the head of the data byte string.
+    pub(crate) fn encode_head(&self, out: &mut Vec<u8>) {
+        cbor::write_array(out, if self.crc_type == CrcType::None { 5 } else { 6 });
+        cbor::write_uint(out, self.block_type);
+        cbor::write_uint(out, self.number);
+        cbor::write_uint(out, self.flags.0);
+        cbor::write_uint(out, self.crc_type.code());
+        cbor::write_head(out, cbor::MAJOR_BYTES, self.data.len() as u64);
+    }
+
+    /// Appends the whole block, computing its CRC.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        self.encode_head(out);
+        out.extend_from_slice(&self.data);
+        finish_crc(out, start, self.crc_type);
+    }
+
+    /// Decodes a Previous Node block's data (RFC 9171 §4.4.1).
+    pub fn previous_node(&self, max_eid_length: usize) -> Result<Eid, BundleError> {
+        let mut r = Reader::new(&self.data);
+        let eid =
+            Eid::decode(&mut r, max_eid_length).map_err(|e| self.bad(e.to_string(), "RFC 9171 §4.4.1"))?;
+        self.all_consumed(&r, "RFC 9171 §4.4.1")?;
+        Ok(eid)
+    }
+
+    /// Decodes a Bundle Age block's data: milliseconds (RFC 9171 §4.4.2).
+    pub fn bundle_age(&self) -> Result<u64, BundleError> {
+        let mut r = Reader::new(&self.data);
+        let age = r.uint().map_err(|e| self.bad(e.to_string(), "RFC 9171 §4.4.2"))?;
+        self.all_consumed(&r, "RFC 9171 §4.4.2")?;
+        Ok(age)
+    }
+
+    /// Decodes a Hop Count block's data (RFC 9171 §4.4.3).
+    pub fn hop_count(&self) -> Result<HopCount, BundleError> {
+        let mut r = Reader::new(&self.data);
+        let problem = |e: CborProblem| self.bad(e.to_string(), "RFC 9171 §4.4.3");
+        let items = r.array().map_err(problem)?;
+        if items.is_some_and(|n| n != 2) {
+            return Err(self.bad("expected a 2-item array [limit, count]".into(), "RFC 9171 §4.4.3"));
+        }
+        let limit = r.uint().map_err(problem)?;
+        let count = r.uint().map_err(problem)?;
+        if items.is_none() && !r.take_break() {
+            return Err(self.bad("expected a break after [limit, count]".into(), "RFC 9171 §4.4.3"));
+        }
+        self.all_consumed(&r, "RFC 9171 §4.4.3")?;
+        if !(1..=255).contains(&limit) {
+            return Err(BundleError::HopLimitOutOfRange { limit });
+        }
+        Ok(HopCount { limit, count })
+    }
+
+    /// True if this is a BIB whose security targets include block `target` (RFC 9172 §3.6: the
+    /// first item of the abstract security block is the array of target block numbers).
+    pub fn bib_targets(&self, target: u64) -> bool {
+        if self.block_type != block_type::BLOCK_INTEGRITY {
+            return false;
+        }
+        let mut r = Reader::new(&self.data);
+        let Ok(Some(n)) = r.array() else { return false };
+        (0..n).any(|_| r.uint().is_ok_and(|t| t == target))
+    }
+
+    fn bad(&self, problem: String, section: &'static str) -> BundleError {
+        BundleError::BadExtensionBlock {
+            name: block_type_name(self.block_type),
+            number: self.number,
+            problem,
+            section,
+        }
+    }
+
+    fn all_consumed(&self, r: &Reader<'_>, section: &'static str) -> Result<(), BundleError> {
+        if r.remaining() != 0 {
+            return Err(self.bad(format!("{} bytes after the value", r.remaining()), section));
+        }
+        Ok(())
+    }
+}
+
+/// Encodes an EID as Previous Node block data.
+pub fn previous_node_data(eid: &Eid) -> Bytes {
+    let mut out = Vec::with_capacity(16);
+    eid.encode(&mut out);
+    out.into()
+}
+
+/// Encodes a Bundle Age block's data.
+pub fn bundle_age_data(age_ms: u64) -> Bytes {
+    let mut out = Vec::with_capacity(9);
+    cbor::write_uint(&mut out, age_ms);
+    out.into()
+}
+
+/// Encodes a Hop Count block's data.
+pub fn hop_count_data(hop_count: HopCount) -> Bytes {
+    let mut out = Vec::with_capacity(5);
+    cbor::write_array(&mut out, 2);
+    cbor::write_uint(&mut out, hop_count.limit);
+    cbor::write_uint(&mut out, hop_count.count);
+    out.into()
+}

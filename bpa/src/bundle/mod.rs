@@ -1,0 +1,293 @@
+//! The BPv7 bundle (RFC 9171 §4): model, parser, validator, encoder and builder.
+//!
+//! Parsing works over [`bytes::Bytes`] and hands out views: block data and the payload are never
+//! copied. [`Bundle::parse`] checks every rule of RFC 9171 §4 and each violation is its own
+//! [`BundleError`] variant. [`BundleHeader::parse`] does the same from a prefix of a bundle, up to
+//! the payload, so large bundles can be streamed. [`BundleBuilder`] makes new bundles.
+
+mod block;
+mod builder;
+pub(crate) mod cbor;
+mod crc;
+mod eid;
+mod error;
+mod flags;
+mod parse;
+mod primary;
+mod stream;
+#[cfg(test)]
+mod tests;
+
+use bytes::Bytes;
+
+pub use block::{
+    CanonicalBlock, HopCount, block_type, block_type_name, bundle_age_data, hop_count_data,
+    previous_node_data,
+};
+pub use builder::{BundleBuilder, ExtensionBlock};
+pub use cbor::CborProblem;
+pub use crc::{CrcState, CrcType};
+pub use eid::{Eid, EidError};
+pub use error::{BlockRef, BundleError};
+pub use flags::{BlockFlags, BundleFlags};
+pub use parse::ParseOptions;
+pub use primary::{BP_VERSION, CreationTimestamp, FragmentInfo, PrimaryBlock};
+pub use stream::PayloadCheck;
+
+use parse::{Mode, scan};
+
+/// The identity of a bundle (RFC 9171 §5.9 uses it for duplicates and reassembly): source,
+/// creation timestamp, and for fragments the offset and payload length.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BundleId {
+    pub source: Eid,
+    pub creation: CreationTimestamp,
+    /// `(fragment offset, payload length)` for a fragment.
+    pub fragment: Option<(u64, u64)>,
+}
+
+impl std::fmt::Display for BundleId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.source, self.creation.time, self.creation.sequence)?;
+        if let Some((offset, length)) = self.fragment {
+            write!(f, "/{offset}+{length}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A complete, valid bundle. Blocks are kept in wire order; the payload block is last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bundle {
+    primary: PrimaryBlock,
+    /// Extension blocks in order, then the payload block.
+    blocks: Vec<CanonicalBlock>,
+    max_eid_length: usize,
+}
+
+impl Bundle {
+    /// Parses and validates a whole bundle (RFC 9171 §4). Block data and payload are views
+    /// into `input`.
+    pub fn parse(input: &Bytes, options: &ParseOptions) -> Result<Bundle, BundleError> {
+        let scanned = scan(input, options, Mode::Whole)?;
+        let mut blocks = Vec::with_capacity(scanned.extensions.len() + 1);
+        blocks.extend(scanned.extensions.iter().map(|raw| raw.to_block(input)));
+        blocks.push(scanned.payload.to_block(input));
+        Ok(Bundle { primary: scanned.primary, blocks, max_eid_length: options.max_eid_length })
+    }
+
+    /// Builds a bundle from parts already validated by [`BundleBuilder`].
+    pub(crate) fn from_parts(primary: PrimaryBlock, blocks: Vec<CanonicalBlock>) -> Bundle {
+        Bundle { primary, blocks, max_eid_length: ParseOptions::default().max_eid_length }
+    }
+
+    pub fn primary(&self) -> &PrimaryBlock {
+        &self.primary
+    }
+
+    /// Every canonical block in wire order, the payload block last.
+    pub fn blocks(&self) -> &[CanonicalBlock] {
+        &self.blocks
+    }
+
+    /// The extension blocks (every canonical block but the payload), in wire order.
+    pub fn extension_blocks(&self) -> &[CanonicalBlock] {
+        &self.blocks[..self.blocks.len() - 1]
+    }
+
+    pub fn payload_block(&self) -> &CanonicalBlock {
+        &self.blocks[self.blocks.len() - 1]
+    }
+
+    /// The payload (the ADU or a fragment of it), a view into the parsed input.
+    pub fn payload(&self) -> &Bytes {
+        &self.payload_block().data
+    }
+
+    /// The canonical block with this block number.
+    pub fn block(&self, number: u64) -> Option<&CanonicalBlock> {
+        self.blocks.iter().find(|b| b.number == number)
+    }
+
+    fn block_of_type(&self, code: u64) -> Option<&CanonicalBlock> {
+        self.blocks.iter().find(|b| b.block_type == code)
+    }
+
+    /// The Previous Node block's node ID, if there is one (RFC 9171 §4.4.1).
+    pub fn previous_node(&self) -> Option<Eid> {
+        self.block_of_type(block_type::PREVIOUS_NODE)?.previous_node(self.max_eid_length).ok()
+    }
+
+    /// The Bundle Age block's age in milliseconds, if there is one (RFC 9171 §4.4.2).
+    pub fn bundle_age(&self) -> Option<u64> {
+        self.block_of_type(block_type::BUNDLE_AGE)?.bundle_age().ok()
+    }
+
+    /// The Hop Count block, if there is one (RFC 9171 §4.4.3).
+    pub fn hop_count(&self) -> Option<HopCount> {
+        self.block_of_type(block_type::HOP_COUNT)?.hop_count().ok()
+    }
+
+    /// True when the primary block carries no CRC and no BIB targets it: accepted only under
+    /// [`ParseOptions::accept_primary_without_crc`].
+    pub fn primary_crc_missing(&self) -> bool {
+        self.primary.crc_type == CrcType::None && !self.blocks.iter().any(|b| b.bib_targets(0))
+    }
+
+    pub fn id(&self) -> BundleId {
+        BundleId {
+            source: self.primary.source.clone(),
+            creation: self.primary.creation,
+            fragment: self.primary.fragment.map(|f| (f.offset, self.payload().len() as u64)),
+        }
+    }
+
+    /// Sets (or adds) the Previous Node block (RFC 9171 §4.4.1), as a forwarding node does.
+    pub fn set_previous_node(&mut self, node: &Eid) {
+        self.set_extension(block_type::PREVIOUS_NODE, previous_node_data(node));
+    }
+
+    /// Sets (or adds) the Bundle Age block (RFC 9171 §4.4.2).
+    pub fn set_bundle_age(&mut self, age_ms: u64) {
+        self.set_extension(block_type::BUNDLE_AGE, bundle_age_data(age_ms));
+    }
+
+    /// Sets the Hop Count block's count, if there is one (RFC 9171 §4.4.3).
+    pub fn set_hop_count(&mut self, count: u64) {
+        if let Some(hop) = self.hop_count() {
+            self.set_extension(block_type::HOP_COUNT, hop_count_data(HopCount { count, ..hop }));
+        }
+    }
+
+    fn set_extension(&mut self, code: u64, data: Bytes) {
+        if let Some(block) = self.blocks.iter_mut().find(|b| b.block_type == code) {
+            block.data = data;
+            return;
+        }
+        let number = self.blocks.iter().map(|b| b.number).max().unwrap_or(1).max(1) + 1;
+        let crc_type = self.primary.crc_type;
+        let at = self.blocks.len() - 1;
+        self.blocks
+            .insert(at, CanonicalBlock { block_type: code, number, flags: BlockFlags(0), crc_type, data });
+    }
+
+    /// Encodes the bundle in canonical CBOR with fresh CRCs.
+    pub fn encode(&self) -> Vec<u8> {
+        let payload = self.payload();
+        let mut out = Vec::with_capacity(self.encoded_len_hint() + payload.len());
+        let (head_end, trailer) = self.encode_head_into(&mut out);
+        debug_assert_eq!(head_end, out.len());
+        out.extend_from_slice(payload);
+        out.extend_from_slice(&trailer.bytes[..trailer.len]);
+        out
+    }
+
+    /// Encodes everything but the payload content: the bytes before it and the bytes after it
+    /// (payload CRC and break). `head ‖ payload ‖ tail` is the encoded bundle; a sender can write
+    /// the three with one vectored write and never copy the payload.
+    pub fn encode_parts(&self) -> (Vec<u8>, Bytes, Vec<u8>) {
+        let mut head = Vec::with_capacity(self.encoded_len_hint());
+        let (_, trailer) = self.encode_head_into(&mut head);
+        (head, self.payload().clone(), trailer.bytes[..trailer.len].to_vec())
+    }
+
+    fn encoded_len_hint(&self) -> usize {
+        64 + self.extension_blocks().iter().map(|b| b.data.len() + 16).sum::<usize>()
+    }
+
+    /// Writes the bundle up to the payload content; returns where the head ends and the trailer.
+    fn encode_head_into(&self, out: &mut Vec<u8>) -> (usize, Trailer) {
+        out.push(cbor::INDEFINITE_ARRAY);
+        self.primary.encode(out);
+        for block in self.extension_blocks() {
+            block.encode(out);
+        }
+        let payload_block = self.payload_block();
+        let block_start = out.len();
+        payload_block.encode_head(out);
+        let mut trailer = Trailer { bytes: [0; 6], len: 0 };
+        let crc_type = payload_block.crc_type;
+        if crc_type != CrcType::None {
+            let n = crc_type.value_len();
+            let mut state = CrcState::new(crc_type);
+            state.update(&out[block_start..]);
+            state.update(&payload_block.data);
+            state.update(&[0x40 | n as u8]);
+            state.update(&[0u8; 4][..n]);
+            let (value, _) = crc_type.value_bytes(state.finalize());
+            trailer.bytes[0] = 0x40 | n as u8;
+            trailer.bytes[1..1 + n].copy_from_slice(&value[..n]);
+            trailer.len = 1 + n;
+        }
+        trailer.bytes[trailer.len] = cbor::BREAK;
+        trailer.len += 1;
+        (out.len(), trailer)
+    }
+}
+
+#[derive(Debug)]
+struct Trailer {
+    bytes: [u8; 6],
+    len: usize,
+}
+
+/// Where the payload lies in a bundle whose header was parsed from a prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PayloadLocation {
+    pub block_flags: BlockFlags,
+    pub crc_type: CrcType,
+    /// Offset of the payload block's first byte in the bundle.
+    pub block_offset: usize,
+    /// Offset of the payload's first content byte in the bundle.
+    pub data_offset: usize,
+    pub data_length: u64,
+    /// Length of the whole bundle: payload, its CRC field and the final break included.
+    pub bundle_length: u64,
+}
+
+/// The blocks before the payload, parsed from a prefix of a bundle, and where the payload is.
+///
+/// Every rule that does not need the payload content is checked. The payload block's CRC, the
+/// final break and the absence of trailing bytes can only be checked by whoever streams the rest
+/// ([`CrcState`] computes the CRC incrementally from the payload block's first byte).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleHeader {
+    pub primary: PrimaryBlock,
+    pub extension_blocks: Vec<CanonicalBlock>,
+    pub payload: PayloadLocation,
+}
+
+impl BundleHeader {
+    /// Parses the header from a prefix. `Ok(None)` means the prefix ends before the payload
+    /// block's data begins: call again with more bytes. Once the prefix reaches
+    /// [`ParseOptions::max_header_size`] without a payload, the answer is
+    /// [`BundleError::HeaderTooLarge`].
+    pub fn parse(prefix: &Bytes, options: &ParseOptions) -> Result<Option<BundleHeader>, BundleError> {
+        match scan(prefix, options, Mode::HeaderOnly) {
+            Ok(scanned) => {
+                let payload = &scanned.payload;
+                let data_length = (payload.data.end - payload.data.start) as u64;
+                Ok(Some(BundleHeader {
+                    extension_blocks: scanned.extensions.iter().map(|raw| raw.to_block(prefix)).collect(),
+                    payload: PayloadLocation {
+                        block_flags: payload.flags,
+                        crc_type: payload.crc_type,
+                        block_offset: payload.start,
+                        data_offset: payload.data.start,
+                        data_length,
+                        bundle_length: payload.data.end as u64 + payload.crc_type.field_len() as u64 + 1,
+                    },
+                    primary: scanned.primary,
+                }))
+            }
+            Err(e) if e.is_truncation() => {
+                if prefix.len() >= options.max_header_size {
+                    Err(BundleError::HeaderTooLarge { limit: options.max_header_size })
+                } else {
+                    Ok(None)
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Proptest strategies for valid bundles and EIDs (feature `testing`), shared by the property
+//! tests of this crate and the cross-codec tests of `interop-tests`.
+
+use bytes::Bytes;
+use proptest::prelude::*;
+
+use crate::bundle::{BlockFlags, Bundle, BundleBuilder, BundleFlags, CrcType, CreationTimestamp, Eid};
+
+/// Any valid EID except the null endpoint.
+pub fn arb_node_eid() -> impl Strategy<Value = Eid> {
+    prop_oneof![
+        (1u32.., any::<u64>()).prop_map(|(node, service)| Eid::ipn(node, service)),
+        (1u32.., 1u32.., any::<u64>()).prop_map(|(allocator, node, service)| Eid::Ipn {
+            allocator,
+            node,
+            service
+        }),
+        ("[a-zA-Z0-9._-]{1,24}", "~?[a-zA-Z0-9/._-]{0,24}")
+            .prop_map(|(node, demux)| Eid::Dtn { node: node.into(), demux: demux.into() }),
+    ]
+}
+
+/// Any valid EID, the null endpoint included.
+pub fn arb_eid() -> impl Strategy<Value = Eid> {
+    prop_oneof![1 => Just(Eid::Null), 6 => arb_node_eid()]
+}
+
+/// Options for [`arb_bundle_with`]: what the generated bundles may contain.
+#[derive(Debug, Clone, Copy)]
+pub struct BundleShape {
+    /// Allow `ipn:A.N.S` with a non-zero allocator.
+    pub allocators: bool,
+    /// Allow dtn-scheme EIDs.
+    pub dtn_scheme: bool,
+    /// Allow unrecognised bundle flag bits.
+    pub unknown_flags: bool,
+    /// Allow the CRC-16 type.
+    pub crc16: bool,
+    /// Largest payload.
+    pub max_payload: usize,
+}
+
+impl Default for BundleShape {
+    fn default() -> Self {
+        BundleShape { allocators: true, dtn_scheme: true, unknown_flags: true, crc16: true, max_payload: 300 }
+    }
+}
+
+fn eid_for(shape: BundleShape) -> BoxedStrategy<Eid> {
+    arb_eid()
+        .prop_filter("shape", move |e| match e {
+            Eid::Ipn { allocator, .. } => shape.allocators || *allocator == 0,
+            Eid::Dtn { .. } => shape.dtn_scheme,
+            Eid::Null => true,
+        })
+        .boxed()
+}
+
+fn crc_for(shape: BundleShape, allow_none: bool) -> BoxedStrategy<CrcType> {
+    let mut choices = vec![CrcType::Crc32c];
+    if shape.crc16 {
+        choices.push(CrcType::Crc16);
+    }
+    if allow_none {
+        choices.push(CrcType::None);
+    }
+    proptest::sample::select(choices).boxed()
+}
+
+/// Valid bundles of every kind the builder makes.
+pub fn arb_bundle() -> impl Strategy<Value = Bundle> {
+    arb_bundle_with(BundleShape::default())
+}
+
+/// Valid bundles restricted to `shape`.
+pub fn arb_bundle_with(shape: BundleShape) -> impl Strategy<Value = Bundle> {
+    let primary = (
+        eid_for(shape),
+        eid_for(shape),
+        eid_for(shape),
+        prop_oneof![1 => Just(0u64), 4 => 1u64..(1 << 45)],
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+        crc_for(shape, false),
+        crc_for(shape, true),
+    );
+    let extensions = (
+        proptest::option::of(1u64..=255),
+        proptest::option::of(any::<u64>()),
+        proptest::option::of(eid_for(shape)),
+        proptest::collection::vec(
+            (192u64..=255, 0u64..0x80, proptest::collection::vec(any::<u8>(), 0..24)),
+            0..3,
+        ),
+        proptest::option::of((0u64..(1 << 40), 0u64..1000)),
+        proptest::collection::vec(any::<u8>(), 0..=shape.max_payload),
+    );
+    (primary, extensions).prop_map(
+        move |(
+            (source, destination, report_to, time, sequence, lifetime, flag_bits, primary_crc, block_crc),
+            (hop_limit, age, previous, unknown, fragment, payload),
+        )| {
+            let mut flags = if shape.unknown_flags { flag_bits } else { flag_bits & 0x07_4067 };
+            flags &= !BundleFlags::IS_FRAGMENT;
+            let anonymous = source.is_null();
+            if flags & BundleFlags::ADMIN_RECORD != 0 || anonymous {
+                flags &= !BundleFlags::REPORT_REQUESTS;
+            }
+            if anonymous {
+                flags |= BundleFlags::MUST_NOT_FRAGMENT;
+            }
+            let mut b =
+                BundleBuilder::new(source, destination, CreationTimestamp { time, sequence }, lifetime)
+                    .report_to(report_to)
+                    .flags(BundleFlags(flags))
+                    .primary_crc(primary_crc)
+                    .block_crc(block_crc);
+            if let Some(limit) = hop_limit {
+                b = b.hop_limit(limit);
+            }
+            if let Some(age) = age.or(if time == 0 { Some(0) } else { None }) {
+                b = b.bundle_age(age);
+            }
+            if let Some(previous) = previous {
+                b = b.previous_node(&previous.node_id());
+            }
+            let restrict = flags & BundleFlags::ADMIN_RECORD != 0 || anonymous;
+            for (block_type, block_flags, data) in unknown {
+                let block_flags =
+                    if restrict { block_flags & !BlockFlags::REPORT_IF_UNPROCESSABLE } else { block_flags };
+                b = b.extension(block_type, BlockFlags(block_flags), Bytes::from(data));
+            }
+            if let Some((offset, extra)) = fragment
+                && !anonymous
+                && flags & BundleFlags::MUST_NOT_FRAGMENT == 0
+            {
+                b = b.fragment(offset, offset + payload.len() as u64 + extra);
+            }
+            b.payload(payload).build().expect("the strategy only makes valid bundles")
+        },
+    )
+}

@@ -1,0 +1,85 @@
+//! DTN time (RFC 9171 §4.2.6) and the one clock everything reads it from.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Seconds from the Unix epoch to the DTN epoch, 2000-01-01T00:00:00Z.
+pub const DTN_EPOCH_UNIX_SECONDS: u64 = 946_684_800;
+
+/// A source of the current DTN time in milliseconds. The agent and the tools take one of these
+/// instead of reading the system clock, so tests can run on a virtual clock.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Milliseconds since 2000-01-01T00:00:00Z.
+    fn now_dtn_ms(&self) -> u64;
+}
+
+/// The system's wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_dtn_ms(&self) -> u64 {
+        let since_unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        (since_unix.as_millis() as u64).saturating_sub(DTN_EPOCH_UNIX_SECONDS * 1000)
+    }
+}
+
+/// A clock that stands still until told to move: for tests and simulations.
+#[derive(Debug, Default)]
+pub struct ManualClock(std::sync::atomic::AtomicU64);
+
+impl ManualClock {
+    pub fn new(dtn_ms: u64) -> Self {
+        ManualClock(std::sync::atomic::AtomicU64::new(dtn_ms))
+    }
+    pub fn advance(&self, ms: u64) {
+        self.0.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_dtn_ms(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Formats a DTN time (ms) as an RFC 3339 UTC timestamp, for people.
+pub fn format_dtn_time(dtn_ms: u64) -> String {
+    let total_secs = dtn_ms / 1000 + DTN_EPOCH_UNIX_SECONDS;
+    let (days, rem) = (total_secs / 86_400, total_secs % 86_400);
+    // Civil-from-days (Howard Hinnant's algorithm), for the proleptic Gregorian calendar.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        dtn_ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_known_instants() {
+        assert_eq!(format_dtn_time(0), "2000-01-01T00:00:00.000Z");
+        // 2024-02-29T12:34:56.789Z is 762438896789 ms after the DTN epoch.
+        assert_eq!(format_dtn_time(762_525_296_789), "2024-02-29T12:34:56.789Z");
+    }
+
+    #[test]
+    fn manual_clock_moves_only_when_told() {
+        let clock = ManualClock::new(5);
+        clock.advance(10);
+        assert_eq!(clock.now_dtn_ms(), 15);
+    }
+}
