@@ -6,11 +6,13 @@ use proptest::prelude::*;
 
 use crate::bundle::{BlockFlags, Bundle, BundleBuilder, BundleFlags, CrcType, CreationTimestamp, Eid};
 
-/// Any valid EID except the null endpoint.
+/// Any valid EID except the null endpoint. Node numbers avoid 2^32-1, which Hardy reserves for
+/// "the local node", and service numbers stay within 32 bits as RFC 9758 implementations expect.
 pub fn arb_node_eid() -> impl Strategy<Value = Eid> {
+    let service = 0u64..=u64::from(u32::MAX);
     prop_oneof![
-        (1u32.., any::<u64>()).prop_map(|(node, service)| Eid::ipn(node, service)),
-        (1u32.., 1u32.., any::<u64>()).prop_map(|(allocator, node, service)| Eid::Ipn {
+        (1u32..u32::MAX, service.clone()).prop_map(|(node, service)| Eid::ipn(node, service)),
+        (1u32..u32::MAX, 1u32..u32::MAX, service).prop_map(|(allocator, node, service)| Eid::Ipn {
             allocator,
             node,
             service
@@ -36,13 +38,26 @@ pub struct BundleShape {
     pub unknown_flags: bool,
     /// Allow the CRC-16 type.
     pub crc16: bool,
+    /// Allow extension blocks of unrecognised (private) types.
+    pub unknown_blocks: bool,
+    /// Block flags unrecognised blocks may carry (a processing node deletes a bundle whose
+    /// unrecognised block says "delete bundle if block can't be processed", RFC 9171 §4.2.4).
+    pub unknown_block_flags: u64,
     /// Largest payload.
     pub max_payload: usize,
 }
 
 impl Default for BundleShape {
     fn default() -> Self {
-        BundleShape { allocators: true, dtn_scheme: true, unknown_flags: true, crc16: true, max_payload: 300 }
+        BundleShape {
+            allocators: true,
+            dtn_scheme: true,
+            unknown_flags: true,
+            crc16: true,
+            unknown_blocks: true,
+            unknown_block_flags: 0x7f,
+            max_payload: 300,
+        }
     }
 }
 
@@ -126,7 +141,8 @@ pub fn arb_bundle_with(shape: BundleShape) -> impl Strategy<Value = Bundle> {
                 b = b.previous_node(&previous.node_id());
             }
             let restrict = flags & BundleFlags::ADMIN_RECORD != 0 || anonymous;
-            for (block_type, block_flags, data) in unknown {
+            for (block_type, block_flags, data) in unknown.into_iter().filter(|_| shape.unknown_blocks) {
+                let block_flags = block_flags & shape.unknown_block_flags;
                 let block_flags =
                     if restrict { block_flags & !BlockFlags::REPORT_IF_UNPROCESSABLE } else { block_flags };
                 b = b.extension(block_type, BlockFlags(block_flags), Bytes::from(data));

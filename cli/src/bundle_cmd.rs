@@ -48,7 +48,8 @@ pub enum BundleCommand {
 
 #[derive(Debug, Args)]
 pub struct ParseArgs {
-    /// Accept a primary block without CRC (as dtn7-rs sends) and say so.
+    /// Accept a primary block without CRC (as dtn7-rs sends) and creation time 0 without a
+    /// Bundle Age block (as the RFC 9173 examples do), and say so.
     #[arg(long)]
     lenient: bool,
     /// Largest bundle to accept, in bytes.
@@ -58,11 +59,8 @@ pub struct ParseArgs {
 
 impl ParseArgs {
     fn options(&self) -> ParseOptions {
-        ParseOptions {
-            accept_primary_without_crc: self.lenient,
-            max_bundle_size: self.max_size,
-            ..ParseOptions::default()
-        }
+        let base = if self.lenient { ParseOptions::lenient() } else { ParseOptions::default() };
+        ParseOptions { max_bundle_size: self.max_size, ..base }
     }
 }
 
@@ -145,10 +143,11 @@ pub fn run(command: BundleCommand) -> anyhow::Result<ExitCode> {
             let (mut reader, name) = input::open(file.as_deref())?;
             match load(&mut reader, &parse.options())? {
                 Ok(loaded) => {
-                    let lenient = if loaded.primary_crc_missing {
-                        " (accepted leniently: primary block has no CRC)"
+                    let notes = loaded.leniencies();
+                    let lenient = if notes.is_empty() {
+                        String::new()
                     } else {
-                        ""
+                        format!(" (accepted leniently: {})", notes.join("; "))
                     };
                     println!(
                         "{name}: valid bundle {}, {} bytes{lenient}",
@@ -226,6 +225,21 @@ struct Loaded {
     /// The payload, when it is at most [`KEEP_PAYLOAD`] bytes.
     payload: Option<Bytes>,
     primary_crc_missing: bool,
+    bundle_age_missing: bool,
+}
+
+impl Loaded {
+    /// What was accepted only because of --lenient, for people.
+    fn leniencies(&self) -> Vec<&'static str> {
+        let mut notes = Vec::new();
+        if self.primary_crc_missing {
+            notes.push("the primary block has no CRC");
+        }
+        if self.bundle_age_missing {
+            notes.push("creation time 0 without a Bundle Age block");
+        }
+        notes
+    }
 }
 
 const CHUNK: usize = 64 * 1024;
@@ -287,7 +301,15 @@ fn load(reader: &mut dyn Read, options: &ParseOptions) -> anyhow::Result<Result<
     }
     let primary_crc_missing =
         header.primary.crc_type == CrcType::None && !header.extension_blocks.iter().any(|b| b.bib_targets(0));
-    Ok(Ok(Loaded { header, total_length: total, payload: keep.then(|| payload.into()), primary_crc_missing }))
+    let bundle_age_missing = header.primary.creation.time == 0
+        && !header.extension_blocks.iter().any(|b| b.block_type == block_type::BUNDLE_AGE);
+    Ok(Ok(Loaded {
+        header,
+        total_length: total,
+        payload: keep.then(|| payload.into()),
+        primary_crc_missing,
+        bundle_age_missing,
+    }))
 }
 
 fn bundle_id(header: &BundleHeader) -> String {
@@ -412,6 +434,7 @@ fn inspect_json(loaded: &Loaded) -> Value {
         "bundle_length": loaded.total_length,
         "id": bundle_id(&loaded.header),
         "primary_crc_missing": loaded.primary_crc_missing,
+        "accepted_leniently": loaded.leniencies(),
     });
     if let Some(record) = admin_record(loaded) {
         v["admin_record"] = match record {
@@ -448,8 +471,10 @@ fn inspect_text(loaded: &Loaded) -> String {
         if names.is_empty() { "" } else { " " },
         names.join(" ")
     ));
-    let crc_note = if loaded.primary_crc_missing { "  (no CRC: accepted leniently)" } else { "" };
-    line(format!("  primary CRC   {}{crc_note}", crc_name(p.crc_type)));
+    line(format!("  primary CRC   {}", crc_name(p.crc_type)));
+    for note in loaded.leniencies() {
+        line(format!("  accepted leniently: {note}"));
+    }
     if let Some(f) = p.fragment {
         line(format!("  fragment      offset {} of an ADU of {} bytes", f.offset, f.total_adu_length));
     }

@@ -1,1 +1,87 @@
+//! Shared helpers for the interoperability tests: a codec-neutral view of a bundle's fields,
+//! so that what one implementation encodes can be compared with what another decodes.
 
+use std::path::PathBuf;
+
+use bpa::bundle::Bundle;
+
+/// One canonical block as every codec can describe it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BlockFields {
+    pub number: u64,
+    pub block_type: u64,
+    pub flags: u64,
+    pub crc_type: u64,
+    /// Block-type-specific data, as encoded on the wire.
+    pub data: Vec<u8>,
+}
+
+/// The fields of a bundle that every codec exposes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleFields {
+    pub destination: String,
+    pub source: String,
+    pub report_to: String,
+    pub creation_time: u64,
+    pub sequence: u64,
+    pub lifetime_ms: u64,
+    pub flags: u64,
+    pub primary_crc_type: u64,
+    pub fragment: Option<(u64, u64)>,
+    /// Every canonical block including the payload, ordered by block number.
+    pub blocks: Vec<BlockFields>,
+}
+
+impl BundleFields {
+    /// The fields of one of our bundles.
+    pub fn of(bundle: &Bundle) -> BundleFields {
+        let p = bundle.primary();
+        let mut blocks: Vec<BlockFields> = bundle
+            .blocks()
+            .iter()
+            .map(|b| BlockFields {
+                number: b.number,
+                block_type: b.block_type,
+                flags: b.flags.0,
+                crc_type: b.crc_type.code(),
+                data: b.data.to_vec(),
+            })
+            .collect();
+        blocks.sort();
+        BundleFields {
+            destination: p.destination.to_string(),
+            source: p.source.to_string(),
+            report_to: p.report_to.to_string(),
+            creation_time: p.creation.time,
+            sequence: p.creation.sequence,
+            lifetime_ms: p.lifetime,
+            flags: p.flags.0,
+            primary_crc_type: p.crc_type.code(),
+            fragment: p.fragment.map(|f| (f.offset, f.total_adu_length)),
+            blocks,
+        }
+    }
+}
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
+}
+
+/// The Python interpreter of the virtual environment that `scripts/test` sets up with pyD3TN,
+/// or `$PYD3TN_PYTHON`.
+pub fn pyd3tn_python() -> PathBuf {
+    std::env::var_os("PYD3TN_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv/bin/python"))
+}
+
+/// Decodes a hex test vector file (whitespace ignored).
+pub fn read_hex_vector(name: &str) -> Vec<u8> {
+    let path = workspace_root().join("interop-tests/vectors").join(name);
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let clean: String = text.split_whitespace().collect();
+    hex::decode(clean.trim_start_matches("0x"))
+        .unwrap_or_else(|e| panic!("{} is not hex: {e}", path.display()))
+}

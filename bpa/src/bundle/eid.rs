@@ -3,7 +3,9 @@
 //! Text forms: `dtn:none`, `dtn://node/demux` (a demux starting with `~` names a group),
 //! `ipn:N.S` and `ipn:A.N.S`. CBOR forms: `[1, 0]`, `[1, "//node/demux"]`, `[2, [FQNN, S]]` and
 //! `[2, [A, N, S]]`, where the fully-qualified node number FQNN is `(A << 32) | N` (RFC 9758 §6.1).
-//! Both ipn forms are decoded; the two-element form is emitted.
+//! Both ipn forms are decoded. The two-element form is emitted for the default allocator 0 and
+//! the three-element form otherwise, as RFC 9758 §6.1.2 recommends (and Hardy does); dtn7-rs
+//! only understands the two-element form, which is what every allocator-0 EID gets.
 
 use std::fmt;
 use std::str::FromStr;
@@ -229,9 +231,15 @@ impl Eid {
                 out.push(b'/');
                 out.extend_from_slice(demux.as_bytes());
             }
-            Eid::Ipn { allocator, node, service } => {
+            Eid::Ipn { allocator: 0, node, service } => {
                 out.extend_from_slice(&[0x82, 0x02, 0x82]);
-                cbor::write_uint(out, (u64::from(*allocator) << 32) | u64::from(*node));
+                cbor::write_uint(out, u64::from(*node));
+                cbor::write_uint(out, *service);
+            }
+            Eid::Ipn { allocator, node, service } => {
+                out.extend_from_slice(&[0x82, 0x02, 0x83]);
+                cbor::write_uint(out, u64::from(*allocator));
+                cbor::write_uint(out, u64::from(*node));
                 cbor::write_uint(out, *service);
             }
         }
@@ -335,13 +343,19 @@ mod tests {
     }
 
     #[test]
-    fn three_element_ipn_decodes_and_two_element_is_emitted() {
-        let eid = decode(&[0x82, 0x02, 0x83, 0x05, 0x07, 0x09]).unwrap();
+    fn both_ipn_forms_decode_and_the_recommended_one_is_emitted() {
+        let three = [0x82, 0x02, 0x83, 0x05, 0x07, 0x09];
+        let eid = decode(&three).unwrap();
         assert_eq!(eid, Eid::Ipn { allocator: 5, node: 7, service: 9 });
         assert_eq!(eid.to_string(), "ipn:5.7.9");
-        let two = encode(&eid);
-        assert_eq!(decode(&two).unwrap(), eid);
-        assert_eq!(&two[..3], &[0x82, 0x02, 0x82]);
+        // A non-zero allocator is emitted in the three-element form (RFC 9758 §6.1.2).
+        assert_eq!(encode(&eid), three);
+        // The legacy two-element form carries the allocator in the FQNN's upper 32 bits.
+        let legacy = [0x82, 0x02, 0x82, 0x1b, 0, 0, 0, 5, 0, 0, 0, 7, 0x09];
+        assert_eq!(decode(&legacy).unwrap(), eid);
+        // The default allocator 0 is emitted in the two-element form, also when it came in three.
+        let zero = decode(&[0x82, 0x02, 0x83, 0x00, 0x07, 0x09]).unwrap();
+        assert_eq!(encode(&zero), [0x82, 0x02, 0x82, 0x07, 0x09]);
     }
 
     #[test]

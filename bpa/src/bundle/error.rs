@@ -103,7 +103,10 @@ pub enum BundleError {
     PayloadNotLast,
     #[error("the bundle has more than one {name} block (RFC 9171 §4.4)")]
     DuplicateExtensionBlock { name: &'static str },
-    #[error("the creation time is 0 (no clock) but there is no Bundle Age block (RFC 9171 §4.4.2)")]
+    #[error(
+        "the creation time is 0 (no clock) but there is no Bundle Age block (RFC 9171 §4.4.2); \
+         accept such bundles with the lenient switch"
+    )]
     MissingBundleAge,
     #[error("the {name} block (number {number}) is malformed: {problem} ({section})")]
     BadExtensionBlock { name: &'static str, number: u64, problem: String, section: &'static str },

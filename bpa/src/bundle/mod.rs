@@ -57,9 +57,16 @@ impl std::fmt::Display for BundleId {
 }
 
 /// A complete, valid bundle. Blocks are kept in wire order; the payload block is last.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// A parsed bundle keeps its primary block's bytes as received and encodes them unchanged: a
+/// node never modifies the primary block, and BIBs may sign it exactly as it was sent (for
+/// example with a legacy two-element ipn EID carrying an allocator). Canonical blocks are
+/// re-encoded from their fields; their data is always kept byte for byte.
+#[derive(Debug, Clone)]
 pub struct Bundle {
     primary: PrimaryBlock,
+    /// The primary block as received, when parsed.
+    primary_encoded: Option<Bytes>,
     /// Extension blocks in order, then the payload block.
     blocks: Vec<CanonicalBlock>,
     max_eid_length: usize,
@@ -73,12 +80,22 @@ impl Bundle {
         let mut blocks = Vec::with_capacity(scanned.extensions.len() + 1);
         blocks.extend(scanned.extensions.iter().map(|raw| raw.to_block(input)));
         blocks.push(scanned.payload.to_block(input));
-        Ok(Bundle { primary: scanned.primary, blocks, max_eid_length: options.max_eid_length })
+        Ok(Bundle {
+            primary: scanned.primary,
+            primary_encoded: Some(input.slice(scanned.primary_range)),
+            blocks,
+            max_eid_length: options.max_eid_length,
+        })
     }
 
     /// Builds a bundle from parts already validated by [`BundleBuilder`].
     pub(crate) fn from_parts(primary: PrimaryBlock, blocks: Vec<CanonicalBlock>) -> Bundle {
-        Bundle { primary, blocks, max_eid_length: ParseOptions::default().max_eid_length }
+        Bundle {
+            primary,
+            primary_encoded: None,
+            blocks,
+            max_eid_length: ParseOptions::default().max_eid_length,
+        }
     }
 
     pub fn primary(&self) -> &PrimaryBlock {
@@ -132,6 +149,12 @@ impl Bundle {
     /// [`ParseOptions::accept_primary_without_crc`].
     pub fn primary_crc_missing(&self) -> bool {
         self.primary.crc_type == CrcType::None && !self.blocks.iter().any(|b| b.bib_targets(0))
+    }
+
+    /// True when the creation time is 0 and there is no Bundle Age block: accepted only under
+    /// [`ParseOptions::accept_missing_bundle_age`].
+    pub fn bundle_age_missing(&self) -> bool {
+        self.primary.creation.time == 0 && self.bundle_age().is_none()
     }
 
     pub fn id(&self) -> BundleId {
@@ -198,7 +221,10 @@ impl Bundle {
     /// Writes the bundle up to the payload content; returns where the head ends and the trailer.
     fn encode_head_into(&self, out: &mut Vec<u8>) -> (usize, Trailer) {
         out.push(cbor::INDEFINITE_ARRAY);
-        self.primary.encode(out);
+        match &self.primary_encoded {
+            Some(encoded) => out.extend_from_slice(encoded),
+            None => self.primary.encode(out),
+        }
         for block in self.extension_blocks() {
             block.encode(out);
         }
@@ -224,6 +250,16 @@ impl Bundle {
         (out.len(), trailer)
     }
 }
+
+/// Two bundles are equal when their blocks are; how the primary block was encoded on the wire
+/// does not matter.
+impl PartialEq for Bundle {
+    fn eq(&self, other: &Self) -> bool {
+        self.primary == other.primary && self.blocks == other.blocks
+    }
+}
+
+impl Eq for Bundle {}
 
 #[derive(Debug)]
 struct Trailer {

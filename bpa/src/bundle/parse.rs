@@ -26,6 +26,10 @@ pub struct ParseOptions {
     /// RFC 9171 §4.3.1 requires a CRC). Parsed bundles report it through
     /// [`super::Bundle::primary_crc_missing`].
     pub accept_primary_without_crc: bool,
+    /// Accept creation time 0 without a Bundle Age block (RFC 9171 §4.4.2 requires one; the
+    /// examples of RFC 9173 Appendix A omit it). Parsed bundles report it through
+    /// [`super::Bundle::bundle_age_missing`].
+    pub accept_missing_bundle_age: bool,
 }
 
 impl Default for ParseOptions {
@@ -36,14 +40,16 @@ impl Default for ParseOptions {
             max_eid_length: 1024,
             max_header_size: 1 << 20,
             accept_primary_without_crc: false,
+            accept_missing_bundle_age: false,
         }
     }
 }
 
 impl ParseOptions {
-    /// The defaults with [`ParseOptions::accept_primary_without_crc`] set.
+    /// The defaults with every leniency switch on: [`ParseOptions::accept_primary_without_crc`]
+    /// and [`ParseOptions::accept_missing_bundle_age`].
     pub fn lenient() -> Self {
-        ParseOptions { accept_primary_without_crc: true, ..Self::default() }
+        ParseOptions { accept_primary_without_crc: true, accept_missing_bundle_age: true, ..Self::default() }
     }
 }
 
@@ -77,6 +83,8 @@ impl RawBlock {
 #[derive(Debug)]
 pub(crate) struct Scanned {
     pub primary: PrimaryBlock,
+    /// Where the primary block lies in the input.
+    pub primary_range: Range<usize>,
     pub extensions: Vec<RawBlock>,
     pub payload: RawBlock,
 }
@@ -109,6 +117,7 @@ pub(crate) fn scan(input: &Bytes, options: &ParseOptions, mode: Mode) -> Result<
     }
     let mut r = Reader::at(buf, 1);
     let primary = PrimaryBlock::decode(&mut r, options)?;
+    let primary_range = 1..r.position();
     let mut extensions: Vec<RawBlock> = Vec::new();
     let payload = loop {
         if r.take_break() {
@@ -144,7 +153,7 @@ pub(crate) fn scan(input: &Bytes, options: &ParseOptions, mode: Mode) -> Result<
             return Err(BundleError::TrailingBytes { offset: r.position(), count: r.remaining() });
         }
     }
-    Ok(Scanned { primary, extensions, payload })
+    Ok(Scanned { primary, primary_range, extensions, payload })
 }
 
 fn uint(r: &mut Reader<'_>, field: &'static str) -> Result<u64, BundleError> {
@@ -265,7 +274,7 @@ fn validate(
         return Err(BundleError::BlockRequestsReport { block: BlockRef::Number(b.number) });
     }
     // §4.4.2: no clock, so the age must travel with the bundle.
-    if primary.creation.time == 0 && !seen[1] {
+    if primary.creation.time == 0 && !seen[1] && !options.accept_missing_bundle_age {
         return Err(BundleError::MissingBundleAge);
     }
     // §4.3.1: the primary block's CRC may only be absent when a BIB protects it.

@@ -66,6 +66,13 @@ impl PayloadCheck {
         if self.crc_type != CrcType::None {
             let crc_error =
                 |problem| BundleError::Cbor { field: "the CRC", offset: self.offset as usize, problem };
+            // Judge the CRC item's head from its first byte as the whole-bundle parser would,
+            // since its argument bytes may lie beyond the small window kept here.
+            let available_from_head = self.trailer_got as u64 + self.extra;
+            if self.trailer_got == 0 {
+                return Err(crc_error(cbor::CborProblem::Truncated));
+            }
+            cbor::check_bytes_initial(self.trailer[0], available_from_head).map_err(crc_error)?;
             let mut reader = cbor::Reader::new(&self.trailer[..self.trailer_got]);
             let len = reader.bytes_head().map_err(crc_error)?;
             let expected_len = self.crc_type.value_len();

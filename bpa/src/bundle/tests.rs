@@ -353,6 +353,8 @@ fn creation_time_zero_needs_a_bundle_age_block() {
     p.creation.time = 0;
     assert_eq!(parse(&raw(&p, &[payload()])), Err(BundleError::MissingBundleAge));
     assert!(parse(&raw(&p, &[block(7, 2, &bundle_age_data(0)), payload()])).is_ok());
+    let lenient = Bundle::parse(&raw(&p, &[payload()]), &ParseOptions::lenient()).unwrap();
+    assert!(lenient.bundle_age_missing());
 }
 
 #[test]
