@@ -7,7 +7,7 @@
 
 mod block;
 mod builder;
-pub(crate) mod cbor;
+pub mod cbor;
 mod crc;
 mod eid;
 mod error;
