@@ -6,6 +6,7 @@
 //! - ours: `Bundle::parse` (every RFC 9171 §4 rule and every CRC);
 //! - bp7: `Bundle::try_from` then `validate()` and `crc_valid()` (its decoder checks neither);
 //! - hardy: `ParsedBundle::parse` (checks CRCs and validity).
+//!
 //! "encode" turns an in-memory bundle into bytes with fresh CRCs (ours `encode`, bp7
 //! `to_cbor`); "build" makes a new bundle from its parts (ours `BundleBuilder` + `encode`,
 //! hardy `Builder::build`, which is Hardy's only way to produce bytes).
@@ -16,22 +17,27 @@ use std::borrow::Cow;
 use std::hint::black_box;
 use std::time::Duration;
 
-use bpa::bundle::{Bundle, BundleBuilder, CreationTimestamp, CrcType, Eid, ParseOptions};
+use bpa::bundle::{Bundle, BundleBuilder, CrcType, CreationTimestamp, Eid, ParseOptions};
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 const CREATED: u64 = 785_000_000_000;
 
 fn ours_build(payload: &Bytes) -> Bundle {
-    BundleBuilder::new(Eid::ipn(1, 1), Eid::ipn(2, 1), CreationTimestamp { time: CREATED, sequence: 1 }, 3_600_000)
-        .report_to(Eid::ipn(1, 0))
-        .primary_crc(CrcType::Crc32c)
-        .block_crc(CrcType::Crc32c)
-        .hop_limit(32)
-        .bundle_age(1000)
-        .payload(payload.clone())
-        .build()
-        .expect("valid bundle")
+    BundleBuilder::new(
+        Eid::ipn(1, 1),
+        Eid::ipn(2, 1),
+        CreationTimestamp { time: CREATED, sequence: 1 },
+        3_600_000,
+    )
+    .report_to(Eid::ipn(1, 0))
+    .primary_crc(CrcType::Crc32c)
+    .block_crc(CrcType::Crc32c)
+    .hop_limit(32)
+    .bundle_age(1000)
+    .payload(payload.clone())
+    .build()
+    .expect("valid bundle")
 }
 
 fn hardy_build(payload: &[u8]) -> Box<[u8]> {
@@ -56,8 +62,10 @@ fn codecs(c: &mut Criterion, label: &str, payload_len: usize) {
     let mut bp7_bundle = bp7::Bundle::try_from(encoded.as_ref()).expect("bp7 decodes it");
     assert!(bp7_bundle.crc_valid());
     assert!(
-        hardy_bpv7::bundle::ParsedBundle::parse(&encoded, |_, _| Box::new(hardy_bpv7::bpsec::key::KeySet::EMPTY))
-            .is_ok()
+        hardy_bpv7::bundle::ParsedBundle::parse(&encoded, |_, _| Box::new(
+            hardy_bpv7::bpsec::key::KeySet::EMPTY
+        ))
+        .is_ok()
     );
 
     let mut group = c.benchmark_group(format!("decode/{label}"));
@@ -114,8 +122,8 @@ fn large(c: &mut Criterion) {
 /// 12 heads of a small bundle's primary block, decoded by both.
 fn cbor_heads(c: &mut Criterion) {
     let heads: Vec<u8> = vec![
-        0x89, 0x07, 0x00, 0x02, 0x82, 0x02, 0x82, 0x18, 0x2a, 0x01, 0x1b, 0, 0, 0, 0xb6, 0xc5, 0x2d, 0x0f, 0x80,
-        0x1a, 0x00, 0x36, 0xee, 0x80,
+        0x89, 0x07, 0x00, 0x02, 0x82, 0x02, 0x82, 0x18, 0x2a, 0x01, 0x1b, 0, 0, 0, 0xb6, 0xc5, 0x2d, 0x0f,
+        0x80, 0x1a, 0x00, 0x36, 0xee, 0x80,
     ];
     let mut group = c.benchmark_group("cbor-head");
     group.bench_function("ours", |b| {

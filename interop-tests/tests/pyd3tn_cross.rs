@@ -73,9 +73,9 @@ fn fields_from_json(v: &Value) -> BundleFields {
         lifetime_ms: u64_of(v, "lifetime"),
         flags: u64_of(v, "flags"),
         primary_crc_type: u64_of(v, "primary_crc_type"),
-        fragment: v["fragment"].as_array().map(|f| {
-            (f[0].as_u64().expect("offset"), f[1].as_u64().expect("total"))
-        }),
+        fragment: v["fragment"]
+            .as_array()
+            .map(|f| (f[0].as_u64().expect("offset"), f[1].as_u64().expect("total"))),
         blocks,
     }
 }
@@ -86,10 +86,8 @@ fn bundles_we_make_decode_in_pyd3tn() {
     // 2-element ipn EIDs as they are, so allocators stay out.
     let shape = BundleShape { allocators: false, unknown_blocks: false, ..BundleShape::default() };
     let strategy = arb_bundle_with(shape);
-    let mut runner = TestRunner::new_with_rng(
-        Config::default(),
-        TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]),
-    );
+    let mut runner =
+        TestRunner::new_with_rng(Config::default(), TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]));
     let bundles: Vec<Bundle> =
         (0..COUNT).map(|_| strategy.new_tree(&mut runner).expect("a bundle").current()).collect();
     let input: String = bundles.iter().map(|b| hex::encode(b.encode()) + "\n").collect();

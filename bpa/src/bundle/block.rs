@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::cbor::{self, CborProblem, Reader};
+use super::cbor::{self, Reader};
 use super::crc::CrcType;
 use super::eid::Eid;
 use super::error::BundleError;
@@ -79,67 +79,101 @@ impl CanonicalBlock {
 
     /// Decodes a Previous Node block's data (RFC 9171 §4.4.1).
     pub fn previous_node(&self, max_eid_length: usize) -> Result<Eid, BundleError> {
-        let mut r = Reader::new(&self.data);
-        let eid =
-            Eid::decode(&mut r, max_eid_length).map_err(|e| self.bad(e.to_string(), "RFC 9171 §4.4.1"))?;
-        self.all_consumed(&r, "RFC 9171 §4.4.1")?;
-        Ok(eid)
+        decode_previous_node(&self.data, self.number, max_eid_length)
     }
 
     /// Decodes a Bundle Age block's data: milliseconds (RFC 9171 §4.4.2).
     pub fn bundle_age(&self) -> Result<u64, BundleError> {
-        let mut r = Reader::new(&self.data);
-        let age = r.uint().map_err(|e| self.bad(e.to_string(), "RFC 9171 §4.4.2"))?;
-        self.all_consumed(&r, "RFC 9171 §4.4.2")?;
-        Ok(age)
+        decode_bundle_age(&self.data, self.number)
     }
 
     /// Decodes a Hop Count block's data (RFC 9171 §4.4.3).
     pub fn hop_count(&self) -> Result<HopCount, BundleError> {
-        let mut r = Reader::new(&self.data);
-        let problem = |e: CborProblem| self.bad(e.to_string(), "RFC 9171 §4.4.3");
-        let items = r.array().map_err(problem)?;
-        if items.is_some_and(|n| n != 2) {
-            return Err(self.bad("expected a 2-item array [limit, count]".into(), "RFC 9171 §4.4.3"));
-        }
-        let limit = r.uint().map_err(problem)?;
-        let count = r.uint().map_err(problem)?;
-        if items.is_none() && !r.take_break() {
-            return Err(self.bad("expected a break after [limit, count]".into(), "RFC 9171 §4.4.3"));
-        }
-        self.all_consumed(&r, "RFC 9171 §4.4.3")?;
-        if !(1..=255).contains(&limit) {
-            return Err(BundleError::HopLimitOutOfRange { limit });
-        }
-        Ok(HopCount { limit, count })
+        decode_hop_count(&self.data, self.number)
     }
 
-    /// True if this is a BIB whose security targets include block `target` (RFC 9172 §3.6: the
-    /// first item of the abstract security block is the array of target block numbers).
+    /// True if this is a BIB whose security targets include block `target`.
     pub fn bib_targets(&self, target: u64) -> bool {
-        if self.block_type != block_type::BLOCK_INTEGRITY {
-            return false;
-        }
-        let mut r = Reader::new(&self.data);
-        let Ok(Some(n)) = r.array() else { return false };
-        (0..n).any(|_| r.uint().is_ok_and(|t| t == target))
+        self.block_type == block_type::BLOCK_INTEGRITY && bib_targets(&self.data, target)
     }
+}
 
-    fn bad(&self, problem: String, section: &'static str) -> BundleError {
-        BundleError::BadExtensionBlock {
-            name: block_type_name(self.block_type),
-            number: self.number,
-            problem,
-            section,
-        }
-    }
+fn bad(block_type: u64, number: u64, problem: String, section: &'static str) -> BundleError {
+    BundleError::BadExtensionBlock { name: block_type_name(block_type), number, problem, section }
+}
 
-    fn all_consumed(&self, r: &Reader<'_>, section: &'static str) -> Result<(), BundleError> {
-        if r.remaining() != 0 {
-            return Err(self.bad(format!("{} bytes after the value", r.remaining()), section));
-        }
-        Ok(())
+fn all_consumed(
+    r: &Reader<'_>,
+    block_type: u64,
+    number: u64,
+    section: &'static str,
+) -> Result<(), BundleError> {
+    if r.remaining() != 0 {
+        return Err(bad(block_type, number, format!("{} bytes after the value", r.remaining()), section));
     }
+    Ok(())
+}
+
+/// Decodes Previous Node block data (RFC 9171 §4.4.1) of block `number`.
+pub(crate) fn decode_previous_node(
+    data: &[u8],
+    number: u64,
+    max_eid_length: usize,
+) -> Result<Eid, BundleError> {
+    const SECTION: &str = "RFC 9171 §4.4.1";
+    let mut r = Reader::new(data);
+    let eid = Eid::decode(&mut r, max_eid_length)
+        .map_err(|e| bad(block_type::PREVIOUS_NODE, number, e.to_string(), SECTION))?;
+    all_consumed(&r, block_type::PREVIOUS_NODE, number, SECTION)?;
+    Ok(eid)
+}
+
+/// Decodes Bundle Age block data (RFC 9171 §4.4.2) of block `number`.
+pub(crate) fn decode_bundle_age(data: &[u8], number: u64) -> Result<u64, BundleError> {
+    const SECTION: &str = "RFC 9171 §4.4.2";
+    let mut r = Reader::new(data);
+    let age = r.uint().map_err(|e| bad(block_type::BUNDLE_AGE, number, e.to_string(), SECTION))?;
+    all_consumed(&r, block_type::BUNDLE_AGE, number, SECTION)?;
+    Ok(age)
+}
+
+/// Decodes Hop Count block data (RFC 9171 §4.4.3) of block `number`.
+pub(crate) fn decode_hop_count(data: &[u8], number: u64) -> Result<HopCount, BundleError> {
+    const SECTION: &str = "RFC 9171 §4.4.3";
+    let fail = |problem: String| bad(block_type::HOP_COUNT, number, problem, SECTION);
+    let mut r = Reader::new(data);
+    let items = r.array().map_err(|e| fail(e.to_string()))?;
+    if items.is_some_and(|n| n != 2) {
+        return Err(fail("expected a 2-item array [limit, count]".into()));
+    }
+    let limit = r.uint().map_err(|e| fail(e.to_string()))?;
+    let count = r.uint().map_err(|e| fail(e.to_string()))?;
+    if items.is_none() && !r.take_break() {
+        return Err(fail("expected a break after [limit, count]".into()));
+    }
+    all_consumed(&r, block_type::HOP_COUNT, number, SECTION)?;
+    if !(1..=255).contains(&limit) {
+        return Err(BundleError::HopLimitOutOfRange { limit });
+    }
+    Ok(HopCount { limit, count })
+}
+
+/// True if BIB data names block `target` among its security targets (RFC 9172 §3.6: the first
+/// item of the abstract security block is the array of target block numbers).
+pub(crate) fn bib_targets(data: &[u8], target: u64) -> bool {
+    let mut r = Reader::new(data);
+    let Ok(Some(n)) = r.array() else { return false };
+    // The count comes from the wire: stop at the first item that is not there (found by the
+    // fuzzer: an array announcing 2^64-1 targets otherwise loops for ever). Each item read
+    // consumes a byte, so this is bounded by the data's length.
+    for _ in 0..n {
+        match r.uint() {
+            Ok(t) if t == target => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+    false
 }
 
 /// Encodes an EID as Previous Node block data.

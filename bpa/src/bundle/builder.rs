@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 
+use super::Bundle;
 use super::block::{
     CanonicalBlock, HopCount, block_type, bundle_age_data, hop_count_data, previous_node_data,
 };
@@ -9,9 +10,8 @@ use super::crc::CrcType;
 use super::eid::Eid;
 use super::error::BundleError;
 use super::flags::{BlockFlags, BundleFlags};
-use super::parse::ParseOptions;
+use super::parse::{ParseOptions, validate};
 use super::primary::{CreationTimestamp, FragmentInfo, PrimaryBlock};
-use super::{Bundle, BundleHeader};
 
 /// An extension block to add, by type code; numbers are assigned by the builder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,18 +140,16 @@ impl BundleBuilder {
                 data: e.data,
             })
             .collect();
-        blocks.push(CanonicalBlock {
+        let payload = CanonicalBlock {
             block_type: block_type::PAYLOAD,
             number: 1,
             flags: self.payload_flags,
             crc_type,
             data: self.payload,
-        });
-        let bundle = Bundle::from_parts(primary, blocks);
-        // The header rules are exactly the parser's; run them on the encoded header so that
-        // there is one implementation of them.
-        let (head, _, _) = bundle.encode_parts();
-        BundleHeader::parse(&Bytes::from(head), &ParseOptions::default())?;
-        Ok(bundle)
+        };
+        // The same rules the parser enforces, checked on the blocks as built.
+        validate(&primary, &blocks, &payload, payload.data.len() as u64, &[], &ParseOptions::default())?;
+        blocks.push(payload);
+        Ok(Bundle::from_parts(primary, blocks))
     }
 }

@@ -97,35 +97,6 @@ impl std::fmt::Display for CborProblem {
     }
 }
 
-/// What [`Reader::bytes_head`] would say about an item starting with `initial` when `available`
-/// bytes remain from it onwards, judged from the initial byte alone: `Ok(width)` (the number of
-/// argument bytes that follow) for a definite-length byte string head that fits.
-pub fn check_bytes_initial(initial: u8, available: u64) -> Result<usize, CborProblem> {
-    let (major, info) = (initial >> 5, initial & 0x1f);
-    let width = match info {
-        0..=23 => 0,
-        24..=27 => 1usize << (info - 24),
-        28..=30 => return Err(CborProblem::ReservedAdditionalInfo(info)),
-        _ if matches!(major, 0 | 1 | 6) => return Err(CborProblem::IllegalIndefinite),
-        _ => 0,
-    };
-    if 1 + width as u64 > available {
-        return Err(CborProblem::Truncated);
-    }
-    if major != 2 {
-        let mut r = Reader::new(std::slice::from_ref(&initial));
-        let found = match r.head() {
-            Ok(head) => head.describe(),
-            Err(_) => Reader::major_of(initial).describe(),
-        };
-        return Err(CborProblem::Unexpected { expected: "a byte string", found });
-    }
-    if info == 31 {
-        return Err(CborProblem::IndefiniteBytes);
-    }
-    Ok(width)
-}
-
 /// A position-tracking reader over a byte slice. It never allocates and never reads past the end.
 #[derive(Debug, Clone)]
 pub struct Reader<'a> {

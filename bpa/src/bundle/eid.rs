@@ -138,7 +138,7 @@ impl Eid {
     /// Decodes an EID from CBOR (RFC 9171 §4.2.5.1), reading exactly one item.
     pub fn decode(reader: &mut Reader<'_>, max_length: usize) -> Result<Eid, EidError> {
         let start = reader.position();
-        let eid = Self::decode_inner(reader)?;
+        let eid = Self::decode_inner(reader, max_length)?;
         let length = reader.position() - start;
         if length > max_length {
             return Err(EidError::TooLong { length, limit: max_length });
@@ -146,7 +146,7 @@ impl Eid {
         Ok(eid)
     }
 
-    fn decode_inner(reader: &mut Reader<'_>) -> Result<Eid, EidError> {
+    fn decode_inner(reader: &mut Reader<'_>, max_length: usize) -> Result<Eid, EidError> {
         let items = reader.array()?;
         if let Some(n) = items
             && n != 2
@@ -166,6 +166,10 @@ impl Eid {
                     Eid::Null
                 } else {
                     let ssp = reader.text()?;
+                    // Checked before the node name and demux are copied out of the input.
+                    if ssp.len() > max_length {
+                        return Err(EidError::TooLong { length: ssp.len(), limit: max_length });
+                    }
                     if ssp == "none" {
                         // "dtn:none" must be encoded as the integer 0 (RFC 9171 §4.2.5.1.1).
                         return Err(EidError::BadDtnSyntax("dtn:none as a text SSP".into()));
@@ -395,7 +399,9 @@ mod tests {
         let mut long = vec![0x82, 0x01, 0x78, 200, b'/', b'/', b'n', b'/'];
         long.extend(std::iter::repeat_n(b'x', 196));
         let mut r = Reader::new(&long);
-        assert_eq!(Eid::decode(&mut r, 64), Err(EidError::TooLong { length: 204, limit: 64 }));
+        assert_eq!(Eid::decode(&mut r, 64), Err(EidError::TooLong { length: 200, limit: 64 }));
+        let mut r = Reader::new(&long);
+        assert_eq!(Eid::decode(&mut r, 201), Err(EidError::TooLong { length: 204, limit: 201 }));
     }
 
     #[test]

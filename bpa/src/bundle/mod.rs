@@ -274,6 +274,8 @@ pub struct PayloadLocation {
     pub crc_type: CrcType,
     /// Offset of the payload block's first byte in the bundle.
     pub block_offset: usize,
+    /// Offset of the head of the payload's byte string in the bundle.
+    pub data_head_offset: usize,
     /// Offset of the payload's first content byte in the bundle.
     pub data_offset: usize,
     pub data_length: u64,
@@ -309,6 +311,7 @@ impl BundleHeader {
                         block_flags: payload.flags,
                         crc_type: payload.crc_type,
                         block_offset: payload.start,
+                        data_head_offset: payload.data_head,
                         data_offset: payload.data.start,
                         data_length,
                         bundle_length: payload.data.end as u64 + payload.crc_type.field_len() as u64 + 1,

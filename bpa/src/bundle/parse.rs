@@ -4,7 +4,10 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
-use super::block::{CanonicalBlock, block_type, block_type_name};
+use super::block::{
+    CanonicalBlock, bib_targets, block_type, block_type_name, decode_bundle_age, decode_hop_count,
+    decode_previous_node,
+};
 use super::cbor::{self, Reader};
 use super::crc::CrcType;
 use super::error::{BlockRef, BundleError};
@@ -62,6 +65,8 @@ pub(crate) struct RawBlock {
     pub crc_type: CrcType,
     /// Where the block starts in the input.
     pub start: usize,
+    /// Where the head of the block-type-specific data byte string is.
+    pub data_head: usize,
     /// Where the block-type-specific data lies. For a payload in header-only mode it may
     /// extend past the end of the input.
     pub data: Range<usize>,
@@ -76,6 +81,45 @@ impl RawBlock {
             crc_type: self.crc_type,
             data: input.slice(self.data.clone()),
         }
+    }
+}
+
+/// What the cross-block rules need to know of a canonical block, whether it was parsed
+/// ([`RawBlock`], data in the input) or built ([`CanonicalBlock`], data in the block).
+pub(crate) trait BlockView {
+    fn block_type(&self) -> u64;
+    fn number(&self) -> u64;
+    fn flags(&self) -> BlockFlags;
+    fn data<'a>(&'a self, input: &'a [u8]) -> &'a [u8];
+}
+
+impl BlockView for RawBlock {
+    fn block_type(&self) -> u64 {
+        self.block_type
+    }
+    fn number(&self) -> u64 {
+        self.number
+    }
+    fn flags(&self) -> BlockFlags {
+        self.flags
+    }
+    fn data<'a>(&'a self, input: &'a [u8]) -> &'a [u8] {
+        &input[self.data.clone()]
+    }
+}
+
+impl BlockView for CanonicalBlock {
+    fn block_type(&self) -> u64 {
+        self.block_type
+    }
+    fn number(&self) -> u64 {
+        self.number
+    }
+    fn flags(&self) -> BlockFlags {
+        self.flags
+    }
+    fn data<'a>(&'a self, _input: &'a [u8]) -> &'a [u8] {
+        &self.data
     }
 }
 
@@ -185,7 +229,15 @@ fn decode_canonical(r: &mut Reader<'_>, mode: Mode) -> Result<RawBlock, BundleEr
             .ok()
             .and_then(|len| data_start.checked_add(len))
             .ok_or(BundleError::TooLarge { size: len, limit: usize::MAX as u64 })?;
-        return Ok(RawBlock { block_type, number, flags, crc_type, start, data: data_start..data_end });
+        return Ok(RawBlock {
+            block_type,
+            number,
+            flags,
+            crc_type,
+            start,
+            data_head: data_at,
+            data: data_start..data_end,
+        });
     } else {
         r.bytes().map_err(BundleError::cbor("the block-type-specific data", data_at))?
     };
@@ -196,16 +248,18 @@ fn decode_canonical(r: &mut Reader<'_>, mode: Mode) -> Result<RawBlock, BundleEr
     if let Some(crc) = crc {
         crc.verify(r.buffer(), start, r.position())?;
     }
-    Ok(RawBlock { block_type, number, flags, crc_type, start, data })
+    Ok(RawBlock { block_type, number, flags, crc_type, start, data_head: data_at, data })
 }
 
 /// The cross-block rules of RFC 9171 §4.
-fn validate(
+///
+/// `extensions` are the blocks before the payload; `input` is where parsed blocks' data lies.
+pub(crate) fn validate<B: BlockView>(
     primary: &PrimaryBlock,
-    extensions: &[RawBlock],
-    payload: &RawBlock,
+    extensions: &[B],
+    payload: &B,
     payload_len: u64,
-    input: &Bytes,
+    input: &[u8],
     options: &ParseOptions,
 ) -> Result<(), BundleError> {
     let flags = primary.flags;
@@ -223,29 +277,29 @@ fn validate(
         }
     }
     // §4.1: the payload block is number 1; numbers are unique and 0 belongs to the primary block.
-    if payload.number != 1 {
-        return Err(BundleError::PayloadBlockNumber { number: payload.number });
+    if payload.number() != 1 {
+        return Err(BundleError::PayloadBlockNumber { number: payload.number() });
     }
     let mut seen = [false; 3];
     for (position, block) in extensions.iter().enumerate() {
-        match block.number {
+        match block.number() {
             0 => {
                 return Err(BundleError::BlockNumberZero {
-                    block_type_name: block_type_name(block.block_type).to_string(),
+                    block_type_name: block_type_name(block.block_type()).to_string(),
                     position,
                 });
             }
             1 => {
-                return Err(BundleError::BlockNumberOneNotPayload { block_type: block.block_type });
+                return Err(BundleError::BlockNumberOneNotPayload { block_type: block.block_type() });
             }
             n => {
-                if extensions[..position].iter().any(|b| b.number == n) {
+                if extensions[..position].iter().any(|b| b.number() == n) {
                     return Err(BundleError::DuplicateBlockNumber { number: n });
                 }
             }
         }
         // §4.4: at most one Previous Node, Bundle Age and Hop Count block.
-        let slot = match block.block_type {
+        let slot = match block.block_type() {
             block_type::PREVIOUS_NODE => Some(0),
             block_type::BUNDLE_AGE => Some(1),
             block_type::HOP_COUNT => Some(2),
@@ -253,14 +307,18 @@ fn validate(
         };
         if let Some(slot) = slot {
             if seen[slot] {
-                return Err(BundleError::DuplicateExtensionBlock { name: block_type_name(block.block_type) });
+                return Err(BundleError::DuplicateExtensionBlock {
+                    name: block_type_name(block.block_type()),
+                });
             }
             seen[slot] = true;
-            let view = block.to_block(input);
-            match block.block_type {
-                block_type::PREVIOUS_NODE => view.previous_node(options.max_eid_length).map(drop)?,
-                block_type::BUNDLE_AGE => view.bundle_age().map(drop)?,
-                _ => view.hop_count().map(drop)?,
+            let (data, number) = (block.data(input), block.number());
+            match block.block_type() {
+                block_type::PREVIOUS_NODE => {
+                    decode_previous_node(data, number, options.max_eid_length).map(drop)?
+                }
+                block_type::BUNDLE_AGE => decode_bundle_age(data, number).map(drop)?,
+                _ => decode_hop_count(data, number).map(drop)?,
             }
         }
     }
@@ -269,9 +327,9 @@ fn validate(
         && let Some(b) = extensions
             .iter()
             .chain(std::iter::once(payload))
-            .find(|b| b.flags.contains(BlockFlags::REPORT_IF_UNPROCESSABLE))
+            .find(|b| b.flags().contains(BlockFlags::REPORT_IF_UNPROCESSABLE))
     {
-        return Err(BundleError::BlockRequestsReport { block: BlockRef::Number(b.number) });
+        return Err(BundleError::BlockRequestsReport { block: BlockRef::Number(b.number()) });
     }
     // §4.4.2: no clock, so the age must travel with the bundle.
     if primary.creation.time == 0 && !seen[1] && !options.accept_missing_bundle_age {
@@ -282,7 +340,7 @@ fn validate(
         && !options.accept_primary_without_crc
         && !extensions
             .iter()
-            .any(|b| b.block_type == block_type::BLOCK_INTEGRITY && b.to_block(input).bib_targets(0))
+            .any(|b| b.block_type() == block_type::BLOCK_INTEGRITY && bib_targets(b.data(input), 0))
     {
         return Err(BundleError::MissingPrimaryCrc);
     }

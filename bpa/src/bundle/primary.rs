@@ -183,12 +183,29 @@ pub(crate) fn read_crc(
     }
     let at = r.position();
     let range = r.bytes().map_err(BundleError::cbor("the CRC", at))?;
+    if range.start != at + 1 {
+        return Err(non_deterministic_crc_head(at));
+    }
     let expected_len = crc_type.value_len();
     if range.len() != expected_len {
         return Err(BundleError::CrcLength { block, found_len: range.len(), expected_len });
     }
     let carried = r.buffer()[range.clone()].iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b));
     Ok(Some(CrcField { crc_type, block, value_start: range.start, carried }))
+}
+
+/// A CRC field whose byte-string head is longer than one byte. RFC 9171 §4.1 requires
+/// deterministic CBOR, and a fixed-size CRC field lets streamed payloads be checked with a small
+/// window ([`super::PayloadCheck`]).
+pub(crate) fn non_deterministic_crc_head(offset: usize) -> BundleError {
+    BundleError::Cbor {
+        field: "the CRC",
+        offset,
+        problem: CborProblem::Unexpected {
+            expected: "a byte string with a one-byte head",
+            found: "a longer, non-deterministic head (RFC 9171 §4.1)",
+        },
+    }
 }
 
 /// Appends the CRC field to a block that starts at `out[start]` and computes it in place.

@@ -1,9 +1,16 @@
 //! Checking the rest of a bundle as it streams past, after [`BundleHeader::parse`]: the payload
 //! block's CRC, the final break and the absence of trailing bytes. Sans-IO: bytes in, verdict out.
+//! Its verdicts are exactly those of [`super::Bundle::parse`] on the whole bundle.
 
+use super::BundleHeader;
+use super::cbor::{self, CborProblem};
 use super::crc::{CrcState, CrcType};
 use super::error::{BlockRef, BundleError};
-use super::{BundleHeader, cbor};
+use super::primary::non_deterministic_crc_head;
+
+/// Bytes kept after the payload: enough for the longest CBOR head (9 bytes), a CRC-32C value
+/// and the break.
+const WINDOW: usize = 16;
 
 /// Verifies the bytes that follow the payload block's header (payload content, CRC field,
 /// break) without holding the payload in memory.
@@ -12,16 +19,22 @@ pub struct PayloadCheck {
     crc_type: CrcType,
     crc: CrcState,
     payload_left: u64,
-    trailer: [u8; 6],
-    trailer_len: usize,
-    trailer_got: usize,
-    extra: u64,
-    offset: u64,
+    /// The first bytes after the payload content.
+    window: [u8; WINDOW],
+    /// How many bytes after the payload content have been seen (possibly more than WINDOW).
+    after: u64,
+    /// Offset in the bundle of the first byte after the payload content.
+    trailer_offset: u64,
+    /// Offset of the payload byte string's head, where a cut payload is reported.
+    data_head_offset: usize,
 }
 
 impl PayloadCheck {
     /// Starts a check. `prefix` is the prefix the header was parsed from: the payload block's
     /// head (from [`super::PayloadLocation::block_offset`] to `data_offset`) is taken from it.
+    ///
+    /// # Panics
+    /// If `prefix` is shorter than the header says, i.e. not the prefix it was parsed from.
     pub fn new(header: &BundleHeader, prefix: &[u8]) -> PayloadCheck {
         let location = &header.payload;
         let mut crc = CrcState::new(location.crc_type);
@@ -30,64 +43,48 @@ impl PayloadCheck {
             crc_type: location.crc_type,
             crc,
             payload_left: location.data_length,
-            trailer: [0; 6],
-            trailer_len: location.crc_type.field_len() + 1,
-            trailer_got: 0,
-            extra: 0,
-            offset: location.data_offset as u64,
+            window: [0; WINDOW],
+            after: 0,
+            trailer_offset: location.data_offset as u64 + location.data_length,
+            data_head_offset: location.data_head_offset,
         }
     }
 
     /// Feeds the next bytes of the bundle, starting at the payload's first content byte.
-    pub fn update(&mut self, mut data: &[u8]) {
-        let take = (self.payload_left.min(data.len() as u64)) as usize;
+    pub fn update(&mut self, data: &[u8]) {
+        let take = self.payload_left.min(data.len() as u64) as usize;
         self.crc.update(&data[..take]);
         self.payload_left -= take as u64;
-        self.offset += take as u64;
-        data = &data[take..];
-        let room = self.trailer_len - self.trailer_got;
-        let take = room.min(data.len());
-        self.trailer[self.trailer_got..self.trailer_got + take].copy_from_slice(&data[..take]);
-        self.trailer_got += take;
-        self.extra += (data.len() - take) as u64;
+        let rest = &data[take..];
+        let kept = (self.after.min(WINDOW as u64)) as usize;
+        let copy = (WINDOW - kept).min(rest.len());
+        self.window[kept..kept + copy].copy_from_slice(&rest[..copy]);
+        self.after += rest.len() as u64;
     }
 
     /// The verdict once every byte has been fed.
     pub fn finish(mut self) -> Result<(), BundleError> {
-        let consumed_trailer = self.offset + self.trailer_got as u64;
+        let offset = self.trailer_offset as usize;
         if self.payload_left > 0 {
             return Err(BundleError::Cbor {
-                field: "the payload",
-                offset: self.offset as usize,
-                problem: cbor::CborProblem::Truncated,
+                field: "the block-type-specific data",
+                offset: self.data_head_offset,
+                problem: CborProblem::Truncated,
             });
         }
-        let field = self.crc_type.field_len();
+        let kept = &self.window[..self.after.min(WINDOW as u64) as usize];
+        let mut reader = cbor::Reader::new(kept);
         if self.crc_type != CrcType::None {
-            let crc_error =
-                |problem| BundleError::Cbor { field: "the CRC", offset: self.offset as usize, problem };
-            // Judge the CRC item's head from its first byte as the whole-bundle parser would,
-            // since its argument bytes may lie beyond the small window kept here.
-            let available_from_head = self.trailer_got as u64 + self.extra;
-            if self.trailer_got == 0 {
-                return Err(crc_error(cbor::CborProblem::Truncated));
-            }
-            cbor::check_bytes_initial(self.trailer[0], available_from_head).map_err(crc_error)?;
-            let mut reader = cbor::Reader::new(&self.trailer[..self.trailer_got]);
+            let crc_error = |problem| BundleError::Cbor { field: "the CRC", offset, problem };
             let len = reader.bytes_head().map_err(crc_error)?;
+            let head_len = reader.position();
+            if len > self.after - head_len as u64 {
+                return Err(crc_error(CborProblem::Truncated));
+            }
+            if head_len != 1 {
+                return Err(non_deterministic_crc_head(offset));
+            }
             let expected_len = self.crc_type.value_len();
-            let available = (self.trailer_got - reader.position()) as u64 + self.extra;
-            if len > available {
-                return Err(crc_error(cbor::CborProblem::Truncated));
-            }
-            if reader.position() != 1 {
-                // RFC 9171 §4.1 requires deterministic (shortest-form) CBOR; a longer head would
-                // move the CRC value out of the fixed-size window this check keeps.
-                return Err(crc_error(cbor::CborProblem::Unexpected {
-                    expected: "a byte string with a one-byte head",
-                    found: "a longer, non-deterministic head",
-                }));
-            }
             if len != expected_len as u64 {
                 return Err(BundleError::CrcLength {
                     block: BlockRef::Number(1),
@@ -95,25 +92,23 @@ impl PayloadCheck {
                     expected_len,
                 });
             }
-            self.crc.update(&self.trailer[..1]);
+            self.crc.update(&kept[..1]);
             self.crc.update(&[0u8; 4][..expected_len]);
-            let carried = self.trailer[1..field].iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b));
+            let carried = kept[1..1 + expected_len].iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b));
             let computed = self.crc.finalize();
             if carried != computed {
                 return Err(BundleError::CrcMismatch { block: BlockRef::Number(1), carried, computed });
             }
         }
-        if self.trailer_got < self.trailer_len {
-            return Err(BundleError::MissingBreak { offset: consumed_trailer as usize });
+        let field = self.crc_type.field_len();
+        match kept.get(field) {
+            None => return Err(BundleError::MissingBreak { offset: offset + field }),
+            Some(&cbor::BREAK) => {}
+            Some(_) => return Err(BundleError::PayloadNotLast),
         }
-        if self.trailer[field] != cbor::BREAK {
-            return Err(BundleError::PayloadNotLast);
-        }
-        if self.extra > 0 {
-            return Err(BundleError::TrailingBytes {
-                offset: consumed_trailer as usize,
-                count: self.extra as usize,
-            });
+        let extra = self.after - field as u64 - 1;
+        if extra > 0 {
+            return Err(BundleError::TrailingBytes { offset: offset + field + 1, count: extra as usize });
         }
         Ok(())
     }

@@ -557,3 +557,50 @@ fn errors_say_what_and_where() {
         "malformed CBOR in the bundle processing control flags at byte 3: expected an unsigned integer, found a byte string"
     );
 }
+
+#[test]
+fn a_crc_field_with_a_long_head_is_refused() {
+    // The payload CRC-16 field 0x42 XX XX rewritten as 0x58 0x02 XX XX (non-deterministic CBOR).
+    let good = raw(&primary(), &[payload()]).to_vec();
+    let n = good.len();
+    let mut bad = good[..n - 4].to_vec();
+    bad.extend_from_slice(&[0x58, 0x02]);
+    bad.extend_from_slice(&good[n - 3..]);
+    let err = parse(&bad.clone().into()).unwrap_err();
+    assert_eq!(
+        err,
+        BundleError::Cbor {
+            field: "the CRC",
+            offset: n - 4,
+            problem: CborProblem::Unexpected {
+                expected: "a byte string with a one-byte head",
+                found: "a longer, non-deterministic head (RFC 9171 §4.1)",
+            },
+        }
+    );
+    // The streamed check says the same.
+    let bytes = Bytes::from(bad);
+    let header = BundleHeader::parse(&bytes, &ParseOptions::default()).unwrap().unwrap();
+    let mut check = PayloadCheck::new(&header, &bytes);
+    check.update(&bytes[header.payload.data_offset..]);
+    assert_eq!(check.finish(), Err(err));
+}
+
+#[test]
+fn streamed_check_reports_a_cut_payload() {
+    let bytes = Bytes::from(builder().payload(vec![3u8; 100]).build().unwrap().encode());
+    let header = BundleHeader::parse(&bytes, &ParseOptions::default()).unwrap().unwrap();
+    let mut check = PayloadCheck::new(&header, &bytes);
+    check.update(&bytes[header.payload.data_offset..header.payload.data_offset + 60]);
+    let whole = parse(&bytes.slice(..header.payload.data_offset + 60)).unwrap_err();
+    assert_eq!(check.finish(), Err(whole));
+}
+
+#[test]
+fn a_bib_announcing_endless_targets_is_answered_at_once() {
+    // Found by fuzzing: a BIB whose target array announces 2^64-1 items but holds none.
+    let mut p = primary();
+    p.crc_type = CrcType::None;
+    let bib = block(block_type::BLOCK_INTEGRITY, 2, &[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+    assert_eq!(parse(&raw(&p, &[bib, payload()])), Err(BundleError::MissingPrimaryCrc));
+}
