@@ -6,6 +6,11 @@
                     pyD3TN's own encoder) matches the one carried
   generate N SEED   make N random bundles with pyD3TN's serialize_bundle7; print one JSON object
                     per line: the hex bundle and the fields pyD3TN put in it
+  admin-decode      read hex administrative-record payloads on stdin; print what pyD3TN's
+                    parse_administrative_record makes of each
+  admin-generate N SEED
+                    make N random status reports and BIBE PDUs with pyD3TN; print each payload
+                    in hex with the fields pyD3TN put in it
 
 Driven by interop-tests/tests/pyd3tn_cross.rs.
 """
@@ -14,7 +19,8 @@ import random
 import sys
 from datetime import timedelta
 
-from pyd3tn.bundle7 import DTN_EPOCH, Bundle, CRCType, create_bundle7
+from pyd3tn.bundle7 import (DTN_EPOCH, EID, BibeProtocolDataUnit, Bundle, BundleStatusReport, CRCType,
+                            create_bundle7)
 
 
 def fields(bundle):
@@ -113,10 +119,87 @@ def generate(count, seed):
         print(json.dumps(out))
 
 
+def status_fields(record_data):
+    info, reason, source, creation = record_data[:4]
+    return {
+        "kind": "status",
+        "asserted": [bool(i[0]) for i in info],
+        "times": [i[1] if len(i) > 1 else None for i in info],
+        "reason": int(reason),
+        "source": str(source),
+        "creation": [int(creation[0]), int(creation[1])],
+        "fragment": [int(record_data[4]), int(record_data[5])] if len(record_data) > 4 else None,
+    }
+
+
+def admin_decode():
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            parsed = Bundle.parse_administrative_record(bytes.fromhex(line))
+            record_type, data = parsed["record_type"], parsed["record_data"]
+            if record_type == 1:
+                out = status_fields(data)
+            else:
+                out = {
+                    "kind": "bibe",
+                    "record_type": int(record_type),
+                    "transmission_id": int(data["transmission_id"]),
+                    "retransmission_time": int(data["retransmission_time"]),
+                    "bundle": bytes(data["encapsulated_bundle"]).hex(),
+                }
+        except Exception as e:
+            out = {"error": f"{type(e).__name__}: {e}"}
+        print(json.dumps(out))
+
+
+def admin_generate(count, seed):
+    rng = random.Random(seed)
+    for _ in range(count):
+        if rng.random() < 0.5:
+            infos = 0
+            for bit in [0x01, 0x04, 0x08, 0x10]:
+                if rng.random() < 0.5:
+                    infos |= bit
+            fragment = rng.random() < 0.3
+            seconds = rng.randint(1, 2**32)
+            record = BundleStatusReport(
+                infos,
+                rng.randint(0, 16),
+                EID(f"ipn:{rng.randint(1, 2**32 - 2)}.{rng.randint(0, 2**32 - 1)}"),
+                [rng.randint(0, 2**40), rng.randint(0, 2**32)],
+                fragment_offset=rng.randint(0, 10**6) if fragment else None,
+                total_payload_length=rng.randint(0, 10**6) if fragment else None,
+                time=(DTN_EPOCH + timedelta(seconds=seconds)) if rng.random() < 0.5 else None,
+            )
+            out = status_fields(record.record_data)
+        else:
+            inner = create_bundle7("ipn:1.1", "ipn:2.1", bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 64))),
+                                   creation_timestamp=DTN_EPOCH + timedelta(milliseconds=rng.randint(1, 2**40)))
+            compat = rng.random() < 0.5
+            record = BibeProtocolDataUnit(inner, transmission_id=rng.randint(0, 2**40),
+                                          retransmission_time=rng.randint(0, 2**40), compatibility=compat)
+            out = {
+                "kind": "bibe",
+                "record_type": 7 if compat else 64443,
+                "transmission_id": record.record_data[0],
+                "retransmission_time": record.record_data[1],
+                "bundle": bytes(inner).hex(),
+            }
+        out["hex"] = record.data.hex()
+        print(json.dumps(out))
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["decode"]:
         decode()
     elif sys.argv[1:2] == ["generate"] and len(sys.argv) == 4:
         generate(int(sys.argv[2]), int(sys.argv[3]))
+    elif sys.argv[1:2] == ["admin-decode"]:
+        admin_decode()
+    elif sys.argv[1:2] == ["admin-generate"] and len(sys.argv) == 4:
+        admin_generate(int(sys.argv[2]), int(sys.argv[3]))
     else:
         sys.exit(__doc__)
