@@ -57,7 +57,8 @@ impl ReasonCode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StatusAssertion {
     pub asserted: bool,
-    /// DTN time (ms); present only with an assertion.
+    /// DTN time (ms); RFC 9171 §6.1.1 puts one only with an assertion, but one received with a
+    /// negative assertion is kept.
     pub time: Option<u64>,
 }
 
@@ -116,13 +117,15 @@ impl StatusReport {
         cbor::write_array(out, if self.fragment.is_some() { 6 } else { 4 });
         cbor::write_array(out, 4);
         for assertion in [&self.received, &self.forwarded, &self.delivered, &self.deleted] {
-            match (assertion.asserted, assertion.time) {
-                (true, Some(time)) => {
-                    out.extend_from_slice(&[0x82, 0xf5]);
+            // A time goes with an assertion (RFC 9171 §6.1.1); one received with a negative
+            // assertion is kept, so that what was decoded encodes back unchanged.
+            let flag = if assertion.asserted { 0xf5 } else { 0xf4 };
+            match assertion.time {
+                Some(time) => {
+                    out.extend_from_slice(&[0x82, flag]);
                     cbor::write_uint(out, time);
                 }
-                (true, None) => out.extend_from_slice(&[0x81, 0xf5]),
-                (false, _) => out.extend_from_slice(&[0x81, 0xf4]),
+                None => out.extend_from_slice(&[0x81, flag]),
             }
         }
         cbor::write_uint(out, self.reason.0);

@@ -149,3 +149,16 @@ fn deeply_nested_unknown_content_is_refused_not_recursed() {
         AdminError::Cbor { problem: CborProblem::Unexpected { found: "deeper nesting", .. }, .. }
     ));
 }
+
+#[test]
+fn a_time_with_a_negative_assertion_survives_a_round_trip() {
+    // Found by fuzzing: [false, time] decoded, then lost its time when encoded.
+    let payload = Bytes::from_static(&[
+        0x82, 0x01, 0x84, 0x84, 0x82, 0xf4, 0x19, 0x30, 0x39, 0x81, 0xf4, 0x82, 0xf5, 0x19, 0x30, 0x3a, 0x81, 0xf4,
+        0x00, 0x82, 0x02, 0x82, 0x01, 0x00, 0x82, 0x18, 0x63, 0x03,
+    ]);
+    let record = AdminRecord::decode(&payload, &AdminRecordTypes::default()).unwrap();
+    let AdminRecord::StatusReport(report) = &record else { panic!("not a status report: {record:?}") };
+    assert_eq!(report.received, StatusAssertion { asserted: false, time: Some(12345) });
+    assert_eq!(record.encode(&AdminRecordTypes::default()), payload.as_ref());
+}

@@ -279,6 +279,8 @@ pub struct PayloadLocation {
     /// Offset of the payload's first content byte in the bundle.
     pub data_offset: usize,
     pub data_length: u64,
+    /// The payload block is an indefinite-length array, so a break follows its CRC field.
+    pub block_indefinite: bool,
     /// Length of the whole bundle: payload, its CRC field and the final break included.
     pub bundle_length: u64,
 }
@@ -314,7 +316,8 @@ impl BundleHeader {
                         data_head_offset: payload.data_head,
                         data_offset: payload.data.start,
                         data_length,
-                        bundle_length: payload.data.end as u64 + payload.crc_type.field_len() as u64 + 1,
+                        block_indefinite: payload.indefinite,
+                        bundle_length: payload.bundle_length(),
                     },
                     primary: scanned.primary,
                 }))

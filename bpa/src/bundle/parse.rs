@@ -67,12 +67,20 @@ pub(crate) struct RawBlock {
     pub start: usize,
     /// Where the head of the block-type-specific data byte string is.
     pub data_head: usize,
+    /// The block is an indefinite-length array: a break follows its last item.
+    pub indefinite: bool,
     /// Where the block-type-specific data lies. For a payload in header-only mode it may
     /// extend past the end of the input.
     pub data: Range<usize>,
 }
 
 impl RawBlock {
+    /// For the payload block: the length of the bundle it ends (its CRC field, its own break if
+    /// it is an indefinite-length array, and the bundle's break).
+    pub fn bundle_length(&self) -> u64 {
+        self.data.end as u64 + self.crc_type.field_len() as u64 + u64::from(self.indefinite) + 1
+    }
+
     pub fn to_block(&self, input: &Bytes) -> CanonicalBlock {
         CanonicalBlock {
             block_type: self.block_type,
@@ -180,7 +188,7 @@ pub(crate) fn scan(input: &Bytes, options: &ParseOptions, mode: Mode) -> Result<
         extensions.push(block);
     };
     let payload_len = payload.data.end - payload.data.start;
-    let bundle_len = payload.data.end as u64 + payload.crc_type.field_len() as u64 + 1;
+    let bundle_len = payload.bundle_length();
     if bundle_len > options.max_bundle_size {
         return Err(BundleError::TooLarge { size: bundle_len, limit: options.max_bundle_size });
     }
@@ -230,6 +238,7 @@ fn decode_canonical(r: &mut Reader<'_>, mode: Mode) -> Result<RawBlock, BundleEr
             .and_then(|len| data_start.checked_add(len))
             .ok_or(BundleError::TooLarge { size: len, limit: usize::MAX as u64 })?;
         return Ok(RawBlock {
+            indefinite: items.is_none(),
             block_type,
             number,
             flags,
@@ -248,7 +257,16 @@ fn decode_canonical(r: &mut Reader<'_>, mode: Mode) -> Result<RawBlock, BundleEr
     if let Some(crc) = crc {
         crc.verify(r.buffer(), start, r.position())?;
     }
-    Ok(RawBlock { block_type, number, flags, crc_type, start, data_head: data_at, data })
+    Ok(RawBlock {
+        block_type,
+        number,
+        flags,
+        crc_type,
+        start,
+        data_head: data_at,
+        indefinite: items.is_none(),
+        data,
+    })
 }
 
 /// The cross-block rules of RFC 9171 §4.

@@ -27,6 +27,8 @@ pub struct PayloadCheck {
     trailer_offset: u64,
     /// Offset of the payload byte string's head, where a cut payload is reported.
     data_head_offset: usize,
+    /// The payload block is an indefinite-length array: its own break follows the CRC field.
+    block_indefinite: bool,
 }
 
 impl PayloadCheck {
@@ -47,6 +49,7 @@ impl PayloadCheck {
             after: 0,
             trailer_offset: location.data_offset as u64 + location.data_length,
             data_head_offset: location.data_head_offset,
+            block_indefinite: location.block_indefinite,
         }
     }
 
@@ -73,7 +76,9 @@ impl PayloadCheck {
             });
         }
         let kept = &self.window[..self.after.min(WINDOW as u64) as usize];
+        let field = self.crc_type.field_len();
         let mut reader = cbor::Reader::new(kept);
+        let mut carried = None;
         if self.crc_type != CrcType::None {
             let crc_error = |problem| BundleError::Cbor { field: "the CRC", offset, problem };
             let len = reader.bytes_head().map_err(crc_error)?;
@@ -92,23 +97,36 @@ impl PayloadCheck {
                     expected_len,
                 });
             }
+            carried = Some(kept[1..field].iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)));
+        }
+        // An indefinite-length payload block ends with its own break, which its CRC covers.
+        let block_break = usize::from(self.block_indefinite);
+        if self.block_indefinite && kept.get(field) != Some(&cbor::BREAK) {
+            let expected = if self.crc_type == CrcType::None { 5 } else { 6 };
+            return Err(BundleError::CanonicalBlockLength {
+                block: BlockRef::Number(1),
+                found: expected + 1,
+                expected,
+            });
+        }
+        if let Some(carried) = carried {
             self.crc.update(&kept[..1]);
-            self.crc.update(&[0u8; 4][..expected_len]);
-            let carried = kept[1..1 + expected_len].iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b));
+            self.crc.update(&[0u8; 4][..self.crc_type.value_len()]);
+            self.crc.update(&kept[field..field + block_break]);
             let computed = self.crc.finalize();
             if carried != computed {
                 return Err(BundleError::CrcMismatch { block: BlockRef::Number(1), carried, computed });
             }
         }
-        let field = self.crc_type.field_len();
-        match kept.get(field) {
-            None => return Err(BundleError::MissingBreak { offset: offset + field }),
+        let end = field + block_break;
+        match kept.get(end) {
+            None => return Err(BundleError::MissingBreak { offset: offset + end }),
             Some(&cbor::BREAK) => {}
             Some(_) => return Err(BundleError::PayloadNotLast),
         }
-        let extra = self.after - field as u64 - 1;
+        let extra = self.after - end as u64 - 1;
         if extra > 0 {
-            return Err(BundleError::TrailingBytes { offset: offset + field + 1, count: extra as usize });
+            return Err(BundleError::TrailingBytes { offset: offset + end + 1, count: extra as usize });
         }
         Ok(())
     }

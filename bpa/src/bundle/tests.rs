@@ -604,3 +604,39 @@ fn a_bib_announcing_endless_targets_is_answered_at_once() {
     let bib = block(block_type::BLOCK_INTEGRITY, 2, &[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
     assert_eq!(parse(&raw(&p, &[bib, payload()])), Err(BundleError::MissingPrimaryCrc));
 }
+
+/// Whole-bundle parsing and header parsing plus the streamed check, side by side.
+fn both_verdicts(bytes: &[u8]) -> (Result<(), BundleError>, Result<(), BundleError>) {
+    let input = Bytes::copy_from_slice(bytes);
+    let whole = parse(&input).map(drop);
+    let header = BundleHeader::parse(&input, &ParseOptions::default()).unwrap().unwrap();
+    let mut check = PayloadCheck::new(&header, bytes);
+    check.update(&bytes[header.payload.data_offset..]);
+    (whole, check.finish())
+}
+
+#[test]
+fn indefinite_payload_blocks_stream_with_their_break_under_the_crc() {
+    // Found by fuzzing: an indefinite-length payload block's CRC covers its break.
+    let mut block = vec![0x9f, 0x01, 0x01, 0x00, 0x01, 0x43, b'a', b'b', b'c', 0x42, 0, 0, 0xff];
+    let crc = CrcType::Crc16.compute(&[&block]) as u16;
+    block[10..12].copy_from_slice(&crc.to_be_bytes());
+    let mut bytes = vec![0x9f];
+    primary().encode(&mut bytes);
+    bytes.extend_from_slice(&block);
+    bytes.push(0xff);
+    assert_eq!(both_verdicts(&bytes), (Ok(()), Ok(())));
+    // Another item where the block's break belongs: both say the block has an item too many.
+    let mut cut = bytes.clone();
+    let at = cut.len() - 2;
+    cut[at] = 0x00;
+    let expected = Err(BundleError::CanonicalBlockLength { block: BlockRef::Number(1), found: 7, expected: 6 });
+    assert_eq!(both_verdicts(&cut), (expected.clone(), expected));
+    // A wrong CRC gives the same computed value both ways.
+    let mut bad = bytes.clone();
+    let at = bad.len() - 4;
+    bad[at] ^= 0xff;
+    let (whole, streamed) = both_verdicts(&bad);
+    assert!(matches!(whole, Err(BundleError::CrcMismatch { .. })));
+    assert_eq!(whole, streamed);
+}
