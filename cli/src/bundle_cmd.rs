@@ -299,10 +299,8 @@ fn load(reader: &mut dyn Read, options: &ParseOptions) -> anyhow::Result<Result<
     if let Err(error) = check.finish() {
         return Ok(Err(error));
     }
-    let primary_crc_missing =
-        header.primary.crc_type == CrcType::None && !header.extension_blocks.iter().any(|b| b.bib_targets(0));
-    let bundle_age_missing = header.primary.creation.time == 0
-        && !header.extension_blocks.iter().any(|b| b.block_type == block_type::BUNDLE_AGE);
+    let primary_crc_missing = header.primary_crc_missing();
+    let bundle_age_missing = header.bundle_age_missing();
     Ok(Ok(Loaded {
         header,
         total_length: total,

@@ -131,6 +131,16 @@ impl Eid {
         Ok(Eid::Dtn { node: node.into(), demux: demux.into() })
     }
 
+    /// `ipn:A.N.S` from its three numbers; allocator and node number are 32-bit (RFC 9758 §3).
+    fn ipn_three(allocator: u64, node: u64, service: u64) -> Result<Eid, EidError> {
+        let too_large = |what, value| EidError::IpnNumberTooLarge { what, value };
+        Ok(Eid::Ipn {
+            allocator: u32::try_from(allocator).map_err(|_| too_large("allocator", allocator))?,
+            node: u32::try_from(node).map_err(|_| too_large("node number", node))?,
+            service,
+        })
+    }
+
     fn ipn_from_fqnn(fqnn: u64, service: u64) -> Eid {
         Eid::Ipn { allocator: (fqnn >> 32) as u32, node: fqnn as u32, service }
     }
@@ -189,18 +199,7 @@ impl Eid {
                     Some(3) => {
                         let allocator = reader.uint()?;
                         let node = reader.uint()?;
-                        let service = reader.uint()?;
-                        Eid::Ipn {
-                            allocator: u32::try_from(allocator).map_err(|_| EidError::IpnNumberTooLarge {
-                                what: "allocator",
-                                value: allocator,
-                            })?,
-                            node: u32::try_from(node).map_err(|_| EidError::IpnNumberTooLarge {
-                                what: "node number",
-                                value: node,
-                            })?,
-                            service,
-                        }
+                        Self::ipn_three(allocator, node, reader.uint()?)?
                     }
                     Some(other) => return Err(EidError::BadIpnArrayLength(other)),
                     None => {
@@ -271,21 +270,11 @@ impl FromStr for Eid {
                     [node, service] => {
                         Ok(Self::ipn_from_fqnn(parse_ipn_number(node)?, parse_ipn_number(service)?))
                     }
-                    [allocator, node, service] => {
-                        let allocator = parse_ipn_number(allocator)?;
-                        let node = parse_ipn_number(node)?;
-                        Ok(Eid::Ipn {
-                            allocator: u32::try_from(allocator).map_err(|_| EidError::IpnNumberTooLarge {
-                                what: "allocator",
-                                value: allocator,
-                            })?,
-                            node: u32::try_from(node).map_err(|_| EidError::IpnNumberTooLarge {
-                                what: "node number",
-                                value: node,
-                            })?,
-                            service: parse_ipn_number(service)?,
-                        })
-                    }
+                    [allocator, node, service] => Self::ipn_three(
+                        parse_ipn_number(allocator)?,
+                        parse_ipn_number(node)?,
+                        parse_ipn_number(service)?,
+                    ),
                     _ => Err(EidError::BadIpnSyntax(s.to_string())),
                 }
             }

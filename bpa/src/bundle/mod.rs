@@ -298,6 +298,19 @@ pub struct BundleHeader {
 }
 
 impl BundleHeader {
+    /// True when the primary block carries no CRC and no BIB targets it (accepted only under
+    /// [`ParseOptions::accept_primary_without_crc`]).
+    pub fn primary_crc_missing(&self) -> bool {
+        self.primary.crc_type == CrcType::None && !self.extension_blocks.iter().any(|b| b.bib_targets(0))
+    }
+
+    /// True when the creation time is 0 and there is no Bundle Age block (accepted only under
+    /// [`ParseOptions::accept_missing_bundle_age`]).
+    pub fn bundle_age_missing(&self) -> bool {
+        self.primary.creation.time == 0
+            && !self.extension_blocks.iter().any(|b| b.block_type == block_type::BUNDLE_AGE)
+    }
+
     /// Parses the header from a prefix. `Ok(None)` means the prefix ends before the payload
     /// block's data begins: call again with more bytes. Once the prefix reaches
     /// [`ParseOptions::max_header_size`] without a payload, the answer is

@@ -630,7 +630,8 @@ fn indefinite_payload_blocks_stream_with_their_break_under_the_crc() {
     let mut cut = bytes.clone();
     let at = cut.len() - 2;
     cut[at] = 0x00;
-    let expected = Err(BundleError::CanonicalBlockLength { block: BlockRef::Number(1), found: 7, expected: 6 });
+    let expected =
+        Err(BundleError::CanonicalBlockLength { block: BlockRef::Number(1), found: 7, expected: 6 });
     assert_eq!(both_verdicts(&cut), (expected.clone(), expected));
     // A wrong CRC gives the same computed value both ways.
     let mut bad = bytes.clone();
