@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod bundle;
+pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod time;

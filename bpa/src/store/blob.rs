@@ -1,0 +1,197 @@
+//! Large bundles in their own files, and inserts that arrive in chunks.
+//!
+//! A file is written under a temporary name (`NAME.part`), fsync'd, renamed to `NAME.bundle`
+//! and the directory fsync'd, all before its row is committed. A crash at any point leaves
+//! either nothing the store knows of (a `.part` file, or a `.bundle` file without a row — both
+//! removed at the next open) or a complete, durable bundle.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::io::AsyncWriteExt;
+
+use super::error::StoreError;
+use super::sqlite::Inner;
+use super::types::{BundleState, InsertOutcome};
+use crate::bundle::{BundleError, BundleHeader, PayloadCheck};
+
+pub(crate) const BLOB_SUFFIX: &str = "bundle";
+pub(crate) const PART_SUFFIX: &str = "part";
+
+/// The numeric name of a blob or part file, if it is one of ours.
+pub(crate) fn blob_number(path: &Path) -> Option<(u64, bool)> {
+    let stem = path.file_stem()?.to_str()?;
+    let number = u64::from_str_radix(stem, 16).ok()?;
+    match path.extension()?.to_str()? {
+        BLOB_SUFFIX => Some((number, true)),
+        PART_SUFFIX => Some((number, false)),
+        _ => None,
+    }
+}
+
+pub(crate) fn file_name(number: u64) -> String {
+    format!("{number:016x}.{BLOB_SUFFIX}")
+}
+
+fn part_name(number: u64) -> String {
+    format!("{number:016x}.{PART_SUFFIX}")
+}
+
+/// Makes a directory entry durable (a rename or a removal in it).
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(StoreError::io("syncing directory", dir))
+}
+
+/// Writes `data` durably as a new blob file; returns its file name. Blocking.
+pub(crate) fn write_blob(dir: &Path, number: u64, data: &[u8]) -> Result<String, StoreError> {
+    use std::io::Write;
+    let part = dir.join(part_name(number));
+    let name = file_name(number);
+    let result = (|| {
+        let mut file = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .open(&part)
+            .map_err(StoreError::io("creating", &part))?;
+        file.write_all(data).map_err(StoreError::io("writing", &part))?;
+        file.sync_all().map_err(StoreError::io("syncing", &part))?;
+        std::fs::rename(&part, dir.join(&name)).map_err(StoreError::io("renaming", &part))?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&part);
+    }
+    result.map(|()| name)
+}
+
+/// An insert whose bytes arrive in chunks (a large bundle from a convergence layer). Nothing
+/// is visible in the store until [`PendingInsert::commit`] returns; dropping it, or a crash,
+/// leaves nothing behind.
+///
+/// The bundle is checked as it streams (header rules, then payload CRC and trailer), and its
+/// size against the quota as soon as the header is known; memory use does not grow with the
+/// bundle's size.
+#[derive(Debug)]
+pub struct PendingInsert {
+    inner: Arc<Inner>,
+    number: u64,
+    part_path: PathBuf,
+    file: Option<tokio::fs::File>,
+    /// The bytes seen before the header could be parsed.
+    prefix: Vec<u8>,
+    header: Option<(BundleHeader, PayloadCheck)>,
+    written: u64,
+    done: bool,
+}
+
+impl PendingInsert {
+    pub(crate) async fn begin(inner: Arc<Inner>) -> Result<PendingInsert, StoreError> {
+        let number = inner.next_blob_number();
+        let part_path = inner.blobs_dir.join(part_name(number));
+        let file = tokio::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .open(&part_path)
+            .await
+            .map_err(StoreError::io("creating", &part_path))?;
+        Ok(PendingInsert {
+            inner,
+            number,
+            part_path,
+            file: Some(file),
+            prefix: Vec::new(),
+            header: None,
+            written: 0,
+            done: false,
+        })
+    }
+
+    /// Appends the next bytes of the bundle.
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+        let options = &self.inner.config.parse;
+        if self.written + chunk.len() as u64 > options.max_bundle_size {
+            return Err(StoreError::InvalidBundle(BundleError::TooLarge {
+                size: self.written + chunk.len() as u64,
+                limit: options.max_bundle_size,
+            }));
+        }
+        match &mut self.header {
+            Some((_, check)) => check.update(chunk),
+            None => {
+                self.prefix.extend_from_slice(chunk);
+                let prefix = Bytes::copy_from_slice(&self.prefix);
+                if let Some(header) = BundleHeader::parse(&prefix, options)? {
+                    self.inner.check_quota(header.payload.bundle_length)?;
+                    let mut check = PayloadCheck::new(&header, &prefix);
+                    check.update(&prefix[header.payload.data_offset..]);
+                    self.header = Some((header, check));
+                    self.prefix = Vec::new();
+                }
+            }
+        }
+        let file = self.file.as_mut().ok_or(StoreError::Closed)?;
+        file.write_all(chunk).await.map_err(StoreError::io("writing", &self.part_path))?;
+        self.written += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// Makes the bundle durable and visible. Answers only once it is on disk.
+    pub async fn commit(mut self, state: BundleState) -> Result<InsertOutcome, StoreError> {
+        let Some((header, check)) = self.header.take() else {
+            let prefix = Bytes::from(std::mem::take(&mut self.prefix));
+            let error = crate::bundle::Bundle::parse(&prefix, &self.inner.config.parse).err().unwrap_or(
+                BundleError::Cbor {
+                    field: "the bundle",
+                    offset: prefix.len(),
+                    problem: crate::bundle::CborProblem::Truncated,
+                },
+            );
+            return Err(StoreError::InvalidBundle(error));
+        };
+        check.finish()?;
+        let mut file = self.file.take().ok_or(StoreError::Closed)?;
+        file.flush().await.map_err(StoreError::io("writing", &self.part_path))?;
+        file.sync_all().await.map_err(StoreError::io("syncing", &self.part_path))?;
+        drop(file);
+        let name = file_name(self.number);
+        let final_path = self.inner.blobs_dir.join(&name);
+        tokio::fs::rename(&self.part_path, &final_path)
+            .await
+            .map_err(StoreError::io("renaming", &self.part_path))?;
+        self.done = true;
+        let dir = self.inner.blobs_dir.clone();
+        tokio::task::spawn_blocking(move || sync_dir(&dir)).await.map_err(|_| StoreError::Closed)??;
+        let outcome =
+            self.inner.insert_row(&header, self.written, super::writer::RowData::File(name), state).await;
+        if !matches!(outcome, Ok(InsertOutcome::Stored(_))) {
+            // Duplicate or refused: the file is not the store's.
+            let _ = tokio::fs::remove_file(&final_path).await;
+        }
+        outcome
+    }
+}
+
+impl Drop for PendingInsert {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.part_path);
+        }
+    }
+}
+
+/// The bytes of a whole bundle given at once: inline when small, else a blob file.
+pub(crate) async fn store_whole(
+    inner: &Arc<Inner>,
+    data: Bytes,
+) -> Result<super::writer::RowData, StoreError> {
+    if (data.len() as u64) <= inner.config.inline_threshold {
+        return Ok(super::writer::RowData::Inline(data));
+    }
+    let number = inner.next_blob_number();
+    let dir = inner.blobs_dir.clone();
+    let name = tokio::task::spawn_blocking(move || write_blob(&dir, number, &data))
+        .await
+        .map_err(|_| StoreError::Closed)??;
+    Ok(super::writer::RowData::File(name))
+}

@@ -1,0 +1,46 @@
+//! Why a store operation failed.
+
+use std::path::PathBuf;
+
+use crate::bundle::BundleError;
+
+/// Errors of the bundle store. The agent maps [`StoreError::DepletedStorage`] to the RFC 9171
+/// reason code "depleted storage" (XFER_REFUSE, custody refusal, or an API error).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "depleted storage: storing {needed_bytes} more bytes would exceed the quota \
+         ({bundles} of {max_bundles} bundles, {bytes} of {max_bytes} bytes in use)"
+    )]
+    DepletedStorage { needed_bytes: u64, bundles: u64, max_bundles: u64, bytes: u64, max_bytes: u64 },
+    #[error("the bundle cannot be stored because it is not a valid bundle: {0}")]
+    InvalidBundle(#[from] BundleError),
+    #[error("no bundle with store id {0}")]
+    NotFound(i64),
+    #[error("the store database {path} failed: {source}; run `dtn store check --data-dir DIR` to inspect it")]
+    Database { path: PathBuf, source: rusqlite::Error },
+    #[error("the store database {path} could not commit: {message}; nothing of this batch was stored")]
+    CommitFailed { path: PathBuf, message: String },
+    #[error("{action} {path} failed: {source}")]
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    #[error(
+        "the bundle file {path} is {found} bytes but its row says {expected}; the file was damaged outside the store"
+    )]
+    BlobLength { path: PathBuf, expected: u64, found: u64 },
+    #[error("the store database {path} has schema version {found}, this program knows {expected}")]
+    SchemaVersion { path: PathBuf, found: i64, expected: i64 },
+    #[error("the store's row {id} is corrupt: {problem}")]
+    CorruptRow { id: i64, problem: String },
+    #[error("the store is closed")]
+    Closed,
+}
+
+impl StoreError {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> StoreError {
+        let path = path.into();
+        move |source| StoreError::Io { action, path, source }
+    }
+}

@@ -1,0 +1,563 @@
+//! The embedded store: SQLite for rows and small bundles, files for large ones.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use tokio::sync::oneshot;
+
+use super::blob::{PendingInsert, store_whole};
+use super::error::StoreError;
+use super::recovery::{RecoveryReport, recover};
+use super::types::{
+    BundleData, BundleState, DeleteReason, InsertOutcome, StateKind, StoreId, StoreStats, StoredBundle,
+};
+use super::writer::{NewRow, RowData, WriteOp, Writer};
+use crate::bundle::{BundleHeader, BundleId, CreationTimestamp, Eid, ParseOptions};
+use crate::time::Clock;
+
+/// The schema this code writes; a database with another version is refused.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS bundles (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    sequence INTEGER NOT NULL,
+    frag_offset INTEGER NOT NULL,
+    frag_length INTEGER NOT NULL,
+    destination TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    length INTEGER NOT NULL,
+    state INTEGER NOT NULL,
+    state_arg TEXT,
+    data BLOB,
+    file TEXT,
+    CHECK ((data IS NULL) <> (file IS NULL))
+);
+CREATE UNIQUE INDEX IF NOT EXISTS bundles_identity ON bundles (source, created, sequence, frag_offset, frag_length);
+CREATE INDEX IF NOT EXISTS bundles_expiry ON bundles (expires_at);
+CREATE INDEX IF NOT EXISTS bundles_state ON bundles (state, state_arg);
+CREATE INDEX IF NOT EXISTS bundles_destination ON bundles (destination);
+";
+
+/// The columns [`read_row`] reads, in order.
+pub(crate) const ROW_COLUMNS: &str = "id, source, created, sequence, frag_offset, frag_length, destination, received_at, expires_at, length, \
+     state, state_arg, file";
+
+/// Settings of the embedded store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Bundles up to this many bytes are kept in the database; larger ones in their own files.
+    pub inline_threshold: u64,
+    /// Most bytes of bundles held; an insert beyond is refused as depleted storage.
+    pub max_bytes: u64,
+    /// Most bundles held; an insert beyond is refused as depleted storage.
+    pub max_bundles: u64,
+    /// How inserted bundles are parsed (the store reads their header for its index).
+    pub parse: ParseOptions,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            inline_threshold: 64 * 1024,
+            max_bytes: u64::MAX,
+            max_bundles: u64::MAX,
+            parse: ParseOptions::lenient(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Quota {
+    pub max_bytes: u64,
+    pub max_bundles: u64,
+}
+
+/// Totals, written by the writer after each commit, read by anyone.
+#[derive(Debug, Default)]
+pub(crate) struct SharedStats(Mutex<StoreStats>);
+
+impl SharedStats {
+    pub fn get(&self) -> StoreStats {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    pub fn set(&self, bundles: u64, bytes: u64) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = StoreStats { bundles, bytes };
+    }
+}
+
+/// State shared by the store handle, pending inserts and the writer.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub config: StoreConfig,
+    pub db_path: PathBuf,
+    pub blobs_dir: PathBuf,
+    pub clock: Arc<dyn Clock>,
+    pub stats: Arc<SharedStats>,
+    next_blob: AtomicU64,
+    requests: Mutex<Option<Sender<WriteOp>>>,
+    reader: Mutex<Connection>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Held for the store's life: one process per data directory.
+    _lock: std::fs::File,
+}
+
+impl Inner {
+    pub fn next_blob_number(&self) -> u64 {
+        self.next_blob.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A first look at the quota, before a large insert starts writing.
+    pub fn check_quota(&self, needed: u64) -> Result<(), StoreError> {
+        let s = self.stats.get();
+        if s.bundles + 1 > self.config.max_bundles || s.bytes.saturating_add(needed) > self.config.max_bytes {
+            return Err(StoreError::DepletedStorage {
+                needed_bytes: needed,
+                bundles: s.bundles,
+                max_bundles: self.config.max_bundles,
+                bytes: s.bytes,
+                max_bytes: self.config.max_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    async fn submit<T>(
+        &self,
+        op: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> WriteOp,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let guard = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+            let sender = guard.as_ref().ok_or(StoreError::Closed)?;
+            sender.send(op(tx)).map_err(|_| StoreError::Closed)?;
+        }
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub async fn insert_row(
+        &self,
+        header: &BundleHeader,
+        length: u64,
+        data: RowData,
+        state: BundleState,
+    ) -> Result<InsertOutcome, StoreError> {
+        let p = &header.primary;
+        let received_at = self.clock.now_dtn_ms();
+        let age = header.extension_blocks.iter().find_map(|b| {
+            (b.block_type == crate::bundle::block_type::BUNDLE_AGE).then(|| b.bundle_age().ok()).flatten()
+        });
+        // RFC 9171 §4.3.1: the lifetime counts from creation; without a clock, from the
+        // creation instant the Bundle Age block implies.
+        let created_at =
+            if p.creation.time != 0 { p.creation.time } else { received_at.saturating_sub(age.unwrap_or(0)) };
+        let row = NewRow {
+            source: p.source.to_string(),
+            created: p.creation.time,
+            sequence: p.creation.sequence,
+            fragment: p.fragment.map(|f| (f.offset, header.payload.data_length)),
+            destination: p.destination.to_string(),
+            received_at,
+            expires_at: created_at.saturating_add(p.lifetime),
+            length,
+            state,
+            data,
+        };
+        self.submit(|reply| WriteOp::Insert { row, reply }).await
+    }
+
+    fn read<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<T, StoreError>> {
+        let inner = Arc::clone(self);
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let conn = inner.reader.lock().unwrap_or_else(|p| p.into_inner());
+                f(&conn).map_err(|source| StoreError::Database { path: inner.db_path.clone(), source })
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?
+        }
+    }
+}
+
+/// Decodes a row selected with [`ROW_COLUMNS`]; the outer error is SQLite's, the inner one a
+/// row whose contents make no sense.
+pub(crate) fn read_row(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<Result<(StoredBundle, Option<String>), StoreError>> {
+    let id: i64 = r.get(0)?;
+    let source: String = r.get(1)?;
+    let destination: String = r.get(6)?;
+    let frag_offset: i64 = r.get(4)?;
+    let frag_length: i64 = r.get(5)?;
+    let state_code: i64 = r.get(10)?;
+    let state_arg: Option<String> = r.get(11)?;
+    let file: Option<String> = r.get(12)?;
+    let (created, sequence): (i64, i64) = (r.get(2)?, r.get(3)?);
+    let (received_at, expires_at, length): (i64, i64, i64) = (r.get(7)?, r.get(8)?, r.get(9)?);
+    let corrupt = |problem: String| StoreError::CorruptRow { id, problem };
+    let parsed = (|| {
+        let source: Eid = source.parse().map_err(|e| corrupt(format!("source {source:?}: {e}")))?;
+        let destination: Eid =
+            destination.parse().map_err(|e| corrupt(format!("destination {destination:?}: {e}")))?;
+        let kind =
+            StateKind::from_code(state_code).ok_or_else(|| corrupt(format!("unknown state {state_code}")))?;
+        let state = BundleState::from_parts(kind, state_arg.clone())
+            .ok_or_else(|| corrupt(format!("state {state_code} with argument {state_arg:?}")))?;
+        Ok(StoredBundle {
+            id,
+            bundle_id: BundleId {
+                source,
+                creation: CreationTimestamp { time: created as u64, sequence: sequence as u64 },
+                fragment: (frag_offset != -1 || frag_length != -1)
+                    .then_some((frag_offset as u64, frag_length as u64)),
+            },
+            destination,
+            received_at: received_at as u64,
+            expires_at: expires_at as u64,
+            length: length as u64,
+            state,
+            in_file: file.is_some(),
+        })
+    })();
+    Ok(parsed.map(|meta| (meta, file)))
+}
+
+fn collect(
+    rows: Vec<Result<(StoredBundle, Option<String>), StoreError>>,
+) -> Result<Vec<StoredBundle>, StoreError> {
+    rows.into_iter().map(|r| r.map(|(meta, _)| meta)).collect()
+}
+
+/// The embedded store. Cheap to clone; every clone talks to the same writer.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+fn db_error(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |source| StoreError::Database { path: path.to_path_buf(), source }
+}
+
+fn open_connection(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(path, flags).map_err(db_error(path))?;
+    // WAL: readers never block the writer; FULL: every commit is fsync'd (design §3.3).
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(db_error(path))?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(db_error(path))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db_error(path))?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store under `dir`, recovers it (design §5: rows and files
+    /// reconciled, incomplete inserts discarded) and logs a one-line summary.
+    pub async fn open(
+        dir: impl AsRef<Path>,
+        config: StoreConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(SqliteStore, RecoveryReport), StoreError> {
+        let dir = dir.as_ref().to_path_buf();
+        tokio::task::spawn_blocking(move || Self::open_blocking(&dir, config, clock))
+            .await
+            .map_err(|_| StoreError::Closed)?
+    }
+
+    fn open_blocking(
+        dir: &Path,
+        config: StoreConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(SqliteStore, RecoveryReport), StoreError> {
+        let blobs_dir = dir.join("blobs");
+        std::fs::create_dir_all(&blobs_dir).map_err(StoreError::io("creating", &blobs_dir))?;
+        let lock_path = dir.join("store.lock");
+        let lock = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(StoreError::io("opening", &lock_path))?;
+        lock.try_lock().map_err(|e| StoreError::Io {
+            action: "locking (is another dtn daemon using this data directory?)",
+            path: lock_path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let db_path = dir.join("store.sqlite");
+        let mut conn =
+            open_connection(&db_path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
+        let version: i64 =
+            conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(db_error(&db_path))?;
+        if version != 0 && version != SCHEMA_VERSION {
+            return Err(StoreError::SchemaVersion {
+                path: db_path,
+                found: version,
+                expected: SCHEMA_VERSION,
+            });
+        }
+        conn.execute_batch(SCHEMA).map_err(db_error(&db_path))?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(db_error(&db_path))?;
+        let report = recover(&mut conn, &db_path, &blobs_dir)?;
+        let (bundles, bytes): (i64, i64) = conn
+            .query_row("SELECT count(*), coalesce(sum(length), 0) FROM bundles", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(db_error(&db_path))?;
+        let stats = Arc::new(SharedStats::default());
+        stats.set(bundles as u64, bytes as u64);
+        let reader = open_connection(&db_path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let writer = Writer {
+            conn,
+            db_path: db_path.clone(),
+            blobs_dir: blobs_dir.clone(),
+            quota: Quota { max_bytes: config.max_bytes, max_bundles: config.max_bundles },
+            stats: Arc::clone(&stats),
+        };
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(StoreError::io("starting the store writer for", &db_path))?;
+        tracing::info!(
+            dir = %dir.display(),
+            bundles, bytes,
+            orphan_files = report.orphan_files_removed,
+            incomplete_inserts = report.incomplete_inserts_removed,
+            missing_files = report.rows_without_file.len(),
+            "store opened"
+        );
+        let inner = Arc::new(Inner {
+            config,
+            db_path,
+            blobs_dir,
+            clock,
+            stats,
+            next_blob: AtomicU64::new(report.next_blob_number),
+            requests: Mutex::new(Some(tx)),
+            reader: Mutex::new(reader),
+            writer_thread: Mutex::new(Some(thread)),
+            _lock: lock,
+        });
+        Ok((SqliteStore { inner }, report))
+    }
+
+    /// Stores a whole encoded bundle; answers once it is durable. A bundle with the same ID
+    /// already stored gives [`InsertOutcome::Duplicate`] and nothing is written.
+    pub async fn insert(&self, encoded: Bytes, state: BundleState) -> Result<InsertOutcome, StoreError> {
+        let header = BundleHeader::parse(&encoded, &self.inner.config.parse)?.ok_or_else(|| {
+            StoreError::InvalidBundle(
+                crate::bundle::Bundle::parse(&encoded, &self.inner.config.parse)
+                    .err()
+                    .unwrap_or(crate::bundle::BundleError::MissingBreak { offset: encoded.len() }),
+            )
+        })?;
+        // The header rules are checked; now the payload CRC and the end of the bundle.
+        let mut check = crate::bundle::PayloadCheck::new(&header, &encoded);
+        check.update(&encoded[header.payload.data_offset..]);
+        check.finish()?;
+        let length = encoded.len() as u64;
+        self.inner.check_quota(length)?;
+        let data = store_whole(&self.inner, encoded).await?;
+        let file = match &data {
+            RowData::File(name) => Some(self.inner.blobs_dir.join(name)),
+            RowData::Inline(_) => None,
+        };
+        let outcome = self.inner.insert_row(&header, length, data, state).await;
+        if let Some(path) = file
+            && !matches!(outcome, Ok(InsertOutcome::Stored(_)))
+        {
+            let _ = tokio::fs::remove_file(path).await;
+        }
+        outcome
+    }
+
+    /// Starts an insert whose bytes arrive in chunks.
+    pub async fn begin_insert(&self) -> Result<PendingInsert, StoreError> {
+        PendingInsert::begin(Arc::clone(&self.inner)).await
+    }
+
+    /// Changes why a bundle is waiting; answers once durable.
+    pub async fn set_state(&self, id: StoreId, state: BundleState) -> Result<(), StoreError> {
+        self.inner.submit(|reply| WriteOp::SetState { id, state, reply }).await
+    }
+
+    /// Removes a bundle for a stated reason (logged); answers once durable, with what it was.
+    pub async fn delete(&self, id: StoreId, reason: DeleteReason) -> Result<StoredBundle, StoreError> {
+        self.inner.submit(|reply| WriteOp::Delete { id, reason, reply }).await
+    }
+
+    /// What the store knows about one bundle.
+    pub async fn get(&self, id: StoreId) -> Result<Option<StoredBundle>, StoreError> {
+        let row = self
+            .inner
+            .read(move |c| {
+                c.prepare_cached(&format!("SELECT {ROW_COLUMNS} FROM bundles WHERE id = ?1"))?
+                    .query_row([id], read_row)
+                    .optional()
+            })
+            .await?;
+        row.map(|r| r.map(|(meta, _)| meta)).transpose()
+    }
+
+    /// The bundle's encoded bytes: inline ones whole, large ones as a file to stream.
+    pub async fn open_data(&self, id: StoreId) -> Result<BundleData, StoreError> {
+        let found = self
+            .inner
+            .read(move |c| {
+                c.prepare_cached("SELECT data, file, length FROM bundles WHERE id = ?1")?
+                    .query_row([id], |r| {
+                        Ok((
+                            r.get::<_, Option<Vec<u8>>>(0)?,
+                            r.get::<_, Option<String>>(1)?,
+                            r.get::<_, i64>(2)?,
+                        ))
+                    })
+                    .optional()
+            })
+            .await?;
+        match found {
+            None => Err(StoreError::NotFound(id)),
+            Some((Some(data), _, _)) => Ok(BundleData::Inline(Bytes::from(data))),
+            Some((None, Some(name), length)) => {
+                let path = self.inner.blobs_dir.join(name);
+                let file = tokio::fs::File::open(&path).await.map_err(StoreError::io("opening", &path))?;
+                let found =
+                    file.metadata().await.map_err(StoreError::io("reading the size of", &path))?.len();
+                if found != length as u64 {
+                    return Err(StoreError::BlobLength { path, expected: length as u64, found });
+                }
+                Ok(BundleData::File { file, length: length as u64 })
+            }
+            Some((None, None, _)) => {
+                Err(StoreError::CorruptRow { id, problem: "neither data nor file".into() })
+            }
+        }
+    }
+
+    /// The bundle's encoded bytes, whole in memory (for small bundles and tests).
+    pub async fn read(&self, id: StoreId) -> Result<Bytes, StoreError> {
+        match self.open_data(id).await? {
+            BundleData::Inline(data) => Ok(data),
+            BundleData::File { mut file, length } => {
+                use tokio::io::AsyncReadExt;
+                let mut out = Vec::with_capacity(length as usize);
+                file.read_to_end(&mut out).await.map_err(|source| StoreError::Io {
+                    action: "reading",
+                    path: self.inner.blobs_dir.clone(),
+                    source,
+                })?;
+                Ok(out.into())
+            }
+        }
+    }
+
+    async fn query(
+        &self,
+        sql: String,
+        params: Vec<rusqlite::types::Value>,
+    ) -> Result<Vec<StoredBundle>, StoreError> {
+        let rows = self
+            .inner
+            .read(move |c| {
+                let mut statement = c.prepare_cached(&sql)?;
+                let rows = statement.query_map(rusqlite::params_from_iter(params.iter()), read_row)?;
+                rows.collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        collect(rows)
+    }
+
+    /// Bundles in a state of this kind (and, if given, naming this neighbour or endpoint),
+    /// oldest first.
+    pub async fn by_state(
+        &self,
+        kind: StateKind,
+        argument: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredBundle>, StoreError> {
+        use rusqlite::types::Value;
+        let mut params = vec![Value::Integer(kind as i64)];
+        let filter = match argument {
+            Some(arg) => {
+                params.push(Value::Text(arg.to_string()));
+                " AND state_arg = ?2"
+            }
+            None => "",
+        };
+        params.push(Value::Integer(limit.min(i64::MAX as usize) as i64));
+        let limit_at = params.len();
+        self.query(
+            format!(
+                "SELECT {ROW_COLUMNS} FROM bundles WHERE state = ?1{filter} ORDER BY id LIMIT ?{limit_at}"
+            ),
+            params,
+        )
+        .await
+    }
+
+    /// Bundles queued for, being sent to, or in custody with this neighbour.
+    pub async fn by_neighbour(&self, neighbour: &str, limit: usize) -> Result<Vec<StoredBundle>, StoreError> {
+        use rusqlite::types::Value;
+        self.query(
+            format!("SELECT {ROW_COLUMNS} FROM bundles WHERE state IN (1, 2, 3) AND state_arg = ?1 ORDER BY id LIMIT ?2"),
+            vec![Value::Text(neighbour.to_string()), Value::Integer(limit.min(i64::MAX as usize) as i64)],
+        )
+        .await
+    }
+
+    /// Bundles for this destination EID.
+    pub async fn by_destination(
+        &self,
+        destination: &Eid,
+        limit: usize,
+    ) -> Result<Vec<StoredBundle>, StoreError> {
+        use rusqlite::types::Value;
+        self.query(
+            format!("SELECT {ROW_COLUMNS} FROM bundles WHERE destination = ?1 ORDER BY id LIMIT ?2"),
+            vec![Value::Text(destination.to_string()), Value::Integer(limit.min(i64::MAX as usize) as i64)],
+        )
+        .await
+    }
+
+    /// The bundles that expire first.
+    pub async fn next_expiring(&self, limit: usize) -> Result<Vec<StoredBundle>, StoreError> {
+        use rusqlite::types::Value;
+        self.query(
+            format!("SELECT {ROW_COLUMNS} FROM bundles ORDER BY expires_at, id LIMIT ?1"),
+            vec![Value::Integer(limit.min(i64::MAX as usize) as i64)],
+        )
+        .await
+    }
+
+    /// Every bundle, in insertion order, a page at a time.
+    pub async fn list(&self, after: StoreId, limit: usize) -> Result<Vec<StoredBundle>, StoreError> {
+        use rusqlite::types::Value;
+        self.query(
+            format!("SELECT {ROW_COLUMNS} FROM bundles WHERE id > ?1 ORDER BY id LIMIT ?2"),
+            vec![Value::Integer(after), Value::Integer(limit.min(i64::MAX as usize) as i64)],
+        )
+        .await
+    }
+
+    /// How many bundles and bytes the store holds.
+    pub fn stats(&self) -> StoreStats {
+        self.inner.stats.get()
+    }
+
+    /// Stops accepting changes, lets the writer finish what it has, and waits for it.
+    pub async fn close(self) {
+        let sender = self.inner.requests.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(sender);
+        let thread = self.inner.writer_thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}

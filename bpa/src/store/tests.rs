@@ -1,0 +1,361 @@
+//! Unit tests of the embedded store: every operation and every error, on a real SQLite
+//! database in a temporary directory.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::*;
+use crate::bundle::{BundleBuilder, BundleError, CreationTimestamp, Eid};
+use crate::time::ManualClock;
+
+const NOW: u64 = 800_000_000_000;
+
+fn bundle(sequence: u64, payload_len: usize) -> Bytes {
+    let payload: Vec<u8> = (0..payload_len).map(|i| (i as u64 * 7 + sequence) as u8).collect();
+    BundleBuilder::new(
+        Eid::ipn(1, 1),
+        Eid::ipn(2, 1),
+        CreationTimestamp { time: NOW - 1000, sequence },
+        60_000,
+    )
+    .payload(payload)
+    .build()
+    .unwrap()
+    .encode()
+    .into()
+}
+
+async fn open(dir: &std::path::Path, config: StoreConfig) -> (SqliteStore, RecoveryReport) {
+    SqliteStore::open(dir, config, Arc::new(ManualClock::new(NOW))).await.unwrap()
+}
+
+fn small_inline() -> StoreConfig {
+    StoreConfig { inline_threshold: 1024, ..StoreConfig::default() }
+}
+
+#[tokio::test]
+async fn insert_get_read_and_stats() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, report) = open(dir.path(), small_inline()).await;
+    assert_eq!(report, RecoveryReport::default());
+    let bytes = bundle(1, 100);
+    let id = match store.insert(bytes.clone(), BundleState::WaitingForRoute).await.unwrap() {
+        InsertOutcome::Stored(id) => id,
+        other => panic!("{other:?}"),
+    };
+    let meta = store.get(id).await.unwrap().unwrap();
+    assert_eq!(meta.bundle_id.source, Eid::ipn(1, 1));
+    assert_eq!(meta.bundle_id.creation, CreationTimestamp { time: NOW - 1000, sequence: 1 });
+    assert_eq!(meta.destination, Eid::ipn(2, 1));
+    assert_eq!(meta.received_at, NOW);
+    assert_eq!(meta.expires_at, NOW - 1000 + 60_000);
+    assert_eq!(meta.length, bytes.len() as u64);
+    assert_eq!(meta.state, BundleState::WaitingForRoute);
+    assert!(!meta.in_file);
+    assert_eq!(store.read(id).await.unwrap(), bytes);
+    assert_eq!(store.stats(), StoreStats { bundles: 1, bytes: bytes.len() as u64 });
+    assert_eq!(store.get(id + 100).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn duplicates_are_detected_by_bundle_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path(), small_inline()).await;
+    let first = store.insert(bundle(1, 10), BundleState::WaitingForRoute).await.unwrap();
+    // Same source, timestamp and (no) fragment: a duplicate, whatever the payload.
+    let again = store.insert(bundle(1, 20), BundleState::WaitingForRoute).await.unwrap();
+    assert_eq!(again, InsertOutcome::Duplicate(first.id()));
+    assert_eq!(store.stats().bundles, 1);
+    // Large duplicates leave no file behind either.
+    let big = store.insert(bundle(1, 5000), BundleState::WaitingForRoute).await.unwrap();
+    assert_eq!(big, InsertOutcome::Duplicate(first.id()));
+    assert_eq!(std::fs::read_dir(dir.path().join("blobs")).unwrap().count(), 0);
+}
+
+#[tokio::test]
+async fn large_bundles_live_in_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path(), small_inline()).await;
+    let bytes = bundle(2, 10_000);
+    let id = store.insert(bytes.clone(), BundleState::WaitingForRoute).await.unwrap().id();
+    let meta = store.get(id).await.unwrap().unwrap();
+    assert!(meta.in_file);
+    assert_eq!(store.read(id).await.unwrap(), bytes);
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("blobs")).unwrap().collect();
+    assert_eq!(files.len(), 1);
+    store.delete(id, DeleteReason::Delivered).await.unwrap();
+    assert_eq!(std::fs::read_dir(dir.path().join("blobs")).unwrap().count(), 0);
+}
+
+#[tokio::test]
+async fn streaming_inserts_commit_or_leave_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path(), small_inline()).await;
+    let bytes = bundle(3, 200_000);
+    let mut pending = store.begin_insert().await.unwrap();
+    for chunk in bytes.chunks(7_777) {
+        pending.write(chunk).await.unwrap();
+    }
+    let id = pending.commit(BundleState::WaitingForRoute).await.unwrap().id();
+    assert_eq!(store.read(id).await.unwrap(), bytes);
+    // Abandoned half way: nothing stored, no file left.
+    let other = bundle(4, 200_000);
+    let mut pending = store.begin_insert().await.unwrap();
+    pending.write(&other[..100_000]).await.unwrap();
+    drop(pending);
+    assert_eq!(store.stats().bundles, 1);
+    assert_eq!(std::fs::read_dir(dir.path().join("blobs")).unwrap().count(), 1);
+    // Committed before the end of the bundle: refused, nothing left.
+    let mut pending = store.begin_insert().await.unwrap();
+    pending.write(&other[..100_000]).await.unwrap();
+    let err = pending.commit(BundleState::WaitingForRoute).await.unwrap_err();
+    assert!(matches!(err, StoreError::InvalidBundle(BundleError::Cbor { .. })), "{err}");
+    assert_eq!(std::fs::read_dir(dir.path().join("blobs")).unwrap().count(), 1);
+}
+
+#[tokio::test]
+async fn a_corrupt_streamed_bundle_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path(), small_inline()).await;
+    let mut bytes = bundle(5, 50_000).to_vec();
+    let n = bytes.len();
+    bytes[n - 100] ^= 1;
+    let mut pending = store.begin_insert().await.unwrap();
+    pending.write(&bytes).await.unwrap();
+    let err = pending.commit(BundleState::WaitingForRoute).await.unwrap_err();
+    assert!(matches!(err, StoreError::InvalidBundle(BundleError::CrcMismatch { .. })), "{err}");
+    assert_eq!(store.stats().bundles, 0);
+    assert_eq!(std::fs::read_dir(dir.path().join("blobs")).unwrap().count(), 0);
+    // And given whole.
+    let err = store.insert(bytes.into(), BundleState::WaitingForRoute).await.unwrap_err();
+    assert!(matches!(err, StoreError::InvalidBundle(BundleError::CrcMismatch { .. })), "{err}");
+}
+
+#[tokio::test]
+async fn states_and_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path(), small_inline()).await;
+    let a = store.insert(bundle(1, 10), BundleState::WaitingForRoute).await.unwrap().id();
+    let b = store
+        .insert(bundle(2, 10), BundleState::QueuedFor { neighbour: "ipn:7.0".into() })
+        .await
+        .unwrap()
+        .id();
+    let c = store
+        .insert(bundle(3, 10), BundleState::AwaitingCustody { neighbour: "ipn:7.0".into() })
+        .await
+        .unwrap()
+        .id();
+    let d = store
+        .insert(bundle(4, 10), BundleState::WaitingForApplication { endpoint: "ipn:2.1".into() })
+        .await
+        .unwrap()
+        .id();
+    let ids = |v: Vec<StoredBundle>| v.into_iter().map(|m| m.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.by_state(StateKind::WaitingForRoute, None, 10).await.unwrap()), [a]);
+    assert_eq!(ids(store.by_state(StateKind::QueuedFor, Some("ipn:7.0"), 10).await.unwrap()), [b]);
+    assert_eq!(
+        ids(store.by_state(StateKind::QueuedFor, Some("ipn:8.0"), 10).await.unwrap()),
+        Vec::<i64>::new()
+    );
+    assert_eq!(ids(store.by_neighbour("ipn:7.0", 10).await.unwrap()), [b, c]);
+    assert_eq!(ids(store.by_destination(&Eid::ipn(2, 1), 10).await.unwrap()), [a, b, c, d]);
+    assert_eq!(ids(store.by_destination(&Eid::ipn(9, 1), 10).await.unwrap()), Vec::<i64>::new());
+    store.set_state(a, BundleState::InFlight { neighbour: "ipn:7.0".into() }).await.unwrap();
+    assert_eq!(
+        store.get(a).await.unwrap().unwrap().state,
+        BundleState::InFlight { neighbour: "ipn:7.0".into() }
+    );
+    assert_eq!(ids(store.by_neighbour("ipn:7.0", 2).await.unwrap()), [a, b]);
+    assert!(matches!(
+        store.set_state(999, BundleState::AwaitingReassembly).await,
+        Err(StoreError::NotFound(999))
+    ));
+    assert_eq!(ids(store.list(b, 10).await.unwrap()), [c, d]);
+}
+
+#[tokio::test]
+async fn delete_says_what_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path(), small_inline()).await;
+    let bytes = bundle(1, 10);
+    let id = store.insert(bytes.clone(), BundleState::WaitingForRoute).await.unwrap().id();
+    let gone = store.delete(id, DeleteReason::Expired).await.unwrap();
+    assert_eq!(gone.id, id);
+    assert_eq!(gone.length, bytes.len() as u64);
+    assert_eq!(store.get(id).await.unwrap(), None);
+    assert_eq!(store.stats(), StoreStats::default());
+    assert!(matches!(store.delete(id, DeleteReason::Requested).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(store.read(id).await, Err(StoreError::NotFound(_))));
+}
+
+#[tokio::test]
+async fn next_expiring_comes_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path(), small_inline()).await;
+    let make = |sequence: u64, lifetime: u64| -> Bytes {
+        BundleBuilder::new(
+            Eid::ipn(1, 1),
+            Eid::ipn(2, 1),
+            CreationTimestamp { time: NOW, sequence },
+            lifetime,
+        )
+        .payload(&b"x"[..])
+        .build()
+        .unwrap()
+        .encode()
+        .into()
+    };
+    let late = store.insert(make(1, 90_000), BundleState::WaitingForRoute).await.unwrap().id();
+    let early = store.insert(make(2, 10_000), BundleState::WaitingForRoute).await.unwrap().id();
+    // No clock at the source: expiry from the Bundle Age block and the reception time.
+    let no_clock: Bytes = BundleBuilder::new(
+        Eid::ipn(1, 1),
+        Eid::ipn(2, 1),
+        CreationTimestamp { time: 0, sequence: 3 },
+        50_000,
+    )
+    .bundle_age(45_000)
+    .payload(&b"y"[..])
+    .build()
+    .unwrap()
+    .encode()
+    .into();
+    let aged = store.insert(no_clock, BundleState::WaitingForRoute).await.unwrap().id();
+    let order: Vec<(i64, u64)> =
+        store.next_expiring(10).await.unwrap().into_iter().map(|m| (m.id, m.expires_at)).collect();
+    assert_eq!(order, [(aged, NOW + 5_000), (early, NOW + 10_000), (late, NOW + 90_000)]);
+}
+
+#[tokio::test]
+async fn quotas_refuse_with_depleted_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig { max_bundles: 2, ..small_inline() };
+    let (store, _) = open(dir.path(), config).await;
+    store.insert(bundle(1, 10), BundleState::WaitingForRoute).await.unwrap();
+    store.insert(bundle(2, 10), BundleState::WaitingForRoute).await.unwrap();
+    let err = store.insert(bundle(3, 10), BundleState::WaitingForRoute).await.unwrap_err();
+    assert!(matches!(err, StoreError::DepletedStorage { bundles: 2, max_bundles: 2, .. }), "{err}");
+    assert!(err.to_string().starts_with("depleted storage"));
+    drop(store);
+    let dir = tempfile::tempdir().unwrap();
+    let one = bundle(1, 100);
+    let config = StoreConfig { max_bytes: one.len() as u64 + 10, ..small_inline() };
+    let (store, _) = open(dir.path(), config).await;
+    store.insert(one, BundleState::WaitingForRoute).await.unwrap();
+    let err = store.insert(bundle(2, 100), BundleState::WaitingForRoute).await.unwrap_err();
+    assert!(matches!(err, StoreError::DepletedStorage { .. }), "{err}");
+    // A streamed insert is refused as soon as its header shows it cannot fit.
+    let big = bundle(3, 100_000);
+    let mut pending = store.begin_insert().await.unwrap();
+    let err = pending.write(&big[..4096]).await.unwrap_err();
+    assert!(matches!(err, StoreError::DepletedStorage { .. }), "{err}");
+    drop(pending);
+    assert_eq!(store.stats().bundles, 1);
+}
+
+#[tokio::test]
+async fn everything_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path(), small_inline()).await;
+    let small = bundle(1, 10);
+    let large = bundle(2, 10_000);
+    let a = store.insert(small.clone(), BundleState::QueuedFor { neighbour: "n".into() }).await.unwrap().id();
+    let b = store.insert(large.clone(), BundleState::WaitingForRoute).await.unwrap().id();
+    let stats = store.stats();
+    store.close().await;
+    let (store, report) = open(dir.path(), small_inline()).await;
+    assert_eq!(report.orphan_files_removed + report.incomplete_inserts_removed, 0);
+    assert_eq!(store.stats(), stats);
+    assert_eq!(store.read(a).await.unwrap(), small);
+    assert_eq!(store.read(b).await.unwrap(), large);
+    assert_eq!(store.get(a).await.unwrap().unwrap().state, BundleState::QueuedFor { neighbour: "n".into() });
+    // New files do not reuse the names of existing ones.
+    let c = store.insert(bundle(3, 10_000), BundleState::WaitingForRoute).await.unwrap().id();
+    assert_eq!(store.read(b).await.unwrap(), large);
+    assert_eq!(store.read(c).await.unwrap().len(), bundle(3, 10_000).len());
+}
+
+#[tokio::test]
+async fn recovery_reconciles_rows_and_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = dir.path().join("blobs");
+    let (store, _) = open(dir.path(), small_inline()).await;
+    let kept = store.insert(bundle(1, 10_000), BundleState::WaitingForRoute).await.unwrap().id();
+    let lost = store.insert(bundle(2, 10_000), BundleState::WaitingForRoute).await.unwrap().id();
+    let damaged = store.insert(bundle(3, 10_000), BundleState::WaitingForRoute).await.unwrap().id();
+    let file_of = |id: i64| -> std::path::PathBuf {
+        let conn = rusqlite::Connection::open(dir.path().join("store.sqlite")).unwrap();
+        blobs.join(
+            conn.query_row("SELECT file FROM bundles WHERE id = ?1", [id], |r| r.get::<_, String>(0))
+                .unwrap(),
+        )
+    };
+    let (lost_file, damaged_file) = (file_of(lost), file_of(damaged));
+    store.close().await;
+    std::fs::remove_file(&lost_file).unwrap();
+    std::fs::write(&damaged_file, b"short").unwrap();
+    std::fs::write(blobs.join("00000000000000ff.bundle"), b"orphan").unwrap();
+    std::fs::write(blobs.join("0000000000000100.part"), b"half").unwrap();
+    std::fs::write(blobs.join("README"), b"not ours").unwrap();
+    let (store, report) = open(dir.path(), small_inline()).await;
+    assert_eq!(report.orphan_files_removed, 1);
+    assert_eq!(report.incomplete_inserts_removed, 1);
+    let rows: Vec<(i64, &str)> =
+        report.rows_without_file.iter().map(|(id, _, p)| (*id, p.as_str())).collect();
+    let damaged_problem = format!("the file is 5 bytes, the row says {}", bundle(3, 10_000).len());
+    assert_eq!(rows, [(lost, "the file is missing"), (damaged, damaged_problem.as_str())]);
+    assert!(
+        report.to_string().starts_with("1 orphan bundle files removed, 1 incomplete inserts removed, 2 rows")
+    );
+    assert_eq!(store.stats().bundles, 1);
+    assert!(store.get(kept).await.unwrap().is_some());
+    assert!(store.get(lost).await.unwrap().is_none());
+    let mut left: Vec<String> =
+        std::fs::read_dir(&blobs).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    left.sort();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.contains(&"README".to_string()));
+}
+
+#[tokio::test]
+async fn a_corrupt_database_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("store.sqlite"), vec![0x5a; 8192]).unwrap();
+    let err = SqliteStore::open(dir.path(), StoreConfig::default(), Arc::new(ManualClock::new(NOW)))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::Database { .. }), "{text}");
+    assert!(text.contains("store.sqlite") && text.contains("dtn store check"), "{text}");
+}
+
+#[tokio::test]
+async fn one_process_per_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, _) = open(dir.path(), StoreConfig::default()).await;
+    let err = SqliteStore::open(dir.path(), StoreConfig::default(), Arc::new(ManualClock::new(NOW)))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("another dtn daemon"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_are_all_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path(), small_inline()).await;
+    let tasks: Vec<_> = (0..300u64)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.insert(bundle(i, 50), BundleState::WaitingForRoute).await })
+        })
+        .collect();
+    for task in tasks {
+        assert!(matches!(task.await.unwrap().unwrap(), InsertOutcome::Stored(_)));
+    }
+    assert_eq!(store.stats().bundles, 300);
+    store.close().await;
+    let (store, _) = open(dir.path(), small_inline()).await;
+    assert_eq!(store.stats().bundles, 300);
+}

@@ -1,0 +1,187 @@
+//! What the store keeps about a bundle.
+
+use bytes::Bytes;
+
+use crate::bundle::{BundleId, Eid};
+
+/// A bundle's key in the store (its row id).
+pub type StoreId = i64;
+
+/// Why a bundle is in the store: what it waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum BundleState {
+    /// No route yet: waits for a contact, a route or a neighbour.
+    WaitingForRoute,
+    /// Queued for transmission to this neighbour (node ID).
+    QueuedFor { neighbour: String },
+    /// Being sent to this neighbour.
+    InFlight { neighbour: String },
+    /// Sent to this neighbour under custody; waits for its custody signal.
+    AwaitingCustody { neighbour: String },
+    /// For a local application endpoint that has not taken it yet.
+    WaitingForApplication { endpoint: String },
+    /// A fragment waiting for the rest of its ADU.
+    AwaitingReassembly,
+}
+
+/// The kind of a [`BundleState`], without its argument, for queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StateKind {
+    WaitingForRoute = 0,
+    QueuedFor = 1,
+    InFlight = 2,
+    AwaitingCustody = 3,
+    WaitingForApplication = 4,
+    AwaitingReassembly = 5,
+}
+
+impl StateKind {
+    pub(crate) fn from_code(code: i64) -> Option<StateKind> {
+        Some(match code {
+            0 => StateKind::WaitingForRoute,
+            1 => StateKind::QueuedFor,
+            2 => StateKind::InFlight,
+            3 => StateKind::AwaitingCustody,
+            4 => StateKind::WaitingForApplication,
+            5 => StateKind::AwaitingReassembly,
+            _ => return None,
+        })
+    }
+}
+
+impl BundleState {
+    pub fn kind(&self) -> StateKind {
+        match self {
+            BundleState::WaitingForRoute => StateKind::WaitingForRoute,
+            BundleState::QueuedFor { .. } => StateKind::QueuedFor,
+            BundleState::InFlight { .. } => StateKind::InFlight,
+            BundleState::AwaitingCustody { .. } => StateKind::AwaitingCustody,
+            BundleState::WaitingForApplication { .. } => StateKind::WaitingForApplication,
+            BundleState::AwaitingReassembly => StateKind::AwaitingReassembly,
+        }
+    }
+
+    /// The neighbour or endpoint the state names.
+    pub fn argument(&self) -> Option<&str> {
+        match self {
+            BundleState::QueuedFor { neighbour }
+            | BundleState::InFlight { neighbour }
+            | BundleState::AwaitingCustody { neighbour } => Some(neighbour),
+            BundleState::WaitingForApplication { endpoint } => Some(endpoint),
+            BundleState::WaitingForRoute | BundleState::AwaitingReassembly => None,
+        }
+    }
+
+    pub(crate) fn from_parts(kind: StateKind, argument: Option<String>) -> Option<BundleState> {
+        Some(match (kind, argument) {
+            (StateKind::WaitingForRoute, None) => BundleState::WaitingForRoute,
+            (StateKind::QueuedFor, Some(neighbour)) => BundleState::QueuedFor { neighbour },
+            (StateKind::InFlight, Some(neighbour)) => BundleState::InFlight { neighbour },
+            (StateKind::AwaitingCustody, Some(neighbour)) => BundleState::AwaitingCustody { neighbour },
+            (StateKind::WaitingForApplication, Some(endpoint)) => {
+                BundleState::WaitingForApplication { endpoint }
+            }
+            (StateKind::AwaitingReassembly, None) => BundleState::AwaitingReassembly,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for BundleState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BundleState::WaitingForRoute => f.write_str("waiting for a route"),
+            BundleState::QueuedFor { neighbour } => write!(f, "queued for {neighbour}"),
+            BundleState::InFlight { neighbour } => write!(f, "being sent to {neighbour}"),
+            BundleState::AwaitingCustody { neighbour } => {
+                write!(f, "awaiting a custody signal from {neighbour}")
+            }
+            BundleState::WaitingForApplication { endpoint } => {
+                write!(f, "waiting for the application at {endpoint}")
+            }
+            BundleState::AwaitingReassembly => f.write_str("a fragment awaiting reassembly"),
+        }
+    }
+}
+
+/// Why a bundle left the store (design §3.7: never silently).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteReason {
+    /// Delivered to a local application, which acknowledged it.
+    Delivered,
+    /// Forwarded to a neighbour without custody.
+    Forwarded { neighbour: String },
+    /// Custody accepted by the next custodian.
+    CustodyAccepted { neighbour: String },
+    /// Lifetime expired (RFC 9171 reason code 1).
+    Expired,
+    /// Deleted by the agent for an RFC 9171 §6.1.1 reason code.
+    Discarded { reason_code: u64 },
+    /// Deleted on an operator's or application's request.
+    Requested,
+}
+
+impl std::fmt::Display for DeleteReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeleteReason::Delivered => f.write_str("delivered"),
+            DeleteReason::Forwarded { neighbour } => write!(f, "forwarded to {neighbour}"),
+            DeleteReason::CustodyAccepted { neighbour } => write!(f, "custody accepted by {neighbour}"),
+            DeleteReason::Expired => f.write_str("lifetime expired"),
+            DeleteReason::Discarded { reason_code } => {
+                write!(f, "discarded: {}", crate::admin::ReasonCode(*reason_code).name())
+            }
+            DeleteReason::Requested => f.write_str("deleted on request"),
+        }
+    }
+}
+
+/// The answer to an insert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// Stored, durably, under this id.
+    Stored(StoreId),
+    /// A bundle with the same bundle ID is already stored under this id; nothing was written.
+    Duplicate(StoreId),
+}
+
+impl InsertOutcome {
+    pub fn id(self) -> StoreId {
+        match self {
+            InsertOutcome::Stored(id) | InsertOutcome::Duplicate(id) => id,
+        }
+    }
+}
+
+/// What the store knows about one bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBundle {
+    pub id: StoreId,
+    pub bundle_id: BundleId,
+    pub destination: Eid,
+    /// DTN time (ms) the bundle was stored.
+    pub received_at: u64,
+    /// DTN time (ms) the bundle's lifetime ends.
+    pub expires_at: u64,
+    /// Encoded length in bytes.
+    pub length: u64,
+    pub state: BundleState,
+    /// Whether the bytes are in their own file rather than in the database.
+    pub in_file: bool,
+}
+
+/// The encoded bytes of a stored bundle, for reading.
+#[derive(Debug)]
+pub enum BundleData {
+    /// Small bundles come from the database, whole.
+    Inline(Bytes),
+    /// Large bundles are streamed from their file.
+    File { file: tokio::fs::File, length: u64 },
+}
+
+/// How much the store holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreStats {
+    pub bundles: u64,
+    pub bytes: u64,
+}
