@@ -2,6 +2,7 @@
 
 mod bundle_cmd;
 mod input;
+mod store_cmd;
 
 use std::process::ExitCode;
 
@@ -28,13 +29,24 @@ enum Command {
     /// Offline tools over bundle files: create, inspect, validate.
     #[command(subcommand)]
     Bundle(Box<bundle_cmd::BundleCommand>),
+    /// Offline tools over a node's store (run them while its daemon is stopped).
+    #[command(subcommand)]
+    Store(store_cmd::StoreCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Logs (the store's recovery summary, warnings) go to stderr; RUST_LOG picks the level.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
     let result = match cli.command {
         Command::Daemon { config } => daemon(config),
         Command::Bundle(command) => bundle_cmd::run(*command),
+        Command::Store(command) => store_cmd::run(command),
     };
     match result {
         Ok(code) => code,

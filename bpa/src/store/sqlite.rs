@@ -546,6 +546,61 @@ impl SqliteStore {
         .await
     }
 
+    /// SQLite's own consistency check of the database file (`PRAGMA integrity_check`): an
+    /// empty list when it is sound, else what SQLite found.
+    pub async fn integrity_check(&self) -> Result<Vec<String>, StoreError> {
+        let lines = self
+            .inner
+            .read(|c| {
+                let mut statement = c.prepare("PRAGMA integrity_check")?;
+                let lines =
+                    statement.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+                Ok(lines)
+            })
+            .await?;
+        Ok(if lines == ["ok"] { Vec::new() } else { lines })
+    }
+
+    /// Reads a stored bundle through and checks it against RFC 9171 §4 (lenient, as stored):
+    /// `Ok(None)` when it is sound, `Ok(Some(error))` naming what is wrong. Large bundles are
+    /// streamed, not loaded.
+    pub async fn verify(&self, id: StoreId) -> Result<Option<crate::bundle::BundleError>, StoreError> {
+        use tokio::io::AsyncReadExt;
+        let options = &self.inner.config.parse;
+        let mut file = match self.open_data(id).await? {
+            BundleData::Inline(bytes) => return Ok(crate::bundle::Bundle::parse(&bytes, options).err()),
+            BundleData::File { file, .. } => file,
+        };
+        let mut prefix = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        let path = self.inner.blobs_dir.clone();
+        let read_error =
+            |source| StoreError::Io { action: "reading a bundle file in", path: path.clone(), source };
+        let (header, mut check) = loop {
+            let n = file.read(&mut chunk).await.map_err(read_error)?;
+            prefix.extend_from_slice(&chunk[..n]);
+            let bytes = Bytes::copy_from_slice(&prefix);
+            match BundleHeader::parse(&bytes, options) {
+                Ok(Some(header)) => {
+                    let check = crate::bundle::PayloadCheck::new(&header, &prefix);
+                    break (header, check);
+                }
+                Ok(None) if n > 0 => continue,
+                Ok(None) => return Ok(crate::bundle::Bundle::parse(&bytes, options).err()),
+                Err(error) => return Ok(Some(error)),
+            }
+        };
+        check.update(&prefix[header.payload.data_offset..]);
+        loop {
+            let n = file.read(&mut chunk).await.map_err(read_error)?;
+            if n == 0 {
+                break;
+            }
+            check.update(&chunk[..n]);
+        }
+        Ok(check.finish().err())
+    }
+
     /// How many bundles and bytes the store holds.
     pub fn stats(&self) -> StoreStats {
         self.inner.stats.get()
