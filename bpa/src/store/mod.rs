@@ -23,3 +23,149 @@ pub use sqlite::{SqliteStore, StoreConfig};
 pub use types::{
     BundleData, BundleState, DeleteReason, InsertOutcome, StateKind, StoreId, StoreStats, StoredBundle,
 };
+
+use std::future::Future;
+
+use bytes::Bytes;
+
+use crate::bundle::Eid;
+
+/// What the agent needs of a bundle store. [`SqliteStore`] is the embedded implementation; a
+/// server-grade backend (PostgreSQL) can implement the same. Every change is durable when its
+/// future resolves (design §3.3).
+pub trait Store: Clone + Send + Sync + 'static {
+    /// An insert whose bytes arrive in chunks.
+    type Pending: StreamingInsert;
+
+    /// Stores a whole encoded bundle, or reports the duplicate already stored.
+    fn insert(
+        &self,
+        encoded: Bytes,
+        state: BundleState,
+    ) -> impl Future<Output = Result<InsertOutcome, StoreError>> + Send;
+    /// Starts a streamed insert.
+    fn begin_insert(&self) -> impl Future<Output = Result<Self::Pending, StoreError>> + Send;
+    /// Changes why a bundle waits.
+    fn set_state(
+        &self,
+        id: StoreId,
+        state: BundleState,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Removes a bundle for a stated reason.
+    fn delete(
+        &self,
+        id: StoreId,
+        reason: DeleteReason,
+    ) -> impl Future<Output = Result<StoredBundle, StoreError>> + Send;
+    /// What the store knows of one bundle.
+    fn get(&self, id: StoreId) -> impl Future<Output = Result<Option<StoredBundle>, StoreError>> + Send;
+    /// The encoded bytes, whole or as a stream.
+    fn open_data(&self, id: StoreId) -> impl Future<Output = Result<BundleData, StoreError>> + Send;
+    /// Bundles in a state (optionally naming one neighbour or endpoint), oldest first.
+    fn by_state(
+        &self,
+        kind: StateKind,
+        argument: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredBundle>, StoreError>> + Send;
+    /// Bundles queued for, in flight to, or in custody with a neighbour.
+    fn by_neighbour(
+        &self,
+        neighbour: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredBundle>, StoreError>> + Send;
+    /// Bundles for a destination.
+    fn by_destination(
+        &self,
+        destination: &Eid,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredBundle>, StoreError>> + Send;
+    /// The bundles that expire first.
+    fn next_expiring(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredBundle>, StoreError>> + Send;
+    /// Totals.
+    fn stats(&self) -> StoreStats;
+}
+
+/// A streamed insert: bytes in, then commit; dropping it leaves nothing behind.
+pub trait StreamingInsert: Send {
+    fn write(&mut self, chunk: &[u8]) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn commit(self, state: BundleState) -> impl Future<Output = Result<InsertOutcome, StoreError>> + Send;
+}
+
+impl StreamingInsert for PendingInsert {
+    fn write(&mut self, chunk: &[u8]) -> impl Future<Output = Result<(), StoreError>> + Send {
+        PendingInsert::write(self, chunk)
+    }
+    fn commit(self, state: BundleState) -> impl Future<Output = Result<InsertOutcome, StoreError>> + Send {
+        PendingInsert::commit(self, state)
+    }
+}
+
+impl Store for SqliteStore {
+    type Pending = PendingInsert;
+
+    fn insert(
+        &self,
+        encoded: Bytes,
+        state: BundleState,
+    ) -> impl Future<Output = Result<InsertOutcome, StoreError>> + Send {
+        SqliteStore::insert(self, encoded, state)
+    }
+    fn begin_insert(&self) -> impl Future<Output = Result<PendingInsert, StoreError>> + Send {
+        SqliteStore::begin_insert(self)
+    }
+    fn set_state(
+        &self,
+        id: StoreId,
+        state: BundleState,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        SqliteStore::set_state(self, id, state)
+    }
+    fn delete(
+        &self,
+        id: StoreId,
+        reason: DeleteReason,
+    ) -> impl Future<Output = Result<StoredBundle, StoreError>> + Send {
+        SqliteStore::delete(self, id, reason)
+    }
+    fn get(&self, id: StoreId) -> impl Future<Output = Result<Option<StoredBundle>, StoreError>> + Send {
+        SqliteStore::get(self, id)
+    }
+    fn open_data(&self, id: StoreId) -> impl Future<Output = Result<BundleData, StoreError>> + Send {
+        SqliteStore::open_data(self, id)
+    }
+    fn by_state(
+        &self,
+        kind: StateKind,
+        argument: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredBundle>, StoreError>> + Send {
+        SqliteStore::by_state(self, kind, argument, limit)
+    }
+    fn by_neighbour(
+        &self,
+        neighbour: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredBundle>, StoreError>> + Send {
+        SqliteStore::by_neighbour(self, neighbour, limit)
+    }
+    fn by_destination(
+        &self,
+        destination: &Eid,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredBundle>, StoreError>> + Send {
+        SqliteStore::by_destination(self, destination, limit)
+    }
+    fn next_expiring(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredBundle>, StoreError>> + Send {
+        SqliteStore::next_expiring(self, limit)
+    }
+    fn stats(&self) -> StoreStats {
+        SqliteStore::stats(self)
+    }
+}

@@ -359,3 +359,28 @@ async fn concurrent_writers_are_all_answered() {
     let (store, _) = open(dir.path(), small_inline()).await;
     assert_eq!(store.stats().bundles, 300);
 }
+
+/// What the agent will do, through the trait alone.
+async fn through_the_trait<S: Store>(store: &S) {
+    let bytes = bundle(42, 70_000);
+    let mut pending = store.begin_insert().await.unwrap();
+    for chunk in bytes.chunks(10_000) {
+        StreamingInsert::write(&mut pending, chunk).await.unwrap();
+    }
+    let id = StreamingInsert::commit(pending, BundleState::WaitingForRoute).await.unwrap().id();
+    Store::set_state(store, id, BundleState::QueuedFor { neighbour: "ipn:9.0".into() }).await.unwrap();
+    assert_eq!(Store::by_neighbour(store, "ipn:9.0", 5).await.unwrap().len(), 1);
+    let BundleData::File { length, .. } = Store::open_data(store, id).await.unwrap() else {
+        panic!("inline")
+    };
+    assert_eq!(length, bytes.len() as u64);
+    Store::delete(store, id, DeleteReason::Forwarded { neighbour: "ipn:9.0".into() }).await.unwrap();
+    assert_eq!(Store::stats(store).bundles, 0);
+}
+
+#[tokio::test]
+async fn the_trait_is_enough() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path(), StoreConfig::default()).await;
+    through_the_trait(&store).await;
+}
