@@ -230,34 +230,7 @@ fn decode_canonical(r: &mut Reader<'_>, mode: Mode) -> Result<RawBlock, BundleEr
     }
     let data_at = r.position();
     let header_only_payload = mode == Mode::HeaderOnly && block_type == block_type::PAYLOAD;
-    let data = if header_only_payload {
-        let len = r.bytes_head().map_err(BundleError::cbor("the block-type-specific data", data_at))?;
-        let data_start = r.position();
-        let data_end = usize::try_from(len)
-            .ok()
-            .and_then(|len| data_start.checked_add(len))
-            .ok_or(BundleError::TooLarge { size: len, limit: usize::MAX as u64 })?;
-        return Ok(RawBlock {
-            indefinite: items.is_none(),
-            block_type,
-            number,
-            flags,
-            crc_type,
-            start,
-            data_head: data_at,
-            data: data_start..data_end,
-        });
-    } else {
-        r.bytes().map_err(BundleError::cbor("the block-type-specific data", data_at))?
-    };
-    let crc = read_crc(r, crc_type, block)?;
-    if items.is_none() && !r.take_break() {
-        return Err(BundleError::CanonicalBlockLength { block, found: expected + 1, expected });
-    }
-    if let Some(crc) = crc {
-        crc.verify(r.buffer(), start, r.position())?;
-    }
-    Ok(RawBlock {
+    let raw = |data| RawBlock {
         block_type,
         number,
         flags,
@@ -266,7 +239,26 @@ fn decode_canonical(r: &mut Reader<'_>, mode: Mode) -> Result<RawBlock, BundleEr
         data_head: data_at,
         indefinite: items.is_none(),
         data,
-    })
+    };
+    if header_only_payload {
+        // The payload's content need not be here: its head says where it is.
+        let len = r.bytes_head().map_err(BundleError::cbor("the block-type-specific data", data_at))?;
+        let data_start = r.position();
+        let data_end = usize::try_from(len)
+            .ok()
+            .and_then(|len| data_start.checked_add(len))
+            .ok_or(BundleError::TooLarge { size: len, limit: usize::MAX as u64 })?;
+        return Ok(raw(data_start..data_end));
+    }
+    let data = r.bytes().map_err(BundleError::cbor("the block-type-specific data", data_at))?;
+    let crc = read_crc(r, crc_type, block)?;
+    if items.is_none() && !r.take_break() {
+        return Err(BundleError::CanonicalBlockLength { block, found: expected + 1, expected });
+    }
+    if let Some(crc) = crc {
+        crc.verify(r.buffer(), start, r.position())?;
+    }
+    Ok(raw(data))
 }
 
 /// The cross-block rules of RFC 9171 §4.
