@@ -5,6 +5,7 @@
 //! and of BIBE custody transfer; [`time`] the one clock.
 
 pub mod admin;
+pub mod agent;
 pub mod bundle;
 pub mod store;
 #[cfg(feature = "testing")]

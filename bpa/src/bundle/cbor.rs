@@ -304,6 +304,17 @@ pub fn write_uint(out: &mut Vec<u8>, value: u64) {
     write_head(out, MAJOR_UNSIGNED, value);
 }
 
+/// Number of bytes [`write_head`] uses for `argument`.
+pub fn head_len(argument: u64) -> usize {
+    match argument {
+        0..=23 => 1,
+        24..=0xff => 2,
+        0x100..=0xffff => 3,
+        0x1_0000..=0xffff_ffff => 5,
+        _ => 9,
+    }
+}
+
 #[inline]
 pub fn write_bytes(out: &mut Vec<u8>, data: &[u8]) {
     write_head(out, MAJOR_BYTES, data.len() as u64);
@@ -324,6 +335,7 @@ mod tests {
         for value in [0u64, 23, 24, 255, 256, 65535, 65536, u32::MAX as u64, u32::MAX as u64 + 1, u64::MAX] {
             let mut out = Vec::new();
             write_uint(&mut out, value);
+            assert_eq!(out.len(), head_len(value));
             let mut r = Reader::new(&out);
             let head = r.head().unwrap();
             assert_eq!(head, Head { major: Major::Unsigned, argument: Some(value), non_shortest: false });

@@ -214,6 +214,13 @@ impl Bundle {
         (head, self.payload().clone(), trailer.bytes[..trailer.len].to_vec())
     }
 
+    /// The length of [`Bundle::encode`]'s output, without copying the payload.
+    pub fn encoded_len(&self) -> usize {
+        let mut head = Vec::with_capacity(self.encoded_len_hint());
+        let (_, trailer) = self.encode_head_into(&mut head);
+        head.len() + self.payload().len() + trailer.len
+    }
+
     fn encoded_len_hint(&self) -> usize {
         64 + self.extension_blocks().iter().map(|b| b.data.len() + 16).sum::<usize>()
     }
