@@ -92,24 +92,24 @@ impl RawBlock {
     }
 }
 
+/// The header fields of a canonical block that the cross-block rules look at.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BlockHead {
+    pub block_type: u64,
+    pub number: u64,
+    pub flags: BlockFlags,
+}
+
 /// What the cross-block rules need to know of a canonical block, whether it was parsed
 /// ([`RawBlock`], data in the input) or built ([`CanonicalBlock`], data in the block).
 pub(crate) trait BlockView {
-    fn block_type(&self) -> u64;
-    fn number(&self) -> u64;
-    fn flags(&self) -> BlockFlags;
+    fn head(&self) -> BlockHead;
     fn data<'a>(&'a self, input: &'a [u8]) -> &'a [u8];
 }
 
 impl BlockView for RawBlock {
-    fn block_type(&self) -> u64 {
-        self.block_type
-    }
-    fn number(&self) -> u64 {
-        self.number
-    }
-    fn flags(&self) -> BlockFlags {
-        self.flags
+    fn head(&self) -> BlockHead {
+        BlockHead { block_type: self.block_type, number: self.number, flags: self.flags }
     }
     fn data<'a>(&'a self, input: &'a [u8]) -> &'a [u8] {
         &input[self.data.clone()]
@@ -117,14 +117,8 @@ impl BlockView for RawBlock {
 }
 
 impl BlockView for CanonicalBlock {
-    fn block_type(&self) -> u64 {
-        self.block_type
-    }
-    fn number(&self) -> u64 {
-        self.number
-    }
-    fn flags(&self) -> BlockFlags {
-        self.flags
+    fn head(&self) -> BlockHead {
+        BlockHead { block_type: self.block_type, number: self.number, flags: self.flags }
     }
     fn data<'a>(&'a self, _input: &'a [u8]) -> &'a [u8] {
         &self.data
@@ -287,29 +281,29 @@ pub(crate) fn validate<B: BlockView>(
         }
     }
     // §4.1: the payload block is number 1; numbers are unique and 0 belongs to the primary block.
-    if payload.number() != 1 {
-        return Err(BundleError::PayloadBlockNumber { number: payload.number() });
+    if payload.head().number != 1 {
+        return Err(BundleError::PayloadBlockNumber { number: payload.head().number });
     }
     let mut seen = [false; 3];
     for (position, block) in extensions.iter().enumerate() {
-        match block.number() {
+        match block.head().number {
             0 => {
                 return Err(BundleError::BlockNumberZero {
-                    block_type_name: block_type_name(block.block_type()).to_string(),
+                    block_type_name: block_type_name(block.head().block_type).to_string(),
                     position,
                 });
             }
             1 => {
-                return Err(BundleError::BlockNumberOneNotPayload { block_type: block.block_type() });
+                return Err(BundleError::BlockNumberOneNotPayload { block_type: block.head().block_type });
             }
             n => {
-                if extensions[..position].iter().any(|b| b.number() == n) {
+                if extensions[..position].iter().any(|b| b.head().number == n) {
                     return Err(BundleError::DuplicateBlockNumber { number: n });
                 }
             }
         }
         // §4.4: at most one Previous Node, Bundle Age and Hop Count block.
-        let slot = match block.block_type() {
+        let slot = match block.head().block_type {
             block_type::PREVIOUS_NODE => Some(0),
             block_type::BUNDLE_AGE => Some(1),
             block_type::HOP_COUNT => Some(2),
@@ -318,12 +312,12 @@ pub(crate) fn validate<B: BlockView>(
         if let Some(slot) = slot {
             if seen[slot] {
                 return Err(BundleError::DuplicateExtensionBlock {
-                    name: block_type_name(block.block_type()),
+                    name: block_type_name(block.head().block_type),
                 });
             }
             seen[slot] = true;
-            let (data, number) = (block.data(input), block.number());
-            match block.block_type() {
+            let (data, number) = (block.data(input), block.head().number);
+            match block.head().block_type {
                 block_type::PREVIOUS_NODE => {
                     decode_previous_node(data, number, options.max_eid_length).map(drop)?
                 }
@@ -337,9 +331,9 @@ pub(crate) fn validate<B: BlockView>(
         && let Some(b) = extensions
             .iter()
             .chain(std::iter::once(payload))
-            .find(|b| b.flags().contains(BlockFlags::REPORT_IF_UNPROCESSABLE))
+            .find(|b| b.head().flags.contains(BlockFlags::REPORT_IF_UNPROCESSABLE))
     {
-        return Err(BundleError::BlockRequestsReport { block: BlockRef::Number(b.number()) });
+        return Err(BundleError::BlockRequestsReport { block: BlockRef::Number(b.head().number) });
     }
     // §4.4.2: no clock, so the age must travel with the bundle.
     if primary.creation.time == 0 && !seen[1] && !options.accept_missing_bundle_age {
@@ -350,7 +344,7 @@ pub(crate) fn validate<B: BlockView>(
         && !options.accept_primary_without_crc
         && !extensions
             .iter()
-            .any(|b| b.block_type() == block_type::BLOCK_INTEGRITY && bib_targets(b.data(input), 0))
+            .any(|b| b.head().block_type == block_type::BLOCK_INTEGRITY && bib_targets(b.data(input), 0))
     {
         return Err(BundleError::MissingPrimaryCrc);
     }
