@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod agent;
 pub mod bundle;
+pub mod cla;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -5,4 +5,5 @@
 
 pub mod forward;
 pub mod fragment;
+pub mod node;
 pub mod report;

@@ -33,7 +33,7 @@ use crate::bundle::Eid;
 /// What the agent needs of a bundle store. [`SqliteStore`] is the embedded implementation; a
 /// server-grade backend (PostgreSQL) can implement the same. Every change is durable when its
 /// future resolves (design §3.3).
-pub trait Store: Clone + Send + Sync + 'static {
+pub trait Store: Clone + Send + Sync + std::fmt::Debug + 'static {
     /// An insert whose bytes arrive in chunks.
     type Pending: StreamingInsert;
 

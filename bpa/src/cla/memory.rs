@@ -1,0 +1,64 @@
+//! An in-memory convergence layer: a link straight into another agent in the same process, that
+//! tests cut and restore. The multi-node test harness is built from these.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+
+use super::{ClaError, ClaFuture, ConvergenceLayer};
+use crate::agent::node::Agent;
+use crate::bundle::Eid;
+use crate::store::Store;
+
+/// A switch on a link: cut it and sends fail with [`ClaError::LinkDown`].
+#[derive(Debug, Clone)]
+pub struct LinkSwitch(Arc<AtomicBool>);
+
+impl LinkSwitch {
+    pub fn cut(&self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+    pub fn restore(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn is_up(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// One direction of a link to `to`, in memory.
+#[derive(Debug)]
+pub struct MemoryLink<S: Store> {
+    to: Agent<S>,
+    switch: LinkSwitch,
+}
+
+impl<S: Store> MemoryLink<S> {
+    /// A link into `to`, up, with the switch that cuts it.
+    pub fn new(to: Agent<S>) -> (MemoryLink<S>, LinkSwitch) {
+        let switch = LinkSwitch(Arc::new(AtomicBool::new(true)));
+        (MemoryLink { to, switch: switch.clone() }, switch)
+    }
+}
+
+impl<S: Store> ConvergenceLayer for MemoryLink<S> {
+    fn name(&self) -> &str {
+        "memory"
+    }
+
+    fn send(&self, peer: &Eid, bundle: Bytes) -> ClaFuture<'_, ()> {
+        let peer = peer.to_string();
+        Box::pin(async move {
+            if !self.switch.is_up() {
+                return Err(ClaError::LinkDown { peer });
+            }
+            // The receiving agent answers once the bundle is durable there, like a final XFER_ACK.
+            self.to
+                .receive(bundle)
+                .await
+                .map(drop)
+                .map_err(|e| ClaError::Refused { peer, reason: e.to_string() })
+        })
+    }
+}
