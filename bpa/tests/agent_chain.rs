@@ -234,3 +234,39 @@ async fn duplicates_and_invalid_bundles_are_answered() {
     let err = a.agent.receive(Bytes::from(bad)).await.unwrap_err();
     assert!(err.to_string().starts_with("the bundle is refused: CRC mismatch"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_middle_node_restarts_and_the_bundle_continues() {
+    let clock = Arc::new(ManualClock::new(START));
+    let (a, b, c, b_to_c) = chain(&clock).await;
+    b_to_c.cut();
+    let mut app = c.agent.register(Eid::ipn(3, 1)).await.expect("register");
+    a.agent
+        .send(Eid::ipn(1, 1), Eid::ipn(3, 1), Bytes::from_static(b"survivor"), 60_000, BundleFlags::default())
+        .await
+        .expect("send");
+    eventually("the bundle waits at B", || b.agent.store().stats().bundles == 1).await;
+    // B stops: its agent and store go away (A's link to it too); the directory stays.
+    a.agent.neighbour_down(&Eid::ipn(2, 0));
+    let Node { agent, _dir: dir } = b;
+    let store = agent.store().clone();
+    drop(agent);
+    store.close().await;
+    // B starts again on the same directory.
+    let dyn_clock: Arc<dyn bpa::time::Clock> = clock.clone();
+    let (store, report) =
+        SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&dyn_clock)).await.expect("reopen");
+    assert_eq!(store.stats().bundles, 1, "{report}");
+    let config = AgentConfig {
+        node_id: Eid::ipn(2, 0),
+        parse: ParseOptions::default(),
+        reports: ReportPolicy::default(),
+    };
+    let b = Node { agent: Agent::new(config, store, dyn_clock), _dir: dir };
+    link(&a, &b).await;
+    link(&b, &c).await;
+    let delivery = next(&mut app).await;
+    assert_eq!(delivery.bundle.payload().as_ref(), b"survivor");
+    c.agent.acknowledge(&delivery).await.expect("ack");
+    eventually("B's store empty", || b.agent.store().stats().bundles == 0).await;
+}

@@ -1,7 +1,6 @@
-//! The bundle processing agent (RFC 9171 §5). So far its sans-IO pieces: the edits a node makes
-//! when it forwards a bundle ([`forward`]), fragmentation and reassembly ([`fragment`]), and the
-//! status reports it sends ([`report`]). The pipeline that drives them (reception, storage,
-//! dispatch, forwarding, delivery, expiry) comes with the rest of issue 4.
+//! The bundle processing agent (RFC 9171 §5): the pipeline ([`node`]) and its sans-IO pieces —
+//! the edits a node makes when it forwards a bundle ([`forward`]), fragmentation and reassembly
+//! ([`fragment`]), and the status reports it sends ([`report`]).
 
 pub mod forward;
 pub mod fragment;
