@@ -123,7 +123,7 @@ async fn stream(mib: u64, dir: &str) {
     let id = pending.commit(BundleState::WaitingForRoute).await.expect("commit").id();
     let insert_secs = start.elapsed().as_secs_f64();
     let start = Instant::now();
-    let BundleData::File { mut file, length } = store.open_data(id).await.expect("open data") else {
+    let BundleData::File { mut file, length, .. } = store.open_data(id).await.expect("open data") else {
         panic!("a large bundle is in a file")
     };
     let mut buf = vec![0u8; 1 << 20];

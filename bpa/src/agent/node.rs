@@ -320,16 +320,7 @@ impl<S: Store> Agent<S> {
     }
 
     async fn load(&self, id: StoreId) -> Option<Bundle> {
-        let bytes = match self.inner.store.open_data(id).await {
-            Ok(crate::store::BundleData::Inline(bytes)) => bytes,
-            Ok(crate::store::BundleData::File { mut file, length }) => {
-                use tokio::io::AsyncReadExt;
-                let mut buf = Vec::with_capacity(length as usize);
-                file.read_to_end(&mut buf).await.ok()?;
-                buf.into()
-            }
-            Err(_) => return None,
-        };
+        let bytes = self.inner.store.open_data(id).await.ok()?.into_bytes().await.ok()?;
         Bundle::parse(&bytes, &self.inner.config.parse).ok()
     }
 

@@ -433,7 +433,7 @@ impl SqliteStore {
                 if found != length as u64 {
                     return Err(StoreError::BlobLength { path, expected: length as u64, found });
                 }
-                Ok(BundleData::File { file, length: length as u64 })
+                Ok(BundleData::File { file, length: length as u64, path })
             }
             Some((None, None, _)) => {
                 Err(StoreError::CorruptRow { id, problem: "neither data nor file".into() })
@@ -443,19 +443,7 @@ impl SqliteStore {
 
     /// The bundle's encoded bytes, whole in memory (for small bundles and tests).
     pub async fn read(&self, id: StoreId) -> Result<Bytes, StoreError> {
-        match self.open_data(id).await? {
-            BundleData::Inline(data) => Ok(data),
-            BundleData::File { mut file, length } => {
-                use tokio::io::AsyncReadExt;
-                let mut out = Vec::with_capacity(length as usize);
-                file.read_to_end(&mut out).await.map_err(|source| StoreError::Io {
-                    action: "reading",
-                    path: self.inner.blobs_dir.clone(),
-                    source,
-                })?;
-                Ok(out.into())
-            }
-        }
+        self.open_data(id).await?.into_bytes().await
     }
 
     async fn query(

@@ -176,7 +176,26 @@ pub enum BundleData {
     /// Small bundles come from the database, whole.
     Inline(Bytes),
     /// Large bundles are streamed from their file.
-    File { file: tokio::fs::File, length: u64 },
+    File { file: tokio::fs::File, length: u64, path: std::path::PathBuf },
+}
+
+impl BundleData {
+    /// All the bytes in memory: for small bundles, and for callers that cannot stream yet.
+    pub async fn into_bytes(self) -> Result<Bytes, super::StoreError> {
+        match self {
+            BundleData::Inline(bytes) => Ok(bytes),
+            BundleData::File { mut file, length, path } => {
+                use tokio::io::AsyncReadExt;
+                let mut out = Vec::with_capacity(length as usize);
+                file.read_to_end(&mut out).await.map_err(|source| super::StoreError::Io {
+                    action: "reading a stored bundle's file",
+                    path,
+                    source,
+                })?;
+                Ok(out.into())
+            }
+        }
+    }
 }
 
 /// How much the store holds.
