@@ -5,14 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bpa::admin::{AdminRecord, AdminRecordTypes, ReasonCode};
+use bpa::agent::delivery::Subscription;
 use bpa::agent::node::{Agent, AgentConfig, Delivery, Route};
-use bpa::agent::report::ReportPolicy;
-use bpa::bundle::{BundleFlags, Eid, ParseOptions};
+use bpa::bundle::{BundleFlags, Eid};
 use bpa::cla::memory::{LinkSwitch, MemoryLink};
 use bpa::store::{SqliteStore, StoreConfig};
 use bpa::time::ManualClock;
 use bytes::Bytes;
-use tokio::sync::mpsc::UnboundedReceiver;
 
 const START: u64 = 800_000_000_000;
 
@@ -26,11 +25,7 @@ async fn node(n: u32, clock: &Arc<ManualClock>) -> Node {
     let clock: Arc<dyn bpa::time::Clock> = clock.clone();
     let (store, _) =
         SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&clock)).await.expect("store");
-    let config = AgentConfig {
-        node_id: Eid::ipn(n, 0),
-        parse: ParseOptions::default(),
-        reports: ReportPolicy::default(),
-    };
+    let config = AgentConfig::new(Eid::ipn(n, 0));
     Node { agent: Agent::new(config, store, clock), _dir: dir }
 }
 
@@ -41,7 +36,7 @@ async fn link(a: &Node, b: &Node) -> LinkSwitch {
     switch
 }
 
-async fn next(rx: &mut UnboundedReceiver<Delivery>) -> Delivery {
+async fn next(rx: &mut Subscription) -> Delivery {
     tokio::time::timeout(Duration::from_secs(20), rx.recv())
         .await
         .expect("a delivery in time")
@@ -160,7 +155,7 @@ async fn an_application_offline_for_hours_gets_everything_when_it_returns() {
         a.agent
             .send(
                 Eid::ipn(1, 1),
-                Eid::ipn(3, 7),
+                Eid::ipn(3, 9),
                 Bytes::from(vec![i; 10]),
                 86_400_000,
                 BundleFlags::default(),
@@ -171,7 +166,7 @@ async fn an_application_offline_for_hours_gets_everything_when_it_returns() {
     eventually("all five wait at C", || c.agent.store().stats().bundles == 5).await;
     clock.advance(6 * 3_600_000);
     assert_eq!(c.agent.expire().await.expect("expire"), 0);
-    let mut app = c.agent.register(Eid::ipn(3, 7)).await.expect("register");
+    let mut app = c.agent.register(Eid::ipn(3, 9)).await.expect("register");
     let mut got: Vec<u8> = Vec::new();
     for _ in 0..5 {
         let d = next(&mut app).await;
@@ -257,16 +252,210 @@ async fn the_middle_node_restarts_and_the_bundle_continues() {
     let (store, report) =
         SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&dyn_clock)).await.expect("reopen");
     assert_eq!(store.stats().bundles, 1, "{report}");
-    let config = AgentConfig {
-        node_id: Eid::ipn(2, 0),
-        parse: ParseOptions::default(),
-        reports: ReportPolicy::default(),
-    };
-    let b = Node { agent: Agent::new(config, store, dyn_clock), _dir: dir };
+    let b = Node { agent: Agent::new(AgentConfig::new(Eid::ipn(2, 0)), store, dyn_clock), _dir: dir };
+    b.agent.start().await.expect("start");
     link(&a, &b).await;
     link(&b, &c).await;
     let delivery = next(&mut app).await;
     assert_eq!(delivery.bundle.payload().as_ref(), b"survivor");
     c.agent.acknowledge(&delivery).await.expect("ack");
     eventually("B's store empty", || b.agent.store().stats().bundles == 0).await;
+}
+
+fn big_bundle(sequence: u64, payload: &[u8], flags: u64) -> bpa::bundle::Bundle {
+    bpa::bundle::BundleBuilder::new(
+        Eid::ipn(1, 1),
+        Eid::ipn(3, 1),
+        bpa::bundle::CreationTimestamp { time: START, sequence },
+        3_600_000,
+    )
+    .flags(BundleFlags(flags))
+    .payload(payload.to_vec())
+    .build()
+    .expect("bundle")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fragments_out_of_order_duplicated_and_overlapping_are_delivered_once_whole() {
+    let clock = Arc::new(ManualClock::new(START));
+    let c = node(3, &clock).await;
+    let payload: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    let whole = big_bundle(1, &payload, 0);
+    let mut small = bpa::agent::fragment::fragment(&whole, 700).expect("fragments");
+    let large = bpa::agent::fragment::fragment(&whole, 2000).expect("fragments");
+    assert!(small.len() > 6 && large.len() > 2);
+    // Out of order, the last first; a duplicate; and overlapping fragments of another cut.
+    small.reverse();
+    let mut sent = vec![small[0].clone(), small[0].clone(), large[1].clone()];
+    sent.extend(small[1..].iter().cloned());
+    let mut app = c.agent.register(Eid::ipn(3, 1)).await.expect("register");
+    for (i, f) in sent.iter().enumerate() {
+        c.agent.receive(Bytes::from(f.encode())).await.expect("receive");
+        if i + 1 < sent.len() {
+            assert!(app.try_recv().is_err(), "nothing before the last fragment");
+        }
+    }
+    let delivery = next(&mut app).await;
+    assert_eq!(delivery.bundle.payload().as_ref(), payload.as_slice());
+    assert_eq!(delivery.bundle.primary().fragment, None);
+    assert!(!delivery.bundle.primary().flags.is_fragment());
+    assert_eq!(delivery.bundle.id().creation, whole.id().creation);
+    c.agent.acknowledge(&delivery).await.expect("ack");
+    // The late fragment of the other cut is a bundle of its own: it waits, alone, to expire.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(app.try_recv().is_err(), "delivered exactly once");
+    assert_eq!(c.agent.stats().reassembled, 1);
+    assert_eq!(c.agent.stats().duplicates, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_with_a_small_maximum_gets_fragments_and_the_destination_reassembles() {
+    let clock = Arc::new(ManualClock::new(START));
+    let (a, b) = (node(1, &clock).await, node(3, &clock).await);
+    let (cla, _switch) = MemoryLink::new(b.agent.clone());
+    a.agent.neighbour_up(Eid::ipn(3, 0), Arc::new(cla.with_max_bundle_size(1000))).await.expect("up");
+    let mut app = b.agent.register(Eid::ipn(3, 1)).await.expect("register");
+    let payload: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    a.agent
+        .send(Eid::ipn(1, 1), Eid::ipn(3, 1), Bytes::from(payload.clone()), 60_000, BundleFlags::default())
+        .await
+        .expect("send");
+    let delivery = next(&mut app).await;
+    assert_eq!(delivery.bundle.payload().as_ref(), payload.as_slice());
+    assert!(a.agent.stats().fragments_sent >= 20, "{:?}", a.agent.stats());
+    b.agent.acknowledge(&delivery).await.expect("ack");
+    eventually("both stores empty", || {
+        a.agent.store().stats().bundles == 0 && b.agent.store().stats().bundles == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_that_must_not_be_fragmented_waits_instead_of_crossing_a_small_link() {
+    let clock = Arc::new(ManualClock::new(START));
+    let (a, b) = (node(1, &clock).await, node(3, &clock).await);
+    let (cla, _switch) = MemoryLink::new(b.agent.clone());
+    a.agent.neighbour_up(Eid::ipn(3, 0), Arc::new(cla.with_max_bundle_size(1000))).await.expect("up");
+    let whole = big_bundle(2, &[7u8; 5000], BundleFlags::MUST_NOT_FRAGMENT);
+    a.agent.receive(Bytes::from(whole.encode())).await.expect("receive");
+    eventually("the link refused it", || a.agent.stats().too_big == 1).await;
+    assert_eq!((a.agent.store().stats().bundles, b.agent.store().stats().bundles), (1, 0));
+    // A link that takes it whole comes up: it goes.
+    let (cla, _switch) = MemoryLink::new(b.agent.clone());
+    a.agent.neighbour_up(Eid::ipn(3, 0), Arc::new(cla)).await.expect("up");
+    eventually("it crossed whole", || b.agent.store().stats().bundles == 1).await;
+    assert_eq!(b.agent.stats().reassembled, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_echo_service_answers_on_ipn_service_7() {
+    let clock = Arc::new(ManualClock::new(START));
+    let (a, b, c, _) = chain(&clock).await;
+    link(&c, &b).await;
+    link(&b, &a).await;
+    c.agent.add_route(Route { to: Eid::ipn(1, 0), via: Eid::ipn(2, 0) }).await.expect("route");
+    let mut replies = a.agent.register(Eid::ipn(1, 5)).await.expect("register");
+    a.agent
+        .send(Eid::ipn(1, 5), Eid::ipn(3, 7), Bytes::from_static(b"ping 1"), 60_000, BundleFlags::default())
+        .await
+        .expect("send");
+    let reply = next(&mut replies).await;
+    assert_eq!(reply.bundle.payload().as_ref(), b"ping 1");
+    assert_eq!(reply.bundle.primary().source, Eid::ipn(3, 7));
+    assert_eq!(c.agent.stats().echoed, 1);
+    a.agent.acknowledge(&reply).await.expect("ack");
+    eventually("every store empty", || [&a, &b, &c].iter().all(|n| n.agent.store().stats().bundles == 0))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_survive_a_restart_and_foreign_endpoints_are_refused() {
+    let clock = Arc::new(ManualClock::new(START));
+    let dyn_clock: Arc<dyn bpa::time::Clock> = clock.clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (store, _) = SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&dyn_clock))
+            .await
+            .expect("store");
+        let agent = Agent::new(AgentConfig::new(Eid::ipn(3, 0)), store.clone(), Arc::clone(&dyn_clock));
+        let error = agent.register(Eid::ipn(4, 1)).await.expect_err("foreign");
+        assert_eq!(
+            error.to_string(),
+            "ipn:4.1 is not an endpoint of this node (ipn:3.0): applications register endpoints of their own node"
+        );
+        drop(agent.register(Eid::ipn(3, 1)).await.expect("register"));
+        let _kept = agent.register(Eid::ipn(3, 2)).await.expect("register");
+        agent.register(Eid::ipn(3, 3)).await.expect("register");
+        agent.unregister(&Eid::ipn(3, 3)).await.expect("unregister");
+        assert_eq!(
+            agent.registrations().await.expect("list"),
+            vec![(Eid::ipn(3, 1), false), (Eid::ipn(3, 2), true)]
+        );
+        drop(agent);
+        store.close().await;
+    }
+    let (store, _) =
+        SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&dyn_clock)).await.expect("reopen");
+    let agent = Agent::new(AgentConfig::new(Eid::ipn(3, 0)), store, dyn_clock);
+    assert_eq!(
+        agent.registrations().await.expect("list"),
+        vec![(Eid::ipn(3, 1), false), (Eid::ipn(3, 2), false)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_route_patterns_pick_the_most_specific_next_hop() {
+    use bpa::agent::routing::StaticRoute;
+    let clock = Arc::new(ManualClock::new(START));
+    let (a, b, c) = (node(1, &clock).await, node(2, &clock).await, node(4, &clock).await);
+    link(&a, &b).await;
+    link(&a, &c).await;
+    // Everything via 2, but node 9's service 5 via 4.
+    a.agent
+        .add_static_route(StaticRoute { pattern: "*".parse().expect("p"), via: Eid::ipn(2, 0) })
+        .await
+        .expect("route");
+    a.agent
+        .add_static_route(StaticRoute { pattern: "ipn:9.5".parse().expect("p"), via: Eid::ipn(4, 0) })
+        .await
+        .expect("route");
+    for service in [5, 6] {
+        a.agent
+            .send(
+                Eid::ipn(1, 1),
+                Eid::ipn(9, service),
+                Bytes::from_static(b"x"),
+                60_000,
+                BundleFlags::default(),
+            )
+            .await
+            .expect("send");
+    }
+    eventually("one at each neighbour", || {
+        b.agent.store().stats().bundles == 1 && c.agent.store().stats().bundles == 1
+    })
+    .await;
+    let at_c = c.agent.store().by_destination(&Eid::ipn(9, 5), 10).await.expect("query");
+    assert_eq!(at_c.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reports_to_this_node_are_consumed_when_nobody_watches() {
+    let clock = Arc::new(ManualClock::new(START));
+    let (a, b, _c, _) = chain(&clock).await;
+    link(&b, &a).await;
+    // B's reception report and A's own forwarding report go to A's administrative endpoint,
+    // which no application watches.
+    a.agent
+        .send(
+            Eid::ipn(1, 1),
+            Eid::ipn(2, 1),
+            Bytes::from_static(b"x"),
+            60_000,
+            BundleFlags(BundleFlags::REPORT_FORWARDING | BundleFlags::REPORT_RECEPTION),
+        )
+        .await
+        .expect("send");
+    eventually("both reports consumed at A", || a.agent.stats().delivered == 2).await;
+    eventually("A's store empty", || a.agent.store().stats().bundles == 0).await;
 }

@@ -37,7 +37,7 @@ fn state(code: u8) -> BundleState {
         2 => BundleState::InFlight { neighbour: "ipn:6.0".into() },
         3 => BundleState::AwaitingCustody { neighbour: "ipn:5.0".into() },
         4 => BundleState::WaitingForApplication { endpoint: "ipn:2.1".into() },
-        _ => BundleState::AwaitingReassembly,
+        _ => BundleState::AwaitingReassembly { adu: "ipn:1.1 5 0".into() },
     }
 }
 

@@ -90,6 +90,12 @@ fn travels_with_every_fragment(block: &CanonicalBlock) -> bool {
     matches!(block.block_type, PREVIOUS_NODE | BUNDLE_AGE | HOP_COUNT)
 }
 
+/// The name of the ADU a bundle or fragment belongs to: source, creation time and sequence
+/// number (RFC 9171 §5.9), as the store records it for fragments awaiting reassembly.
+pub fn adu_key(primary: &crate::bundle::PrimaryBlock) -> String {
+    format!("{} {} {}", primary.source, primary.creation.time, primary.creation.sequence)
+}
+
 /// Why a fragment does not belong to, or cannot complete, a reassembly.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReassemblyError {

@@ -2,20 +2,24 @@
 //! forwarding to a neighbour or delivery to a local application; expiry; status reports.
 //!
 //! Every bundle is in the store, with a state saying what it waits for, before anything else
-//! happens to it, so a crash or restart loses nothing: what was waiting is dispatched again when
-//! a neighbour comes up or an application registers.
+//! happens to it, so a crash or restart loses nothing: what was waiting is dispatched again by
+//! [`Agent::start`], when a neighbour comes up, a route is added or an application connects.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
+use super::counters::{AgentStats, Counters};
 use super::forward::{ForwardError, prepare_for_forwarding};
+use super::fragment::{FragmentError, fragment};
 use super::report::{ReportPolicy, Status, status_report};
+use super::routing::{Router, StaticRoute, StaticRoutes};
 use crate::admin::ReasonCode;
 use crate::bundle::{
     Bundle, BundleBuilder, BundleError, BundleFlags, CreationTimestamp, Eid, ParseOptions, PrimaryBlock,
@@ -33,6 +37,23 @@ pub struct AgentConfig {
     pub parse: ParseOptions,
     /// Whether and how status reports are sent.
     pub reports: ReportPolicy,
+    /// Answer bundles sent to the echo service (`ipn:N.7`, `dtn://node/echo`) with their payload.
+    pub echo: bool,
+    /// Most bundles being handed to one neighbour's convergence layer at once; the others queue.
+    pub max_in_flight_per_neighbour: usize,
+}
+
+impl AgentConfig {
+    /// The defaults for a node with this ID.
+    pub fn new(node_id: Eid) -> AgentConfig {
+        AgentConfig {
+            node_id,
+            parse: ParseOptions::default(),
+            reports: ReportPolicy::default(),
+            echo: true,
+            max_in_flight_per_neighbour: 256,
+        }
+    }
 }
 
 /// Why the agent refused something.
@@ -42,6 +63,14 @@ pub enum AgentError {
     Invalid(#[from] BundleError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(
+        "{endpoint} is not an endpoint of this node ({node}): applications register endpoints of their own node"
+    )]
+    NotLocal { endpoint: Eid, node: Eid },
+    #[error(
+        "the source {from} is not an endpoint of this node ({node}): bundles are sent from the node's own endpoints"
+    )]
+    ForeignSource { from: Eid, node: Eid },
 }
 
 /// The answer to a received bundle.
@@ -60,17 +89,36 @@ pub struct Delivery {
     pub bundle: Bundle,
 }
 
-/// A static route: bundles for node `to` go via neighbour `via`.
+/// A static route to a node: bundles for node `to` go via neighbour `via`. Shorthand for a
+/// [`StaticRoute`] with a node pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     pub to: Eid,
     pub via: Eid,
 }
 
+/// A directly connected neighbour.
+#[derive(Debug, Clone)]
+pub(super) struct Neighbour {
+    pub cla: Arc<dyn ConvergenceLayer>,
+    /// The per-neighbour queue: a bundle waits for a slot before it is loaded and handed over.
+    pub slots: Arc<Semaphore>,
+}
+
+/// A neighbour as [`Agent::neighbours`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeighbourInfo {
+    pub node_id: Eid,
+    /// The convergence layer's name.
+    pub cla: String,
+    /// Bundles being handed over now.
+    pub in_flight: usize,
+}
+
 /// The agent of one node. Cheap to clone.
 #[derive(Debug)]
 pub struct Agent<S: Store> {
-    inner: Arc<Inner<S>>,
+    pub(super) inner: Arc<Inner<S>>,
 }
 
 impl<S: Store> Clone for Agent<S> {
@@ -80,20 +128,38 @@ impl<S: Store> Clone for Agent<S> {
 }
 
 #[derive(Debug)]
-struct Inner<S> {
-    config: AgentConfig,
-    store: S,
-    clock: Arc<dyn Clock>,
-    sequence: AtomicU64,
-    neighbours: Mutex<HashMap<Eid, Arc<dyn ConvergenceLayer>>>,
-    routes: Mutex<Vec<Route>>,
-    applications: Mutex<HashMap<Eid, mpsc::UnboundedSender<Delivery>>>,
+pub(super) struct Inner<S> {
+    pub config: AgentConfig,
+    pub store: S,
+    pub clock: Arc<dyn Clock>,
+    pub sequence: AtomicU64,
+    pub neighbours: Mutex<HashMap<Eid, Neighbour>>,
+    pub static_routes: Mutex<StaticRoutes>,
+    pub router: Mutex<Option<Arc<dyn Router>>>,
+    pub applications: Mutex<HashMap<Eid, mpsc::UnboundedSender<Delivery>>>,
+    /// Bundles being forwarded now: never dispatched twice at once.
+    pub in_flight: Mutex<HashSet<StoreId>>,
+    /// One reassembly at a time, so two last fragments cannot both complete an ADU.
+    pub reassembly: tokio::sync::Mutex<()>,
+    pub counters: Counters,
 }
 
-type BoxedTask = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub(super) type BoxedTask = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Removes a bundle from the in-flight set when its forwarding ends, however it ends.
+struct InFlight<S: Store> {
+    agent: Agent<S>,
+    id: StoreId,
+}
+
+impl<S: Store> Drop for InFlight<S> {
+    fn drop(&mut self) {
+        lock(&self.agent.inner.in_flight).remove(&self.id);
+    }
 }
 
 impl<S: Store> Agent<S> {
@@ -105,8 +171,12 @@ impl<S: Store> Agent<S> {
                 clock,
                 sequence: AtomicU64::new(0),
                 neighbours: Mutex::new(HashMap::new()),
-                routes: Mutex::new(Vec::new()),
+                static_routes: Mutex::new(StaticRoutes::default()),
+                router: Mutex::new(None),
                 applications: Mutex::new(HashMap::new()),
+                in_flight: Mutex::new(HashSet::new()),
+                reassembly: tokio::sync::Mutex::new(()),
+                counters: Counters::default(),
             }),
         }
     }
@@ -115,17 +185,53 @@ impl<S: Store> Agent<S> {
         &self.inner.config.node_id
     }
 
+    pub fn config(&self) -> &AgentConfig {
+        &self.inner.config
+    }
+
     pub fn store(&self) -> &S {
         &self.inner.store
+    }
+
+    /// What the agent has done since it started.
+    pub fn stats(&self) -> AgentStats {
+        self.inner.counters.snapshot()
+    }
+
+    /// Picks up what a previous run left (design §3.7): bundles that were being sent when it
+    /// stopped wait for a route again, fragments are reassembled if they are complete, and
+    /// everything waiting for a route is dispatched. Call once routes and neighbours are set.
+    pub async fn start(&self) -> Result<(), AgentError> {
+        let store = &self.inner.store;
+        for kind in [StateKind::QueuedFor, StateKind::InFlight] {
+            for meta in store.by_state(kind, None, usize::MAX).await? {
+                store.set_state(meta.id, BundleState::WaitingForRoute).await?;
+            }
+        }
+        let fragments = store.by_state(StateKind::AwaitingReassembly, None, usize::MAX).await?;
+        let adus: HashSet<String> =
+            fragments.into_iter().filter_map(|m| m.state.argument().map(str::to_string)).collect();
+        for adu in adus {
+            self.reassemble(&adu).await;
+        }
+        self.redispatch_waiting(true).await
     }
 
     /// A bundle from a convergence layer (RFC 9171 §5.6). `Ok` means it is durable here: the
     /// layer may acknowledge it to the sender.
     pub async fn receive(&self, encoded: Bytes) -> Result<Reception, AgentError> {
-        let bundle = Bundle::parse(&encoded, &self.inner.config.parse)?;
+        let counters = &self.inner.counters;
+        let bundle = Bundle::parse(&encoded, &self.inner.config.parse).inspect_err(|error| {
+            Counters::bump(&counters.refused);
+            tracing::info!(%error, "a received bundle was refused");
+        })?;
         match self.inner.store.insert(encoded, BundleState::WaitingForRoute).await? {
-            InsertOutcome::Duplicate(id) => Ok(Reception::Duplicate(id)),
+            InsertOutcome::Duplicate(id) => {
+                Counters::bump(&counters.duplicates);
+                Ok(Reception::Duplicate(id))
+            }
             InsertOutcome::Stored(id) => {
+                Counters::bump(&counters.received);
                 self.report(
                     bundle.primary(),
                     bundle.payload().len() as u64,
@@ -148,6 +254,9 @@ impl<S: Store> Agent<S> {
         lifetime_ms: u64,
         flags: BundleFlags,
     ) -> Result<StoreId, AgentError> {
+        if !source.is_null() && !self.is_local(&source) {
+            return Err(AgentError::ForeignSource { from: source, node: self.inner.config.node_id.clone() });
+        }
         let bundle = BundleBuilder::new(source, destination, self.next_timestamp(), lifetime_ms)
             .report_to(self.inner.config.node_id.clone())
             .flags(flags)
@@ -156,70 +265,92 @@ impl<S: Store> Agent<S> {
         self.originate(bundle).await
     }
 
-    fn next_timestamp(&self) -> CreationTimestamp {
+    pub(super) fn next_timestamp(&self) -> CreationTimestamp {
         CreationTimestamp {
             time: self.inner.clock.now_dtn_ms(),
             sequence: self.inner.sequence.fetch_add(1, Ordering::Relaxed),
         }
     }
 
-    async fn originate(&self, bundle: Bundle) -> Result<StoreId, AgentError> {
+    pub(super) async fn originate(&self, bundle: Bundle) -> Result<StoreId, AgentError> {
         let id =
             self.inner.store.insert(Bytes::from(bundle.encode()), BundleState::WaitingForRoute).await?.id();
+        Counters::bump(&self.inner.counters.originated);
         self.dispatch(id, bundle).await;
         Ok(id)
     }
 
-    fn is_local(&self, destination: &Eid) -> bool {
-        destination.node_id() == self.inner.config.node_id.node_id()
+    pub(super) fn is_local(&self, eid: &Eid) -> bool {
+        !eid.is_null() && eid.node_id() == self.inner.config.node_id.node_id()
     }
 
-    fn next_hop(&self, destination: &Eid) -> Option<(Eid, Arc<dyn ConvergenceLayer>)> {
-        let node = destination.node_id();
+    /// The neighbour a bundle for `destination` goes to now, if any.
+    fn next_hop(&self, destination: &Eid) -> Option<(Eid, Neighbour)> {
         let neighbours = lock(&self.inner.neighbours);
-        if let Some(cla) = neighbours.get(&node) {
-            return Some((node, Arc::clone(cla)));
+        if neighbours.is_empty() {
+            return None;
         }
-        let routes = lock(&self.inner.routes);
-        let via = routes.iter().find(|r| r.to == node).map(|r| r.via.clone())?;
-        neighbours.get(&via).map(|cla| (via, Arc::clone(cla)))
+        let node = destination.node_id();
+        if let Some(n) = neighbours.get(&node) {
+            return Some((node, n.clone()));
+        }
+        let mut candidates = lock(&self.inner.static_routes).next_hops(destination);
+        if let Some(router) = lock(&self.inner.router).as_ref() {
+            candidates.extend(router.next_hops(destination));
+        }
+        candidates.into_iter().find_map(|via| neighbours.get(&via).map(|n| (via, n.clone())))
     }
 
     /// Decides what happens to a stored bundle now (RFC 9171 §5.3): local delivery, forwarding,
-    /// or waiting.
+    /// or waiting. `bundle` may be left out: it is loaded from the store when its turn comes.
     ///
     /// Boxed: dispatching can send a status report, which is dispatched in turn.
-    fn dispatch(&self, id: StoreId, bundle: Bundle) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(self.dispatch_now(id, bundle))
+    pub(super) fn dispatch(
+        &self,
+        id: StoreId,
+        bundle: Bundle,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            let destination = bundle.primary().destination.clone();
+            if self.is_local(&destination) {
+                self.deliver_locally(id, bundle).await;
+            } else {
+                self.forward_if_routed(id, &destination, Some(bundle));
+            }
+        })
     }
 
-    async fn dispatch_now(&self, id: StoreId, bundle: Bundle) {
-        let destination = bundle.primary().destination.clone();
-        if self.is_local(&destination) {
-            let state = BundleState::WaitingForApplication { endpoint: destination.to_string() };
-            if let Err(error) = self.inner.store.set_state(id, state).await {
-                tracing::error!(%error, store_id = id, "cannot record a bundle as waiting for its application");
-                return;
-            }
-            let app = lock(&self.inner.applications).get(&destination).cloned();
-            if let Some(app) = app {
-                let _ = app.send(Delivery { id, bundle });
-            }
-            return;
-        }
-        let Some((peer, cla)) = self.next_hop(&destination) else {
-            return; // stays WaitingForRoute until a neighbour or route appears
+    /// Starts forwarding if a neighbour can take the bundle; otherwise it stays waiting for a
+    /// route. Returns whether it started.
+    fn forward_if_routed(&self, id: StoreId, destination: &Eid, bundle: Option<Bundle>) -> bool {
+        let Some((hop, neighbour)) = self.next_hop(destination) else {
+            return false;
         };
-        let task: BoxedTask = Box::pin(self.clone().forward(id, bundle, peer, cla));
+        if !lock(&self.inner.in_flight).insert(id) {
+            return true; // already on its way
+        }
+        let guard = InFlight { agent: self.clone(), id };
+        let task: BoxedTask = Box::pin(self.clone().forward(guard, bundle, hop, neighbour));
         tokio::spawn(task);
+        true
     }
 
-    /// Sends one bundle to a neighbour (RFC 9171 §5.4).
-    async fn forward(self, id: StoreId, mut bundle: Bundle, peer: Eid, cla: Arc<dyn ConvergenceLayer>) {
+    /// Sends one bundle to a neighbour (RFC 9171 §5.4), in fragments if the link needs them
+    /// (§5.8). The bundle leaves the store only once the neighbour has all of it.
+    async fn forward(self, guard: InFlight<S>, bundle: Option<Bundle>, hop: Eid, neighbour: Neighbour) {
+        let id = guard.id;
+        let Ok(_slot) = Arc::clone(&neighbour.slots).acquire_owned().await else { return };
         let store = &self.inner.store;
         let received_at = match store.get(id).await {
             Ok(Some(meta)) => meta.received_at,
             _ => return, // gone meanwhile (expired, deleted)
+        };
+        let mut bundle = match bundle {
+            Some(bundle) => bundle,
+            None => match self.load(id).await {
+                Some(bundle) => bundle,
+                None => return,
+            },
         };
         let residence = self.inner.clock.now_dtn_ms().saturating_sub(received_at);
         let subject = bundle.primary().clone();
@@ -230,42 +361,86 @@ impl<S: Store> Agent<S> {
             self.delete(id, &subject, payload_len, ReasonCode::HOP_LIMIT_EXCEEDED).await;
             return;
         }
-        let neighbour = peer.to_string();
-        if store.set_state(id, BundleState::InFlight { neighbour: neighbour.clone() }).await.is_err() {
-            return;
-        }
-        match cla.send(&peer, Bytes::from(bundle.encode())).await {
-            Ok(()) => {
-                if store.delete(id, DeleteReason::Forwarded { neighbour }).await.is_ok() {
-                    self.report(
-                        &subject,
-                        payload_len,
-                        Status::Forwarded,
-                        ReasonCode::NO_ADDITIONAL_INFORMATION,
-                    )
-                    .await;
+        let cla = &neighbour.cla;
+        let pieces = match cla.max_bundle_size() {
+            Some(max) if bundle.encoded_len() > max => match fragment(&bundle, max) {
+                Ok(pieces) => pieces,
+                Err(error @ (FragmentError::MustNotFragment | FragmentError::TooSmall { .. })) => {
+                    Counters::bump(&self.inner.counters.too_big);
+                    tracing::warn!(
+                        %error, bundle = %bundle.id(), neighbour = %hop, cla = cla.name(), max,
+                        "the bundle is too big for this link; it waits for another route or its expiry"
+                    );
+                    return;
                 }
-            }
-            Err(error) => {
+            },
+            _ => vec![bundle],
+        };
+        let fragmented = pieces.len() > 1;
+        for piece in pieces {
+            if let Err(error) = cla.send(&hop, Bytes::from(piece.encode())).await {
                 tracing::warn!(%error, store_id = id, cla = cla.name(), "forwarding failed; the bundle waits for the next chance");
-                let _ = store.set_state(id, BundleState::WaitingForRoute).await;
+                return;
             }
+            if fragmented {
+                Counters::bump(&self.inner.counters.fragments_sent);
+            }
+        }
+        if store.delete(id, DeleteReason::Forwarded { neighbour: hop.to_string() }).await.is_ok() {
+            Counters::bump(&self.inner.counters.forwarded);
+            self.report(&subject, payload_len, Status::Forwarded, ReasonCode::NO_ADDITIONAL_INFORMATION)
+                .await;
         }
     }
 
-    async fn delete(&self, id: StoreId, subject: &PrimaryBlock, payload_len: u64, reason: ReasonCode) {
+    pub(super) async fn delete(
+        &self,
+        id: StoreId,
+        subject: &PrimaryBlock,
+        payload_len: u64,
+        reason: ReasonCode,
+    ) {
         let why = if reason == ReasonCode::LIFETIME_EXPIRED {
             DeleteReason::Expired
         } else {
             DeleteReason::Discarded { reason_code: reason.0 }
         };
         if self.inner.store.delete(id, why).await.is_ok() {
+            let counter = if reason == ReasonCode::LIFETIME_EXPIRED {
+                &self.inner.counters.expired
+            } else {
+                &self.inner.counters.discarded
+            };
+            Counters::bump(counter);
             self.report(subject, payload_len, Status::Deleted, reason).await;
         }
     }
 
+    /// Deletes a stored bundle on an operator's request, reporting the deletion if the bundle
+    /// asked for that. Returns whether it was there.
+    pub async fn delete_on_request(&self, id: StoreId) -> Result<bool, AgentError> {
+        let bundle = self.load(id).await;
+        match self.inner.store.delete(id, DeleteReason::Requested).await {
+            Ok(_) => {}
+            Err(StoreError::NotFound(_)) => return Ok(false),
+            Err(error) => return Err(error.into()),
+        }
+        Counters::bump(&self.inner.counters.discarded);
+        if let Some(bundle) = bundle {
+            let len = bundle.payload().len() as u64;
+            self.report(bundle.primary(), len, Status::Deleted, ReasonCode::NO_ADDITIONAL_INFORMATION).await;
+        }
+        Ok(true)
+    }
+
     /// Sends the status report `subject` asked for, if any (RFC 9171 §5.1).
-    async fn report(&self, subject: &PrimaryBlock, payload_len: u64, status: Status, reason: ReasonCode) {
+    pub(super) async fn report(
+        &self,
+        subject: &PrimaryBlock,
+        payload_len: u64,
+        status: Status,
+        reason: ReasonCode,
+    ) {
         let made = status_report(
             subject,
             payload_len,
@@ -276,52 +451,36 @@ impl<S: Store> Agent<S> {
             &self.inner.config.reports,
         );
         match made {
-            Ok(Some(report)) => {
-                if let Err(error) = self.originate(report).await {
-                    tracing::warn!(%error, "a status report could not be stored");
-                }
-            }
+            Ok(Some(report)) => match self.originate(report).await {
+                Ok(_) => Counters::bump(&self.inner.counters.reports_sent),
+                Err(error) => tracing::warn!(%error, "a status report could not be stored"),
+            },
             Ok(None) => {}
             Err(error) => tracing::error!(%error, "a status report could not be made"),
         }
     }
 
-    /// Registers a local application endpoint: bundles for it that are waiting, and every later
-    /// one, are handed over until the returned receiver is dropped.
-    pub async fn register(&self, endpoint: Eid) -> Result<mpsc::UnboundedReceiver<Delivery>, AgentError> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        lock(&self.inner.applications).insert(endpoint.clone(), tx.clone());
-        let waiting = self
-            .inner
-            .store
-            .by_state(StateKind::WaitingForApplication, Some(&endpoint.to_string()), usize::MAX)
-            .await?;
-        for meta in waiting {
-            if let Some(bundle) = self.load(meta.id).await {
-                let _ = tx.send(Delivery { id: meta.id, bundle });
+    /// A stored bundle, parsed (`None` if it is gone or unreadable, which is logged).
+    pub async fn load(&self, id: StoreId) -> Option<Bundle> {
+        let bytes = match self.inner.store.open_data(id).await {
+            Ok(data) => data.into_bytes().await,
+            Err(error) => Err(error),
+        };
+        let bytes = match bytes {
+            Ok(bytes) => bytes,
+            Err(StoreError::NotFound(_)) => return None,
+            Err(error) => {
+                tracing::error!(%error, store_id = id, "a stored bundle cannot be read");
+                return None;
+            }
+        };
+        match Bundle::parse(&bytes, &self.inner.config.parse) {
+            Ok(bundle) => Some(bundle),
+            Err(error) => {
+                tracing::error!(%error, store_id = id, "a stored bundle no longer parses");
+                None
             }
         }
-        Ok(rx)
-    }
-
-    /// The application has the bundle: it leaves the store, and a delivery report goes out if
-    /// asked for (RFC 9171 §5.7).
-    pub async fn acknowledge(&self, delivery: &Delivery) -> Result<(), AgentError> {
-        self.inner.store.delete(delivery.id, DeleteReason::Delivered).await?;
-        let b = &delivery.bundle;
-        self.report(
-            b.primary(),
-            b.payload().len() as u64,
-            Status::Delivered,
-            ReasonCode::NO_ADDITIONAL_INFORMATION,
-        )
-        .await;
-        Ok(())
-    }
-
-    async fn load(&self, id: StoreId) -> Option<Bundle> {
-        let bytes = self.inner.store.open_data(id).await.ok()?.into_bytes().await.ok()?;
-        Bundle::parse(&bytes, &self.inner.config.parse).ok()
     }
 
     /// A neighbour is reachable through `cla`: bundles waiting for a route are dispatched again.
@@ -330,28 +489,79 @@ impl<S: Store> Agent<S> {
         neighbour: Eid,
         cla: Arc<dyn ConvergenceLayer>,
     ) -> Result<(), AgentError> {
-        lock(&self.inner.neighbours).insert(neighbour.node_id(), cla);
+        tracing::info!(neighbour = %neighbour, cla = cla.name(), "neighbour up");
+        let slots = Arc::new(Semaphore::new(self.inner.config.max_in_flight_per_neighbour.max(1)));
+        lock(&self.inner.neighbours).insert(neighbour.node_id(), Neighbour { cla, slots });
         self.redispatch().await
     }
 
     /// A neighbour is gone: nothing more is sent to it.
     pub fn neighbour_down(&self, neighbour: &Eid) {
-        lock(&self.inner.neighbours).remove(&neighbour.node_id());
+        if lock(&self.inner.neighbours).remove(&neighbour.node_id()).is_some() {
+            tracing::info!(neighbour = %neighbour, "neighbour down");
+        }
+    }
+
+    /// The neighbours connected now.
+    pub fn neighbours(&self) -> Vec<NeighbourInfo> {
+        let max = self.inner.config.max_in_flight_per_neighbour.max(1);
+        let mut list: Vec<NeighbourInfo> = lock(&self.inner.neighbours)
+            .iter()
+            .map(|(node_id, n)| NeighbourInfo {
+                node_id: node_id.clone(),
+                cla: n.cla.name().to_string(),
+                in_flight: max.saturating_sub(n.slots.available_permits()),
+            })
+            .collect();
+        list.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+        list
+    }
+
+    /// Adds a static route to a node and dispatches what it opens up.
+    pub async fn add_route(&self, route: Route) -> Result<(), AgentError> {
+        let pattern = super::routing::EidPattern::Node(route.to.node_id());
+        self.add_static_route(StaticRoute { pattern, via: route.via }).await
     }
 
     /// Adds a static route and dispatches what it opens up.
-    pub async fn add_route(&self, route: Route) -> Result<(), AgentError> {
-        lock(&self.inner.routes).push(Route { to: route.to.node_id(), via: route.via.node_id() });
+    pub async fn add_static_route(&self, route: StaticRoute) -> Result<(), AgentError> {
+        lock(&self.inner.static_routes).add(route);
         self.redispatch().await
     }
 
-    async fn redispatch(&self) -> Result<(), AgentError> {
+    /// The static routes, in the order they are tried.
+    pub fn static_routes(&self) -> Vec<StaticRoute> {
+        lock(&self.inner.static_routes).routes().to_vec()
+    }
+
+    /// Plugs in a routing algorithm, consulted after direct neighbours and static routes.
+    pub async fn set_router(&self, router: Arc<dyn Router>) -> Result<(), AgentError> {
+        *lock(&self.inner.router) = Some(router);
+        self.redispatch().await
+    }
+
+    /// Dispatches again every bundle waiting for a route that now has one.
+    pub async fn redispatch(&self) -> Result<(), AgentError> {
+        self.redispatch_waiting(false).await
+    }
+
+    /// As [`Agent::redispatch`]; `with_local` also dispatches bundles for this node that a crash
+    /// left before their first dispatch.
+    async fn redispatch_waiting(&self, with_local: bool) -> Result<(), AgentError> {
+        if !with_local && lock(&self.inner.neighbours).is_empty() {
+            return Ok(());
+        }
         let waiting = self.inner.store.by_state(StateKind::WaitingForRoute, None, usize::MAX).await?;
         for meta in waiting {
-            if self.next_hop(&meta.destination).is_some()
-                && let Some(bundle) = self.load(meta.id).await
-            {
-                self.dispatch(meta.id, bundle).await;
+            if self.is_local(&meta.destination) {
+                if !with_local {
+                    continue;
+                }
+                if let Some(bundle) = self.load(meta.id).await {
+                    self.dispatch(meta.id, bundle).await;
+                }
+            } else {
+                self.forward_if_routed(meta.id, &meta.destination, None);
             }
         }
         Ok(())
@@ -382,10 +592,31 @@ impl<S: Store> Agent<S> {
                             .await;
                     }
                     None => {
-                        let _ = self.inner.store.delete(meta.id, DeleteReason::Expired).await;
+                        if self.inner.store.delete(meta.id, DeleteReason::Expired).await.is_ok() {
+                            Counters::bump(&self.inner.counters.expired);
+                        }
                     }
                 }
                 expired += 1;
+            }
+        }
+    }
+
+    /// The node's housekeeping, for ever: expiry every `period`, and every `retry_every`
+    /// periods a new try for bundles whose forwarding failed while their neighbour stayed up.
+    pub async fn maintain(self, period: Duration, retry_every: u32) {
+        let mut ticks = 0u32;
+        loop {
+            tokio::time::sleep(period).await;
+            if let Err(error) = self.expire().await {
+                tracing::error!(%error, "expiry failed");
+            }
+            ticks = ticks.wrapping_add(1);
+            if retry_every > 0
+                && ticks.is_multiple_of(retry_every)
+                && let Err(error) = self.redispatch().await
+            {
+                tracing::error!(%error, "dispatching waiting bundles failed");
             }
         }
     }

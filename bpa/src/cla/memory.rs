@@ -32,19 +32,30 @@ impl LinkSwitch {
 pub struct MemoryLink<S: Store> {
     to: Agent<S>,
     switch: LinkSwitch,
+    max_bundle_size: Option<usize>,
 }
 
 impl<S: Store> MemoryLink<S> {
     /// A link into `to`, up, with the switch that cuts it.
     pub fn new(to: Agent<S>) -> (MemoryLink<S>, LinkSwitch) {
         let switch = LinkSwitch(Arc::new(AtomicBool::new(true)));
-        (MemoryLink { to, switch: switch.clone() }, switch)
+        (MemoryLink { to, switch: switch.clone(), max_bundle_size: None }, switch)
+    }
+
+    /// Bundles larger than `bytes` are fragmented before they cross this link.
+    pub fn with_max_bundle_size(mut self, bytes: usize) -> MemoryLink<S> {
+        self.max_bundle_size = Some(bytes);
+        self
     }
 }
 
 impl<S: Store> ConvergenceLayer for MemoryLink<S> {
     fn name(&self) -> &str {
         "memory"
+    }
+
+    fn max_bundle_size(&self) -> Option<usize> {
+        self.max_bundle_size
     }
 
     fn send(&self, peer: &Eid, bundle: Bytes) -> ClaFuture<'_, ()> {

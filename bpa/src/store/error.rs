@@ -31,6 +31,8 @@ pub enum StoreError {
     SchemaVersion { path: PathBuf, found: i64, expected: i64 },
     #[error("the store's row {id} is corrupt: {problem}")]
     CorruptRow { id: i64, problem: String },
+    #[error("the store's registration {endpoint:?} is not an endpoint ID: {problem}")]
+    CorruptRegistration { endpoint: String, problem: String },
     #[error("the store is closed")]
     Closed,
 }

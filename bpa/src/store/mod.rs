@@ -85,6 +85,20 @@ pub trait Store: Clone + Send + Sync + std::fmt::Debug + 'static {
         &self,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<StoredBundle>, StoreError>> + Send;
+    /// Records or forgets a local application endpoint (persistent registrations).
+    fn set_registration(
+        &self,
+        endpoint: &Eid,
+        registered: bool,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The registered local application endpoints.
+    fn registrations(&self) -> impl Future<Output = Result<Vec<Eid>, StoreError>> + Send;
+    /// Bundles in insertion order after store id `after`, a page at a time.
+    fn list(
+        &self,
+        after: StoreId,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredBundle>, StoreError>> + Send;
     /// Totals.
     fn stats(&self) -> StoreStats;
 }
@@ -164,6 +178,23 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<StoredBundle>, StoreError>> + Send {
         SqliteStore::next_expiring(self, limit)
+    }
+    fn set_registration(
+        &self,
+        endpoint: &Eid,
+        registered: bool,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        SqliteStore::set_registration(self, endpoint, registered)
+    }
+    fn registrations(&self) -> impl Future<Output = Result<Vec<Eid>, StoreError>> + Send {
+        SqliteStore::registrations(self)
+    }
+    fn list(
+        &self,
+        after: StoreId,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredBundle>, StoreError>> + Send {
+        SqliteStore::list(self, after, limit)
     }
     fn stats(&self) -> StoreStats {
         SqliteStore::stats(self)

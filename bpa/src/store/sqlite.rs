@@ -44,6 +44,10 @@ CREATE UNIQUE INDEX IF NOT EXISTS bundles_identity ON bundles (source, created, 
 CREATE INDEX IF NOT EXISTS bundles_expiry ON bundles (expires_at);
 CREATE INDEX IF NOT EXISTS bundles_state ON bundles (state, state_arg);
 CREATE INDEX IF NOT EXISTS bundles_destination ON bundles (destination);
+CREATE TABLE IF NOT EXISTS registrations (
+    endpoint TEXT PRIMARY KEY,
+    registered_at INTEGER NOT NULL
+);
 ";
 
 /// The columns [`read_row`] reads, in order.
@@ -587,6 +591,33 @@ impl SqliteStore {
             check.update(&chunk[..n]);
         }
         Ok(check.finish().err())
+    }
+
+    /// Records (`registered`) or forgets a local application endpoint; durable on return.
+    pub async fn set_registration(&self, endpoint: &Eid, registered: bool) -> Result<(), StoreError> {
+        let endpoint = endpoint.to_string();
+        let at = self.inner.clock.now_dtn_ms();
+        self.inner.submit(|reply| WriteOp::Registration { endpoint, registered, at, reply }).await
+    }
+
+    /// The registered local application endpoints, in registration order.
+    pub async fn registrations(&self) -> Result<Vec<Eid>, StoreError> {
+        let texts = self
+            .inner
+            .read(|c| {
+                let mut statement =
+                    c.prepare_cached("SELECT endpoint FROM registrations ORDER BY registered_at, endpoint")?;
+                let rows = statement.query_map([], |r| r.get::<_, String>(0))?;
+                rows.collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        texts
+            .into_iter()
+            .map(|text| {
+                text.parse::<Eid>()
+                    .map_err(|e| StoreError::CorruptRegistration { problem: e.to_string(), endpoint: text })
+            })
+            .collect()
     }
 
     /// How many bundles and bytes the store holds.

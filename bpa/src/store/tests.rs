@@ -169,7 +169,7 @@ async fn states_and_queries() {
     );
     assert_eq!(ids(store.by_neighbour("ipn:7.0", 2).await.unwrap()), [a, b]);
     assert!(matches!(
-        store.set_state(999, BundleState::AwaitingReassembly).await,
+        store.set_state(999, BundleState::AwaitingReassembly { adu: "ipn:1.1 5 0".into() }).await,
         Err(StoreError::NotFound(999))
     ));
     assert_eq!(ids(store.list(b, 10).await.unwrap()), [c, d]);

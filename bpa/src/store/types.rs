@@ -20,8 +20,9 @@ pub enum BundleState {
     AwaitingCustody { neighbour: String },
     /// For a local application endpoint that has not taken it yet.
     WaitingForApplication { endpoint: String },
-    /// A fragment waiting for the rest of its ADU.
-    AwaitingReassembly,
+    /// A fragment for this node waiting for the rest of its ADU, named by
+    /// [`adu_key`](crate::agent::fragment::adu_key) (source, creation time and sequence).
+    AwaitingReassembly { adu: String },
 }
 
 /// The kind of a [`BundleState`], without its argument, for queries.
@@ -57,7 +58,7 @@ impl BundleState {
             BundleState::InFlight { .. } => StateKind::InFlight,
             BundleState::AwaitingCustody { .. } => StateKind::AwaitingCustody,
             BundleState::WaitingForApplication { .. } => StateKind::WaitingForApplication,
-            BundleState::AwaitingReassembly => StateKind::AwaitingReassembly,
+            BundleState::AwaitingReassembly { .. } => StateKind::AwaitingReassembly,
         }
     }
 
@@ -68,7 +69,8 @@ impl BundleState {
             | BundleState::InFlight { neighbour }
             | BundleState::AwaitingCustody { neighbour } => Some(neighbour),
             BundleState::WaitingForApplication { endpoint } => Some(endpoint),
-            BundleState::WaitingForRoute | BundleState::AwaitingReassembly => None,
+            BundleState::AwaitingReassembly { adu } => Some(adu),
+            BundleState::WaitingForRoute => None,
         }
     }
 
@@ -81,7 +83,7 @@ impl BundleState {
             (StateKind::WaitingForApplication, Some(endpoint)) => {
                 BundleState::WaitingForApplication { endpoint }
             }
-            (StateKind::AwaitingReassembly, None) => BundleState::AwaitingReassembly,
+            (StateKind::AwaitingReassembly, Some(adu)) => BundleState::AwaitingReassembly { adu },
             _ => return None,
         })
     }
@@ -99,7 +101,7 @@ impl std::fmt::Display for BundleState {
             BundleState::WaitingForApplication { endpoint } => {
                 write!(f, "waiting for the application at {endpoint}")
             }
-            BundleState::AwaitingReassembly => f.write_str("a fragment awaiting reassembly"),
+            BundleState::AwaitingReassembly { adu } => write!(f, "a fragment awaiting the rest of {adu}"),
         }
     }
 }
@@ -119,6 +121,8 @@ pub enum DeleteReason {
     Discarded { reason_code: u64 },
     /// Deleted on an operator's or application's request.
     Requested,
+    /// A fragment whose ADU was reassembled and stored whole (RFC 9171 §5.9).
+    Reassembled,
 }
 
 impl std::fmt::Display for DeleteReason {
@@ -132,6 +136,7 @@ impl std::fmt::Display for DeleteReason {
                 write!(f, "discarded: {}", crate::admin::ReasonCode(*reason_code).name())
             }
             DeleteReason::Requested => f.write_str("deleted on request"),
+            DeleteReason::Reassembled => f.write_str("reassembled into its whole bundle"),
         }
     }
 }

@@ -46,9 +46,26 @@ pub(crate) struct NewRow {
 }
 
 pub(crate) enum WriteOp {
-    Insert { row: NewRow, reply: oneshot::Sender<Result<InsertOutcome, StoreError>> },
-    SetState { id: StoreId, state: BundleState, reply: oneshot::Sender<Result<(), StoreError>> },
-    Delete { id: StoreId, reason: DeleteReason, reply: oneshot::Sender<Result<StoredBundle, StoreError>> },
+    Insert {
+        row: NewRow,
+        reply: oneshot::Sender<Result<InsertOutcome, StoreError>>,
+    },
+    SetState {
+        id: StoreId,
+        state: BundleState,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Delete {
+        id: StoreId,
+        reason: DeleteReason,
+        reply: oneshot::Sender<Result<StoredBundle, StoreError>>,
+    },
+    Registration {
+        endpoint: String,
+        registered: bool,
+        at: u64,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 pub(crate) struct Writer {
@@ -138,6 +155,19 @@ impl Writer {
                         }
                     }
                     replies.push(Reply::Delete(reply, result.map(|(meta, _)| meta)));
+                }
+                WriteOp::Registration { endpoint, registered, at, reply } => {
+                    let result = if registered {
+                        tx.prepare_cached(
+                            "INSERT INTO registrations (endpoint, registered_at) VALUES (?1, ?2) \
+                             ON CONFLICT (endpoint) DO NOTHING",
+                        )
+                        .and_then(|mut s| s.execute(params![endpoint, to_sql(at)]))
+                    } else {
+                        tx.prepare_cached("DELETE FROM registrations WHERE endpoint = ?1")
+                            .and_then(|mut s| s.execute(params![endpoint]))
+                    };
+                    replies.push(Reply::SetState(reply, result.map(|_| ()).map_err(db_error)));
                 }
             }
         }
@@ -261,5 +291,6 @@ fn fail(op: WriteOp, error: impl Fn() -> StoreError) {
         WriteOp::Insert { reply, .. } => drop(reply.send(Err(error()))),
         WriteOp::SetState { reply, .. } => drop(reply.send(Err(error()))),
         WriteOp::Delete { reply, .. } => drop(reply.send(Err(error()))),
+        WriteOp::Registration { reply, .. } => drop(reply.send(Err(error()))),
     }
 }

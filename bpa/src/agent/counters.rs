@@ -1,0 +1,98 @@
+//! What the agent counts, for `dtn status` and the Prometheus metrics.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    pub received: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub refused: AtomicU64,
+    pub originated: AtomicU64,
+    pub forwarded: AtomicU64,
+    pub fragments_sent: AtomicU64,
+    pub too_big: AtomicU64,
+    pub delivered: AtomicU64,
+    pub reassembled: AtomicU64,
+    pub echoed: AtomicU64,
+    pub expired: AtomicU64,
+    pub discarded: AtomicU64,
+    pub reports_sent: AtomicU64,
+}
+
+impl Counters {
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> AgentStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        AgentStats {
+            received: get(&self.received),
+            duplicates: get(&self.duplicates),
+            refused: get(&self.refused),
+            originated: get(&self.originated),
+            forwarded: get(&self.forwarded),
+            fragments_sent: get(&self.fragments_sent),
+            too_big: get(&self.too_big),
+            delivered: get(&self.delivered),
+            reassembled: get(&self.reassembled),
+            echoed: get(&self.echoed),
+            expired: get(&self.expired),
+            discarded: get(&self.discarded),
+            reports_sent: get(&self.reports_sent),
+        }
+    }
+}
+
+/// Totals since the agent started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AgentStats {
+    /// Bundles received from convergence layers and stored.
+    pub received: u64,
+    /// Received bundles already held (RFC 9171 §5.6), not stored again.
+    pub duplicates: u64,
+    /// Received bundles refused as invalid.
+    pub refused: u64,
+    /// Bundles created here (applications, status reports, echo replies).
+    pub originated: u64,
+    /// Bundles handed to a neighbour and removed from the store.
+    pub forwarded: u64,
+    /// Fragments sent by proactive fragmentation (RFC 9171 §5.8).
+    pub fragments_sent: u64,
+    /// Forwarding attempts refused because the bundle was too big for the link and could not
+    /// be fragmented.
+    pub too_big: u64,
+    /// Bundles delivered to local applications (acknowledged) or consumed by the agent.
+    pub delivered: u64,
+    /// ADUs reassembled from fragments (RFC 9171 §5.9).
+    pub reassembled: u64,
+    /// Echo requests answered.
+    pub echoed: u64,
+    /// Bundles deleted because their lifetime ended.
+    pub expired: u64,
+    /// Bundles deleted for another reason (hop limit, operator request, ...).
+    pub discarded: u64,
+    /// Status reports sent.
+    pub reports_sent: u64,
+}
+
+impl AgentStats {
+    /// Each counter with its Prometheus name and help text.
+    pub fn named(&self) -> [(&'static str, &'static str, u64); 13] {
+        [
+            ("received", "bundles received and stored", self.received),
+            ("duplicates", "received bundles already held", self.duplicates),
+            ("refused", "received bundles refused as invalid", self.refused),
+            ("originated", "bundles created on this node", self.originated),
+            ("forwarded", "bundles forwarded to a neighbour", self.forwarded),
+            ("fragments_sent", "fragments sent by proactive fragmentation", self.fragments_sent),
+            ("too_big", "forwarding attempts refused: bundle too big for the link", self.too_big),
+            ("delivered", "bundles delivered locally", self.delivered),
+            ("reassembled", "ADUs reassembled from fragments", self.reassembled),
+            ("echoed", "echo requests answered", self.echoed),
+            ("expired", "bundles deleted at the end of their lifetime", self.expired),
+            ("discarded", "bundles deleted for another reason", self.discarded),
+            ("reports_sent", "status reports sent", self.reports_sent),
+        ]
+    }
+}

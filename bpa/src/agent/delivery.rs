@@ -1,0 +1,281 @@
+//! Local delivery (RFC 9171 §5.7): persistent registrations, connected applications, the echo
+//! service, reassembly of fragments addressed to this node (§5.9), and the administrative
+//! records the agent consumes itself.
+//!
+//! A bundle for a local endpoint waits in the store (`WaitingForApplication`) until an
+//! application connected to that endpoint acknowledges it; only then is it deleted. Bundles for
+//! local endpoints nobody registered wait too, until their lifetime ends, so a late
+//! registration still finds them.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::counters::Counters;
+use super::fragment::{Reassembly, adu_key};
+use super::node::{Agent, AgentError, Delivery, lock};
+use super::report::Status;
+use crate::admin::ReasonCode;
+use crate::bundle::{Bundle, BundleBuilder, Eid};
+use crate::store::{BundleState, DeleteReason, InsertOutcome, StateKind, Store, StoreId};
+
+/// The echo service's number on an ipn node (the one other agents' ping tools use).
+pub const ECHO_SERVICE: u64 = 7;
+/// The echo service's demultiplexing token on a dtn node.
+pub const ECHO_DEMUX: &str = "echo";
+
+/// Whether `eid` is an echo service endpoint.
+pub fn is_echo_endpoint(eid: &Eid) -> bool {
+    match eid {
+        Eid::Ipn { service, .. } => *service == ECHO_SERVICE,
+        Eid::Dtn { demux, .. } => &**demux == ECHO_DEMUX,
+        Eid::Null => false,
+    }
+}
+
+/// An application's connection to one endpoint: the bundles waiting for it, then every new one.
+#[derive(Debug)]
+pub struct Subscription {
+    endpoint: Eid,
+    receiver: mpsc::UnboundedReceiver<Delivery>,
+    /// Bundles handed over from the store when the application connected. One dispatched
+    /// while the store was read may come through the channel a second time.
+    from_store: HashSet<StoreId>,
+    /// Those of `from_store` already handed to the application.
+    seen: HashSet<StoreId>,
+}
+
+impl Subscription {
+    pub fn endpoint(&self) -> &Eid {
+        &self.endpoint
+    }
+
+    /// Whether `delivery` is the second copy of a bundle handed over at connection.
+    fn is_repeat(&mut self, delivery: &Delivery) -> bool {
+        self.from_store.contains(&delivery.id) && !self.seen.insert(delivery.id)
+    }
+
+    /// The next bundle for the endpoint, waiting for one; `None` once the agent is gone.
+    pub async fn recv(&mut self) -> Option<Delivery> {
+        loop {
+            let delivery = self.receiver.recv().await?;
+            if !self.is_repeat(&delivery) {
+                return Some(delivery);
+            }
+        }
+    }
+
+    /// The next bundle if one is there now.
+    pub fn try_recv(&mut self) -> Result<Delivery, mpsc::error::TryRecvError> {
+        loop {
+            let delivery = self.receiver.try_recv()?;
+            if !self.is_repeat(&delivery) {
+                return Ok(delivery);
+            }
+        }
+    }
+}
+
+impl<S: Store> Agent<S> {
+    /// Local delivery of a stored bundle addressed to this node.
+    pub(super) async fn deliver_locally(&self, id: StoreId, bundle: Bundle) {
+        let store = &self.inner.store;
+        let primary = bundle.primary();
+        if primary.fragment.is_some() {
+            let adu = adu_key(primary);
+            if let Err(error) =
+                store.set_state(id, BundleState::AwaitingReassembly { adu: adu.clone() }).await
+            {
+                tracing::error!(%error, store_id = id, "cannot record a fragment as awaiting reassembly");
+                return;
+            }
+            self.reassemble(&adu).await;
+            return;
+        }
+        let destination = primary.destination.clone();
+        if self.inner.config.echo && is_echo_endpoint(&destination) && !primary.flags.is_admin_record() {
+            self.echo(id, &bundle).await;
+            return;
+        }
+        let connected = lock(&self.inner.applications).get(&destination).cloned();
+        if connected.is_none()
+            && primary.flags.is_admin_record()
+            && destination == self.inner.config.node_id
+            && !self.is_registered(&destination).await
+        {
+            // Status reports and signals to this node's administrative endpoint that no
+            // application watches: the agent takes them (they are logged) instead of keeping them.
+            tracing::info!(bundle = %bundle.id(), source = %primary.source, "administrative record received");
+            if store.delete(id, DeleteReason::Delivered).await.is_ok() {
+                Counters::bump(&self.inner.counters.delivered);
+            }
+            return;
+        }
+        let state = BundleState::WaitingForApplication { endpoint: destination.to_string() };
+        if let Err(error) = store.set_state(id, state).await {
+            tracing::error!(%error, store_id = id, "cannot record a bundle as waiting for its application");
+            return;
+        }
+        if let Some(app) = connected
+            && app.send(Delivery { id, bundle }).is_err()
+        {
+            lock(&self.inner.applications).remove(&destination);
+        }
+    }
+
+    async fn is_registered(&self, endpoint: &Eid) -> bool {
+        match self.inner.store.registrations().await {
+            Ok(list) => list.contains(endpoint),
+            Err(error) => {
+                tracing::error!(%error, "cannot read registrations");
+                true // keep the bundle: nothing is lost on a doubt
+            }
+        }
+    }
+
+    /// Answers an echo request: the same payload back to its source, from the echo endpoint.
+    async fn echo(&self, id: StoreId, request: &Bundle) {
+        let p = request.primary();
+        if !p.source.is_null() {
+            let reply = BundleBuilder::new(
+                p.destination.clone(),
+                p.source.clone(),
+                self.next_timestamp(),
+                p.lifetime,
+            )
+            .payload(request.payload().clone())
+            .build();
+            match reply {
+                Ok(reply) => {
+                    if let Err(error) = self.originate(reply).await {
+                        // The request stays stored; it is answered on the next start.
+                        tracing::warn!(%error, "an echo reply could not be stored");
+                        return;
+                    }
+                    Counters::bump(&self.inner.counters.echoed);
+                }
+                Err(error) => tracing::warn!(%error, "an echo reply could not be made"),
+            }
+        }
+        if self.inner.store.delete(id, DeleteReason::Delivered).await.is_ok() {
+            Counters::bump(&self.inner.counters.delivered);
+            let len = request.payload().len() as u64;
+            self.report(p, len, Status::Delivered, ReasonCode::NO_ADDITIONAL_INFORMATION).await;
+        }
+    }
+
+    /// Reassembles the ADU `adu` if all its fragments are stored (RFC 9171 §5.9): the whole
+    /// bundle is stored, then the fragments deleted, then the bundle delivered. Fragments that
+    /// do not fit the others (another total length) are logged and left to expire.
+    pub(super) async fn reassemble(&self, adu: &str) {
+        let _one_at_a_time = self.inner.reassembly.lock().await;
+        let store = &self.inner.store;
+        let fragments = match store.by_state(StateKind::AwaitingReassembly, Some(adu), usize::MAX).await {
+            Ok(fragments) => fragments,
+            Err(error) => {
+                tracing::error!(%error, adu, "cannot list the fragments of an ADU");
+                return;
+            }
+        };
+        let mut reassembly: Option<Reassembly> = None;
+        for meta in &fragments {
+            let Some(fragment) = self.load(meta.id).await else { continue };
+            let added = match reassembly.as_mut() {
+                Some(r) => r.add(&fragment).map(drop),
+                None => Reassembly::new(&fragment).map(|r| reassembly = Some(r)),
+            };
+            if let Err(error) = added {
+                tracing::warn!(%error, bundle = %fragment.id(), "a fragment does not fit its ADU; it waits to expire");
+            }
+        }
+        let Some(reassembly) = reassembly.filter(Reassembly::is_complete) else { return };
+        let whole = match reassembly.finish() {
+            Ok(whole) => whole,
+            Err(error) => {
+                tracing::error!(%error, adu, "reassembly failed");
+                return;
+            }
+        };
+        let outcome = store.insert(Bytes::from(whole.encode()), BundleState::WaitingForRoute).await;
+        let stored = match outcome {
+            Ok(InsertOutcome::Stored(id)) => Some(id),
+            Ok(InsertOutcome::Duplicate(_)) => None,
+            Err(error) => {
+                tracing::error!(%error, adu, "the reassembled bundle could not be stored; its fragments stay");
+                return;
+            }
+        };
+        for meta in &fragments {
+            let _ = store.delete(meta.id, DeleteReason::Reassembled).await;
+        }
+        Counters::bump(&self.inner.counters.reassembled);
+        tracing::info!(bundle = %whole.id(), fragments = fragments.len(), "ADU reassembled");
+        if let Some(id) = stored {
+            self.dispatch(id, whole).await;
+        }
+    }
+
+    /// Registers a local application endpoint for good (it survives restarts) and connects to
+    /// it: the bundles waiting for it, and every later one, come through the subscription until
+    /// it is dropped. Connecting again replaces the previous connection.
+    pub async fn register(&self, endpoint: Eid) -> Result<Subscription, AgentError> {
+        if !self.is_local(&endpoint) {
+            return Err(AgentError::NotLocal { endpoint, node: self.inner.config.node_id.clone() });
+        }
+        self.inner.store.set_registration(&endpoint, true).await?;
+        let (tx, receiver) = mpsc::unbounded_channel();
+        lock(&self.inner.applications).insert(endpoint.clone(), tx.clone());
+        let waiting = self
+            .inner
+            .store
+            .by_state(StateKind::WaitingForApplication, Some(&endpoint.to_string()), usize::MAX)
+            .await?;
+        let mut from_store = HashSet::new();
+        for meta in waiting {
+            if let Some(bundle) = self.load(meta.id).await {
+                from_store.insert(meta.id);
+                let _ = tx.send(Delivery { id: meta.id, bundle });
+            }
+        }
+        tracing::info!(%endpoint, waiting = from_store.len(), "application connected");
+        Ok(Subscription { endpoint, receiver, from_store, seen: HashSet::new() })
+    }
+
+    /// Forgets a registration and disconnects its application. Bundles already waiting for it
+    /// stay until they expire (or it registers again).
+    pub async fn unregister(&self, endpoint: &Eid) -> Result<(), AgentError> {
+        self.inner.store.set_registration(endpoint, false).await?;
+        lock(&self.inner.applications).remove(endpoint);
+        Ok(())
+    }
+
+    /// The registered endpoints, and whether an application is connected to each.
+    pub async fn registrations(&self) -> Result<Vec<(Eid, bool)>, AgentError> {
+        let registered = self.inner.store.registrations().await?;
+        let apps = lock(&self.inner.applications);
+        Ok(registered
+            .into_iter()
+            .map(|eid| {
+                let connected = apps.get(&eid).is_some_and(|tx| !tx.is_closed());
+                (eid, connected)
+            })
+            .collect())
+    }
+
+    /// The application has the bundle: it leaves the store, and a delivery report goes out if
+    /// asked for (RFC 9171 §5.7).
+    pub async fn acknowledge(&self, delivery: &Delivery) -> Result<(), AgentError> {
+        self.inner.store.delete(delivery.id, DeleteReason::Delivered).await?;
+        Counters::bump(&self.inner.counters.delivered);
+        let b = &delivery.bundle;
+        self.report(
+            b.primary(),
+            b.payload().len() as u64,
+            Status::Delivered,
+            ReasonCode::NO_ADDITIONAL_INFORMATION,
+        )
+        .await;
+        Ok(())
+    }
+}

@@ -1,0 +1,211 @@
+//! Routing hooks (RFC 9171 §5.4 step 1, "forwarding decision"): which neighbour a bundle goes
+//! to next. The agent asks, in order: is the destination's node a connected neighbour; does a
+//! static route match; does the plugged-in [`Router`] (the contact-plan router) name a next hop.
+//! A bundle nobody can route waits in the store and is reconsidered when a neighbour comes up or
+//! a route changes.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::bundle::{Eid, EidError};
+
+/// A routing algorithm the agent consults (the contact-plan router implements it).
+pub trait Router: Send + Sync + fmt::Debug {
+    /// Candidate next-hop node IDs for a bundle to `destination`, best first. The agent takes the
+    /// first one that is a connected neighbour.
+    fn next_hops(&self, destination: &Eid) -> Vec<Eid>;
+}
+
+/// Which destinations a static route covers.
+///
+/// Text forms: `*` (everything), `ipn:*.*` / `dtn://**` (every ipn / dtn endpoint), `ipn:N.*`
+/// or `ipn:A.N.*` (every service of node N), `dtn://node/**` (every endpoint of a dtn node), a
+/// node ID (`ipn:N.0`, `dtn://node/`: the same as its wildcard), or any other EID (that endpoint
+/// only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EidPattern {
+    Any,
+    AnyIpn,
+    AnyDtn,
+    /// Every endpoint of this node (a node ID).
+    Node(Eid),
+    Exact(Eid),
+}
+
+/// Why a route pattern was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    #[error(
+        "{text:?} is not an EID pattern: {source} (patterns: *, ipn:*.*, ipn:N.*, dtn://**, dtn://node/**, or an EID)"
+    )]
+    Invalid { text: String, source: EidError },
+}
+
+impl EidPattern {
+    /// Whether `destination` is covered.
+    pub fn matches(&self, destination: &Eid) -> bool {
+        match self {
+            EidPattern::Any => true,
+            EidPattern::AnyIpn => matches!(destination, Eid::Ipn { .. }),
+            EidPattern::AnyDtn => matches!(destination, Eid::Dtn { .. }),
+            EidPattern::Node(node) => !destination.is_null() && &destination.node_id() == node,
+            EidPattern::Exact(eid) => eid == destination,
+        }
+    }
+
+    /// How specific the pattern is: an exact EID beats a node, a node beats a scheme, a scheme
+    /// beats everything.
+    fn specificity(&self) -> u8 {
+        match self {
+            EidPattern::Exact(_) => 3,
+            EidPattern::Node(_) => 2,
+            EidPattern::AnyIpn | EidPattern::AnyDtn => 1,
+            EidPattern::Any => 0,
+        }
+    }
+}
+
+impl FromStr for EidPattern {
+    type Err = PatternError;
+
+    fn from_str(text: &str) -> Result<EidPattern, PatternError> {
+        let invalid = |source| PatternError::Invalid { text: text.to_string(), source };
+        match text {
+            "*" => return Ok(EidPattern::Any),
+            "ipn:*.*" | "ipn:*.*.*" => return Ok(EidPattern::AnyIpn),
+            "dtn://**" | "dtn://*" => return Ok(EidPattern::AnyDtn),
+            _ => {}
+        }
+        if let Some(node) = text.strip_prefix("ipn:").and_then(|rest| rest.strip_suffix(".*")) {
+            let eid: Eid = format!("ipn:{node}.0").parse().map_err(invalid)?;
+            return Ok(EidPattern::Node(eid));
+        }
+        if let Some(node) = text.strip_suffix("/**").or_else(|| text.strip_suffix("/*"))
+            && node.starts_with("dtn://")
+        {
+            let eid: Eid = format!("{node}/").parse().map_err(invalid)?;
+            return Ok(EidPattern::Node(eid));
+        }
+        let eid: Eid = text.parse().map_err(invalid)?;
+        Ok(if !eid.is_null() && eid.node_id() == eid {
+            EidPattern::Node(eid)
+        } else {
+            EidPattern::Exact(eid)
+        })
+    }
+}
+
+impl fmt::Display for EidPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EidPattern::Any => f.write_str("*"),
+            EidPattern::AnyIpn => f.write_str("ipn:*.*"),
+            EidPattern::AnyDtn => f.write_str("dtn://**"),
+            EidPattern::Node(Eid::Dtn { node, .. }) => write!(f, "dtn://{node}/**"),
+            EidPattern::Node(Eid::Ipn { allocator: 0, node, .. }) => write!(f, "ipn:{node}.*"),
+            EidPattern::Node(Eid::Ipn { allocator, node, .. }) => write!(f, "ipn:{allocator}.{node}.*"),
+            EidPattern::Node(eid) | EidPattern::Exact(eid) => write!(f, "{eid}"),
+        }
+    }
+}
+
+/// A static route: bundles whose destination matches `pattern` go to the neighbour `via`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticRoute {
+    pub pattern: EidPattern,
+    /// The next hop's node ID.
+    pub via: Eid,
+}
+
+/// Static routes, most specific pattern first; among equals, the first added wins.
+#[derive(Debug, Clone, Default)]
+pub struct StaticRoutes {
+    routes: Vec<StaticRoute>,
+}
+
+impl StaticRoutes {
+    pub fn add(&mut self, route: StaticRoute) {
+        let route = StaticRoute { via: route.via.node_id(), ..route };
+        if self.routes.contains(&route) {
+            return;
+        }
+        let at = self.routes.partition_point(|r| r.pattern.specificity() >= route.pattern.specificity());
+        self.routes.insert(at, route);
+    }
+
+    /// Removes the routes for exactly this pattern; returns how many.
+    pub fn remove(&mut self, pattern: &EidPattern) -> usize {
+        let before = self.routes.len();
+        self.routes.retain(|r| &r.pattern != pattern);
+        before - self.routes.len()
+    }
+
+    pub fn routes(&self) -> &[StaticRoute] {
+        &self.routes
+    }
+}
+
+impl Router for StaticRoutes {
+    fn next_hops(&self, destination: &Eid) -> Vec<Eid> {
+        self.routes.iter().filter(|r| r.pattern.matches(destination)).map(|r| r.via.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pattern(text: &str) -> EidPattern {
+        text.parse().expect("pattern")
+    }
+
+    #[test]
+    fn patterns_parse_and_print_back() {
+        for text in
+            ["*", "ipn:*.*", "dtn://**", "ipn:3.*", "ipn:977.3.*", "dtn://relay/**", "ipn:3.7", "dtn://a/b"]
+        {
+            assert_eq!(pattern(text).to_string(), text);
+        }
+        assert_eq!(pattern("ipn:3.0"), pattern("ipn:3.*"));
+        assert_eq!(pattern("dtn://relay/"), pattern("dtn://relay/**"));
+        assert_eq!(pattern("dtn://relay/*"), pattern("dtn://relay/**"));
+    }
+
+    #[test]
+    fn patterns_match_what_they_say() {
+        let d = |t: &str| t.parse::<Eid>().expect("eid");
+        assert!(pattern("*").matches(&d("dtn://x/y")));
+        assert!(pattern("ipn:*.*").matches(&d("ipn:9.9")) && !pattern("ipn:*.*").matches(&d("dtn://x/")));
+        assert!(pattern("dtn://**").matches(&d("dtn://x/y")) && !pattern("dtn://**").matches(&d("ipn:1.1")));
+        assert!(pattern("ipn:3.*").matches(&d("ipn:3.77")) && !pattern("ipn:3.*").matches(&d("ipn:4.77")));
+        assert!(pattern("dtn://relay/**").matches(&d("dtn://relay/mail/in")));
+        assert!(!pattern("dtn://relay/**").matches(&d("dtn://relays/x")));
+        assert!(pattern("ipn:3.7").matches(&d("ipn:3.7")) && !pattern("ipn:3.7").matches(&d("ipn:3.8")));
+        assert!(!pattern("ipn:3.*").matches(&Eid::Null));
+    }
+
+    #[test]
+    fn bad_patterns_say_what_is_accepted() {
+        let error = "ipn:x.*".parse::<EidPattern>().expect_err("refused");
+        let message = error.to_string();
+        assert!(message.starts_with("\"ipn:x.*\" is not an EID pattern:"), "{message}");
+        assert!(message.contains("ipn:N.*"), "{message}");
+        assert!(matches!(error, PatternError::Invalid { .. }));
+    }
+
+    #[test]
+    fn the_most_specific_route_wins() {
+        let mut routes = StaticRoutes::default();
+        routes.add(StaticRoute { pattern: pattern("*"), via: Eid::ipn(9, 0) });
+        routes.add(StaticRoute { pattern: pattern("ipn:3.*"), via: Eid::ipn(2, 0) });
+        routes.add(StaticRoute { pattern: pattern("ipn:3.5"), via: Eid::ipn(4, 0) });
+        routes.add(StaticRoute { pattern: pattern("ipn:3.*"), via: Eid::ipn(5, 7) });
+        assert_eq!(
+            routes.next_hops(&Eid::ipn(3, 5)),
+            vec![Eid::ipn(4, 0), Eid::ipn(2, 0), Eid::ipn(5, 0), Eid::ipn(9, 0)]
+        );
+        assert_eq!(routes.next_hops(&Eid::ipn(8, 1)), vec![Eid::ipn(9, 0)]);
+        assert_eq!(routes.remove(&pattern("ipn:3.*")), 2);
+        assert_eq!(routes.next_hops(&Eid::ipn(3, 1)), vec![Eid::ipn(9, 0)]);
+    }
+}
