@@ -1,11 +1,15 @@
-//! The bundle protocol agent: BPv7 bundles (RFC 9171), administrative records, and (in later
-//! modules) the store, the agent and the local API.
+//! The bundle protocol agent: BPv7 bundles (RFC 9171), administrative records, the store, the
+//! agent and the local API.
 //!
 //! Module map: [`bundle`] is the codec; [`admin`] the administrative records of RFC 9171 §6
-//! and of BIBE custody transfer; [`time`] the one clock.
+//! and of BIBE custody transfer; [`store`] the durable bundle store; [`agent`] the bundle
+//! pipeline; [`cla`] the convergence-layer interface; `api` (feature `api`) the local
+//! application API; [`time`] the one clock.
 
 pub mod admin;
 pub mod agent;
+#[cfg(feature = "api")]
+pub mod api;
 pub mod bundle;
 pub mod cla;
 pub mod store;

@@ -65,6 +65,48 @@ pub fn format_dtn_time(dtn_ms: u64) -> String {
     )
 }
 
+/// Why a duration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {text:?}: use a number of seconds or units like 500ms, 90s, 15m, 1h30m, 7d")]
+pub struct DurationError {
+    pub text: String,
+}
+
+/// Parses a duration written by people: seconds (`90`), or numbers with units `ms`, `s`, `m`,
+/// `h`, `d`, one after another (`1h30m`).
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    let bad = || DurationError { text: text.to_string() };
+    let trimmed = text.trim();
+    if let Ok(seconds) = trimmed.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    let mut total_ms: u64 = 0;
+    let mut rest = trimmed;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        if digits == 0 {
+            return Err(bad());
+        }
+        let value: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_ms = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        total_ms = value.checked_mul(unit_ms).and_then(|v| total_ms.checked_add(v)).ok_or_else(bad)?;
+    }
+    Ok(Duration::from_millis(total_ms))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +123,23 @@ mod tests {
         let clock = ManualClock::new(5);
         clock.advance(10);
         assert_eq!(clock.now_dtn_ms(), 15);
+    }
+
+    #[test]
+    fn durations_parse_with_units_and_refuse_nonsense() {
+        use std::time::Duration;
+        assert_eq!(super::parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(super::parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(super::parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(super::parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        for bad in ["", "h", "1x", "1h30", "-5", "99999999999999999999d"] {
+            let error = super::parse_duration(bad).expect_err(bad);
+            assert_eq!(
+                error.to_string(),
+                format!(
+                    "invalid duration {bad:?}: use a number of seconds or units like 500ms, 90s, 15m, 1h30m, 7d"
+                )
+            );
+        }
     }
 }

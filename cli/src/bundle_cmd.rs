@@ -534,28 +534,7 @@ fn parse_number(text: &str) -> Option<u64> {
 
 /// Parses bundle flags: a number, or names separated by commas.
 pub fn parse_bundle_flags(text: &str) -> Result<u64, String> {
-    if let Some(n) = parse_number(text) {
-        return Ok(n);
-    }
-    text.split(',').filter(|s| !s.is_empty()).try_fold(0u64, |acc, name| {
-        let bit = match name.trim() {
-            "must-not-fragment" => BundleFlags::MUST_NOT_FRAGMENT,
-            "admin-record" => BundleFlags::ADMIN_RECORD,
-            "app-ack" => BundleFlags::APP_ACK_REQUESTED,
-            "status-time" => BundleFlags::STATUS_TIME_REQUESTED,
-            "report-reception" => BundleFlags::REPORT_RECEPTION,
-            "report-forwarding" => BundleFlags::REPORT_FORWARDING,
-            "report-delivery" => BundleFlags::REPORT_DELIVERY,
-            "report-deletion" => BundleFlags::REPORT_DELETION,
-            other => {
-                return Err(format!(
-                    "unknown flag {other:?}: use a number or must-not-fragment, admin-record, app-ack, status-time, \
-                     report-reception, report-forwarding, report-delivery, report-deletion"
-                ));
-            }
-        };
-        Ok(acc | bit)
-    })
+    text.parse::<BundleFlags>().map(|f| f.0)
 }
 
 fn parse_crc(text: &str) -> Result<CrcType, String> {

@@ -1,6 +1,10 @@
 //! `dtn`: run a bundle protocol node, and send, receive and inspect bundles.
 
+mod app_cmd;
 mod bundle_cmd;
+mod client;
+mod config;
+mod daemon;
 mod input;
 mod store_cmd;
 
@@ -12,8 +16,20 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "dtn", version, about, propagate_version = true)]
 struct Cli {
+    /// The daemon's API socket (default: $DTN_SOCKET, else the data directory's api.sock).
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<std::path::PathBuf>,
+    /// Log format on stderr: text or json. RUST_LOG sets the level.
+    #[arg(long, global = true, value_name = "FORMAT", default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -26,6 +42,45 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<std::path::PathBuf>,
     },
+    /// Write a commented starter configuration.
+    ///
+    /// Example: dtn init --node-id ipn:7.0 --config ~/.config/dtn.toml
+    Init {
+        /// The node ID to put in it (default: dtn://HOSTNAME/).
+        #[arg(long, value_name = "EID")]
+        node_id: Option<String>,
+        /// Where to write it (default: standard output).
+        #[arg(long, value_name = "FILE")]
+        config: Option<std::path::PathBuf>,
+        /// The data directory to put in it.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<std::path::PathBuf>,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Send a file (or standard input) as a bundle through the daemon.
+    ///
+    /// Example: dtn send --to ipn:2.5 --lifetime 1d report.pdf
+    Send(app_cmd::SendArgs),
+    /// Receive bundles for a local endpoint.
+    ///
+    /// Example: dtn recv --endpoint ipn:1.5 --count 3 --out inbox/
+    Recv(app_cmd::RecvArgs),
+    /// Round trip to a node's echo service.
+    ///
+    /// Example: dtn ping ipn:2.0 --count 3
+    Ping(app_cmd::PingArgs),
+    /// The node: neighbours, routes, endpoints, store, counters.
+    ///
+    /// Example: dtn status --json
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// What the store holds: list, show, delete.
+    #[command(subcommand)]
+    Bundles(app_cmd::BundlesCommand),
     /// Offline tools over bundle files: create, inspect, validate.
     #[command(subcommand)]
     Bundle(Box<bundle_cmd::BundleCommand>),
@@ -36,15 +91,24 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Logs (the store's recovery summary, warnings) go to stderr; RUST_LOG picks the level.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    // Logs go to stderr. The daemon logs what it does; the tools only warnings.
+    let default_level = if matches!(cli.command, Command::Daemon { .. }) { "info" } else { "warn" };
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into());
+    let logs = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+    let client = || client::Client::new(cli.socket.clone());
     let result = match cli.command {
-        Command::Daemon { config } => daemon(config),
+        Command::Daemon { config } => daemon::run(config),
+        Command::Init { node_id, config, data_dir, force } => init(node_id, config, data_dir, force),
+        Command::Send(args) => client().and_then(|c| app_cmd::send(c, args)),
+        Command::Recv(args) => client().and_then(|c| app_cmd::recv(c, args)),
+        Command::Ping(args) => client().and_then(|c| app_cmd::ping(c, args)),
+        Command::Status { json } => client().and_then(|c| app_cmd::status(c, json)),
+        Command::Bundles(command) => client().and_then(|c| app_cmd::bundles(c, command)),
         Command::Bundle(command) => bundle_cmd::run(*command),
         Command::Store(command) => store_cmd::run(command),
     };
@@ -57,14 +121,37 @@ fn main() -> ExitCode {
     }
 }
 
-/// Until the agent lands (issue 4), say plainly what the daemon will do and that it cannot yet.
-fn daemon(config: Option<std::path::PathBuf>) -> anyhow::Result<ExitCode> {
-    let config = config.map_or_else(|| "the embedded defaults".to_string(), |p| p.display().to_string());
-    println!(
-        "dtn daemon: would run a bundle protocol agent with {config}: a persistent store under the data \
-         directory, TCPCLv4 on port 4556, and the local API on the data directory's socket.\n\
-         The agent is not built yet (it arrives with the agent issue); the codec tools work now: \
-         try `dtn bundle create --help`."
-    );
+/// `dtn init`: the starter configuration, to a file or standard output.
+fn init(
+    node_id: Option<String>,
+    path: Option<std::path::PathBuf>,
+    data_dir: Option<std::path::PathBuf>,
+    force: bool,
+) -> anyhow::Result<ExitCode> {
+    let node_id: bpa::bundle::Eid = match node_id {
+        Some(text) => {
+            text.parse().map_err(|e| anyhow::anyhow!("--node-id {text:?} is not an endpoint ID: {e}"))?
+        }
+        None => config::Config::default().node_id(),
+    };
+    if node_id.node_id() != node_id || node_id.is_null() {
+        anyhow::bail!("--node-id {node_id} is not a node ID: use ipn:N.0 or dtn://name/");
+    }
+    let data_dir = match data_dir {
+        Some(dir) => dir,
+        None => config::default_data_dir()?,
+    };
+    let text = config::starter(&node_id, &data_dir);
+    match path {
+        None => print!("{text}"),
+        Some(path) => {
+            if path.exists() && !force {
+                anyhow::bail!("{} exists: pass --force to replace it", path.display());
+            }
+            std::fs::write(&path, text)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+            eprintln!("wrote {}; run it with `dtn daemon --config {}`", path.display(), path.display());
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

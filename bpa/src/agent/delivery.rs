@@ -98,8 +98,8 @@ impl<S: Store> Agent<S> {
             self.echo(id, &bundle).await;
             return;
         }
-        let connected = lock(&self.inner.applications).get(&destination).cloned();
-        if connected.is_none()
+        let connected = self.connected(&destination);
+        if connected.is_empty()
             && primary.flags.is_admin_record()
             && destination == self.inner.config.node_id
             && !self.is_registered(&destination).await
@@ -117,10 +117,68 @@ impl<S: Store> Agent<S> {
             tracing::error!(%error, store_id = id, "cannot record a bundle as waiting for its application");
             return;
         }
-        if let Some(app) = connected
-            && app.send(Delivery { id, bundle }).is_err()
-        {
-            lock(&self.inner.applications).remove(&destination);
+        let mut closed = false;
+        for app in connected {
+            closed |= app.send(Delivery { id, bundle: bundle.clone() }).is_err();
+        }
+        if closed && let Some(apps) = lock(&self.inner.applications).get_mut(&destination) {
+            apps.retain(|tx| !tx.is_closed());
+        }
+    }
+
+    /// The applications connected to `endpoint` now.
+    fn connected(&self, endpoint: &Eid) -> Vec<mpsc::UnboundedSender<Delivery>> {
+        let apps = lock(&self.inner.applications);
+        apps.get(endpoint)
+            .map(|list| list.iter().filter(|tx| !tx.is_closed()).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Registers `endpoint` for good and connects, as [`Agent::register`], but hands over only
+    /// bundles dispatched from now on: for callers that read what already waits with
+    /// [`Agent::oldest_waiting`] and use the subscription as a wake-up.
+    pub async fn watch(&self, endpoint: Eid) -> Result<Subscription, AgentError> {
+        if !self.is_local(&endpoint) {
+            return Err(AgentError::NotLocal { endpoint, node: self.inner.config.node_id.clone() });
+        }
+        self.inner.store.set_registration(&endpoint, true).await?;
+        let (tx, receiver) = mpsc::unbounded_channel();
+        let mut apps = lock(&self.inner.applications);
+        let list = apps.entry(endpoint.clone()).or_default();
+        list.retain(|tx| !tx.is_closed());
+        list.push(tx);
+        drop(apps);
+        Ok(Subscription { endpoint, receiver, from_store: HashSet::new(), seen: HashSet::new() })
+    }
+
+    /// The oldest bundle waiting for `endpoint` that its application has not acknowledged.
+    pub async fn oldest_waiting(&self, endpoint: &Eid) -> Result<Option<Delivery>, AgentError> {
+        let waiting = self
+            .inner
+            .store
+            .by_state(StateKind::WaitingForApplication, Some(&endpoint.to_string()), 1)
+            .await?;
+        for meta in waiting {
+            if let Some(bundle) = self.load(meta.id).await {
+                return Ok(Some(Delivery { id: meta.id, bundle }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Acknowledges by store id a bundle waiting for `endpoint` ([`Agent::acknowledge`]).
+    /// `Ok(false)` when no such bundle waits for that endpoint.
+    pub async fn acknowledge_stored(&self, endpoint: &Eid, id: StoreId) -> Result<bool, AgentError> {
+        let expected = BundleState::WaitingForApplication { endpoint: endpoint.to_string() };
+        match self.inner.store.get(id).await? {
+            Some(meta) if meta.state == expected => {}
+            _ => return Ok(false),
+        }
+        let Some(bundle) = self.load(id).await else { return Ok(false) };
+        match self.acknowledge(&Delivery { id, bundle }).await {
+            Ok(()) => Ok(true),
+            Err(AgentError::Store(crate::store::StoreError::NotFound(_))) => Ok(false),
+            Err(error) => Err(error),
         }
     }
 
@@ -218,14 +276,14 @@ impl<S: Store> Agent<S> {
 
     /// Registers a local application endpoint for good (it survives restarts) and connects to
     /// it: the bundles waiting for it, and every later one, come through the subscription until
-    /// it is dropped. Connecting again replaces the previous connection.
+    /// it is dropped. Several connections to one endpoint each get every new bundle.
     pub async fn register(&self, endpoint: Eid) -> Result<Subscription, AgentError> {
         if !self.is_local(&endpoint) {
             return Err(AgentError::NotLocal { endpoint, node: self.inner.config.node_id.clone() });
         }
         self.inner.store.set_registration(&endpoint, true).await?;
         let (tx, receiver) = mpsc::unbounded_channel();
-        lock(&self.inner.applications).insert(endpoint.clone(), tx.clone());
+        lock(&self.inner.applications).entry(endpoint.clone()).or_default().push(tx.clone());
         let waiting = self
             .inner
             .store
@@ -257,7 +315,7 @@ impl<S: Store> Agent<S> {
         Ok(registered
             .into_iter()
             .map(|eid| {
-                let connected = apps.get(&eid).is_some_and(|tx| !tx.is_closed());
+                let connected = apps.get(&eid).is_some_and(|list| list.iter().any(|tx| !tx.is_closed()));
                 (eid, connected)
             })
             .collect())

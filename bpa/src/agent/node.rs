@@ -136,7 +136,8 @@ pub(super) struct Inner<S> {
     pub neighbours: Mutex<HashMap<Eid, Neighbour>>,
     pub static_routes: Mutex<StaticRoutes>,
     pub router: Mutex<Option<Arc<dyn Router>>>,
-    pub applications: Mutex<HashMap<Eid, mpsc::UnboundedSender<Delivery>>>,
+    /// Connected applications by endpoint: each gets every new bundle for it.
+    pub applications: Mutex<HashMap<Eid, Vec<mpsc::UnboundedSender<Delivery>>>>,
     /// Bundles being forwarded now: never dispatched twice at once.
     pub in_flight: Mutex<HashSet<StoreId>>,
     /// One reassembly at a time, so two last fragments cannot both complete an ADU.

@@ -54,6 +54,42 @@ impl BundleFlags {
     }
 }
 
+/// Bundle flags written by people: a number (decimal or `0x` hex) or names separated by commas
+/// (those [`BundleFlags::names`] gives, except `fragment`, which only fragmentation sets).
+impl std::str::FromStr for BundleFlags {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<BundleFlags, String> {
+        let text = text.trim();
+        let number = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+            Some(hex) => u64::from_str_radix(hex, 16).ok(),
+            None => text.parse().ok(),
+        };
+        if let Some(n) = number {
+            return Ok(BundleFlags(n));
+        }
+        text.split(',').filter(|s| !s.trim().is_empty()).try_fold(BundleFlags(0), |acc, name| {
+            let bit = match name.trim() {
+                "must-not-fragment" => BundleFlags::MUST_NOT_FRAGMENT,
+                "admin-record" => BundleFlags::ADMIN_RECORD,
+                "app-ack" => BundleFlags::APP_ACK_REQUESTED,
+                "status-time" => BundleFlags::STATUS_TIME_REQUESTED,
+                "report-reception" => BundleFlags::REPORT_RECEPTION,
+                "report-forwarding" => BundleFlags::REPORT_FORWARDING,
+                "report-delivery" => BundleFlags::REPORT_DELIVERY,
+                "report-deletion" => BundleFlags::REPORT_DELETION,
+                other => {
+                    return Err(format!(
+                        "unknown flag {other:?}: use a number or must-not-fragment, admin-record, app-ack, \
+                         status-time, report-reception, report-forwarding, report-delivery, report-deletion"
+                    ));
+                }
+            };
+            Ok(BundleFlags(acc.0 | bit))
+        })
+    }
+}
+
 /// Block processing control flags (RFC 9171 §4.2.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct BlockFlags(pub u64);

@@ -20,11 +20,14 @@ use crate::bundle::{BundleHeader, BundleId, CreationTimestamp, Eid, ParseOptions
 use crate::time::Clock;
 
 /// The schema this code writes; a database with another version is refused.
-const SCHEMA_VERSION: i64 = 1;
+///
+/// 2: store ids are never reused (AUTOINCREMENT), so an acknowledgement by id can never reach
+/// a later bundle; registrations.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS bundles (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     source TEXT NOT NULL,
     created INTEGER NOT NULL,
     sequence INTEGER NOT NULL,
@@ -605,8 +608,7 @@ impl SqliteStore {
         let texts = self
             .inner
             .read(|c| {
-                let mut statement =
-                    c.prepare_cached("SELECT endpoint FROM registrations ORDER BY registered_at, endpoint")?;
+                let mut statement = c.prepare_cached("SELECT endpoint FROM registrations ORDER BY rowid")?;
                 let rows = statement.query_map([], |r| r.get::<_, String>(0))?;
                 rows.collect::<Result<Vec<_>, _>>()
             })

@@ -384,3 +384,34 @@ async fn the_trait_is_enough() {
     let (store, _) = open(dir.path(), StoreConfig::default()).await;
     through_the_trait(&store).await;
 }
+
+#[tokio::test]
+async fn store_ids_are_never_reused_even_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path(), small_inline()).await;
+    let first = store.insert(bundle(1, 10), BundleState::WaitingForRoute).await.unwrap().id();
+    store.delete(first, DeleteReason::Requested).await.unwrap();
+    let second = store.insert(bundle(2, 10), BundleState::WaitingForRoute).await.unwrap().id();
+    assert!(second > first, "an acknowledgement by id must never reach a later bundle");
+    store.delete(second, DeleteReason::Requested).await.unwrap();
+    store.close().await;
+    let (store, _) = open(dir.path(), small_inline()).await;
+    let third = store.insert(bundle(3, 10), BundleState::WaitingForRoute).await.unwrap().id();
+    assert!(third > second);
+}
+
+#[tokio::test]
+async fn registrations_are_kept_and_forgotten_durably() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path(), small_inline()).await;
+    let a: Eid = "ipn:1.5".parse().unwrap();
+    let b: Eid = "dtn://n/mail".parse().unwrap();
+    store.set_registration(&a, true).await.unwrap();
+    store.set_registration(&b, true).await.unwrap();
+    store.set_registration(&a, true).await.unwrap();
+    assert_eq!(store.registrations().await.unwrap(), vec![a.clone(), b.clone()]);
+    store.set_registration(&a, false).await.unwrap();
+    store.close().await;
+    let (store, _) = open(dir.path(), small_inline()).await;
+    assert_eq!(store.registrations().await.unwrap(), vec![b]);
+}

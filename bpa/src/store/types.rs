@@ -62,6 +62,18 @@ impl BundleState {
         }
     }
 
+    /// The state's name for machines (`waiting_for_route`, ...).
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind() {
+            StateKind::WaitingForRoute => "waiting_for_route",
+            StateKind::QueuedFor => "queued",
+            StateKind::InFlight => "in_flight",
+            StateKind::AwaitingCustody => "awaiting_custody",
+            StateKind::WaitingForApplication => "waiting_for_application",
+            StateKind::AwaitingReassembly => "awaiting_reassembly",
+        }
+    }
+
     /// The neighbour or endpoint the state names.
     pub fn argument(&self) -> Option<&str> {
         match self {

@@ -149,7 +149,18 @@ impl Writer {
                     if let Ok((meta, file)) = &result {
                         bundles -= 1;
                         bytes -= meta.length;
-                        tracing::info!(bundle = %meta.bundle_id, store_id = meta.id, %reason, "bundle left the store");
+                        // Delivery and forwarding are the normal way out; the others are news.
+                        match reason {
+                            DeleteReason::Delivered
+                            | DeleteReason::Forwarded { .. }
+                            | DeleteReason::CustodyAccepted { .. }
+                            | DeleteReason::Reassembled => {
+                                tracing::debug!(bundle = %meta.bundle_id, store_id = meta.id, %reason, "bundle left the store")
+                            }
+                            _ => {
+                                tracing::info!(bundle = %meta.bundle_id, store_id = meta.id, %reason, "bundle left the store")
+                            }
+                        }
                         if let Some(file) = file {
                             removed_files.push(self.blobs_dir.join(file));
                         }

@@ -1,0 +1,424 @@
+//! The local application API (design §5): HTTP/1.1 over a Unix socket (optionally loopback
+//! TCP), JSON for control, raw bodies for payloads. `docs/api.md` is its reference; the `dtn`
+//! CLI is its first client.
+//!
+//! Every answer that says a bundle was accepted comes after the bundle is durable (design §3.3);
+//! a bundle handed to an application stays stored until the application acknowledges it, so
+//! an application that crashes between the two gets it again.
+
+mod json;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::agent::node::{Agent, AgentError};
+use crate::bundle::{BundleFlags, Eid};
+use crate::store::{Store, StoreError, StoreId};
+
+/// Header names of a received bundle's metadata.
+pub mod headers {
+    pub const STORE_ID: &str = "dtn-store-id";
+    pub const BUNDLE_ID: &str = "dtn-bundle-id";
+    pub const SOURCE: &str = "dtn-source";
+    pub const DESTINATION: &str = "dtn-destination";
+    pub const CREATION_TIME: &str = "dtn-creation-time";
+}
+
+/// How the API behaves.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest payload `POST /v1/send` takes, in bytes.
+    pub max_payload: usize,
+    /// Longest `wait` a receive may ask for.
+    pub max_wait: Duration,
+    /// Default lifetime of sent bundles.
+    pub default_lifetime: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            max_payload: 1 << 30,
+            max_wait: Duration::from_secs(3600),
+            default_lifetime: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct ApiState<S: Store> {
+    pub agent: Agent<S>,
+    pub config: ApiConfig,
+    pub started: Instant,
+    /// Extra lines for `/v1/status` (convergence layers, configuration file), from the daemon.
+    pub extra_status: serde_json::Value,
+}
+
+/// The API's routes over an agent.
+pub fn router<S: Store>(state: ApiState<S>) -> Router {
+    let max_payload = state.config.max_payload;
+    Router::new()
+        .route("/v1/status", get(status::<S>))
+        .route("/metrics", get(metrics::<S>))
+        .route("/v1/send", post(send::<S>).layer(DefaultBodyLimit::max(max_payload)))
+        .route("/v1/receive", get(receive::<S>))
+        .route("/v1/ack", post(ack::<S>))
+        .route("/v1/registrations", get(list_registrations::<S>).post(register::<S>).delete(unregister::<S>))
+        .route("/v1/bundles", get(list_bundles::<S>))
+        .route("/v1/bundles/{id}", get(show_bundle::<S>).delete(delete_bundle::<S>))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API path: see docs/api.md") })
+        .with_state(Arc::new(state))
+}
+
+/// An error answer: a status code and a JSON body `{"error": "..."}` saying what was wrong.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError { status, message: message.into() }
+    }
+    fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(status = %self.status, error = %self.message, "API request failed");
+        }
+        (self.status, axum::Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+impl From<AgentError> for ApiError {
+    fn from(error: AgentError) -> ApiError {
+        let status = match &error {
+            AgentError::Invalid(_) | AgentError::NotLocal { .. } | AgentError::ForeignSource { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            AgentError::Store(StoreError::DepletedStorage { .. }) => StatusCode::INSUFFICIENT_STORAGE,
+            AgentError::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
+            AgentError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, error.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> ApiError {
+        AgentError::Store(error).into()
+    }
+}
+
+type Shared<S> = State<Arc<ApiState<S>>>;
+
+/// A query string, or a 400 naming what in it was wrong.
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(t)| t)
+        .map_err(|rejection| ApiError::bad_request(format!("bad query string: {}", rejection.body_text())))
+}
+
+fn parse_eid(what: &str, text: &str) -> Result<Eid, ApiError> {
+    text.parse().map_err(|e| ApiError::bad_request(format!("{what} {text:?} is not an endpoint ID: {e}")))
+}
+
+async fn status<S: Store>(State(state): Shared<S>) -> Result<Response, ApiError> {
+    let agent = &state.agent;
+    let registrations = agent.registrations().await?;
+    let mut body = json!({
+        "node_id": agent.node_id().to_string(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": state.started.elapsed().as_secs(),
+        "store": json::store_stats(agent.store().stats()),
+        "counters": json::agent_stats(&agent.stats()),
+        "neighbours": agent.neighbours().iter().map(|n| json!({
+            "node_id": n.node_id.to_string(), "cla": n.cla, "in_flight": n.in_flight,
+        })).collect::<Vec<_>>(),
+        "routes": agent.static_routes().iter().map(|r| json!({
+            "pattern": r.pattern.to_string(), "via": r.via.to_string(),
+        })).collect::<Vec<_>>(),
+        "registrations": registrations.iter().map(|(eid, connected)| json!({
+            "endpoint": eid.to_string(), "connected": connected,
+        })).collect::<Vec<_>>(),
+    });
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), state.extra_status.as_object()) {
+        body.extend(extra.clone());
+    }
+    Ok(axum::Json(body).into_response())
+}
+
+async fn metrics<S: Store>(State(state): Shared<S>) -> Response {
+    let agent = &state.agent;
+    let mut text = String::new();
+    for (name, help, value) in agent.stats().named() {
+        text.push_str(&format!(
+            "# HELP dtn_bundles_{name}_total {help}\n# TYPE dtn_bundles_{name}_total counter\n"
+        ));
+        text.push_str(&format!("dtn_bundles_{name}_total {value}\n"));
+    }
+    let store = agent.store().stats();
+    text.push_str(&format!(
+        "# HELP dtn_store_bundles bundles held in the store\n# TYPE dtn_store_bundles gauge\ndtn_store_bundles {}\n",
+        store.bundles
+    ));
+    text.push_str(&format!(
+        "# HELP dtn_store_bytes bytes of bundles held in the store\n# TYPE dtn_store_bytes gauge\ndtn_store_bytes {}\n",
+        store.bytes
+    ));
+    text.push_str(&format!(
+        "# HELP dtn_neighbours neighbours connected now\n# TYPE dtn_neighbours gauge\ndtn_neighbours {}\n",
+        agent.neighbours().len()
+    ));
+    text.push_str(&format!(
+        "# HELP dtn_uptime_seconds seconds since the daemon started\n# TYPE dtn_uptime_seconds gauge\ndtn_uptime_seconds {}\n",
+        state.started.elapsed().as_secs()
+    ));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendParams {
+    to: String,
+    from: Option<String>,
+    lifetime: Option<String>,
+    flags: Option<String>,
+}
+
+/// Flags an application may not set: the agent sets them.
+const AGENT_ONLY_FLAGS: u64 = BundleFlags::IS_FRAGMENT | BundleFlags::ADMIN_RECORD;
+
+async fn send<S: Store>(
+    State(state): Shared<S>,
+    params: Result<Query<SendParams>, QueryRejection>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = query(params)?;
+    let agent = &state.agent;
+    let destination = parse_eid("destination", &params.to)?;
+    if destination.is_null() {
+        return Err(ApiError::bad_request("the destination dtn:none has no members: name a real endpoint"));
+    }
+    let source = match &params.from {
+        Some(text) => parse_eid("source", text)?,
+        None => agent.node_id().clone(),
+    };
+    let lifetime = match &params.lifetime {
+        Some(text) => crate::time::parse_duration(text).map_err(|e| ApiError::bad_request(e.to_string()))?,
+        None => state.config.default_lifetime,
+    };
+    if lifetime.is_zero() {
+        return Err(ApiError::bad_request("lifetime 0 expires at once: give a positive lifetime"));
+    }
+    let flags = match &params.flags {
+        Some(text) => text.parse::<BundleFlags>().map_err(ApiError::bad_request)?,
+        None => BundleFlags::default(),
+    };
+    if flags.0 & AGENT_ONLY_FLAGS != 0 {
+        return Err(ApiError::bad_request(
+            "the fragment and admin-record flags are set by the agent, not by applications",
+        ));
+    }
+    let length = body.len();
+    let id = agent.send(source, destination, body, lifetime.as_millis() as u64, flags).await?;
+    let meta = agent.store().get(id).await?;
+    let bundle_id = meta.map(|m| m.bundle_id.to_string()).unwrap_or_default();
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({ "id": id, "bundle_id": bundle_id, "payload_length": length })),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReceiveParams {
+    endpoint: String,
+    /// Seconds to wait for a bundle when none is there.
+    wait: Option<String>,
+}
+
+async fn receive<S: Store>(
+    State(state): Shared<S>,
+    params: Result<Query<ReceiveParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let params = query(params)?;
+    let endpoint = parse_eid("endpoint", &params.endpoint)?;
+    let wait = match &params.wait {
+        Some(text) => crate::time::parse_duration(text).map_err(|e| ApiError::bad_request(e.to_string()))?,
+        None => Duration::ZERO,
+    };
+    if wait > state.config.max_wait {
+        return Err(ApiError::bad_request(format!(
+            "wait {} s is longer than the limit of {} s: ask again instead",
+            wait.as_secs(),
+            state.config.max_wait.as_secs()
+        )));
+    }
+    let agent = &state.agent;
+    // Watch first, then look: a bundle arriving in between wakes the watcher.
+    let mut watcher = agent.watch(endpoint.clone()).await?;
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if let Some(delivery) = agent.oldest_waiting(&endpoint).await? {
+            let primary = delivery.bundle.primary();
+            let mut headers = HeaderMap::new();
+            let mut put = |name: &'static str, value: String| {
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    headers.insert(name, value);
+                }
+            };
+            put(headers::STORE_ID, delivery.id.to_string());
+            put(headers::BUNDLE_ID, delivery.bundle.id().to_string());
+            put(headers::SOURCE, primary.source.to_string());
+            put(headers::DESTINATION, primary.destination.to_string());
+            put(headers::CREATION_TIME, primary.creation.time.to_string());
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            let payload = delivery.bundle.payload().clone();
+            return Ok((StatusCode::OK, headers, Body::from(payload)).into_response());
+        }
+        match tokio::time::timeout_at(deadline, watcher.recv()).await {
+            Ok(Some(_)) => continue,
+            Ok(None) | Err(_) => return Ok(StatusCode::NO_CONTENT.into_response()),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckParams {
+    endpoint: String,
+    id: StoreId,
+}
+
+async fn ack<S: Store>(
+    State(state): Shared<S>,
+    params: Result<Query<AckParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let params = query(params)?;
+    let endpoint = parse_eid("endpoint", &params.endpoint)?;
+    if state.agent.acknowledge_stored(&endpoint, params.id).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no bundle {} waits for {endpoint}: it was acknowledged already, or never came",
+                params.id
+            ),
+        ))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndpointParams {
+    endpoint: String,
+}
+
+async fn list_registrations<S: Store>(State(state): Shared<S>) -> Result<Response, ApiError> {
+    let list = state.agent.registrations().await?;
+    Ok(axum::Json(
+        list.iter()
+            .map(|(eid, connected)| json!({ "endpoint": eid.to_string(), "connected": connected }))
+            .collect::<Vec<_>>(),
+    )
+    .into_response())
+}
+
+async fn register<S: Store>(
+    State(state): Shared<S>,
+    params: Result<Query<EndpointParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let endpoint = parse_eid("endpoint", &query(params)?.endpoint)?;
+    drop(state.agent.watch(endpoint.clone()).await?);
+    Ok((StatusCode::CREATED, axum::Json(json!({ "endpoint": endpoint.to_string() }))).into_response())
+}
+
+async fn unregister<S: Store>(
+    State(state): Shared<S>,
+    params: Result<Query<EndpointParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let endpoint = parse_eid("endpoint", &query(params)?.endpoint)?;
+    state.agent.unregister(&endpoint).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    after: Option<StoreId>,
+    limit: Option<usize>,
+}
+
+/// Most bundles one list request returns.
+const MAX_LIST: usize = 1000;
+
+async fn list_bundles<S: Store>(
+    State(state): Shared<S>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let params = query(params)?;
+    let limit = params.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_LIST {
+        return Err(ApiError::bad_request(format!("limit {limit} is out of range: use 1 to {MAX_LIST}")));
+    }
+    let page = state.agent.store().list(params.after.unwrap_or(0), limit).await?;
+    let next = if page.len() == limit { page.last().map(|m| m.id) } else { None };
+    Ok(axum::Json(json!({
+        "bundles": page.iter().map(json::stored_bundle).collect::<Vec<_>>(),
+        "next_after": next,
+    }))
+    .into_response())
+}
+
+fn parse_store_id(text: &str) -> Result<StoreId, ApiError> {
+    text.parse::<StoreId>().ok().filter(|id| *id > 0).ok_or_else(|| {
+        ApiError::bad_request(format!("{text:?} is not a store id: use the id `dtn bundles list` shows"))
+    })
+}
+
+async fn show_bundle<S: Store>(
+    State(state): Shared<S>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_store_id(&id)?;
+    let agent = &state.agent;
+    let Some(meta) = agent.store().get(id).await? else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no bundle with store id {id}")));
+    };
+    let mut body = json::stored_bundle(&meta);
+    if let (Some(bundle), Some(map)) = (agent.load(id).await, body.as_object_mut()) {
+        map.insert("bundle".into(), json::bundle(&bundle));
+    }
+    Ok(axum::Json(body).into_response())
+}
+
+async fn delete_bundle<S: Store>(
+    State(state): Shared<S>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_store_id(&id)?;
+    if state.agent.delete_on_request(id).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::new(StatusCode::NOT_FOUND, format!("no bundle with store id {id}")))
+    }
+}

@@ -1,0 +1,538 @@
+//! The client commands: `dtn send`, `recv`, `ping`, `status`, `bundles` — each a short exchange
+//! with the daemon's local API.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::io::AsyncReadExt;
+
+use crate::client::{ChannelBody, Client, api_error, encode, read_json};
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Destination endpoint ID.
+    #[arg(long, value_name = "EID")]
+    to: String,
+    /// Source endpoint ID (default: the node ID).
+    #[arg(long, value_name = "EID")]
+    from: Option<String>,
+    /// Lifetime: seconds or units (30m, 1h, 7d). Default: the daemon's (1 day).
+    #[arg(long)]
+    lifetime: Option<String>,
+    /// Bundle flags: a number or names (must-not-fragment, report-delivery, ...).
+    #[arg(long)]
+    flags: Option<String>,
+    /// Status reports to ask for: received, forwarded, delivered, deleted (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    report: Vec<String>,
+    /// Print the answer as JSON.
+    #[arg(long)]
+    json: bool,
+    /// The payload: a file, or `-` / nothing for standard input.
+    file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RecvArgs {
+    /// The local endpoint to receive on (registered for good on first use).
+    #[arg(long, value_name = "EID")]
+    endpoint: String,
+    /// How many bundles to receive.
+    #[arg(long, default_value_t = 1)]
+    count: u64,
+    /// Keep receiving until interrupted.
+    #[arg(long, conflicts_with = "count")]
+    follow: bool,
+    /// Give up after this long without a bundle (exit code 2). Default: wait for ever.
+    #[arg(long)]
+    wait: Option<String>,
+    /// Where payloads go: a directory (one file per bundle, named by bundle ID) or a file (one
+    /// bundle). Default: standard output.
+    #[arg(long, value_name = "DIR|FILE")]
+    out: Option<PathBuf>,
+    /// Print one JSON line per bundle (payloads go to --out).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PingArgs {
+    /// The node (or echo endpoint) to ping: ipn:N.0 pings ipn:N.7; dtn://name/ pings dtn://name/echo.
+    target: String,
+    /// How many pings.
+    #[arg(long, default_value_t = 4)]
+    count: u32,
+    /// Time between pings.
+    #[arg(long, default_value = "1s")]
+    interval: String,
+    /// How long to wait for each reply.
+    #[arg(long, default_value = "10s")]
+    timeout: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BundlesCommand {
+    /// What the store holds and why each bundle waits.
+    ///
+    /// Example: dtn bundles list --json
+    List {
+        /// Show at most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One stored bundle, with its blocks.
+    ///
+    /// Example: dtn bundles show 42
+    Show {
+        id: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deletes a stored bundle (a deletion report goes out if it asked for one).
+    ///
+    /// Example: dtn bundles delete 42
+    Delete { id: u64 },
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+pub fn send(client: Client, args: SendArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(send_async(client, args))
+}
+
+async fn send_async(client: Client, args: SendArgs) -> anyhow::Result<ExitCode> {
+    let mut flags = match &args.flags {
+        Some(text) => text.parse::<bpa::bundle::BundleFlags>().map_err(anyhow::Error::msg)?.0,
+        None => 0,
+    };
+    for report in &args.report {
+        flags |= match report.as_str() {
+            "received" => bpa::bundle::BundleFlags::REPORT_RECEPTION,
+            "forwarded" => bpa::bundle::BundleFlags::REPORT_FORWARDING,
+            "delivered" => bpa::bundle::BundleFlags::REPORT_DELIVERY,
+            "deleted" => bpa::bundle::BundleFlags::REPORT_DELETION,
+            other => anyhow::bail!("unknown report {other:?}: use received, forwarded, delivered, deleted"),
+        };
+    }
+    let mut path = format!("/v1/send?to={}", encode(&args.to));
+    if let Some(from) = &args.from {
+        path.push_str(&format!("&from={}", encode(from)));
+    }
+    if let Some(lifetime) = &args.lifetime {
+        path.push_str(&format!("&lifetime={}", encode(lifetime)));
+    }
+    if flags != 0 {
+        path.push_str(&format!("&flags={flags}"));
+    }
+    let response = match args.file.as_deref().filter(|p| *p != Path::new("-")) {
+        Some(file) => {
+            let handle = tokio::fs::File::open(file)
+                .await
+                .with_context(|| format!("cannot open {}", file.display()))?;
+            let length =
+                handle.metadata().await.with_context(|| format!("cannot read {}", file.display()))?.len();
+            let bar = progress_bar(length);
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            let reader = tokio::spawn(stream_file(handle, tx, bar.clone()));
+            let response = client.request(Method::POST, &path, ChannelBody::new(rx, length)).await;
+            reader.abort();
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            response?
+        }
+        None => {
+            let data = tokio::task::spawn_blocking(|| {
+                let mut data = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut data).map(|_| data)
+            })
+            .await?
+            .context("cannot read standard input")?;
+            client.request(Method::POST, &path, Full::new(Bytes::from(data))).await?
+        }
+    };
+    let answer = read_json(response).await?;
+    if args.json {
+        println!("{answer}");
+    } else {
+        println!(
+            "sent {} (store id {}, {} bytes): durable on this node",
+            answer["bundle_id"].as_str().unwrap_or("?"),
+            answer["id"],
+            answer["payload_length"]
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A progress bar on a terminal, none when stderr is piped.
+fn progress_bar(length: u64) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() || length < 1 << 20 {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(Some(length), indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{bytes}/{total_bytes} [{wide_bar}] {bytes_per_sec} {eta}")
+    {
+        bar.set_style(style);
+    }
+    Some(bar)
+}
+
+async fn stream_file(
+    mut file: tokio::fs::File,
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+    bar: Option<indicatif::ProgressBar>,
+) {
+    loop {
+        let mut chunk = vec![0u8; 256 * 1024];
+        match file.read(&mut chunk).await {
+            Ok(0) => return,
+            Ok(n) => {
+                chunk.truncate(n);
+                if let Some(bar) = &bar {
+                    bar.inc(n as u64);
+                }
+                if tx.send(Ok(Bytes::from(chunk))).await.is_err() {
+                    return;
+                }
+            }
+            Err(error) => {
+                let _ = tx.send(Err(error)).await;
+                return;
+            }
+        }
+    }
+}
+
+pub fn recv(client: Client, args: RecvArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(recv_async(client, args))
+}
+
+/// Where received payloads go.
+enum Output {
+    Stdout,
+    Dir(PathBuf),
+    File(PathBuf),
+}
+
+async fn recv_async(client: Client, args: RecvArgs) -> anyhow::Result<ExitCode> {
+    let output = match &args.out {
+        None if args.json => anyhow::bail!("--json prints metadata only: give --out DIR for the payloads"),
+        None => Output::Stdout,
+        Some(dir) if dir.is_dir() => Output::Dir(dir.clone()),
+        Some(_) if args.follow || args.count > 1 => {
+            anyhow::bail!("--out names a file but more than one bundle is asked for: give a directory")
+        }
+        Some(file) => Output::File(file.clone()),
+    };
+    let limit = match &args.wait {
+        Some(text) => Some(bpa::time::parse_duration(text)?),
+        None => None,
+    };
+    let mut received = 0u64;
+    while args.follow || received < args.count {
+        let started = Instant::now();
+        let response = loop {
+            // Long polls of at most a minute, so a daemon restart is noticed.
+            let mut wait = Duration::from_secs(60);
+            if let Some(limit) = limit {
+                let left = limit.saturating_sub(started.elapsed());
+                if left.is_zero() && received < args.count {
+                    eprintln!(
+                        "dtn recv: nothing for {} within {}",
+                        args.endpoint,
+                        args.wait.as_deref().unwrap_or("")
+                    );
+                    return Ok(ExitCode::from(2));
+                }
+                wait = wait.min(left);
+            }
+            let path =
+                format!("/v1/receive?endpoint={}&wait={}ms", encode(&args.endpoint), wait.as_millis().max(1));
+            let response = client.request(Method::GET, &path, Full::new(Bytes::new())).await?;
+            match response.status() {
+                StatusCode::NO_CONTENT => continue,
+                StatusCode::OK => break response,
+                status => {
+                    let body = response.into_body().collect().await?.to_bytes();
+                    return Err(api_error(status, &body));
+                }
+            }
+        };
+        let header = |name: &str| {
+            response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+        };
+        let store_id = header(bpa::api::headers::STORE_ID);
+        let bundle_id = header(bpa::api::headers::BUNDLE_ID);
+        let source = header(bpa::api::headers::SOURCE);
+        let mut body = response.into_body();
+        let mut length = 0u64;
+        let written_to = match &output {
+            Output::Stdout => {
+                let mut stdout = std::io::stdout().lock();
+                while let Some(frame) = body.frame().await {
+                    if let Ok(data) = frame.context("the payload was cut off")?.into_data() {
+                        length += data.len() as u64;
+                        stdout.write_all(&data).context("cannot write to standard output")?;
+                    }
+                }
+                stdout.flush().context("cannot write to standard output")?;
+                None
+            }
+            Output::Dir(dir) => Some(dir.join(file_name(&bundle_id))),
+            Output::File(file) => Some(file.clone()),
+        };
+        if let Some(target) = &written_to {
+            // Durable before acknowledged, on this side too: temp file, fsync, rename.
+            let part = target.with_extension("part");
+            let mut file =
+                std::fs::File::create(&part).with_context(|| format!("cannot create {}", part.display()))?;
+            while let Some(frame) = body.frame().await {
+                if let Ok(data) = frame.context("the payload was cut off")?.into_data() {
+                    length += data.len() as u64;
+                    file.write_all(&data).with_context(|| format!("cannot write {}", part.display()))?;
+                }
+            }
+            file.sync_all().with_context(|| format!("cannot write {}", part.display()))?;
+            std::fs::rename(&part, target)
+                .with_context(|| format!("cannot rename to {}", target.display()))?;
+            if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty())
+                && let Ok(dir) = std::fs::File::open(parent)
+            {
+                let _ = dir.sync_all();
+            }
+        }
+        let ack = format!("/v1/ack?endpoint={}&id={}", encode(&args.endpoint), encode(&store_id));
+        client.json(Method::POST, &ack).await?;
+        received += 1;
+        if args.json {
+            let line = json!({
+                "bundle_id": bundle_id, "source": source, "payload_length": length,
+                "file": written_to.as_ref().map(|p| p.display().to_string()),
+            });
+            println!("{line}");
+        } else if let Some(path) = &written_to {
+            eprintln!("received {bundle_id} from {source}: {length} bytes in {}", path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A file name for a bundle ID: its characters that are safe in names, others as `_`.
+fn file_name(bundle_id: &str) -> String {
+    bundle_id.chars().map(|c| if c.is_ascii_alphanumeric() || "-.+".contains(c) { c } else { '_' }).collect()
+}
+
+pub fn ping(client: Client, args: PingArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(ping_async(client, args))
+}
+
+async fn ping_async(client: Client, args: PingArgs) -> anyhow::Result<ExitCode> {
+    let target: bpa::bundle::Eid =
+        args.target.parse().map_err(|e| anyhow::anyhow!("{:?} is not an endpoint ID: {e}", args.target))?;
+    let echo = match &target {
+        bpa::bundle::Eid::Ipn { allocator, node, service: 0 } => {
+            bpa::bundle::Eid::Ipn { allocator: *allocator, node: *node, service: 7 }
+        }
+        bpa::bundle::Eid::Dtn { node, demux } if demux.is_empty() => {
+            bpa::bundle::Eid::dtn(node, "echo").map_err(anyhow::Error::msg)?
+        }
+        other => other.clone(),
+    };
+    let interval = bpa::time::parse_duration(&args.interval)?;
+    let timeout = bpa::time::parse_duration(&args.timeout)?;
+    let status = client.json(Method::GET, "/v1/status").await?;
+    let node: bpa::bundle::Eid = status["node_id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .context("the daemon's status has no node ID")?;
+    // A private endpoint for the replies, forgotten at the end.
+    let nonce = std::process::id() as u64 * 1000 + (Instant::now().elapsed().subsec_nanos() % 1000) as u64;
+    let me = match &node {
+        bpa::bundle::Eid::Ipn { allocator, node, .. } => {
+            bpa::bundle::Eid::Ipn { allocator: *allocator, node: *node, service: 0x10_0000 + nonce }
+        }
+        bpa::bundle::Eid::Dtn { node, .. } => {
+            bpa::bundle::Eid::dtn(node, &format!("ping-{nonce}")).map_err(anyhow::Error::msg)?
+        }
+        bpa::bundle::Eid::Null => anyhow::bail!("the daemon has no node ID"),
+    };
+    let lifetime_s = timeout.as_secs().max(1);
+    let mut replies = 0u32;
+    let mut rtts = Vec::new();
+    let result: anyhow::Result<()> = async {
+        for seq in 0..args.count {
+            let payload = format!("dtn-ping {seq} {nonce}");
+            let path = format!(
+                "/v1/send?to={}&from={}&lifetime={lifetime_s}",
+                encode(&echo.to_string()),
+                encode(&me.to_string())
+            );
+            let sent = Instant::now();
+            let response = client.request(Method::POST, &path, Full::new(Bytes::from(payload.clone()))).await?;
+            read_json(response).await?;
+            let deadline = sent + timeout;
+            let mut answered = false;
+            while Instant::now() < deadline {
+                let wait = deadline.saturating_duration_since(Instant::now()).as_millis().max(1);
+                let path = format!("/v1/receive?endpoint={}&wait={wait}ms", encode(&me.to_string()));
+                let response = client.request(Method::GET, &path, Full::new(Bytes::new())).await?;
+                if response.status() == StatusCode::NO_CONTENT {
+                    break;
+                }
+                let store_id = response
+                    .headers()
+                    .get(bpa::api::headers::STORE_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                let body = response.into_body().collect().await?.to_bytes();
+                client.json(Method::POST, &format!("/v1/ack?endpoint={}&id={store_id}", encode(&me.to_string()))).await?;
+                if body.as_ref() == payload.as_bytes() {
+                    let rtt = sent.elapsed();
+                    rtts.push(rtt);
+                    replies += 1;
+                    answered = true;
+                    if args.json {
+                        println!("{}", json!({ "seq": seq, "from": echo.to_string(), "rtt_ms": rtt.as_secs_f64() * 1000.0 }));
+                    } else {
+                        println!("reply from {echo}: seq={seq} time={:.1} ms", rtt.as_secs_f64() * 1000.0);
+                    }
+                    break;
+                }
+            }
+            if !answered && !args.json {
+                println!("no reply from {echo}: seq={seq} within {}", args.timeout);
+            }
+            if seq + 1 < args.count {
+                tokio::time::sleep(interval.saturating_sub(sent.elapsed())).await;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let _ =
+        client.json(Method::DELETE, &format!("/v1/registrations?endpoint={}", encode(&me.to_string()))).await;
+    result?;
+    if !args.json {
+        let avg = rtts.iter().map(Duration::as_secs_f64).sum::<f64>() / rtts.len().max(1) as f64;
+        println!("{} sent, {replies} replies, average {:.1} ms", args.count, avg * 1000.0);
+    }
+    Ok(if replies == args.count { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+pub fn status(client: Client, json_out: bool) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let status = client.json(Method::GET, "/v1/status").await?;
+        if json_out {
+            println!("{status}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        let s = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+        println!(
+            "node        {} (dtn {}, up {} s)",
+            s(&status["node_id"]),
+            s(&status["version"]),
+            status["uptime_seconds"]
+        );
+        println!("data        {}", s(&status["data_dir"]));
+        println!("api         {}", s(&status["api_socket"]));
+        println!("store       {} bundles, {} bytes", status["store"]["bundles"], status["store"]["bytes"]);
+        let empty = Vec::new();
+        let neighbours = status["neighbours"].as_array().unwrap_or(&empty);
+        println!("neighbours  {}", if neighbours.is_empty() { "none" } else { "" });
+        for n in neighbours {
+            println!("  {} via {} ({} in flight)", s(&n["node_id"]), s(&n["cla"]), n["in_flight"]);
+        }
+        let routes = status["routes"].as_array().unwrap_or(&empty);
+        println!("routes      {}", if routes.is_empty() { "none" } else { "" });
+        for r in routes {
+            println!("  {} -> {}", s(&r["pattern"]), s(&r["via"]));
+        }
+        let registrations = status["registrations"].as_array().unwrap_or(&empty);
+        println!("endpoints   {}", if registrations.is_empty() { "none" } else { "" });
+        for r in registrations {
+            let connected =
+                if r["connected"].as_bool() == Some(true) { "connected" } else { "not connected" };
+            println!("  {} ({connected})", s(&r["endpoint"]));
+        }
+        if let Some(counters) = status["counters"].as_object() {
+            let line: Vec<String> = counters.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            println!("counters    {}", line.join(", "));
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn bundles(client: Client, command: BundlesCommand) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        match command {
+            BundlesCommand::List { limit, json } => {
+                let mut after = 0u64;
+                let mut left = limit;
+                let mut all = Vec::new();
+                while left > 0 {
+                    let page_size = left.min(1000);
+                    let page = client
+                        .json(Method::GET, &format!("/v1/bundles?after={after}&limit={page_size}"))
+                        .await?;
+                    let bundles = page["bundles"].as_array().cloned().unwrap_or_default();
+                    left -= bundles.len().min(left);
+                    all.extend(bundles);
+                    match page["next_after"].as_u64() {
+                        Some(next) => after = next,
+                        None => break,
+                    }
+                }
+                if json {
+                    println!("{}", Value::Array(all));
+                } else if all.is_empty() {
+                    println!("the store is empty");
+                } else {
+                    println!("{:>8}  {:>10}  {:<28}  {:<24}  WHY", "ID", "BYTES", "DESTINATION", "EXPIRES");
+                    for b in &all {
+                        println!(
+                            "{:>8}  {:>10}  {:<28}  {:<24}  {}",
+                            b["id"].to_string(),
+                            b["length"].to_string(),
+                            b["destination"].as_str().unwrap_or(""),
+                            b["expires_at"].as_str().unwrap_or(""),
+                            b["why"].as_str().unwrap_or("")
+                        );
+                    }
+                }
+            }
+            BundlesCommand::Show { id, json } => {
+                let b = client.json(Method::GET, &format!("/v1/bundles/{id}")).await?;
+                if json {
+                    println!("{b}");
+                } else {
+                    println!("{}", serde_json::to_string_pretty(&b)?);
+                }
+            }
+            BundlesCommand::Delete { id } => {
+                client.json(Method::DELETE, &format!("/v1/bundles/{id}")).await?;
+                println!("deleted bundle {id}");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}

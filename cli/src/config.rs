@@ -1,0 +1,283 @@
+//! The daemon's configuration file (TOML), documented key by key in docs/configuration.md.
+//! Every key is optional: a node runs on the defaults with no file at all. Unknown keys are
+//! refused, so a typo is an error naming the key, not a silently ignored setting.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use bpa::agent::routing::EidPattern;
+use bpa::bundle::Eid;
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This node's ID: `ipn:N.0` or `dtn://name/`.
+    #[serde(default, deserialize_with = "eid_opt")]
+    pub node_id: Option<Eid>,
+    /// Where the store (and, by default, the API socket) live.
+    pub data_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub api: ApiSection,
+    #[serde(default)]
+    pub store: StoreSection,
+    #[serde(default)]
+    pub reports: ReportsSection,
+    #[serde(default)]
+    pub accept: AcceptSection,
+    #[serde(default)]
+    pub agent: AgentSection,
+    #[serde(default)]
+    pub routes: Vec<RouteEntry>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// Unix socket path; default `DATA_DIR/api.sock`.
+    pub socket: Option<PathBuf>,
+    /// Also listen on this loopback TCP address (`127.0.0.1:4242`).
+    pub tcp: Option<std::net::SocketAddr>,
+    /// Largest payload an application may send, in bytes.
+    pub max_payload: Option<usize>,
+    /// Lifetime of bundles sent without one (`1d`, `3600s`).
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub default_lifetime: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    pub max_bytes: Option<u64>,
+    pub max_bundles: Option<u64>,
+    pub inline_threshold: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportsSection {
+    pub enabled: Option<bool>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub lifetime: Option<Duration>,
+}
+
+/// Leniency towards peers that bend RFC 9171 (design §3.6).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptSection {
+    pub primary_without_crc: Option<bool>,
+    pub missing_bundle_age: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSection {
+    pub echo: Option<bool>,
+    pub max_in_flight_per_neighbour: Option<usize>,
+    /// How often expiry runs.
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub expiry_interval: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteEntry {
+    #[serde(deserialize_with = "pattern")]
+    pub to: EidPattern,
+    #[serde(deserialize_with = "eid")]
+    pub via: Eid,
+}
+
+fn eid<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Eid, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map_err(|e| serde::de::Error::custom(format!("{text:?} is not an endpoint ID: {e}")))
+}
+
+fn eid_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Eid>, D::Error> {
+    eid(d).map(Some)
+}
+
+fn pattern<'de, D: serde::Deserializer<'de>>(d: D) -> Result<EidPattern, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map_err(serde::de::Error::custom)
+}
+
+fn duration_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    bpa::time::parse_duration(&text).map(Some).map_err(serde::de::Error::custom)
+}
+
+impl Config {
+    /// Reads and checks a configuration file. The error names the file, the line and the key.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+        Config::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+        if let Some(node) = &config.node_id
+            && node.node_id() != *node
+        {
+            return Err(format!(
+                "node_id {node} is an application endpoint, not a node ID: use {} (ipn service 0, or a dtn \
+                 name with an empty demux)",
+                node.node_id()
+            ));
+        }
+        if let Some(Eid::Null) = config.node_id {
+            return Err("node_id dtn:none cannot name a node: use ipn:N.0 or dtn://name/".into());
+        }
+        Ok(config)
+    }
+
+    /// The data directory: the configured one, else `$XDG_DATA_HOME/dtn`, else
+    /// `~/.local/share/dtn`.
+    pub fn data_dir(&self) -> anyhow::Result<PathBuf> {
+        if let Some(dir) = &self.data_dir {
+            return Ok(dir.clone());
+        }
+        default_data_dir()
+    }
+
+    /// The node ID: the configured one, else `dtn://HOSTNAME/`.
+    pub fn node_id(&self) -> Eid {
+        self.node_id.clone().unwrap_or_else(default_node_id)
+    }
+
+    pub fn socket(&self) -> anyhow::Result<PathBuf> {
+        match &self.api.socket {
+            Some(path) => Ok(path.clone()),
+            None => Ok(self.data_dir()?.join(SOCKET_NAME)),
+        }
+    }
+}
+
+/// The API socket's name inside the data directory.
+pub const SOCKET_NAME: &str = "api.sock";
+
+pub fn default_data_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir).join("dtn"));
+    }
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).context(
+        "neither XDG_DATA_HOME nor HOME is set: give a data directory (data_dir in the config, or --data-dir)",
+    )?;
+    Ok(PathBuf::from(home).join(".local/share/dtn"))
+}
+
+fn default_node_id() -> Eid {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name: String =
+        host.trim().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.').collect();
+    let name = if name.is_empty() { "localhost".to_string() } else { name };
+    Eid::dtn(&name, "").unwrap_or_else(|_| Eid::ipn(1, 0))
+}
+
+/// The starter configuration `dtn init` writes: every key, commented, with its default.
+pub fn starter(node_id: &Eid, data_dir: &Path) -> String {
+    format!(
+        r#"# dtn daemon configuration. Every key is optional; docs/configuration.md explains each.
+
+# This node's ID: ipn:N.0 or dtn://name/.
+node_id = "{node_id}"
+
+# Where the store and the API socket live.
+data_dir = "{data_dir}"
+
+[api]
+# Unix socket of the local API (default: DATA_DIR/api.sock).
+# socket = "{data_dir}/api.sock"
+# Also serve the API on a loopback TCP address.
+# tcp = "127.0.0.1:4242"
+# Largest payload an application may send, in bytes.
+# max_payload = 1073741824
+# Lifetime of bundles sent without one.
+# default_lifetime = "1d"
+
+[store]
+# Refuse new bundles beyond these totals (reason: depleted storage).
+# max_bytes = 10737418240
+# max_bundles = 10000000
+# Bundles up to this size live in the database, larger ones in their own files.
+# inline_threshold = 65536
+
+[reports]
+# Send the status reports bundles ask for (RFC 9171 §5.1).
+# enabled = true
+# lifetime = "1d"
+
+[accept]
+# Leniency for peers that bend RFC 9171 (dtn7-rs sends primary blocks without CRC).
+# primary_without_crc = false
+# missing_bundle_age = false
+
+[agent]
+# Answer pings on ipn:N.7 / dtn://name/echo.
+# echo = true
+# max_in_flight_per_neighbour = 256
+# expiry_interval = "1s"
+
+# Static routes: bundles for `to` (a pattern: *, ipn:N.*, dtn://name/**, or an EID) go via
+# the neighbour `via`. The most specific pattern wins.
+# [[routes]]
+# to = "ipn:3.*"
+# via = "ipn:2.0"
+"#,
+        data_dir = data_dir.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_starter_config_parses_and_says_what_it_says() {
+        let text = starter(&Eid::ipn(7, 0), Path::new("/var/lib/dtn"));
+        let config = Config::parse(&text).expect("starter parses");
+        assert_eq!(config.node_id, Some(Eid::ipn(7, 0)));
+        assert_eq!(config.data_dir.as_deref(), Some(Path::new("/var/lib/dtn")));
+        // Uncommented, every key parses too.
+        let all: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if rest.contains(" = ") || rest.starts_with("[[") => rest,
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config = Config::parse(&all).expect("every key parses");
+        assert_eq!(config.api.tcp, Some("127.0.0.1:4242".parse().expect("addr")));
+        assert_eq!(config.reports.lifetime, Some(Duration::from_secs(86_400)));
+        assert_eq!(config.routes.len(), 1);
+    }
+
+    #[test]
+    fn a_bad_key_is_named() {
+        let error = Config::parse("nod_id = \"ipn:1.0\"\n").expect_err("refused");
+        assert!(error.contains("unknown field `nod_id`"), "{error}");
+        let error = Config::parse("[store]\nmax_byte = 5\n").expect_err("refused");
+        assert!(error.contains("unknown field `max_byte`"), "{error}");
+    }
+
+    #[test]
+    fn a_bad_value_is_named_with_its_key() {
+        let error = Config::parse("node_id = \"ipn:x.0\"\n").expect_err("refused");
+        assert!(error.contains("node_id") && error.contains("is not an endpoint ID"), "{error}");
+        let error = Config::parse("node_id = \"ipn:1.5\"\n").expect_err("refused");
+        assert_eq!(
+            error,
+            "node_id ipn:1.5 is an application endpoint, not a node ID: use ipn:1.0 (ipn service 0, or a dtn name \
+             with an empty demux)"
+        );
+        let error = Config::parse("[reports]\nlifetime = \"soon\"\n").expect_err("refused");
+        assert!(error.contains("lifetime") && error.contains("invalid duration \"soon\""), "{error}");
+        let error = Config::parse("[[routes]]\nto = \"ipn:x.*\"\nvia = \"ipn:2.0\"\n").expect_err("refused");
+        assert!(error.contains("to") && error.contains("is not an EID pattern"), "{error}");
+        let error = Config::parse("[api]\ntcp = \"localhost\"\n").expect_err("refused");
+        assert!(error.contains("tcp"), "{error}");
+    }
+}

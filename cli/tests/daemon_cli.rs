@@ -1,0 +1,299 @@
+//! The real `dtn` binary: a daemon process, its local API over the Unix socket, and the client
+//! commands — including a 50 MiB file that survives a SIGKILL of the daemon.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const DTN: &str = env!("CARGO_BIN_EXE_dtn");
+
+/// A daemon process on its own data directory; killed (by PID) when dropped.
+struct Daemon {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Daemon {
+    fn start(dir: &Path) -> Daemon {
+        let config = dir.join("node.toml");
+        if !config.exists() {
+            std::fs::write(
+                &config,
+                format!("node_id = \"ipn:1.0\"\ndata_dir = \"{}\"\n", dir.join("data").display()),
+            )
+            .expect("config");
+        }
+        let child = Command::new(DTN)
+            .args(["daemon", "--config"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the daemon");
+        let daemon = Daemon { child, dir: dir.to_path_buf() };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while UnixStream::connect(daemon.socket()).is_err() {
+            assert!(Instant::now() < deadline, "the daemon never listened on {}", daemon.socket().display());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        daemon
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("data/api.sock")
+    }
+
+    /// Runs a client command against this daemon.
+    fn dtn(&self, args: &[&str]) -> Output {
+        Command::new(DTN).env("DTN_SOCKET", self.socket()).args(args).output().expect("run dtn")
+    }
+
+    /// One raw HTTP/1.1 request; returns the status code and the body.
+    fn http(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+        let mut stream = UnixStream::connect(self.socket()).expect("connect");
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .expect("write");
+        stream.write_all(body).expect("write body");
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).expect("read");
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        let status = answer.get(9..12).and_then(|s| s.parse().ok()).expect("a status line");
+        let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        (status, body)
+    }
+
+    /// Kills the daemon with SIGKILL and returns its directory.
+    fn sigkill(mut self) -> PathBuf {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+        self.dir.clone()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn malformed_api_requests_get_4xx_with_a_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(dir.path());
+    let cases: &[(&str, &str, &[u8], u16, &str)] = &[
+        ("POST", "/v1/send", b"x", 400, "missing field `to`"),
+        ("POST", "/v1/send?to=ipn:x", b"x", 400, "destination \\\"ipn:x\\\" is not an endpoint ID"),
+        ("POST", "/v1/send?to=dtn:none", b"x", 400, "dtn:none has no members"),
+        ("POST", "/v1/send?to=ipn:2.1&lifetime=soon", b"x", 400, "invalid duration \\\"soon\\\""),
+        ("POST", "/v1/send?to=ipn:2.1&lifetime=0", b"x", 400, "lifetime 0 expires at once"),
+        ("POST", "/v1/send?to=ipn:2.1&flags=bogus", b"x", 400, "unknown flag \\\"bogus\\\""),
+        (
+            "POST",
+            "/v1/send?to=ipn:2.1&flags=admin-record",
+            b"x",
+            400,
+            "set by the agent, not by applications",
+        ),
+        (
+            "POST",
+            "/v1/send?to=ipn:2.1&from=ipn:9.1",
+            b"x",
+            400,
+            "the source ipn:9.1 is not an endpoint of this node",
+        ),
+        ("POST", "/v1/send?to=ipn:2.1&colour=red", b"x", 400, "unknown field `colour`"),
+        ("GET", "/v1/receive?endpoint=ipn:2.1", b"", 400, "ipn:2.1 is not an endpoint of this node"),
+        ("GET", "/v1/receive?endpoint=ipn:1.1&wait=2d", b"", 400, "longer than the limit"),
+        ("GET", "/v1/receive", b"", 400, "missing field `endpoint`"),
+        ("POST", "/v1/ack?endpoint=ipn:1.1&id=77", b"", 404, "no bundle 77 waits for ipn:1.1"),
+        ("POST", "/v1/ack?endpoint=ipn:1.1&id=abc", b"", 400, "bad query string"),
+        ("GET", "/v1/bundles/abc", b"", 400, "\\\"abc\\\" is not a store id"),
+        ("GET", "/v1/bundles/12345", b"", 404, "no bundle with store id 12345"),
+        ("DELETE", "/v1/bundles/12345", b"", 404, "no bundle with store id 12345"),
+        ("GET", "/v1/bundles?limit=0", b"", 400, "limit 0 is out of range"),
+        ("POST", "/v1/registrations?endpoint=ipn:5.5", b"", 400, "not an endpoint of this node"),
+        ("GET", "/v1/nothing-here", b"", 404, "no such API path"),
+    ];
+    for (method, path, body, status, reason) in cases {
+        let (got_status, got_body) = daemon.http(method, path, body);
+        assert_eq!(got_status, *status, "{method} {path}: {got_body}");
+        assert!(got_body.contains(reason), "{method} {path}: {got_body:?} should contain {reason:?}");
+        assert!(got_body.starts_with("{\"error\":"), "{method} {path}: JSON error body, got {got_body:?}");
+    }
+    let (status, _) = daemon.http("GET", "/v1/status", b"");
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn send_receive_ping_status_and_bundles_through_the_binary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(dir.path());
+    let payload = dir.path().join("note.txt");
+    std::fs::write(&payload, b"meet at the well").expect("payload");
+    let out = daemon.dtn(&[
+        "send",
+        "--to",
+        "ipn:1.5",
+        "--lifetime",
+        "1h",
+        "--json",
+        payload.to_str().expect("utf8"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(answer["payload_length"], 16);
+    let store_id = answer["id"].as_u64().expect("id");
+
+    let out = daemon.dtn(&["bundles", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(list[0]["id"].as_u64(), Some(store_id));
+    assert_eq!(list[0]["state"], "waiting_for_application");
+    assert_eq!(list[0]["waiting_for"], "ipn:1.5");
+    let out = daemon.dtn(&["bundles", "show", &store_id.to_string(), "--json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(shown["bundle"]["payload_length"], 16);
+    assert_eq!(shown["bundle"]["lifetime_ms"], 3_600_000);
+
+    let out = daemon.dtn(&["recv", "--endpoint", "ipn:1.5"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(out.stdout, b"meet at the well");
+    // Received once: nothing more waits.
+    let out = daemon.dtn(&["recv", "--endpoint", "ipn:1.5", "--wait", "300ms"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+
+    let out = daemon.dtn(&["ping", "ipn:1.0", "--count", "2", "--interval", "10ms", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().count(), 2);
+
+    let out = daemon.dtn(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(status["node_id"], "ipn:1.0");
+    assert_eq!(status["counters"]["echoed"], 2);
+    assert_eq!(status["store"]["bundles"], 0);
+    assert_eq!(status["registrations"][0]["endpoint"], "ipn:1.5");
+
+    let out = Command::new(DTN)
+        .args(["send", "--to", "ipn:1.5"])
+        .env("DTN_SOCKET", dir.path().join("none.sock"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no daemon at"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("start one with `dtn daemon`"), "{}", text(&out.stderr));
+
+    // A deleted bundle is gone, by its id.
+    let out = daemon.dtn(&["send", "--to", "ipn:1.6", "--json", payload.to_str().expect("utf8")]);
+    let id = serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")["id"].to_string();
+    assert!(daemon.dtn(&["bundles", "delete", &id]).status.success());
+    let out = daemon.dtn(&["bundles", "delete", &id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains(&format!("no bundle with store id {id}")), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_50_mib_file_survives_a_sigkill_and_is_received_once_intact() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("big.bin");
+    let mut data = vec![0u8; 50 << 20];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    std::fs::write(&file, &data).expect("file");
+    let daemon = Daemon::start(dir.path());
+    let out = daemon.dtn(&["send", "--to", "ipn:1.9", file.to_str().expect("utf8")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Acknowledged: now the daemon dies without warning.
+    let dir_path = daemon.sigkill();
+    let daemon = Daemon::start(&dir_path);
+    let received = dir.path().join("received.bin");
+    let out = daemon.dtn(&["recv", "--endpoint", "ipn:1.9", "--out", received.to_str().expect("utf8")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let got = std::fs::read(&received).expect("received file");
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "the received file differs from the sent one");
+    let out = daemon.dtn(&[
+        "recv",
+        "--endpoint",
+        "ipn:1.9",
+        "--wait",
+        "300ms",
+        "--out",
+        dir.path().to_str().expect("utf8"),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "exactly once: {}", text(&out.stderr));
+}
+
+#[test]
+fn sigterm_stops_the_daemon_cleanly_and_bundles_stay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut daemon = Daemon::start(dir.path());
+    let out = daemon.dtn(&["send", "--to", "ipn:1.5", "-"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let pid = daemon.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let status = daemon.child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0));
+    assert!(!daemon.socket().exists(), "the socket is removed at shutdown");
+    drop(daemon);
+    let daemon = Daemon::start(dir.path());
+    let out = daemon.dtn(&["bundles", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(list.as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn a_bad_config_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "node_id = \"ipn:1.0\"\n[store]\nmax_bytez = 5\n").expect("config");
+    let out = Command::new(DTN).args(["daemon", "--config"]).arg(&config).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("bad.toml") && stderr.contains("unknown field `max_bytez`"), "{stderr}");
+    let out = Command::new(DTN)
+        .args(["daemon", "--config"])
+        .arg(dir.path().join("missing.toml"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("cannot read the configuration file"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn init_writes_a_config_the_daemon_runs_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("node.toml");
+    let data = dir.path().join("data");
+    let out = Command::new(DTN)
+        .args(["init", "--node-id", "ipn:1.0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = Command::new(DTN).args(["init", "--config"]).arg(&config).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("exists: pass --force"), "{}", text(&out.stderr));
+    let daemon = Daemon::start(dir.path());
+    let out = daemon.dtn(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(status["node_id"], "ipn:1.0");
+    assert_eq!(status["config_file"], config.display().to_string());
+}
