@@ -21,7 +21,10 @@ impl Daemon {
         if !config.exists() {
             std::fs::write(
                 &config,
-                format!("node_id = \"ipn:1.0\"\ndata_dir = \"{}\"\n", dir.join("data").display()),
+                format!(
+                    "node_id = \"ipn:1.0\"\ndata_dir = \"{}\"\n[api]\nmax_payload = 60000000\n",
+                    dir.join("data").display()
+                ),
             )
             .expect("config");
         }
@@ -132,8 +135,17 @@ fn malformed_api_requests_get_4xx_with_a_reason() {
         assert!(got_body.contains(reason), "{method} {path}: {got_body:?} should contain {reason:?}");
         assert!(got_body.starts_with("{\"error\":"), "{method} {path}: JSON error body, got {got_body:?}");
     }
-    let (status, _) = daemon.http("GET", "/v1/status", b"");
+    // A payload over the limit is refused, with the limit named.
+    let big = vec![0u8; 60_000_001];
+    let (status, body) = daemon.http("POST", "/v1/send?to=ipn:2.1", &big);
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(
+        body,
+        "{\"error\":\"the payload is larger than the limit of 60000000 bytes ([api] max_payload)\"}"
+    );
+    let (status, body) = daemon.http("GET", "/v1/status", b"");
     assert_eq!(status, 200);
+    assert!(body.contains("\"bundles\":0"), "nothing was stored: {body}");
 }
 
 #[test]

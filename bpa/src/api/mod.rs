@@ -208,9 +208,21 @@ const AGENT_ONLY_FLAGS: u64 = BundleFlags::IS_FRAGMENT | BundleFlags::ADMIN_RECO
 async fn send<S: Store>(
     State(state): Shared<S>,
     params: Result<Query<SendParams>, QueryRejection>,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     let params = query(params)?;
+    let body = body.map_err(|rejection| {
+        let status = rejection.status();
+        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            format!(
+                "the payload is larger than the limit of {} bytes ([api] max_payload)",
+                state.config.max_payload
+            )
+        } else {
+            format!("the payload could not be read: {}", rejection.body_text())
+        };
+        ApiError::new(status, message)
+    })?;
     let agent = &state.agent;
     let destination = parse_eid("destination", &params.to)?;
     if destination.is_null() {
