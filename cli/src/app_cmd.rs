@@ -284,35 +284,36 @@ async fn recv_async(client: Client, args: RecvArgs) -> anyhow::Result<ExitCode> 
         let bundle_id = header(bpa::api::headers::BUNDLE_ID);
         let source = header(bpa::api::headers::SOURCE);
         let mut body = response.into_body();
-        let mut length = 0u64;
         let written_to = match &output {
-            Output::Stdout => {
-                let mut stdout = std::io::stdout().lock();
-                while let Some(frame) = body.frame().await {
-                    if let Ok(data) = frame.context("the payload was cut off")?.into_data() {
-                        length += data.len() as u64;
-                        stdout.write_all(&data).context("cannot write to standard output")?;
-                    }
-                }
-                stdout.flush().context("cannot write to standard output")?;
-                None
-            }
+            Output::Stdout => None,
             Output::Dir(dir) => Some(dir.join(file_name(&bundle_id))),
             Output::File(file) => Some(file.clone()),
         };
-        if let Some(target) = &written_to {
-            // Durable before acknowledged, on this side too: temp file, fsync, rename.
-            let part = target.with_extension("part");
-            let mut file =
-                std::fs::File::create(&part).with_context(|| format!("cannot create {}", part.display()))?;
-            while let Some(frame) = body.frame().await {
-                if let Ok(data) = frame.context("the payload was cut off")?.into_data() {
-                    length += data.len() as u64;
-                    file.write_all(&data).with_context(|| format!("cannot write {}", part.display()))?;
-                }
+        // Durable before acknowledged, on this side too: a file is written as `.part`, fsynced
+        // and renamed before the ack.
+        let part = written_to.as_ref().map(|target| target.with_extension("part"));
+        let mut sink: Box<dyn Write> = match &part {
+            None => Box::new(std::io::stdout().lock()),
+            Some(part) => Box::new(
+                std::fs::File::create(part).with_context(|| format!("cannot create {}", part.display()))?,
+            ),
+        };
+        let sink_name =
+            part.as_ref().map_or_else(|| "standard output".to_string(), |p| p.display().to_string());
+        let mut length = 0u64;
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.context("the payload was cut off")?.into_data() {
+                length += data.len() as u64;
+                sink.write_all(&data).with_context(|| format!("cannot write {sink_name}"))?;
             }
-            file.sync_all().with_context(|| format!("cannot write {}", part.display()))?;
-            std::fs::rename(&part, target)
+        }
+        sink.flush().with_context(|| format!("cannot write {sink_name}"))?;
+        drop(sink);
+        if let (Some(part), Some(target)) = (&part, &written_to) {
+            std::fs::File::open(part)
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("cannot write {}", part.display()))?;
+            std::fs::rename(part, target)
                 .with_context(|| format!("cannot rename to {}", target.display()))?;
             if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty())
                 && let Ok(dir) = std::fs::File::open(parent)
@@ -365,7 +366,10 @@ async fn ping_async(client: Client, args: PingArgs) -> anyhow::Result<ExitCode> 
         .and_then(|s| s.parse().ok())
         .context("the daemon's status has no node ID")?;
     // A private endpoint for the replies, forgotten at the end.
-    let nonce = std::process::id() as u64 * 1000 + (Instant::now().elapsed().subsec_nanos() % 1000) as u64;
+    let clock_nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()));
+    let nonce = u64::from(std::process::id()) * 1000 + clock_nanos % 1000;
     let me = match &node {
         bpa::bundle::Eid::Ipn { allocator, node, .. } => {
             bpa::bundle::Eid::Ipn { allocator: *allocator, node: *node, service: 0x10_0000 + nonce }

@@ -205,6 +205,21 @@ fn send_receive_ping_status_and_bundles_through_the_binary() {
     assert!(text(&out.stderr).contains("no daemon at"), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("start one with `dtn daemon`"), "{}", text(&out.stderr));
 
+    // Client-side refusals name the fix.
+    let out = daemon.dtn(&["recv", "--endpoint", "ipn:1.5", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--json prints metadata only: give --out DIR"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = daemon.dtn(&["recv", "--endpoint", "ipn:1.5", "--count", "2", "--out", "x.bin"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("give a directory"), "{}", text(&out.stderr));
+    let out = daemon.dtn(&["send", "--to", "ipn:1.5", "--report", "sometimes", "-"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("unknown report \"sometimes\""), "{}", text(&out.stderr));
+
     // A deleted bundle is gone, by its id.
     let out = daemon.dtn(&["send", "--to", "ipn:1.6", "--json", payload.to_str().expect("utf8")]);
     let id = serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")["id"].to_string();

@@ -138,10 +138,7 @@ impl<S: Store> Agent<S> {
     /// bundles dispatched from now on: for callers that read what already waits with
     /// [`Agent::oldest_waiting`] and use the subscription as a wake-up.
     pub async fn watch(&self, endpoint: Eid) -> Result<Subscription, AgentError> {
-        if !self.is_local(&endpoint) {
-            return Err(AgentError::NotLocal { endpoint, node: self.inner.config.node_id.clone() });
-        }
-        self.inner.store.set_registration(&endpoint, true).await?;
+        self.ensure_registered(&endpoint).await?;
         let (tx, receiver) = mpsc::unbounded_channel();
         let mut apps = lock(&self.inner.applications);
         let list = apps.entry(endpoint.clone()).or_default();
@@ -149,6 +146,21 @@ impl<S: Store> Agent<S> {
         list.push(tx);
         drop(apps);
         Ok(Subscription { endpoint, receiver, from_store: HashSet::new(), seen: HashSet::new() })
+    }
+
+    /// Records `endpoint` as registered unless it already is: receivers poll, and a poll must
+    /// not cost a durable write.
+    async fn ensure_registered(&self, endpoint: &Eid) -> Result<(), AgentError> {
+        if !self.is_local(endpoint) {
+            return Err(AgentError::NotLocal {
+                endpoint: endpoint.clone(),
+                node: self.inner.config.node_id.clone(),
+            });
+        }
+        if !self.inner.store.registrations().await?.contains(endpoint) {
+            self.inner.store.set_registration(endpoint, true).await?;
+        }
+        Ok(())
     }
 
     /// The oldest bundle waiting for `endpoint` that its application has not acknowledged.
@@ -278,10 +290,7 @@ impl<S: Store> Agent<S> {
     /// it: the bundles waiting for it, and every later one, come through the subscription until
     /// it is dropped. Several connections to one endpoint each get every new bundle.
     pub async fn register(&self, endpoint: Eid) -> Result<Subscription, AgentError> {
-        if !self.is_local(&endpoint) {
-            return Err(AgentError::NotLocal { endpoint, node: self.inner.config.node_id.clone() });
-        }
-        self.inner.store.set_registration(&endpoint, true).await?;
+        self.ensure_registered(&endpoint).await?;
         let (tx, receiver) = mpsc::unbounded_channel();
         lock(&self.inner.applications).entry(endpoint.clone()).or_default().push(tx.clone());
         let waiting = self
