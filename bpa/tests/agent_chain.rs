@@ -249,8 +249,19 @@ async fn the_middle_node_restarts_and_the_bundle_continues() {
     store.close().await;
     // B starts again on the same directory.
     let dyn_clock: Arc<dyn bpa::time::Clock> = clock.clone();
-    let (store, report) =
-        SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&dyn_clock)).await.expect("reopen");
+    // Tasks of the old agent (a failed forward finishing) may hold its store, and with it the
+    // directory's lock, a moment longer: a new process would not see them, this test waits.
+    let mut attempts = 0;
+    let (store, report) = loop {
+        match SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&dyn_clock)).await {
+            Ok(opened) => break opened,
+            Err(error) if attempts < 500 && error.to_string().contains("locking") => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(error) => panic!("reopen: {error}"),
+        }
+    };
     assert_eq!(store.stats().bundles, 1, "{report}");
     let b = Node { agent: Agent::new(AgentConfig::new(Eid::ipn(2, 0)), store, dyn_clock), _dir: dir };
     b.agent.start().await.expect("start");
