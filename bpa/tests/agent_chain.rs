@@ -470,3 +470,106 @@ async fn status_reports_to_this_node_are_consumed_when_nobody_watches() {
     eventually("both reports consumed at A", || a.agent.stats().delivered == 2).await;
     eventually("A's store empty", || a.agent.store().stats().bundles == 0).await;
 }
+
+/// A payload of `len` bytes that is not all one value, so a misplaced chunk shows.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8 ^ (i >> 16) as u8).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_send_crosses_the_chain_and_reads_back_streamed() {
+    use bpa::agent::outgoing::SendRequest;
+    use bpa::store::PayloadContent;
+    use tokio::io::AsyncReadExt;
+
+    let clock = Arc::new(ManualClock::new(START));
+    let (a, _b, c, _) = chain(&clock).await;
+    // C's application reads from the store (as the local API does): it watches, then reads.
+    let mut watcher = c.agent.watch(Eid::ipn(3, 1)).await.expect("watch");
+    let payload = pattern(3 << 20);
+    let request = SendRequest {
+        source: Eid::ipn(1, 1),
+        destination: Eid::ipn(3, 1),
+        lifetime_ms: 60_000,
+        flags: BundleFlags::default(),
+    };
+    let mut pending = a.agent.begin_send(request, payload.len() as u64).await.expect("begin");
+    for chunk in payload.chunks(100_000) {
+        pending.write(chunk).await.expect("write");
+    }
+    assert_eq!(pending.remaining(), 0);
+    let (_, bundle_id) = pending.commit().await.expect("commit");
+    let arrived = tokio::time::timeout(Duration::from_secs(20), watcher.arrived())
+        .await
+        .expect("in time")
+        .expect("agent alive");
+    let (id, header, content) =
+        c.agent.oldest_waiting(&Eid::ipn(3, 1)).await.expect("read").expect("one waits");
+    assert_eq!(id, arrived);
+    assert_eq!(header.id(), bundle_id);
+    assert_eq!(header.payload.data_length, payload.len() as u64);
+    let PayloadContent::File(mut reader) = content else { panic!("a 3 MiB payload is read from its file") };
+    let mut received = Vec::new();
+    reader.read_to_end(&mut received).await.expect("read payload");
+    assert!(received == payload, "the payload arrives intact");
+    assert!(c.agent.acknowledge_stored(&Eid::ipn(3, 1), id).await.expect("ack"));
+    assert!(c.agent.oldest_waiting(&Eid::ipn(3, 1)).await.expect("read").is_none());
+    assert!(!c.agent.acknowledge_stored(&Eid::ipn(3, 1), id).await.expect("ack again"), "acknowledged once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_send_of_the_wrong_length_is_refused_and_leaves_nothing() {
+    use bpa::agent::node::AgentError;
+    use bpa::agent::outgoing::SendRequest;
+    use bpa::bundle::PayloadLengthMismatch;
+
+    let clock = Arc::new(ManualClock::new(START));
+    let a = node(1, &clock).await;
+    let request = SendRequest {
+        source: Eid::ipn(1, 1),
+        destination: Eid::ipn(1, 2),
+        lifetime_ms: 60_000,
+        flags: BundleFlags::default(),
+    };
+    let mut long = a.agent.begin_send(request.clone(), 10).await.expect("begin");
+    long.write(b"0123456789").await.expect("exactly the length");
+    let error = long.write(b"x").await.expect_err("one byte too many");
+    assert!(
+        matches!(error, AgentError::PayloadLength(PayloadLengthMismatch { declared: 10, received: 11 })),
+        "{error}"
+    );
+    drop(long);
+    let mut short = a.agent.begin_send(request.clone(), 10).await.expect("begin");
+    short.write(b"01234").await.expect("write");
+    let error = short.commit().await.expect_err("five bytes short");
+    assert_eq!(error.to_string(), "the bundle is incomplete: the payload was declared as 10 bytes but 5 came");
+    let foreign = SendRequest { source: Eid::ipn(9, 1), ..request };
+    let error = a.agent.begin_send(foreign, 10).await.expect_err("foreign source");
+    assert!(matches!(error, AgentError::ForeignSource { .. }), "{error}");
+    assert_eq!(a.agent.store().stats().bundles, 0, "nothing stored");
+    let leftovers: Vec<_> = std::fs::read_dir(a._dir.path().join("blobs"))
+        .expect("the store's blob directory")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .collect();
+    assert!(leftovers.is_empty(), "no file left behind: {leftovers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_echo_request_over_the_limit_is_deleted_unanswered() {
+    use bpa::agent::delivery::MAX_ECHO_PAYLOAD;
+    let clock = Arc::new(ManualClock::new(START));
+    let a = node(1, &clock).await;
+    let mut app = a.agent.register(Eid::ipn(1, 1)).await.expect("register");
+    let big = Bytes::from(pattern(MAX_ECHO_PAYLOAD as usize + 1));
+    a.agent.send(Eid::ipn(1, 1), Eid::ipn(1, 7), big, 60_000, BundleFlags::default()).await.expect("send");
+    a.agent
+        .send(Eid::ipn(1, 1), Eid::ipn(1, 7), Bytes::from_static(b"ping"), 60_000, BundleFlags::default())
+        .await
+        .expect("send");
+    let reply = next(&mut app).await;
+    assert_eq!(reply.bundle.payload().as_ref(), b"ping", "only the small request is answered");
+    a.agent.acknowledge(&reply).await.expect("ack");
+    eventually("the store empty", || a.agent.store().stats().bundles == 0).await;
+    assert_eq!(a.agent.stats().echoed, 1);
+}

@@ -91,3 +91,44 @@ proptest! {
         prop_assert_eq!(check.finish(), whole);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    /// A bundle built for a streamed payload is byte for byte the bundle built in memory,
+    /// however the payload is cut into chunks.
+    #[test]
+    fn streamed_build_equals_whole_build(
+        source in bpa::testing::arb_node_eid(),
+        destination in bpa::testing::arb_eid().prop_filter("not null", |e| !e.is_null()),
+        time in 1u64..(1 << 45),
+        sequence in any::<u64>(),
+        crc16 in any::<bool>(),
+        hop_limit in proptest::option::of(1u64..=255),
+        payload in proptest::collection::vec(any::<u8>(), 0..3000),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..4),
+    ) {
+        use bpa::bundle::{BundleBuilder, CrcType, CreationTimestamp};
+        let crc = if crc16 { CrcType::Crc16 } else { CrcType::Crc32c };
+        let mut builder = BundleBuilder::new(source, destination, CreationTimestamp { time, sequence }, 3_600_000)
+            .block_crc(crc);
+        if let Some(limit) = hop_limit {
+            builder = builder.hop_limit(limit);
+        }
+        let whole = builder.clone().payload(payload.clone()).build().unwrap().encode();
+        let (head, mut encoder) = builder.build_streamed(payload.len() as u64).unwrap();
+        let mut points: Vec<usize> = cuts.iter().map(|c| c.index(payload.len() + 1)).collect();
+        points.push(0);
+        points.push(payload.len());
+        points.sort_unstable();
+        let mut streamed = head;
+        for pair in points.windows(2) {
+            let chunk = &payload[pair[0]..pair[1]];
+            encoder.update(chunk).unwrap();
+            streamed.extend_from_slice(chunk);
+        }
+        prop_assert_eq!(encoder.remaining(), 0);
+        streamed.extend_from_slice(&encoder.finish().unwrap());
+        prop_assert_eq!(streamed, whole);
+    }
+}

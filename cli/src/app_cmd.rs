@@ -141,33 +141,29 @@ async fn send_async(client: Client, args: SendArgs) -> anyhow::Result<ExitCode> 
     if flags != 0 {
         path.push_str(&format!("&flags={flags}"));
     }
-    let response = match args.file.as_deref().filter(|p| *p != Path::new("-")) {
-        Some(file) => {
-            let handle = tokio::fs::File::open(file)
-                .await
-                .with_context(|| format!("cannot open {}", file.display()))?;
-            let length =
-                handle.metadata().await.with_context(|| format!("cannot read {}", file.display()))?.len();
-            let bar = progress_bar(length);
-            let (tx, rx) = tokio::sync::mpsc::channel(4);
-            let reader = tokio::spawn(stream_file(handle, tx, bar.clone()));
-            let response = client.request(Method::POST, &path, ChannelBody::new(rx, length)).await;
-            reader.abort();
-            if let Some(bar) = bar {
-                bar.finish_and_clear();
+    // The payload streams to the daemon, which streams it into its store: neither side holds
+    // it in memory. Standard input goes chunked (its length is not known in advance).
+    let (reader, length): (Box<dyn tokio::io::AsyncRead + Send + Unpin>, Option<u64>) =
+        match args.file.as_deref().filter(|p| *p != Path::new("-")) {
+            Some(file) => {
+                let handle = tokio::fs::File::open(file)
+                    .await
+                    .with_context(|| format!("cannot open {}", file.display()))?;
+                let length =
+                    handle.metadata().await.with_context(|| format!("cannot read {}", file.display()))?.len();
+                (Box::new(handle), Some(length))
             }
-            response?
-        }
-        None => {
-            let data = tokio::task::spawn_blocking(|| {
-                let mut data = Vec::new();
-                std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut data).map(|_| data)
-            })
-            .await?
-            .context("cannot read standard input")?;
-            client.request(Method::POST, &path, Full::new(Bytes::from(data))).await?
-        }
-    };
+            None => (Box::new(tokio::io::stdin()), None),
+        };
+    let bar = length.and_then(progress_bar);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let streamer = tokio::spawn(stream_reader(reader, tx, bar.clone()));
+    let response = client.request(Method::POST, &path, ChannelBody::new(rx, length)).await;
+    streamer.abort();
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let response = response?;
     let answer = read_json(response).await?;
     if args.json {
         println!("{answer}");
@@ -196,8 +192,8 @@ fn progress_bar(length: u64) -> Option<indicatif::ProgressBar> {
     Some(bar)
 }
 
-async fn stream_file(
-    mut file: tokio::fs::File,
+async fn stream_reader(
+    mut file: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
     tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
     bar: Option<indicatif::ProgressBar>,
 ) {

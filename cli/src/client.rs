@@ -20,15 +20,19 @@ pub struct Client {
     socket: PathBuf,
 }
 
-/// A request body read from a channel (a file streamed by a task), with its exact length.
+/// A request body read from a channel (a file streamed by a task), with its exact length when
+/// known (sent chunked otherwise).
 #[derive(Debug)]
 pub struct ChannelBody {
     chunks: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
-    length: u64,
+    length: Option<u64>,
 }
 
 impl ChannelBody {
-    pub fn new(chunks: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>, length: u64) -> ChannelBody {
+    pub fn new(
+        chunks: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+        length: Option<u64>,
+    ) -> ChannelBody {
         ChannelBody { chunks, length }
     }
 }
@@ -45,7 +49,7 @@ impl Body for ChannelBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.length)
+        self.length.map_or_else(SizeHint::default, SizeHint::with_exact)
     }
 }
 

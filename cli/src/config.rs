@@ -40,7 +40,7 @@ pub struct ApiSection {
     /// Also listen on this loopback TCP address (`127.0.0.1:4242`).
     pub tcp: Option<std::net::SocketAddr>,
     /// Largest payload an application may send, in bytes.
-    pub max_payload: Option<usize>,
+    pub max_payload: Option<u64>,
     /// Lifetime of bundles sent without one (`1d`, `3600s`).
     #[serde(default, deserialize_with = "duration_opt")]
     pub default_lifetime: Option<Duration>,
@@ -192,8 +192,9 @@ data_dir = "{data_dir}"
 # socket = "{data_dir}/api.sock"
 # Also serve the API on a loopback TCP address.
 # tcp = "127.0.0.1:4242"
-# Largest payload an application may send, in bytes.
-# max_payload = 1073741824
+# Largest payload an application may send, in bytes. Payloads stream to the store, so this
+# is about disk space, not memory.
+# max_payload = 4294967296
 # Lifetime of bundles sent without one.
 # default_lifetime = "1d"
 

@@ -92,7 +92,9 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
         None => None,
     };
 
-    let mut api_config = ApiConfig::default();
+    let mut api_config = ApiConfig { spool_dir: data_dir.join("spool"), ..ApiConfig::default() };
+    std::fs::create_dir_all(&api_config.spool_dir)
+        .with_context(|| format!("cannot create the spool directory {}", api_config.spool_dir.display()))?;
     if let Some(v) = config.api.max_payload {
         api_config.max_payload = v;
     }

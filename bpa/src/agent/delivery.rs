@@ -17,8 +17,8 @@ use super::fragment::{Reassembly, adu_key};
 use super::node::{Agent, AgentError, Delivery, lock};
 use super::report::Status;
 use crate::admin::ReasonCode;
-use crate::bundle::{Bundle, BundleBuilder, Eid};
-use crate::store::{BundleState, DeleteReason, InsertOutcome, StateKind, Store, StoreId};
+use crate::bundle::{Bundle, BundleBuilder, BundleHeader, Eid, PrimaryBlock};
+use crate::store::{BundleState, DeleteReason, InsertOutcome, PayloadContent, StateKind, Store, StoreId};
 
 /// The echo service's number on an ipn node (the one other agents' ping tools use).
 pub const ECHO_SERVICE: u64 = 7;
@@ -77,11 +77,53 @@ impl Subscription {
     }
 }
 
+/// Bundles over this size sent to the echo service are not answered.
+pub const MAX_ECHO_PAYLOAD: u64 = 1 << 20;
+
+/// A connected application as the agent sees it.
+#[derive(Debug, Clone)]
+pub(super) enum Connection {
+    /// An in-process application ([`Agent::register`]): gets every new bundle whole.
+    Bundles(mpsc::UnboundedSender<Delivery>),
+    /// An application that reads bundles from the store ([`Agent::watch`], the local API):
+    /// only learns that one arrived.
+    Wake(mpsc::UnboundedSender<StoreId>),
+}
+
+impl Connection {
+    pub(super) fn is_closed(&self) -> bool {
+        match self {
+            Connection::Bundles(tx) => tx.is_closed(),
+            Connection::Wake(tx) => tx.is_closed(),
+        }
+    }
+}
+
+/// A wake-up for an application that reads its bundles from the store ([`Agent::watch`]).
+#[derive(Debug)]
+pub struct Watcher {
+    endpoint: Eid,
+    receiver: mpsc::UnboundedReceiver<StoreId>,
+}
+
+impl Watcher {
+    pub fn endpoint(&self) -> &Eid {
+        &self.endpoint
+    }
+
+    /// Waits until a bundle for the endpoint arrives; its store id, or `None` once the agent is
+    /// gone.
+    pub async fn arrived(&mut self) -> Option<StoreId> {
+        self.receiver.recv().await
+    }
+}
+
 impl<S: Store> Agent<S> {
-    /// Local delivery of a stored bundle addressed to this node.
-    pub(super) async fn deliver_locally(&self, id: StoreId, bundle: Bundle) {
+    /// Local delivery of a stored bundle addressed to this node. `bundle` is `None` when it is
+    /// not in memory (a large bundle streamed into the store): it is then read only if an
+    /// in-process subscriber or the echo service needs it whole.
+    pub(super) async fn deliver_locally(&self, id: StoreId, primary: &PrimaryBlock, bundle: Option<Bundle>) {
         let store = &self.inner.store;
-        let primary = bundle.primary();
         if primary.fragment.is_some() {
             let adu = adu_key(primary);
             if let Err(error) =
@@ -93,20 +135,23 @@ impl<S: Store> Agent<S> {
             self.reassemble(&adu).await;
             return;
         }
-        let destination = primary.destination.clone();
-        if self.inner.config.echo && is_echo_endpoint(&destination) && !primary.flags.is_admin_record() {
-            self.echo(id, &bundle).await;
+        let destination = &primary.destination;
+        if self.inner.config.echo && is_echo_endpoint(destination) && !primary.flags.is_admin_record() {
+            self.echo(id, primary, bundle).await;
             return;
         }
-        let connected = self.connected(&destination);
+        let connected = self.connected(destination);
         if connected.is_empty()
             && primary.flags.is_admin_record()
-            && destination == self.inner.config.node_id
-            && !self.is_registered(&destination).await
+            && *destination == self.inner.config.node_id
+            && !self.is_registered(destination).await
         {
             // Status reports and signals to this node's administrative endpoint that no
             // application watches: the agent takes them (they are logged) instead of keeping them.
-            tracing::info!(bundle = %bundle.id(), source = %primary.source, "administrative record received");
+            tracing::info!(
+                source = %primary.source, creation = primary.creation.time, sequence = primary.creation.sequence,
+                "administrative record received"
+            );
             if store.delete(id, DeleteReason::Delivered).await.is_ok() {
                 Counters::bump(&self.inner.counters.delivered);
             }
@@ -117,35 +162,45 @@ impl<S: Store> Agent<S> {
             tracing::error!(%error, store_id = id, "cannot record a bundle as waiting for its application");
             return;
         }
+        let mut bundle = bundle;
+        if bundle.is_none() && connected.iter().any(|c| matches!(c, Connection::Bundles(_))) {
+            bundle = self.load(id).await;
+        }
         let mut closed = false;
         for app in connected {
-            closed |= app.send(Delivery { id, bundle: bundle.clone() }).is_err();
+            closed |= match app {
+                Connection::Bundles(tx) => match &bundle {
+                    Some(bundle) => tx.send(Delivery { id, bundle: bundle.clone() }).is_err(),
+                    None => false,
+                },
+                Connection::Wake(tx) => tx.send(id).is_err(),
+            };
         }
-        if closed && let Some(apps) = lock(&self.inner.applications).get_mut(&destination) {
-            apps.retain(|tx| !tx.is_closed());
+        if closed && let Some(apps) = lock(&self.inner.applications).get_mut(destination) {
+            apps.retain(|c| !c.is_closed());
         }
     }
 
     /// The applications connected to `endpoint` now.
-    fn connected(&self, endpoint: &Eid) -> Vec<mpsc::UnboundedSender<Delivery>> {
+    fn connected(&self, endpoint: &Eid) -> Vec<Connection> {
         let apps = lock(&self.inner.applications);
         apps.get(endpoint)
-            .map(|list| list.iter().filter(|tx| !tx.is_closed()).cloned().collect())
+            .map(|list| list.iter().filter(|c| !c.is_closed()).cloned().collect())
             .unwrap_or_default()
     }
 
     /// Registers `endpoint` for good and connects, as [`Agent::register`], but hands over only
     /// bundles dispatched from now on: for callers that read what already waits with
     /// [`Agent::oldest_waiting`] and use the subscription as a wake-up.
-    pub async fn watch(&self, endpoint: Eid) -> Result<Subscription, AgentError> {
+    pub async fn watch(&self, endpoint: Eid) -> Result<Watcher, AgentError> {
         self.ensure_registered(&endpoint).await?;
         let (tx, receiver) = mpsc::unbounded_channel();
         let mut apps = lock(&self.inner.applications);
         let list = apps.entry(endpoint.clone()).or_default();
-        list.retain(|tx| !tx.is_closed());
-        list.push(tx);
+        list.retain(|c| !c.is_closed());
+        list.push(Connection::Wake(tx));
         drop(apps);
-        Ok(Subscription { endpoint, receiver, from_store: HashSet::new(), seen: HashSet::new() })
+        Ok(Watcher { endpoint, receiver })
     }
 
     /// Records `endpoint` as registered unless it already is: receivers poll, and a poll must
@@ -163,16 +218,20 @@ impl<S: Store> Agent<S> {
         Ok(())
     }
 
-    /// The oldest bundle waiting for `endpoint` that its application has not acknowledged.
-    pub async fn oldest_waiting(&self, endpoint: &Eid) -> Result<Option<Delivery>, AgentError> {
+    /// The oldest bundle waiting for `endpoint` that its application has not acknowledged: its
+    /// store id, its header and its payload content ready to stream (not read into memory).
+    pub async fn oldest_waiting(
+        &self,
+        endpoint: &Eid,
+    ) -> Result<Option<(StoreId, BundleHeader, PayloadContent)>, AgentError> {
         let waiting = self
             .inner
             .store
             .by_state(StateKind::WaitingForApplication, Some(&endpoint.to_string()), 1)
             .await?;
         for meta in waiting {
-            if let Some(bundle) = self.load(meta.id).await {
-                return Ok(Some(Delivery { id: meta.id, bundle }));
+            if let Some((header, content)) = self.open_payload(meta.id).await {
+                return Ok(Some((meta.id, header, content)));
             }
         }
         Ok(None)
@@ -186,8 +245,8 @@ impl<S: Store> Agent<S> {
             Some(meta) if meta.state == expected => {}
             _ => return Ok(false),
         }
-        let Some(bundle) = self.load(id).await else { return Ok(false) };
-        match self.acknowledge(&Delivery { id, bundle }).await {
+        let Some((header, _)) = self.open_payload(id).await else { return Ok(false) };
+        match self.delivered(id, &header.primary, header.payload.data_length).await {
             Ok(()) => Ok(true),
             Err(AgentError::Store(crate::store::StoreError::NotFound(_))) => Ok(false),
             Err(error) => Err(error),
@@ -205,8 +264,34 @@ impl<S: Store> Agent<S> {
     }
 
     /// Answers an echo request: the same payload back to its source, from the echo endpoint.
-    async fn echo(&self, id: StoreId, request: &Bundle) {
-        let p = request.primary();
+    /// Requests with payloads over [`MAX_ECHO_PAYLOAD`] are deleted unanswered (reason "traffic
+    /// pared"): an echo is for reachability, and its reply is built in memory.
+    async fn echo(&self, id: StoreId, p: &PrimaryBlock, request: Option<Bundle>) {
+        let (request_len, payload) = match request {
+            Some(bundle) => (bundle.payload().len() as u64, Some(bundle.payload().clone())),
+            None => match self.open_payload(id).await {
+                Some((header, content)) => {
+                    let len = header.payload.data_length;
+                    let payload = match content {
+                        PayloadContent::Memory(bytes) => Some(bytes),
+                        PayloadContent::File(_) => None,
+                    };
+                    (len, payload)
+                }
+                None => return,
+            },
+        };
+        let payload = payload.filter(|_| request_len <= MAX_ECHO_PAYLOAD);
+        let Some(payload) = payload else {
+            tracing::warn!(
+                store_id = id,
+                length = request_len,
+                limit = MAX_ECHO_PAYLOAD,
+                "an echo request's payload is over the limit; deleted unanswered"
+            );
+            self.delete(id, p, request_len, ReasonCode::TRAFFIC_PARED).await;
+            return;
+        };
         if !p.source.is_null() {
             let reply = BundleBuilder::new(
                 p.destination.clone(),
@@ -214,7 +299,7 @@ impl<S: Store> Agent<S> {
                 self.next_timestamp(),
                 p.lifetime,
             )
-            .payload(request.payload().clone())
+            .payload(payload)
             .build();
             match reply {
                 Ok(reply) => {
@@ -230,8 +315,7 @@ impl<S: Store> Agent<S> {
         }
         if self.inner.store.delete(id, DeleteReason::Delivered).await.is_ok() {
             Counters::bump(&self.inner.counters.delivered);
-            let len = request.payload().len() as u64;
-            self.report(p, len, Status::Delivered, ReasonCode::NO_ADDITIONAL_INFORMATION).await;
+            self.report(p, request_len, Status::Delivered, ReasonCode::NO_ADDITIONAL_INFORMATION).await;
         }
     }
 
@@ -292,7 +376,10 @@ impl<S: Store> Agent<S> {
     pub async fn register(&self, endpoint: Eid) -> Result<Subscription, AgentError> {
         self.ensure_registered(&endpoint).await?;
         let (tx, receiver) = mpsc::unbounded_channel();
-        lock(&self.inner.applications).entry(endpoint.clone()).or_default().push(tx.clone());
+        lock(&self.inner.applications)
+            .entry(endpoint.clone())
+            .or_default()
+            .push(Connection::Bundles(tx.clone()));
         let waiting = self
             .inner
             .store
@@ -324,7 +411,7 @@ impl<S: Store> Agent<S> {
         Ok(registered
             .into_iter()
             .map(|eid| {
-                let connected = apps.get(&eid).is_some_and(|list| list.iter().any(|tx| !tx.is_closed()));
+                let connected = apps.get(&eid).is_some_and(|list| list.iter().any(|c| !c.is_closed()));
                 (eid, connected)
             })
             .collect())
@@ -333,16 +420,19 @@ impl<S: Store> Agent<S> {
     /// The application has the bundle: it leaves the store, and a delivery report goes out if
     /// asked for (RFC 9171 §5.7).
     pub async fn acknowledge(&self, delivery: &Delivery) -> Result<(), AgentError> {
-        self.inner.store.delete(delivery.id, DeleteReason::Delivered).await?;
-        Counters::bump(&self.inner.counters.delivered);
         let b = &delivery.bundle;
-        self.report(
-            b.primary(),
-            b.payload().len() as u64,
-            Status::Delivered,
-            ReasonCode::NO_ADDITIONAL_INFORMATION,
-        )
-        .await;
+        self.delivered(delivery.id, b.primary(), b.payload().len() as u64).await
+    }
+
+    async fn delivered(
+        &self,
+        id: StoreId,
+        primary: &PrimaryBlock,
+        payload_len: u64,
+    ) -> Result<(), AgentError> {
+        self.inner.store.delete(id, DeleteReason::Delivered).await?;
+        Counters::bump(&self.inner.counters.delivered);
+        self.report(primary, payload_len, Status::Delivered, ReasonCode::NO_ADDITIONAL_INFORMATION).await;
         Ok(())
     }
 }

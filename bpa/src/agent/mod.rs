@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod forward;
 pub mod fragment;
 pub mod node;
+pub mod outgoing;
 pub mod report;
 pub mod routing;
 

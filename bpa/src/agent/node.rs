@@ -13,19 +13,23 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 
 use super::counters::{AgentStats, Counters};
 use super::forward::{ForwardError, prepare_for_forwarding};
 use super::fragment::{FragmentError, fragment};
+use super::outgoing::SendRequest;
 use super::report::{ReportPolicy, Status, status_report};
 use super::routing::{Router, StaticRoute, StaticRoutes};
 use crate::admin::ReasonCode;
 use crate::bundle::{
-    Bundle, BundleBuilder, BundleError, BundleFlags, CreationTimestamp, Eid, ParseOptions, PrimaryBlock,
+    Bundle, BundleError, BundleFlags, BundleHeader, CreationTimestamp, Eid, ParseOptions,
+    PayloadLengthMismatch, PrimaryBlock,
 };
 use crate::cla::ConvergenceLayer;
-use crate::store::{BundleState, DeleteReason, InsertOutcome, StateKind, Store, StoreError, StoreId};
+use crate::store::{
+    BundleState, DeleteReason, InsertOutcome, PayloadContent, StateKind, Store, StoreError, StoreId,
+};
 use crate::time::Clock;
 
 /// How a node behaves.
@@ -71,6 +75,8 @@ pub enum AgentError {
         "the source {from} is not an endpoint of this node ({node}): bundles are sent from the node's own endpoints"
     )]
     ForeignSource { from: Eid, node: Eid },
+    #[error("the bundle is incomplete: {0}")]
+    PayloadLength(#[from] PayloadLengthMismatch),
 }
 
 /// The answer to a received bundle.
@@ -137,7 +143,7 @@ pub(super) struct Inner<S> {
     pub static_routes: Mutex<StaticRoutes>,
     pub router: Mutex<Option<Arc<dyn Router>>>,
     /// Connected applications by endpoint: each gets every new bundle for it.
-    pub applications: Mutex<HashMap<Eid, Vec<mpsc::UnboundedSender<Delivery>>>>,
+    pub applications: Mutex<HashMap<Eid, Vec<super::delivery::Connection>>>,
     /// Bundles being forwarded now: never dispatched twice at once.
     pub in_flight: Mutex<HashSet<StoreId>>,
     /// One reassembly at a time, so two last fragments cannot both complete an ADU.
@@ -255,15 +261,8 @@ impl<S: Store> Agent<S> {
         lifetime_ms: u64,
         flags: BundleFlags,
     ) -> Result<StoreId, AgentError> {
-        if !source.is_null() && !self.is_local(&source) {
-            return Err(AgentError::ForeignSource { from: source, node: self.inner.config.node_id.clone() });
-        }
-        let bundle = BundleBuilder::new(source, destination, self.next_timestamp(), lifetime_ms)
-            .report_to(self.inner.config.node_id.clone())
-            .flags(flags)
-            .payload(payload)
-            .build()?;
-        self.originate(bundle).await
+        let request = SendRequest { source, destination, lifetime_ms, flags };
+        Ok(self.send_whole(request, payload).await?.0)
     }
 
     pub(super) fn next_timestamp(&self) -> CreationTimestamp {
@@ -303,7 +302,7 @@ impl<S: Store> Agent<S> {
     }
 
     /// Decides what happens to a stored bundle now (RFC 9171 §5.3): local delivery, forwarding,
-    /// or waiting. `bundle` may be left out: it is loaded from the store when its turn comes.
+    /// or waiting.
     ///
     /// Boxed: dispatching can send a status report, which is dispatched in turn.
     pub(super) fn dispatch(
@@ -312,13 +311,23 @@ impl<S: Store> Agent<S> {
         bundle: Bundle,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(async move {
-            let destination = bundle.primary().destination.clone();
-            if self.is_local(&destination) {
-                self.deliver_locally(id, bundle).await;
-            } else {
-                self.forward_if_routed(id, &destination, Some(bundle));
-            }
+            let primary = bundle.primary().clone();
+            self.dispatch_with(id, &primary, Some(bundle)).await;
         })
+    }
+
+    /// [`Agent::dispatch`] for a bundle not in memory: it is read from the store when, and only
+    /// as far as, its next step needs.
+    pub(super) async fn dispatch_stored(&self, id: StoreId, primary: &PrimaryBlock) {
+        self.dispatch_with(id, primary, None).await;
+    }
+
+    async fn dispatch_with(&self, id: StoreId, primary: &PrimaryBlock, bundle: Option<Bundle>) {
+        if self.is_local(&primary.destination) {
+            self.deliver_locally(id, primary, bundle).await;
+        } else {
+            self.forward_if_routed(id, &primary.destination, bundle);
+        }
     }
 
     /// Starts forwarding if a neighbour can take the bundle; otherwise it stays waiting for a
@@ -420,16 +429,16 @@ impl<S: Store> Agent<S> {
     /// Deletes a stored bundle on an operator's request, reporting the deletion if the bundle
     /// asked for that. Returns whether it was there.
     pub async fn delete_on_request(&self, id: StoreId) -> Result<bool, AgentError> {
-        let bundle = self.load(id).await;
+        let header = self.open_payload(id).await.map(|(header, _)| header);
         match self.inner.store.delete(id, DeleteReason::Requested).await {
             Ok(_) => {}
             Err(StoreError::NotFound(_)) => return Ok(false),
             Err(error) => return Err(error.into()),
         }
         Counters::bump(&self.inner.counters.discarded);
-        if let Some(bundle) = bundle {
-            let len = bundle.payload().len() as u64;
-            self.report(bundle.primary(), len, Status::Deleted, ReasonCode::NO_ADDITIONAL_INFORMATION).await;
+        if let Some(header) = header {
+            let len = header.payload.data_length;
+            self.report(&header.primary, len, Status::Deleted, ReasonCode::NO_ADDITIONAL_INFORMATION).await;
         }
         Ok(true)
     }
@@ -458,6 +467,23 @@ impl<S: Store> Agent<S> {
             },
             Ok(None) => {}
             Err(error) => tracing::error!(%error, "a status report could not be made"),
+        }
+    }
+
+    /// A stored bundle's header and payload content, the payload not read into memory (`None`
+    /// if it is gone or unreadable, which is logged).
+    pub async fn open_payload(&self, id: StoreId) -> Option<(BundleHeader, PayloadContent)> {
+        let opened = match self.inner.store.open_data(id).await {
+            Ok(data) => data.into_payload(&self.inner.config.parse).await,
+            Err(error) => Err(error),
+        };
+        match opened {
+            Ok(opened) => Some(opened),
+            Err(StoreError::NotFound(_)) => None,
+            Err(error) => {
+                tracing::error!(%error, store_id = id, "a stored bundle cannot be read");
+                None
+            }
         }
     }
 

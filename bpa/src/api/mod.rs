@@ -6,8 +6,10 @@
 //! a bundle handed to an application stays stored until the application acknowledges it, so
 //! an application that crashes between the two gets it again.
 
+mod body;
 mod json;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,9 +24,11 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
 
+use self::body::ReaderBody;
 use crate::agent::node::{Agent, AgentError};
-use crate::bundle::{BundleFlags, Eid};
-use crate::store::{Store, StoreError, StoreId};
+use crate::agent::outgoing::SendRequest;
+use crate::bundle::{BundleError, BundleFlags, Eid};
+use crate::store::{PayloadContent, Store, StoreError, StoreId};
 
 /// Header names of a received bundle's metadata.
 pub mod headers {
@@ -39,19 +43,23 @@ pub mod headers {
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// Largest payload `POST /v1/send` takes, in bytes.
-    pub max_payload: usize,
+    pub max_payload: u64,
     /// Longest `wait` a receive may ask for.
     pub max_wait: Duration,
     /// Default lifetime of sent bundles.
     pub default_lifetime: Duration,
+    /// Where a large payload sent without a `Content-Length` is held until its length is known
+    /// (the data directory, not a RAM-backed `/tmp`).
+    pub spool_dir: PathBuf,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
-            max_payload: 1 << 30,
+            max_payload: 4 << 30,
             max_wait: Duration::from_secs(3600),
             default_lifetime: Duration::from_secs(24 * 3600),
+            spool_dir: std::env::temp_dir(),
         }
     }
 }
@@ -68,11 +76,10 @@ pub struct ApiState<S: Store> {
 
 /// The API's routes over an agent.
 pub fn router<S: Store>(state: ApiState<S>) -> Router {
-    let max_payload = state.config.max_payload;
     Router::new()
         .route("/v1/status", get(status::<S>))
         .route("/metrics", get(metrics::<S>))
-        .route("/v1/send", post(send::<S>).layer(DefaultBodyLimit::max(max_payload)))
+        .route("/v1/send", post(send::<S>).layer(DefaultBodyLimit::disable()))
         .route("/v1/receive", get(receive::<S>))
         .route("/v1/ack", post(ack::<S>))
         .route("/v1/registrations", get(list_registrations::<S>).post(register::<S>).delete(unregister::<S>))
@@ -110,8 +117,12 @@ impl IntoResponse for ApiError {
 impl From<AgentError> for ApiError {
     fn from(error: AgentError) -> ApiError {
         let status = match &error {
-            AgentError::Invalid(_) | AgentError::NotLocal { .. } | AgentError::ForeignSource { .. } => {
-                StatusCode::BAD_REQUEST
+            AgentError::Invalid(_)
+            | AgentError::NotLocal { .. }
+            | AgentError::ForeignSource { .. }
+            | AgentError::PayloadLength(_) => StatusCode::BAD_REQUEST,
+            AgentError::Store(StoreError::InvalidBundle(BundleError::TooLarge { .. })) => {
+                StatusCode::PAYLOAD_TOO_LARGE
             }
             AgentError::Store(StoreError::DepletedStorage { .. }) => StatusCode::INSUFFICIENT_STORAGE,
             AgentError::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
@@ -205,32 +216,90 @@ struct SendParams {
 /// Flags an application may not set: the agent sets them.
 const AGENT_ONLY_FLAGS: u64 = BundleFlags::IS_FRAGMENT | BundleFlags::ADMIN_RECORD;
 
+/// Payloads up to this size are taken into memory and stored whole; larger ones stream
+/// into the store.
+const STREAM_THRESHOLD: u64 = 64 * 1024;
+
 async fn send<S: Store>(
     State(state): Shared<S>,
     params: Result<Query<SendParams>, QueryRejection>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    request_headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let params = query(params)?;
-    let body = body.map_err(|rejection| {
-        let status = rejection.status();
-        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            format!(
-                "the payload is larger than the limit of {} bytes ([api] max_payload)",
-                state.config.max_payload
-            )
-        } else {
-            format!("the payload could not be read: {}", rejection.body_text())
-        };
-        ApiError::new(status, message)
-    })?;
+    let request = send_request(&state, query(params)?)?;
+    let max = state.config.max_payload;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the payload is larger than the limit of {max} bytes ([api] max_payload)"),
+        )
+    };
+    let declared = match request_headers.get(header::CONTENT_LENGTH) {
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| ApiError::bad_request("the Content-Length header is not a number"))?,
+        ),
+        None => None,
+    };
+    if declared.is_some_and(|n| n > max) {
+        return Err(too_large());
+    }
     let agent = &state.agent;
+    let mut body = body;
+    let (id, bundle_id, length) = match declared {
+        Some(length) if length > STREAM_THRESHOLD => {
+            let mut pending = agent.begin_send(request, length).await?;
+            while let Some(chunk) = next_chunk(&mut body).await? {
+                pending.write(&chunk).await?;
+            }
+            let (id, bundle_id) = pending.commit().await?;
+            (id, bundle_id, length)
+        }
+        _ => {
+            // Small, or of unknown length: read up to the threshold, and spool past it.
+            let mut head = Vec::new();
+            let mut ended = false;
+            while (head.len() as u64) <= STREAM_THRESHOLD {
+                match next_chunk(&mut body).await? {
+                    Some(chunk) => head.extend_from_slice(&chunk),
+                    None => {
+                        ended = true;
+                        break;
+                    }
+                }
+            }
+            if ended {
+                if head.len() as u64 > max {
+                    return Err(too_large());
+                }
+                let length = head.len() as u64;
+                let (id, bundle_id) = agent.send_whole(request, Bytes::from(head)).await?;
+                (id, bundle_id, length)
+            } else {
+                let (id, bundle_id, length) = send_spooled(&state, request, head, &mut body).await?;
+                (id, bundle_id, length)
+            }
+        }
+    };
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({ "id": id, "bundle_id": bundle_id.to_string(), "payload_length": length })),
+    )
+        .into_response())
+}
+
+/// The send parameters, checked.
+fn send_request<S: Store>(state: &ApiState<S>, params: SendParams) -> Result<SendRequest, ApiError> {
     let destination = parse_eid("destination", &params.to)?;
     if destination.is_null() {
         return Err(ApiError::bad_request("the destination dtn:none has no members: name a real endpoint"));
     }
     let source = match &params.from {
         Some(text) => parse_eid("source", text)?,
-        None => agent.node_id().clone(),
+        None => state.agent.node_id().clone(),
     };
     let lifetime = match &params.lifetime {
         Some(text) => crate::time::parse_duration(text).map_err(|e| ApiError::bad_request(e.to_string()))?,
@@ -248,15 +317,70 @@ async fn send<S: Store>(
             "the fragment and admin-record flags are set by the agent, not by applications",
         ));
     }
-    let length = body.len();
-    let id = agent.send(source, destination, body, lifetime.as_millis() as u64, flags).await?;
-    let meta = agent.store().get(id).await?;
-    let bundle_id = meta.map(|m| m.bundle_id.to_string()).unwrap_or_default();
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(json!({ "id": id, "bundle_id": bundle_id, "payload_length": length })),
-    )
-        .into_response())
+    Ok(SendRequest { source, destination, lifetime_ms: lifetime.as_millis() as u64, flags })
+}
+
+/// The next chunk of a request body; a body that breaks off is the client's error.
+async fn next_chunk(body: &mut Body) -> Result<Option<Bytes>, ApiError> {
+    use http_body_util::BodyExt;
+    loop {
+        match body.frame().await {
+            None => return Ok(None),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    return Ok(Some(data));
+                }
+            }
+            Some(Err(error)) => {
+                return Err(ApiError::bad_request(format!("the payload could not be read: {error}")));
+            }
+        }
+    }
+}
+
+/// A large payload of unknown length: held in an unnamed file in the spool directory (gone
+/// with the process, whatever happens) until its length is known, then streamed into the
+/// store as a bundle.
+async fn send_spooled<S: Store>(
+    state: &ApiState<S>,
+    request: SendRequest,
+    head: Vec<u8>,
+    body: &mut Body,
+) -> Result<(StoreId, crate::bundle::BundleId, u64), ApiError> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+    let dir = &state.config.spool_dir;
+    let spool_error = |e: std::io::Error| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("spooling in {} failed: {e}", dir.display()))
+    };
+    let max = state.config.max_payload;
+    let file = tempfile::tempfile_in(dir).map_err(spool_error)?;
+    let mut file = tokio::fs::File::from_std(file);
+    let mut length = head.len() as u64;
+    file.write_all(&head).await.map_err(spool_error)?;
+    drop(head);
+    while let Some(chunk) = next_chunk(body).await? {
+        length += chunk.len() as u64;
+        if length > max {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the payload is larger than the limit of {max} bytes ([api] max_payload)"),
+            ));
+        }
+        file.write_all(&chunk).await.map_err(spool_error)?;
+    }
+    file.flush().await.map_err(spool_error)?;
+    file.seek(std::io::SeekFrom::Start(0)).await.map_err(spool_error)?;
+    let mut pending = state.agent.begin_send(request, length).await?;
+    let mut buffer = vec![0u8; 256 * 1024];
+    loop {
+        let n = file.read(&mut buffer).await.map_err(spool_error)?;
+        if n == 0 {
+            break;
+        }
+        pending.write(&buffer[..n]).await?;
+    }
+    let (id, bundle_id) = pending.commit().await?;
+    Ok((id, bundle_id, length))
 }
 
 #[derive(Debug, Deserialize)]
@@ -289,24 +413,29 @@ async fn receive<S: Store>(
     let mut watcher = agent.watch(endpoint.clone()).await?;
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        if let Some(delivery) = agent.oldest_waiting(&endpoint).await? {
-            let primary = delivery.bundle.primary();
+        if let Some((id, header, content)) = agent.oldest_waiting(&endpoint).await? {
+            let primary = &header.primary;
             let mut headers = HeaderMap::new();
             let mut put = |name: &'static str, value: String| {
                 if let Ok(value) = HeaderValue::from_str(&value) {
                     headers.insert(name, value);
                 }
             };
-            put(headers::STORE_ID, delivery.id.to_string());
-            put(headers::BUNDLE_ID, delivery.bundle.id().to_string());
+            put(headers::STORE_ID, id.to_string());
+            put(headers::BUNDLE_ID, header.id().to_string());
             put(headers::SOURCE, primary.source.to_string());
             put(headers::DESTINATION, primary.destination.to_string());
             put(headers::CREATION_TIME, primary.creation.time.to_string());
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-            let payload = delivery.bundle.payload().clone();
-            return Ok((StatusCode::OK, headers, Body::from(payload)).into_response());
+            let body = match content {
+                PayloadContent::Memory(bytes) => Body::from(bytes),
+                PayloadContent::File(reader) => {
+                    Body::new(ReaderBody::new(reader, header.payload.data_length))
+                }
+            };
+            return Ok((StatusCode::OK, headers, body).into_response());
         }
-        match tokio::time::timeout_at(deadline, watcher.recv()).await {
+        match tokio::time::timeout_at(deadline, watcher.arrived()).await {
             Ok(Some(_)) => continue,
             Ok(None) | Err(_) => return Ok(StatusCode::NO_CONTENT.into_response()),
         }

@@ -6,7 +6,8 @@ use super::Bundle;
 use super::block::{
     CanonicalBlock, HopCount, block_type, bundle_age_data, hop_count_data, previous_node_data,
 };
-use super::crc::CrcType;
+use super::cbor;
+use super::crc::{CrcState, CrcType};
 use super::eid::Eid;
 use super::error::BundleError;
 use super::flags::{BlockFlags, BundleFlags};
@@ -119,7 +120,47 @@ impl BundleBuilder {
 
     /// Validates and returns the bundle. Extension blocks are numbered 2, 3, ... in the order
     /// they were added; the payload block is number 1 and last.
-    pub fn build(self) -> Result<Bundle, BundleError> {
+    pub fn build(mut self) -> Result<Bundle, BundleError> {
+        let payload_data = std::mem::take(&mut self.payload);
+        let payload_len = payload_data.len() as u64;
+        let (primary, mut blocks, mut payload) = self.into_blocks(payload_len)?;
+        payload.data = payload_data;
+        blocks.push(payload);
+        Ok(Bundle::from_parts(primary, blocks))
+    }
+
+    /// Validates the bundle for a payload of `payload_length` bytes that is not in memory and
+    /// returns the encoded bytes before the payload content, with the [`PayloadEncoder`] that
+    /// computes the payload block's CRC as the content streams past and gives the bytes after
+    /// it. `head ‖ payload ‖ encoder.finish()` is exactly what [`BundleBuilder::build`] would
+    /// encode with that payload; a payload set with [`BundleBuilder::payload`] is ignored.
+    pub fn build_streamed(self, payload_length: u64) -> Result<(Vec<u8>, PayloadEncoder), BundleError> {
+        let (primary, blocks, payload) = self.into_blocks(payload_length)?;
+        let mut head = vec![cbor::INDEFINITE_ARRAY];
+        primary.encode(&mut head);
+        for block in &blocks {
+            block.encode(&mut head);
+        }
+        let block_start = head.len();
+        cbor::write_array(&mut head, if payload.crc_type == CrcType::None { 5 } else { 6 });
+        cbor::write_uint(&mut head, payload.block_type);
+        cbor::write_uint(&mut head, payload.number);
+        cbor::write_uint(&mut head, payload.flags.0);
+        cbor::write_uint(&mut head, payload.crc_type.code());
+        cbor::write_head(&mut head, cbor::MAJOR_BYTES, payload_length);
+        let mut crc = CrcState::new(payload.crc_type);
+        crc.update(&head[block_start..]);
+        let encoder =
+            PayloadEncoder { crc_type: payload.crc_type, crc, declared: payload_length, received: 0 };
+        Ok((head, encoder))
+    }
+
+    /// The blocks as built, checked by the parser's rules; the payload block's data is empty
+    /// and `payload_len` stands for its length.
+    fn into_blocks(
+        self,
+        payload_len: u64,
+    ) -> Result<(PrimaryBlock, Vec<CanonicalBlock>, CanonicalBlock), BundleError> {
         if self.primary.crc_type == CrcType::None {
             return Err(BundleError::MissingPrimaryCrc);
         }
@@ -128,7 +169,7 @@ impl BundleBuilder {
             primary.flags.0 |= BundleFlags::IS_FRAGMENT;
         }
         let crc_type = self.block_crc_type;
-        let mut blocks: Vec<CanonicalBlock> = self
+        let blocks: Vec<CanonicalBlock> = self
             .extensions
             .into_iter()
             .zip(2u64..)
@@ -145,11 +186,65 @@ impl BundleBuilder {
             number: 1,
             flags: self.payload_flags,
             crc_type,
-            data: self.payload,
+            data: Bytes::new(),
         };
         // The same rules the parser enforces, checked on the blocks as built.
-        validate(&primary, &blocks, &payload, payload.data.len() as u64, &[], &ParseOptions::default())?;
-        blocks.push(payload);
-        Ok(Bundle::from_parts(primary, blocks))
+        validate(&primary, &blocks, &payload, payload_len, &[], &ParseOptions::default())?;
+        Ok((primary, blocks, payload))
+    }
+}
+
+/// More or fewer payload bytes than declared to [`BundleBuilder::build_streamed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the payload was declared as {declared} bytes but {received} came")]
+pub struct PayloadLengthMismatch {
+    pub declared: u64,
+    pub received: u64,
+}
+
+/// The payload block's CRC, computed as the payload content streams past (RFC 9171 §4.3.2: the
+/// CRC covers the whole block with the CRC field's value zeroed). Sans-IO.
+#[derive(Debug, Clone)]
+pub struct PayloadEncoder {
+    crc_type: CrcType,
+    crc: CrcState,
+    declared: u64,
+    received: u64,
+}
+
+impl PayloadEncoder {
+    /// Takes the next payload bytes. Refuses (and ignores) bytes beyond the declared length.
+    pub fn update(&mut self, chunk: &[u8]) -> Result<(), PayloadLengthMismatch> {
+        let received = self.received + chunk.len() as u64;
+        if received > self.declared {
+            return Err(PayloadLengthMismatch { declared: self.declared, received });
+        }
+        self.crc.update(chunk);
+        self.received = received;
+        Ok(())
+    }
+
+    /// Payload bytes still expected.
+    pub fn remaining(&self) -> u64 {
+        self.declared - self.received
+    }
+
+    /// The bytes after the payload content: the payload block's CRC field and the bundle's
+    /// final break. Refuses when fewer bytes than declared came.
+    pub fn finish(mut self) -> Result<Vec<u8>, PayloadLengthMismatch> {
+        if self.received != self.declared {
+            return Err(PayloadLengthMismatch { declared: self.declared, received: self.received });
+        }
+        let mut tail = Vec::with_capacity(6);
+        if self.crc_type != CrcType::None {
+            let n = self.crc_type.value_len();
+            self.crc.update(&[0x40 | n as u8]);
+            self.crc.update(&[0u8; 4][..n]);
+            let (value, _) = self.crc_type.value_bytes(self.crc.finalize());
+            tail.push(0x40 | n as u8);
+            tail.extend_from_slice(&value[..n]);
+        }
+        tail.push(cbor::BREAK);
+        Ok(tail)
     }
 }

@@ -24,7 +24,7 @@ pub use block::{
     CanonicalBlock, HopCount, block_type, block_type_name, bundle_age_data, hop_count_data,
     previous_node_data,
 };
-pub use builder::{BundleBuilder, ExtensionBlock};
+pub use builder::{BundleBuilder, ExtensionBlock, PayloadEncoder, PayloadLengthMismatch};
 pub use cbor::CborProblem;
 pub use crc::{CrcState, CrcType};
 pub use eid::{Eid, EidError};
@@ -316,6 +316,15 @@ impl BundleHeader {
     pub fn bundle_age_missing(&self) -> bool {
         self.primary.creation.time == 0
             && !self.extension_blocks.iter().any(|b| b.block_type == block_type::BUNDLE_AGE)
+    }
+
+    /// The bundle's ID (RFC 9171 §4.2.1 with the fragment's offset and length).
+    pub fn id(&self) -> BundleId {
+        BundleId {
+            source: self.primary.source.clone(),
+            creation: self.primary.creation,
+            fragment: self.primary.fragment.map(|f| (f.offset, self.payload.data_length)),
+        }
     }
 
     /// Parses the header from a prefix. `Ok(None)` means the prefix ends before the payload

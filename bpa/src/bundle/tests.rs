@@ -641,3 +641,23 @@ fn indefinite_payload_blocks_stream_with_their_break_under_the_crc() {
     assert!(matches!(whole, Err(BundleError::CrcMismatch { .. })));
     assert_eq!(whole, streamed);
 }
+
+#[test]
+fn a_streamed_payload_must_have_its_declared_length() {
+    let builder =
+        BundleBuilder::new(Eid::ipn(1, 1), Eid::ipn(2, 1), CreationTimestamp { time: 1, sequence: 0 }, 1000);
+    let (_, mut encoder) = builder.clone().build_streamed(4).unwrap();
+    encoder.update(b"abc").unwrap();
+    assert_eq!(encoder.update(b"de"), Err(PayloadLengthMismatch { declared: 4, received: 5 }));
+    assert_eq!(encoder.remaining(), 1, "refused bytes are not counted");
+    assert_eq!(encoder.finish(), Err(PayloadLengthMismatch { declared: 4, received: 3 }));
+    // The builder's rules hold for streamed bundles too.
+    assert_eq!(
+        builder.fragment(10, 12).build_streamed(4).err(),
+        Some(BundleError::FragmentOutOfRange { offset: 10, payload: 4, total: 12 })
+    );
+    assert_eq!(
+        PayloadLengthMismatch { declared: 4, received: 3 }.to_string(),
+        "the payload was declared as 4 bytes but 3 came"
+    );
+}

@@ -21,7 +21,8 @@ pub use error::StoreError;
 pub use recovery::RecoveryReport;
 pub use sqlite::{SqliteStore, StoreConfig};
 pub use types::{
-    BundleData, BundleState, DeleteReason, InsertOutcome, StateKind, StoreId, StoreStats, StoredBundle,
+    BundleData, BundleState, DeleteReason, InsertOutcome, PayloadContent, StateKind, StoreId, StoreStats,
+    StoredBundle,
 };
 
 use std::future::Future;

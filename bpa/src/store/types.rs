@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use crate::bundle::{BundleId, Eid};
+use crate::bundle::{BundleHeader, BundleId, Eid};
 
 /// A bundle's key in the store (its row id).
 pub type StoreId = i64;
@@ -210,6 +210,87 @@ impl BundleData {
                     source,
                 })?;
                 Ok(out.into())
+            }
+        }
+    }
+}
+
+/// The payload content of a stored bundle, ready to stream: in memory for small bundles, a
+/// region of the bundle's file for large ones.
+#[derive(Debug)]
+pub enum PayloadContent {
+    Memory(Bytes),
+    File(tokio::io::Take<tokio::fs::File>),
+}
+
+/// How many bytes of a file are read at a time while looking for the end of the header.
+const HEADER_READ: usize = 4096;
+
+impl BundleData {
+    /// The blocks before the payload and the payload content, without reading the payload
+    /// into memory: only the header is read from a file, which is then left at the payload.
+    pub async fn into_payload(
+        self,
+        options: &crate::bundle::ParseOptions,
+    ) -> Result<(BundleHeader, PayloadContent), super::StoreError> {
+        use super::StoreError;
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        match self {
+            BundleData::Inline(bytes) => {
+                let header = BundleHeader::parse(&bytes, options)?.ok_or(StoreError::InvalidBundle(
+                    crate::bundle::BundleError::Cbor {
+                        field: "the bundle",
+                        offset: bytes.len(),
+                        problem: crate::bundle::CborProblem::Truncated,
+                    },
+                ))?;
+                let start = header.payload.data_offset;
+                let content = bytes.slice(start..start + header.payload.data_length as usize);
+                Ok((header, PayloadContent::Memory(content)))
+            }
+            BundleData::File { mut file, length, path } => {
+                let read_error = |source| StoreError::Io {
+                    action: "reading a stored bundle's file",
+                    path: path.clone(),
+                    source,
+                };
+                let mut prefix = Vec::new();
+                let header = loop {
+                    let mut chunk = [0u8; HEADER_READ];
+                    let n = file.read(&mut chunk).await.map_err(read_error)?;
+                    prefix.extend_from_slice(&chunk[..n]);
+                    let bytes = Bytes::copy_from_slice(&prefix);
+                    if let Some(header) = BundleHeader::parse(&bytes, options)? {
+                        break header;
+                    }
+                    if n == 0 {
+                        return Err(StoreError::InvalidBundle(crate::bundle::BundleError::Cbor {
+                            field: "the bundle",
+                            offset: prefix.len(),
+                            problem: crate::bundle::CborProblem::Truncated,
+                        }));
+                    }
+                };
+                // The header's lengths must agree with the file's: one whole bundle, no more.
+                let end = header.payload.bundle_length;
+                if end > length {
+                    return Err(StoreError::InvalidBundle(crate::bundle::BundleError::Cbor {
+                        field: "the block-type-specific data",
+                        offset: header.payload.data_head_offset,
+                        problem: crate::bundle::CborProblem::Truncated,
+                    }));
+                }
+                if end < length {
+                    return Err(StoreError::InvalidBundle(crate::bundle::BundleError::TrailingBytes {
+                        offset: end as usize,
+                        count: (length - end) as usize,
+                    }));
+                }
+                file.seek(std::io::SeekFrom::Start(header.payload.data_offset as u64))
+                    .await
+                    .map_err(read_error)?;
+                let content = file.take(header.payload.data_length);
+                Ok((header, PayloadContent::File(content)))
             }
         }
     }
