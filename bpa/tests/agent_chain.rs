@@ -542,7 +542,10 @@ async fn a_streamed_send_of_the_wrong_length_is_refused_and_leaves_nothing() {
     let mut short = a.agent.begin_send(request.clone(), 10).await.expect("begin");
     short.write(b"01234").await.expect("write");
     let error = short.commit().await.expect_err("five bytes short");
-    assert_eq!(error.to_string(), "the bundle is incomplete: the payload was declared as 10 bytes but 5 came");
+    assert_eq!(
+        error.to_string(),
+        "the bundle is incomplete: the payload was declared as 10 bytes but 5 came"
+    );
     let foreign = SendRequest { source: Eid::ipn(9, 1), ..request };
     let error = a.agent.begin_send(foreign, 10).await.expect_err("foreign source");
     assert!(matches!(error, AgentError::ForeignSource { .. }), "{error}");
