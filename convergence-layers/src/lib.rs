@@ -1,1 +1,4 @@
+//! Convergence layers (design §2): each a sans-IO protocol core and a thin tokio driver that
+//! implements [`bpa::cla::ConvergenceLayer`].
 
+pub mod tcpcl;
