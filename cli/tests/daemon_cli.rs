@@ -56,24 +56,11 @@ impl Daemon {
 
     /// One raw HTTP/1.1 request; returns the status code and the body.
     fn http(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-        let mut stream = UnixStream::connect(self.socket()).expect("connect");
-        write!(
-            stream,
+        let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
-        )
-        .expect("write");
-        // The daemon may answer (a 413 from the Content-Length alone) and close without reading
-        // the body: its answer is still there to read.
-        if let Err(error) = stream.write_all(body) {
-            assert_eq!(error.kind(), std::io::ErrorKind::BrokenPipe, "write body: {error}");
-        }
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).expect("read");
-        let answer = String::from_utf8_lossy(&answer).into_owned();
-        let status = answer.get(9..12).and_then(|s| s.parse().ok()).expect("a status line");
-        let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-        (status, body)
+        );
+        self.raw(&head, body)
     }
 
     /// A request head and body written as given, then the write side shut (the client is done,
@@ -81,6 +68,8 @@ impl Daemon {
     fn raw(&self, head: &str, body: &[u8]) -> (u16, String) {
         let mut stream = UnixStream::connect(self.socket()).expect("connect");
         stream.write_all(head.as_bytes()).expect("write");
+        // The daemon may answer (a 413 from the Content-Length alone) and close without reading
+        // the body: its answer is still there to read.
         if let Err(error) = stream.write_all(body) {
             assert_eq!(error.kind(), std::io::ErrorKind::BrokenPipe, "write body: {error}");
         }

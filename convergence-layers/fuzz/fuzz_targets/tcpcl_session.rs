@@ -9,7 +9,12 @@ use convergence_layers::tcpcl::session::{Role, Session, SessionConfig, TlsPolicy
 use libfuzzer_sys::fuzz_target;
 
 fn config(node: &str) -> SessionConfig {
-    SessionConfig { tls: TlsPolicy::Off, segment_mru: 1 << 10, transfer_mru: 1 << 14, ..SessionConfig::new(node) }
+    SessionConfig {
+        tls: TlsPolicy::Off,
+        segment_mru: 1 << 10,
+        transfer_mru: 1 << 14,
+        ..SessionConfig::new(node)
+    }
 }
 
 /// A passive session brought to `stage` by a well-behaved active peer.
