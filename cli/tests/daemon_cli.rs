@@ -60,12 +60,12 @@ impl Daemon {
             "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
         );
-        self.raw(&head, body)
+        self.raw(&head, body, false)
     }
 
-    /// A request head and body written as given, then the write side shut (the client is done,
-    /// whether or not the body is complete); returns the status code and the body.
-    fn raw(&self, head: &str, body: &[u8]) -> (u16, String) {
+    /// A request head and body written as given, then, with `hang_up`, the write side shut (a
+    /// client gone before its body was complete); returns the status code and the body.
+    fn raw(&self, head: &str, body: &[u8], hang_up: bool) -> (u16, String) {
         let mut stream = UnixStream::connect(self.socket()).expect("connect");
         stream.write_all(head.as_bytes()).expect("write");
         // The daemon may answer (a 413 from the Content-Length alone) and close without reading
@@ -73,7 +73,9 @@ impl Daemon {
         if let Err(error) = stream.write_all(body) {
             assert_eq!(error.kind(), std::io::ErrorKind::BrokenPipe, "write body: {error}");
         }
-        let _ = stream.shutdown(std::net::Shutdown::Write);
+        if hang_up {
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+        }
         let mut answer = Vec::new();
         stream.read_to_end(&mut answer).expect("read");
         let answer = String::from_utf8_lossy(&answer).into_owned();
@@ -166,6 +168,7 @@ fn malformed_api_requests_get_4xx_with_a_reason() {
     let (status, body) = daemon.raw(
         "POST /v1/send?to=ipn:2.1 HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n",
         &chunked,
+        false,
     );
     assert_eq!(status, 413, "{body}");
     assert!(body.contains("larger than the limit of 60000000 bytes"), "{body}");
@@ -173,6 +176,7 @@ fn malformed_api_requests_get_4xx_with_a_reason() {
     let (status, body) = daemon.raw(
         "POST /v1/send?to=ipn:2.1 HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n",
         &[1u8; 70_000],
+        true,
     );
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("the payload could not be read"), "{body}");
