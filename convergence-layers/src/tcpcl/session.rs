@@ -216,7 +216,6 @@ struct Outgoing {
     id: u64,
     total: u64,
     sent: u64,
-    refused: Option<RefuseReason>,
 }
 
 #[derive(Debug)]
@@ -277,6 +276,7 @@ pub struct Session {
     next_transfer_id: Option<u64>,
     outgoing: VecDeque<Outgoing>,
     recently_finished: VecDeque<u64>,
+    recently_refused: VecDeque<(u64, RefuseReason)>,
     incoming: Option<Incoming>,
     segment: Option<CurrentSegment>,
     pending_acks: VecDeque<PendingAck>,
@@ -305,6 +305,7 @@ impl Session {
             next_transfer_id: Some(0),
             outgoing: VecDeque::new(),
             recently_finished: VecDeque::new(),
+            recently_refused: VecDeque::new(),
             incoming: None,
             segment: None,
             pending_acks: VecDeque::new(),
@@ -362,7 +363,7 @@ impl Session {
 
     /// Outgoing transfers sent or being sent and not yet acknowledged.
     pub fn transfers_in_flight(&self) -> usize {
-        self.outgoing.iter().filter(|t| t.refused.is_none()).count()
+        self.outgoing.len()
     }
 
     /// Bytes for the peer, in order; `None` when there are none.
@@ -719,7 +720,7 @@ impl Session {
         // The acknowledgement of the whole transfer completes it. Its END flag is not required:
         // some peers (dtn7-rs) send every XFER_ACK with flags 0 (design §8).
         let _ = flags;
-        if length == transfer.total && transfer.sent == transfer.total && transfer.refused.is_none() {
+        if length == transfer.total && transfer.sent == transfer.total {
             self.outgoing.remove(index);
             self.remember_finished(transfer_id);
             self.events.push_back(Event::TransferAcked { transfer_id });
@@ -736,16 +737,15 @@ impl Session {
             }
             return;
         };
-        let transfer = &mut self.outgoing[index];
-        if transfer.refused.is_some() {
-            return; // refused again for a segment that crossed the refusal
+        // Forgotten at once (a long session refuses many transfers); remembered among the
+        // recent IDs so a refusal repeated for a crossing segment, or a late ack, is no error.
+        self.outgoing.remove(index);
+        self.remember_finished(transfer_id);
+        if self.recently_refused.len() == RECENT_IDS {
+            self.recently_refused.pop_front();
         }
-        transfer.refused = Some(reason);
+        self.recently_refused.push_back((transfer_id, reason));
         self.events.push_back(Event::TransferRefused { transfer_id, reason });
-        if transfer.sent == transfer.total {
-            self.outgoing.remove(index);
-            self.remember_finished(transfer_id);
-        }
     }
 
     fn remember_finished(&mut self, id: u64) {
@@ -914,7 +914,7 @@ impl Session {
         if length > negotiated.transfer_mtu {
             return Err(SendError::OverTransferMtu { length, mtu: negotiated.transfer_mtu });
         }
-        if let Some(current) = self.outgoing.back().filter(|t| t.sent < t.total && t.refused.is_none()) {
+        if let Some(current) = self.outgoing.back().filter(|t| t.sent < t.total) {
             return Err(SendError::Interleaving(current.id));
         }
         let Some(id) = self.next_transfer_id else {
@@ -926,7 +926,7 @@ impl Session {
             return Err(SendError::Ending);
         };
         self.next_transfer_id = id.checked_add(1);
-        self.outgoing.push_back(Outgoing { id, total: length, sent: 0, refused: None });
+        self.outgoing.push_back(Outgoing { id, total: length, sent: 0 });
         Ok(id)
     }
 
@@ -936,14 +936,14 @@ impl Session {
     pub fn segment(&mut self, transfer_id: u64, available: u64) -> Result<SegmentToSend, SendError> {
         let negotiated = self.negotiated.as_ref().ok_or(SendError::NotEstablished)?;
         let max = negotiated.segment_mtu.min(self.config.max_segment_size).max(1);
+        if let Some(&(_, reason)) = self.recently_refused.iter().find(|(id, _)| *id == transfer_id) {
+            return Err(SendError::Refused { transfer_id, reason });
+        }
         let transfer = self
             .outgoing
             .iter_mut()
             .find(|t| t.id == transfer_id && t.sent < t.total)
             .ok_or(SendError::UnknownTransfer(transfer_id))?;
-        if let Some(reason) = transfer.refused {
-            return Err(SendError::Refused { transfer_id, reason });
-        }
         let left = transfer.total - transfer.sent;
         let data_length = left.min(available).min(max);
         let start = transfer.sent == 0;
@@ -1005,7 +1005,7 @@ impl Session {
         let incoming_busy = self.segment.is_some_and(|s| s.deliver)
             || !self.pending_acks.is_empty()
             || self.incoming.as_ref().is_some_and(|i| !i.finished && i.refused.is_none() && i.received > 0);
-        let outgoing_busy = self.outgoing.iter().any(|t| t.refused.is_none());
+        let outgoing_busy = !self.outgoing.is_empty();
         if !incoming_busy && !outgoing_busy {
             self.close(None);
         }

@@ -404,6 +404,11 @@ fn the_agent_refuses_a_transfer_and_its_later_segments_are_refused_too() {
         pair.a.segment(id, 10),
         Err(SendError::Refused { transfer_id: id, reason: RefuseReason::NO_RESOURCES })
     );
+    assert_eq!(pair.a.transfers_in_flight(), 0, "a refused transfer is forgotten");
+    assert!(
+        !messages(&pair.to_b).iter().any(|f| matches!(f, wire::Frame::Message(Message::MsgReject { .. }))),
+        "the repeated refusal is expected, not rejected"
+    );
     // The next transfer goes through.
     let next = pair.a_sends(b"next", 100);
     assert_eq!(pair.b_received(next), (b"next".to_vec(), true));
