@@ -561,6 +561,7 @@ async fn a_streamed_send_of_the_wrong_length_is_refused_and_leaves_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_echo_request_over_the_limit_is_deleted_unanswered() {
     use bpa::agent::delivery::MAX_ECHO_PAYLOAD;
+    use bpa::agent::outgoing::SendRequest;
     let clock = Arc::new(ManualClock::new(START));
     let a = node(1, &clock).await;
     let mut app = a.agent.register(Eid::ipn(1, 1)).await.expect("register");
@@ -570,9 +571,25 @@ async fn an_echo_request_over_the_limit_is_deleted_unanswered() {
         .send(Eid::ipn(1, 1), Eid::ipn(1, 7), Bytes::from_static(b"ping"), 60_000, BundleFlags::default())
         .await
         .expect("send");
-    let reply = next(&mut app).await;
-    assert_eq!(reply.bundle.payload().as_ref(), b"ping", "only the small request is answered");
-    a.agent.acknowledge(&reply).await.expect("ack");
+    // Under the limit but stored in its own file (streamed in, over the inline threshold): answered.
+    let medium = pattern(200 * 1024);
+    let request = SendRequest {
+        source: Eid::ipn(1, 1),
+        destination: Eid::ipn(1, 7),
+        lifetime_ms: 60_000,
+        flags: BundleFlags::default(),
+    };
+    let mut pending = a.agent.begin_send(request, medium.len() as u64).await.expect("begin");
+    pending.write(&medium).await.expect("write");
+    pending.commit().await.expect("commit");
+    let mut replies = Vec::new();
+    for _ in 0..2 {
+        let reply = next(&mut app).await;
+        replies.push(reply.bundle.payload().to_vec());
+        a.agent.acknowledge(&reply).await.expect("ack");
+    }
+    replies.sort_by_key(Vec::len);
+    assert_eq!(replies, vec![b"ping".to_vec(), medium], "the two requests under the limit are answered");
     eventually("the store empty", || a.agent.store().stats().bundles == 0).await;
-    assert_eq!(a.agent.stats().echoed, 1);
+    assert_eq!(a.agent.stats().echoed, 2);
 }

@@ -267,22 +267,14 @@ impl<S: Store> Agent<S> {
     /// Requests with payloads over [`MAX_ECHO_PAYLOAD`] are deleted unanswered (reason "traffic
     /// pared"): an echo is for reachability, and its reply is built in memory.
     async fn echo(&self, id: StoreId, p: &PrimaryBlock, request: Option<Bundle>) {
-        let (request_len, payload) = match request {
-            Some(bundle) => (bundle.payload().len() as u64, Some(bundle.payload().clone())),
+        let (request_len, content) = match request {
+            Some(bundle) => (bundle.payload().len() as u64, PayloadContent::Memory(bundle.payload().clone())),
             None => match self.open_payload(id).await {
-                Some((header, content)) => {
-                    let len = header.payload.data_length;
-                    let payload = match content {
-                        PayloadContent::Memory(bytes) => Some(bytes),
-                        PayloadContent::File(_) => None,
-                    };
-                    (len, payload)
-                }
+                Some((header, content)) => (header.payload.data_length, content),
                 None => return,
             },
         };
-        let payload = payload.filter(|_| request_len <= MAX_ECHO_PAYLOAD);
-        let Some(payload) = payload else {
+        if request_len > MAX_ECHO_PAYLOAD {
             tracing::warn!(
                 store_id = id,
                 length = request_len,
@@ -291,6 +283,18 @@ impl<S: Store> Agent<S> {
             );
             self.delete(id, p, request_len, ReasonCode::TRAFFIC_PARED).await;
             return;
+        }
+        let payload = match content {
+            PayloadContent::Memory(bytes) => bytes,
+            PayloadContent::File(mut reader) => {
+                // At most MAX_ECHO_PAYLOAD bytes (checked above).
+                let mut bytes = Vec::with_capacity(request_len as usize);
+                if let Err(error) = tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut bytes).await {
+                    tracing::error!(%error, store_id = id, "an echo request cannot be read; it stays stored");
+                    return;
+                }
+                Bytes::from(bytes)
+            }
         };
         if !p.source.is_null() {
             let reply = BundleBuilder::new(

@@ -224,7 +224,7 @@ async fn send<S: Store>(
     State(state): Shared<S>,
     params: Result<Query<SendParams>, QueryRejection>,
     request_headers: HeaderMap,
-    body: Body,
+    mut body: Body,
 ) -> Result<Response, ApiError> {
     let request = send_request(&state, query(params)?)?;
     let max = state.config.max_payload;
@@ -248,7 +248,6 @@ async fn send<S: Store>(
         return Err(too_large());
     }
     let agent = &state.agent;
-    let mut body = body;
     let (id, bundle_id, length) = match declared {
         Some(length) if length > STREAM_THRESHOLD => {
             let mut pending = agent.begin_send(request, length).await?;
@@ -279,8 +278,7 @@ async fn send<S: Store>(
                 let (id, bundle_id) = agent.send_whole(request, Bytes::from(head)).await?;
                 (id, bundle_id, length)
             } else {
-                let (id, bundle_id, length) = send_spooled(&state, request, head, &mut body).await?;
-                (id, bundle_id, length)
+                send_spooled(&state, request, head, &mut body).await?
             }
         }
     };

@@ -566,25 +566,16 @@ impl SqliteStore {
             BundleData::Inline(bytes) => return Ok(crate::bundle::Bundle::parse(&bytes, options).err()),
             BundleData::File { file, .. } => file,
         };
-        let mut prefix = Vec::new();
-        let mut chunk = vec![0u8; 64 * 1024];
         let path = self.inner.blobs_dir.clone();
         let read_error =
             |source| StoreError::Io { action: "reading a bundle file in", path: path.clone(), source };
-        let (header, mut check) = loop {
-            let n = file.read(&mut chunk).await.map_err(read_error)?;
-            prefix.extend_from_slice(&chunk[..n]);
-            let bytes = Bytes::copy_from_slice(&prefix);
-            match BundleHeader::parse(&bytes, options) {
-                Ok(Some(header)) => {
-                    let check = crate::bundle::PayloadCheck::new(&header, &prefix);
-                    break (header, check);
-                }
-                Ok(None) if n > 0 => continue,
-                Ok(None) => return Ok(crate::bundle::Bundle::parse(&bytes, options).err()),
+        let (header, prefix) =
+            match super::types::read_header(&mut file, options).await.map_err(read_error)? {
+                Ok(found) => found,
                 Err(error) => return Ok(Some(error)),
-            }
-        };
+            };
+        let mut check = crate::bundle::PayloadCheck::new(&header, &prefix);
+        let mut chunk = vec![0u8; 64 * 1024];
         check.update(&prefix[header.payload.data_offset..]);
         loop {
             let n = file.read(&mut chunk).await.map_err(read_error)?;

@@ -415,3 +415,51 @@ async fn registrations_are_kept_and_forgotten_durably() {
     let (store, _) = open(dir.path(), small_inline()).await;
     assert_eq!(store.registrations().await.unwrap(), vec![b]);
 }
+
+#[tokio::test]
+async fn a_payload_is_opened_only_from_exactly_one_whole_bundle() {
+    use crate::bundle::{CborProblem, ParseOptions};
+    let options = ParseOptions::default();
+    let good = bundle(1, 300);
+    let (header, content) = BundleData::Inline(good.clone()).into_payload(&options).await.expect("whole");
+    let PayloadContent::Memory(payload) = content else { panic!("inline stays in memory") };
+    let expected: Vec<u8> = (0..300u64).map(|i| (i * 7 + 1) as u8).collect();
+    assert_eq!(payload.as_ref(), expected.as_slice());
+    assert_eq!(header.payload.bundle_length, good.len() as u64);
+    // A damaged row (cut short after its header, or with bytes after the bundle) is an error,
+    // never a slice past the end.
+    let cut = good.slice(..good.len() - 10);
+    let error = BundleData::Inline(cut).into_payload(&options).await.expect_err("cut");
+    assert!(
+        matches!(error, StoreError::InvalidBundle(BundleError::Cbor { problem: CborProblem::Truncated, .. })),
+        "{error}"
+    );
+    let longer = Bytes::from([good.as_ref(), b"xyz"].concat());
+    let error = BundleData::Inline(longer).into_payload(&options).await.expect_err("trailing");
+    assert!(
+        matches!(
+            error,
+            StoreError::InvalidBundle(BundleError::TrailingBytes { count: 3, offset })
+                if offset == good.len()
+        ),
+        "{error}"
+    );
+    // The same from a file: header read, payload left to stream.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("b.bundle");
+    std::fs::write(&path, &good).expect("write");
+    let file = tokio::fs::File::open(&path).await.expect("open");
+    let data = BundleData::File { file, length: good.len() as u64 + 1, path: path.clone() };
+    let error = data.into_payload(&options).await.expect_err("length disagrees");
+    assert!(
+        matches!(error, StoreError::InvalidBundle(BundleError::TrailingBytes { count: 1, .. })),
+        "{error}"
+    );
+    let file = tokio::fs::File::open(&path).await.expect("open");
+    let data = BundleData::File { file, length: good.len() as u64, path };
+    let (_, content) = data.into_payload(&options).await.expect("whole file");
+    let PayloadContent::File(mut reader) = content else { panic!("a file streams") };
+    let mut payload = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut payload).await.expect("read");
+    assert_eq!(payload, expected, "exactly the payload, nothing of the CRC or break");
+}

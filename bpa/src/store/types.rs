@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use crate::bundle::{BundleHeader, BundleId, Eid};
+use crate::bundle::{BundleError, BundleHeader, BundleId, Eid, ParseOptions};
 
 /// A bundle's key in the store (its row id).
 pub type StoreId = i64;
@@ -223,77 +223,84 @@ pub enum PayloadContent {
     File(tokio::io::Take<tokio::fs::File>),
 }
 
-/// How many bytes of a file are read at a time while looking for the end of the header.
-const HEADER_READ: usize = 4096;
-
 impl BundleData {
     /// The blocks before the payload and the payload content, without reading the payload
     /// into memory: only the header is read from a file, which is then left at the payload.
     pub async fn into_payload(
         self,
-        options: &crate::bundle::ParseOptions,
+        options: &ParseOptions,
     ) -> Result<(BundleHeader, PayloadContent), super::StoreError> {
-        use super::StoreError;
         use tokio::io::{AsyncReadExt, AsyncSeekExt};
         match self {
             BundleData::Inline(bytes) => {
-                let header = BundleHeader::parse(&bytes, options)?.ok_or(StoreError::InvalidBundle(
-                    crate::bundle::BundleError::Cbor {
-                        field: "the bundle",
-                        offset: bytes.len(),
-                        problem: crate::bundle::CborProblem::Truncated,
-                    },
-                ))?;
+                let header = BundleHeader::parse(&bytes, options)?.ok_or(truncated(bytes.len()))?;
+                whole_bundle(&header, bytes.len() as u64)?;
                 let start = header.payload.data_offset;
                 let content = bytes.slice(start..start + header.payload.data_length as usize);
                 Ok((header, PayloadContent::Memory(content)))
             }
             BundleData::File { mut file, length, path } => {
-                let read_error = |source| StoreError::Io {
+                let read_error = |source| super::StoreError::Io {
                     action: "reading a stored bundle's file",
                     path: path.clone(),
                     source,
                 };
-                let mut prefix = Vec::new();
-                let header = loop {
-                    let mut chunk = [0u8; HEADER_READ];
-                    let n = file.read(&mut chunk).await.map_err(read_error)?;
-                    prefix.extend_from_slice(&chunk[..n]);
-                    let bytes = Bytes::copy_from_slice(&prefix);
-                    if let Some(header) = BundleHeader::parse(&bytes, options)? {
-                        break header;
-                    }
-                    if n == 0 {
-                        return Err(StoreError::InvalidBundle(crate::bundle::BundleError::Cbor {
-                            field: "the bundle",
-                            offset: prefix.len(),
-                            problem: crate::bundle::CborProblem::Truncated,
-                        }));
-                    }
-                };
-                // The header's lengths must agree with the file's: one whole bundle, no more.
-                let end = header.payload.bundle_length;
-                if end > length {
-                    return Err(StoreError::InvalidBundle(crate::bundle::BundleError::Cbor {
-                        field: "the block-type-specific data",
-                        offset: header.payload.data_head_offset,
-                        problem: crate::bundle::CborProblem::Truncated,
-                    }));
-                }
-                if end < length {
-                    return Err(StoreError::InvalidBundle(crate::bundle::BundleError::TrailingBytes {
-                        offset: end as usize,
-                        count: (length - end) as usize,
-                    }));
-                }
-                file.seek(std::io::SeekFrom::Start(header.payload.data_offset as u64))
-                    .await
-                    .map_err(read_error)?;
-                let content = file.take(header.payload.data_length);
-                Ok((header, PayloadContent::File(content)))
+                let (header, _) = read_header(&mut file, options).await.map_err(read_error)??;
+                whole_bundle(&header, length)?;
+                let start = header.payload.data_offset as u64;
+                file.seek(std::io::SeekFrom::Start(start)).await.map_err(read_error)?;
+                let content = PayloadContent::File(file.take(header.payload.data_length));
+                Ok((header, content))
             }
         }
     }
+}
+
+/// Reads a bundle file from its start until its header parses: the header and every byte read
+/// (the payload's first bytes may be among them), or what is wrong with the bundle.
+pub(crate) async fn read_header(
+    file: &mut tokio::fs::File,
+    options: &ParseOptions,
+) -> std::io::Result<Result<(BundleHeader, Vec<u8>), BundleError>> {
+    use tokio::io::AsyncReadExt;
+    let mut prefix = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut chunk).await?;
+        prefix.extend_from_slice(&chunk[..n]);
+        let bytes = Bytes::copy_from_slice(&prefix);
+        match BundleHeader::parse(&bytes, options) {
+            Ok(Some(header)) => return Ok(Ok((header, prefix))),
+            Ok(None) if n > 0 => continue,
+            Ok(None) => {
+                let error =
+                    crate::bundle::Bundle::parse(&bytes, options).err().unwrap_or(truncated(prefix.len()));
+                return Ok(Err(error));
+            }
+            Err(error) => return Ok(Err(error)),
+        }
+    }
+}
+
+fn truncated(offset: usize) -> BundleError {
+    BundleError::Cbor { field: "the bundle", offset, problem: crate::bundle::CborProblem::Truncated }
+}
+
+/// The header's lengths must agree with the stored bytes': one whole bundle, no more. (A
+/// damaged row or file must not make a reader slice past the end.)
+fn whole_bundle(header: &BundleHeader, length: u64) -> Result<(), BundleError> {
+    let end = header.payload.bundle_length;
+    if end > length {
+        return Err(BundleError::Cbor {
+            field: "the block-type-specific data",
+            offset: header.payload.data_head_offset,
+            problem: crate::bundle::CborProblem::Truncated,
+        });
+    }
+    if end < length {
+        return Err(BundleError::TrailingBytes { offset: end as usize, count: (length - end) as usize });
+    }
+    Ok(())
 }
 
 /// How much the store holds.

@@ -520,11 +520,7 @@ impl Session {
             if self.role == Role::Passive {
                 // §4.3: send our contact header, then end with "version mismatch".
                 self.send_contact_header();
-                self.send(Message::SessTerm {
-                    reply: false,
-                    flags: 0,
-                    reason: SessTermReason::VERSION_MISMATCH,
-                });
+                self.send(Message::SessTerm { flags: 0, reason: SessTermReason::VERSION_MISMATCH });
             }
             self.close(Some(error));
             return;
@@ -536,7 +532,7 @@ impl Session {
         let enable_tls = ours.can_tls() && header.can_tls();
         if self.config.tls == TlsPolicy::Required && !enable_tls {
             // §4.3: an unacceptable Enable TLS → SESS_TERM "contact failure".
-            self.send(Message::SessTerm { reply: false, flags: 0, reason: SessTermReason::CONTACT_FAILURE });
+            self.send(Message::SessTerm { flags: 0, reason: SessTermReason::CONTACT_FAILURE });
             self.close(Some(SessionError::TlsRequired));
             return;
         }
@@ -579,9 +575,7 @@ impl Session {
         if self.state == State::AwaitSessInit {
             match frame {
                 Frame::Message(Message::SessInit(init)) => self.on_sess_init(init, now),
-                Frame::Message(Message::SessTerm { reply, flags, reason }) => {
-                    self.on_sess_term(reply, flags, reason);
-                }
+                Frame::Message(Message::SessTerm { flags, reason, .. }) => self.on_sess_term(flags, reason),
                 other => {
                     let message_type = frame_type(&other);
                     self.send(Message::MsgReject {
@@ -672,21 +666,23 @@ impl Session {
                     rejected_type: message_type::SESS_INIT,
                 });
             }
-            Message::SessTerm { reply, flags, reason } => self.on_sess_term(reply, flags, reason),
+            Message::SessTerm { flags, reason, .. } => self.on_sess_term(flags, reason),
             Message::MsgReject { reason, rejected_type } => {
                 self.events.push_back(Event::Rejected { reason, rejected_type });
             }
-            Message::XferAck { flags, transfer_id, length } => self.on_ack(flags, transfer_id, length),
+            Message::XferAck { transfer_id, length, .. } => self.on_ack(transfer_id, length),
             Message::XferRefuse { reason, transfer_id } => self.on_refuse(reason, transfer_id),
         }
     }
 
-    fn on_sess_term(&mut self, _reply: bool, flags: u8, reason: SessTermReason) {
+    /// A SESS_TERM from the peer: its reply to ours, or its own, which is answered. (Its REPLY
+    /// flag is not needed to tell which.)
+    fn on_sess_term(&mut self, flags: u8, reason: SessTermReason) {
         match &mut self.ending {
             Some(ending) if ending.sent => ending.received = true,
             _ => {
                 // §6.1: acknowledge with the same content and the REPLY flag.
-                self.send(Message::SessTerm { reply: true, flags: flags | SESS_TERM_REPLY, reason });
+                self.send(Message::SessTerm { flags: flags | SESS_TERM_REPLY, reason });
                 self.ending = Some(Ending { sent: true, received: true });
                 self.events.push_back(Event::Ending { reason, by_peer: true });
             }
@@ -698,7 +694,7 @@ impl Session {
         self.maybe_finish_ending();
     }
 
-    fn on_ack(&mut self, flags: u8, transfer_id: u64, length: u64) {
+    fn on_ack(&mut self, transfer_id: u64, length: u64) {
         let Some(index) = self.outgoing.iter().position(|t| t.id == transfer_id) else {
             if !self.recently_finished.contains(&transfer_id) {
                 self.send(Message::MsgReject {
@@ -719,7 +715,6 @@ impl Session {
         }
         // The acknowledgement of the whole transfer completes it. Its END flag is not required:
         // some peers (dtn7-rs) send every XFER_ACK with flags 0 (design §8).
-        let _ = flags;
         if length == transfer.total && transfer.sent == transfer.total {
             self.outgoing.remove(index);
             self.remember_finished(transfer_id);
@@ -979,7 +974,7 @@ impl Session {
             _ => {}
         }
         if self.ending.is_none() {
-            self.send(Message::SessTerm { reply: false, flags: 0, reason });
+            self.send(Message::SessTerm { flags: 0, reason });
             self.ending = Some(Ending { sent: true, received: false });
             self.events.push_back(Event::Ending { reason, by_peer: false });
         }

@@ -246,11 +246,25 @@ impl SegmentHeader {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     SessInit(SessInit),
-    SessTerm { reply: bool, flags: u8, reason: SessTermReason },
-    XferAck { flags: u8, transfer_id: u64, length: u64 },
-    XferRefuse { reason: RefuseReason, transfer_id: u64 },
+    /// `flags` carries REPLY ([`SESS_TERM_REPLY`]) when this answers the peer's SESS_TERM.
+    SessTerm {
+        flags: u8,
+        reason: SessTermReason,
+    },
+    XferAck {
+        flags: u8,
+        transfer_id: u64,
+        length: u64,
+    },
+    XferRefuse {
+        reason: RefuseReason,
+        transfer_id: u64,
+    },
     Keepalive,
-    MsgReject { reason: RejectReason, rejected_type: u8 },
+    MsgReject {
+        reason: RejectReason,
+        rejected_type: u8,
+    },
 }
 
 impl Message {
@@ -277,9 +291,8 @@ impl Message {
                 out.put_u32(ExtensionItem::encoded_list_len(&init.extensions) as u32);
                 ExtensionItem::encode_list(&init.extensions, out);
             }
-            Message::SessTerm { reply, flags, reason } => {
-                let flags = if *reply { flags | SESS_TERM_REPLY } else { flags & !SESS_TERM_REPLY };
-                out.put_u8(flags);
+            Message::SessTerm { flags, reason } => {
+                out.put_u8(*flags);
                 out.put_u8(reason.0);
             }
             Message::XferAck { flags, transfer_id, length } => {
@@ -427,14 +440,10 @@ impl Decoder {
         message.advance(1);
         let frame = match kind {
             message_type::KEEPALIVE => Frame::Message(Message::Keepalive),
-            message_type::SESS_TERM => {
-                let flags = message.get_u8();
-                Frame::Message(Message::SessTerm {
-                    reply: flags & SESS_TERM_REPLY != 0,
-                    flags,
-                    reason: SessTermReason(message.get_u8()),
-                })
-            }
+            message_type::SESS_TERM => Frame::Message(Message::SessTerm {
+                flags: message.get_u8(),
+                reason: SessTermReason(message.get_u8()),
+            }),
             message_type::MSG_REJECT => Frame::Message(Message::MsgReject {
                 reason: RejectReason(message.get_u8()),
                 rejected_type: message.get_u8(),

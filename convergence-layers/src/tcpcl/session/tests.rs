@@ -80,13 +80,10 @@ impl Pair {
         let id = self.a.start_transfer(data.len() as u64).expect("start");
         let mut at = 0;
         while at < data.len() {
-            let available = chunk.min(data.len() - at) as u64;
-            let segment = self.a.segment(id, available).expect("segment");
-            let end = at + segment.data_length as usize;
-            let mut wire = BytesMut::from(&segment.head[..]);
-            wire.extend_from_slice(&data[at..end]);
-            self.to_b.extend_from_slice(&wire);
-            self.b.handle_input(&wire, self.now);
+            // Never more than the session's own segment size, which is what it would cut.
+            let mtu = self.a.negotiated().map_or(u64::MAX, |n| n.segment_mtu) as usize;
+            let end = at + chunk.min(mtu).min(data.len() - at);
+            self.a_segment_to_b(id, &data[at..end]);
             at = end;
             self.pump();
         }
@@ -124,6 +121,32 @@ impl Pair {
         }
         self.b_events.retain(|e| !matches!(e, Event::IncomingSegmentEnd { .. }));
         self.pump();
+    }
+
+    /// A sends B the next segment of transfer `id`, carrying exactly `data`.
+    fn a_segment_to_b(&mut self, id: u64, data: &[u8]) {
+        let segment = self.a.segment(id, data.len() as u64).expect("segment");
+        assert_eq!(segment.data_length, data.len() as u64, "the segment carries all of the data");
+        let mut bytes = BytesMut::from(&segment.head[..]);
+        bytes.extend_from_slice(data);
+        self.to_b.extend_from_slice(&bytes);
+        self.b.handle_input(&bytes, self.now);
+    }
+
+    /// A peer (not session A) sends B raw segments `(flags, transfer ID, extensions, data)`.
+    fn b_gets_segments(&mut self, segments: &[(u8, u64, &[ExtensionItem], &[u8])]) {
+        let mut bytes = BytesMut::new();
+        for (flags, id, extensions, data) in segments {
+            wire::encode_segment_header(*flags, *id, extensions, data.len() as u64, &mut bytes);
+            bytes.extend_from_slice(data);
+        }
+        self.b.handle_input(&bytes, self.now);
+        self.pump();
+    }
+
+    /// Whether B refused transfer `id` with `reason`.
+    fn b_refused(&self, id: u64, reason: RefuseReason) -> bool {
+        messages(&self.to_a).contains(&wire::Frame::Message(Message::XferRefuse { reason, transfer_id: id }))
     }
 
     fn advance(&mut self, by: Duration) {
@@ -288,55 +311,27 @@ fn a_transfer_over_the_transfer_mru_is_refused_from_its_announced_length() {
     // A bundle over the peer's MRU is not even started by a conforming sender...
     assert_eq!(pair.a.start_transfer(101), Err(SendError::OverTransferMtu { length: 101, mtu: 100 }));
     // ...but a peer that ignores the MRU (dtn7-rs does) is refused on its Transfer Length.
-    let mut wire = BytesMut::new();
-    wire::encode_segment_header(
-        segment_flags::START,
-        7,
-        &[ExtensionItem::transfer_length(500)],
-        3,
-        &mut wire,
-    );
-    wire.extend_from_slice(b"abc");
-    pair.b.handle_input(&wire, pair.now);
-    pair.pump();
-    assert!(messages(&pair.to_a).contains(&wire::Frame::Message(Message::XferRefuse {
-        reason: RefuseReason::NOT_ACCEPTABLE,
-        transfer_id: 7
-    })));
+    pair.b_gets_segments(&[(segment_flags::START, 7, &[ExtensionItem::transfer_length(500)], b"abc")]);
+    assert!(pair.b_refused(7, RefuseReason::NOT_ACCEPTABLE));
     assert!(!pair.b_events.iter().any(|e| matches!(e, Event::IncomingData { .. })), "no data delivered");
     // Without a Transfer Length, the MRU is enforced as the data comes.
     pair.to_a.clear();
-    let mut wire = BytesMut::new();
-    wire::encode_segment_header(segment_flags::START, 8, &[], 60, &mut wire);
-    wire.extend_from_slice(&[0; 60]);
-    wire::encode_segment_header(0, 8, &[], 60, &mut wire);
-    wire.extend_from_slice(&[0; 60]);
-    pair.b.handle_input(&wire, pair.now);
-    pair.pump();
-    assert!(messages(&pair.to_a).contains(&wire::Frame::Message(Message::XferRefuse {
-        reason: RefuseReason::NOT_ACCEPTABLE,
-        transfer_id: 8
-    })));
+    pair.b_gets_segments(&[(segment_flags::START, 8, &[], &[0; 60]), (0, 8, &[], &[0; 60])]);
+    assert!(pair.b_refused(8, RefuseReason::NOT_ACCEPTABLE));
 }
 
 #[test]
 fn data_that_differs_from_the_announced_length_is_refused_and_dropped() {
     let mut pair = Pair::established();
-    let mut wire = BytesMut::new();
-    wire::encode_segment_header(segment_flags::START, 3, &[ExtensionItem::transfer_length(10)], 4, &mut wire);
-    wire.extend_from_slice(b"abcd");
-    wire::encode_segment_header(segment_flags::END, 3, &[], 4, &mut wire);
-    wire.extend_from_slice(b"efgh");
-    pair.b.handle_input(&wire, pair.now);
-    pair.pump();
+    pair.b_gets_segments(&[
+        (segment_flags::START, 3, &[ExtensionItem::transfer_length(10)], b"abcd"),
+        (segment_flags::END, 3, &[], b"efgh"),
+    ]);
     assert!(pair.b_events.contains(&Event::IncomingAborted {
         transfer_id: 3,
         reason: "8 bytes came but the Transfer Length extension announced 10".into()
     }));
-    assert!(messages(&pair.to_a).contains(&wire::Frame::Message(Message::XferRefuse {
-        reason: RefuseReason::NOT_ACCEPTABLE,
-        transfer_id: 3
-    })));
+    assert!(pair.b_refused(3, RefuseReason::NOT_ACCEPTABLE));
 }
 
 #[test]
@@ -348,29 +343,14 @@ fn unusable_transfer_extensions_refuse_the_transfer_not_the_session() {
     ];
     for (items, what) in cases {
         let mut pair = Pair::established();
-        let mut wire = BytesMut::new();
-        wire::encode_segment_header(segment_flags::START | segment_flags::END, 1, &items, 3, &mut wire);
-        wire.extend_from_slice(b"abc");
-        pair.b.handle_input(&wire, pair.now);
-        pair.pump();
-        assert!(
-            messages(&pair.to_a).contains(&wire::Frame::Message(Message::XferRefuse {
-                reason: RefuseReason::EXTENSION_FAILURE,
-                transfer_id: 1
-            })),
-            "{}",
-            String::from_utf8_lossy(what)
-        );
+        pair.b_gets_segments(&[(segment_flags::START | segment_flags::END, 1, &items, b"abc")]);
+        assert!(pair.b_refused(1, RefuseReason::EXTENSION_FAILURE), "{}", String::from_utf8_lossy(what));
         assert!(pair.b.is_established(), "the session goes on");
     }
     // An unknown extension that is not critical is skipped.
     let mut pair = Pair::established();
-    let mut wire = BytesMut::new();
     let items = [ExtensionItem { flags: 0, item_type: 0x7777, value: Bytes::from_static(b"?") }];
-    wire::encode_segment_header(segment_flags::START | segment_flags::END, 1, &items, 3, &mut wire);
-    wire.extend_from_slice(b"abc");
-    pair.b.handle_input(&wire, pair.now);
-    pair.pump();
+    pair.b_gets_segments(&[(segment_flags::START | segment_flags::END, 1, &items, b"abc")]);
     assert_eq!(pair.b_received(1), (b"abc".to_vec(), true));
 }
 
@@ -444,7 +424,6 @@ fn tls_is_negotiated_and_the_node_id_authenticated_against_the_certificate() {
         }))
     );
     assert!(messages(&pair.to_b).contains(&wire::Frame::Message(Message::SessTerm {
-        reply: false,
         flags: 0,
         reason: SessTermReason::CONTACT_FAILURE
     })));
@@ -611,10 +590,7 @@ fn keepalive_zero_disables_timers() {
 fn sess_term_lets_transfers_in_progress_finish_and_refuses_new_ones() {
     let mut pair = Pair::established();
     let id = pair.a.start_transfer(8).unwrap();
-    let first = pair.a.segment(id, 4).unwrap();
-    let mut wire = BytesMut::from(&first.head[..]);
-    wire.extend_from_slice(b"abcd");
-    pair.b.handle_input(&wire, pair.now);
+    pair.a_segment_to_b(id, b"abcd");
     // B ends the session; A replies; the transfer in progress may still finish.
     pair.b.terminate(SessTermReason::UNKNOWN);
     pair.pump();
@@ -622,14 +598,10 @@ fn sess_term_lets_transfers_in_progress_finish_and_refuses_new_ones() {
     assert!(!pair.a.is_closed() && !pair.b.is_closed(), "a transfer is in progress");
     assert_eq!(pair.a.start_transfer(3), Err(SendError::Ending));
     assert!(messages(&pair.to_b).contains(&wire::Frame::Message(Message::SessTerm {
-        reply: true,
         flags: SESS_TERM_REPLY,
         reason: SessTermReason::UNKNOWN
     })));
-    let last = pair.a.segment(id, 4).unwrap();
-    let mut wire = BytesMut::from(&last.head[..]);
-    wire.extend_from_slice(b"efgh");
-    pair.b.handle_input(&wire, pair.now);
+    pair.a_segment_to_b(id, b"efgh");
     pair.pump();
     assert_eq!(pair.b_received(id), (b"abcdefgh".to_vec(), true));
     pair.b_acknowledges_all();
@@ -640,15 +612,8 @@ fn sess_term_lets_transfers_in_progress_finish_and_refuses_new_ones() {
     // A transfer started by the peer after the SESS_TERM is refused "session terminating".
     let mut pair = Pair::established();
     pair.b.terminate(SessTermReason::BUSY);
-    let mut wire = BytesMut::new();
-    wire::encode_segment_header(segment_flags::START | segment_flags::END, 5, &[], 1, &mut wire);
-    wire.extend_from_slice(b"x");
-    pair.b.handle_input(&wire, pair.now);
-    pair.pump();
-    assert!(messages(&pair.to_a).contains(&wire::Frame::Message(Message::XferRefuse {
-        reason: RefuseReason::SESSION_TERMINATING,
-        transfer_id: 5
-    })));
+    pair.b_gets_segments(&[(segment_flags::START | segment_flags::END, 5, &[], b"x")]);
+    assert!(pair.b_refused(5, RefuseReason::SESSION_TERMINATING));
 }
 
 #[test]
@@ -675,10 +640,7 @@ fn a_peer_that_never_answers_times_out_at_each_stage() {
 fn a_session_lost_mid_transfer_aborts_the_incoming_transfer() {
     let mut pair = Pair::established();
     let id = pair.a.start_transfer(8).unwrap();
-    let first = pair.a.segment(id, 4).unwrap();
-    let mut wire = BytesMut::from(&first.head[..]);
-    wire.extend_from_slice(b"abcd");
-    pair.b.handle_input(&wire, pair.now);
+    pair.a_segment_to_b(id, b"abcd");
     // The connection drops: the driver tells the session by ending it uncleanly.
     pair.b.terminate_with(SessTermReason::UNKNOWN, Some(SessionError::Terminated(SessTermReason::UNKNOWN)));
     let events: Vec<_> = std::iter::from_fn(|| pair.b.poll_event()).collect();

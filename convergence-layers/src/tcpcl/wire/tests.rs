@@ -56,7 +56,7 @@ fn every_message_has_its_rfc_layout_and_round_trips() {
     let cases = [
         (init, None),
         (
-            Message::SessTerm { reply: true, flags: SESS_TERM_REPLY, reason: SessTermReason::IDLE_TIMEOUT },
+            Message::SessTerm { flags: SESS_TERM_REPLY, reason: SessTermReason::IDLE_TIMEOUT },
             Some(vec![0x05, 0x01, 0x01]),
         ),
         (
