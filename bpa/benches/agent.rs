@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bpa::agent::node::{Agent, AgentConfig};
 use bpa::bundle::{BundleBuilder, CreationTimestamp, Eid};
-use bpa::cla::{ClaFuture, ConvergenceLayer};
+use bpa::cla::{ClaFuture, ConvergenceLayer, OutgoingBundle};
 use bpa::store::{SqliteStore, StoreConfig};
 use bpa::time::{Clock, SystemClock};
 use bytes::Bytes;
@@ -30,9 +30,9 @@ impl ConvergenceLayer for Sink {
     fn name(&self) -> &str {
         "sink"
     }
-    fn send(&self, _peer: &Eid, bundle: Bytes) -> ClaFuture<'_, ()> {
+    fn send(&self, _peer: &Eid, bundle: OutgoingBundle) -> ClaFuture<'_, ()> {
         self.bundles.fetch_add(1, Ordering::Relaxed);
-        self.bytes.fetch_add(bundle.len() as u64, Ordering::Relaxed);
+        self.bytes.fetch_add(bundle.len(), Ordering::Relaxed);
         Box::pin(async { Ok(()) })
     }
 }

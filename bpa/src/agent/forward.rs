@@ -2,7 +2,7 @@
 //! Previous Node block, one more hop in the Hop Count block, and the time the bundle spent here
 //! added to its Bundle Age block.
 
-use crate::bundle::{Bundle, Eid, HopCount};
+use crate::bundle::{BundleHeader, Eid, HopCount};
 
 /// Why a bundle must not be forwarded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -13,7 +13,7 @@ pub enum ForwardError {
     HopLimitExceeded { limit: u64, count: u64 },
 }
 
-/// Applies the forwarding edits to `bundle` as node `local_node` after it spent `residence_ms`
+/// Applies the forwarding edits to a bundle's header (the payload is not needed) as node `local_node` after it spent `residence_ms`
 /// here:
 /// - the Previous Node block names `local_node` (added if absent, RFC 9171 §4.4.1);
 /// - the Hop Count, if present, goes up by one; past the limit the bundle must be deleted
@@ -21,7 +21,7 @@ pub enum ForwardError {
 /// - the Bundle Age, if present (it always is when the creation time is 0), grows by the
 ///   residence time (RFC 9171 §4.4.2).
 pub fn prepare_for_forwarding(
-    bundle: &mut Bundle,
+    bundle: &mut BundleHeader,
     local_node: &Eid,
     residence_ms: u64,
 ) -> Result<(), ForwardError> {
@@ -44,7 +44,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::bundle::{BundleBuilder, CreationTimestamp, ParseOptions};
+    use crate::bundle::{Bundle, BundleBuilder, CreationTimestamp, ParseOptions};
 
     fn bundle(time: u64, hop_limit: Option<u64>) -> Bundle {
         let mut b = BundleBuilder::new(
@@ -63,26 +63,42 @@ mod tests {
         b.build().unwrap()
     }
 
+    /// A bundle's header and its encoding.
+    fn header(bundle: &Bundle) -> (BundleHeader, Bytes) {
+        let encoded = Bytes::from(bundle.encode());
+        (BundleHeader::parse(&encoded, &ParseOptions::default()).unwrap().unwrap(), encoded)
+    }
+
+    /// The bundle a forwarding node sends: the edited head, then the original bytes from the
+    /// payload content on.
+    fn forwarded(header: &BundleHeader, original: &Bytes) -> Bundle {
+        let mut out = header.encode_head(original);
+        out.extend_from_slice(&original[header.payload.data_offset..]);
+        Bundle::parse(&Bytes::from(out), &ParseOptions::default()).unwrap()
+    }
+
     #[test]
     fn forwarding_edits_the_three_blocks_and_nothing_else() {
-        let mut b = bundle(0, Some(2));
-        prepare_for_forwarding(&mut b, &Eid::ipn(2, 5), 250).unwrap();
-        let reparsed = Bundle::parse(&Bytes::from(b.encode()), &ParseOptions::default()).unwrap();
+        let (mut h, original) = header(&bundle(0, Some(2)));
+        prepare_for_forwarding(&mut h, &Eid::ipn(2, 5), 250).unwrap();
+        let reparsed = forwarded(&h, &original);
         assert_eq!(reparsed.previous_node(), Some(Eid::ipn(2, 0)));
         assert_eq!(reparsed.hop_count(), Some(HopCount { limit: 2, count: 1 }));
         assert_eq!(reparsed.bundle_age(), Some(350));
         assert_eq!(reparsed.payload().as_ref(), b"data");
         assert_eq!(reparsed.primary(), bundle(0, Some(2)).primary());
         // The next node replaces the Previous Node block rather than adding another.
-        let mut again = reparsed;
+        let (mut again, original) = header(&reparsed);
         prepare_for_forwarding(&mut again, &Eid::ipn(3, 0), 0).unwrap();
+        let again = forwarded(&again, &original);
         assert_eq!(again.previous_node(), Some(Eid::ipn(3, 0)));
         assert_eq!(again.hop_count(), Some(HopCount { limit: 2, count: 2 }));
+        assert_eq!(again.blocks().len(), reparsed.blocks().len());
     }
 
     #[test]
     fn the_hop_limit_is_enforced() {
-        let mut b = bundle(5, Some(1));
+        let (mut b, _) = header(&bundle(5, Some(1)));
         prepare_for_forwarding(&mut b, &Eid::ipn(2, 0), 0).unwrap();
         let before = b.clone();
         assert_eq!(
@@ -94,9 +110,22 @@ mod tests {
 
     #[test]
     fn bundles_without_the_optional_blocks_only_gain_previous_node() {
-        let mut b = bundle(5, None);
-        prepare_for_forwarding(&mut b, &"dtn://relay/inbox".parse().unwrap(), 1000).unwrap();
+        let (mut h, original) = header(&bundle(5, None));
+        prepare_for_forwarding(&mut h, &"dtn://relay/inbox".parse().unwrap(), 1000).unwrap();
+        let b = forwarded(&h, &original);
         assert_eq!(b.previous_node(), Some("dtn://relay/".parse().unwrap()));
         assert_eq!((b.hop_count(), b.bundle_age()), (None, None));
+    }
+
+    #[test]
+    fn the_primary_block_and_the_payload_block_head_are_copied_as_received() {
+        // The primary block and the payload block are copied as they were received: their CRCs
+        // cover their bytes, and a node must not change them (RFC 9171 §4.3.1, §5.4).
+        let (mut h, original) = header(&bundle(5, Some(4)));
+        prepare_for_forwarding(&mut h, &Eid::ipn(2, 0), 0).unwrap();
+        let out = h.encode_head(&original);
+        assert_eq!(&out[h.primary_range.clone()], &original[h.primary_range.clone()]);
+        let payload_head = &original[h.payload.block_offset..h.payload.data_offset];
+        assert!(out.ends_with(payload_head));
     }
 }

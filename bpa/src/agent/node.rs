@@ -26,9 +26,10 @@ use crate::bundle::{
     Bundle, BundleError, BundleFlags, BundleHeader, CreationTimestamp, Eid, ParseOptions,
     PayloadLengthMismatch, PrimaryBlock,
 };
-use crate::cla::ConvergenceLayer;
+use crate::cla::{ConvergenceLayer, OutgoingBundle};
 use crate::store::{
-    BundleState, DeleteReason, InsertOutcome, PayloadContent, StateKind, Store, StoreError, StoreId,
+    BundleData, BundleState, DeleteReason, InsertOutcome, OpenedBundle, PayloadContent, StateKind, Store,
+    StoreError, StoreId, StreamingInsert,
 };
 use crate::time::Clock;
 
@@ -355,40 +356,53 @@ impl<S: Store> Agent<S> {
             Ok(Some(meta)) => meta.received_at,
             _ => return, // gone meanwhile (expired, deleted)
         };
-        let mut bundle = match bundle {
-            Some(bundle) => bundle,
-            None => match self.load(id).await {
-                Some(bundle) => bundle,
-                None => return,
-            },
+        let parse = &self.inner.config.parse;
+        // A bundle still in memory is encoded again rather than read back; one in the store is
+        // opened with only its header read, its payload streamed as the layer sends it.
+        let data = match bundle {
+            Some(bundle) => Ok(BundleData::Inline(Bytes::from(bundle.encode()))),
+            None => store.open_data(id).await,
+        };
+        let opened = match data {
+            Ok(data) => data.into_opened(parse).await,
+            Err(error) => Err(error),
+        };
+        let OpenedBundle { mut header, prefix, rest } = match opened {
+            Ok(opened) => opened,
+            Err(StoreError::NotFound(_)) => return,
+            Err(error) => {
+                tracing::error!(%error, store_id = id, "a stored bundle cannot be read for forwarding");
+                return;
+            }
         };
         let residence = self.inner.clock.now_dtn_ms().saturating_sub(received_at);
-        let subject = bundle.primary().clone();
-        let payload_len = bundle.payload().len() as u64;
+        let subject = header.primary.clone();
+        let payload_len = header.payload.data_length;
         if let Err(ForwardError::HopLimitExceeded { .. }) =
-            prepare_for_forwarding(&mut bundle, &self.inner.config.node_id, residence)
+            prepare_for_forwarding(&mut header, &self.inner.config.node_id, residence)
         {
             self.delete(id, &subject, payload_len, ReasonCode::HOP_LIMIT_EXCEEDED).await;
             return;
         }
+        let outgoing = OutgoingBundle::new(header.encode_head(&prefix).into(), rest);
         let cla = &neighbour.cla;
         let pieces = match cla.max_bundle_size() {
-            Some(max) if bundle.encoded_len() > max => match fragment(&bundle, max) {
+            Some(max) if outgoing.len() > max as u64 => match self.fragments(outgoing, max).await {
                 Ok(pieces) => pieces,
-                Err(error @ (FragmentError::MustNotFragment | FragmentError::TooSmall { .. })) => {
+                Err(error) => {
                     Counters::bump(&self.inner.counters.too_big);
                     tracing::warn!(
-                        %error, bundle = %bundle.id(), neighbour = %hop, cla = cla.name(), max,
+                        %error, bundle = %header.id(), neighbour = %hop, cla = cla.name(), max,
                         "the bundle is too big for this link; it waits for another route or its expiry"
                     );
                     return;
                 }
             },
-            _ => vec![bundle],
+            _ => vec![outgoing],
         };
         let fragmented = pieces.len() > 1;
         for piece in pieces {
-            if let Err(error) = cla.send(&hop, Bytes::from(piece.encode())).await {
+            if let Err(error) = cla.send(&hop, piece).await {
                 tracing::warn!(%error, store_id = id, cla = cla.name(), "forwarding failed; the bundle waits for the next chance");
                 return;
             }
@@ -400,6 +414,21 @@ impl<S: Store> Agent<S> {
             Counters::bump(&self.inner.counters.forwarded);
             self.report(&subject, payload_len, Status::Forwarded, ReasonCode::NO_ADDITIONAL_INFORMATION)
                 .await;
+        }
+    }
+
+    /// Proactive fragmentation for a link that takes bundles of at most `max` bytes (RFC 9171
+    /// §5.8). Such links are small, so the bundle is read whole.
+    async fn fragments(&self, bundle: OutgoingBundle, max: usize) -> Result<Vec<OutgoingBundle>, String> {
+        let bytes = bundle.into_bytes().await.map_err(|e| format!("reading the bundle: {e}"))?;
+        let bundle = Bundle::parse(&bytes, &self.inner.config.parse).map_err(|e| e.to_string())?;
+        match fragment(&bundle, max) {
+            Ok(pieces) => {
+                Ok(pieces.iter().map(|p| OutgoingBundle::from_bytes(Bytes::from(p.encode()))).collect())
+            }
+            Err(error @ (FragmentError::MustNotFragment | FragmentError::TooSmall { .. })) => {
+                Err(error.to_string())
+            }
         }
     }
 
@@ -645,6 +674,67 @@ impl<S: Store> Agent<S> {
             {
                 tracing::error!(%error, "dispatching waiting bundles failed");
             }
+        }
+    }
+}
+
+/// A bundle arriving from a convergence layer in pieces ([`Agent::begin_receive`]): the pieces
+/// go straight to the store, checked as they stream, so receiving a bundle of any size takes a
+/// few buffers of memory. Nothing is stored, and nothing left behind, until
+/// [`PendingReceive::commit`] returns; dropping it abandons the bundle.
+#[derive(Debug)]
+pub struct PendingReceive<S: Store> {
+    agent: Agent<S>,
+    insert: S::Pending,
+}
+
+impl<S: Store> Agent<S> {
+    /// Starts receiving a bundle whose bytes arrive in pieces (RFC 9171 §5.6).
+    pub async fn begin_receive(&self) -> Result<PendingReceive<S>, AgentError> {
+        Ok(PendingReceive { agent: self.clone(), insert: self.inner.store.begin_insert().await? })
+    }
+}
+
+impl<S: Store> PendingReceive<S> {
+    /// The next bytes of the bundle; an error means the bundle is refused (invalid, too large,
+    /// or the store failed) and the rest of it is to be dropped.
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), AgentError> {
+        self.insert.write(chunk).await.inspect_err(|_| Counters::bump(&self.agent.inner.counters.refused))?;
+        Ok(())
+    }
+
+    /// The bundle is complete: it is checked to its end, made durable and dispatched. `Ok`
+    /// means it is durable here and the layer may acknowledge it to the sender.
+    pub async fn commit(self) -> Result<Reception, AgentError> {
+        let PendingReceive { agent, insert } = self;
+        let header = insert.header().cloned();
+        let counters = &agent.inner.counters;
+        let outcome = insert.commit(BundleState::WaitingForRoute).await.inspect_err(|error| {
+            Counters::bump(&counters.refused);
+            tracing::info!(%error, "a received bundle was refused");
+        })?;
+        match (outcome, header) {
+            (InsertOutcome::Duplicate(id), _) => {
+                Counters::bump(&counters.duplicates);
+                Ok(Reception::Duplicate(id))
+            }
+            (InsertOutcome::Stored(id), Some(header)) => {
+                Counters::bump(&counters.received);
+                let payload_len = header.payload.data_length;
+                agent
+                    .report(
+                        &header.primary,
+                        payload_len,
+                        Status::Received,
+                        ReasonCode::NO_ADDITIONAL_INFORMATION,
+                    )
+                    .await;
+                agent.dispatch_stored(id, &header.primary).await;
+                Ok(Reception::Accepted(id))
+            }
+            // A committed insert has parsed its header; should that ever not hold, the bundle is
+            // durable and is dispatched at the next start.
+            (InsertOutcome::Stored(id), None) => Ok(Reception::Accepted(id)),
         }
     }
 }

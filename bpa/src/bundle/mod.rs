@@ -167,31 +167,23 @@ impl Bundle {
 
     /// Sets (or adds) the Previous Node block (RFC 9171 §4.4.1), as a forwarding node does.
     pub fn set_previous_node(&mut self, node: &Eid) {
-        self.set_extension(block_type::PREVIOUS_NODE, previous_node_data(node));
+        let (at, crc) = (self.blocks.len() - 1, self.primary.crc_type);
+        set_extension(&mut self.blocks, at, crc, block_type::PREVIOUS_NODE, previous_node_data(node));
     }
 
     /// Sets (or adds) the Bundle Age block (RFC 9171 §4.4.2).
     pub fn set_bundle_age(&mut self, age_ms: u64) {
-        self.set_extension(block_type::BUNDLE_AGE, bundle_age_data(age_ms));
+        let (at, crc) = (self.blocks.len() - 1, self.primary.crc_type);
+        set_extension(&mut self.blocks, at, crc, block_type::BUNDLE_AGE, bundle_age_data(age_ms));
     }
 
     /// Sets the Hop Count block's count, if there is one (RFC 9171 §4.4.3).
     pub fn set_hop_count(&mut self, count: u64) {
         if let Some(hop) = self.hop_count() {
-            self.set_extension(block_type::HOP_COUNT, hop_count_data(HopCount { count, ..hop }));
+            let (at, crc) = (self.blocks.len() - 1, self.primary.crc_type);
+            let data = hop_count_data(HopCount { count, ..hop });
+            set_extension(&mut self.blocks, at, crc, block_type::HOP_COUNT, data);
         }
-    }
-
-    fn set_extension(&mut self, code: u64, data: Bytes) {
-        if let Some(block) = self.blocks.iter_mut().find(|b| b.block_type == code) {
-            block.data = data;
-            return;
-        }
-        let number = self.blocks.iter().map(|b| b.number).max().unwrap_or(1).max(1) + 1;
-        let crc_type = self.primary.crc_type;
-        let at = self.blocks.len() - 1;
-        self.blocks
-            .insert(at, CanonicalBlock { block_type: code, number, flags: BlockFlags(0), crc_type, data });
     }
 
     /// Encodes the bundle in canonical CBOR with fresh CRCs.
@@ -258,6 +250,24 @@ impl Bundle {
     }
 }
 
+/// Sets the data of the first block of type `code` among `blocks`, or inserts a new block at
+/// `insert_at` numbered one above every block number in use (the payload's, 1, included).
+fn set_extension(
+    blocks: &mut Vec<CanonicalBlock>,
+    insert_at: usize,
+    crc_type: CrcType,
+    code: u64,
+    data: Bytes,
+) {
+    if let Some(block) = blocks.iter_mut().find(|b| b.block_type == code) {
+        block.data = data;
+        return;
+    }
+    let number = blocks.iter().map(|b| b.number).max().unwrap_or(1).max(1) + 1;
+    blocks
+        .insert(insert_at, CanonicalBlock { block_type: code, number, flags: BlockFlags(0), crc_type, data });
+}
+
 /// Two bundles are equal when their blocks are; how the primary block was encoded on the wire
 /// does not matter.
 impl PartialEq for Bundle {
@@ -300,6 +310,8 @@ pub struct PayloadLocation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BundleHeader {
     pub primary: PrimaryBlock,
+    /// Where the primary block's bytes are in the bundle (kept as received when forwarding).
+    pub primary_range: std::ops::Range<usize>,
     pub extension_blocks: Vec<CanonicalBlock>,
     pub payload: PayloadLocation,
 }
@@ -327,6 +339,66 @@ impl BundleHeader {
         }
     }
 
+    /// The Previous Node block's node ID, if there is one (RFC 9171 §4.4.1).
+    pub fn previous_node(&self, max_eid_length: usize) -> Option<Eid> {
+        let block = self.extension_blocks.iter().find(|b| b.block_type == block_type::PREVIOUS_NODE)?;
+        block.previous_node(max_eid_length).ok()
+    }
+
+    /// The Bundle Age block's age in milliseconds, if there is one (RFC 9171 §4.4.2).
+    pub fn bundle_age(&self) -> Option<u64> {
+        self.extension_blocks.iter().find(|b| b.block_type == block_type::BUNDLE_AGE)?.bundle_age().ok()
+    }
+
+    /// The Hop Count block, if there is one (RFC 9171 §4.4.3).
+    pub fn hop_count(&self) -> Option<HopCount> {
+        self.extension_blocks.iter().find(|b| b.block_type == block_type::HOP_COUNT)?.hop_count().ok()
+    }
+
+    /// Sets (or adds) the Previous Node block (RFC 9171 §4.4.1).
+    pub fn set_previous_node(&mut self, node: &Eid) {
+        let (at, crc) = (self.extension_blocks.len(), self.primary.crc_type);
+        let data = previous_node_data(node);
+        set_extension(&mut self.extension_blocks, at, crc, block_type::PREVIOUS_NODE, data);
+    }
+
+    /// Sets (or adds) the Bundle Age block (RFC 9171 §4.4.2).
+    pub fn set_bundle_age(&mut self, age_ms: u64) {
+        let (at, crc) = (self.extension_blocks.len(), self.primary.crc_type);
+        let data = bundle_age_data(age_ms);
+        set_extension(&mut self.extension_blocks, at, crc, block_type::BUNDLE_AGE, data);
+    }
+
+    /// Sets the Hop Count block's count, if there is one (RFC 9171 §4.4.3).
+    pub fn set_hop_count(&mut self, count: u64) {
+        if let Some(hop) = self.hop_count() {
+            let (at, crc) = (self.extension_blocks.len(), self.primary.crc_type);
+            let data = hop_count_data(HopCount { count, ..hop });
+            set_extension(&mut self.extension_blocks, at, crc, block_type::HOP_COUNT, data);
+        }
+    }
+
+    /// The bundle's bytes up to its payload content with this header's extension blocks:
+    /// the primary block and the payload block's head are copied from `original` (the bundle
+    /// this header was parsed from, at least up to the payload content), so the primary
+    /// block's and the payload block's CRCs stay valid; the extension blocks are encoded from
+    /// their fields with fresh CRCs. Followed by the original bytes from
+    /// [`PayloadLocation::data_offset`] to the end, this is the whole, valid bundle — how a
+    /// node forwards a bundle it streams from its store (RFC 9171 §5.4).
+    pub fn encode_head(&self, original: &[u8]) -> Vec<u8> {
+        let payload_head = &original[self.payload.block_offset..self.payload.data_offset];
+        let mut out = Vec::with_capacity(
+            self.payload.data_offset + self.extension_blocks.iter().map(|b| b.data.len() + 16).sum::<usize>(),
+        );
+        out.push(cbor::INDEFINITE_ARRAY);
+        out.extend_from_slice(&original[self.primary_range.clone()]);
+        for block in &self.extension_blocks {
+            block.encode(&mut out);
+        }
+        out.extend_from_slice(payload_head);
+        out
+    }
+
     /// Parses the header from a prefix. `Ok(None)` means the prefix ends before the payload
     /// block's data begins: call again with more bytes. Once the prefix reaches
     /// [`ParseOptions::max_header_size`] without a payload, the answer is
@@ -349,6 +421,7 @@ impl BundleHeader {
                         bundle_length: payload.bundle_length(),
                     },
                     primary: scanned.primary,
+                    primary_range: scanned.primary_range,
                 }))
             }
             Err(e) if e.is_truncation() => {

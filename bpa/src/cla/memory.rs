@@ -4,9 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bytes::Bytes;
-
-use super::{ClaError, ClaFuture, ConvergenceLayer};
+use super::{ClaError, ClaFuture, ConvergenceLayer, OutgoingBundle};
 use crate::agent::node::Agent;
 use crate::bundle::Eid;
 use crate::store::Store;
@@ -58,12 +56,16 @@ impl<S: Store> ConvergenceLayer for MemoryLink<S> {
         self.max_bundle_size
     }
 
-    fn send(&self, peer: &Eid, bundle: Bytes) -> ClaFuture<'_, ()> {
+    fn send(&self, peer: &Eid, bundle: OutgoingBundle) -> ClaFuture<'_, ()> {
         let peer = peer.to_string();
         Box::pin(async move {
             if !self.switch.is_up() {
                 return Err(ClaError::LinkDown { peer });
             }
+            let bundle = bundle
+                .into_bytes()
+                .await
+                .map_err(|e| ClaError::Failed { peer: peer.clone(), reason: e.to_string() })?;
             // The receiving agent answers once the bundle is durable there, like a final XFER_ACK.
             self.to
                 .receive(bundle)

@@ -6,8 +6,10 @@ use std::future::Future;
 use std::pin::Pin;
 
 use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::bundle::Eid;
+use crate::store::PayloadContent;
 
 /// Why a convergence layer could not hand a bundle over.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -18,6 +20,64 @@ pub enum ClaError {
     Refused { peer: String, reason: String },
     #[error("sending to {peer} failed: {reason}")]
     Failed { peer: String, reason: String },
+}
+
+/// A bundle on its way to a neighbour: its head (primary and extension blocks as this node
+/// forwards them, and the payload block's head) in memory, the rest (payload content, payload
+/// CRC, final break) in memory or streamed from the bundle's file in the store, so a layer
+/// sends a bundle of any size with a few buffers of memory (design §3.4).
+#[derive(Debug)]
+pub struct OutgoingBundle {
+    head: Bytes,
+    rest: PayloadContent,
+}
+
+impl OutgoingBundle {
+    pub fn new(head: Bytes, rest: PayloadContent) -> OutgoingBundle {
+        OutgoingBundle { head, rest }
+    }
+
+    /// A whole encoded bundle in memory.
+    pub fn from_bytes(bundle: Bytes) -> OutgoingBundle {
+        OutgoingBundle { head: bundle, rest: PayloadContent::Memory(Bytes::new()) }
+    }
+
+    /// The encoded bundle's length in bytes.
+    pub fn len(&self) -> u64 {
+        let rest = match &self.rest {
+            PayloadContent::Memory(bytes) => bytes.len() as u64,
+            PayloadContent::File(file) => file.limit(),
+        };
+        self.head.len() as u64 + rest
+    }
+
+    /// Never true: a bundle has at least a primary and a payload block.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The whole bundle in memory (for layers that need it whole, and fragmentation).
+    pub async fn into_bytes(self) -> std::io::Result<Bytes> {
+        match self.rest {
+            PayloadContent::Memory(rest) if rest.is_empty() => Ok(self.head),
+            rest => {
+                let bundle = OutgoingBundle { head: self.head, rest };
+                let mut out = Vec::with_capacity(usize::try_from(bundle.len()).unwrap_or(0));
+                let mut reader = bundle.into_reader();
+                reader.read_to_end(&mut out).await?;
+                Ok(out.into())
+            }
+        }
+    }
+
+    /// The bundle's bytes as a stream.
+    pub fn into_reader(self) -> Pin<Box<dyn AsyncRead + Send>> {
+        let head = std::io::Cursor::new(self.head);
+        match self.rest {
+            PayloadContent::Memory(rest) => Box::pin(head.chain(std::io::Cursor::new(rest))),
+            PayloadContent::File(file) => Box::pin(head.chain(file)),
+        }
+    }
 }
 
 /// A future a convergence layer returns.
@@ -34,9 +94,9 @@ pub trait ConvergenceLayer: Send + Sync + std::fmt::Debug {
         None
     }
 
-    /// Sends an encoded bundle to the neighbour `peer` (a node ID). Resolves `Ok` once the layer
-    /// has the neighbour's acknowledgement (for TCPCL, the final XFER_ACK).
-    fn send(&self, peer: &Eid, bundle: Bytes) -> ClaFuture<'_, ()>;
+    /// Sends a bundle to the neighbour `peer` (a node ID). Resolves `Ok` once the layer has the
+    /// neighbour's acknowledgement (for TCPCL, the final XFER_ACK).
+    fn send(&self, peer: &Eid, bundle: OutgoingBundle) -> ClaFuture<'_, ()>;
 }
 
 pub mod memory;

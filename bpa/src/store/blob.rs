@@ -107,6 +107,11 @@ impl PendingInsert {
         })
     }
 
+    /// The bundle's header, once enough bytes arrived to parse it.
+    pub fn header(&self) -> Option<&BundleHeader> {
+        self.header.as_ref().map(|(header, _)| header)
+    }
+
     /// Appends the next bytes of the bundle.
     pub async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
         let options = &self.inner.config.parse;

@@ -21,8 +21,8 @@ pub use error::StoreError;
 pub use recovery::RecoveryReport;
 pub use sqlite::{SqliteStore, StoreConfig};
 pub use types::{
-    BundleData, BundleState, DeleteReason, InsertOutcome, PayloadContent, StateKind, StoreId, StoreStats,
-    StoredBundle,
+    BundleData, BundleState, DeleteReason, InsertOutcome, OpenedBundle, PayloadContent, StateKind, StoreId,
+    StoreStats, StoredBundle,
 };
 
 use std::future::Future;
@@ -106,11 +106,16 @@ pub trait Store: Clone + Send + Sync + std::fmt::Debug + 'static {
 
 /// A streamed insert: bytes in, then commit; dropping it leaves nothing behind.
 pub trait StreamingInsert: Send {
+    /// The bundle's header, once enough bytes arrived to parse it.
+    fn header(&self) -> Option<&crate::bundle::BundleHeader>;
     fn write(&mut self, chunk: &[u8]) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn commit(self, state: BundleState) -> impl Future<Output = Result<InsertOutcome, StoreError>> + Send;
 }
 
 impl StreamingInsert for PendingInsert {
+    fn header(&self) -> Option<&crate::bundle::BundleHeader> {
+        PendingInsert::header(self)
+    }
     fn write(&mut self, chunk: &[u8]) -> impl Future<Output = Result<(), StoreError>> + Send {
         PendingInsert::write(self, chunk)
     }

@@ -256,6 +256,46 @@ impl BundleData {
     }
 }
 
+/// A stored bundle opened for forwarding: its header, the bytes it was parsed from (at least up
+/// to the payload content) and the rest of the bundle — payload content, payload CRC, final
+/// break — in memory or as a region of its file.
+#[derive(Debug)]
+pub struct OpenedBundle {
+    pub header: BundleHeader,
+    pub prefix: Bytes,
+    /// Everything from the payload content to the end of the bundle.
+    pub rest: PayloadContent,
+}
+
+impl BundleData {
+    /// Opens a stored bundle for forwarding: only the header is read from a file, which is left
+    /// at the payload.
+    pub async fn into_opened(self, options: &ParseOptions) -> Result<OpenedBundle, super::StoreError> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        match self {
+            BundleData::Inline(bytes) => {
+                let header = BundleHeader::parse(&bytes, options)?.ok_or(truncated(bytes.len()))?;
+                whole_bundle(&header, bytes.len() as u64)?;
+                let rest = PayloadContent::Memory(bytes.slice(header.payload.data_offset..));
+                Ok(OpenedBundle { header, prefix: bytes, rest })
+            }
+            BundleData::File { mut file, length, path } => {
+                let read_error = |source| super::StoreError::Io {
+                    action: "reading a stored bundle's file",
+                    path: path.clone(),
+                    source,
+                };
+                let (header, prefix) = read_header(&mut file, options).await.map_err(read_error)??;
+                whole_bundle(&header, length)?;
+                let start = header.payload.data_offset as u64;
+                file.seek(std::io::SeekFrom::Start(start)).await.map_err(read_error)?;
+                let rest = PayloadContent::File(file.take(length - start));
+                Ok(OpenedBundle { header, prefix: prefix.into(), rest })
+            }
+        }
+    }
+}
+
 /// Reads a bundle file from its start until its header parses: the header and every byte read
 /// (the payload's first bytes may be among them), or what is wrong with the bundle.
 pub(crate) async fn read_header(

@@ -3,5 +3,6 @@
 //! [`wire`] is the byte format; [`session`] the sans-IO session state machine (bytes and the time
 //! in, bytes and events out), which the tokio driver only feeds and drains.
 
+pub mod driver;
 pub mod session;
 pub mod wire;

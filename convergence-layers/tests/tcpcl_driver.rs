@@ -1,0 +1,276 @@
+//! Two agents, each with its own store on disk, talking TCPCLv4 over loopback through the
+//! tokio driver.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bpa::agent::node::{Agent, AgentConfig};
+use bpa::agent::outgoing::SendRequest;
+use bpa::bundle::{BundleFlags, Eid};
+use bpa::store::{PayloadContent, SqliteStore, StoreConfig};
+use bpa::time::SystemClock;
+use convergence_layers::tcpcl::driver::{Tcpcl, TcpclConfig};
+use convergence_layers::tcpcl::session::{SessionConfig, TlsPolicy};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+struct Node {
+    agent: Agent<SqliteStore>,
+    tcpcl: Tcpcl<SqliteStore>,
+    _dir: tempfile::TempDir,
+}
+
+fn config() -> TcpclConfig {
+    let mut session = SessionConfig::new("");
+    session.tls = TlsPolicy::Off;
+    session.max_segment_size = 256 * 1024;
+    let mut config = TcpclConfig::new(session);
+    config.reconnect_min = Duration::from_millis(50);
+    config.reconnect_max = Duration::from_millis(200);
+    config
+}
+
+async fn node(n: u32, store: StoreConfig) -> Node {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock: Arc<dyn bpa::time::Clock> = Arc::new(SystemClock);
+    let (store, _) = SqliteStore::open(dir.path(), store, Arc::clone(&clock)).await.expect("store");
+    let agent = Agent::new(AgentConfig::new(Eid::ipn(n, 0)), store, clock);
+    let tcpcl = Tcpcl::new(agent.clone(), config());
+    Node { agent, tcpcl, _dir: dir }
+}
+
+async fn listening(n: u32) -> (Node, SocketAddr) {
+    let node = node(n, StoreConfig::default()).await;
+    let address = node.tcpcl.listen("127.0.0.1:0".parse().expect("address")).await.expect("listen");
+    (node, address)
+}
+
+async fn eventually(what: &str, check: impl Fn() -> bool) {
+    for _ in 0..3000 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+fn neighbours(node: &Node) -> Vec<Eid> {
+    node.agent.neighbours().into_iter().map(|n| n.node_id).collect()
+}
+
+/// Sends `payload` from `from`'s endpoint 1 to node `to` endpoint 1, streamed into the store.
+async fn send(from: &Node, to: u32, payload: &[u8]) {
+    let node = match from.agent.node_id() {
+        Eid::Ipn { node, .. } => *node,
+        other => panic!("not an ipn node: {other}"),
+    };
+    let request = SendRequest {
+        source: Eid::ipn(node, 1),
+        destination: Eid::ipn(to, 1),
+        lifetime_ms: 3_600_000,
+        flags: BundleFlags::default(),
+    };
+    let mut pending = from.agent.begin_send(request, payload.len() as u64).await.expect("begin send");
+    for chunk in payload.chunks(1 << 20) {
+        pending.write(chunk).await.expect("write");
+    }
+    pending.commit().await.expect("commit");
+}
+
+/// Reads every bundle waiting for `endpoint` (waiting up to a minute for `count`), acknowledging
+/// each; returns the payloads.
+async fn receive(node: &Node, endpoint: Eid, count: usize) -> Vec<Vec<u8>> {
+    let mut watcher = node.agent.watch(endpoint.clone()).await.expect("watch");
+    let mut payloads = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while payloads.len() < count {
+        match node.agent.oldest_waiting(&endpoint).await.expect("oldest") {
+            Some((id, _header, content)) => {
+                let payload = match content {
+                    PayloadContent::Memory(bytes) => bytes.to_vec(),
+                    PayloadContent::File(mut file) => {
+                        let mut out = Vec::new();
+                        file.read_to_end(&mut out).await.expect("read payload");
+                        out
+                    }
+                };
+                payloads.push(payload);
+                assert!(node.agent.acknowledge_stored(&endpoint, id).await.expect("ack"));
+            }
+            None => {
+                tokio::time::timeout_at(deadline, watcher.arrived())
+                    .await
+                    .unwrap_or_else(|_| panic!("only {} of {count} bundles arrived", payloads.len()));
+            }
+        }
+    }
+    payloads
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundles_cross_both_ways_and_the_stores_empty() {
+    let (a, address) = listening(1).await;
+    let b = node(2, StoreConfig::default()).await;
+    b.tcpcl.connect_forever(address.to_string());
+    eventually("both sides see each other", || {
+        neighbours(&a) == [Eid::ipn(2, 0)] && neighbours(&b) == [Eid::ipn(1, 0)]
+    })
+    .await;
+
+    for i in 0..100u32 {
+        send(&b, 1, format!("b→a {i}").as_bytes()).await;
+        send(&a, 2, format!("a→b {i}").as_bytes()).await;
+    }
+    let big_to_a = pattern(3 << 20, 7);
+    let big_to_b = pattern((5 << 20) + 3, 9);
+    send(&b, 1, &big_to_a).await;
+    send(&a, 2, &big_to_b).await;
+
+    let (at_a, at_b) = tokio::join!(receive(&a, Eid::ipn(1, 1), 101), receive(&b, Eid::ipn(2, 1), 101));
+    for (received, from, big) in [(at_a, "b→a", &big_to_a), (at_b, "a→b", &big_to_b)] {
+        let small: Vec<_> = received.iter().filter(|p| p.len() < 100).cloned().collect();
+        let mut expected: Vec<Vec<u8>> = (0..100).map(|i| format!("{from} {i}").into_bytes()).collect();
+        let mut small = small;
+        small.sort();
+        expected.sort();
+        assert_eq!(small, expected);
+        let large: Vec<_> = received.iter().filter(|p| p.len() >= 100).collect();
+        assert_eq!(large.len(), 1);
+        assert!(large[0] == big, "the large payload arrived intact");
+    }
+    eventually("both stores empty", || {
+        a.agent.store().stats().bundles == 0 && b.agent.store().stats().bundles == 0
+    })
+    .await;
+
+    let sessions = a.tcpcl.sessions();
+    assert_eq!(sessions.len(), 1);
+    let s = &sessions[0];
+    assert_eq!((s.active, s.node_id.as_deref(), s.tls), (false, Some("ipn:2.0"), false));
+    assert_eq!((s.bundles_received, s.bundles_sent, s.transfers_in_flight), (101, 101, 0));
+    assert!(s.bytes_received > (3 << 20) && s.bytes_sent > (5 << 20), "{s:?}");
+    b.tcpcl.shutdown();
+    eventually("the session ended on both sides", || {
+        a.tcpcl.sessions().is_empty() && b.tcpcl.sessions().is_empty() && neighbours(&a).is_empty()
+    })
+    .await;
+}
+
+/// A TCP relay between two nodes that cuts its first connection after `cut_after` bytes
+/// towards the listener, and relays every later connection whole.
+async fn relay(to: SocketAddr, cut_after: u64) -> (SocketAddr, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
+    let address = listener.local_addr().expect("relay address");
+    let cut = Arc::new(AtomicBool::new(false));
+    let was_cut = Arc::clone(&cut);
+    tokio::spawn(async move {
+        let mut first = true;
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let Ok(mut outbound) = TcpStream::connect(to).await else { return };
+            let limit = if first { cut_after } else { u64::MAX };
+            first = false;
+            let was_cut = Arc::clone(&was_cut);
+            tokio::spawn(async move {
+                let (mut in_read, mut in_write) = inbound.split();
+                let (mut out_read, mut out_write) = outbound.split();
+                let forwarded = AtomicU64::new(0);
+                let upstream = async {
+                    let mut buffer = vec![0u8; 16 * 1024];
+                    loop {
+                        let n = match in_read.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        if forwarded.fetch_add(n as u64, Ordering::Relaxed) + n as u64 > limit {
+                            was_cut.store(true, Ordering::SeqCst);
+                            return; // the connection dies mid-transfer
+                        }
+                        if out_write.write_all(&buffer[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                };
+                let downstream = async {
+                    let _ = tokio::io::copy(&mut out_read, &mut in_write).await;
+                };
+                tokio::select! { _ = upstream => {}, _ = downstream => {} }
+                // Both connections close here, with no SESS_TERM.
+            });
+        }
+    });
+    (address, cut)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_killed_mid_transfer_loses_nothing_and_the_bundle_is_sent_again() {
+    let (a, address) = listening(1).await;
+    let (relay, was_cut) = relay(address, 2 << 20).await;
+    let b = node(2, StoreConfig::default()).await;
+    let payload = pattern(8 << 20, 3);
+    send(&b, 1, &payload).await;
+    b.tcpcl.connect_forever(relay.to_string());
+    let received = receive(&a, Eid::ipn(1, 1), 1).await;
+    assert!(was_cut.load(Ordering::SeqCst), "the first session was cut mid-transfer");
+    assert!(received[0] == payload, "the bundle arrived whole after the reconnection");
+    eventually("B's copy is gone once A has it", || b.agent.store().stats().bundles == 0).await;
+    // Exactly once: nothing more arrives.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(a.agent.store().stats().bundles, 0);
+    assert!(a.agent.oldest_waiting(&Eid::ipn(1, 1)).await.expect("oldest").is_none());
+    // The part-written file of the cut transfer was not left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(a._dir.path().join("blobs"))
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    b.tcpcl.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_store_refuses_with_no_resources_and_the_sender_keeps_the_bundle() {
+    let store = StoreConfig { max_bytes: 64 * 1024, ..StoreConfig::default() };
+    let a = node(1, store).await;
+    let address = a.tcpcl.listen("127.0.0.1:0".parse().expect("address")).await.expect("listen");
+    let b = node(2, StoreConfig::default()).await;
+    send(&b, 1, &pattern(200 * 1024, 1)).await;
+    send(&b, 1, b"small").await;
+    b.tcpcl.connect_forever(address.to_string());
+    let received = receive(&a, Eid::ipn(1, 1), 1).await;
+    assert_eq!(received, [b"small".to_vec()]);
+    // The large one was refused ("no resources") and stays at B, waiting for another chance.
+    eventually("B holds only the refused bundle", || b.agent.store().stats().bundles == 1).await;
+    assert_eq!(a.agent.store().stats().bundles, 0);
+    let stats = a.agent.stats();
+    assert!(stats.refused >= 1, "{stats:?}");
+    b.tcpcl.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_from_a_peer_ends_its_session_and_nothing_else() {
+    let (a, address) = listening(1).await;
+    for garbage in [&b"GET / HTTP/1.1\r\n\r\n"[..], b"dtn!\x04\x00\x0f", b"dtn!\x03\x00"] {
+        let mut stream = TcpStream::connect(address).await.expect("connect");
+        stream.write_all(garbage).await.expect("write");
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "the session was closed for {garbage:?}");
+        // A wrong version is answered with our contact header and SESS_TERM "version mismatch".
+        if garbage.starts_with(b"dtn!\x03") {
+            assert_eq!(&answer[..6], b"dtn!\x04\x00");
+            assert_eq!(&answer[6..], [0x05, 0x00, 0x02]);
+        }
+    }
+    eventually("no session left", || a.tcpcl.sessions().is_empty()).await;
+    // The node still takes a well-behaved peer.
+    let b = node(2, StoreConfig::default()).await;
+    b.tcpcl.connect_forever(address.to_string());
+    send(&b, 1, b"still here").await;
+    assert_eq!(receive(&a, Eid::ipn(1, 1), 1).await, [b"still here".to_vec()]);
+    b.tcpcl.shutdown();
+}
