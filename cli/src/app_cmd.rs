@@ -462,6 +462,34 @@ pub fn status(client: Client, json_out: bool) -> anyhow::Result<ExitCode> {
         for n in neighbours {
             println!("  {} via {} ({} in flight)", s(&n["node_id"]), s(&n["cla"]), n["in_flight"]);
         }
+        let layers = status["convergence_layers"].as_array().unwrap_or(&empty);
+        for layer in layers {
+            let listen: Vec<String> =
+                layer["listen"].as_array().unwrap_or(&empty).iter().map(|v| s(v)).collect();
+            let listen = if listen.is_empty() { "not listening".to_string() } else { listen.join(", ") };
+            println!("{:<11} {listen}", s(&layer["name"]));
+            for peer in layer["peers"].as_array().unwrap_or(&empty) {
+                println!("  peer {}", s(peer));
+            }
+            for session in layer["sessions"].as_array().unwrap_or(&empty) {
+                let node = session["node_id"].as_str().unwrap_or("(negotiating)");
+                let tls = match (session["tls"].as_bool(), session["node_id_authenticated"].as_bool()) {
+                    (Some(true), Some(true)) => "TLS, node ID authenticated",
+                    (Some(true), _) => "TLS",
+                    _ => "no TLS",
+                };
+                println!(
+                    "  session {} {} {node} ({tls}): {} bundles / {} bytes in, {} bundles / {} bytes out, {} in flight",
+                    s(&session["direction"]),
+                    s(&session["address"]),
+                    session["bundles_received"],
+                    session["bytes_received"],
+                    session["bundles_sent"],
+                    session["bytes_sent"],
+                    session["transfers_in_flight"],
+                );
+            }
+        }
         let routes = status["routes"].as_array().unwrap_or(&empty);
         println!("routes      {}", if routes.is_empty() { "none" } else { "" });
         for r in routes {

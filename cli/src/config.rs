@@ -30,6 +30,48 @@ pub struct Config {
     pub agent: AgentSection,
     #[serde(default)]
     pub routes: Vec<RouteEntry>,
+    #[serde(default)]
+    pub tcpcl: TcpclSection,
+}
+
+/// The TCP convergence layer (RFC 9174).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpclSection {
+    /// Addresses to accept sessions on (`0.0.0.0:4556`, `[::]:4556`); none by default.
+    #[serde(default)]
+    pub listen: Vec<std::net::SocketAddr>,
+    /// Keepalive interval offered, in seconds (0 disables keepalives).
+    pub keepalive: Option<u16>,
+    /// Largest segment accepted, in bytes.
+    pub segment_mru: Option<u64>,
+    /// Largest bundle accepted, in bytes.
+    pub transfer_mru: Option<u64>,
+    /// Largest segment sent, in bytes.
+    pub max_segment_size: Option<u64>,
+    /// `off`, `optional` or `required`.
+    pub tls: Option<TlsSetting>,
+    /// Longest wait between attempts to reach a peer.
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub reconnect_max: Option<Duration>,
+    /// Peers this node keeps a session to.
+    #[serde(default)]
+    pub peers: Vec<TcpclPeer>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsSetting {
+    Off,
+    Optional,
+    Required,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpclPeer {
+    /// `host:port` of the peer's TCPCL listener.
+    pub address: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -226,6 +268,25 @@ data_dir = "{data_dir}"
 # [[routes]]
 # to = "ipn:3.*"
 # via = "ipn:2.0"
+
+[tcpcl]
+# Accept TCPCLv4 sessions (RFC 9174) on these addresses (none by default).
+# listen = ["0.0.0.0:4556"]
+# Keepalive interval offered, in seconds (0 disables keepalives; dtn7-rs needs them).
+# keepalive = 30
+# Largest segment and largest bundle accepted, in bytes.
+# segment_mru = 16777216
+# transfer_mru = 17179869184
+# Largest segment sent, in bytes.
+# max_segment_size = 1048576
+# TLS: off, optional or required.
+# tls = "off"
+# Longest wait between attempts to reach a peer (the first wait is 1 s, doubled each time).
+# reconnect_max = "60s"
+
+# Peers this node keeps a TCPCL session to, reconnecting whenever the session is lost.
+# [[tcpcl.peers]]
+# address = "192.0.2.7:4556"
 "#,
         data_dir = data_dir.display()
     )
@@ -254,6 +315,10 @@ mod tests {
         assert_eq!(config.api.tcp, Some("127.0.0.1:4242".parse().expect("addr")));
         assert_eq!(config.reports.lifetime, Some(Duration::from_secs(86_400)));
         assert_eq!(config.routes.len(), 1);
+        assert_eq!(config.tcpcl.listen, ["0.0.0.0:4556".parse().expect("addr")]);
+        assert_eq!(config.tcpcl.peers.len(), 1);
+        assert_eq!(config.tcpcl.tls, Some(TlsSetting::Off));
+        assert_eq!(config.tcpcl.reconnect_max, Some(Duration::from_secs(60)));
     }
 
     #[test]
@@ -280,5 +345,11 @@ mod tests {
         assert!(error.contains("to") && error.contains("is not an EID pattern"), "{error}");
         let error = Config::parse("[api]\ntcp = \"localhost\"\n").expect_err("refused");
         assert!(error.contains("tcp"), "{error}");
+        let error = Config::parse("[tcpcl]\ntls = \"maybe\"\n").expect_err("refused");
+        assert!(error.contains("tls") && error.contains("unknown variant `maybe`"), "{error}");
+        let error = Config::parse("[tcpcl]\nkeepalive = 70000\n").expect_err("refused");
+        assert!(error.contains("keepalive"), "{error}");
+        let error = Config::parse("[[tcpcl.peers]]\nadress = \"x:1\"\n").expect_err("refused");
+        assert!(error.contains("unknown field `adress`"), "{error}");
     }
 }

@@ -10,13 +10,16 @@ use anyhow::Context;
 use bpa::agent::node::{Agent, AgentConfig};
 use bpa::agent::report::ReportPolicy;
 use bpa::agent::routing::StaticRoute;
-use bpa::api::{ApiConfig, ApiState};
+use bpa::api::{ApiConfig, ApiState, ExtraStatus};
 use bpa::bundle::ParseOptions;
 use bpa::store::{SqliteStore, StoreConfig};
 use bpa::time::{Clock, SystemClock};
+use convergence_layers::tcpcl::driver::{SessionSummary, Tcpcl, TcpclConfig};
+use convergence_layers::tcpcl::session::{SessionConfig, TlsPolicy};
+use std::net::SocketAddr;
 use tokio::net::UnixListener;
 
-use crate::config::Config;
+use crate::config::{Config, TlsSetting};
 
 /// How long open API requests (a receive waiting for a bundle) get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -76,6 +79,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
         agent.add_static_route(StaticRoute { pattern: route.to.clone(), via: route.via.clone() }).await?;
     }
     agent.start().await.context("cannot pick up the bundles the store holds")?;
+    let tcpcl = start_tcpcl(&config, &agent).await?;
 
     let socket = config.socket()?;
     let listener = bind_socket(&socket)?;
@@ -101,12 +105,30 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
     if let Some(v) = config.api.default_lifetime {
         api_config.default_lifetime = v;
     }
-    let extra_status = serde_json::json!({
+    let fixed_status = serde_json::json!({
         "data_dir": data_dir.display().to_string(),
         "config_file": config_path.as_ref().map(|p| p.display().to_string()),
         "api_socket": socket.display().to_string(),
-        "convergence_layers": [],
     });
+    let extra_status = {
+        let tcpcl = tcpcl.clone();
+        let listen = tcpcl.as_ref().map(|(_, bound)| bound.clone()).unwrap_or_default();
+        let peers: Vec<String> = config.tcpcl.peers.iter().map(|p| p.address.clone()).collect();
+        ExtraStatus(Arc::new(move || {
+            let mut status = fixed_status.clone();
+            let layers = match &tcpcl {
+                Some((tcpcl, _)) => serde_json::json!([{
+                    "name": "tcpcl",
+                    "listen": listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "peers": peers,
+                    "sessions": tcpcl.sessions().iter().map(session_json).collect::<Vec<_>>(),
+                }]),
+                None => serde_json::json!([]),
+            };
+            status["convergence_layers"] = layers;
+            status
+        }))
+    };
     let started = Instant::now();
     let state = |agent: Agent<SqliteStore>| ApiState {
         agent,
@@ -163,11 +185,79 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
         tracing::info!("open API requests cut off at shutdown");
     }
     housekeeping.abort();
+    if let Some((tcpcl, _)) = &tcpcl {
+        // Sessions end with SESS_TERM; bundles in transfer stay stored and go again next time.
+        tcpcl.shutdown();
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        while !tcpcl.sessions().is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    drop(tcpcl);
     drop(agent);
     store.close().await;
     let _ = std::fs::remove_file(&socket);
     eprintln!("dtn daemon: stopped ({signal}); every stored bundle is on disk");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the TCP convergence layer if it has anything to do: listeners and peers.
+async fn start_tcpcl(
+    config: &Config,
+    agent: &Agent<SqliteStore>,
+) -> anyhow::Result<Option<(Tcpcl<SqliteStore>, Vec<SocketAddr>)>> {
+    let section = &config.tcpcl;
+    if section.listen.is_empty() && section.peers.is_empty() {
+        return Ok(None);
+    }
+    let mut session = SessionConfig::new("");
+    session.tls = match section.tls.unwrap_or(TlsSetting::Off) {
+        TlsSetting::Off => TlsPolicy::Off,
+        setting => anyhow::bail!(
+            "tcpcl.tls = {setting:?}: this build cannot do TLS yet; set tcpcl.tls = \"off\" (the default)"
+        ),
+    };
+    if let Some(v) = section.keepalive {
+        session.keepalive = v;
+    }
+    if let Some(v) = section.segment_mru {
+        session.segment_mru = v;
+    }
+    if let Some(v) = section.transfer_mru {
+        session.transfer_mru = v;
+    }
+    if let Some(v) = section.max_segment_size {
+        anyhow::ensure!(v > 0, "tcpcl.max_segment_size = 0: segments carry at least one byte");
+        session.max_segment_size = v;
+    }
+    let mut tcpcl_config = TcpclConfig::new(session);
+    if let Some(v) = section.reconnect_max {
+        tcpcl_config.reconnect_max = v.max(tcpcl_config.reconnect_min);
+    }
+    let tcpcl = Tcpcl::new(agent.clone(), tcpcl_config);
+    let mut bound = Vec::new();
+    for address in &section.listen {
+        bound.push(tcpcl.listen(*address).await.with_context(|| format!("tcpcl.listen = {address}"))?);
+    }
+    for peer in &section.peers {
+        tcpcl.connect_forever(peer.address.clone());
+    }
+    Ok(Some((tcpcl, bound)))
+}
+
+fn session_json(session: &SessionSummary) -> serde_json::Value {
+    serde_json::json!({
+        "address": session.address.to_string(),
+        "direction": if session.active { "outbound" } else { "inbound" },
+        "node_id": session.node_id,
+        "node_id_authenticated": session.node_id_authenticated,
+        "tls": session.tls,
+        "bytes_received": session.bytes_received,
+        "bytes_sent": session.bytes_sent,
+        "bundles_received": session.bundles_received,
+        "bundles_sent": session.bundles_sent,
+        "transfers_in_flight": session.transfers_in_flight,
+    })
 }
 
 /// Waits for SIGINT or SIGTERM and names it.

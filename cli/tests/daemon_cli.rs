@@ -437,3 +437,75 @@ fn large_payloads_stream_through_the_daemon_in_bounded_memory() {
     eprintln!("daemon peak RSS: {:.1} MiB", peak as f64 / (1 << 20) as f64);
     assert!(peak < 64 << 20, "the daemon's peak RSS is {peak} bytes: payloads are held in memory");
 }
+
+/// A loopback TCP port free now (bound, read, released).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").port()
+}
+
+/// Writes `chunks` MiB of noise to `path` (chunk `i` is `noise(1 MiB, i)`) without holding it.
+fn write_noise_file(path: &Path, chunks: u64) {
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    for i in 0..chunks {
+        file.write_all(&noise(1 << 20, i)).expect("write");
+    }
+    file.flush().expect("flush");
+}
+
+/// Issue 5: two daemons on loopback, B keeping a TCPCL session to A. A 1 GiB file sent on B
+/// with `dtn send` arrives at A through the session and comes out of `dtn recv` intact, and
+/// neither daemon's memory grows with it: B reads it from its store segment by segment, A
+/// writes the segments into its store as they arrive.
+#[test]
+fn two_daemons_move_a_1_gib_file_over_tcpcl_in_bounded_memory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+    for (node_dir, config) in [
+        (&a_dir, format!("node_id = \"ipn:1.0\"\n[tcpcl]\nlisten = [\"127.0.0.1:{port}\"]\n")),
+        (&b_dir, format!("node_id = \"ipn:2.0\"\n[[tcpcl.peers]]\naddress = \"127.0.0.1:{port}\"\n")),
+    ] {
+        std::fs::create_dir_all(node_dir).expect("dir");
+        let data_dir = format!("data_dir = \"{}\"\n", node_dir.join("data").display());
+        std::fs::write(node_dir.join("node.toml"), data_dir + &config).expect("config");
+    }
+    let a = Daemon::start(&a_dir);
+    let b = Daemon::start(&b_dir);
+
+    const MIB: u64 = 1024;
+    let file = dir.path().join("one-gib.bin");
+    write_noise_file(&file, MIB);
+    let out = b.dtn(&["send", "--to", "ipn:1.5", file.to_str().expect("utf8")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    std::fs::remove_file(&file).expect("remove");
+
+    let received = dir.path().join("received.bin");
+    let out = a.dtn(&["recv", "--endpoint", "ipn:1.5", "--out", received.to_str().expect("utf8")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut got = std::io::BufReader::new(std::fs::File::open(&received).expect("received"));
+    let mut chunk = vec![0u8; 1 << 20];
+    for i in 0..MIB {
+        got.read_exact(&mut chunk).expect("a whole 1 GiB");
+        assert!(chunk == noise(1 << 20, i), "MiB {i} of the received file differs");
+    }
+    assert_eq!(got.read(&mut chunk).expect("read"), 0, "nothing after 1 GiB");
+
+    let out = a.dtn(&["status", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let session = &status["convergence_layers"][0]["sessions"][0];
+    assert_eq!(session["node_id"], "ipn:2.0", "{status}");
+    assert_eq!(session["direction"], "inbound");
+    assert_eq!(session["bundles_received"], 1);
+    assert!(session["bytes_received"].as_u64().expect("bytes") > 1 << 30);
+    let out = b.dtn(&["status"]);
+    assert!(text(&out.stdout).contains("session outbound"), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("ipn:1.0 (no TLS): 0 bundles"), "{}", text(&out.stdout));
+
+    for (name, daemon) in [("A", &a), ("B", &b)] {
+        let peak = peak_rss(daemon.child.id());
+        eprintln!("daemon {name} peak RSS: {:.1} MiB", peak as f64 / (1 << 20) as f64);
+        assert!(peak < 64 << 20, "daemon {name}'s peak RSS is {peak} bytes: the bundle is held in memory");
+    }
+}

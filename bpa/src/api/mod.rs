@@ -70,8 +70,19 @@ pub struct ApiState<S: Store> {
     pub agent: Agent<S>,
     pub config: ApiConfig,
     pub started: Instant,
-    /// Extra lines for `/v1/status` (convergence layers, configuration file), from the daemon.
-    pub extra_status: serde_json::Value,
+    /// Extra fields for `/v1/status` (convergence layers and their sessions, configuration
+    /// file), from the daemon, made at each request.
+    pub extra_status: ExtraStatus,
+}
+
+/// Makes the daemon's own `/v1/status` fields (a JSON object) when asked.
+#[derive(Clone)]
+pub struct ExtraStatus(pub Arc<dyn Fn() -> serde_json::Value + Send + Sync>);
+
+impl std::fmt::Debug for ExtraStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExtraStatus")
+    }
 }
 
 /// The API's routes over an agent.
@@ -169,8 +180,8 @@ async fn status<S: Store>(State(state): Shared<S>) -> Result<Response, ApiError>
             "endpoint": eid.to_string(), "connected": connected,
         })).collect::<Vec<_>>(),
     });
-    if let (Some(body), Some(extra)) = (body.as_object_mut(), state.extra_status.as_object()) {
-        body.extend(extra.clone());
+    if let (Some(body), serde_json::Value::Object(extra)) = (body.as_object_mut(), (state.extra_status.0)()) {
+        body.extend(extra);
     }
     Ok(axum::Json(body).into_response())
 }
