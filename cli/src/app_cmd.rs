@@ -465,7 +465,7 @@ pub fn status(client: Client, json_out: bool) -> anyhow::Result<ExitCode> {
         let layers = status["convergence_layers"].as_array().unwrap_or(&empty);
         for layer in layers {
             let listen: Vec<String> =
-                layer["listen"].as_array().unwrap_or(&empty).iter().map(|v| s(v)).collect();
+                layer["listen"].as_array().unwrap_or(&empty).iter().map(&s).collect();
             let listen = if listen.is_empty() { "not listening".to_string() } else { listen.join(", ") };
             println!("{:<11} {listen}", s(&layer["name"]));
             for peer in layer["peers"].as_array().unwrap_or(&empty) {
