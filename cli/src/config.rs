@@ -54,6 +54,9 @@ pub struct TcpclSection {
     /// Longest wait between attempts to reach a peer.
     #[serde(default, deserialize_with = "duration_opt")]
     pub reconnect_max: Option<Duration>,
+    /// Send bundles over a peer's announced Transfer MRU anyway (dtn7-rs announces 64,000
+    /// bytes and takes more).
+    pub ignore_peer_transfer_mru: Option<bool>,
     /// Peers this node keeps a session to.
     #[serde(default)]
     pub peers: Vec<TcpclPeer>,
@@ -283,6 +286,9 @@ data_dir = "{data_dir}"
 # tls = "off"
 # Longest wait between attempts to reach a peer (the first wait is 1 s, doubled each time).
 # reconnect_max = "60s"
+# Send bundles larger than a peer's announced Transfer MRU anyway: dtn7-rs announces 64000
+# bytes but takes larger bundles.
+# ignore_peer_transfer_mru = false
 
 # Peers this node keeps a TCPCL session to, reconnecting whenever the session is lost.
 # [[tcpcl.peers]]

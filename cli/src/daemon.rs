@@ -230,6 +230,9 @@ async fn start_tcpcl(
         anyhow::ensure!(v > 0, "tcpcl.max_segment_size = 0: segments carry at least one byte");
         session.max_segment_size = v;
     }
+    if let Some(v) = section.ignore_peer_transfer_mru {
+        session.ignore_peer_transfer_mru = v;
+    }
     let mut tcpcl_config = TcpclConfig::new(session);
     if let Some(v) = section.reconnect_max {
         tcpcl_config.reconnect_max = v.max(tcpcl_config.reconnect_min);

@@ -85,3 +85,19 @@ pub fn read_hex_vector(name: &str) -> Vec<u8> {
     hex::decode(clean.trim_start_matches("0x"))
         .unwrap_or_else(|e| panic!("{} is not hex: {e}", path.display()))
 }
+
+/// A dtn7-rs 0.21.0 program (`dtnd`, `dtnsend`, `dtnrecv`): from `$DTN7_BIN_DIR`, else
+/// `~/.cargo/bin` where `scripts/test` installs it (`cargo install --locked dtn7 --version
+/// 0.21.0`), else the `PATH`.
+pub fn dtn7_program(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("DTN7_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        let installed = PathBuf::from(home).join(".cargo/bin").join(name);
+        if installed.exists() {
+            return installed;
+        }
+    }
+    PathBuf::from(name)
+}

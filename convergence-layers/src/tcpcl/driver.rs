@@ -155,8 +155,9 @@ impl std::fmt::Debug for OutboundMessage {
 struct Shared<S: Store> {
     agent: Agent<S>,
     config: TcpclConfig,
-    /// Established sessions by the peer's node ID; the newest session to a node is used.
-    routes: Mutex<HashMap<Eid, Route>>,
+    /// Established sessions by the peer's node ID, oldest first; the newest is used. (A peer
+    /// may open its own session while ours is up: dtn7-rs does, to send.)
+    routes: Mutex<HashMap<Eid, Vec<Route>>>,
     sessions: Mutex<HashMap<u64, Arc<SessionStatus>>>,
     next_session: AtomicU64,
     shutdown: watch::Sender<bool>,
@@ -322,7 +323,7 @@ impl<S: Store> ConvergenceLayer for TcpclLink<S> {
 
     fn send(&self, peer: &Eid, bundle: OutgoingBundle) -> ClaFuture<'_, ()> {
         let node = peer.node_id();
-        let route = lock(&self.shared.routes).get(&node).cloned();
+        let route = lock(&self.shared.routes).get(&node).and_then(|routes| routes.last().cloned());
         Box::pin(async move {
             let peer = node.to_string();
             let Some(route) = route else { return Err(ClaError::LinkDown { peer }) };
@@ -642,7 +643,7 @@ impl<S: Store> SessionTask<S> {
                         let node = eid.node_id();
                         self.peer = Some(node.clone());
                         let route = Route { session: self.number, outbound: self.outbound_tx.clone() };
-                        lock(&self.layer.shared.routes).insert(node.clone(), route);
+                        lock(&self.layer.shared.routes).entry(node.clone()).or_default().push(route);
                         let link = self.layer.link();
                         if let Err(error) = self.agent().neighbour_up(node, link).await {
                             tracing::error!(%error, "dispatching bundles for a new neighbour failed");
@@ -838,11 +839,14 @@ impl<S: Store> SessionTask<S> {
         }
     }
 
-    /// The agent no longer sends through this session.
+    /// The agent no longer sends through this session; the peer is no longer a neighbour once
+    /// its last session is gone.
     fn unroute(&mut self) {
         let Some(peer) = self.peer.take() else { return };
         let mut routes = lock(&self.layer.shared.routes);
-        if routes.get(&peer).is_some_and(|r| r.session == self.number) {
+        let Some(sessions) = routes.get_mut(&peer) else { return };
+        sessions.retain(|r| r.session != self.number);
+        if sessions.is_empty() {
             routes.remove(&peer);
             drop(routes);
             self.agent().neighbour_down(&peer);

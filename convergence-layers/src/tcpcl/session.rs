@@ -58,6 +58,10 @@ pub struct SessionConfig {
     pub max_segment_size: u64,
     /// How long to wait for the peer's contact header, its SESS_INIT, and its SESS_TERM reply.
     pub negotiation_timeout: Duration,
+    /// Send bundles larger than the peer's Transfer MRU anyway. Off by default (§4.7: the
+    /// MRU is the largest transfer the peer accepts); for dtn7-rs, which announces 64,000
+    /// bytes but takes (and sends) larger bundles (design §8).
+    pub ignore_peer_transfer_mru: bool,
 }
 
 impl SessionConfig {
@@ -71,6 +75,7 @@ impl SessionConfig {
             require_node_id_authentication: true,
             max_segment_size: 1 << 20,
             negotiation_timeout: Duration::from_secs(30),
+            ignore_peer_transfer_mru: false,
         }
     }
 }
@@ -913,7 +918,7 @@ impl Session {
         if length == 0 {
             return Err(SendError::Empty);
         }
-        if length > negotiated.transfer_mtu {
+        if length > negotiated.transfer_mtu && !self.config.ignore_peer_transfer_mru {
             return Err(SendError::OverTransferMtu { length, mtu: negotiated.transfer_mtu });
         }
         if let Some(current) = self.outgoing.back().filter(|t| t.sent < t.total) {
