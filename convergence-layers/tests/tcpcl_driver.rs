@@ -13,6 +13,7 @@ use bpa::store::{PayloadContent, SqliteStore, StoreConfig};
 use bpa::time::SystemClock;
 use convergence_layers::tcpcl::driver::{Tcpcl, TcpclConfig};
 use convergence_layers::tcpcl::session::{SessionConfig, TlsPolicy};
+use convergence_layers::tcpcl::tls::TlsSetup;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -33,11 +34,20 @@ fn config() -> TcpclConfig {
 }
 
 async fn node(n: u32, store: StoreConfig) -> Node {
+    node_with(n, store, config()).await
+}
+
+async fn node_with(n: u32, store: StoreConfig, config: TcpclConfig) -> Node {
+    // RUST_LOG=debug shows what the sessions did.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let dir = tempfile::tempdir().expect("tempdir");
     let clock: Arc<dyn bpa::time::Clock> = Arc::new(SystemClock);
     let (store, _) = SqliteStore::open(dir.path(), store, Arc::clone(&clock)).await.expect("store");
     let agent = Agent::new(AgentConfig::new(Eid::ipn(n, 0)), store, clock);
-    let tcpcl = Tcpcl::new(agent.clone(), config());
+    let tcpcl = Tcpcl::new(agent.clone(), config);
     Node { agent, tcpcl, _dir: dir }
 }
 
@@ -272,5 +282,127 @@ async fn garbage_from_a_peer_ends_its_session_and_nothing_else() {
     b.tcpcl.connect_forever(address.to_string());
     send(&b, 1, b"still here").await;
     assert_eq!(receive(&a, Eid::ipn(1, 1), 1).await, [b"still here".to_vec()]);
+    b.tcpcl.shutdown();
+}
+
+/// A test PKI: a CA and certificates it signs, each naming node IDs in URI SANs.
+struct Pki {
+    ca: rcgen::Certificate,
+    ca_key: rcgen::KeyPair,
+}
+
+impl Pki {
+    fn new(name: &str) -> Pki {
+        let ca_key = rcgen::KeyPair::generate().expect("CA key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        let ca = params.self_signed(&ca_key).expect("CA certificate");
+        Pki { ca, ca_key }
+    }
+
+    /// A node certificate naming `node_ids`; written as PEM files into `dir`, returned as
+    /// (certificate, key) paths.
+    fn issue(
+        &self,
+        node_ids: &[&str],
+        dir: &std::path::Path,
+        name: &str,
+    ) -> (std::path::PathBuf, std::path::PathBuf) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.subject_alt_names =
+            node_ids.iter().map(|id| rcgen::SanType::URI((*id).try_into().expect("an IA5 string"))).collect();
+        params.extended_key_usages =
+            vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let certificate = params.signed_by(&key, &self.ca, &self.ca_key).expect("sign");
+        let (cert_path, key_path) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
+        std::fs::write(&cert_path, certificate.pem()).expect("write certificate");
+        std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+        (cert_path, key_path)
+    }
+
+    fn write_ca(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join("ca.crt");
+        std::fs::write(&path, self.ca.pem()).expect("write CA");
+        path
+    }
+}
+
+fn tls_config(
+    pki: &Pki,
+    trusted: &std::path::Path,
+    node_ids: &[&str],
+    dir: &std::path::Path,
+    name: &str,
+) -> TcpclConfig {
+    let (certificate, key) = pki.issue(node_ids, dir, name);
+    let mut config = config();
+    config.session.tls = TlsPolicy::Required;
+    config.tls = Some(TlsSetup::from_pem_files(&certificate, &key, trusted, true).expect("TLS setup"));
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tls_required_node_ids_are_authenticated_and_bundles_cross() {
+    let pki = Pki::new("test CA");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = pki.write_ca(dir.path());
+    let a = node_with(1, StoreConfig::default(), tls_config(&pki, &ca, &["ipn:1.0"], dir.path(), "a")).await;
+    let address = a.tcpcl.listen("127.0.0.1:0".parse().expect("address")).await.expect("listen");
+    let b = node_with(2, StoreConfig::default(), tls_config(&pki, &ca, &["ipn:2.0"], dir.path(), "b")).await;
+    b.tcpcl.connect_forever(address.to_string());
+    send(&b, 1, &pattern(300_000, 4)).await;
+    send(&a, 2, b"over TLS").await;
+    assert_eq!(receive(&a, Eid::ipn(1, 1), 1).await, [pattern(300_000, 4)]);
+    assert_eq!(receive(&b, Eid::ipn(2, 1), 1).await, [b"over TLS".to_vec()]);
+    for node in [&a, &b] {
+        let sessions = node.tcpcl.sessions();
+        assert_eq!(sessions.len(), 1);
+        assert!(sessions[0].tls && sessions[0].node_id_authenticated, "{sessions:?}");
+    }
+    b.tcpcl.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_for_another_node_id_or_from_an_unknown_ca_is_refused() {
+    let pki = Pki::new("test CA");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = pki.write_ca(dir.path());
+    let a = node_with(1, StoreConfig::default(), tls_config(&pki, &ca, &["ipn:1.0"], dir.path(), "a")).await;
+    let address = a.tcpcl.listen("127.0.0.1:0".parse().expect("address")).await.expect("listen");
+
+    // B claims ipn:2.0 in SESS_INIT; its certificate names ipn:9.0.
+    let impostor =
+        node_with(2, StoreConfig::default(), tls_config(&pki, &ca, &["ipn:9.0"], dir.path(), "b")).await;
+    assert!(!impostor.tcpcl.connect_once(address).await.expect("connect"), "the session was established");
+    // A certificate from a CA that A does not trust.
+    let other = Pki::new("another CA");
+    let other_ca = other.write_ca(&dir.path().join("..").join(dir.path().file_name().expect("name")));
+    let stranger =
+        node_with(3, StoreConfig::default(), tls_config(&other, &other_ca, &["ipn:3.0"], dir.path(), "c"))
+            .await;
+    assert!(!stranger.tcpcl.connect_once(address).await.expect("connect"), "the session was established");
+    // Neither became a neighbour on either side.
+    assert!(
+        neighbours(&a).is_empty() && neighbours(&impostor).is_empty() && neighbours(&stranger).is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_optional_on_one_side_and_off_on_the_other_runs_without_tls() {
+    let pki = Pki::new("test CA");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = pki.write_ca(dir.path());
+    let mut optional = tls_config(&pki, &ca, &["ipn:1.0"], dir.path(), "a");
+    optional.session.tls = TlsPolicy::Optional;
+    let a = node_with(1, StoreConfig::default(), optional).await;
+    let address = a.tcpcl.listen("127.0.0.1:0".parse().expect("address")).await.expect("listen");
+    let b = node(2, StoreConfig::default()).await;
+    b.tcpcl.connect_forever(address.to_string());
+    send(&b, 1, b"in the clear").await;
+    assert_eq!(receive(&a, Eid::ipn(1, 1), 1).await, [b"in the clear".to_vec()]);
+    assert!(!a.tcpcl.sessions()[0].tls);
     b.tcpcl.shutdown();
 }

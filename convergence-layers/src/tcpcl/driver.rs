@@ -31,7 +31,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::session::{Event, Role, Session, SessionConfig};
+use super::session::{Event, Role, Session, SessionConfig, TlsPolicy};
+use super::tls::{TlsSetup, certified_node_ids};
 use super::wire::{CONTACT_HEADER_LEN, RefuseReason, SessTermReason};
 
 /// Incoming bundles up to this size are collected in memory and stored whole; larger ones
@@ -55,11 +56,19 @@ pub struct TcpclConfig {
     pub reconnect_min: Duration,
     /// The longest wait between reconnection attempts.
     pub reconnect_max: Duration,
+    /// The node's certificate and trust anchors; without them no TLS is offered, whatever
+    /// [`SessionConfig::tls`] says.
+    pub tls: Option<TlsSetup>,
 }
 
 impl TcpclConfig {
     pub fn new(session: SessionConfig) -> TcpclConfig {
-        TcpclConfig { session, reconnect_min: Duration::from_secs(1), reconnect_max: Duration::from_secs(60) }
+        TcpclConfig {
+            session,
+            reconnect_min: Duration::from_secs(1),
+            reconnect_max: Duration::from_secs(60),
+            tls: None,
+        }
     }
 }
 
@@ -180,6 +189,9 @@ impl<S: Store> Tcpcl<S> {
     /// A layer for `agent`. The session's node ID is set to the agent's.
     pub fn new(agent: Agent<S>, mut config: TcpclConfig) -> Tcpcl<S> {
         config.session.node_id = agent.node_id().node_id().to_string();
+        if config.tls.is_none() {
+            config.session.tls = TlsPolicy::Off;
+        }
         let (shutdown, _) = watch::channel(false);
         Tcpcl {
             shared: Arc::new(Shared {
@@ -370,6 +382,12 @@ struct IncomingTransfer<S: Store> {
     receiving: Receiving<S>,
 }
 
+/// A session's connection after a TLS handshake.
+enum Connection {
+    Client(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    Server(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
 /// A finished commit of a received bundle.
 struct Committed {
     transfer_id: u64,
@@ -383,6 +401,8 @@ struct SessionTask<S: Store> {
     status: Arc<SessionStatus>,
     peer: Option<Eid>,
     established: bool,
+    /// Events from the contact header exchange, handled once the session runs.
+    early_events: VecDeque<Event>,
     jobs: Option<mpsc::UnboundedSender<WriteJob>>,
     outbound_tx: mpsc::UnboundedSender<OutboundMessage>,
     outbound_rx: mpsc::UnboundedReceiver<OutboundMessage>,
@@ -410,6 +430,7 @@ impl<S: Store> SessionTask<S> {
             status,
             peer: None,
             established: false,
+            early_events: VecDeque::new(),
             jobs: None,
             outbound_tx,
             outbound_rx,
@@ -438,14 +459,86 @@ impl<S: Store> SessionTask<S> {
             self.fail_all("the connection closed");
             return false;
         }
+        // §4.4: TLS begins right after the contact headers when both offered it.
+        while let Some(event) = self.session.poll_event() {
+            if event == Event::StartTls {
+                self.start_tls(stream).await;
+                return self.established;
+            }
+            self.early_events.push_back(event);
+        }
         let (reader, writer) = tokio::io::split(stream);
         self.run_established(reader, writer).await;
         self.established
     }
 
+    /// Runs the TLS handshake (the active side as client) and the session over it.
+    async fn start_tls(&mut self, stream: TcpStream) {
+        let address = self.status.address;
+        let Some(tls) = self.layer.shared.config.tls.clone() else {
+            // Not reached: without a TLS setup the session never offers TLS.
+            self.fail_all("TLS is not configured");
+            return;
+        };
+        let timeout = self.layer.shared.config.session.negotiation_timeout;
+        let role = self.session.role();
+        let handshake = async {
+            match role {
+                Role::Active => {
+                    let connector = tokio_rustls::TlsConnector::from(Arc::clone(&tls.client));
+                    let stream = connector.connect(TlsSetup::server_name(address), stream).await?;
+                    let ids = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(certified_node_ids);
+                    Ok::<_, std::io::Error>((Connection::Client(Box::new(stream)), ids.unwrap_or_default()))
+                }
+                Role::Passive => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.server));
+                    let stream = acceptor.accept(stream).await?;
+                    let ids = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(certified_node_ids);
+                    Ok((Connection::Server(Box::new(stream)), ids.unwrap_or_default()))
+                }
+            }
+        };
+        let (connection, node_ids) = match tokio::time::timeout(timeout, handshake).await {
+            Ok(Ok(done)) => done,
+            Ok(Err(error)) => {
+                tracing::warn!(%address, %error, "TCPCL TLS handshake failed");
+                self.fail_all("the TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(%address, ?timeout, "TCPCL TLS handshake timed out");
+                self.fail_all("the TLS handshake timed out");
+                return;
+            }
+        };
+        tracing::debug!(%address, ?node_ids, "TLS established");
+        self.session.tls_established(node_ids, Instant::now());
+        match connection {
+            Connection::Client(stream) => {
+                let (reader, writer) = tokio::io::split(*stream);
+                self.run_established(reader, writer).await;
+            }
+            Connection::Server(stream) => {
+                let (reader, writer) = tokio::io::split(*stream);
+                self.run_established(reader, writer).await;
+            }
+        }
+    }
+
     async fn exchange_contact_headers(&mut self, stream: &mut TcpStream) -> std::io::Result<()> {
         while let Some(bytes) = self.session.poll_transmit() {
             stream.write_all(&bytes).await?;
+            self.status.bytes_sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
             self.session.on_transmitted(Instant::now());
         }
         let deadline = self.session.poll_timeout();
@@ -466,6 +559,12 @@ impl<S: Store> SessionTask<S> {
         }
         self.status.bytes_received.fetch_add(header.len() as u64, Ordering::Relaxed);
         self.session.handle_input(&header, Instant::now());
+        // The passive side answers with its own header now, in the clear, before any TLS.
+        while let Some(bytes) = self.session.poll_transmit() {
+            stream.write_all(&bytes).await?;
+            self.status.bytes_sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            self.session.on_transmitted(Instant::now());
+        }
         Ok(())
     }
 
@@ -540,7 +639,9 @@ impl<S: Store> SessionTask<S> {
     async fn step(&mut self) {
         loop {
             self.flush_control();
-            let Some(event) = self.session.poll_event() else { break };
+            let Some(event) = self.early_events.pop_front().or_else(|| self.session.poll_event()) else {
+                break;
+            };
             self.handle_event(event).await;
         }
         self.start_transfers();
@@ -624,9 +725,8 @@ impl<S: Store> SessionTask<S> {
         let address = self.status.address;
         match event {
             Event::StartTls => {
-                // TLS is not offered by this build's sessions; a session that asks for it
-                // cannot go on.
-                tracing::warn!(%address, "TLS requested but not available; closing");
+                // Only right after the contact headers, where `run` handles it.
+                tracing::warn!(%address, "TLS requested mid-session; closing");
                 self.session.terminate(SessTermReason::CONTACT_FAILURE);
             }
             Event::Established(negotiated) => {

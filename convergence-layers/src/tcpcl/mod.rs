@@ -5,4 +5,5 @@
 
 pub mod driver;
 pub mod session;
+pub mod tls;
 pub mod wire;

@@ -620,10 +620,6 @@ impl Session {
     }
 
     fn on_sess_init(&mut self, init: SessInit, now: Instant) {
-        if self.role == Role::Passive {
-            let ours = self.our_sess_init();
-            self.send(ours);
-        }
         let unacceptable = |why: String| Some(SessionError::Unacceptable(why));
         let problem = if init.segment_mru == 0 {
             unacceptable("its segment MRU is 0: no segment could be sent".into())
@@ -652,6 +648,12 @@ impl Session {
             self.terminate_with(SessTermReason::CONTACT_FAILURE, Some(error.clone()));
             self.close(Some(error));
             return;
+        }
+        // §4.6: the passive side answers the active side's SESS_INIT — only once it accepts it,
+        // so a refused peer learns nothing more of this node than the SESS_TERM.
+        if self.role == Role::Passive {
+            let ours = self.our_sess_init();
+            self.send(ours);
         }
         let keepalive = Duration::from_secs(u64::from(init.keepalive.min(self.config.keepalive)));
         let negotiated = Negotiated {
