@@ -51,6 +51,15 @@ pub struct TcpclSection {
     pub max_segment_size: Option<u64>,
     /// `off`, `optional` or `required`.
     pub tls: Option<TlsSetting>,
+    /// This node's certificate (chain), PEM; its URI subject alternative name is the node ID.
+    pub certificate: Option<PathBuf>,
+    /// The certificate's private key, PEM.
+    pub private_key: Option<PathBuf>,
+    /// The certificates (CAs) peers' certificates must chain to, PEM.
+    pub trust: Option<PathBuf>,
+    /// With TLS: end a session whose peer's certificate does not name its node ID (default
+    /// true; RFC 9174 §4.4.4.3).
+    pub require_node_id_authentication: Option<bool>,
     /// Longest wait between attempts to reach a peer.
     #[serde(default, deserialize_with = "duration_opt")]
     pub reconnect_max: Option<Duration>,
@@ -282,8 +291,13 @@ data_dir = "{data_dir}"
 # transfer_mru = 17179869184
 # Largest segment sent, in bytes.
 # max_segment_size = 1048576
-# TLS: off, optional or required.
+# TLS: off, optional or required. With TLS, the node's certificate must name its node ID as
+# a URI subject alternative name, and peers' certificates must chain to `trust`.
 # tls = "off"
+# certificate = "/etc/dtn/node.crt"
+# private_key = "/etc/dtn/node.key"
+# trust = "/etc/dtn/ca.crt"
+# require_node_id_authentication = true
 # Longest wait between attempts to reach a peer (the first wait is 1 s, doubled each time).
 # reconnect_max = "60s"
 # Send bundles larger than a peer's announced Transfer MRU anyway: dtn7-rs announces 64000
@@ -324,6 +338,7 @@ mod tests {
         assert_eq!(config.tcpcl.listen, ["0.0.0.0:4556".parse().expect("addr")]);
         assert_eq!(config.tcpcl.peers.len(), 1);
         assert_eq!(config.tcpcl.tls, Some(TlsSetting::Off));
+        assert_eq!(config.tcpcl.trust.as_deref(), Some(Path::new("/etc/dtn/ca.crt")));
         assert_eq!(config.tcpcl.reconnect_max, Some(Duration::from_secs(60)));
     }
 

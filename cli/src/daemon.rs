@@ -16,6 +16,7 @@ use bpa::store::{SqliteStore, StoreConfig};
 use bpa::time::{Clock, SystemClock};
 use convergence_layers::tcpcl::driver::{SessionSummary, Tcpcl, TcpclConfig};
 use convergence_layers::tcpcl::session::{SessionConfig, TlsPolicy};
+use convergence_layers::tcpcl::tls::TlsSetup;
 use std::net::SocketAddr;
 use tokio::net::UnixListener;
 
@@ -207,14 +208,25 @@ async fn start_tcpcl(
     agent: &Agent<SqliteStore>,
 ) -> anyhow::Result<Option<(Tcpcl<SqliteStore>, Vec<SocketAddr>)>> {
     let section = &config.tcpcl;
-    if section.listen.is_empty() && section.peers.is_empty() {
-        return Ok(None);
-    }
     let mut session = SessionConfig::new("");
-    session.tls = match section.tls.unwrap_or(TlsSetting::Off) {
+    let setting = section.tls.unwrap_or(TlsSetting::Off);
+    session.tls = match setting {
         TlsSetting::Off => TlsPolicy::Off,
-        setting => anyhow::bail!(
-            "tcpcl.tls = {setting:?}: this build cannot do TLS yet; set tcpcl.tls = \"off\" (the default)"
+        TlsSetting::Optional => TlsPolicy::Optional,
+        TlsSetting::Required => TlsPolicy::Required,
+    };
+    if let Some(v) = section.require_node_id_authentication {
+        session.require_node_id_authentication = v;
+    }
+    let tls = match (setting, &section.certificate, &section.private_key, &section.trust) {
+        (TlsSetting::Off, ..) => None,
+        (_, Some(certificate), Some(key), Some(trust)) => Some(
+            TlsSetup::from_pem_files(certificate, key, trust, session.require_node_id_authentication)
+                .context("tcpcl TLS")?,
+        ),
+        _ => anyhow::bail!(
+            "tcpcl.tls = {setting:?} needs tcpcl.certificate, tcpcl.private_key and tcpcl.trust (PEM files): the \
+             node's certificate naming its node ID, its key, and the CA certificates peers chain to"
         ),
     };
     if let Some(v) = section.keepalive {
@@ -234,8 +246,13 @@ async fn start_tcpcl(
         session.ignore_peer_transfer_mru = v;
     }
     let mut tcpcl_config = TcpclConfig::new(session);
+    tcpcl_config.tls = tls;
     if let Some(v) = section.reconnect_max {
         tcpcl_config.reconnect_max = v.max(tcpcl_config.reconnect_min);
+    }
+    // Checked above even when unused, so a mistake shows before it matters.
+    if section.listen.is_empty() && section.peers.is_empty() {
+        return Ok(None);
     }
     let tcpcl = Tcpcl::new(agent.clone(), tcpcl_config);
     let mut bound = Vec::new();

@@ -336,6 +336,24 @@ fn a_bad_config_is_refused_naming_the_key() {
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("cannot read the configuration file"), "{}", text(&out.stderr));
+
+    let data = dir.path().join("data");
+    for (tcpcl, expected) in [
+        (
+            "tls = \"required\"\n",
+            "tcpcl.tls = Required needs tcpcl.certificate, tcpcl.private_key and tcpcl.trust",
+        ),
+        (
+            "tls = \"optional\"\ncertificate = \"/nonexistent.crt\"\nprivate_key = \"/k\"\ntrust = \"/t\"\n",
+            "cannot read certificate /nonexistent.crt",
+        ),
+    ] {
+        let text_config = format!("node_id = \"ipn:1.0\"\ndata_dir = \"{}\"\n[tcpcl]\n{tcpcl}", data.display());
+        std::fs::write(&config, text_config).expect("config");
+        let out = Command::new(DTN).args(["daemon", "--config"]).arg(&config).output().expect("run");
+        assert_eq!(out.status.code(), Some(1));
+        assert!(text(&out.stderr).contains(expected), "{}", text(&out.stderr));
+    }
 }
 
 #[test]
