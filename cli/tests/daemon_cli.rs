@@ -348,7 +348,8 @@ fn a_bad_config_is_refused_naming_the_key() {
             "cannot read certificate /nonexistent.crt",
         ),
     ] {
-        let text_config = format!("node_id = \"ipn:1.0\"\ndata_dir = \"{}\"\n[tcpcl]\n{tcpcl}", data.display());
+        let text_config =
+            format!("node_id = \"ipn:1.0\"\ndata_dir = \"{}\"\n[tcpcl]\n{tcpcl}", data.display());
         std::fs::write(&config, text_config).expect("config");
         let out = Command::new(DTN).args(["daemon", "--config"]).arg(&config).output().expect("run");
         assert_eq!(out.status.code(), Some(1));
