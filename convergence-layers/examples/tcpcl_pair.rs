@@ -4,6 +4,8 @@
 //! daemon's (see docs/benchmarks.md).
 //!
 //!     cargo run --release -p convergence-layers --example tcpcl_pair [N]
+//!
+//! `WINDOW=K` sets how many bundles the sending agent hands to the session at once (default 256).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +23,10 @@ async fn node(n: u32) -> (Agent<SqliteStore>, Tcpcl<SqliteStore>, tempfile::Temp
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (store, _) =
         SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&clock)).await.expect("store");
-    let agent = Agent::new(AgentConfig::new(Eid::ipn(n, 0)), store, clock);
+    let mut config = AgentConfig::new(Eid::ipn(n, 0));
+    config.max_in_flight_per_neighbour =
+        std::env::var("WINDOW").ok().and_then(|w| w.parse().ok()).unwrap_or(256);
+    let agent = Agent::new(config, store, clock);
     let mut session = SessionConfig::new("");
     session.tls = TlsPolicy::Off;
     let tcpcl = Tcpcl::new(agent.clone(), TcpclConfig::new(session));

@@ -122,7 +122,28 @@ impl<S: Store> Agent<S> {
     /// Local delivery of a stored bundle addressed to this node. `bundle` is `None` when it is
     /// not in memory (a large bundle streamed into the store): it is then read only if an
     /// in-process subscriber or the echo service needs it whole.
-    pub(super) async fn deliver_locally(&self, id: StoreId, primary: &PrimaryBlock, bundle: Option<Bundle>) {
+    /// The state a received bundle is stored in: waiting for its application when it is a
+    /// whole bundle for an endpoint of this node that no agent service takes (so delivery need
+    /// not write the state again, one durable write less per bundle), otherwise waiting for a
+    /// route, from where dispatch decides.
+    pub(super) fn initial_state(&self, primary: &PrimaryBlock) -> BundleState {
+        let destination = &primary.destination;
+        let for_a_service = (self.inner.config.echo && is_echo_endpoint(destination))
+            || (primary.flags.is_admin_record() && *destination == self.inner.config.node_id);
+        if self.is_local(destination) && primary.fragment.is_none() && !for_a_service {
+            BundleState::WaitingForApplication { endpoint: destination.to_string() }
+        } else {
+            BundleState::WaitingForRoute
+        }
+    }
+
+    pub(super) async fn deliver_locally(
+        &self,
+        id: StoreId,
+        primary: &PrimaryBlock,
+        bundle: Option<Bundle>,
+        waiting_recorded: bool,
+    ) {
         let store = &self.inner.store;
         if primary.fragment.is_some() {
             let adu = adu_key(primary);
@@ -158,7 +179,7 @@ impl<S: Store> Agent<S> {
             return;
         }
         let state = BundleState::WaitingForApplication { endpoint: destination.to_string() };
-        if let Err(error) = store.set_state(id, state).await {
+        if !waiting_recorded && let Err(error) = store.set_state(id, state).await {
             tracing::error!(%error, store_id = id, "cannot record a bundle as waiting for its application");
             return;
         }

@@ -233,7 +233,9 @@ impl<S: Store> Agent<S> {
             Counters::bump(&counters.refused);
             tracing::info!(%error, "a received bundle was refused");
         })?;
-        match self.inner.store.insert(encoded, BundleState::WaitingForRoute).await? {
+        let state = self.initial_state(bundle.primary());
+        let recorded = state.kind() == StateKind::WaitingForApplication;
+        match self.inner.store.insert(encoded, state).await? {
             InsertOutcome::Duplicate(id) => {
                 Counters::bump(&counters.duplicates);
                 Ok(Reception::Duplicate(id))
@@ -247,7 +249,8 @@ impl<S: Store> Agent<S> {
                     ReasonCode::NO_ADDITIONAL_INFORMATION,
                 )
                 .await;
-                self.dispatch(id, bundle).await;
+                let primary = bundle.primary().clone();
+                self.dispatch_with(id, &primary, Some(bundle), recorded).await;
                 Ok(Reception::Accepted(id))
             }
         }
@@ -313,27 +316,44 @@ impl<S: Store> Agent<S> {
     ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(async move {
             let primary = bundle.primary().clone();
-            self.dispatch_with(id, &primary, Some(bundle)).await;
+            self.dispatch_with(id, &primary, Some(bundle), false).await;
         })
     }
 
     /// [`Agent::dispatch`] for a bundle not in memory: it is read from the store when, and only
     /// as far as, its next step needs.
     pub(super) async fn dispatch_stored(&self, id: StoreId, primary: &PrimaryBlock) {
-        self.dispatch_with(id, primary, None).await;
+        self.dispatch_with(id, primary, None, false).await;
     }
 
-    async fn dispatch_with(&self, id: StoreId, primary: &PrimaryBlock, bundle: Option<Bundle>) {
+    /// `waiting_recorded`: the bundle was stored already waiting for its application
+    /// ([`Agent::initial_state`]), so that need not be written again.
+    async fn dispatch_with(
+        &self,
+        id: StoreId,
+        primary: &PrimaryBlock,
+        bundle: Option<Bundle>,
+        waiting_recorded: bool,
+    ) {
         if self.is_local(&primary.destination) {
-            self.deliver_locally(id, primary, bundle).await;
+            self.deliver_locally(id, primary, bundle, waiting_recorded).await;
         } else {
-            self.forward_if_routed(id, &primary.destination, bundle);
+            // Just stored: its time here starts now.
+            let received_at = self.inner.clock.now_dtn_ms();
+            self.forward_if_routed(id, &primary.destination, bundle, received_at);
         }
     }
 
     /// Starts forwarding if a neighbour can take the bundle; otherwise it stays waiting for a
-    /// route. Returns whether it started.
-    fn forward_if_routed(&self, id: StoreId, destination: &Eid, bundle: Option<Bundle>) -> bool {
+    /// route. Returns whether it started. `received_at` (DTN ms) is when the store took it,
+    /// for the Bundle Age.
+    fn forward_if_routed(
+        &self,
+        id: StoreId,
+        destination: &Eid,
+        bundle: Option<Bundle>,
+        received_at: u64,
+    ) -> bool {
         let Some((hop, neighbour)) = self.next_hop(destination) else {
             return false;
         };
@@ -341,21 +361,28 @@ impl<S: Store> Agent<S> {
             return true; // already on its way
         }
         let guard = InFlight { agent: self.clone(), id };
-        let task: BoxedTask = Box::pin(self.clone().forward(guard, bundle, hop, neighbour));
+        let task: BoxedTask = Box::pin(self.clone().forward(guard, bundle, received_at, hop, neighbour));
         tokio::spawn(task);
         true
     }
 
     /// Sends one bundle to a neighbour (RFC 9171 §5.4), in fragments if the link needs them
     /// (§5.8). The bundle leaves the store only once the neighbour has all of it.
-    async fn forward(self, guard: InFlight<S>, bundle: Option<Bundle>, hop: Eid, neighbour: Neighbour) {
+    ///
+    /// A bundle deleted meanwhile (expired, by an operator) is found gone when it is opened; one
+    /// still in memory is sent as it is and its deletion afterwards finds nothing, which is
+    /// harmless.
+    async fn forward(
+        self,
+        guard: InFlight<S>,
+        bundle: Option<Bundle>,
+        received_at: u64,
+        hop: Eid,
+        neighbour: Neighbour,
+    ) {
         let id = guard.id;
         let Ok(_slot) = Arc::clone(&neighbour.slots).acquire_owned().await else { return };
         let store = &self.inner.store;
-        let received_at = match store.get(id).await {
-            Ok(Some(meta)) => meta.received_at,
-            _ => return, // gone meanwhile (expired, deleted)
-        };
         let parse = &self.inner.config.parse;
         // A bundle still in memory is encoded again rather than read back; one in the store is
         // opened with only its header read, its payload streamed as the layer sends it.
@@ -617,7 +644,7 @@ impl<S: Store> Agent<S> {
                     self.dispatch(meta.id, bundle).await;
                 }
             } else {
-                self.forward_if_routed(meta.id, &meta.destination, None);
+                self.forward_if_routed(meta.id, &meta.destination, None, meta.received_at);
             }
         }
         Ok(())
@@ -709,7 +736,9 @@ impl<S: Store> PendingReceive<S> {
         let PendingReceive { agent, insert } = self;
         let header = insert.header().cloned();
         let counters = &agent.inner.counters;
-        let outcome = insert.commit(BundleState::WaitingForRoute).await.inspect_err(|error| {
+        let state = header.as_ref().map_or(BundleState::WaitingForRoute, |h| agent.initial_state(&h.primary));
+        let recorded = state.kind() == StateKind::WaitingForApplication;
+        let outcome = insert.commit(state).await.inspect_err(|error| {
             Counters::bump(&counters.refused);
             tracing::info!(%error, "a received bundle was refused");
         })?;
@@ -729,7 +758,7 @@ impl<S: Store> PendingReceive<S> {
                         ReasonCode::NO_ADDITIONAL_INFORMATION,
                     )
                     .await;
-                agent.dispatch_stored(id, &header.primary).await;
+                agent.dispatch_with(id, &header.primary, None, recorded).await;
                 Ok(Reception::Accepted(id))
             }
             // A committed insert has parsed its header; should that ever not hold, the bundle is

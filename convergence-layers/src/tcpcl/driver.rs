@@ -40,8 +40,9 @@ use super::wire::{CONTACT_HEADER_LEN, RefuseReason, SessTermReason};
 pub const STREAM_THRESHOLD: usize = 64 * 1024;
 /// Incoming bytes are written to the store in pieces of about this size.
 const STORE_WRITE_CHUNK: usize = 1 << 20;
-/// Received bundles being committed at once per session; reading pauses beyond it.
-const MAX_COMMITS_IN_PROGRESS: usize = 128;
+/// Received bundles being committed at once per session; reading pauses beyond it. (Each holds
+/// at most [`STREAM_THRESHOLD`] bytes in memory.)
+const MAX_COMMITS_IN_PROGRESS: usize = 256;
 /// Outgoing segment bytes handed to the writer and not yet written.
 const MAX_QUEUED_SEGMENT_BYTES: u64 = 2 << 20;
 const READ_BUFFER: usize = 64 * 1024;
