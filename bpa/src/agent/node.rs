@@ -361,7 +361,16 @@ impl<S: Store> Agent<S> {
             return true; // already on its way
         }
         let guard = InFlight { agent: self.clone(), id };
-        let task: BoxedTask = Box::pin(self.clone().forward(guard, bundle, received_at, hop, neighbour));
+        let agent = self.clone();
+        // A bundle waits for a slot in its neighbour's queue in a small future; the forwarding
+        // itself, a much larger one, is made only once it has the slot. (Thousands may wait
+        // when a neighbour comes up.)
+        let task: BoxedTask = Box::pin(async move {
+            let Ok(slot) = Arc::clone(&neighbour.slots).acquire_owned().await else { return };
+            let forwarding: BoxedTask =
+                Box::pin(agent.forward(guard, bundle, received_at, hop, neighbour, slot));
+            forwarding.await;
+        });
         tokio::spawn(task);
         true
     }
@@ -379,9 +388,9 @@ impl<S: Store> Agent<S> {
         received_at: u64,
         hop: Eid,
         neighbour: Neighbour,
+        _slot: tokio::sync::OwnedSemaphorePermit,
     ) {
         let id = guard.id;
-        let Ok(_slot) = Arc::clone(&neighbour.slots).acquire_owned().await else { return };
         let store = &self.inner.store;
         let parse = &self.inner.config.parse;
         // A bundle still in memory is encoded again rather than read back; one in the store is
