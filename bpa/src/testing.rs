@@ -157,3 +157,59 @@ pub fn arb_bundle_with(shape: BundleShape) -> impl Strategy<Value = Bundle> {
         },
     )
 }
+
+/// Sends `payload` from `source` to `destination` through `agent`, streamed into the store in
+/// 1 MiB chunks as an application's large payload is; lifetime one hour. Panics on failure.
+pub async fn send_streamed<S: crate::store::Store>(
+    agent: &crate::agent::node::Agent<S>,
+    source: Eid,
+    destination: Eid,
+    payload: &[u8],
+) {
+    let request = crate::agent::outgoing::SendRequest {
+        source,
+        destination,
+        lifetime_ms: 3_600_000,
+        flags: BundleFlags::default(),
+    };
+    let mut pending = agent.begin_send(request, payload.len() as u64).await.expect("begin send");
+    for chunk in payload.chunks(1 << 20) {
+        pending.write(chunk).await.expect("write a payload chunk");
+    }
+    pending.commit().await.expect("commit the bundle");
+}
+
+/// The payloads of the next `count` bundles waiting for `endpoint`, each read (streamed from
+/// its file if large) and acknowledged. Panics if they have not all arrived `within`.
+pub async fn take_payloads<S: crate::store::Store>(
+    agent: &crate::agent::node::Agent<S>,
+    endpoint: &Eid,
+    count: usize,
+    within: std::time::Duration,
+) -> Vec<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut watcher = agent.watch(endpoint.clone()).await.expect("watch the endpoint");
+    let deadline = tokio::time::Instant::now() + within;
+    let mut payloads = Vec::new();
+    while payloads.len() < count {
+        match agent.oldest_waiting(endpoint).await.expect("the oldest waiting bundle") {
+            Some((id, _, content)) => {
+                payloads.push(match content {
+                    crate::store::PayloadContent::Memory(bytes) => bytes.to_vec(),
+                    crate::store::PayloadContent::File(mut file) => {
+                        let mut out = Vec::new();
+                        file.read_to_end(&mut out).await.expect("read the payload");
+                        out
+                    }
+                });
+                assert!(agent.acknowledge_stored(endpoint, id).await.expect("acknowledge"));
+            }
+            None => {
+                if tokio::time::timeout_at(deadline, watcher.arrived()).await.is_err() {
+                    panic!("{} of {count} bundles arrived at {endpoint} within {within:?}", payloads.len());
+                }
+            }
+        }
+    }
+    payloads
+}

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bpa::agent::node::{Agent, AgentConfig};
-use bpa::agent::outgoing::SendRequest;
-use bpa::bundle::{BundleFlags, Eid};
-use bpa::store::{PayloadContent, SqliteStore, StoreConfig};
+use bpa::bundle::Eid;
+use bpa::store::{SqliteStore, StoreConfig};
+use bpa::testing::{send_streamed, take_payloads};
 use bpa::time::SystemClock;
 use convergence_layers::tcpcl::driver::{Tcpcl, TcpclConfig};
 use convergence_layers::tcpcl::session::{SessionConfig, TlsPolicy};
@@ -77,47 +77,12 @@ async fn send(from: &Node, to: u32, payload: &[u8]) {
         Eid::Ipn { node, .. } => *node,
         other => panic!("not an ipn node: {other}"),
     };
-    let request = SendRequest {
-        source: Eid::ipn(node, 1),
-        destination: Eid::ipn(to, 1),
-        lifetime_ms: 3_600_000,
-        flags: BundleFlags::default(),
-    };
-    let mut pending = from.agent.begin_send(request, payload.len() as u64).await.expect("begin send");
-    for chunk in payload.chunks(1 << 20) {
-        pending.write(chunk).await.expect("write");
-    }
-    pending.commit().await.expect("commit");
+    send_streamed(&from.agent, Eid::ipn(node, 1), Eid::ipn(to, 1), payload).await;
 }
 
-/// Reads every bundle waiting for `endpoint` (waiting up to a minute for `count`), acknowledging
-/// each; returns the payloads.
+/// The next `count` payloads for `endpoint` (waiting up to a minute), acknowledged.
 async fn receive(node: &Node, endpoint: Eid, count: usize) -> Vec<Vec<u8>> {
-    let mut watcher = node.agent.watch(endpoint.clone()).await.expect("watch");
-    let mut payloads = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while payloads.len() < count {
-        match node.agent.oldest_waiting(&endpoint).await.expect("oldest") {
-            Some((id, _header, content)) => {
-                let payload = match content {
-                    PayloadContent::Memory(bytes) => bytes.to_vec(),
-                    PayloadContent::File(mut file) => {
-                        let mut out = Vec::new();
-                        file.read_to_end(&mut out).await.expect("read payload");
-                        out
-                    }
-                };
-                payloads.push(payload);
-                assert!(node.agent.acknowledge_stored(&endpoint, id).await.expect("ack"));
-            }
-            None => {
-                tokio::time::timeout_at(deadline, watcher.arrived())
-                    .await
-                    .unwrap_or_else(|_| panic!("only {} of {count} bundles arrived", payloads.len()));
-            }
-        }
-    }
-    payloads
+    take_payloads(&node.agent, &endpoint, count, Duration::from_secs(60)).await
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {

@@ -14,15 +14,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bpa::agent::node::{Agent, AgentConfig};
-use bpa::agent::outgoing::SendRequest;
 use bpa::agent::routing::{EidPattern, StaticRoute};
-use bpa::bundle::{BundleFlags, Eid, ParseOptions};
-use bpa::store::{PayloadContent, SqliteStore, StoreConfig};
+use bpa::bundle::{Eid, ParseOptions};
+use bpa::store::{SqliteStore, StoreConfig};
+use bpa::testing::{send_streamed, take_payloads};
 use bpa::time::SystemClock;
 use convergence_layers::tcpcl::driver::{SessionSummary, Tcpcl, TcpclConfig};
 use convergence_layers::tcpcl::session::{SessionConfig, TlsPolicy};
 use interop_tests::dtn7_program;
-use tokio::io::AsyncReadExt;
 
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -175,46 +174,12 @@ impl Node {
 
     async fn send(&self, to: &str, payload: &[u8]) {
         let source = Eid::dtn(&self.name, "app").expect("source");
-        let request = SendRequest {
-            source,
-            destination: to.parse().expect("destination"),
-            lifetime_ms: 3_600_000,
-            flags: BundleFlags::default(),
-        };
-        let mut pending = self.agent.begin_send(request, payload.len() as u64).await.expect("begin send");
-        for chunk in payload.chunks(1 << 20) {
-            pending.write(chunk).await.expect("write");
-        }
-        pending.commit().await.expect("commit");
+        send_streamed(&self.agent, source, to.parse().expect("destination"), payload).await;
     }
 
     /// The next `count` payloads for `endpoint`, acknowledged.
     async fn receive(&self, endpoint: &str, count: usize, within: Duration) -> Vec<Vec<u8>> {
-        let endpoint: Eid = endpoint.parse().expect("endpoint");
-        let mut watcher = self.agent.watch(endpoint.clone()).await.expect("watch");
-        let deadline = tokio::time::Instant::now() + within;
-        let mut payloads = Vec::new();
-        while payloads.len() < count {
-            match self.agent.oldest_waiting(&endpoint).await.expect("oldest") {
-                Some((id, _, content)) => {
-                    payloads.push(match content {
-                        PayloadContent::Memory(bytes) => bytes.to_vec(),
-                        PayloadContent::File(mut file) => {
-                            let mut out = Vec::new();
-                            file.read_to_end(&mut out).await.expect("payload");
-                            out
-                        }
-                    });
-                    self.agent.acknowledge_stored(&endpoint, id).await.expect("ack");
-                }
-                None => {
-                    if tokio::time::timeout_at(deadline, watcher.arrived()).await.is_err() {
-                        panic!("{} of {count} bundles arrived at {endpoint}", payloads.len());
-                    }
-                }
-            }
-        }
-        payloads
+        take_payloads(&self.agent, &endpoint.parse().expect("endpoint"), count, within).await
     }
 }
 

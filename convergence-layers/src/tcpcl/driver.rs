@@ -145,20 +145,7 @@ struct Outbound {
 #[derive(Debug, Clone)]
 struct Route {
     session: u64,
-    outbound: mpsc::UnboundedSender<OutboundMessage>,
-}
-
-/// What a session task is told from outside.
-enum OutboundMessage {
-    Bundle(Outbound),
-}
-
-impl std::fmt::Debug for OutboundMessage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            OutboundMessage::Bundle(o) => write!(f, "Bundle({} bytes)", o.bundle.len()),
-        }
-    }
+    outbound: mpsc::UnboundedSender<Outbound>,
 }
 
 #[derive(Debug)]
@@ -341,7 +328,7 @@ impl<S: Store> ConvergenceLayer for TcpclLink<S> {
             let peer = node.to_string();
             let Some(route) = route else { return Err(ClaError::LinkDown { peer }) };
             let (done, answer) = oneshot::channel();
-            if route.outbound.send(OutboundMessage::Bundle(Outbound { bundle, done })).is_err() {
+            if route.outbound.send(Outbound { bundle, done }).is_err() {
                 return Err(ClaError::LinkDown { peer });
             }
             answer.await.unwrap_or(Err(ClaError::LinkDown { peer }))
@@ -405,8 +392,8 @@ struct SessionTask<S: Store> {
     /// Events from the contact header exchange, handled once the session runs.
     early_events: VecDeque<Event>,
     jobs: Option<mpsc::UnboundedSender<WriteJob>>,
-    outbound_tx: mpsc::UnboundedSender<OutboundMessage>,
-    outbound_rx: mpsc::UnboundedReceiver<OutboundMessage>,
+    outbound_tx: mpsc::UnboundedSender<Outbound>,
+    outbound_rx: mpsc::UnboundedReceiver<Outbound>,
     /// Handed over by the agent, not started.
     queued: VecDeque<Outbound>,
     /// The transfer whose segments are being queued.
@@ -537,11 +524,7 @@ impl<S: Store> SessionTask<S> {
     }
 
     async fn exchange_contact_headers(&mut self, stream: &mut TcpStream) -> std::io::Result<()> {
-        while let Some(bytes) = self.session.poll_transmit() {
-            stream.write_all(&bytes).await?;
-            self.status.bytes_sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-            self.session.on_transmitted(Instant::now());
-        }
+        self.write_plain(stream).await?;
         let deadline = self.session.poll_timeout();
         let mut header = [0u8; CONTACT_HEADER_LEN];
         let read = stream.read_exact(&mut header);
@@ -561,6 +544,11 @@ impl<S: Store> SessionTask<S> {
         self.status.bytes_received.fetch_add(header.len() as u64, Ordering::Relaxed);
         self.session.handle_input(&header, Instant::now());
         // The passive side answers with its own header now, in the clear, before any TLS.
+        self.write_plain(stream).await
+    }
+
+    /// Writes what the session queued straight to the bare socket (before the writer task).
+    async fn write_plain(&mut self, stream: &mut TcpStream) -> std::io::Result<()> {
         while let Some(bytes) = self.session.poll_transmit() {
             stream.write_all(&bytes).await?;
             self.status.bytes_sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
@@ -610,9 +598,7 @@ impl<S: Store> SessionTask<S> {
                     }
                 },
                 _ = sleep => self.session.handle_timeout(Instant::now()),
-                Some(message) = self.outbound_rx.recv() => match message {
-                    OutboundMessage::Bundle(outbound) => self.queued.push_back(outbound),
-                },
+                Some(outbound) = self.outbound_rx.recv() => self.queued.push_back(outbound),
                 Some(report) = written.recv() => match report {
                     Written::Segment { data_length } => {
                         self.queued_segment_bytes = self.queued_segment_bytes.saturating_sub(data_length.max(1));
@@ -896,21 +882,22 @@ impl<S: Store> SessionTask<S> {
     fn commit(&mut self, transfer_id: u64, receiving: Receiving<S>) {
         let agent = self.agent().clone();
         let commits = self.commits_tx.clone();
-        let task = match receiving {
+        match receiving {
             Receiving::Collecting(bytes) => {
                 let bytes = bytes.freeze();
                 tokio::spawn(async move {
                     let result = agent.receive(bytes).await;
                     let _ = commits.send(Committed { transfer_id, result });
-                })
+                });
             }
-            Receiving::Streaming { insert, .. } => tokio::spawn(async move {
-                let result = insert.commit().await;
-                let _ = commits.send(Committed { transfer_id, result });
-            }),
+            Receiving::Streaming { insert, .. } => {
+                tokio::spawn(async move {
+                    let result = insert.commit().await;
+                    let _ = commits.send(Committed { transfer_id, result });
+                });
+            }
             Receiving::Dropped => return,
-        };
-        drop(task);
+        }
         self.commits_in_progress += 1;
     }
 
@@ -964,7 +951,7 @@ impl<S: Store> SessionTask<S> {
             let _ = done.send(Err(ClaError::Failed { peer: peer.clone(), reason: why.to_string() }));
         }
         self.outbound_rx.close();
-        while let Ok(OutboundMessage::Bundle(outbound)) = self.outbound_rx.try_recv() {
+        while let Ok(outbound) = self.outbound_rx.try_recv() {
             let _ = outbound.done.send(Err(ClaError::LinkDown { peer: peer.clone() }));
         }
     }
@@ -1071,4 +1058,32 @@ async fn write_segment<W: AsyncWrite + Unpin>(
         left -= n as u64;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use bpa::bundle::BundleError;
+
+    use super::*;
+
+    #[test]
+    fn refusals_name_the_reason_the_sender_acts_on() {
+        // §5.2.4: "no resources" tells the sender to try later; "not acceptable" that the
+        // bundle itself is the problem.
+        let full = StoreError::DepletedStorage {
+            needed_bytes: 9,
+            bundles: 1,
+            max_bundles: 1,
+            bytes: 0,
+            max_bytes: 8,
+        };
+        assert_eq!(refuse_reason(&AgentError::Store(full)), RefuseReason::NO_RESOURCES);
+        assert_eq!(refuse_reason(&AgentError::Store(StoreError::Closed)), RefuseReason::NO_RESOURCES);
+        let invalid = BundleError::TooLarge { size: 9, limit: 8 };
+        assert_eq!(refuse_reason(&AgentError::Invalid(invalid.clone())), RefuseReason::NOT_ACCEPTABLE);
+        assert_eq!(
+            refuse_reason(&AgentError::Store(StoreError::InvalidBundle(invalid))),
+            RefuseReason::NOT_ACCEPTABLE
+        );
+    }
 }

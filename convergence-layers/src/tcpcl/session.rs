@@ -354,13 +354,6 @@ impl Session {
         self.negotiated.as_ref()
     }
 
-    /// True until the peer's contact header has arrived (the driver reads exactly
-    /// [`super::wire::CONTACT_HEADER_LEN`] bytes then, so nothing of a TLS handshake that may
-    /// follow is read as TCPCL).
-    pub fn awaiting_contact_header(&self) -> bool {
-        self.state == State::AwaitContact
-    }
-
     pub fn is_established(&self) -> bool {
         self.state == State::Established
     }

@@ -28,6 +28,8 @@ pub enum TlsError {
     Read { what: &'static str, path: PathBuf, problem: String },
     #[error("{path} holds no PEM certificate: give the node's certificate (chain) in PEM")]
     NoCertificate { path: PathBuf },
+    #[error("a trust anchor is not usable: {0}")]
+    TrustAnchor(String),
     #[error("the trust anchor in {path} is not usable: {problem}")]
     BadTrustAnchor { path: PathBuf, problem: String },
     #[error("the TLS configuration is refused: {0}")]
@@ -56,7 +58,7 @@ impl TlsSetup {
     ) -> Result<TlsSetup, TlsError> {
         let mut roots = RootCertStore::empty();
         for anchor in trusted {
-            roots.add(anchor).map_err(|e| TlsError::Rustls(format!("a trust anchor is refused: {e}")))?;
+            roots.add(anchor).map_err(|e| TlsError::TrustAnchor(e.to_string()))?;
         }
         let roots = Arc::new(roots);
         let rustls_error = |e: rustls::Error| TlsError::Rustls(e.to_string());
@@ -103,9 +105,7 @@ impl TlsSetup {
         })?;
         let trusted = read_certificates("trust anchors", trust)?;
         TlsSetup::new(chain, key, trusted, require_client_certificate).map_err(|error| match error {
-            TlsError::Rustls(problem) if problem.contains("trust anchor") => {
-                TlsError::BadTrustAnchor { path: trust.to_path_buf(), problem }
-            }
+            TlsError::TrustAnchor(problem) => TlsError::BadTrustAnchor { path: trust.to_path_buf(), problem },
             other => other,
         })
     }
@@ -190,5 +190,67 @@ impl ServerCertVerifier for NodeIdServerVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.chain.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate naming `node_id`, and its key, as PEM.
+    fn certificate(node_id: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.subject_alt_names = vec![rcgen::SanType::URI(node_id.try_into().expect("IA5"))];
+        let certificate = params.self_signed(&key).expect("certificate");
+        (certificate.pem(), key.serialize_pem())
+    }
+
+    fn files(dir: &Path, certificate: &str, key: &str, trust: &str) -> (PathBuf, PathBuf, PathBuf) {
+        let paths = (dir.join("node.crt"), dir.join("node.key"), dir.join("ca.crt"));
+        std::fs::write(&paths.0, certificate).expect("write");
+        std::fs::write(&paths.1, key).expect("write");
+        std::fs::write(&paths.2, trust).expect("write");
+        paths
+    }
+
+    #[test]
+    fn node_ids_are_the_certificates_uri_names() {
+        let (pem, _) = certificate("dtn://node7/");
+        let der = CertificateDer::from_pem_slice(pem.as_bytes()).expect("PEM");
+        assert_eq!(certified_node_ids(&der), ["dtn://node7/"]);
+        assert!(certified_node_ids(&CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01])).is_empty());
+    }
+
+    #[test]
+    fn bad_files_are_refused_naming_the_file_and_the_problem() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = certificate("ipn:1.0");
+        let (other_cert, other_key) = certificate("ipn:2.0");
+
+        let (c, k, t) = files(dir.path(), &cert, &key, &cert);
+        TlsSetup::from_pem_files(&c, &k, &t, true).expect("a matching set is accepted");
+
+        let (c, k, t) = files(dir.path(), "not PEM at all", &key, &cert);
+        let error = TlsSetup::from_pem_files(&c, &k, &t, true).expect_err("refused");
+        assert_eq!(
+            error.to_string(),
+            format!("{} holds no PEM certificate: give the node's certificate (chain) in PEM", c.display())
+        );
+
+        let (c, k, t) = files(dir.path(), &cert, "", &cert);
+        let error = TlsSetup::from_pem_files(&c, &k, &t, true).expect_err("refused");
+        assert!(matches!(&error, TlsError::Read { what: "private key", .. }), "{error}");
+
+        let (c, k, t) = files(dir.path(), &cert, &other_key, &other_cert);
+        let error = TlsSetup::from_pem_files(&c, &k, &t, true).expect_err("refused");
+        assert!(matches!(&error, TlsError::Rustls(_)), "a key that is not the certificate's: {error}");
+
+        let missing = dir.path().join("missing.crt");
+        let error = TlsSetup::from_pem_files(&missing, &k, &t, true).expect_err("refused");
+        assert!(
+            error.to_string().starts_with(&format!("cannot read certificate {}", missing.display())),
+            "{error}"
+        );
     }
 }
