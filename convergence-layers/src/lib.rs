@@ -2,3 +2,6 @@
 //! implements [`bpa::cla::ConvergenceLayer`].
 
 pub mod tcpcl;
+
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -14,6 +14,7 @@ use bpa::time::SystemClock;
 use convergence_layers::tcpcl::driver::{Tcpcl, TcpclConfig};
 use convergence_layers::tcpcl::session::{SessionConfig, TlsPolicy};
 use convergence_layers::tcpcl::tls::TlsSetup;
+use convergence_layers::testing::Pki;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -248,51 +249,6 @@ async fn garbage_from_a_peer_ends_its_session_and_nothing_else() {
     send(&b, 1, b"still here").await;
     assert_eq!(receive(&a, Eid::ipn(1, 1), 1).await, [b"still here".to_vec()]);
     b.tcpcl.shutdown();
-}
-
-/// A test PKI: a CA and certificates it signs, each naming node IDs in URI SANs.
-struct Pki {
-    ca: rcgen::Certificate,
-    ca_key: rcgen::KeyPair,
-}
-
-impl Pki {
-    fn new(name: &str) -> Pki {
-        let ca_key = rcgen::KeyPair::generate().expect("CA key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        let ca = params.self_signed(&ca_key).expect("CA certificate");
-        Pki { ca, ca_key }
-    }
-
-    /// A node certificate naming `node_ids`; written as PEM files into `dir`, returned as
-    /// (certificate, key) paths.
-    fn issue(
-        &self,
-        node_ids: &[&str],
-        dir: &std::path::Path,
-        name: &str,
-    ) -> (std::path::PathBuf, std::path::PathBuf) {
-        let key = rcgen::KeyPair::generate().expect("key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        params.subject_alt_names =
-            node_ids.iter().map(|id| rcgen::SanType::URI((*id).try_into().expect("an IA5 string"))).collect();
-        params.extended_key_usages =
-            vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let certificate = params.signed_by(&key, &self.ca, &self.ca_key).expect("sign");
-        let (cert_path, key_path) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
-        std::fs::write(&cert_path, certificate.pem()).expect("write certificate");
-        std::fs::write(&key_path, key.serialize_pem()).expect("write key");
-        (cert_path, key_path)
-    }
-
-    fn write_ca(&self, dir: &std::path::Path) -> std::path::PathBuf {
-        let path = dir.join("ca.crt");
-        std::fs::write(&path, self.ca.pem()).expect("write CA");
-        path
-    }
 }
 
 fn tls_config(
