@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
+use tokio::task::JoinHandle;
 
 use super::error::StoreError;
 use super::sqlite::Inner;
@@ -65,23 +65,42 @@ pub(crate) fn write_blob(dir: &Path, number: u64, data: &[u8]) -> Result<String,
     result.map(|()| name)
 }
 
+/// Every this many bytes written, an `fdatasync` of the file so far runs beside the writes
+/// (one at a time), so the disk (and a virtual disk's host) works while the rest of the
+/// bundle arrives, and the fsync at the commit finds little left to do. 1 GiB received over
+/// loopback here: the commit went from ~1.4 s to ~0.1 s. Durability is still decided by that
+/// last fsync; these only spread its work.
+const EARLY_SYNC_BYTES: u64 = 64 << 20;
+
+/// A write of one chunk, running in the blocking pool; it gives its buffer back for reuse.
+type ChunkWrite = JoinHandle<(Vec<u8>, std::io::Result<()>)>;
+
 /// An insert whose bytes arrive in chunks (a large bundle from a convergence layer). Nothing
 /// is visible in the store until [`PendingInsert::commit`] returns; dropping it, or a crash,
 /// leaves nothing behind.
 ///
 /// The bundle is checked as it streams (header rules, then payload CRC and trailer), and its
 /// size against the quota as soon as the header is known; memory use does not grow with the
-/// bundle's size.
+/// bundle's size: one chunk is written in the blocking pool while the caller gathers the next.
 #[derive(Debug)]
 pub struct PendingInsert {
     inner: Arc<Inner>,
     number: u64,
     part_path: PathBuf,
-    file: Option<tokio::fs::File>,
+    file: Option<Arc<std::fs::File>>,
+    /// The chunk being written, if any.
+    in_flight: Option<ChunkWrite>,
+    /// A buffer for the next chunk (the last one written, given back).
+    spare: Vec<u8>,
     /// The bytes seen before the header could be parsed.
     prefix: Vec<u8>,
     header: Option<(BundleHeader, PayloadCheck)>,
+    /// Bytes handed to the file so far (some may still be in flight).
     written: u64,
+    /// An early `fdatasync` running, if any.
+    early_sync: Option<JoinHandle<std::io::Result<()>>>,
+    /// `written` when the last early sync started.
+    early_synced: u64,
     done: bool,
 }
 
@@ -89,22 +108,37 @@ impl PendingInsert {
     pub(crate) async fn begin(inner: Arc<Inner>) -> Result<PendingInsert, StoreError> {
         let number = inner.next_blob_number();
         let part_path = inner.blobs_dir.join(part_name(number));
-        let file = tokio::fs::File::options()
-            .write(true)
-            .create_new(true)
-            .open(&part_path)
-            .await
-            .map_err(StoreError::io("creating", &part_path))?;
+        let path = part_path.clone();
+        let file = tokio::task::spawn_blocking(move || {
+            std::fs::File::options().write(true).create_new(true).open(&path)
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+        .map_err(StoreError::io("creating", &part_path))?;
         Ok(PendingInsert {
             inner,
             number,
             part_path,
-            file: Some(file),
+            file: Some(Arc::new(file)),
+            in_flight: None,
+            spare: Vec::new(),
             prefix: Vec::new(),
             header: None,
             written: 0,
+            early_sync: None,
+            early_synced: 0,
             done: false,
         })
+    }
+
+    /// Waits for the chunk in flight, if any, to be written; its buffer becomes the spare.
+    async fn finish_write(&mut self) -> Result<(), StoreError> {
+        if let Some(write) = self.in_flight.take() {
+            let (buffer, result) = write.await.map_err(|_| StoreError::Closed)?;
+            self.spare = buffer;
+            result.map_err(StoreError::io("writing", &self.part_path))?;
+        }
+        Ok(())
     }
 
     /// The bundle's header, once enough bytes arrived to parse it.
@@ -135,9 +169,33 @@ impl PendingInsert {
                 }
             }
         }
-        let file = self.file.as_mut().ok_or(StoreError::Closed)?;
-        file.write_all(chunk).await.map_err(StoreError::io("writing", &self.part_path))?;
+        self.finish_write().await?;
+        let file = Arc::clone(self.file.as_ref().ok_or(StoreError::Closed)?);
+        let mut buffer = std::mem::take(&mut self.spare);
+        buffer.clear();
+        buffer.extend_from_slice(chunk);
         self.written += chunk.len() as u64;
+        let writing = Arc::clone(&file);
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let result = (&*writing).write_all(&buffer);
+            (buffer, result)
+        }));
+        if self.written - self.early_synced >= EARLY_SYNC_BYTES
+            && self.early_sync.as_ref().is_none_or(|sync| sync.is_finished())
+        {
+            self.finish_early_sync().await?;
+            self.early_synced = self.written;
+            self.early_sync = Some(tokio::task::spawn_blocking(move || file.sync_data()));
+        }
+        Ok(())
+    }
+
+    /// Waits for the early sync running, if any; its failure fails the insert.
+    async fn finish_early_sync(&mut self) -> Result<(), StoreError> {
+        if let Some(sync) = self.early_sync.take() {
+            sync.await.map_err(|_| StoreError::Closed)?.map_err(StoreError::io("syncing", &self.part_path))?;
+        }
         Ok(())
     }
 
@@ -155,10 +213,13 @@ impl PendingInsert {
             return Err(StoreError::InvalidBundle(error));
         };
         check.finish()?;
-        let mut file = self.file.take().ok_or(StoreError::Closed)?;
-        file.flush().await.map_err(StoreError::io("writing", &self.part_path))?;
-        file.sync_all().await.map_err(StoreError::io("syncing", &self.part_path))?;
-        drop(file);
+        self.finish_write().await?;
+        self.finish_early_sync().await?;
+        let file = self.file.take().ok_or(StoreError::Closed)?;
+        tokio::task::spawn_blocking(move || file.sync_all())
+            .await
+            .map_err(|_| StoreError::Closed)?
+            .map_err(StoreError::io("syncing", &self.part_path))?;
         let name = file_name(self.number);
         let final_path = self.inner.blobs_dir.join(&name);
         tokio::fs::rename(&self.part_path, &final_path)
