@@ -194,7 +194,9 @@ impl PendingInsert {
     /// Waits for the early sync running, if any; its failure fails the insert.
     async fn finish_early_sync(&mut self) -> Result<(), StoreError> {
         if let Some(sync) = self.early_sync.take() {
-            sync.await.map_err(|_| StoreError::Closed)?.map_err(StoreError::io("syncing", &self.part_path))?;
+            sync.await
+                .map_err(|_| StoreError::Closed)?
+                .map_err(StoreError::io("syncing", &self.part_path))?;
         }
         Ok(())
     }

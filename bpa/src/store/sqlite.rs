@@ -110,7 +110,8 @@ pub(crate) struct Inner {
     pub stats: Arc<SharedStats>,
     next_blob: AtomicU64,
     requests: Mutex<Option<Sender<WriteOp>>>,
-    reader: Mutex<Connection>,
+    /// Work for the reader thread ([`run_reader`]).
+    reads: Sender<ReadJob>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Held for the store's life: one process per data directory.
     _lock: std::fs::File,
@@ -180,18 +181,52 @@ impl Inner {
         self.submit(|reply| WriteOp::Insert { row, reply }).await
     }
 
+    /// Runs `f` on the reader thread.
     fn read<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
     ) -> impl std::future::Future<Output = Result<T, StoreError>> {
-        let inner = Arc::clone(self);
+        let (tx, rx) = oneshot::channel();
+        let db_path = self.db_path.clone();
+        let job: ReadJob = Box::new(move |conn| {
+            let _ = tx.send(f(conn).map_err(|source| StoreError::Database { path: db_path, source }));
+        });
+        let sent = self.reads.send(job);
         async move {
-            tokio::task::spawn_blocking(move || {
-                let conn = inner.reader.lock().unwrap_or_else(|p| p.into_inner());
-                f(&conn).map_err(|source| StoreError::Database { path: inner.db_path.clone(), source })
-            })
-            .await
-            .map_err(|_| StoreError::Closed)?
+            sent.map_err(|_| StoreError::Closed)?;
+            rx.await.map_err(|_| StoreError::Closed)?
+        }
+    }
+}
+
+/// A read for the reader thread; it sends its own answer.
+type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
+
+/// Most reads run in one read transaction.
+const MAX_READ_BATCH: usize = 256;
+
+/// The reader thread: reads run one after another on the store's read connection, and those
+/// queued together (a neighbour coming up starts hundreds of forwards, each opening its
+/// bundle) run in one read transaction — one WAL snapshot and one thread wake-up for the lot,
+/// where a blocking-pool task per read cost a wake-up and a lock hand-off each.
+fn run_reader(conn: Connection, jobs: std::sync::mpsc::Receiver<ReadJob>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_READ_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        // Without the transaction each read still runs, each with its own snapshot.
+        let in_transaction = batch.len() > 1 && conn.execute_batch("BEGIN").is_ok();
+        for job in batch {
+            // A read that panicked answers nothing (its caller sees the store closed); the
+            // thread carries on for the others.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&conn)));
+        }
+        if in_transaction {
+            let _ = conn.execute_batch("COMMIT");
         }
     }
 }
@@ -320,6 +355,11 @@ impl SqliteStore {
         let stats = Arc::new(SharedStats::default());
         stats.set(bundles as u64, bytes as u64);
         let reader = open_connection(&db_path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        let (reads, read_jobs) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("store-reader".into())
+            .spawn(move || run_reader(reader, read_jobs))
+            .map_err(StoreError::io("starting the store reader for", &db_path))?;
         let (tx, rx) = std::sync::mpsc::channel();
         let writer = Writer {
             conn,
@@ -348,7 +388,7 @@ impl SqliteStore {
             stats,
             next_blob: AtomicU64::new(report.next_blob_number),
             requests: Mutex::new(Some(tx)),
-            reader: Mutex::new(reader),
+            reads,
             writer_thread: Mutex::new(Some(thread)),
             _lock: lock,
         });
