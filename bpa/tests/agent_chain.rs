@@ -21,11 +21,14 @@ struct Node {
 }
 
 async fn node(n: u32, clock: &Arc<ManualClock>) -> Node {
+    node_with(AgentConfig::new(Eid::ipn(n, 0)), clock).await
+}
+
+async fn node_with(config: AgentConfig, clock: &Arc<ManualClock>) -> Node {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock: Arc<dyn bpa::time::Clock> = clock.clone();
     let (store, _) =
         SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&clock)).await.expect("store");
-    let config = AgentConfig::new(Eid::ipn(n, 0));
     Node { agent: Agent::new(config, store, clock), _dir: dir }
 }
 
@@ -110,6 +113,40 @@ async fn a_cut_link_holds_the_bundle_until_it_is_restored_then_delivers_once() {
     eventually("B's store empty", || b.agent.store().stats().bundles == 0).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(app.try_recv().is_err(), "delivered exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_that_fail_while_the_neighbour_stays_up_are_retried_with_backoff() {
+    let clock = Arc::new(ManualClock::new(START));
+    let mut config = AgentConfig::new(Eid::ipn(1, 0));
+    config.forward_retry_min = Duration::from_millis(50);
+    config.forward_retry_max = Duration::from_millis(400);
+    let a = node_with(config, &clock).await;
+    let b = node(2, &clock).await;
+    let a_to_b = link(&a, &b).await;
+    a_to_b.cut();
+    let mut app = b.agent.register(Eid::ipn(2, 1)).await.expect("register");
+    for i in 0..20u8 {
+        a.agent
+            .send(Eid::ipn(1, 1), Eid::ipn(2, 1), Bytes::from(vec![i]), 60_000, BundleFlags::default())
+            .await
+            .expect("send");
+    }
+    // The link fails every send, the neighbour stays up: one timer retries them all, ever later.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(a.agent.store().stats().bundles, 20, "every bundle still held at A");
+    assert!(app.try_recv().is_err());
+    // The link works again; no neighbour_up, no redispatch: the retry timer moves them on.
+    a_to_b.restore();
+    let mut payloads = Vec::new();
+    for _ in 0..20 {
+        let delivery = next(&mut app).await;
+        payloads.push(delivery.bundle.payload()[0]);
+        b.agent.acknowledge(&delivery).await.expect("ack");
+    }
+    payloads.sort();
+    assert_eq!(payloads, (0..20).collect::<Vec<u8>>());
+    eventually("A's store empty", || a.agent.store().stats().bundles == 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

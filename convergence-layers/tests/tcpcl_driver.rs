@@ -327,3 +327,27 @@ async fn tls_optional_on_one_side_and_off_on_the_other_runs_without_tls() {
     assert!(!a.tcpcl.sessions()[0].tls);
     b.tcpcl.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_bundle_the_receiver_holds_already_is_refused_as_completed_after_its_header() {
+    let (a, address) = listening(1).await;
+    let b = node(2, StoreConfig::default()).await;
+    // B holds a 32 MiB bundle for its endpoint ipn:2.1; A holds the very same bundle, as if its
+    // session had ended before B's final XFER_ACK reached it.
+    let big = pattern(32 << 20, 5);
+    send(&b, 2, &big).await;
+    let held = b.agent.store().list(0, 10).await.expect("list");
+    assert_eq!(held.len(), 1);
+    let bytes = b.agent.store().read(held[0].id).await.expect("read");
+    a.agent.receive(bytes).await.expect("A takes the copy");
+    assert_eq!(a.agent.store().stats().bundles, 1);
+
+    b.tcpcl.connect_forever(address.to_string());
+    // A sends it; B refuses it as "completed" once the header is in; A counts it delivered.
+    eventually("A's copy is gone", || a.agent.store().stats().bundles == 0).await;
+    assert_eq!(b.agent.store().stats().bundles, 1, "B still holds its one copy");
+    let received = b.tcpcl.sessions().iter().map(|s| s.bytes_received).sum::<u64>();
+    assert!(received < 16 << 20, "B took {received} bytes of a 32 MiB bundle it already held");
+    let delivered = receive(&b, Eid::ipn(2, 1), 1).await;
+    assert!(delivered[0] == big, "B's copy is intact");
+}

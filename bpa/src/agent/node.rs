@@ -46,6 +46,12 @@ pub struct AgentConfig {
     pub echo: bool,
     /// Most bundles being handed to one neighbour's convergence layer at once; the others queue.
     pub max_in_flight_per_neighbour: usize,
+    /// After a failed send to a neighbour that is still up (refused for want of room, a
+    /// session lost while another carries on), what waits for it is tried again after this
+    /// delay, doubled while sends keep failing, up to `forward_retry_max`; a successful send
+    /// resets it.
+    pub forward_retry_min: Duration,
+    pub forward_retry_max: Duration,
 }
 
 impl AgentConfig {
@@ -57,6 +63,8 @@ impl AgentConfig {
             reports: ReportPolicy::default(),
             echo: true,
             max_in_flight_per_neighbour: 256,
+            forward_retry_min: Duration::from_secs(1),
+            forward_retry_max: Duration::from_secs(60),
         }
     }
 }
@@ -110,6 +118,18 @@ pub(super) struct Neighbour {
     pub cla: Arc<dyn ConvergenceLayer>,
     /// The per-neighbour queue: a bundle waits for a slot before it is loaded and handed over.
     pub slots: Arc<Semaphore>,
+    /// When failed sends are tried again.
+    pub retry: Arc<Mutex<RetryState>>,
+}
+
+/// One neighbour's retry timer: however many sends fail at once (a whole queue when a session
+/// ends), one timer runs, and its expiry dispatches everything waiting again.
+#[derive(Debug)]
+pub(super) struct RetryState {
+    /// A timer is running.
+    pending: bool,
+    /// The next timer's delay.
+    delay: Duration,
 }
 
 /// A neighbour as [`Agent::neighbours`] shows it.
@@ -439,18 +459,57 @@ impl<S: Store> Agent<S> {
         let fragmented = pieces.len() > 1;
         for piece in pieces {
             if let Err(error) = cla.send(&hop, piece).await {
-                tracing::warn!(%error, store_id = id, cla = cla.name(), "forwarding failed; the bundle waits for the next chance");
+                let retry_in = self.retry_later(&hop, &neighbour);
+                tracing::warn!(
+                    %error, store_id = id, cla = cla.name(), ?retry_in,
+                    "forwarding failed; the bundle waits for the next chance"
+                );
                 return;
             }
             if fragmented {
                 Counters::bump(&self.inner.counters.fragments_sent);
             }
         }
+        lock(&neighbour.retry).delay = self.inner.config.forward_retry_min;
         if store.delete(id, DeleteReason::Forwarded { neighbour: hop.to_string() }).await.is_ok() {
             Counters::bump(&self.inner.counters.forwarded);
             self.report(&subject, payload_len, Status::Forwarded, ReasonCode::NO_ADDITIONAL_INFORMATION)
                 .await;
         }
+    }
+
+    /// A send to `neighbour` failed: unless a retry timer is already running, one starts; when
+    /// it expires, and the neighbour is still the one that failed, every bundle waiting for a
+    /// route is dispatched again (those on their way already are skipped). Returns the delay
+    /// of a timer started now. (A neighbour that goes down and up again gets a fresh state and
+    /// is dispatched to at once by [`Agent::neighbour_up`].)
+    fn retry_later(&self, hop: &Eid, neighbour: &Neighbour) -> Option<Duration> {
+        let delay = {
+            let mut retry = lock(&neighbour.retry);
+            if retry.pending {
+                return None;
+            }
+            retry.pending = true;
+            let delay = retry.delay;
+            retry.delay = (delay * 2).min(self.inner.config.forward_retry_max);
+            delay
+        };
+        // The timer does not keep the agent alive: one shut down meanwhile is left alone.
+        let agent = Arc::downgrade(&self.inner);
+        let node = hop.node_id();
+        let state = Arc::clone(&neighbour.retry);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            lock(&state).pending = false;
+            let Some(inner) = agent.upgrade() else { return };
+            let agent = Agent { inner };
+            let same_neighbour =
+                lock(&agent.inner.neighbours).get(&node).is_some_and(|n| Arc::ptr_eq(&n.retry, &state));
+            if same_neighbour && let Err(error) = agent.redispatch().await {
+                tracing::error!(%error, "dispatching waiting bundles again failed");
+            }
+        });
+        Some(delay)
     }
 
     /// Proactive fragmentation for a link that takes bundles of at most `max` bytes (RFC 9171
@@ -583,7 +642,9 @@ impl<S: Store> Agent<S> {
     ) -> Result<(), AgentError> {
         tracing::info!(neighbour = %neighbour, cla = cla.name(), "neighbour up");
         let slots = Arc::new(Semaphore::new(self.inner.config.max_in_flight_per_neighbour.max(1)));
-        lock(&self.inner.neighbours).insert(neighbour.node_id(), Neighbour { cla, slots });
+        let retry =
+            Arc::new(Mutex::new(RetryState { pending: false, delay: self.inner.config.forward_retry_min }));
+        lock(&self.inner.neighbours).insert(neighbour.node_id(), Neighbour { cla, slots, retry });
         self.redispatch().await
     }
 
@@ -737,6 +798,19 @@ impl<S: Store> PendingReceive<S> {
     pub async fn write(&mut self, chunk: &[u8]) -> Result<(), AgentError> {
         self.insert.write(chunk).await.inspect_err(|_| Counters::bump(&self.agent.inner.counters.refused))?;
         Ok(())
+    }
+
+    /// Whether this node already holds the bundle being received; `None` until its header has
+    /// arrived. A layer can then refuse the rest at once (TCPCL's XFER_REFUSE "completed",
+    /// RFC 9174 §5.2.4) rather than receive it all to find a duplicate at the commit.
+    pub fn already_held(&self) -> impl Future<Output = Result<Option<bool>, AgentError>> + Send + 'static {
+        // Nothing of `self` is held across the look-up (a pending insert need not be `Sync`).
+        let id = self.insert.header().map(|header| header.id());
+        let store = self.agent.inner.store.clone();
+        async move {
+            let Some(id) = id else { return Ok(None) };
+            Ok(Some(store.find(&id).await?.is_some()))
+        }
     }
 
     /// The bundle is complete: it is checked to its end, made durable and dispatched. `Ok`

@@ -60,6 +60,11 @@ pub trait Store: Clone + Send + Sync + std::fmt::Debug + 'static {
     ) -> impl Future<Output = Result<StoredBundle, StoreError>> + Send;
     /// What the store knows of one bundle.
     fn get(&self, id: StoreId) -> impl Future<Output = Result<Option<StoredBundle>, StoreError>> + Send;
+    /// The store id of the bundle (or fragment) with this identity (RFC 9171 §5.9), if held.
+    fn find(
+        &self,
+        id: &crate::bundle::BundleId,
+    ) -> impl Future<Output = Result<Option<StoreId>, StoreError>> + Send;
     /// The encoded bytes, whole or as a stream.
     fn open_data(&self, id: StoreId) -> impl Future<Output = Result<BundleData, StoreError>> + Send;
     /// Bundles in a state (optionally naming one neighbour or endpoint), oldest first.
@@ -153,6 +158,12 @@ impl Store for SqliteStore {
     }
     fn get(&self, id: StoreId) -> impl Future<Output = Result<Option<StoredBundle>, StoreError>> + Send {
         SqliteStore::get(self, id)
+    }
+    fn find(
+        &self,
+        id: &crate::bundle::BundleId,
+    ) -> impl Future<Output = Result<Option<StoreId>, StoreError>> + Send {
+        SqliteStore::find(self, id)
     }
     fn open_data(&self, id: StoreId) -> impl Future<Output = Result<BundleData, StoreError>> + Send {
         SqliteStore::open_data(self, id)

@@ -453,6 +453,29 @@ impl SqliteStore {
         row.map(|r| r.map(|(meta, _)| meta)).transpose()
     }
 
+    /// The store id of the bundle (or fragment) with this identity, if held.
+    pub async fn find(&self, id: &BundleId) -> Result<Option<StoreId>, StoreError> {
+        let (frag_offset, frag_length) = match id.fragment {
+            Some((offset, length)) => (super::writer::to_sql(offset), super::writer::to_sql(length)),
+            None => (-1, -1),
+        };
+        let key = (
+            id.source.to_string(),
+            super::writer::to_sql(id.creation.time),
+            super::writer::to_sql(id.creation.sequence),
+        );
+        self.inner
+            .read(move |c| {
+                c.prepare_cached(
+                    "SELECT id FROM bundles WHERE source = ?1 AND created = ?2 AND sequence = ?3 \
+                     AND frag_offset = ?4 AND frag_length = ?5",
+                )?
+                .query_row(rusqlite::params![key.0, key.1, key.2, frag_offset, frag_length], |r| r.get(0))
+                .optional()
+            })
+            .await
+    }
+
     /// The bundle's encoded bytes: inline ones whole, large ones as a file to stream.
     pub async fn open_data(&self, id: StoreId) -> Result<BundleData, StoreError> {
         let found = self

@@ -71,6 +71,15 @@ async fn duplicates_are_detected_by_bundle_id() {
     let big = store.insert(bundle(1, 5000), BundleState::WaitingForRoute).await.unwrap();
     assert_eq!(big, InsertOutcome::Duplicate(first.id()));
     assert_eq!(std::fs::read_dir(dir.path().join("blobs")).unwrap().count(), 0);
+    // Looked up by identity: the same source and timestamp, unfragmented, is found.
+    let mut id =
+        crate::bundle::Bundle::parse(&bundle(1, 10), &crate::bundle::ParseOptions::default()).unwrap().id();
+    assert_eq!(store.find(&id).await.unwrap(), Some(first.id()));
+    id.fragment = Some((0, 10));
+    assert_eq!(store.find(&id).await.unwrap(), None, "a fragment is another bundle");
+    id.fragment = None;
+    id.creation.sequence = 2;
+    assert_eq!(store.find(&id).await.unwrap(), None);
 }
 
 #[tokio::test]

@@ -359,8 +359,9 @@ enum Written {
 enum Receiving<S: Store> {
     /// Small so far: collected in memory.
     Collecting(BytesMut),
-    /// Large: streaming into the store, `pending` bytes not yet written.
-    Streaming { insert: PendingReceive<S>, pending: BytesMut },
+    /// Large: streaming into the store, `pending` bytes not yet written; `checked` once the
+    /// header was looked up among the bundles held.
+    Streaming { insert: PendingReceive<S>, pending: BytesMut, checked: bool },
     /// Refused: the rest is dropped.
     Dropped,
 }
@@ -745,7 +746,9 @@ impl<S: Store> SessionTask<S> {
                 let large = total_length.is_some_and(|l| l > STREAM_THRESHOLD as u64);
                 let receiving = if large {
                     match self.agent().begin_receive().await {
-                        Ok(insert) => Receiving::Streaming { insert, pending: BytesMut::new() },
+                        Ok(insert) => {
+                            Receiving::Streaming { insert, pending: BytesMut::new(), checked: false }
+                        }
                         Err(error) => {
                             self.refuse(transfer_id, &error);
                             Receiving::Dropped
@@ -832,19 +835,19 @@ impl<S: Store> SessionTask<S> {
                 }
                 // Larger than announced (or not announced): stream from here on.
                 match self.agent().begin_receive().await {
-                    Ok(insert) => self.write_to_store(transfer_id, insert, bytes).await,
+                    Ok(insert) => self.write_to_store(transfer_id, insert, bytes, false).await,
                     Err(error) => {
                         self.refuse(transfer_id, &error);
                         Receiving::Dropped
                     }
                 }
             }
-            Receiving::Streaming { insert, mut pending } => {
+            Receiving::Streaming { insert, mut pending, checked } => {
                 pending.extend_from_slice(data);
                 if pending.len() < STORE_WRITE_CHUNK {
-                    return Receiving::Streaming { insert, pending };
+                    return Receiving::Streaming { insert, pending, checked };
                 }
-                self.write_to_store(transfer_id, insert, pending).await
+                self.write_to_store(transfer_id, insert, pending, checked).await
             }
             Receiving::Dropped => Receiving::Dropped,
         }
@@ -852,29 +855,44 @@ impl<S: Store> SessionTask<S> {
 
     async fn flush_to_store(&mut self, transfer_id: u64, receiving: Receiving<S>) -> Receiving<S> {
         match receiving {
-            Receiving::Streaming { insert, pending } if !pending.is_empty() => {
-                self.write_to_store(transfer_id, insert, pending).await
+            Receiving::Streaming { insert, pending, checked } if !pending.is_empty() => {
+                self.write_to_store(transfer_id, insert, pending, checked).await
             }
             other => other,
         }
     }
 
+    /// Writes `pending` into the store. Once the header is in, a bundle this node holds
+    /// already is refused with "completed" (§5.2.4): the sender counts it delivered and the
+    /// rest is not sent (a sender that lost our final XFER_ACK with its session sends again).
     async fn write_to_store(
         &mut self,
         transfer_id: u64,
         mut insert: PendingReceive<S>,
         mut pending: BytesMut,
+        mut checked: bool,
     ) -> Receiving<S> {
-        match insert.write(&pending).await {
-            Ok(()) => {
-                pending.clear();
-                Receiving::Streaming { insert, pending }
-            }
-            Err(error) => {
-                self.refuse(transfer_id, &error);
-                Receiving::Dropped
+        if let Err(error) = insert.write(&pending).await {
+            self.refuse(transfer_id, &error);
+            return Receiving::Dropped;
+        }
+        pending.clear();
+        if !checked {
+            match insert.already_held().await {
+                Ok(None) => {}
+                Ok(Some(true)) => {
+                    tracing::info!(
+                        address = %self.status.address, transfer_id,
+                        "incoming bundle already held: refused as completed"
+                    );
+                    self.session.refuse(transfer_id, RefuseReason::COMPLETED);
+                    return Receiving::Dropped;
+                }
+                // Not held, or the look-up failed (the commit finds a duplicate anyway).
+                Ok(Some(false)) | Err(_) => checked = true,
             }
         }
+        Receiving::Streaming { insert, pending, checked }
     }
 
     /// The last segment is in: the bundle is committed in its own task (several at once, so
