@@ -355,6 +355,23 @@ fn a_bad_config_is_refused_naming_the_key() {
         assert_eq!(out.status.code(), Some(1));
         assert!(text(&out.stderr).contains(expected), "{}", text(&out.stderr));
     }
+
+    // A TCPCL port taken by someone else: named once, with the OS's reason once.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("address");
+    let text_config = format!(
+        "node_id = \"ipn:1.0\"\ndata_dir = \"{}\"\n[tcpcl]\nlisten = [\"{address}\"]\n",
+        data.display()
+    );
+    std::fs::write(&config, text_config).expect("config");
+    let out = Command::new(DTN).args(["daemon", "--config"]).arg(&config).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("tcpcl.listen = {address}: cannot listen for TCPCL on {address}: ")),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("os error").count(), 1, "the OS error once: {stderr}");
 }
 
 #[test]

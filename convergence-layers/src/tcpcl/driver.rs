@@ -76,8 +76,10 @@ impl TcpclConfig {
 /// Why the driver could not start something.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
-    #[error("cannot listen for TCPCL on {address}: {source}")]
-    Listen { address: SocketAddr, source: std::io::Error },
+    /// The OS error is part of the message and deliberately not a `source`: error chains
+    /// (anyhow's `{:#}`) would print it twice.
+    #[error("cannot listen for TCPCL on {address}: {error}")]
+    Listen { address: SocketAddr, error: std::io::Error },
 }
 
 /// A session as `dtn status` shows it.
@@ -196,8 +198,8 @@ impl<S: Store> Tcpcl<S> {
     /// Accepts sessions on `address` from now on; answers the address bound (port 0 picks one).
     pub async fn listen(&self, address: SocketAddr) -> Result<SocketAddr, DriverError> {
         let listener =
-            TcpListener::bind(address).await.map_err(|source| DriverError::Listen { address, source })?;
-        let bound = listener.local_addr().map_err(|source| DriverError::Listen { address, source })?;
+            TcpListener::bind(address).await.map_err(|error| DriverError::Listen { address, error })?;
+        let bound = listener.local_addr().map_err(|error| DriverError::Listen { address, error })?;
         tracing::info!(address = %bound, "TCPCL listening");
         let layer = self.clone();
         let mut shutdown = self.shared.shutdown.subscribe();
