@@ -158,6 +158,20 @@ pub fn arb_bundle_with(shape: BundleShape) -> impl Strategy<Value = Bundle> {
     )
 }
 
+/// An agent with a real SQLite store in a new temporary directory (removed when the returned
+/// guard drops), on the system clock, for tests that run nodes in one process.
+pub async fn agent_on_disk(
+    config: crate::agent::node::AgentConfig,
+    store: crate::store::StoreConfig,
+) -> (crate::agent::node::Agent<crate::store::SqliteStore>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let clock: std::sync::Arc<dyn crate::time::Clock> = std::sync::Arc::new(crate::time::SystemClock);
+    let (store, _) = crate::store::SqliteStore::open(dir.path(), store, std::sync::Arc::clone(&clock))
+        .await
+        .expect("open the store");
+    (crate::agent::node::Agent::new(config, store, clock), dir)
+}
+
 /// Sends `payload` from `source` to `destination` through `agent`, streamed into the store in
 /// 1 MiB chunks as an application's large payload is; lifetime one hour. Panics on failure.
 pub async fn send_streamed<S: crate::store::Store>(

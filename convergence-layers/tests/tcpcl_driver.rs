@@ -9,8 +9,7 @@ use std::time::Duration;
 use bpa::agent::node::{Agent, AgentConfig};
 use bpa::bundle::Eid;
 use bpa::store::{SqliteStore, StoreConfig};
-use bpa::testing::{send_streamed, take_payloads};
-use bpa::time::SystemClock;
+use bpa::testing::{agent_on_disk, send_streamed, take_payloads};
 use convergence_layers::tcpcl::driver::{Tcpcl, TcpclConfig};
 use convergence_layers::tcpcl::session::{SessionConfig, TlsPolicy};
 use convergence_layers::tcpcl::tls::TlsSetup;
@@ -44,10 +43,7 @@ async fn node_with(n: u32, store: StoreConfig, config: TcpclConfig) -> Node {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let clock: Arc<dyn bpa::time::Clock> = Arc::new(SystemClock);
-    let (store, _) = SqliteStore::open(dir.path(), store, Arc::clone(&clock)).await.expect("store");
-    let agent = Agent::new(AgentConfig::new(Eid::ipn(n, 0)), store, clock);
+    let (agent, dir) = agent_on_disk(AgentConfig::new(Eid::ipn(n, 0)), store).await;
     let tcpcl = Tcpcl::new(agent.clone(), config);
     Node { agent, tcpcl, _dir: dir }
 }

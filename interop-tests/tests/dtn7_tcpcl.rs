@@ -10,15 +10,13 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bpa::agent::node::{Agent, AgentConfig};
 use bpa::agent::routing::{EidPattern, StaticRoute};
 use bpa::bundle::{Eid, ParseOptions};
 use bpa::store::{SqliteStore, StoreConfig};
-use bpa::testing::{send_streamed, take_payloads};
-use bpa::time::SystemClock;
+use bpa::testing::{agent_on_disk, send_streamed, take_payloads};
 use convergence_layers::tcpcl::driver::{SessionSummary, Tcpcl, TcpclConfig};
 use convergence_layers::tcpcl::session::{SessionConfig, TlsPolicy};
 use interop_tests::dtn7_program;
@@ -137,14 +135,10 @@ async fn our_node(name: &str, keepalive: u16) -> Node {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let clock: Arc<dyn bpa::time::Clock> = Arc::new(SystemClock);
-    let (store, _) =
-        SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&clock)).await.expect("store");
     let mut config = AgentConfig::new(Eid::dtn(name, "").expect("node ID"));
     // dtn7-rs sends primary blocks without a CRC (design §8).
     config.parse = ParseOptions { accept_primary_without_crc: true, ..ParseOptions::default() };
-    let agent = Agent::new(config, store, clock);
+    let (agent, dir) = agent_on_disk(config, StoreConfig::default()).await;
     let mut session = SessionConfig::new("");
     session.tls = TlsPolicy::Off;
     session.keepalive = keepalive;

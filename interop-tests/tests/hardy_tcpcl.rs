@@ -19,8 +19,7 @@ use std::time::Duration;
 use bpa::agent::node::{Agent, AgentConfig};
 use bpa::bundle::Eid;
 use bpa::store::{SqliteStore, StoreConfig};
-use bpa::testing::{send_streamed, take_payloads};
-use bpa::time::SystemClock;
+use bpa::testing::{agent_on_disk, send_streamed, take_payloads};
 use convergence_layers::tcpcl::driver::{SessionSummary, Tcpcl, TcpclConfig};
 use convergence_layers::tcpcl::session::{SessionConfig, TlsPolicy};
 use convergence_layers::tcpcl::tls::TlsSetup;
@@ -189,11 +188,8 @@ impl OurNode {
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let clock: Arc<dyn bpa::time::Clock> = Arc::new(SystemClock);
-        let (store, _) =
-            SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&clock)).await.expect("store");
-        let agent = Agent::new(AgentConfig::new(Eid::ipn(OUR_NODE, 0)), store, clock);
+        let (agent, dir) =
+            agent_on_disk(AgentConfig::new(Eid::ipn(OUR_NODE, 0)), StoreConfig::default()).await;
         let mut session = SessionConfig::new("");
         session.tls = TlsPolicy::Required;
         session.require_node_id_authentication = require_node_id_authentication;

@@ -210,14 +210,7 @@ const MAX_READ_BATCH: usize = 256;
 /// bundle) run in one read transaction — one WAL snapshot and one thread wake-up for the lot,
 /// where a blocking-pool task per read cost a wake-up and a lock hand-off each.
 fn run_reader(conn: Connection, jobs: std::sync::mpsc::Receiver<ReadJob>) {
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_READ_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
+    while let Some(batch) = super::writer::next_batch(&jobs, MAX_READ_BATCH) {
         // Without the transaction each read still runs, each with its own snapshot.
         let in_transaction = batch.len() > 1 && conn.execute_batch("BEGIN").is_ok();
         for job in batch {
@@ -455,23 +448,10 @@ impl SqliteStore {
 
     /// The store id of the bundle (or fragment) with this identity, if held.
     pub async fn find(&self, id: &BundleId) -> Result<Option<StoreId>, StoreError> {
-        let (frag_offset, frag_length) = match id.fragment {
-            Some((offset, length)) => (super::writer::to_sql(offset), super::writer::to_sql(length)),
-            None => (-1, -1),
-        };
-        let key = (
-            id.source.to_string(),
-            super::writer::to_sql(id.creation.time),
-            super::writer::to_sql(id.creation.sequence),
-        );
+        let (source, creation, fragment) = (id.source.to_string(), id.creation, id.fragment);
         self.inner
             .read(move |c| {
-                c.prepare_cached(
-                    "SELECT id FROM bundles WHERE source = ?1 AND created = ?2 AND sequence = ?3 \
-                     AND frag_offset = ?4 AND frag_length = ?5",
-                )?
-                .query_row(rusqlite::params![key.0, key.1, key.2, frag_offset, frag_length], |r| r.get(0))
-                .optional()
+                super::writer::find_identity(c, &source, creation.time, creation.sequence, fragment)
             })
             .await
     }

@@ -83,6 +83,42 @@ enum Reply {
     Delete(oneshot::Sender<Result<StoredBundle, StoreError>>, Result<StoredBundle, StoreError>),
 }
 
+/// Waits for the next item, then takes whatever else is queued, up to `max` in all: the
+/// store's threads work in batches (one transaction for the lot). `None` once every sender
+/// is gone.
+pub(crate) fn next_batch<T>(queue: &Receiver<T>, max: usize) -> Option<Vec<T>> {
+    let mut batch = vec![queue.recv().ok()?];
+    while batch.len() < max {
+        match queue.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+/// A fragment's offset and length columns; -1, -1 for a whole bundle.
+fn fragment_columns(fragment: Option<(u64, u64)>) -> (i64, i64) {
+    fragment.map_or((-1, -1), |(offset, length)| (to_sql(offset), to_sql(length)))
+}
+
+/// The store id of the bundle (or fragment) with this identity (RFC 9171 §5.9), if held.
+pub(crate) fn find_identity(
+    conn: &rusqlite::Connection,
+    source: &str,
+    created: u64,
+    sequence: u64,
+    fragment: Option<(u64, u64)>,
+) -> rusqlite::Result<Option<i64>> {
+    let (frag_offset, frag_length) = fragment_columns(fragment);
+    conn.prepare_cached(
+        "SELECT id FROM bundles WHERE source = ?1 AND created = ?2 AND sequence = ?3 \
+         AND frag_offset = ?4 AND frag_length = ?5",
+    )?
+    .query_row(params![source, to_sql(created), to_sql(sequence), frag_offset, frag_length], |r| r.get(0))
+    .optional()
+}
+
 /// u64 values from the wire go into SQLite's signed integers bit for bit.
 pub(crate) fn to_sql(v: u64) -> i64 {
     v as i64
@@ -90,14 +126,7 @@ pub(crate) fn to_sql(v: u64) -> i64 {
 
 impl Writer {
     pub fn run(mut self, requests: Receiver<WriteOp>) {
-        while let Ok(first) = requests.recv() {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match requests.try_recv() {
-                    Ok(op) => batch.push(op),
-                    Err(_) => break,
-                }
-            }
+        while let Some(batch) = next_batch(&requests, MAX_BATCH) {
             self.apply(batch);
         }
     }
@@ -232,21 +261,8 @@ fn insert(
     bundles: &mut u64,
     bytes: &mut u64,
 ) -> Result<InsertOutcome, Failure> {
-    let (frag_offset, frag_length) = match row.fragment {
-        Some((o, l)) => (to_sql(o), to_sql(l)),
-        None => (-1, -1),
-    };
-    let existing: Option<i64> = tx
-        .prepare_cached(
-            "SELECT id FROM bundles WHERE source = ?1 AND created = ?2 AND sequence = ?3 \
-             AND frag_offset = ?4 AND frag_length = ?5",
-        )?
-        .query_row(
-            params![row.source, to_sql(row.created), to_sql(row.sequence), frag_offset, frag_length],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if let Some(id) = existing {
+    let (frag_offset, frag_length) = fragment_columns(row.fragment);
+    if let Some(id) = find_identity(tx, &row.source, row.created, row.sequence, row.fragment)? {
         return Ok(InsertOutcome::Duplicate(id));
     }
     if *bundles + 1 > quota.max_bundles || bytes.saturating_add(row.length) > quota.max_bytes {
