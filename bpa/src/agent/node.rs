@@ -800,6 +800,16 @@ impl<S: Store> PendingReceive<S> {
         Ok(())
     }
 
+    /// As [`PendingReceive::write`], taking the bytes of `chunk` rather than copying them:
+    /// `chunk` comes back empty, with the capacity of a buffer written earlier.
+    pub async fn write_owned(&mut self, chunk: &mut Vec<u8>) -> Result<(), AgentError> {
+        self.insert
+            .write_owned(chunk)
+            .await
+            .inspect_err(|_| Counters::bump(&self.agent.inner.counters.refused))?;
+        Ok(())
+    }
+
     /// Whether this node already holds the bundle being received; `None` until its header has
     /// arrived. A layer can then refuse the rest at once (TCPCL's XFER_REFUSE "completed",
     /// RFC 9174 §5.2.4) rather than receive it all to find a duplicate at the commit.

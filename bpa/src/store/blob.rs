@@ -148,6 +148,27 @@ impl PendingInsert {
 
     /// Appends the next bytes of the bundle.
     pub async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+        self.check(chunk)?;
+        self.finish_write().await?;
+        let mut buffer = std::mem::take(&mut self.spare);
+        buffer.clear();
+        buffer.extend_from_slice(chunk);
+        self.start_write(buffer).await
+    }
+
+    /// As [`PendingInsert::write`], taking the bytes of `chunk` rather than copying them;
+    /// `chunk` is left empty, with the capacity of a buffer written earlier, for the caller to
+    /// fill again.
+    pub async fn write_owned(&mut self, chunk: &mut Vec<u8>) -> Result<(), StoreError> {
+        self.check(chunk)?;
+        self.finish_write().await?;
+        let mut spare = std::mem::take(&mut self.spare);
+        spare.clear();
+        self.start_write(std::mem::replace(chunk, spare)).await
+    }
+
+    /// The size limit, the header rules once it can be parsed, the payload CRC as it streams.
+    fn check(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
         let options = &self.inner.config.parse;
         if self.written + chunk.len() as u64 > options.max_bundle_size {
             return Err(StoreError::InvalidBundle(BundleError::TooLarge {
@@ -169,12 +190,14 @@ impl PendingInsert {
                 }
             }
         }
-        self.finish_write().await?;
+        Ok(())
+    }
+
+    /// Hands `buffer` to the blocking pool to be appended (the previous write is finished),
+    /// and starts an early sync when one is due.
+    async fn start_write(&mut self, buffer: Vec<u8>) -> Result<(), StoreError> {
         let file = Arc::clone(self.file.as_ref().ok_or(StoreError::Closed)?);
-        let mut buffer = std::mem::take(&mut self.spare);
-        buffer.clear();
-        buffer.extend_from_slice(chunk);
-        self.written += chunk.len() as u64;
+        self.written += buffer.len() as u64;
         let writing = Arc::clone(&file);
         self.in_flight = Some(tokio::task::spawn_blocking(move || {
             use std::io::Write;

@@ -114,6 +114,8 @@ pub trait StreamingInsert: Send {
     /// The bundle's header, once enough bytes arrived to parse it.
     fn header(&self) -> Option<&crate::bundle::BundleHeader>;
     fn write(&mut self, chunk: &[u8]) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// As `write`, taking the bytes of `chunk` (left empty, with a spare buffer's capacity).
+    fn write_owned(&mut self, chunk: &mut Vec<u8>) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn commit(self, state: BundleState) -> impl Future<Output = Result<InsertOutcome, StoreError>> + Send;
 }
 
@@ -123,6 +125,9 @@ impl StreamingInsert for PendingInsert {
     }
     fn write(&mut self, chunk: &[u8]) -> impl Future<Output = Result<(), StoreError>> + Send {
         PendingInsert::write(self, chunk)
+    }
+    fn write_owned(&mut self, chunk: &mut Vec<u8>) -> impl Future<Output = Result<(), StoreError>> + Send {
+        PendingInsert::write_owned(self, chunk)
     }
     fn commit(self, state: BundleState) -> impl Future<Output = Result<InsertOutcome, StoreError>> + Send {
         PendingInsert::commit(self, state)

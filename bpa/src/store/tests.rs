@@ -121,6 +121,21 @@ async fn streaming_inserts_commit_or_leave_nothing() {
     let err = pending.commit(BundleState::WaitingForRoute).await.unwrap_err();
     assert!(matches!(err, StoreError::InvalidBundle(BundleError::Cbor { .. })), "{err}");
     assert_eq!(std::fs::read_dir(dir.path().join("blobs")).unwrap().count(), 1);
+    // Handed over buffer by buffer (`write_owned`, mixed with `write`): the same bytes, and each
+    // buffer comes back empty for the next chunk.
+    let mut pending = store.begin_insert().await.unwrap();
+    let mut buffer = Vec::new();
+    for (i, chunk) in other.chunks(9_999).enumerate() {
+        if i % 3 == 0 {
+            pending.write(chunk).await.unwrap();
+        } else {
+            buffer.extend_from_slice(chunk);
+            pending.write_owned(&mut buffer).await.unwrap();
+            assert!(buffer.is_empty());
+        }
+    }
+    let id = pending.commit(BundleState::WaitingForRoute).await.unwrap().id();
+    assert_eq!(store.read(id).await.unwrap(), other);
 }
 
 #[tokio::test]

@@ -363,7 +363,7 @@ enum Receiving<S: Store> {
     Collecting(BytesMut),
     /// Large: streaming into the store, `pending` bytes not yet written; `checked` once the
     /// header was looked up among the bundles held.
-    Streaming { insert: PendingReceive<S>, pending: BytesMut, checked: bool },
+    Streaming { insert: PendingReceive<S>, pending: Vec<u8>, checked: bool },
     /// Refused: the rest is dropped.
     Dropped,
 }
@@ -748,9 +748,7 @@ impl<S: Store> SessionTask<S> {
                 let large = total_length.is_some_and(|l| l > STREAM_THRESHOLD as u64);
                 let receiving = if large {
                     match self.agent().begin_receive().await {
-                        Ok(insert) => {
-                            Receiving::Streaming { insert, pending: BytesMut::new(), checked: false }
-                        }
+                        Ok(insert) => Receiving::Streaming { insert, pending: Vec::new(), checked: false },
                         Err(error) => {
                             self.refuse(transfer_id, &error);
                             Receiving::Dropped
@@ -837,7 +835,7 @@ impl<S: Store> SessionTask<S> {
                 }
                 // Larger than announced (or not announced): stream from here on.
                 match self.agent().begin_receive().await {
-                    Ok(insert) => self.write_to_store(transfer_id, insert, bytes, false).await,
+                    Ok(insert) => self.write_to_store(transfer_id, insert, bytes.into(), false).await,
                     Err(error) => {
                         self.refuse(transfer_id, &error);
                         Receiving::Dropped
@@ -871,14 +869,14 @@ impl<S: Store> SessionTask<S> {
         &mut self,
         transfer_id: u64,
         mut insert: PendingReceive<S>,
-        mut pending: BytesMut,
+        mut pending: Vec<u8>,
         mut checked: bool,
     ) -> Receiving<S> {
-        if let Err(error) = insert.write(&pending).await {
+        // The store takes the buffer and gives back an empty one: no copy of the data.
+        if let Err(error) = insert.write_owned(&mut pending).await {
             self.refuse(transfer_id, &error);
             return Receiving::Dropped;
         }
-        pending.clear();
         if !checked {
             match insert.already_held().await {
                 Ok(None) => {}
