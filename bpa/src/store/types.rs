@@ -230,29 +230,17 @@ impl BundleData {
         self,
         options: &ParseOptions,
     ) -> Result<(BundleHeader, PayloadContent), super::StoreError> {
-        use tokio::io::{AsyncReadExt, AsyncSeekExt};
-        match self {
-            BundleData::Inline(bytes) => {
-                let header = BundleHeader::parse(&bytes, options)?.ok_or(truncated(bytes.len()))?;
-                whole_bundle(&header, bytes.len() as u64)?;
-                let start = header.payload.data_offset;
-                let content = bytes.slice(start..start + header.payload.data_length as usize);
-                Ok((header, PayloadContent::Memory(content)))
+        let OpenedBundle { header, rest, .. } = self.into_opened(options).await?;
+        // `rest` runs to the end of the bundle; the payload content is its first bytes.
+        let length = header.payload.data_length;
+        let content = match rest {
+            PayloadContent::Memory(bytes) => PayloadContent::Memory(bytes.slice(..length as usize)),
+            PayloadContent::File(mut file) => {
+                file.set_limit(length);
+                PayloadContent::File(file)
             }
-            BundleData::File { mut file, length, path } => {
-                let read_error = |source| super::StoreError::Io {
-                    action: "reading a stored bundle's file",
-                    path: path.clone(),
-                    source,
-                };
-                let (header, _) = read_header(&mut file, options).await.map_err(read_error)??;
-                whole_bundle(&header, length)?;
-                let start = header.payload.data_offset as u64;
-                file.seek(std::io::SeekFrom::Start(start)).await.map_err(read_error)?;
-                let content = PayloadContent::File(file.take(header.payload.data_length));
-                Ok((header, content))
-            }
-        }
+        };
+        Ok((header, content))
     }
 }
 
