@@ -701,16 +701,19 @@ impl Session {
         self.maybe_finish_ending();
     }
 
+    /// The outgoing transfer an XFER_ACK or XFER_REFUSE names. One this session never sent is
+    /// rejected as unexpected; one it finished lately (a late ack, a refusal crossing our last
+    /// segment) is ignored.
+    fn outgoing_named(&mut self, transfer_id: u64, rejected_type: u8) -> Option<usize> {
+        let index = self.outgoing.iter().position(|t| t.id == transfer_id);
+        if index.is_none() && !self.recently_finished.contains(&transfer_id) {
+            self.send(Message::MsgReject { reason: RejectReason::UNEXPECTED, rejected_type });
+        }
+        index
+    }
+
     fn on_ack(&mut self, transfer_id: u64, length: u64) {
-        let Some(index) = self.outgoing.iter().position(|t| t.id == transfer_id) else {
-            if !self.recently_finished.contains(&transfer_id) {
-                self.send(Message::MsgReject {
-                    reason: RejectReason::UNEXPECTED,
-                    rejected_type: message_type::XFER_ACK,
-                });
-            }
-            return;
-        };
+        let Some(index) = self.outgoing_named(transfer_id, message_type::XFER_ACK) else { return };
         let transfer = &self.outgoing[index];
         if length > transfer.sent {
             // Acknowledging bytes never sent: the peer cannot comply with this transfer.
@@ -730,15 +733,7 @@ impl Session {
     }
 
     fn on_refuse(&mut self, reason: RefuseReason, transfer_id: u64) {
-        let Some(index) = self.outgoing.iter().position(|t| t.id == transfer_id) else {
-            if !self.recently_finished.contains(&transfer_id) {
-                self.send(Message::MsgReject {
-                    reason: RejectReason::UNEXPECTED,
-                    rejected_type: message_type::XFER_REFUSE,
-                });
-            }
-            return;
-        };
+        let Some(index) = self.outgoing_named(transfer_id, message_type::XFER_REFUSE) else { return };
         // Forgotten at once (a long session refuses many transfers); remembered among the
         // recent IDs so a refusal repeated for a crossing segment, or a late ack, is no error.
         self.outgoing.remove(index);
