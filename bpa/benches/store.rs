@@ -120,7 +120,7 @@ async fn stream(mib: u64, dir: &str) {
     crc.update(&[0x44, 0, 0, 0, 0]);
     let value = crc.finalize().to_be_bytes();
     pending.write(&[0x44, value[0], value[1], value[2], value[3], 0xff]).await.expect("write");
-    let id = pending.commit(BundleState::WaitingForRoute).await.expect("commit").id();
+    let id = pending.commit(BundleState::WaitingForRoute).await.expect("commit").id().expect("stored");
     let insert_secs = start.elapsed().as_secs_f64();
     let start = Instant::now();
     let BundleData::File { mut file, length, .. } = store.open_data(id).await.expect("open data") else {

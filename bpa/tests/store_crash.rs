@@ -76,7 +76,7 @@ fn crash_child() {
                         } else {
                             store.insert(bytes, BundleState::WaitingForRoute).await
                         };
-                        let id = outcome.expect("insert").id();
+                        let id = outcome.expect("insert").id().expect("stored");
                         // Acknowledged: from here on it must survive anything.
                         let mut out = std::io::stdout().lock();
                         std::io::Write::write_all(&mut out, format!("ACK {sequence} {id}\n").as_bytes())

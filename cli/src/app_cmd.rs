@@ -51,7 +51,8 @@ pub struct RecvArgs {
     /// Keep receiving until interrupted.
     #[arg(long, conflicts_with = "count")]
     follow: bool,
-    /// Give up after this long without a bundle (exit code 2). Default: wait for ever.
+    /// Give up after this long without a bundle: exit code 2, or with --follow, exit 0 if any
+    /// bundle was received (2 if none). Default: wait for ever.
     #[arg(long)]
     wait: Option<String>,
     /// Where payloads go: a directory (one file per bundle, named by bundle ID) or a file (one
@@ -251,13 +252,18 @@ async fn recv_async(client: Client, args: RecvArgs) -> anyhow::Result<ExitCode> 
             let mut wait = Duration::from_secs(60);
             if let Some(limit) = limit {
                 let left = limit.saturating_sub(started.elapsed());
-                if left.is_zero() && received < args.count {
+                if left.is_zero() {
                     eprintln!(
                         "dtn recv: nothing for {} within {}",
                         args.endpoint,
                         args.wait.as_deref().unwrap_or("")
                     );
-                    return Ok(ExitCode::from(2));
+                    // --follow ends after the wait without a bundle: success if it got any.
+                    return Ok(if args.follow && received > 0 {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(2)
+                    });
                 }
                 wait = wait.min(left);
             }
@@ -285,37 +291,29 @@ async fn recv_async(client: Client, args: RecvArgs) -> anyhow::Result<ExitCode> 
             Output::Dir(dir) => Some(dir.join(file_name(&bundle_id))),
             Output::File(file) => Some(file.clone()),
         };
-        // Durable before acknowledged, on this side too: a file is written as `.part`, fsynced
-        // and renamed before the ack.
-        let part = written_to.as_ref().map(|target| target.with_extension("part"));
-        let mut sink: Box<dyn Write> = match &part {
-            None => Box::new(std::io::stdout().lock()),
-            Some(part) => Box::new(
-                std::fs::File::create(part).with_context(|| format!("cannot create {}", part.display()))?,
-            ),
+        // Durable before acknowledged, on this side too: the payload is written under a
+        // temporary name of its own (created exclusively, so two receivers sharing a folder
+        // never share one), fsynced and renamed into place before the ack.
+        let mut part = match &written_to {
+            Some(target) => Some(PartFile::create(target)?),
+            None => None,
         };
-        let sink_name =
-            part.as_ref().map_or_else(|| "standard output".to_string(), |p| p.display().to_string());
+        let mut stdout = std::io::stdout().lock();
         let mut length = 0u64;
         while let Some(frame) = body.frame().await {
-            if let Ok(data) = frame.context("the payload was cut off")?.into_data() {
+            let frame =
+                frame.context("the payload was cut off (nothing was acknowledged; it stays on the node)")?;
+            if let Ok(data) = frame.into_data() {
                 length += data.len() as u64;
-                sink.write_all(&data).with_context(|| format!("cannot write {sink_name}"))?;
+                match &mut part {
+                    Some(part) => part.write(&data)?,
+                    None => stdout.write_all(&data).context("cannot write standard output")?,
+                }
             }
         }
-        sink.flush().with_context(|| format!("cannot write {sink_name}"))?;
-        drop(sink);
-        if let (Some(part), Some(target)) = (&part, &written_to) {
-            std::fs::File::open(part)
-                .and_then(|f| f.sync_all())
-                .with_context(|| format!("cannot write {}", part.display()))?;
-            std::fs::rename(part, target)
-                .with_context(|| format!("cannot rename to {}", target.display()))?;
-            if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty())
-                && let Ok(dir) = std::fs::File::open(parent)
-            {
-                let _ = dir.sync_all();
-            }
+        match (part, &written_to) {
+            (Some(part), Some(target)) => part.finish(target)?,
+            _ => stdout.flush().context("cannot write standard output")?,
         }
         let ack = format!("/v1/ack?endpoint={}&id={}", encode(&args.endpoint), encode(&store_id));
         client.json(Method::POST, &ack).await?;
@@ -331,6 +329,58 @@ async fn recv_async(client: Client, args: RecvArgs) -> anyhow::Result<ExitCode> 
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A payload being written: a temporary file beside its target, removed unless finished.
+struct PartFile {
+    file: std::fs::File,
+    path: PathBuf,
+    finished: bool,
+}
+
+impl PartFile {
+    /// `.NAME.PID-N.part` beside `target`, created exclusively (`O_EXCL`): no other receiver,
+    /// in this process or another, writes the same file.
+    fn create(target: &Path) -> anyhow::Result<PartFile> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        loop {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = dir.join(format!(".{name}.{}-{n}.part", std::process::id()));
+            match std::fs::File::options().write(true).create_new(true).open(&path) {
+                Ok(file) => return Ok(PartFile { file, path, finished: false }),
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(error) => return Err(error).with_context(|| format!("cannot create {}", path.display())),
+            }
+        }
+    }
+
+    fn write(&mut self, data: &[u8]) -> anyhow::Result<()> {
+        self.file.write_all(data).with_context(|| format!("cannot write {}", self.path.display()))
+    }
+
+    /// Makes the payload durable under its own name: fsync, rename, fsync of the directory.
+    fn finish(mut self, target: &Path) -> anyhow::Result<()> {
+        self.file.sync_all().with_context(|| format!("cannot write {}", self.path.display()))?;
+        std::fs::rename(&self.path, target)
+            .with_context(|| format!("cannot rename {} to {}", self.path.display(), target.display()))?;
+        self.finished = true;
+        if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty())
+            && let Ok(dir) = std::fs::File::open(parent)
+        {
+            dir.sync_all().with_context(|| format!("cannot sync the directory {}", parent.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PartFile {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 /// A file name for a bundle ID: its characters that are safe in names, others as `_`.
@@ -456,6 +506,18 @@ pub fn status(client: Client, json_out: bool) -> anyhow::Result<ExitCode> {
         println!("data        {}", s(&status["data_dir"]));
         println!("api         {}", s(&status["api_socket"]));
         println!("store       {} bundles, {} bytes", status["store"]["bundles"], status["store"]["bytes"]);
+        if status["store"]["quarantined"].as_u64().unwrap_or(0) > 0 {
+            println!(
+                "  DAMAGED: {} bundles quarantined (never served; `dtn bundles list` names them)",
+                status["store"]["quarantined"]
+            );
+        }
+        if status["store"]["lost_transactions_at_start"].as_u64().unwrap_or(0) > 0 {
+            println!(
+                "  LOST: {} acknowledged store transactions could not be replayed at start (see the daemon's log)",
+                status["store"]["lost_transactions_at_start"]
+            );
+        }
         let empty = Vec::new();
         let neighbours = status["neighbours"].as_array().unwrap_or(&empty);
         println!("neighbours  {}", if neighbours.is_empty() { "none" } else { "" });

@@ -18,6 +18,9 @@ use convergence_layers::tcpcl::driver::{SessionSummary, Tcpcl, TcpclConfig};
 use convergence_layers::tcpcl::session::{SessionConfig, TlsPolicy};
 use convergence_layers::tcpcl::tls::TlsSetup;
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+
+use bpa::api::ServeLimits;
 use tokio::net::UnixListener;
 
 use crate::config::{Config, TlsSetting};
@@ -39,7 +42,8 @@ pub fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 
 async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let data_dir = config.data_dir()?;
-    std::fs::create_dir_all(&data_dir)
+    // Bundles are private data: the directory is its owner's alone, whatever the umask.
+    private_dir(&data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
 
@@ -98,7 +102,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
     };
 
     let mut api_config = ApiConfig { spool_dir: data_dir.join("spool"), ..ApiConfig::default() };
-    std::fs::create_dir_all(&api_config.spool_dir)
+    private_dir(&api_config.spool_dir)
         .with_context(|| format!("cannot create the spool directory {}", api_config.spool_dir.display()))?;
     if let Some(v) = config.api.max_payload {
         api_config.max_payload = v;
@@ -145,11 +149,11 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let unix_server = axum::serve(listener, bpa::api::router(state(agent.clone())))
-        .with_graceful_shutdown(stopped(stop_rx.clone()));
+    let limits = ServeLimits { shutdown_grace: SHUTDOWN_GRACE, ..ServeLimits::default() };
+    let unix_server =
+        bpa::api::serve(listener, bpa::api::router(state(agent.clone())), limits, stopped(stop_rx.clone()));
     let tcp_server = tcp.map(|listener| {
-        axum::serve(listener, bpa::api::router(state(agent.clone())))
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
+        bpa::api::serve(listener, bpa::api::router(state(agent.clone())), limits, stopped(stop_rx.clone()))
     });
     tracing::info!(
         node_id = %agent.node_id(),
@@ -168,8 +172,8 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
     );
 
     let servers = async {
-        let unix = tokio::spawn(async move { unix_server.await });
-        let tcp = tcp_server.map(|s| tokio::spawn(async move { s.await }));
+        let unix = tokio::spawn(unix_server);
+        let tcp = tcp_server.map(tokio::spawn);
         let _ = unix.await;
         if let Some(tcp) = tcp {
             let _ = tcp.await;
@@ -304,10 +308,33 @@ fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
         std::fs::remove_file(path)
             .with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
     }
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-    }
-    UnixListener::bind(path).with_context(|| {
-        format!("cannot listen on {} (socket paths are limited to 107 bytes)", path.display())
-    })
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    // The socket is made in a directory of its own (0700), given mode 0600, and only then moved
+    // into place: at no moment can another user connect, whatever the umask.
+    let staging = parent.join(format!(".s{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    private_dir(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
+    let staged = staging.join("s");
+    let bound = UnixListener::bind(&staged)
+        .and_then(|listener| {
+            std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+            std::fs::rename(&staged, path)?;
+            Ok(listener)
+        })
+        .with_context(|| {
+            format!("cannot listen on {} (socket paths are limited to 107 bytes)", path.display())
+        });
+    let _ = std::fs::remove_dir_all(&staging);
+    bound
+}
+
+/// Creates a directory (and its parents) and makes it its owner's alone (0700).
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }

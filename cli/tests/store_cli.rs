@@ -1,4 +1,5 @@
-//! `dtn store check` on real stores: a sound one, and one damaged behind the store's back.
+//! `dtn store check` on real stores: a sound one, and one damaged behind the store's back. The
+//! check only reads; `--repair` changes, after saying what.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -22,17 +23,18 @@ fn fill(dir: &std::path::Path) {
         let (store, _) = SqliteStore::open(dir, StoreConfig::default(), Arc::new(ManualClock::new(100)))
             .await
             .expect("open");
-        for (sequence, len) in [(1, 10), (2, 100), (3, 200_000)] {
+        for (sequence, len) in [(1, 10), (2, 100), (3, 200_000), (4, 100_000)] {
             store.insert(bundle(sequence, len), BundleState::WaitingForRoute).await.expect("insert");
         }
         store.close().await;
     });
 }
 
-fn check(dir: &std::path::Path) -> (Option<i32>, String, String) {
+fn check(dir: &std::path::Path, extra: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_dtn"))
         .args(["store", "check", "--data-dir"])
         .arg(dir)
+        .args(extra)
         .output()
         .expect("run dtn");
     (
@@ -42,47 +44,110 @@ fn check(dir: &std::path::Path) -> (Option<i32>, String, String) {
     )
 }
 
+/// Every file under `dir`, with its contents: what "changes nothing" is checked against.
+fn snapshot(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut all = Vec::new();
+    for sub in [dir.to_path_buf(), dir.join("blobs")] {
+        for entry in std::fs::read_dir(&sub).expect("list") {
+            let path = entry.expect("entry").path();
+            let name = path.file_name().expect("name").to_string_lossy().into_owned();
+            // SQLite's index of the log may be made by a read-only reader; it holds no data.
+            if path.is_file() && !name.ends_with("-shm") && !name.ends_with("-wal") {
+                all.push((path.clone(), std::fs::read(&path).expect("read")));
+            }
+        }
+    }
+    all.sort();
+    all
+}
+
+fn blob_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("blobs"))
+        .expect("blobs")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "bundle"))
+        .collect();
+    files.sort();
+    files
+}
+
 #[test]
 fn a_sound_store_checks_clean() {
     let dir = tempfile::tempdir().expect("tempdir");
     fill(dir.path());
-    let (code, stdout, stderr) = check(dir.path());
+    let (code, stdout, stderr) = check(dir.path(), &[]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("write-ahead log: ok"), "{stdout}");
     assert!(
-        stdout.contains("recovery: 0 orphan bundle files removed, 0 incomplete inserts removed, 0 rows"),
+        stdout.contains(
+            "files: 0 incomplete inserts, 0 orphan bundle files, 0 rows with a missing or damaged file"
+        ),
         "{stdout}"
     );
     assert!(stdout.contains("database: integrity check ok"), "{stdout}");
-    assert!(stdout.contains("bundles: 3 checked"), "{stdout}");
+    assert!(stdout.contains("bundles: 4 checked"), "{stdout}");
+    assert!(stdout.contains("0 invalid, 0 quarantined"), "{stdout}");
+    let (code, stdout, _) = check(dir.path(), &["--repair"]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("repair: nothing to do"), "{stdout}");
 }
 
 #[test]
-fn damage_is_found_and_named() {
+fn damage_is_found_and_named_and_nothing_is_changed_until_repair() {
     let dir = tempfile::tempdir().expect("tempdir");
     fill(dir.path());
-    // Flip a byte inside the large bundle's file, keeping its length.
-    let blob = std::fs::read_dir(dir.path().join("blobs"))
-        .expect("blobs")
-        .next()
-        .expect("one file")
-        .expect("entry")
-        .path();
-    let mut bytes = std::fs::read(&blob).expect("read");
+    let blobs = blob_files(dir.path());
+    assert_eq!(blobs.len(), 2);
+    // Flip a byte inside the large bundle's file, keeping its length; cut the other short.
+    let mut bytes = std::fs::read(&blobs[0]).expect("read");
     bytes[100_000] ^= 0xff;
-    std::fs::write(&blob, &bytes).expect("write");
+    std::fs::write(&blobs[0], &bytes).expect("write");
+    let short = std::fs::read(&blobs[1]).expect("read");
+    std::fs::write(&blobs[1], &short[..1000]).expect("write");
     std::fs::write(dir.path().join("blobs/00000000000000aa.part"), b"left over").expect("write");
-    let (code, stdout, _) = check(dir.path());
+    let before = snapshot(dir.path());
+
+    let (code, stdout, _) = check(dir.path(), &[]);
     assert_eq!(code, Some(1), "{stdout}");
-    assert!(stdout.contains("1 incomplete inserts removed"), "{stdout}");
-    assert!(stdout.contains("ipn:1.1/10/3 (store id 3): CRC mismatch in block number 1"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "files: 1 incomplete inserts, 0 orphan bundle files, 1 rows with a missing or damaged file\n"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("00000000000000aa.part"), "{stdout}");
+    assert!(
+        stdout.contains("row 4: 0000000000000001.bundle: the file is 1000 bytes, the row says"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ipn:1.1/10/3 (store id 3): the stored bundle in"), "{stdout}");
+    assert!(stdout.contains("is damaged: checksum mismatch"), "{stdout}");
+    assert!(stdout.contains("the bundle's own check: CRC mismatch in block number 1"), "{stdout}");
+    assert!(stdout.contains("nothing was changed"), "{stdout}");
+    assert_eq!(snapshot(dir.path()), before, "a check changes nothing");
+
+    let (code, stdout, _) = check(dir.path(), &["--repair"]);
+    assert_eq!(code, Some(1), "wrong was found: {stdout}");
+    assert!(stdout.contains("(to be removed)"), "{stdout}");
+    assert!(
+        stdout.contains("repair: removing 1 files and 1 rows; quarantining 1 damaged bundles"),
+        "{stdout}"
+    );
+    assert!(!dir.path().join("blobs/00000000000000aa.part").exists());
+    assert_eq!(blob_files(dir.path()), vec![blobs[0].clone()], "the damaged bundle is kept as evidence");
+
+    let (code, stdout, _) = check(dir.path(), &[]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("files: 0 incomplete inserts, 0 orphan bundle files, 0 rows"), "{stdout}");
+    assert!(stdout.contains("(store id 3): quarantined earlier: the stored bundle"), "{stdout}");
     assert!(stdout.contains("bundles: 3 checked"), "{stdout}");
-    assert!(stdout.contains("1 invalid"), "{stdout}");
+    assert!(stdout.contains("1 invalid, 1 quarantined"), "{stdout}");
 }
 
 #[test]
 fn no_store_no_check() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (code, _, stderr) = check(dir.path());
+    let (code, _, stderr) = check(dir.path(), &[]);
     assert_eq!(code, Some(1));
     assert!(stderr.contains("holds no store (no store.sqlite)"), "{stderr}");
 }

@@ -245,10 +245,11 @@ impl<S: Store> Agent<S> {
         &self,
         endpoint: &Eid,
     ) -> Result<Option<(StoreId, BundleHeader, PayloadContent)>, AgentError> {
+        // A few at a time: one found damaged (quarantined, logged) is passed over for the next.
         let waiting = self
             .inner
             .store
-            .by_state(StateKind::WaitingForApplication, Some(&endpoint.to_string()), 1)
+            .by_state(StateKind::WaitingForApplication, Some(&endpoint.to_string()), 8)
             .await?;
         for meta in waiting {
             if let Some((header, content)) = self.open_payload(meta.id).await {
@@ -379,7 +380,7 @@ impl<S: Store> Agent<S> {
         let outcome = store.insert(Bytes::from(whole.encode()), BundleState::WaitingForRoute).await;
         let stored = match outcome {
             Ok(InsertOutcome::Stored(id)) => Some(id),
-            Ok(InsertOutcome::Duplicate(_)) => None,
+            Ok(InsertOutcome::Duplicate(_) | InsertOutcome::AlreadyHandled) => None,
             Err(error) => {
                 tracing::error!(%error, adu, "the reassembled bundle could not be stored; its fragments stay");
                 return;

@@ -86,6 +86,11 @@ pub enum AgentError {
     ForeignSource { from: Eid, node: Eid },
     #[error("the bundle is incomplete: {0}")]
     PayloadLength(#[from] PayloadLengthMismatch),
+    #[error(
+        "this node already delivered or forwarded a bundle with the ID {0}; \
+         a new bundle needs a new creation timestamp (is the clock behind?)"
+    )]
+    AlreadyHandled(crate::bundle::BundleId),
 }
 
 /// The answer to a received bundle.
@@ -95,6 +100,9 @@ pub enum Reception {
     Accepted(StoreId),
     /// Already held (RFC 9171 §5.6): nothing more is done.
     Duplicate(StoreId),
+    /// Already delivered or forwarded by this node, which remembers it until it expires
+    /// (design §3.7): acknowledged to the sender, not delivered or forwarded again.
+    AlreadyHandled,
 }
 
 /// A bundle handed to a local application; it stays stored until [`Agent::acknowledge`].
@@ -260,6 +268,11 @@ impl<S: Store> Agent<S> {
                 Counters::bump(&counters.duplicates);
                 Ok(Reception::Duplicate(id))
             }
+            InsertOutcome::AlreadyHandled => {
+                Counters::bump(&counters.duplicates);
+                tracing::debug!(bundle = %bundle.id(), "a bundle already delivered or forwarded arrived again");
+                Ok(Reception::AlreadyHandled)
+            }
             InsertOutcome::Stored(id) => {
                 Counters::bump(&counters.received);
                 self.report(
@@ -297,8 +310,13 @@ impl<S: Store> Agent<S> {
     }
 
     pub(super) async fn originate(&self, bundle: Bundle) -> Result<StoreId, AgentError> {
-        let id =
-            self.inner.store.insert(Bytes::from(bundle.encode()), BundleState::WaitingForRoute).await?.id();
+        let id = self
+            .inner
+            .store
+            .insert(Bytes::from(bundle.encode()), BundleState::WaitingForRoute)
+            .await?
+            .id()
+            .ok_or_else(|| AgentError::AlreadyHandled(bundle.id()))?;
         Counters::bump(&self.inner.counters.originated);
         self.dispatch(id, bundle).await;
         Ok(id)
@@ -735,6 +753,11 @@ impl<S: Store> Agent<S> {
                 .filter(|m| m.expires_at <= now)
                 .collect();
             if due.is_empty() {
+                // Bundles remembered as delivered or forwarded are forgotten once they expire
+                // (a page per round: the housekeeping comes back every second).
+                if let Err(error) = self.inner.store.forget_handled(now, 10_000).await {
+                    tracing::error!(%error, "forgetting expired records of handled bundles failed");
+                }
                 return Ok(expired);
             }
             for meta in due {
@@ -783,12 +806,18 @@ impl<S: Store> Agent<S> {
 pub struct PendingReceive<S: Store> {
     agent: Agent<S>,
     insert: S::Pending,
+    /// The header has been checked against the agent's parse policy.
+    policy_checked: bool,
 }
 
 impl<S: Store> Agent<S> {
     /// Starts receiving a bundle whose bytes arrive in pieces (RFC 9171 §5.6).
     pub async fn begin_receive(&self) -> Result<PendingReceive<S>, AgentError> {
-        Ok(PendingReceive { agent: self.clone(), insert: self.inner.store.begin_insert().await? })
+        Ok(PendingReceive {
+            agent: self.clone(),
+            insert: self.inner.store.begin_insert().await?,
+            policy_checked: false,
+        })
     }
 }
 
@@ -797,7 +826,34 @@ impl<S: Store> PendingReceive<S> {
     /// or the store failed) and the rest of it is to be dropped.
     pub async fn write(&mut self, chunk: &[u8]) -> Result<(), AgentError> {
         self.insert.write(chunk).await.inspect_err(|_| Counters::bump(&self.agent.inner.counters.refused))?;
-        Ok(())
+        self.check_policy()
+    }
+
+    /// The agent's parse policy (its `[accept]` switches), the same for bundles received whole
+    /// ([`Agent::receive`]) and in pieces: the store indexes what it is given leniently, so
+    /// the leniencies are checked here once the header is in.
+    fn check_policy(&mut self) -> Result<(), AgentError> {
+        if self.policy_checked {
+            return Ok(());
+        }
+        let Some(header) = self.insert.header() else { return Ok(()) };
+        self.policy_checked = true;
+        let options = &self.agent.inner.config.parse;
+        let refusal = if header.primary_crc_missing() && !options.accept_primary_without_crc {
+            Some(BundleError::MissingPrimaryCrc)
+        } else if header.bundle_age_missing() && !options.accept_missing_bundle_age {
+            Some(BundleError::MissingBundleAge)
+        } else {
+            None
+        };
+        match refusal {
+            Some(error) => {
+                Counters::bump(&self.agent.inner.counters.refused);
+                tracing::info!(%error, "a received bundle was refused");
+                Err(AgentError::Invalid(error))
+            }
+            None => Ok(()),
+        }
     }
 
     /// As [`PendingReceive::write`], taking the bytes of `chunk` rather than copying them:
@@ -807,11 +863,11 @@ impl<S: Store> PendingReceive<S> {
             .write_owned(chunk)
             .await
             .inspect_err(|_| Counters::bump(&self.agent.inner.counters.refused))?;
-        Ok(())
+        self.check_policy()
     }
 
-    /// Whether this node already holds the bundle being received; `None` until its header has
-    /// arrived. A layer can then refuse the rest at once (TCPCL's XFER_REFUSE "completed",
+    /// Whether this node already holds the bundle being received, or delivered or forwarded it
+    /// and still remembers it; `None` until its header has arrived. A layer can then refuse the rest at once (TCPCL's XFER_REFUSE "completed",
     /// RFC 9174 §5.2.4) rather than receive it all to find a duplicate at the commit.
     pub fn already_held(&self) -> impl Future<Output = Result<Option<bool>, AgentError>> + Send + 'static {
         // Nothing of `self` is held across the look-up (a pending insert need not be `Sync`).
@@ -819,14 +875,14 @@ impl<S: Store> PendingReceive<S> {
         let store = self.agent.inner.store.clone();
         async move {
             let Some(id) = id else { return Ok(None) };
-            Ok(Some(store.find(&id).await?.is_some()))
+            Ok(Some(store.known(&id).await?))
         }
     }
 
     /// The bundle is complete: it is checked to its end, made durable and dispatched. `Ok`
     /// means it is durable here and the layer may acknowledge it to the sender.
     pub async fn commit(self) -> Result<Reception, AgentError> {
-        let PendingReceive { agent, insert } = self;
+        let PendingReceive { agent, insert, .. } = self;
         let header = insert.header().cloned();
         let counters = &agent.inner.counters;
         let state = header.as_ref().map_or(BundleState::WaitingForRoute, |h| agent.initial_state(&h.primary));
@@ -839,6 +895,10 @@ impl<S: Store> PendingReceive<S> {
             (InsertOutcome::Duplicate(id), _) => {
                 Counters::bump(&counters.duplicates);
                 Ok(Reception::Duplicate(id))
+            }
+            (InsertOutcome::AlreadyHandled, _) => {
+                Counters::bump(&counters.duplicates);
+                Ok(Reception::AlreadyHandled)
             }
             (InsertOutcome::Stored(id), Some(header)) => {
                 Counters::bump(&counters.received);

@@ -102,6 +102,7 @@ impl<S: Store> PendingSend<S> {
         insert.write(&tail).await?;
         let id = match insert.commit(BundleState::WaitingForRoute).await? {
             InsertOutcome::Stored(id) | InsertOutcome::Duplicate(id) => id,
+            InsertOutcome::AlreadyHandled => return Err(AgentError::AlreadyHandled(header.id())),
         };
         Counters::bump(&agent.inner.counters.originated);
         agent.dispatch_stored(id, &header.primary).await;

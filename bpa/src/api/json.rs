@@ -8,7 +8,12 @@ use crate::store::{StoreStats, StoredBundle};
 use crate::time::format_dtn_time;
 
 pub fn store_stats(stats: StoreStats) -> Value {
-    json!({ "bundles": stats.bundles, "bytes": stats.bytes })
+    json!({
+        "bundles": stats.bundles,
+        "bytes": stats.bytes,
+        "quarantined": stats.quarantined,
+        "lost_transactions_at_start": stats.lost_transactions,
+    })
 }
 
 pub fn agent_stats(stats: &AgentStats) -> Value {

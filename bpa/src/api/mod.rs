@@ -8,6 +8,9 @@
 
 mod body;
 mod json;
+mod serve;
+
+pub use serve::{ServeLimits, serve};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -51,6 +54,8 @@ pub struct ApiConfig {
     /// Where a large payload sent without a `Content-Length` is held until its length is known
     /// (the data directory, not a RAM-backed `/tmp`).
     pub spool_dir: PathBuf,
+    /// A request body that sends nothing for this long is cut off (408).
+    pub body_idle_timeout: Duration,
 }
 
 impl Default for ApiConfig {
@@ -60,6 +65,7 @@ impl Default for ApiConfig {
             max_wait: Duration::from_secs(3600),
             default_lifetime: Duration::from_secs(24 * 3600),
             spool_dir: std::env::temp_dir(),
+            body_idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -96,6 +102,8 @@ pub fn router<S: Store>(state: ApiState<S>) -> Router {
         .route("/v1/registrations", get(list_registrations::<S>).post(register::<S>).delete(unregister::<S>))
         .route("/v1/bundles", get(list_bundles::<S>))
         .route("/v1/bundles/{id}", get(show_bundle::<S>).delete(delete_bundle::<S>))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API path: see docs/api.md") })
         .with_state(Arc::new(state))
 }
@@ -137,6 +145,7 @@ impl From<AgentError> for ApiError {
             }
             AgentError::Store(StoreError::DepletedStorage { .. }) => StatusCode::INSUFFICIENT_STORAGE,
             AgentError::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
+            AgentError::AlreadyHandled(_) => StatusCode::CONFLICT,
             AgentError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, error.to_string())
@@ -150,6 +159,17 @@ impl From<StoreError> for ApiError {
 }
 
 type Shared<S> = State<Arc<ApiState<S>>>;
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("no such API path {}: see docs/api.md", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} does not take {method}: see docs/api.md for its methods", uri.path()),
+    )
+}
 
 /// A query string, or a 400 naming what in it was wrong.
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
@@ -203,6 +223,14 @@ async fn metrics<S: Store>(State(state): Shared<S>) -> Response {
     text.push_str(&format!(
         "# HELP dtn_store_bytes bytes of bundles held in the store\n# TYPE dtn_store_bytes gauge\ndtn_store_bytes {}\n",
         store.bytes
+    ));
+    text.push_str(&format!(
+        "# HELP dtn_store_quarantined bundles found damaged and kept aside, never served\n# TYPE dtn_store_quarantined gauge\ndtn_store_quarantined {}\n",
+        store.quarantined
+    ));
+    text.push_str(&format!(
+        "# HELP dtn_store_lost_transactions committed store transactions found unreplayable at start (acknowledged changes lost)\n# TYPE dtn_store_lost_transactions gauge\ndtn_store_lost_transactions {}\n",
+        store.lost_transactions
     ));
     text.push_str(&format!(
         "# HELP dtn_neighbours neighbours connected now\n# TYPE dtn_neighbours gauge\ndtn_neighbours {}\n",
@@ -262,7 +290,7 @@ async fn send<S: Store>(
     let (id, bundle_id, length) = match declared {
         Some(length) if length > STREAM_THRESHOLD => {
             let mut pending = agent.begin_send(request, length).await?;
-            while let Some(chunk) = next_chunk(&mut body).await? {
+            while let Some(chunk) = next_chunk(&mut body, state.config.body_idle_timeout).await? {
                 pending.write(&chunk).await?;
             }
             let (id, bundle_id) = pending.commit().await?;
@@ -273,7 +301,7 @@ async fn send<S: Store>(
             let mut head = Vec::new();
             let mut ended = false;
             while (head.len() as u64) <= STREAM_THRESHOLD {
-                match next_chunk(&mut body).await? {
+                match next_chunk(&mut body, state.config.body_idle_timeout).await? {
                     Some(chunk) => head.extend_from_slice(&chunk),
                     None => {
                         ended = true;
@@ -329,11 +357,18 @@ fn send_request<S: Store>(state: &ApiState<S>, params: SendParams) -> Result<Sen
     Ok(SendRequest { source, destination, lifetime_ms: lifetime.as_millis() as u64, flags })
 }
 
-/// The next chunk of a request body; a body that breaks off is the client's error.
-async fn next_chunk(body: &mut Body) -> Result<Option<Bytes>, ApiError> {
+/// The next chunk of a request body; a body that breaks off, or stalls for longer than
+/// `idle`, is the client's error.
+async fn next_chunk(body: &mut Body, idle: Duration) -> Result<Option<Bytes>, ApiError> {
     use http_body_util::BodyExt;
     loop {
-        match body.frame().await {
+        let Ok(frame) = tokio::time::timeout(idle, body.frame()).await else {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the payload stalled: nothing arrived for {} s; nothing was stored", idle.as_secs()),
+            ));
+        };
+        match frame {
             None => return Ok(None),
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
@@ -365,9 +400,12 @@ async fn send_spooled<S: Store>(
     let file = tempfile::tempfile_in(dir).map_err(spool_error)?;
     let mut file = tokio::fs::File::from_std(file);
     let mut length = head.len() as u64;
+    // The spooled bytes count against the store's quota as they grow: a payload that would not
+    // fit is refused before it fills the disk.
+    let mut room = state.agent.store().reserve(length)?;
     file.write_all(&head).await.map_err(spool_error)?;
     drop(head);
-    while let Some(chunk) = next_chunk(body).await? {
+    while let Some(chunk) = next_chunk(body, state.config.body_idle_timeout).await? {
         length += chunk.len() as u64;
         if length > max {
             return Err(ApiError::new(
@@ -375,8 +413,11 @@ async fn send_spooled<S: Store>(
                 format!("the payload is larger than the limit of {max} bytes ([api] max_payload)"),
             ));
         }
+        room.grow(chunk.len() as u64)?;
         file.write_all(&chunk).await.map_err(spool_error)?;
     }
+    // The bundle's own insert reserves its whole length from here on.
+    drop(room);
     file.flush().await.map_err(spool_error)?;
     file.seek(std::io::SeekFrom::Start(0)).await.map_err(spool_error)?;
     let mut pending = state.agent.begin_send(request, length).await?;

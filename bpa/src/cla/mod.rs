@@ -46,7 +46,7 @@ impl OutgoingBundle {
     pub fn len(&self) -> u64 {
         let rest = match &self.rest {
             PayloadContent::Memory(bytes) => bytes.len() as u64,
-            PayloadContent::File(file) => file.limit(),
+            PayloadContent::File(file) => file.len(),
         };
         self.head.len() as u64 + rest
     }

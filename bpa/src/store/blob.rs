@@ -5,6 +5,7 @@
 //! either nothing the store knows of (a `.part` file, or a `.bundle` file without a row — both
 //! removed at the next open) or a complete, durable bundle.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use bytes::Bytes;
 use tokio::task::JoinHandle;
 
 use super::error::StoreError;
-use super::sqlite::Inner;
+use super::sqlite::{Inner, Reservation};
 use super::types::{BundleState, InsertOutcome};
 use crate::bundle::{BundleError, BundleHeader, PayloadCheck};
 
@@ -52,6 +53,7 @@ pub(crate) fn write_blob(dir: &Path, number: u64, data: &[u8]) -> Result<String,
         let mut file = std::fs::File::options()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&part)
             .map_err(StoreError::io("creating", &part))?;
         file.write_all(data).map_err(StoreError::io("writing", &part))?;
@@ -101,6 +103,10 @@ pub struct PendingInsert {
     early_sync: Option<JoinHandle<std::io::Result<()>>>,
     /// `written` when the last early sync started.
     early_synced: u64,
+    /// CRC-32C of every byte so far ([`super::integrity`]).
+    checksum: u32,
+    /// Room in the quota, held from the moment the header shows the bundle's length.
+    room: Option<Reservation>,
     done: bool,
 }
 
@@ -110,7 +116,7 @@ impl PendingInsert {
         let part_path = inner.blobs_dir.join(part_name(number));
         let path = part_path.clone();
         let file = tokio::task::spawn_blocking(move || {
-            std::fs::File::options().write(true).create_new(true).open(&path)
+            std::fs::File::options().write(true).create_new(true).mode(0o600).open(&path)
         })
         .await
         .map_err(|_| StoreError::Closed)?
@@ -127,6 +133,8 @@ impl PendingInsert {
             written: 0,
             early_sync: None,
             early_synced: 0,
+            checksum: 0,
+            room: None,
             done: false,
         })
     }
@@ -182,7 +190,7 @@ impl PendingInsert {
                 self.prefix.extend_from_slice(chunk);
                 let prefix = Bytes::copy_from_slice(&self.prefix);
                 if let Some(header) = BundleHeader::parse(&prefix, options)? {
-                    self.inner.check_quota(header.payload.bundle_length)?;
+                    self.room = Some(self.inner.reserve(header.payload.bundle_length)?);
                     let mut check = PayloadCheck::new(&header, &prefix);
                     check.update(&prefix[header.payload.data_offset..]);
                     self.header = Some((header, check));
@@ -190,6 +198,7 @@ impl PendingInsert {
                 }
             }
         }
+        self.checksum = super::integrity::extend(self.checksum, chunk);
         Ok(())
     }
 
@@ -253,8 +262,10 @@ impl PendingInsert {
         self.done = true;
         let dir = self.inner.blobs_dir.clone();
         tokio::task::spawn_blocking(move || sync_dir(&dir)).await.map_err(|_| StoreError::Closed)??;
-        let outcome =
-            self.inner.insert_row(&header, self.written, super::writer::RowData::File(name), state).await;
+        let outcome = self
+            .inner
+            .insert_row(&header, self.written, super::writer::RowData::File(name), state, self.checksum)
+            .await;
         if !matches!(outcome, Ok(InsertOutcome::Stored(_))) {
             // Duplicate or refused: the file is not the store's.
             let _ = tokio::fs::remove_file(&final_path).await;

@@ -29,6 +29,11 @@ pub enum StoreError {
     BlobLength { path: PathBuf, expected: u64, found: u64 },
     #[error("the store database {path} has schema version {found}, this program knows {expected}")]
     SchemaVersion { path: PathBuf, found: i64, expected: i64 },
+    #[error(
+        "the stored bundle in {path} is damaged ({problem}); it is quarantined, never served: \
+         `dtn bundles list` shows it, `dtn store check` examines the store"
+    )]
+    Damaged { path: PathBuf, problem: String },
     #[error("the store's row {id} is corrupt: {problem}")]
     CorruptRow { id: i64, problem: String },
     #[error("the store's registration {endpoint:?} is not an endpoint ID: {problem}")]

@@ -9,21 +9,25 @@
 
 mod blob;
 mod error;
+mod integrity;
 mod recovery;
 mod sqlite;
 #[cfg(test)]
 mod tests;
 mod types;
+mod wal;
 mod writer;
 
 pub use blob::PendingInsert;
 pub use error::StoreError;
-pub use recovery::RecoveryReport;
-pub use sqlite::{SqliteStore, StoreConfig};
+pub use integrity::{CheckedFile, DamagedBundle, Integrity, is_damage};
+pub use recovery::{RecoveryReport, Survey};
+pub use sqlite::{Reservation, SqliteStore, StoreConfig};
 pub use types::{
     BundleData, BundleState, DeleteReason, InsertOutcome, OpenedBundle, PayloadContent, StateKind, StoreId,
     StoreStats, StoredBundle,
 };
+pub use wal::WalReport;
 
 use std::future::Future;
 
@@ -65,7 +69,18 @@ pub trait Store: Clone + Send + Sync + std::fmt::Debug + 'static {
         &self,
         id: &crate::bundle::BundleId,
     ) -> impl Future<Output = Result<Option<StoreId>, StoreError>> + Send;
-    /// The encoded bytes, whole or as a stream.
+    /// Whether a bundle with this identity is held, or was delivered or forwarded and is still
+    /// remembered (design §3.7: exactly once).
+    fn known(&self, id: &crate::bundle::BundleId) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Forgets up to `limit` records of handled bundles that expired by `now` (DTN ms).
+    fn forget_handled(
+        &self,
+        now: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+    /// Holds room in the quota for an insert under way, released when dropped.
+    fn reserve(&self, bytes: u64) -> Result<Reservation, StoreError>;
+    /// The encoded bytes, whole or as a stream, checked against what was recorded at insert.
     fn open_data(&self, id: StoreId) -> impl Future<Output = Result<BundleData, StoreError>> + Send;
     /// Bundles in a state (optionally naming one neighbour or endpoint), oldest first.
     fn by_state(
@@ -169,6 +184,19 @@ impl Store for SqliteStore {
         id: &crate::bundle::BundleId,
     ) -> impl Future<Output = Result<Option<StoreId>, StoreError>> + Send {
         SqliteStore::find(self, id)
+    }
+    fn known(&self, id: &crate::bundle::BundleId) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        SqliteStore::known(self, id)
+    }
+    fn forget_handled(
+        &self,
+        now: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send {
+        SqliteStore::forget_handled(self, now, limit)
+    }
+    fn reserve(&self, bytes: u64) -> Result<Reservation, StoreError> {
+        SqliteStore::reserve(self, bytes)
     }
     fn open_data(&self, id: StoreId) -> impl Future<Output = Result<BundleData, StoreError>> + Send {
         SqliteStore::open_data(self, id)

@@ -1,4 +1,5 @@
-//! What opening the store does before it serves: rows and files reconciled (design §5).
+//! What opening the store does before it serves: rows and files reconciled (design §5). The
+//! survey only reads, so `dtn store check` can say what recovery would do without doing it.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -7,6 +8,7 @@ use rusqlite::Connection;
 
 use super::blob::{blob_number, sync_dir};
 use super::error::StoreError;
+use super::wal::WalReport;
 
 /// What recovery found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,6 +21,9 @@ pub struct RecoveryReport {
     /// Rows whose bundle file is missing or has the wrong length (damaged outside the store):
     /// removed, each named here as `(store id, file, problem)`.
     pub rows_without_file: Vec<(i64, String, String)>,
+    /// What the write-ahead log showed before SQLite replayed it: committed transactions it
+    /// could not replay (acknowledged changes lost) are named there.
+    pub wal: WalReport,
     /// First free blob file number.
     pub next_blob_number: u64,
 }
@@ -35,21 +40,41 @@ impl std::fmt::Display for RecoveryReport {
         for (id, file, problem) in &self.rows_without_file {
             write!(f, "\n  row {id}: {file}: {problem}")?;
         }
+        if let Some(loss) = self.wal.loss() {
+            write!(f, "\n  {loss}")?;
+        }
         Ok(())
     }
 }
 
-pub(crate) fn recover(
-    conn: &mut Connection,
-    db_path: &Path,
-    blobs_dir: &Path,
-) -> Result<RecoveryReport, StoreError> {
+/// What is out of place between the rows and the blob directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Survey {
+    /// `.part` files: inserts that never committed.
+    pub incomplete_inserts: Vec<PathBuf>,
+    /// Bundle files no row refers to.
+    pub orphan_files: Vec<PathBuf>,
+    /// Rows whose file is missing or has the wrong length: `(store id, file, problem)`.
+    pub rows_without_file: Vec<(i64, String, String)>,
+    /// First free blob file number.
+    pub next_blob_number: u64,
+}
+
+impl Survey {
+    pub fn is_clean(&self) -> bool {
+        self.incomplete_inserts.is_empty()
+            && self.orphan_files.is_empty()
+            && self.rows_without_file.is_empty()
+    }
+}
+
+/// Looks at the blob directory and the rows that name files; changes nothing.
+pub(crate) fn survey(conn: &Connection, db_path: &Path, blobs_dir: &Path) -> Result<Survey, StoreError> {
     let db_error = |source| StoreError::Database { path: db_path.to_path_buf(), source };
-    let mut report = RecoveryReport::default();
+    let mut found = Survey::default();
     let mut on_disk: HashSet<String> = HashSet::new();
     let mut highest = 0u64;
     let entries = std::fs::read_dir(blobs_dir).map_err(StoreError::io("listing", blobs_dir))?;
-    let mut removed_any = false;
     for entry in entries {
         let entry = entry.map_err(StoreError::io("listing", blobs_dir))?;
         let path = entry.path();
@@ -63,55 +88,66 @@ pub(crate) fn recover(
                 on_disk.insert(name.to_string());
             }
         } else {
-            std::fs::remove_file(&path).map_err(StoreError::io("removing", &path))?;
-            report.incomplete_inserts_removed += 1;
-            removed_any = true;
+            found.incomplete_inserts.push(path);
         }
+    }
+    let mut referenced: HashSet<String> = HashSet::new();
+    let mut rows =
+        conn.prepare("SELECT id, file, length FROM bundles WHERE file IS NOT NULL").map_err(db_error)?;
+    let rows = rows
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
+        .map_err(db_error)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db_error)?;
+    for (id, file, length) in rows {
+        let problem = if !on_disk.contains(&file) {
+            Some("the file is missing".to_string())
+        } else {
+            match std::fs::metadata(blobs_dir.join(&file)) {
+                Ok(m) if m.len() == length as u64 => None,
+                Ok(m) => Some(format!("the file is {} bytes, the row says {length}", m.len())),
+                Err(e) => Some(format!("the file cannot be read: {e}")),
+            }
+        };
+        referenced.insert(file.clone());
+        if let Some(problem) = problem {
+            found.rows_without_file.push((id, file, problem));
+        }
+    }
+    let mut orphans: Vec<&String> = on_disk.difference(&referenced).collect();
+    orphans.sort();
+    found.orphan_files = orphans.into_iter().map(|name| blobs_dir.join(name)).collect();
+    found.next_blob_number = highest;
+    Ok(found)
+}
+
+/// The survey, then what it found put right: leftover files removed, rows whose file is gone
+/// or damaged removed (each logged as an error: those bundles were damaged outside the store).
+pub(crate) fn recover(
+    conn: &mut Connection,
+    db_path: &Path,
+    blobs_dir: &Path,
+    wal: WalReport,
+) -> Result<RecoveryReport, StoreError> {
+    let db_error = |source| StoreError::Database { path: db_path.to_path_buf(), source };
+    let found = survey(conn, db_path, blobs_dir)?;
+    let mut removed_any = false;
+    for path in &found.incomplete_inserts {
+        std::fs::remove_file(path).map_err(StoreError::io("removing", path))?;
+        removed_any = true;
     }
     let tx = conn.transaction().map_err(db_error)?;
-    let mut referenced: HashSet<String> = HashSet::new();
-    {
-        let mut rows =
-            tx.prepare("SELECT id, file, length FROM bundles WHERE file IS NOT NULL").map_err(db_error)?;
-        let rows = rows
-            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
-            .map_err(db_error)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(db_error)?;
-        for (id, file, length) in rows {
-            let problem = if !on_disk.contains(&file) {
-                Some("the file is missing".to_string())
-            } else {
-                let path: PathBuf = blobs_dir.join(&file);
-                match std::fs::metadata(&path) {
-                    Ok(m) if m.len() == length as u64 => None,
-                    Ok(m) => Some(format!("the file is {} bytes, the row says {length}", m.len())),
-                    Err(e) => Some(format!("the file cannot be read: {e}")),
-                }
-            };
-            match problem {
-                None => {
-                    referenced.insert(file);
-                }
-                Some(problem) => {
-                    // Its file (if any) is removed below as damaged, not counted as an orphan.
-                    referenced.insert(file.clone());
-                    tracing::error!(store_id = id, %file, %problem, "a stored bundle's file is gone or damaged; its row is removed");
-                    tx.execute("DELETE FROM bundles WHERE id = ?1", [id]).map_err(db_error)?;
-                    report.rows_without_file.push((id, file, problem));
-                }
-            }
-        }
+    for (id, file, problem) in &found.rows_without_file {
+        tracing::error!(store_id = id, %file, %problem, "a stored bundle's file is gone or damaged; its row is removed");
+        tx.execute("DELETE FROM bundles WHERE id = ?1", [id]).map_err(db_error)?;
     }
     tx.commit().map_err(db_error)?;
-    for name in on_disk.difference(&referenced) {
-        let path = blobs_dir.join(name);
-        std::fs::remove_file(&path).map_err(StoreError::io("removing", &path))?;
-        report.orphan_files_removed += 1;
+    for path in &found.orphan_files {
+        std::fs::remove_file(path).map_err(StoreError::io("removing", path))?;
         removed_any = true;
     }
     // Damaged files whose rows were dropped are orphans now too.
-    for (_, file, _) in &report.rows_without_file {
+    for (_, file, _) in &found.rows_without_file {
         let path = blobs_dir.join(file);
         if path.exists() {
             std::fs::remove_file(&path).map_err(StoreError::io("removing", &path))?;
@@ -121,6 +157,11 @@ pub(crate) fn recover(
     if removed_any {
         sync_dir(blobs_dir)?;
     }
-    report.next_blob_number = highest;
-    Ok(report)
+    Ok(RecoveryReport {
+        orphan_files_removed: found.orphan_files.len() as u64,
+        incomplete_inserts_removed: found.incomplete_inserts.len() as u64,
+        rows_without_file: found.rows_without_file,
+        wal,
+        next_blob_number: found.next_blob_number,
+    })
 }

@@ -11,7 +11,8 @@ use tokio::sync::oneshot;
 
 use super::blob::{PendingInsert, store_whole};
 use super::error::StoreError;
-use super::recovery::{RecoveryReport, recover};
+use super::integrity::Integrity;
+use super::recovery::{RecoveryReport, Survey, recover};
 use super::types::{
     BundleData, BundleState, DeleteReason, InsertOutcome, StateKind, StoreId, StoreStats, StoredBundle,
 };
@@ -23,7 +24,13 @@ use crate::time::Clock;
 ///
 /// 2: store ids are never reused (AUTOINCREMENT), so an acknowledgement by id can never reach
 /// a later bundle; registrations.
-const SCHEMA_VERSION: i64 = 2;
+/// 3: a CRC-32C of every bundle's bytes (`checksum`, checked on every read); the bundles this
+/// node delivered or forwarded, remembered until they expire (`handled`). A version 2 database
+/// is upgraded in place (its bundles have no checksum).
+const SCHEMA_VERSION: i64 = 3;
+
+/// Upgrades a version 2 database to 3 (the new table comes from [`SCHEMA`]).
+const UPGRADE_FROM_2: &str = "ALTER TABLE bundles ADD COLUMN checksum INTEGER;";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS bundles (
@@ -41,6 +48,7 @@ CREATE TABLE IF NOT EXISTS bundles (
     state_arg TEXT,
     data BLOB,
     file TEXT,
+    checksum INTEGER,
     CHECK ((data IS NULL) <> (file IS NULL))
 );
 CREATE UNIQUE INDEX IF NOT EXISTS bundles_identity ON bundles (source, created, sequence, frag_offset, frag_length);
@@ -51,6 +59,17 @@ CREATE TABLE IF NOT EXISTS registrations (
     endpoint TEXT PRIMARY KEY,
     registered_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS handled (
+    source TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    sequence INTEGER NOT NULL,
+    frag_offset INTEGER NOT NULL,
+    frag_length INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    outcome INTEGER NOT NULL,
+    PRIMARY KEY (source, created, sequence, frag_offset, frag_length)
+);
+CREATE INDEX IF NOT EXISTS handled_expiry ON handled (expires_at);
 ";
 
 /// The columns [`read_row`] reads, in order.
@@ -95,8 +114,40 @@ impl SharedStats {
     pub fn get(&self) -> StoreStats {
         *self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
-    pub fn set(&self, bundles: u64, bytes: u64) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = StoreStats { bundles, bytes };
+    pub fn set(&self, stats: StoreStats) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = stats;
+    }
+}
+
+/// Room in the quota held for inserts under way (a streamed bundle from the moment its header
+/// shows its length, an upload of unknown length as it grows), so concurrent inserts cannot
+/// together overrun the quota on disk before any of them commits. Released when dropped.
+#[derive(Debug)]
+pub struct Reservation {
+    inner: Arc<Inner>,
+    bytes: u64,
+    bundles: u64,
+}
+
+impl Reservation {
+    /// Holds `more` bytes as well; refused as depleted storage when they do not fit.
+    pub fn grow(&mut self, more: u64) -> Result<(), StoreError> {
+        self.inner.reserve_more(more, 0)?;
+        self.bytes += more;
+        Ok(())
+    }
+
+    /// The bytes held.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut held = self.inner.reserved.lock().unwrap_or_else(|p| p.into_inner());
+        held.0 = held.0.saturating_sub(self.bundles);
+        held.1 = held.1.saturating_sub(self.bytes);
     }
 }
 
@@ -113,6 +164,10 @@ pub(crate) struct Inner {
     /// Work for the reader thread ([`run_reader`]).
     reads: Sender<ReadJob>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Bundles and bytes reserved by inserts under way ([`Reservation`]).
+    reserved: Mutex<(u64, u64)>,
+    /// What the write-ahead log showed at open.
+    pub wal: super::wal::WalReport,
     /// Held for the store's life: one process per data directory.
     _lock: std::fs::File,
 }
@@ -122,19 +177,44 @@ impl Inner {
         self.next_blob.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// A first look at the quota, before a large insert starts writing.
-    pub fn check_quota(&self, needed: u64) -> Result<(), StoreError> {
+    /// Holds room for one bundle of `needed` bytes, counting what is stored and what other
+    /// inserts under way hold; refused as depleted storage when it does not fit.
+    pub fn reserve(self: &Arc<Self>, needed: u64) -> Result<Reservation, StoreError> {
+        self.reserve_more(needed, 1)?;
+        Ok(Reservation { inner: Arc::clone(self), bytes: needed, bundles: 1 })
+    }
+
+    fn reserve_more(&self, bytes: u64, bundles: u64) -> Result<(), StoreError> {
         let s = self.stats.get();
-        if s.bundles + 1 > self.config.max_bundles || s.bytes.saturating_add(needed) > self.config.max_bytes {
+        let mut held = self.reserved.lock().unwrap_or_else(|p| p.into_inner());
+        let in_use_bundles = s.bundles.saturating_add(held.0);
+        let in_use_bytes = s.bytes.saturating_add(held.1);
+        if in_use_bundles.saturating_add(bundles) > self.config.max_bundles
+            || in_use_bytes.saturating_add(bytes) > self.config.max_bytes
+        {
             return Err(StoreError::DepletedStorage {
-                needed_bytes: needed,
-                bundles: s.bundles,
+                needed_bytes: bytes,
+                bundles: in_use_bundles,
                 max_bundles: self.config.max_bundles,
-                bytes: s.bytes,
+                bytes: in_use_bytes,
                 max_bytes: self.config.max_bytes,
             });
         }
+        held.0 += bundles;
+        held.1 += bytes;
         Ok(())
+    }
+
+    /// Marks a bundle damaged (see [`super::integrity`]); the writer does it with its next
+    /// batch. Nobody waits: the reader that found the damage fails at once.
+    pub fn quarantine(&self, id: StoreId, problem: String) {
+        let guard = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.as_ref() {
+            Some(sender) if sender.send(WriteOp::Quarantine { id, problem: problem.clone() }).is_ok() => {}
+            _ => {
+                tracing::error!(store_id = id, %problem, "a damaged bundle could not be quarantined: the store is closed")
+            }
+        }
     }
 
     async fn submit<T>(
@@ -156,6 +236,7 @@ impl Inner {
         length: u64,
         data: RowData,
         state: BundleState,
+        checksum: u32,
     ) -> Result<InsertOutcome, StoreError> {
         let p = &header.primary;
         let received_at = self.clock.now_dtn_ms();
@@ -177,6 +258,7 @@ impl Inner {
             length,
             state,
             data,
+            checksum,
         };
         self.submit(|reply| WriteOp::Insert { row, reply }).await
     }
@@ -292,6 +374,59 @@ fn open_connection(path: &Path, flags: OpenFlags) -> Result<Connection, StoreErr
     Ok(conn)
 }
 
+/// Creates `dir` if needed, readable by its owner alone (0700): bundles are private data.
+pub(crate) fn private_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(StoreError::io("creating", dir))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(StoreError::io("making private (0700)", dir))
+}
+
+/// Opens (creating if needed) a file readable by its owner alone (0600), whatever the umask.
+pub(crate) fn private_file(path: &Path) -> Result<std::fs::File, StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(StoreError::io("opening", path))?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(StoreError::io("making private (0600)", path))?;
+    Ok(file)
+}
+
+/// Reads the write-ahead log before SQLite replays it; a loss is logged loudly and the log is
+/// copied aside (`store.sqlite-wal.damaged-SECONDS`) as evidence before SQLite rewrites it.
+fn inspect_wal(db_path: &Path, clock: &dyn Clock) -> Result<super::wal::WalReport, StoreError> {
+    let wal_path = PathBuf::from(format!("{}-wal", db_path.display()));
+    let report =
+        super::wal::inspect(&wal_path).map_err(StoreError::io("reading the write-ahead log", &wal_path))?;
+    if let Some(loss) = report.loss() {
+        let evidence = PathBuf::from(format!("{}.damaged-{}", wal_path.display(), clock.now_dtn_ms()));
+        let copied = std::fs::copy(&wal_path, &evidence);
+        tracing::error!(
+            %loss,
+            evidence = %evidence.display(),
+            copied = copied.is_ok(),
+            "ACKNOWLEDGED BUNDLES MAY BE LOST: the store's write-ahead log is damaged"
+        );
+    }
+    Ok(report)
+}
+
+/// A connection that cannot change the database (nor checkpoint its log).
+fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(db_error(path))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db_error(path))?;
+    Ok(conn)
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the store under `dir`, recovers it (design §5: rows and files
     /// reconciled, incomplete inserts discarded) and logs a one-line summary.
@@ -312,80 +447,163 @@ impl SqliteStore {
         clock: Arc<dyn Clock>,
     ) -> Result<(SqliteStore, RecoveryReport), StoreError> {
         let blobs_dir = dir.join("blobs");
-        std::fs::create_dir_all(&blobs_dir).map_err(StoreError::io("creating", &blobs_dir))?;
+        private_dir(dir)?;
+        private_dir(&blobs_dir)?;
         let lock_path = dir.join("store.lock");
-        let lock = std::fs::File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(StoreError::io("opening", &lock_path))?;
+        let lock = private_file(&lock_path)?;
         lock.try_lock().map_err(|e| StoreError::Io {
             action: "locking (is another dtn daemon using this data directory?)",
             path: lock_path.clone(),
             source: std::io::Error::other(e.to_string()),
         })?;
         let db_path = dir.join("store.sqlite");
+        // SQLite gives its log and index the database file's mode: 0600 for all three.
+        drop(private_file(&db_path)?);
+        for suffix in ["-wal", "-shm"] {
+            let path = PathBuf::from(format!("{}{suffix}", db_path.display()));
+            if path.exists() {
+                drop(private_file(&path)?);
+            }
+        }
+        let wal = inspect_wal(&db_path, clock.as_ref())?;
         let mut conn =
             open_connection(&db_path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
         let version: i64 =
             conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(db_error(&db_path))?;
-        if version != 0 && version != SCHEMA_VERSION {
-            return Err(StoreError::SchemaVersion {
-                path: db_path,
-                found: version,
-                expected: SCHEMA_VERSION,
-            });
+        match version {
+            0 | SCHEMA_VERSION => {}
+            2 => conn.execute_batch(UPGRADE_FROM_2).map_err(db_error(&db_path))?,
+            found => {
+                return Err(StoreError::SchemaVersion { path: db_path, found, expected: SCHEMA_VERSION });
+            }
         }
         conn.execute_batch(SCHEMA).map_err(db_error(&db_path))?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(db_error(&db_path))?;
-        let report = recover(&mut conn, &db_path, &blobs_dir)?;
-        let (bundles, bytes): (i64, i64) = conn
-            .query_row("SELECT count(*), coalesce(sum(length), 0) FROM bundles", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+        let report = recover(&mut conn, &db_path, &blobs_dir, wal.clone())?;
+        let store = Self::serve(dir, config, clock, Some(conn), wal, lock, report.next_blob_number)?;
+        let stats = store.stats();
+        tracing::info!(
+            dir = %dir.display(),
+            bundles = stats.bundles, bytes = stats.bytes, quarantined = stats.quarantined,
+            orphan_files = report.orphan_files_removed,
+            incomplete_inserts = report.incomplete_inserts_removed,
+            missing_files = report.rows_without_file.len(),
+            lost_transactions = stats.lost_transactions,
+            "store opened"
+        );
+        Ok((store, report))
+    }
+
+    /// Opens a store to look at it without changing anything (`dtn store check`): no recovery
+    /// (its survey says what recovery would do), no writer (every change fails as
+    /// [`StoreError::Closed`]), damage found is reported but not quarantined, SQLite opened
+    /// read-only. Its daemon must be stopped (the store's lock is taken).
+    pub async fn open_read_only(
+        dir: impl AsRef<Path>,
+        config: StoreConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(SqliteStore, Survey), StoreError> {
+        let dir = dir.as_ref().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let blobs_dir = dir.join("blobs");
+            let lock_path = dir.join("store.lock");
+            let lock = std::fs::File::open(&lock_path).map_err(StoreError::io("opening", &lock_path))?;
+            lock.try_lock().map_err(|e| StoreError::Io {
+                action: "locking (stop the dtn daemon using this data directory first)",
+                path: lock_path.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            let db_path = dir.join("store.sqlite");
+            let wal_path = PathBuf::from(format!("{}-wal", db_path.display()));
+            let wal = super::wal::inspect(&wal_path)
+                .map_err(StoreError::io("reading the write-ahead log", &wal_path))?;
+            let conn = open_read_only(&db_path)?;
+            let version: i64 =
+                conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(db_error(&db_path))?;
+            if version != SCHEMA_VERSION {
+                return Err(StoreError::SchemaVersion {
+                    path: db_path,
+                    found: version,
+                    expected: SCHEMA_VERSION,
+                });
+            }
+            let survey = super::recovery::survey(&conn, &db_path, &blobs_dir)?;
+            let store = Self::serve(&dir, config, clock, None, wal, lock, survey.next_blob_number)?;
+            Ok((store, survey))
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+
+    /// The store's threads over a database already opened and recovered: a reader, and a writer
+    /// on `writer` unless it is `None` (read-only).
+    fn serve(
+        dir: &Path,
+        config: StoreConfig,
+        clock: Arc<dyn Clock>,
+        writer: Option<Connection>,
+        wal: super::wal::WalReport,
+        lock: std::fs::File,
+        next_blob_number: u64,
+    ) -> Result<SqliteStore, StoreError> {
+        let db_path = dir.join("store.sqlite");
+        let blobs_dir = dir.join("blobs");
+        let reader = match writer {
+            Some(_) => open_connection(&db_path, OpenFlags::SQLITE_OPEN_READ_WRITE)?,
+            None => open_read_only(&db_path)?,
+        };
+        let (bundles, bytes, quarantined): (i64, i64, i64) = reader
+            .query_row(
+                "SELECT count(*), coalesce(sum(length), 0), coalesce(sum(state = ?1), 0) FROM bundles",
+                [StateKind::Quarantined as i64],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .map_err(db_error(&db_path))?;
         let stats = Arc::new(SharedStats::default());
-        stats.set(bundles as u64, bytes as u64);
-        let reader = open_connection(&db_path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        stats.set(StoreStats {
+            bundles: bundles as u64,
+            bytes: bytes as u64,
+            quarantined: quarantined as u64,
+            lost_transactions: wal.lost_transactions,
+        });
         let (reads, read_jobs) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("store-reader".into())
             .spawn(move || run_reader(reader, read_jobs))
             .map_err(StoreError::io("starting the store reader for", &db_path))?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        let writer = Writer {
-            conn,
-            db_path: db_path.clone(),
-            blobs_dir: blobs_dir.clone(),
-            quota: Quota { max_bytes: config.max_bytes, max_bundles: config.max_bundles },
-            stats: Arc::clone(&stats),
+        let (requests, writer_thread) = match writer {
+            Some(conn) => {
+                let (tx, rx) = std::sync::mpsc::channel();
+                let writer = Writer {
+                    conn,
+                    db_path: db_path.clone(),
+                    blobs_dir: blobs_dir.clone(),
+                    quota: Quota { max_bytes: config.max_bytes, max_bundles: config.max_bundles },
+                    stats: Arc::clone(&stats),
+                };
+                let thread = std::thread::Builder::new()
+                    .name("store-writer".into())
+                    .spawn(move || writer.run(rx))
+                    .map_err(StoreError::io("starting the store writer for", &db_path))?;
+                (Some(tx), Some(thread))
+            }
+            None => (None, None),
         };
-        let thread = std::thread::Builder::new()
-            .name("store-writer".into())
-            .spawn(move || writer.run(rx))
-            .map_err(StoreError::io("starting the store writer for", &db_path))?;
-        tracing::info!(
-            dir = %dir.display(),
-            bundles, bytes,
-            orphan_files = report.orphan_files_removed,
-            incomplete_inserts = report.incomplete_inserts_removed,
-            missing_files = report.rows_without_file.len(),
-            "store opened"
-        );
         let inner = Arc::new(Inner {
             config,
             db_path,
             blobs_dir,
             clock,
             stats,
-            next_blob: AtomicU64::new(report.next_blob_number),
-            requests: Mutex::new(Some(tx)),
+            next_blob: AtomicU64::new(next_blob_number),
+            requests: Mutex::new(requests),
             reads,
-            writer_thread: Mutex::new(Some(thread)),
+            writer_thread: Mutex::new(writer_thread),
+            reserved: Mutex::new((0, 0)),
+            wal,
             _lock: lock,
         });
-        Ok((SqliteStore { inner }, report))
+        Ok(SqliteStore { inner })
     }
 
     /// Stores a whole encoded bundle; answers once it is durable. A bundle with the same ID
@@ -403,13 +621,14 @@ impl SqliteStore {
         check.update(&encoded[header.payload.data_offset..]);
         check.finish()?;
         let length = encoded.len() as u64;
-        self.inner.check_quota(length)?;
+        let _room = self.inner.reserve(length)?;
+        let checksum = super::integrity::extend(0, &encoded);
         let data = store_whole(&self.inner, encoded).await?;
         let file = match &data {
             RowData::File(name) => Some(self.inner.blobs_dir.join(name)),
             RowData::Inline(_) => None,
         };
-        let outcome = self.inner.insert_row(&header, length, data, state).await;
+        let outcome = self.inner.insert_row(&header, length, data, state, checksum).await;
         if let Some(path) = file
             && !matches!(outcome, Ok(InsertOutcome::Stored(_)))
         {
@@ -456,26 +675,49 @@ impl SqliteStore {
             .await
     }
 
-    /// The bundle's encoded bytes: inline ones whole, large ones as a file to stream.
+    /// The bundle's encoded bytes: inline ones whole, large ones as a file to stream. Either is
+    /// checked against the checksum recorded at insert (inline ones now, files as they stream);
+    /// a damaged bundle is quarantined and [`StoreError::Damaged`] returned.
     pub async fn open_data(&self, id: StoreId) -> Result<BundleData, StoreError> {
+        self.open_checked(id, true).await
+    }
+
+    /// [`SqliteStore::open_data`]; `quarantine`: whether damage found is acted on (a check
+    /// that only reports does not).
+    async fn open_checked(&self, id: StoreId, quarantine: bool) -> Result<BundleData, StoreError> {
         let found = self
             .inner
             .read(move |c| {
-                c.prepare_cached("SELECT data, file, length FROM bundles WHERE id = ?1")?
+                c.prepare_cached("SELECT data, file, length, checksum FROM bundles WHERE id = ?1")?
                     .query_row([id], |r| {
                         Ok((
                             r.get::<_, Option<Vec<u8>>>(0)?,
                             r.get::<_, Option<String>>(1)?,
                             r.get::<_, i64>(2)?,
+                            r.get::<_, Option<i64>>(3)?,
                         ))
                     })
                     .optional()
             })
             .await?;
-        match found {
-            None => Err(StoreError::NotFound(id)),
-            Some((Some(data), _, _)) => Ok(BundleData::Inline(Bytes::from(data))),
-            Some((None, Some(name), length)) => {
+        let Some((data, file, length, checksum)) = found else { return Err(StoreError::NotFound(id)) };
+        // Stored as the u32's bits.
+        let checksum = checksum.map(|c| c as u32);
+        let integrity = if quarantine {
+            Integrity::recorded(checksum, Arc::clone(&self.inner), id)
+        } else {
+            checksum.map_or_else(Integrity::unchecked, Integrity::expecting)
+        };
+        match (data, file) {
+            (Some(data), _) => {
+                let path = format!("{} (row {id})", self.inner.db_path.display());
+                integrity.check(&data, &path).map_err(|error| StoreError::Damaged {
+                    path: self.inner.db_path.clone(),
+                    problem: error.to_string(),
+                })?;
+                Ok(BundleData::Inline(Bytes::from(data)))
+            }
+            (None, Some(name)) => {
                 let path = self.inner.blobs_dir.join(name);
                 let file = tokio::fs::File::open(&path).await.map_err(StoreError::io("opening", &path))?;
                 let found =
@@ -483,12 +725,43 @@ impl SqliteStore {
                 if found != length as u64 {
                     return Err(StoreError::BlobLength { path, expected: length as u64, found });
                 }
-                Ok(BundleData::File { file, length: length as u64, path })
+                Ok(BundleData::File { file, length: length as u64, path, integrity })
             }
-            Some((None, None, _)) => {
-                Err(StoreError::CorruptRow { id, problem: "neither data nor file".into() })
-            }
+            (None, None) => Err(StoreError::CorruptRow { id, problem: "neither data nor file".into() }),
         }
+    }
+
+    /// Whether this node holds a bundle with this identity, or delivered or forwarded one and
+    /// still remembers it (design §3.7).
+    pub async fn known(&self, id: &BundleId) -> Result<bool, StoreError> {
+        let (source, creation, fragment) = (id.source.to_string(), id.creation, id.fragment);
+        self.inner
+            .read(move |c| {
+                let (time, sequence) = (creation.time, creation.sequence);
+                Ok(super::writer::find_identity(c, &source, time, sequence, fragment)?.is_some()
+                    || super::writer::was_handled(c, &source, time, sequence, fragment)?)
+            })
+            .await
+    }
+
+    /// Forgets up to `limit` handled bundles that expired by `now` (DTN ms); returns how many.
+    pub async fn forget_handled(&self, now: u64, limit: usize) -> Result<usize, StoreError> {
+        self.inner.submit(|reply| WriteOp::ForgetHandled { now, limit, reply }).await
+    }
+
+    /// Holds room in the quota for an insert under way (see [`Reservation`]).
+    pub fn reserve(&self, bytes: u64) -> Result<Reservation, StoreError> {
+        self.inner.reserve(bytes)
+    }
+
+    /// Quarantines a bundle (`dtn store check --repair`); done once the store is closed.
+    pub fn quarantine(&self, id: StoreId, problem: String) {
+        self.inner.quarantine(id, problem);
+    }
+
+    /// What the write-ahead log showed when the store opened.
+    pub fn wal_report(&self) -> &super::wal::WalReport {
+        &self.inner.wal
     }
 
     /// The bundle's encoded bytes, whole in memory (for small bundles and tests).
@@ -599,35 +872,46 @@ impl SqliteStore {
         Ok(if lines == ["ok"] { Vec::new() } else { lines })
     }
 
-    /// Reads a stored bundle through and checks it against RFC 9171 §4 (lenient, as stored):
-    /// `Ok(None)` when it is sound, `Ok(Some(error))` naming what is wrong. Large bundles are
-    /// streamed, not loaded.
-    pub async fn verify(&self, id: StoreId) -> Result<Option<crate::bundle::BundleError>, StoreError> {
+    /// Reads a stored bundle through and checks it against the checksum recorded at insert and
+    /// RFC 9171 §4 (lenient, as stored): `Ok(None)` when it is sound, `Ok(Some(problem))`
+    /// naming what is wrong. Large bundles are streamed, not loaded. Changes nothing.
+    pub async fn verify(&self, id: StoreId) -> Result<Option<String>, StoreError> {
         use tokio::io::AsyncReadExt;
         let options = &self.inner.config.parse;
-        let mut file = match self.open_data(id).await? {
-            BundleData::Inline(bytes) => return Ok(crate::bundle::Bundle::parse(&bytes, options).err()),
-            BundleData::File { file, .. } => file,
+        let (mut file, path, integrity) = match self.open_checked(id, false).await {
+            Ok(BundleData::Inline(bytes)) => {
+                return Ok(crate::bundle::Bundle::parse(&bytes, options).err().map(|e| e.to_string()));
+            }
+            Ok(BundleData::File { file, path, integrity, .. }) => (file, path, integrity),
+            Err(StoreError::Damaged { problem, .. }) => return Ok(Some(problem)),
+            Err(error) => return Err(error),
         };
-        let path = self.inner.blobs_dir.clone();
-        let read_error =
-            |source| StoreError::Io { action: "reading a bundle file in", path: path.clone(), source };
+        let read_error = |source| StoreError::Io { action: "reading", path: path.clone(), source };
         let (header, prefix) =
             match super::types::read_header(&mut file, options).await.map_err(read_error)? {
                 Ok(found) => found,
-                Err(error) => return Ok(Some(error)),
+                Err(error) => return Ok(Some(error.to_string())),
             };
+        // The bundle's own checks over the payload, and the recorded checksum over it all.
         let mut check = crate::bundle::PayloadCheck::new(&header, &prefix);
-        let mut chunk = vec![0u8; 64 * 1024];
         check.update(&prefix[header.payload.data_offset..]);
+        let mut whole = super::integrity::extend(0, &prefix);
+        let mut chunk = vec![0u8; 64 * 1024];
         loop {
             let n = file.read(&mut chunk).await.map_err(read_error)?;
             if n == 0 {
                 break;
             }
             check.update(&chunk[..n]);
+            whole = super::integrity::extend(whole, &chunk[..n]);
         }
-        Ok(check.finish().err())
+        let name = path.display().to_string();
+        let own = check.finish().err();
+        Ok(match (integrity.check_crc(whole, &name), own) {
+            (Ok(()), own) => own.map(|e| e.to_string()),
+            (Err(damage), None) => Some(damage.to_string()),
+            (Err(damage), Some(own)) => Some(format!("{damage}; the bundle's own check: {own}")),
+        })
     }
 
     /// Records (`registered`) or forgets a local application endpoint; durable on return.

@@ -54,7 +54,10 @@ async fn insert_get_read_and_stats() {
     assert_eq!(meta.state, BundleState::WaitingForRoute);
     assert!(!meta.in_file);
     assert_eq!(store.read(id).await.unwrap(), bytes);
-    assert_eq!(store.stats(), StoreStats { bundles: 1, bytes: bytes.len() as u64 });
+    assert_eq!(
+        store.stats(),
+        StoreStats { bundles: 1, bytes: bytes.len() as u64, quarantined: 0, lost_transactions: 0 }
+    );
     assert_eq!(store.get(id + 100).await.unwrap(), None);
 }
 
@@ -65,16 +68,16 @@ async fn duplicates_are_detected_by_bundle_id() {
     let first = store.insert(bundle(1, 10), BundleState::WaitingForRoute).await.unwrap();
     // Same source, timestamp and (no) fragment: a duplicate, whatever the payload.
     let again = store.insert(bundle(1, 20), BundleState::WaitingForRoute).await.unwrap();
-    assert_eq!(again, InsertOutcome::Duplicate(first.id()));
+    assert_eq!(again, InsertOutcome::Duplicate(first.id().unwrap()));
     assert_eq!(store.stats().bundles, 1);
     // Large duplicates leave no file behind either.
     let big = store.insert(bundle(1, 5000), BundleState::WaitingForRoute).await.unwrap();
-    assert_eq!(big, InsertOutcome::Duplicate(first.id()));
+    assert_eq!(big, InsertOutcome::Duplicate(first.id().unwrap()));
     assert_eq!(std::fs::read_dir(dir.path().join("blobs")).unwrap().count(), 0);
     // Looked up by identity: the same source and timestamp, unfragmented, is found.
     let mut id =
         crate::bundle::Bundle::parse(&bundle(1, 10), &crate::bundle::ParseOptions::default()).unwrap().id();
-    assert_eq!(store.find(&id).await.unwrap(), Some(first.id()));
+    assert_eq!(store.find(&id).await.unwrap(), Some(first.id().unwrap()));
     id.fragment = Some((0, 10));
     assert_eq!(store.find(&id).await.unwrap(), None, "a fragment is another bundle");
     id.fragment = None;
@@ -87,7 +90,7 @@ async fn large_bundles_live_in_files() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = open(dir.path(), small_inline()).await;
     let bytes = bundle(2, 10_000);
-    let id = store.insert(bytes.clone(), BundleState::WaitingForRoute).await.unwrap().id();
+    let id = store.insert(bytes.clone(), BundleState::WaitingForRoute).await.unwrap().id().unwrap();
     let meta = store.get(id).await.unwrap().unwrap();
     assert!(meta.in_file);
     assert_eq!(store.read(id).await.unwrap(), bytes);
@@ -106,7 +109,7 @@ async fn streaming_inserts_commit_or_leave_nothing() {
     for chunk in bytes.chunks(7_777) {
         pending.write(chunk).await.unwrap();
     }
-    let id = pending.commit(BundleState::WaitingForRoute).await.unwrap().id();
+    let id = pending.commit(BundleState::WaitingForRoute).await.unwrap().id().unwrap();
     assert_eq!(store.read(id).await.unwrap(), bytes);
     // Abandoned half way: nothing stored, no file left.
     let other = bundle(4, 200_000);
@@ -134,7 +137,7 @@ async fn streaming_inserts_commit_or_leave_nothing() {
             assert!(buffer.is_empty());
         }
     }
-    let id = pending.commit(BundleState::WaitingForRoute).await.unwrap().id();
+    let id = pending.commit(BundleState::WaitingForRoute).await.unwrap().id().unwrap();
     assert_eq!(store.read(id).await.unwrap(), other);
 }
 
@@ -160,22 +163,25 @@ async fn a_corrupt_streamed_bundle_is_refused() {
 async fn states_and_queries() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = open(dir.path(), small_inline()).await;
-    let a = store.insert(bundle(1, 10), BundleState::WaitingForRoute).await.unwrap().id();
+    let a = store.insert(bundle(1, 10), BundleState::WaitingForRoute).await.unwrap().id().unwrap();
     let b = store
         .insert(bundle(2, 10), BundleState::QueuedFor { neighbour: "ipn:7.0".into() })
         .await
         .unwrap()
-        .id();
+        .id()
+        .unwrap();
     let c = store
         .insert(bundle(3, 10), BundleState::AwaitingCustody { neighbour: "ipn:7.0".into() })
         .await
         .unwrap()
-        .id();
+        .id()
+        .unwrap();
     let d = store
         .insert(bundle(4, 10), BundleState::WaitingForApplication { endpoint: "ipn:2.1".into() })
         .await
         .unwrap()
-        .id();
+        .id()
+        .unwrap();
     let ids = |v: Vec<StoredBundle>| v.into_iter().map(|m| m.id).collect::<Vec<_>>();
     assert_eq!(ids(store.by_state(StateKind::WaitingForRoute, None, 10).await.unwrap()), [a]);
     assert_eq!(ids(store.by_state(StateKind::QueuedFor, Some("ipn:7.0"), 10).await.unwrap()), [b]);
@@ -204,7 +210,7 @@ async fn delete_says_what_left() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = open(dir.path(), small_inline()).await;
     let bytes = bundle(1, 10);
-    let id = store.insert(bytes.clone(), BundleState::WaitingForRoute).await.unwrap().id();
+    let id = store.insert(bytes.clone(), BundleState::WaitingForRoute).await.unwrap().id().unwrap();
     let gone = store.delete(id, DeleteReason::Expired).await.unwrap();
     assert_eq!(gone.id, id);
     assert_eq!(gone.length, bytes.len() as u64);
@@ -231,8 +237,8 @@ async fn next_expiring_comes_first() {
         .encode()
         .into()
     };
-    let late = store.insert(make(1, 90_000), BundleState::WaitingForRoute).await.unwrap().id();
-    let early = store.insert(make(2, 10_000), BundleState::WaitingForRoute).await.unwrap().id();
+    let late = store.insert(make(1, 90_000), BundleState::WaitingForRoute).await.unwrap().id().unwrap();
+    let early = store.insert(make(2, 10_000), BundleState::WaitingForRoute).await.unwrap().id().unwrap();
     // No clock at the source: expiry from the Bundle Age block and the reception time.
     let no_clock: Bytes = BundleBuilder::new(
         Eid::ipn(1, 1),
@@ -246,7 +252,7 @@ async fn next_expiring_comes_first() {
     .unwrap()
     .encode()
     .into();
-    let aged = store.insert(no_clock, BundleState::WaitingForRoute).await.unwrap().id();
+    let aged = store.insert(no_clock, BundleState::WaitingForRoute).await.unwrap().id().unwrap();
     let order: Vec<(i64, u64)> =
         store.next_expiring(10).await.unwrap().into_iter().map(|m| (m.id, m.expires_at)).collect();
     assert_eq!(order, [(aged, NOW + 5_000), (early, NOW + 10_000), (late, NOW + 90_000)]);
@@ -285,8 +291,13 @@ async fn everything_survives_a_reopen() {
     let (store, _) = open(dir.path(), small_inline()).await;
     let small = bundle(1, 10);
     let large = bundle(2, 10_000);
-    let a = store.insert(small.clone(), BundleState::QueuedFor { neighbour: "n".into() }).await.unwrap().id();
-    let b = store.insert(large.clone(), BundleState::WaitingForRoute).await.unwrap().id();
+    let a = store
+        .insert(small.clone(), BundleState::QueuedFor { neighbour: "n".into() })
+        .await
+        .unwrap()
+        .id()
+        .unwrap();
+    let b = store.insert(large.clone(), BundleState::WaitingForRoute).await.unwrap().id().unwrap();
     let stats = store.stats();
     store.close().await;
     let (store, report) = open(dir.path(), small_inline()).await;
@@ -296,7 +307,7 @@ async fn everything_survives_a_reopen() {
     assert_eq!(store.read(b).await.unwrap(), large);
     assert_eq!(store.get(a).await.unwrap().unwrap().state, BundleState::QueuedFor { neighbour: "n".into() });
     // New files do not reuse the names of existing ones.
-    let c = store.insert(bundle(3, 10_000), BundleState::WaitingForRoute).await.unwrap().id();
+    let c = store.insert(bundle(3, 10_000), BundleState::WaitingForRoute).await.unwrap().id().unwrap();
     assert_eq!(store.read(b).await.unwrap(), large);
     assert_eq!(store.read(c).await.unwrap().len(), bundle(3, 10_000).len());
 }
@@ -306,9 +317,9 @@ async fn recovery_reconciles_rows_and_files() {
     let dir = tempfile::tempdir().unwrap();
     let blobs = dir.path().join("blobs");
     let (store, _) = open(dir.path(), small_inline()).await;
-    let kept = store.insert(bundle(1, 10_000), BundleState::WaitingForRoute).await.unwrap().id();
-    let lost = store.insert(bundle(2, 10_000), BundleState::WaitingForRoute).await.unwrap().id();
-    let damaged = store.insert(bundle(3, 10_000), BundleState::WaitingForRoute).await.unwrap().id();
+    let kept = store.insert(bundle(1, 10_000), BundleState::WaitingForRoute).await.unwrap().id().unwrap();
+    let lost = store.insert(bundle(2, 10_000), BundleState::WaitingForRoute).await.unwrap().id().unwrap();
+    let damaged = store.insert(bundle(3, 10_000), BundleState::WaitingForRoute).await.unwrap().id().unwrap();
     let file_of = |id: i64| -> std::path::PathBuf {
         let conn = rusqlite::Connection::open(dir.path().join("store.sqlite")).unwrap();
         blobs.join(
@@ -391,7 +402,7 @@ async fn through_the_trait<S: Store>(store: &S) {
     for chunk in bytes.chunks(10_000) {
         StreamingInsert::write(&mut pending, chunk).await.unwrap();
     }
-    let id = StreamingInsert::commit(pending, BundleState::WaitingForRoute).await.unwrap().id();
+    let id = StreamingInsert::commit(pending, BundleState::WaitingForRoute).await.unwrap().id().unwrap();
     Store::set_state(store, id, BundleState::QueuedFor { neighbour: "ipn:9.0".into() }).await.unwrap();
     assert_eq!(Store::by_neighbour(store, "ipn:9.0", 5).await.unwrap().len(), 1);
     let BundleData::File { length, .. } = Store::open_data(store, id).await.unwrap() else {
@@ -413,14 +424,14 @@ async fn the_trait_is_enough() {
 async fn store_ids_are_never_reused_even_across_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = open(dir.path(), small_inline()).await;
-    let first = store.insert(bundle(1, 10), BundleState::WaitingForRoute).await.unwrap().id();
+    let first = store.insert(bundle(1, 10), BundleState::WaitingForRoute).await.unwrap().id().unwrap();
     store.delete(first, DeleteReason::Requested).await.unwrap();
-    let second = store.insert(bundle(2, 10), BundleState::WaitingForRoute).await.unwrap().id();
+    let second = store.insert(bundle(2, 10), BundleState::WaitingForRoute).await.unwrap().id().unwrap();
     assert!(second > first, "an acknowledgement by id must never reach a later bundle");
     store.delete(second, DeleteReason::Requested).await.unwrap();
     store.close().await;
     let (store, _) = open(dir.path(), small_inline()).await;
-    let third = store.insert(bundle(3, 10), BundleState::WaitingForRoute).await.unwrap().id();
+    let third = store.insert(bundle(3, 10), BundleState::WaitingForRoute).await.unwrap().id().unwrap();
     assert!(third > second);
 }
 
@@ -473,17 +484,221 @@ async fn a_payload_is_opened_only_from_exactly_one_whole_bundle() {
     let path = dir.path().join("b.bundle");
     std::fs::write(&path, &good).expect("write");
     let file = tokio::fs::File::open(&path).await.expect("open");
-    let data = BundleData::File { file, length: good.len() as u64 + 1, path: path.clone() };
+    let data = BundleData::File {
+        file,
+        length: good.len() as u64 + 1,
+        path: path.clone(),
+        integrity: crate::store::Integrity::unchecked(),
+    };
     let error = data.into_payload(&options).await.expect_err("length disagrees");
     assert!(
         matches!(error, StoreError::InvalidBundle(BundleError::TrailingBytes { count: 1, .. })),
         "{error}"
     );
     let file = tokio::fs::File::open(&path).await.expect("open");
-    let data = BundleData::File { file, length: good.len() as u64, path };
+    let data = BundleData::File {
+        file,
+        length: good.len() as u64,
+        path,
+        integrity: crate::store::Integrity::unchecked(),
+    };
     let (_, content) = data.into_payload(&options).await.expect("whole file");
     let PayloadContent::File(mut reader) = content else { panic!("a file streams") };
     let mut payload = Vec::new();
     tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut payload).await.expect("read");
     assert_eq!(payload, expected, "exactly the payload, nothing of the CRC or break");
+}
+
+/// The file a row's bundle lives in.
+fn file_of(dir: &std::path::Path, id: i64) -> std::path::PathBuf {
+    let conn = rusqlite::Connection::open(dir.join("store.sqlite")).unwrap();
+    dir.join("blobs").join(
+        conn.query_row("SELECT file FROM bundles WHERE id = ?1", [id], |r| r.get::<_, String>(0)).unwrap(),
+    )
+}
+
+/// Waits for the writer to carry out a quarantine (nobody waits for it otherwise).
+async fn settle(store: &SqliteStore) {
+    store.set_registration(&Eid::ipn(9, 9), false).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_flipped_byte_in_a_file_fails_the_read_before_its_end_and_quarantines_the_bundle() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path(), small_inline()).await;
+    // No payload CRC of its own: only the store's checksum can tell.
+    let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let bytes: Bytes = BundleBuilder::new(
+        Eid::ipn(1, 1),
+        Eid::ipn(2, 1),
+        CreationTimestamp { time: NOW, sequence: 9 },
+        60_000,
+    )
+    .block_crc(crate::bundle::CrcType::None)
+    .payload(payload.clone())
+    .build()
+    .unwrap()
+    .encode()
+    .into();
+    let id = store.insert(bytes.clone(), BundleState::WaitingForRoute).await.unwrap().id().unwrap();
+    // Sound: the payload streams whole.
+    {
+        let (_, content) =
+            store.open_data(id).await.unwrap().into_payload(&Default::default()).await.unwrap();
+        let PayloadContent::File(mut reader) = content else { panic!("a file") };
+        let mut read = Vec::new();
+        reader.read_to_end(&mut read).await.unwrap();
+        assert_eq!(read, payload);
+    }
+    // One byte flipped in the middle of the payload, the length unchanged.
+    let path = file_of(dir.path(), id);
+    let mut on_disk = std::fs::read(&path).unwrap();
+    on_disk[100_000] ^= 0x01;
+    std::fs::write(&path, &on_disk).unwrap();
+    let (_, content) = store.open_data(id).await.unwrap().into_payload(&Default::default()).await.unwrap();
+    let PayloadContent::File(mut reader) = content else { panic!("a file") };
+    let mut read = Vec::new();
+    let error = reader.read_to_end(&mut read).await.expect_err("damage is found");
+    assert!(is_damage(&error), "{error}");
+    assert!(error.to_string().contains(&format!("store id {id}")), "{error}");
+    assert!(error.to_string().contains("checksum mismatch"), "{error}");
+    assert!(read.len() < payload.len(), "the last bytes are never handed out");
+    settle(&store).await;
+    let meta = store.get(id).await.unwrap().unwrap();
+    assert!(
+        matches!(meta.state, BundleState::Quarantined { ref problem } if problem.contains("checksum mismatch"))
+    );
+    assert_eq!(store.stats().quarantined, 1);
+    assert!(store.by_state(StateKind::WaitingForRoute, None, 10).await.unwrap().is_empty());
+    // Nothing moves it out of quarantine but a delete; the count survives a reopen.
+    assert!(matches!(store.set_state(id, BundleState::WaitingForRoute).await, Err(StoreError::NotFound(_))));
+    // Whole reads and forwarding reads fail the same way.
+    let error = store.read(id).await.expect_err("damaged");
+    assert!(matches!(error, StoreError::Damaged { .. }), "{error}");
+    let opened = store.open_data(id).await.unwrap().into_opened(&Default::default()).await.unwrap();
+    let PayloadContent::File(mut rest) = opened.rest else { panic!("a file") };
+    assert!(is_damage(&rest.read_to_end(&mut Vec::new()).await.expect_err("damaged")));
+    drop((reader, rest));
+    store.close().await;
+    let (store, _) = open(dir.path(), small_inline()).await;
+    assert_eq!(store.stats().quarantined, 1);
+    store.delete(id, DeleteReason::Requested).await.unwrap();
+    assert_eq!(store.stats(), StoreStats::default());
+}
+
+#[tokio::test]
+async fn damaged_inline_bytes_are_never_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path(), small_inline()).await;
+    let id = store.insert(bundle(1, 300), BundleState::WaitingForRoute).await.unwrap().id().unwrap();
+    // Damage inside the database's page, as a bad disk block would do it.
+    let conn = rusqlite::Connection::open(dir.path().join("store.sqlite")).unwrap();
+    let mut data: Vec<u8> =
+        conn.query_row("SELECT data FROM bundles WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+    data[200] ^= 0x10;
+    conn.execute("UPDATE bundles SET data = ?1 WHERE id = ?2", rusqlite::params![data, id]).unwrap();
+    drop(conn);
+    let error = store.open_data(id).await.expect_err("damaged");
+    assert!(
+        matches!(&error, StoreError::Damaged { problem, .. } if problem.contains("checksum mismatch")),
+        "{error}"
+    );
+    settle(&store).await;
+    assert_eq!(store.stats().quarantined, 1);
+    // `verify` (dtn store check) reports without acting.
+    let problem = store.verify(id).await.unwrap().expect("a problem");
+    assert!(problem.contains("checksum mismatch"), "{problem}");
+}
+
+#[tokio::test]
+async fn delivered_and_forwarded_bundles_are_remembered_until_they_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path(), small_inline()).await;
+    let delivered = bundle(1, 100);
+    let forwarded = bundle(2, 5_000);
+    let requested = bundle(3, 100);
+    let a = store.insert(delivered.clone(), BundleState::WaitingForRoute).await.unwrap().id().unwrap();
+    let b = store.insert(forwarded.clone(), BundleState::WaitingForRoute).await.unwrap().id().unwrap();
+    let c = store.insert(requested.clone(), BundleState::WaitingForRoute).await.unwrap().id().unwrap();
+    store.delete(a, DeleteReason::Delivered).await.unwrap();
+    store.delete(b, DeleteReason::Forwarded { neighbour: "ipn:5.0".into() }).await.unwrap();
+    store.delete(c, DeleteReason::Requested).await.unwrap();
+    store.close().await;
+    // Across a restart: the same bundles again are handled already (whole and streamed) ...
+    let (store, _) = open(dir.path(), small_inline()).await;
+    assert_eq!(
+        store.insert(delivered.clone(), BundleState::WaitingForRoute).await.unwrap(),
+        InsertOutcome::AlreadyHandled
+    );
+    let mut pending = store.begin_insert().await.unwrap();
+    pending.write(&forwarded).await.unwrap();
+    let id = crate::bundle::Bundle::parse(&forwarded, &Default::default()).unwrap().id();
+    assert!(store.known(&id).await.unwrap());
+    assert_eq!(pending.commit(BundleState::WaitingForRoute).await.unwrap(), InsertOutcome::AlreadyHandled);
+    // ... a bundle deleted on request is not (it was neither delivered nor forwarded).
+    assert!(matches!(
+        store.insert(requested, BundleState::WaitingForRoute).await.unwrap(),
+        InsertOutcome::Stored(_)
+    ));
+    assert_eq!(store.stats().bundles, 1);
+    // Forgotten once expired (lifetime 60 s from NOW - 1 s), a page at a time.
+    assert_eq!(store.forget_handled(NOW, 100).await.unwrap(), 0);
+    assert_eq!(store.forget_handled(NOW + 60_000, 1).await.unwrap(), 1);
+    assert_eq!(store.forget_handled(NOW + 60_000, 100).await.unwrap(), 1);
+    assert!(!store.known(&id).await.unwrap());
+    assert!(matches!(
+        store.insert(delivered, BundleState::WaitingForRoute).await.unwrap(),
+        InsertOutcome::Stored(_)
+    ));
+}
+
+#[tokio::test]
+async fn the_quota_counts_inserts_under_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig { max_bytes: 50_000, ..small_inline() };
+    let (store, _) = open(dir.path(), config).await;
+    let big = bundle(1, 30_000);
+    let other = bundle(2, 30_000);
+    let mut first = store.begin_insert().await.unwrap();
+    first.write(&big[..1000]).await.unwrap();
+    // The second one's header shows 30 kB more: refused before it writes anything more.
+    let mut second = store.begin_insert().await.unwrap();
+    let error = second.write(&other[..1000]).await.expect_err("over the quota");
+    assert!(
+        matches!(error, StoreError::DepletedStorage { needed_bytes, bytes, .. } if needed_bytes == other.len() as u64 && bytes == big.len() as u64),
+        "{error}"
+    );
+    drop(second);
+    // A reservation that grows (an upload of unknown length) is refused when it would not fit.
+    let mut room = store.reserve(10_000).unwrap();
+    assert!(matches!(room.grow(20_000), Err(StoreError::DepletedStorage { .. })));
+    room.grow(5_000).unwrap();
+    assert_eq!(room.bytes(), 15_000);
+    drop(room);
+    first.write(&big[1000..]).await.unwrap();
+    first.commit(BundleState::WaitingForRoute).await.unwrap();
+    assert!(matches!(
+        store.insert(other, BundleState::WaitingForRoute).await,
+        Err(StoreError::DepletedStorage { .. })
+    ));
+    // Released: what fits fits.
+    assert!(store.reserve(10_000).is_ok());
+}
+
+#[tokio::test]
+async fn the_store_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (store, _) = open(&data, small_inline()).await;
+    let id = store.insert(bundle(1, 10_000), BundleState::WaitingForRoute).await.unwrap().id().unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("blobs")), 0o700);
+    assert_eq!(mode(&data.join("store.sqlite")), 0o600);
+    assert_eq!(mode(&data.join("store.sqlite-wal")), 0o600);
+    assert_eq!(mode(&file_of(&data, id)), 0o600);
 }

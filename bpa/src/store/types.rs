@@ -23,6 +23,10 @@ pub enum BundleState {
     /// A fragment for this node waiting for the rest of its ADU, named by
     /// [`adu_key`](crate::agent::fragment::adu_key) (source, creation time and sequence).
     AwaitingReassembly { adu: String },
+    /// Its bytes were found damaged (design §3.7): kept as evidence, never delivered or
+    /// forwarded, until an operator deletes it or it expires. Set by the store alone, and
+    /// never changed by [`super::Store::set_state`] once set.
+    Quarantined { problem: String },
 }
 
 /// The kind of a [`BundleState`], without its argument, for queries.
@@ -34,6 +38,7 @@ pub enum StateKind {
     AwaitingCustody = 3,
     WaitingForApplication = 4,
     AwaitingReassembly = 5,
+    Quarantined = 6,
 }
 
 impl StateKind {
@@ -45,6 +50,7 @@ impl StateKind {
             3 => StateKind::AwaitingCustody,
             4 => StateKind::WaitingForApplication,
             5 => StateKind::AwaitingReassembly,
+            6 => StateKind::Quarantined,
             _ => return None,
         })
     }
@@ -59,6 +65,7 @@ impl BundleState {
             BundleState::AwaitingCustody { .. } => StateKind::AwaitingCustody,
             BundleState::WaitingForApplication { .. } => StateKind::WaitingForApplication,
             BundleState::AwaitingReassembly { .. } => StateKind::AwaitingReassembly,
+            BundleState::Quarantined { .. } => StateKind::Quarantined,
         }
     }
 
@@ -71,6 +78,7 @@ impl BundleState {
             StateKind::AwaitingCustody => "awaiting_custody",
             StateKind::WaitingForApplication => "waiting_for_application",
             StateKind::AwaitingReassembly => "awaiting_reassembly",
+            StateKind::Quarantined => "quarantined",
         }
     }
 
@@ -82,6 +90,7 @@ impl BundleState {
             | BundleState::AwaitingCustody { neighbour } => Some(neighbour),
             BundleState::WaitingForApplication { endpoint } => Some(endpoint),
             BundleState::AwaitingReassembly { adu } => Some(adu),
+            BundleState::Quarantined { problem } => Some(problem),
             BundleState::WaitingForRoute => None,
         }
     }
@@ -96,6 +105,7 @@ impl BundleState {
                 BundleState::WaitingForApplication { endpoint }
             }
             (StateKind::AwaitingReassembly, Some(adu)) => BundleState::AwaitingReassembly { adu },
+            (StateKind::Quarantined, Some(problem)) => BundleState::Quarantined { problem },
             _ => return None,
         })
     }
@@ -114,6 +124,7 @@ impl std::fmt::Display for BundleState {
                 write!(f, "waiting for the application at {endpoint}")
             }
             BundleState::AwaitingReassembly { adu } => write!(f, "a fragment awaiting the rest of {adu}"),
+            BundleState::Quarantined { problem } => write!(f, "quarantined: {problem}"),
         }
     }
 }
@@ -160,12 +171,18 @@ pub enum InsertOutcome {
     Stored(StoreId),
     /// A bundle with the same bundle ID is already stored under this id; nothing was written.
     Duplicate(StoreId),
+    /// This node already delivered or forwarded a bundle with this bundle ID, and remembers it
+    /// until the bundle expires (design §3.7): nothing was written. The sender is answered as
+    /// for a duplicate; the bundle is not delivered or forwarded again.
+    AlreadyHandled,
 }
 
 impl InsertOutcome {
-    pub fn id(self) -> StoreId {
+    /// The store id the bundle is held under, if it is held.
+    pub fn id(self) -> Option<StoreId> {
         match self {
-            InsertOutcome::Stored(id) | InsertOutcome::Duplicate(id) => id,
+            InsertOutcome::Stored(id) | InsertOutcome::Duplicate(id) => Some(id),
+            InsertOutcome::AlreadyHandled => None,
         }
     }
 }
@@ -192,8 +209,8 @@ pub struct StoredBundle {
 pub enum BundleData {
     /// Small bundles come from the database, whole.
     Inline(Bytes),
-    /// Large bundles are streamed from their file.
-    File { file: tokio::fs::File, length: u64, path: std::path::PathBuf },
+    /// Large bundles are streamed from their file, checked as they stream.
+    File { file: tokio::fs::File, length: u64, path: std::path::PathBuf, integrity: super::Integrity },
 }
 
 impl BundleData {
@@ -201,14 +218,12 @@ impl BundleData {
     pub async fn into_bytes(self) -> Result<Bytes, super::StoreError> {
         match self {
             BundleData::Inline(bytes) => Ok(bytes),
-            BundleData::File { mut file, length, path } => {
+            BundleData::File { file, length, path, integrity } => {
                 use tokio::io::AsyncReadExt;
                 let mut out = Vec::with_capacity(length as usize);
-                file.read_to_end(&mut out).await.map_err(|source| super::StoreError::Io {
-                    action: "reading a stored bundle's file",
-                    path,
-                    source,
-                })?;
+                let name = path.display().to_string();
+                let mut reader = super::CheckedFile::new(file, length, 0, integrity, name);
+                reader.read_to_end(&mut out).await.map_err(|source| read_failure(path, source))?;
                 Ok(out.into())
             }
         }
@@ -220,7 +235,7 @@ impl BundleData {
 #[derive(Debug)]
 pub enum PayloadContent {
     Memory(Bytes),
-    File(tokio::io::Take<tokio::fs::File>),
+    File(super::CheckedFile),
 }
 
 impl BundleData {
@@ -235,10 +250,7 @@ impl BundleData {
         let length = header.payload.data_length;
         let content = match rest {
             PayloadContent::Memory(bytes) => PayloadContent::Memory(bytes.slice(..length as usize)),
-            PayloadContent::File(mut file) => {
-                file.set_limit(length);
-                PayloadContent::File(file)
-            }
+            PayloadContent::File(file) => PayloadContent::File(file.narrow(length).await?),
         };
         Ok((header, content))
     }
@@ -259,7 +271,7 @@ impl BundleData {
     /// Opens a stored bundle for forwarding: only the header is read from a file, which is left
     /// at the payload.
     pub async fn into_opened(self, options: &ParseOptions) -> Result<OpenedBundle, super::StoreError> {
-        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        use tokio::io::AsyncSeekExt;
         match self {
             BundleData::Inline(bytes) => {
                 let header = BundleHeader::parse(&bytes, options)?.ok_or(truncated(bytes.len()))?;
@@ -267,7 +279,7 @@ impl BundleData {
                 let rest = PayloadContent::Memory(bytes.slice(header.payload.data_offset..));
                 Ok(OpenedBundle { header, prefix: bytes, rest })
             }
-            BundleData::File { mut file, length, path } => {
+            BundleData::File { mut file, length, path, integrity } => {
                 let read_error = |source| super::StoreError::Io {
                     action: "reading a stored bundle's file",
                     path: path.clone(),
@@ -277,10 +289,27 @@ impl BundleData {
                 whole_bundle(&header, length)?;
                 let start = header.payload.data_offset as u64;
                 file.seek(std::io::SeekFrom::Start(start)).await.map_err(read_error)?;
-                let rest = PayloadContent::File(file.take(length - start));
+                let before = super::integrity::extend(0, &prefix[..header.payload.data_offset]);
+                let name = path.display().to_string();
+                let rest = PayloadContent::File(super::CheckedFile::new(
+                    file,
+                    length - start,
+                    before,
+                    integrity,
+                    name,
+                ));
                 Ok(OpenedBundle { header, prefix: prefix.into(), rest })
             }
         }
+    }
+}
+
+/// A failed read of a stored bundle: damage found by its checksum, or the file system's error.
+pub(crate) fn read_failure(path: std::path::PathBuf, source: std::io::Error) -> super::StoreError {
+    if super::integrity::is_damage(&source) {
+        super::StoreError::Damaged { path, problem: source.to_string() }
+    } else {
+        super::StoreError::Io { action: "reading a stored bundle's file", path, source }
     }
 }
 
@@ -336,4 +365,9 @@ fn whole_bundle(header: &BundleHeader, length: u64) -> Result<(), BundleError> {
 pub struct StoreStats {
     pub bundles: u64,
     pub bytes: u64,
+    /// Bundles found damaged and quarantined (among `bundles`).
+    pub quarantined: u64,
+    /// Committed transactions the write-ahead log held but could not replay when the store
+    /// opened: acknowledged changes lost to damage ([`super::WalReport`]).
+    pub lost_transactions: u64,
 }

@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 
 use super::error::StoreError;
 use super::sqlite::{Quota, SharedStats, read_row};
-use super::types::{BundleState, DeleteReason, InsertOutcome, StoreId, StoredBundle};
+use super::types::{BundleState, DeleteReason, InsertOutcome, StateKind, StoreId, StoreStats, StoredBundle};
 
 /// Most requests applied in one transaction.
 const MAX_BATCH: usize = 4096;
@@ -43,6 +43,8 @@ pub(crate) struct NewRow {
     pub length: u64,
     pub state: BundleState,
     pub data: RowData,
+    /// CRC-32C of the bundle's bytes as they arrived ([`super::integrity`]).
+    pub checksum: u32,
 }
 
 pub(crate) enum WriteOp {
@@ -66,6 +68,17 @@ pub(crate) enum WriteOp {
         at: u64,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// A read found the bundle damaged: it is kept, never served again. Nobody waits for it.
+    Quarantine {
+        id: StoreId,
+        problem: String,
+    },
+    /// Forgets up to `limit` records of handled bundles that expired by `now`.
+    ForgetHandled {
+        now: u64,
+        limit: usize,
+        reply: oneshot::Sender<Result<usize, StoreError>>,
+    },
 }
 
 pub(crate) struct Writer {
@@ -76,10 +89,47 @@ pub(crate) struct Writer {
     pub stats: Arc<SharedStats>,
 }
 
+/// Whether a bundle that leaves for this reason is remembered as handled (design §3.7): a copy
+/// arriving later is answered as a duplicate and not delivered or forwarded again.
+fn remembered(reason: &DeleteReason) -> Option<HandledAs> {
+    match reason {
+        DeleteReason::Delivered => Some(HandledAs::Delivered),
+        DeleteReason::Forwarded { .. } => Some(HandledAs::Forwarded),
+        DeleteReason::CustodyAccepted { .. } => Some(HandledAs::Forwarded),
+        _ => None,
+    }
+}
+
+/// How a remembered bundle left (the `handled.outcome` column).
+#[derive(Debug, Clone, Copy)]
+enum HandledAs {
+    Delivered = 1,
+    Forwarded = 2,
+}
+
+/// Whether a bundle with this identity was delivered or forwarded and is still remembered.
+pub(crate) fn was_handled(
+    conn: &rusqlite::Connection,
+    source: &str,
+    created: u64,
+    sequence: u64,
+    fragment: Option<(u64, u64)>,
+) -> rusqlite::Result<bool> {
+    let (frag_offset, frag_length) = fragment_columns(fragment);
+    conn.prepare_cached(
+        "SELECT 1 FROM handled WHERE source = ?1 AND created = ?2 AND sequence = ?3 \
+         AND frag_offset = ?4 AND frag_length = ?5",
+    )?
+    .query_row(params![source, to_sql(created), to_sql(sequence), frag_offset, frag_length], |_| Ok(()))
+    .optional()
+    .map(|found| found.is_some())
+}
+
 /// A reply to send once the batch is durable.
 enum Reply {
     Insert(oneshot::Sender<Result<InsertOutcome, StoreError>>, Result<InsertOutcome, StoreError>),
     SetState(oneshot::Sender<Result<(), StoreError>>, Result<(), StoreError>),
+    Count(oneshot::Sender<Result<usize, StoreError>>, Result<usize, StoreError>),
     Delete(oneshot::Sender<Result<StoredBundle, StoreError>>, Result<StoredBundle, StoreError>),
 }
 
@@ -134,9 +184,9 @@ impl Writer {
     fn apply(&mut self, batch: Vec<WriteOp>) {
         let mut replies = Vec::with_capacity(batch.len());
         let mut removed_files = Vec::new();
-        let (mut bundles, mut bytes) = {
+        let (mut bundles, mut bytes, mut quarantined) = {
             let s = self.stats.get();
-            (s.bundles, s.bytes)
+            (s.bundles, s.bytes, s.quarantined)
         };
         let db_path = self.db_path.clone();
         let tx = match self.conn.transaction_with_behavior(TransactionBehavior::Immediate) {
@@ -163,21 +213,63 @@ impl Writer {
                     replies.push(Reply::Insert(reply, result));
                 }
                 WriteOp::SetState { id, state, reply } => {
+                    // A quarantined bundle stays quarantined: nothing but a delete moves it.
                     let result = tx
-                        .prepare_cached("UPDATE bundles SET state = ?1, state_arg = ?2 WHERE id = ?3")
-                        .and_then(|mut s| s.execute(params![state.kind() as i64, state.argument(), id]))
+                        .prepare_cached(
+                            "UPDATE bundles SET state = ?1, state_arg = ?2 WHERE id = ?3 AND state <> ?4",
+                        )
+                        .and_then(|mut s| {
+                            s.execute(params![
+                                state.kind() as i64,
+                                state.argument(),
+                                id,
+                                StateKind::Quarantined as i64
+                            ])
+                        })
                         .map_err(db_error)
                         .and_then(|n| if n == 1 { Ok(()) } else { Err(StoreError::NotFound(id)) });
                     replies.push(Reply::SetState(reply, result));
                 }
+                WriteOp::Quarantine { id, problem } => {
+                    let result = tx
+                        .prepare_cached(
+                            "UPDATE bundles SET state = ?1, state_arg = ?2 WHERE id = ?3 AND state <> ?1",
+                        )
+                        .and_then(|mut s| s.execute(params![StateKind::Quarantined as i64, problem, id]));
+                    match result {
+                        Ok(1) => {
+                            quarantined += 1;
+                            tracing::error!(store_id = id, %problem, "a stored bundle is damaged: quarantined, never served again");
+                        }
+                        Ok(_) => {}
+                        Err(error) => {
+                            tracing::error!(store_id = id, %problem, %error, "a damaged bundle could not be quarantined")
+                        }
+                    }
+                }
+                WriteOp::ForgetHandled { now, limit, reply } => {
+                    let result = tx
+                        .prepare_cached(
+                            "DELETE FROM handled WHERE rowid IN \
+                             (SELECT rowid FROM handled WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2)",
+                        )
+                        .and_then(|mut s| {
+                            s.execute(params![to_sql(now), limit.min(i64::MAX as usize) as i64])
+                        })
+                        .map_err(db_error);
+                    replies.push(Reply::Count(reply, result));
+                }
                 WriteOp::Delete { id, reason, reply } => {
-                    let result = delete(&tx, id).map_err(|e| match e {
+                    let result = delete(&tx, id, remembered(&reason)).map_err(|e| match e {
                         Failure::Store(e) => e,
                         Failure::Db(source) => db_error(source),
                     });
                     if let Ok((meta, file)) = &result {
                         bundles -= 1;
                         bytes -= meta.length;
+                        if meta.state.kind() == StateKind::Quarantined {
+                            quarantined = quarantined.saturating_sub(1);
+                        }
                         // Delivery and forwarding are the normal way out; the others are news.
                         match reason {
                             DeleteReason::Delivered
@@ -219,12 +311,13 @@ impl Writer {
                 match reply {
                     Reply::Insert(tx, _) => drop(tx.send(Err(error()))),
                     Reply::SetState(tx, _) => drop(tx.send(Err(error()))),
+                    Reply::Count(tx, _) => drop(tx.send(Err(error()))),
                     Reply::Delete(tx, _) => drop(tx.send(Err(error()))),
                 }
             }
             return;
         }
-        self.stats.set(bundles, bytes);
+        self.stats.set(StoreStats { bundles, bytes, quarantined, ..self.stats.get() });
         // Files of deleted bundles go once their rows are gone for good: a crash before this
         // leaves orphans, which the next open removes.
         for path in &removed_files {
@@ -237,6 +330,7 @@ impl Writer {
             match reply {
                 Reply::Insert(tx, r) => drop(tx.send(r)),
                 Reply::SetState(tx, r) => drop(tx.send(r)),
+                Reply::Count(tx, r) => drop(tx.send(r)),
                 Reply::Delete(tx, r) => drop(tx.send(r)),
             }
         }
@@ -265,6 +359,9 @@ fn insert(
     if let Some(id) = find_identity(tx, &row.source, row.created, row.sequence, row.fragment)? {
         return Ok(InsertOutcome::Duplicate(id));
     }
+    if was_handled(tx, &row.source, row.created, row.sequence, row.fragment)? {
+        return Ok(InsertOutcome::AlreadyHandled);
+    }
     if *bundles + 1 > quota.max_bundles || bytes.saturating_add(row.length) > quota.max_bytes {
         return Err(Failure::Store(StoreError::DepletedStorage {
             needed_bytes: row.length,
@@ -280,7 +377,8 @@ fn insert(
     };
     tx.prepare_cached(
         "INSERT INTO bundles (source, created, sequence, frag_offset, frag_length, destination, received_at, \
-         expires_at, length, state, state_arg, data, file) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+         expires_at, length, state, state_arg, data, file, checksum) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?
     .execute(params![
         row.source,
@@ -295,20 +393,35 @@ fn insert(
         row.state.kind() as i64,
         row.state.argument(),
         data,
-        file
+        file,
+        i64::from(row.checksum)
     ])?;
     *bundles += 1;
     *bytes += row.length;
     Ok(InsertOutcome::Stored(tx.last_insert_rowid()))
 }
 
-fn delete(tx: &rusqlite::Transaction<'_>, id: StoreId) -> Result<(StoredBundle, Option<String>), Failure> {
+/// Deletes a row; a bundle that was delivered or forwarded is remembered as handled, in the
+/// same transaction, until it expires.
+fn delete(
+    tx: &rusqlite::Transaction<'_>,
+    id: StoreId,
+    remember: Option<HandledAs>,
+) -> Result<(StoredBundle, Option<String>), Failure> {
     let found = tx
         .prepare_cached(&format!("SELECT {} FROM bundles WHERE id = ?1", super::sqlite::ROW_COLUMNS))?
         .query_row([id], read_row)
         .optional()?;
     let Some(found) = found else { return Err(Failure::Store(StoreError::NotFound(id))) };
     let (meta, file) = found.map_err(Failure::Store)?;
+    if let Some(outcome) = remember {
+        tx.prepare_cached(
+            "INSERT INTO handled (source, created, sequence, frag_offset, frag_length, expires_at, outcome) \
+             SELECT source, created, sequence, frag_offset, frag_length, expires_at, ?2 FROM bundles WHERE id = ?1 \
+             ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![id, outcome as i64])?;
+    }
     tx.prepare_cached("DELETE FROM bundles WHERE id = ?1")?.execute([id])?;
     Ok((meta, file))
 }
@@ -319,5 +432,9 @@ fn fail(op: WriteOp, error: impl Fn() -> StoreError) {
         WriteOp::SetState { reply, .. } => drop(reply.send(Err(error()))),
         WriteOp::Delete { reply, .. } => drop(reply.send(Err(error()))),
         WriteOp::Registration { reply, .. } => drop(reply.send(Err(error()))),
+        WriteOp::ForgetHandled { reply, .. } => drop(reply.send(Err(error()))),
+        WriteOp::Quarantine { id, problem } => {
+            tracing::error!(store_id = id, %problem, error = %error(), "a damaged bundle could not be quarantined")
+        }
     }
 }
