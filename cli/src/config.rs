@@ -98,6 +98,14 @@ pub struct ApiSection {
     /// Lifetime of bundles sent without one (`1d`, `3600s`).
     #[serde(default, deserialize_with = "duration_opt")]
     pub default_lifetime: Option<Duration>,
+    /// Longest wait for a request's header, idle keep-alive connections included (`30s`).
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub header_timeout: Option<Duration>,
+    /// A request body that sends nothing for this long is cut off (`60s`).
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub body_idle_timeout: Option<Duration>,
+    /// Most API connections served at once (256); more wait.
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -251,6 +259,11 @@ data_dir = "{data_dir}"
 # max_payload = 4294967296
 # Lifetime of bundles sent without one.
 # default_lifetime = "1d"
+# A client must send a request's header within this time (idle connections are closed),
+# a body that stalls this long is cut off, and at most this many connections are served.
+# header_timeout = "30s"
+# body_idle_timeout = "60s"
+# max_connections = 256
 
 [store]
 # Refuse new bundles beyond these totals (reason: depleted storage).

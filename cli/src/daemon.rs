@@ -110,6 +110,22 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
     if let Some(v) = config.api.default_lifetime {
         api_config.default_lifetime = v;
     }
+    if let Some(v) = config.api.body_idle_timeout {
+        anyhow::ensure!(
+            !v.is_zero(),
+            "api.body_idle_timeout = 0 would cut off every upload: give a duration"
+        );
+        api_config.body_idle_timeout = v;
+    }
+    let mut limits = ServeLimits { shutdown_grace: SHUTDOWN_GRACE, ..ServeLimits::default() };
+    if let Some(v) = config.api.header_timeout {
+        anyhow::ensure!(!v.is_zero(), "api.header_timeout = 0 would refuse every request: give a duration");
+        limits.header_timeout = v;
+    }
+    if let Some(v) = config.api.max_connections {
+        anyhow::ensure!(v > 0, "api.max_connections = 0 would serve nobody: give at least 1");
+        limits.max_connections = v;
+    }
     let fixed_status = serde_json::json!({
         "data_dir": data_dir.display().to_string(),
         "config_file": config_path.as_ref().map(|p| p.display().to_string()),
@@ -149,7 +165,6 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let limits = ServeLimits { shutdown_grace: SHUTDOWN_GRACE, ..ServeLimits::default() };
     let unix_server =
         bpa::api::serve(listener, bpa::api::router(state(agent.clone())), limits, stopped(stop_rx.clone()));
     let tcp_server = tcp.map(|listener| {

@@ -1,116 +1,12 @@
 //! The real `dtn` binary: a daemon process, its local API over the Unix socket, and the client
 //! commands — including a 50 MiB file that survives a SIGKILL of the daemon.
 
+mod common;
+
 use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-const DTN: &str = env!("CARGO_BIN_EXE_dtn");
-
-/// A daemon process on its own data directory; killed (by PID) when dropped.
-struct Daemon {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Daemon {
-    fn start(dir: &Path) -> Daemon {
-        let config = dir.join("node.toml");
-        if !config.exists() {
-            std::fs::write(
-                &config,
-                format!(
-                    "node_id = \"ipn:1.0\"\ndata_dir = \"{}\"\n[api]\nmax_payload = 60000000\n",
-                    dir.join("data").display()
-                ),
-            )
-            .expect("config");
-        }
-        let child = Command::new(DTN)
-            .args(["daemon", "--config"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the daemon");
-        let daemon = Daemon { child, dir: dir.to_path_buf() };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while UnixStream::connect(daemon.socket()).is_err() {
-            assert!(Instant::now() < deadline, "the daemon never listened on {}", daemon.socket().display());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        daemon
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.join("data/api.sock")
-    }
-
-    /// Runs a client command against this daemon.
-    fn dtn(&self, args: &[&str]) -> Output {
-        Command::new(DTN).env("DTN_SOCKET", self.socket()).args(args).output().expect("run dtn")
-    }
-
-    /// One raw HTTP/1.1 request; returns the status code and the body.
-    fn http(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        self.raw(&head, body, false)
-    }
-
-    /// A request head and body written as given, then, with `hang_up`, the write side shut (a
-    /// client gone before its body was complete); returns the status code and the body.
-    fn raw(&self, head: &str, body: &[u8], hang_up: bool) -> (u16, String) {
-        let mut stream = UnixStream::connect(self.socket()).expect("connect");
-        stream.write_all(head.as_bytes()).expect("write");
-        // The daemon may answer (a 413 from the Content-Length alone) and close without reading
-        // the body: its answer is still there to read.
-        if let Err(error) = stream.write_all(body) {
-            assert_eq!(error.kind(), std::io::ErrorKind::BrokenPipe, "write body: {error}");
-        }
-        if hang_up {
-            let _ = stream.shutdown(std::net::Shutdown::Write);
-        }
-        let mut answer = Vec::new();
-        // A daemon that closes with part of the body unread makes the kernel report a reset
-        // once its answer has been read (unread data on close, AF_UNIX as TCP): the answer is
-        // what counts. (Under load the reset was sometimes seen, failing this helper.)
-        if let Err(error) = stream.read_to_end(&mut answer) {
-            assert!(
-                error.kind() == std::io::ErrorKind::ConnectionReset && !answer.is_empty(),
-                "read: {error} after {} bytes",
-                answer.len()
-            );
-        }
-        let answer = String::from_utf8_lossy(&answer).into_owned();
-        let status = answer.get(9..12).and_then(|s| s.parse().ok()).expect("a status line");
-        let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-        (status, body)
-    }
-
-    /// Kills the daemon with SIGKILL and returns its directory.
-    fn sigkill(mut self) -> PathBuf {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
-        self.dir.clone()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use common::{DTN, Daemon, free_port, noise, peak_rss, text, write_noise_file};
 
 #[test]
 fn malformed_api_requests_get_4xx_with_a_reason() {
@@ -406,27 +302,6 @@ fn init_writes_a_config_the_daemon_runs_on() {
     assert_eq!(status["config_file"], config.display().to_string());
 }
 
-/// `len` pseudo-random bytes (xorshift), different for each `seed`.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut data = vec![0u8; len];
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ seed;
-    for chunk in data.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-    }
-    data
-}
-
-/// The peak resident memory of a process, in bytes (`VmHWM`).
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
-    let kib: u64 = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("a number");
-    kib * 1024
-}
-
 /// Design §3.4: memory does not grow with the bundle's size. A 256 MiB file (Content-Length
 /// known: streamed straight into the store) and 48 MiB from standard input (chunked: spooled
 /// to the data directory, then streamed) go through the daemon and come back intact, and the
@@ -481,21 +356,6 @@ fn large_payloads_stream_through_the_daemon_in_bounded_memory() {
     let peak = peak_rss(daemon.child.id());
     eprintln!("daemon peak RSS: {:.1} MiB", peak as f64 / (1 << 20) as f64);
     assert!(peak < 64 << 20, "the daemon's peak RSS is {peak} bytes: payloads are held in memory");
-}
-
-/// A loopback TCP port free now (bound, read, released).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address").port()
-}
-
-/// Writes `chunks` MiB of noise to `path` (chunk `i` is `noise(1 MiB, i)`) without holding it.
-fn write_noise_file(path: &Path, chunks: u64) {
-    let mut file = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
-    for i in 0..chunks {
-        file.write_all(&noise(1 << 20, i)).expect("write");
-    }
-    file.flush().expect("flush");
 }
 
 /// Issue 5: two daemons on loopback, B keeping a TCPCL session to A. A 1 GiB file sent on B

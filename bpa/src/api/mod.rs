@@ -104,7 +104,6 @@ pub fn router<S: Store>(state: ApiState<S>) -> Router {
         .route("/v1/bundles/{id}", get(show_bundle::<S>).delete(delete_bundle::<S>))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API path: see docs/api.md") })
         .with_state(Arc::new(state))
 }
 
