@@ -12,6 +12,7 @@ pub mod agent;
 pub mod api;
 pub mod bundle;
 pub mod cla;
+pub mod log;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -63,6 +63,13 @@ pub struct TcpclSection {
     /// Longest wait between attempts to reach a peer.
     #[serde(default, deserialize_with = "duration_opt")]
     pub reconnect_max: Option<Duration>,
+    /// An incoming transfer that receives nothing for this long is abandoned and its session
+    /// ended, whatever the keepalive.
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub transfer_idle_timeout: Option<Duration>,
+    /// A session whose peer reads nothing of what this node sends for this long is ended.
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub send_stall_timeout: Option<Duration>,
     /// Send bundles over a peer's announced Transfer MRU anyway (dtn7-rs announces 64,000
     /// bytes and takes more).
     pub ignore_peer_transfer_mru: Option<bool>,
@@ -313,6 +320,10 @@ data_dir = "{data_dir}"
 # require_node_id_authentication = true
 # Longest wait between attempts to reach a peer (the first wait is 1 s, doubled each time).
 # reconnect_max = "60s"
+# A transfer that receives nothing for this long is abandoned (its partial data removed) and
+# the session ended, whatever the keepalive; a peer that reads nothing for this long too.
+# transfer_idle_timeout = "2m"
+# send_stall_timeout = "2m"
 # Send bundles larger than a peer's announced Transfer MRU anyway: dtn7-rs announces 64000
 # bytes but takes larger bundles.
 # ignore_peer_transfer_mru = false

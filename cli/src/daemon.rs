@@ -269,6 +269,20 @@ async fn start_tcpcl(
     if let Some(v) = section.reconnect_max {
         tcpcl_config.reconnect_max = v.max(tcpcl_config.reconnect_min);
     }
+    if let Some(v) = section.transfer_idle_timeout {
+        anyhow::ensure!(
+            !v.is_zero(),
+            "tcpcl.transfer_idle_timeout = 0 would abandon every transfer: give a duration"
+        );
+        tcpcl_config.transfer_idle_timeout = v;
+    }
+    if let Some(v) = section.send_stall_timeout {
+        anyhow::ensure!(
+            !v.is_zero(),
+            "tcpcl.send_stall_timeout = 0 would end every session: give a duration"
+        );
+        tcpcl_config.send_stall_timeout = v;
+    }
     // Checked above even when unused, so a mistake shows before it matters.
     if section.listen.is_empty() && section.peers.is_empty() {
         return Ok(None);

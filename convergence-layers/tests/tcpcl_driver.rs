@@ -347,3 +347,122 @@ async fn a_large_bundle_the_receiver_holds_already_is_refused_as_completed_after
     let delivered = receive(&b, Eid::ipn(2, 1), 1).await;
     assert!(delivered[0] == big, "B's copy is intact");
 }
+
+/// A hand-driven TCPCL peer on a raw socket: contact header and SESS_INIT sent, ours read.
+async fn raw_peer(address: SocketAddr, node_id: &str, keepalive: u16) -> TcpStream {
+    use convergence_layers::tcpcl::wire::{Message, SessInit};
+    let mut stream = TcpStream::connect(address).await.expect("connect");
+    stream.write_all(b"dtn!\x04\x00").await.expect("contact header");
+    let mut out = bytes::BytesMut::new();
+    Message::SessInit(SessInit {
+        keepalive,
+        segment_mru: 1 << 30,
+        transfer_mru: 1 << 40,
+        node_id: node_id.to_string(),
+        extensions: Vec::new(),
+    })
+    .encode(&mut out);
+    stream.write_all(&out).await.expect("SESS_INIT");
+    stream
+}
+
+/// Files in a node's blob directory (complete or partial).
+fn blob_files(node: &Node) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(node._dir.path().join("blobs"))
+        .expect("blobs")
+        .map(|e| e.expect("entry").path())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_that_stalls_is_abandoned_and_its_partial_data_removed_whatever_the_keepalive() {
+    use convergence_layers::tcpcl::wire::{ExtensionItem, encode_segment_header};
+    let mut config = config();
+    config.transfer_idle_timeout = Duration::from_millis(500);
+    let a = node_with(1, StoreConfig::default(), config).await;
+    let address = a.tcpcl.listen("127.0.0.1:0".parse().expect("address")).await.expect("listen");
+    let mut peers = Vec::new();
+    for n in 0..3u32 {
+        // Keepalive 0: without the watchdog nothing would ever end these sessions.
+        let mut stream = raw_peer(address, &format!("ipn:{}.0", 20 + n), 0).await;
+        let mut out = bytes::BytesMut::new();
+        let start = [ExtensionItem::transfer_length(1 << 30)];
+        // The start of a real 1 GiB bundle, so the node streams it into its store.
+        let (mut data, _) = bpa::bundle::BundleBuilder::new(
+            Eid::ipn(20 + n, 1),
+            Eid::ipn(1, 1),
+            bpa::bundle::CreationTimestamp { time: 1, sequence: 0 },
+            3_600_000,
+        )
+        .build_streamed((1 << 30) - 100)
+        .expect("a head");
+        data.resize(3 << 20, 0x5a);
+        encode_segment_header(0x02, 1, &start, 20 << 20, &mut out);
+        stream.write_all(&out).await.expect("segment head");
+        stream.write_all(&data).await.expect("some data");
+        peers.push(stream);
+    }
+    eventually("partial bundles are being written", || !blob_files(&a).is_empty()).await;
+    for mut stream in peers {
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "the stalled session was ended");
+        // Our contact header, our SESS_INIT ... then XFER_REFUSE and SESS_TERM "idle timeout".
+        assert!(
+            answer.ends_with(&[0x05, 0x00, 0x01]),
+            "SESS_TERM idle timeout: {:x?}",
+            &answer[answer.len().saturating_sub(8)..]
+        );
+    }
+    eventually("no session left", || a.tcpcl.sessions().is_empty()).await;
+    eventually("no partial data left", || blob_files(&a).is_empty()).await;
+    assert_eq!(a.agent.store().stats().bundles, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_reads_cannot_make_this_node_queue_without_bound() {
+    use convergence_layers::tcpcl::wire::Message;
+    let mut config = config();
+    config.send_stall_timeout = Duration::from_millis(500);
+    let a = node_with(1, StoreConfig::default(), config).await;
+    let address = a.tcpcl.listen("127.0.0.1:0".parse().expect("address")).await.expect("listen");
+    let stream = raw_peer(address, "ipn:7.0", 0).await;
+    // XFER_ACKs for transfers that never were: each draws a MSG_REJECT, which this peer never
+    // reads. It writes until this node stops reading it and ends the session.
+    let mut ack = bytes::BytesMut::new();
+    for id in 0..4096u64 {
+        Message::XferAck { flags: 0x03, transfer_id: 1_000_000 + id, length: 1 }.encode(&mut ack);
+    }
+    let ack = ack.freeze();
+    let (mut read_half, mut write_half) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        let mut sent = 0u64;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(60), write_half.write_all(&ack)).await {
+                Ok(Ok(())) => sent += ack.len() as u64,
+                // Refused (the session ended) or blocked for a minute (nobody reads).
+                Ok(Err(_)) | Err(_) => return sent,
+            }
+        }
+    });
+    eventually("the session is ended", || a.tcpcl.sessions().is_empty()).await;
+    let sent = writer.await.expect("writer");
+    // This node stopped reading after a bounded amount; it never took the peer's gigabytes.
+    assert!(sent < 256 << 20, "the peer pushed {sent} bytes");
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), read_half.read_to_end(&mut rest)).await;
+    assert!(neighbours(&a).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_claiming_this_nodes_own_id_is_refused() {
+    let (a, address) = listening(1).await;
+    let mut stream = raw_peer(address, "ipn:1.0", 30).await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the session was ended");
+    // Our contact header, then SESS_TERM "contact failure" (no SESS_INIT of ours: refused).
+    assert_eq!(&answer[..6], b"dtn!\x04\x00");
+    assert_eq!(&answer[6..], [0x05, 0x00, 0x04]);
+    assert!(neighbours(&a).is_empty());
+}

@@ -128,6 +128,9 @@ pub(super) struct Neighbour {
     pub slots: Arc<Semaphore>,
     /// When failed sends are tried again.
     pub retry: Arc<Mutex<RetryState>>,
+    /// Failed sends are logged once per window, not once per bundle (a whole queue fails
+    /// when a session ends).
+    pub warnings: Arc<Mutex<crate::log::RateLimit>>,
 }
 
 /// One neighbour's retry timer: however many sends fail at once (a whole queue when a session
@@ -478,10 +481,14 @@ impl<S: Store> Agent<S> {
         for piece in pieces {
             if let Err(error) = cla.send(&hop, piece).await {
                 let retry_in = self.retry_later(&hop, &neighbour);
-                tracing::warn!(
-                    %error, store_id = id, cla = cla.name(), ?retry_in,
-                    "forwarding failed; the bundle waits for the next chance"
-                );
+                let allowed = lock(&neighbour.warnings).allow(std::time::Instant::now());
+                if let Some(suppressed) = allowed {
+                    tracing::warn!(
+                        %error, neighbour = %hop, store_id = id, cla = cla.name(), ?retry_in,
+                        earlier_failures_not_logged = suppressed,
+                        "forwarding failed; the bundle waits for the next chance"
+                    );
+                }
                 return;
             }
             if fragmented {
@@ -662,7 +669,8 @@ impl<S: Store> Agent<S> {
         let slots = Arc::new(Semaphore::new(self.inner.config.max_in_flight_per_neighbour.max(1)));
         let retry =
             Arc::new(Mutex::new(RetryState { pending: false, delay: self.inner.config.forward_retry_min }));
-        lock(&self.inner.neighbours).insert(neighbour.node_id(), Neighbour { cla, slots, retry });
+        let warnings = Arc::new(Mutex::new(crate::log::RateLimit::new(Duration::from_secs(10))));
+        lock(&self.inner.neighbours).insert(neighbour.node_id(), Neighbour { cla, slots, retry, warnings });
         self.redispatch().await
     }
 

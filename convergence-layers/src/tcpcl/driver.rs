@@ -45,6 +45,10 @@ const STORE_WRITE_CHUNK: usize = 1 << 20;
 const MAX_COMMITS_IN_PROGRESS: usize = 256;
 /// Outgoing segment bytes handed to the writer and not yet written.
 const MAX_QUEUED_SEGMENT_BYTES: u64 = 2 << 20;
+/// Control messages (acknowledgements, refusals, MSG_REJECTs the peer provokes) handed to the
+/// writer and not yet written; reading pauses beyond it, so a peer that never reads cannot
+/// make this node queue answers without bound.
+const MAX_QUEUED_CONTROL_BYTES: u64 = 256 << 10;
 const READ_BUFFER: usize = 64 * 1024;
 const WRITE_BUFFER: usize = 256 * 1024;
 
@@ -60,6 +64,11 @@ pub struct TcpclConfig {
     /// The node's certificate and trust anchors; without them no TLS is offered, whatever
     /// [`SessionConfig::tls`] says.
     pub tls: Option<TlsSetup>,
+    /// An incoming transfer that receives nothing for this long is abandoned (its partial
+    /// data removed) and the session ended, whatever the keepalive (0 disables keepalives).
+    pub transfer_idle_timeout: Duration,
+    /// A session whose peer reads nothing of what waits to be sent for this long is ended.
+    pub send_stall_timeout: Duration,
 }
 
 impl TcpclConfig {
@@ -69,6 +78,8 @@ impl TcpclConfig {
             reconnect_min: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(60),
             tls: None,
+            transfer_idle_timeout: Duration::from_secs(120),
+            send_stall_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -353,7 +364,7 @@ enum WriteJob {
 /// What the writer reports back.
 enum Written {
     Segment { data_length: u64 },
-    Control,
+    Control { length: u64 },
     Failed(String),
 }
 
@@ -404,10 +415,22 @@ struct SessionTask<S: Store> {
     /// Started and not yet acknowledged.
     unacknowledged: HashMap<u64, oneshot::Sender<Result<(), ClaError>>>,
     queued_segment_bytes: u64,
+    /// Control bytes handed to the writer and not yet written.
+    queued_control_bytes: u64,
+    /// When the writer last made progress (or was last idle), and the byte count then.
+    write_progress: (Instant, u64),
+    /// When the incoming transfer last received data.
+    incoming_progress: Instant,
+    /// The peer's node ID as logs show it (kept when the session stops routing).
+    peer_label: Option<String>,
+    /// Why the session closed, for its one closing log line.
+    close_reason: Option<String>,
     incoming: Option<IncomingTransfer<S>>,
     commits_tx: mpsc::UnboundedSender<Committed>,
     commits_rx: mpsc::UnboundedReceiver<Committed>,
     commits_in_progress: usize,
+    /// Warnings the peer can provoke, rate-limited.
+    warnings: bpa::log::RateLimit,
 }
 
 impl<S: Store> SessionTask<S> {
@@ -429,10 +452,16 @@ impl<S: Store> SessionTask<S> {
             sending: None,
             unacknowledged: HashMap::new(),
             queued_segment_bytes: 0,
+            queued_control_bytes: 0,
+            write_progress: (Instant::now(), 0),
+            incoming_progress: Instant::now(),
+            peer_label: None,
+            close_reason: None,
             incoming: None,
             commits_tx,
             commits_rx,
             commits_in_progress: 0,
+            warnings: bpa::log::RateLimit::new(Duration::from_secs(10)),
         }
     }
 
@@ -440,27 +469,49 @@ impl<S: Store> SessionTask<S> {
         &self.layer.shared.agent
     }
 
-    /// Runs the session; answers whether it was established.
-    async fn run(&mut self, mut stream: TcpStream) -> bool {
-        let address = self.status.address;
+    /// Runs the session; answers whether it was established. Its end is logged once.
+    async fn run(&mut self, stream: TcpStream) -> bool {
+        self.run_connection(stream).await;
+        let status = &self.status;
+        tracing::info!(
+            peer = self.peer_label.as_deref().unwrap_or("(none)"),
+            address = %status.address,
+            reason = self.close_reason.as_deref().unwrap_or("ended"),
+            established = self.established,
+            bytes_received = status.bytes_received.load(Ordering::Relaxed),
+            bytes_sent = status.bytes_sent.load(Ordering::Relaxed),
+            bundles_received = status.bundles_received.load(Ordering::Relaxed),
+            bundles_sent = status.bundles_sent.load(Ordering::Relaxed),
+            "TCPCL session closed"
+        );
+        self.established
+    }
+
+    /// Records why the session closes (the first reason given wins).
+    fn closing(&mut self, reason: impl std::fmt::Display) {
+        if self.close_reason.is_none() {
+            self.close_reason = Some(reason.to_string());
+        }
+    }
+
+    async fn run_connection(&mut self, mut stream: TcpStream) {
         // The contact headers (§4.2) are exchanged on the bare socket, reading exactly the
         // peer's header so that a TLS handshake that follows is not read as TCPCL.
         if let Err(error) = self.exchange_contact_headers(&mut stream).await {
-            tracing::info!(%address, %error, "TCPCL contact failed");
+            self.closing(format_args!("contact failed: {error}"));
             self.fail_all("the connection closed");
-            return false;
+            return;
         }
         // §4.4: TLS begins right after the contact headers when both offered it.
         while let Some(event) = self.session.poll_event() {
             if event == Event::StartTls {
                 self.start_tls(stream).await;
-                return self.established;
+                return;
             }
             self.early_events.push_back(event);
         }
         let (reader, writer) = tokio::io::split(stream);
         self.run_established(reader, writer).await;
-        self.established
     }
 
     /// Runs the TLS handshake (the active side as client) and the session over it.
@@ -502,12 +553,12 @@ impl<S: Store> SessionTask<S> {
         let (connection, node_ids) = match tokio::time::timeout(timeout, handshake).await {
             Ok(Ok(done)) => done,
             Ok(Err(error)) => {
-                tracing::warn!(%address, %error, "TCPCL TLS handshake failed");
+                self.closing(format_args!("the TLS handshake failed: {error}"));
                 self.fail_all("the TLS handshake failed");
                 return;
             }
             Err(_) => {
-                tracing::warn!(%address, ?timeout, "TCPCL TLS handshake timed out");
+                self.closing(format_args!("the TLS handshake timed out after {timeout:?}"));
                 self.fail_all("the TLS handshake timed out");
                 return;
             }
@@ -573,6 +624,8 @@ impl<S: Store> SessionTask<S> {
         let mut shutdown = self.layer.shared.shutdown.subscribe();
         let mut shutting_down = *shutdown.borrow();
         let mut buffer = vec![0u8; READ_BUFFER];
+        let (transfer_idle, send_stall) =
+            (self.layer.shared.config.transfer_idle_timeout, self.layer.shared.config.send_stall_timeout);
         loop {
             if shutting_down && !self.session.is_ending() && !self.session.is_closed() {
                 self.session.terminate(SessTermReason::UNKNOWN);
@@ -588,11 +641,26 @@ impl<S: Store> SessionTask<S> {
                     None => std::future::pending().await,
                 }
             };
-            let may_read = self.commits_in_progress < MAX_COMMITS_IN_PROGRESS;
+            // The watchdogs: an incoming transfer that stalls, a peer that reads nothing.
+            let incoming_deadline = self.incoming.as_ref().map(|_| self.incoming_progress + transfer_idle);
+            let writer_busy = self.queued_control_bytes > 0 || self.queued_segment_bytes > 0;
+            let write_deadline = writer_busy.then(|| self.write_progress.0 + send_stall);
+            let watchdog = async {
+                match [incoming_deadline, write_deadline].into_iter().flatten().min() {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let may_read = self.commits_in_progress < MAX_COMMITS_IN_PROGRESS
+                && self.queued_control_bytes < MAX_QUEUED_CONTROL_BYTES;
             tokio::select! {
                 read = reader.read(&mut buffer), if may_read => match read {
-                    Ok(0) | Err(_) => {
-                        tracing::info!(address = %self.status.address, "TCPCL connection closed by the peer");
+                    Ok(0) => {
+                        self.closing("the peer closed the connection");
+                        break;
+                    }
+                    Err(error) => {
+                        self.closing(format_args!("reading failed: {error}"));
                         break;
                     }
                     Ok(n) => {
@@ -601,18 +669,30 @@ impl<S: Store> SessionTask<S> {
                     }
                 },
                 _ = sleep => self.session.handle_timeout(Instant::now()),
-                Some(outbound) = self.outbound_rx.recv() => self.queued.push_back(outbound),
-                Some(report) = written.recv() => match report {
-                    Written::Segment { data_length } => {
-                        self.queued_segment_bytes = self.queued_segment_bytes.saturating_sub(data_length.max(1));
-                        self.session.on_transmitted(Instant::now());
-                    }
-                    Written::Control => self.session.on_transmitted(Instant::now()),
-                    Written::Failed(error) => {
-                        tracing::info!(address = %self.status.address, %error, "TCPCL connection lost");
+                () = watchdog => {
+                    if let Some(reason) = self.watchdog(transfer_idle, send_stall) {
+                        self.closing(reason);
                         break;
                     }
-                },
+                }
+                Some(outbound) = self.outbound_rx.recv() => self.queued.push_back(outbound),
+                Some(report) = written.recv() => {
+                    self.write_progress = (Instant::now(), self.status.bytes_sent.load(Ordering::Relaxed));
+                    match report {
+                        Written::Segment { data_length } => {
+                            self.queued_segment_bytes = self.queued_segment_bytes.saturating_sub(data_length.max(1));
+                            self.session.on_transmitted(Instant::now());
+                        }
+                        Written::Control { length } => {
+                            self.queued_control_bytes = self.queued_control_bytes.saturating_sub(length);
+                            self.session.on_transmitted(Instant::now());
+                        }
+                        Written::Failed(error) => {
+                            self.closing(format_args!("the connection was lost: {error}"));
+                            break;
+                        }
+                    }
+                }
                 Some(committed) = self.commits_rx.recv() => self.committed(committed),
                 _ = shutdown.changed() => shutting_down = true,
             }
@@ -622,7 +702,42 @@ impl<S: Store> SessionTask<S> {
         self.unroute();
         self.fail_all("the session ended");
         self.jobs = None;
-        let _ = tokio::time::timeout(Duration::from_secs(5), writer_task).await;
+        // A writer blocked on a peer that reads nothing is not waited for long.
+        let abort = writer_task.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(5), writer_task).await.is_err() {
+            abort.abort();
+        }
+    }
+
+    /// A watchdog deadline passed: answers why the session must end, if it must. An incoming
+    /// transfer without data for `transfer_idle` is abandoned (its partial bundle removed); a
+    /// writer whose bytes the peer has not taken for `send_stall` means a peer that does not
+    /// read.
+    fn watchdog(&mut self, transfer_idle: Duration, send_stall: Duration) -> Option<String> {
+        let now = Instant::now();
+        if self.incoming.is_some() && now >= self.incoming_progress + transfer_idle {
+            let transfer_id = self.incoming.as_ref().map_or(0, |i| i.transfer_id);
+            // Dropping the transfer removes what was written of it.
+            self.incoming = None;
+            self.session.refuse(transfer_id, RefuseReason::UNKNOWN);
+            self.session.terminate(SessTermReason::IDLE_TIMEOUT);
+            return Some(format!(
+                "incoming transfer {transfer_id} received nothing for {transfer_idle:?}: abandoned, its partial data removed"
+            ));
+        }
+        let sent = self.status.bytes_sent.load(Ordering::Relaxed);
+        if sent != self.write_progress.1 {
+            self.write_progress = (now, sent);
+            return None;
+        }
+        let busy = self.queued_control_bytes > 0 || self.queued_segment_bytes > 0;
+        if busy && now >= self.write_progress.0 + send_stall {
+            return Some(format!(
+                "the peer read nothing for {send_stall:?} ({} bytes waiting to be sent)",
+                self.queued_control_bytes + self.queued_segment_bytes
+            ));
+        }
+        None
     }
 
     /// Carries out what the session asks until it asks nothing more.
@@ -647,7 +762,7 @@ impl<S: Store> SessionTask<S> {
         self.flush_control();
         while let Some(event) = self.session.poll_event() {
             if let Event::Closed { error: Some(error) } = event {
-                tracing::info!(address = %self.status.address, %error, "TCPCL session closed");
+                self.closing(error);
             }
         }
         self.flush_control();
@@ -660,6 +775,13 @@ impl<S: Store> SessionTask<S> {
     }
 
     fn write(&mut self, job: WriteJob) {
+        if self.queued_control_bytes == 0 && self.queued_segment_bytes == 0 {
+            // The writer was idle: its stall watch starts now.
+            self.write_progress = (Instant::now(), self.status.bytes_sent.load(Ordering::Relaxed));
+        }
+        if let WriteJob::Control(bytes) = &job {
+            self.queued_control_bytes += bytes.len() as u64;
+        }
         if let Some(jobs) = &self.jobs {
             let _ = jobs.send(job);
         }
@@ -724,10 +846,12 @@ impl<S: Store> SessionTask<S> {
                 self.status.tls.store(negotiated.tls, Ordering::Relaxed);
                 self.status.node_id_authenticated.store(negotiated.node_id_authenticated, Ordering::Relaxed);
                 *lock(&self.status.node_id) = Some(negotiated.peer_node_id.clone());
+                let label = super::session::shown(&negotiated.peer_node_id);
                 tracing::info!(
-                    %address, peer = %negotiated.peer_node_id, tls = negotiated.tls,
+                    %address, peer = %label, tls = negotiated.tls,
                     keepalive = ?negotiated.keepalive, "TCPCL session established"
                 );
+                self.peer_label = Some(label);
                 match negotiated.peer_node_id.parse::<Eid>() {
                     Ok(eid) if !eid.is_null() => {
                         let node = eid.node_id();
@@ -745,6 +869,7 @@ impl<S: Store> SessionTask<S> {
                 }
             }
             Event::IncomingStarted { transfer_id, total_length } => {
+                self.incoming_progress = Instant::now();
                 let large = total_length.is_some_and(|l| l > STREAM_THRESHOLD as u64);
                 let receiving = if large {
                     match self.agent().begin_receive().await {
@@ -760,6 +885,7 @@ impl<S: Store> SessionTask<S> {
                 self.incoming = Some(IncomingTransfer { transfer_id, receiving });
             }
             Event::IncomingData { transfer_id, data } => {
+                self.incoming_progress = Instant::now();
                 let Some(mut incoming) = self.incoming.take().filter(|i| i.transfer_id == transfer_id) else {
                     return;
                 };
@@ -782,7 +908,7 @@ impl<S: Store> SessionTask<S> {
             }
             Event::IncomingAborted { transfer_id, reason } => {
                 if self.incoming.as_ref().is_some_and(|i| i.transfer_id == transfer_id) {
-                    tracing::info!(%address, transfer_id, %reason, "incoming transfer abandoned");
+                    tracing::debug!(peer = self.peer_label(), transfer_id, %reason, "incoming transfer abandoned");
                     self.incoming = None;
                 }
             }
@@ -808,10 +934,19 @@ impl<S: Store> SessionTask<S> {
                 }
             }
             Event::Rejected { reason, rejected_type } => {
-                tracing::warn!(%address, %reason, rejected_type, "the peer rejected a message");
+                if let Some(suppressed) = self.warnings.allow(Instant::now()) {
+                    tracing::warn!(
+                        peer = self.peer_label(), %reason, rejected_type, suppressed,
+                        "the peer rejected a message"
+                    );
+                }
             }
             Event::Ending { reason, by_peer } => {
-                tracing::info!(%address, %reason, by_peer, "TCPCL session ending");
+                tracing::debug!(peer = self.peer_label(), %reason, by_peer, "TCPCL session ending");
+                self.closing(format_args!(
+                    "SESS_TERM {} ({reason})",
+                    if by_peer { "from the peer" } else { "sent" }
+                ));
                 // No new transfers: the agent routes elsewhere or waits for the next session.
                 self.unroute();
                 let peer = self.peer_name();
@@ -819,10 +954,11 @@ impl<S: Store> SessionTask<S> {
                     let _ = outbound.done.send(Err(ClaError::LinkDown { peer: peer.clone() }));
                 }
             }
-            Event::Closed { error } => match error {
-                Some(error) => tracing::info!(%address, %error, "TCPCL session closed"),
-                None => tracing::info!(%address, "TCPCL session closed"),
-            },
+            Event::Closed { error } => {
+                if let Some(error) = error {
+                    self.closing(error);
+                }
+            }
         }
     }
 
@@ -881,8 +1017,9 @@ impl<S: Store> SessionTask<S> {
             match insert.already_held().await {
                 Ok(None) => {}
                 Ok(Some(true)) => {
-                    tracing::info!(
-                        address = %self.status.address, transfer_id,
+                    tracing::debug!(
+                        peer = self.peer_label(),
+                        transfer_id,
                         "incoming bundle already held: refused as completed"
                     );
                     self.session.refuse(transfer_id, RefuseReason::COMPLETED);
@@ -932,17 +1069,26 @@ impl<S: Store> SessionTask<S> {
 
     fn refuse(&mut self, transfer_id: u64, error: &AgentError) {
         let reason = refuse_reason(error);
-        tracing::info!(
-            address = %self.status.address, transfer_id, %error, %reason, "incoming bundle refused"
-        );
+        if let Some(suppressed) = self.warnings.allow(Instant::now()) {
+            tracing::info!(
+                peer = self.peer_label(), transfer_id, %error, %reason, suppressed, "incoming bundle refused"
+            );
+        }
         self.session.refuse(transfer_id, reason);
     }
 
+    /// The peer as the agent knows it: its node ID (once known), else its address.
     fn peer_name(&self) -> String {
-        match &self.peer {
-            Some(peer) => peer.to_string(),
-            None => self.status.address.to_string(),
+        match (&self.peer, &self.peer_label) {
+            (Some(peer), _) => peer.to_string(),
+            (None, Some(label)) => label.clone(),
+            (None, None) => self.status.address.to_string(),
         }
+    }
+
+    /// The peer for logs: its node ID (shortened), else its address.
+    fn peer_label(&self) -> String {
+        self.peer_label.clone().unwrap_or_else(|| self.status.address.to_string())
     }
 
     /// The agent no longer sends through this session; the peer is no longer a neighbour once
@@ -1017,7 +1163,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             WriteJob::Control(bytes) => {
                 let result = writer.write_all(&bytes).await;
                 status.bytes_sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                result.map(|()| Written::Control).map_err(|e| e.to_string())
+                result.map(|()| Written::Control { length: bytes.len() as u64 }).map_err(|e| e.to_string())
             }
             WriteJob::Start { transfer_id, reader } => {
                 sources.insert(transfer_id, reader);

@@ -80,6 +80,25 @@ impl SessionConfig {
     }
 }
 
+/// A string from the peer as logs and errors show it: at most [`SHOWN`] characters, the rest
+/// counted, so a peer cannot make a log line as long as it likes (a node ID may be 64 KiB).
+pub fn shown(peer_text: &str) -> String {
+    if peer_text.len() <= SHOWN {
+        return peer_text.to_string();
+    }
+    let mut end = SHOWN;
+    while !peer_text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &peer_text[..end], peer_text.len())
+}
+
+/// Longest node ID accepted in a SESS_INIT (the codec's default EID limit).
+pub const MAX_NODE_ID_LEN: usize = 1024;
+
+/// Longest peer-supplied text shown whole.
+pub const SHOWN: usize = 80;
+
 /// What was agreed with the peer (§4.3, §4.7).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Negotiated {
@@ -612,6 +631,15 @@ impl Session {
         self.maybe_finish_ending();
     }
 
+    /// Whether a peer's SESS_INIT node ID names this node: a peer pretending to be us (or our
+    /// own node reached through a loop) is no neighbour.
+    fn claims_our_node_id(&self, claimed: &str) -> bool {
+        match (claimed.parse::<bpa::bundle::Eid>(), self.config.node_id.parse::<bpa::bundle::Eid>()) {
+            (Ok(theirs), Ok(ours)) => !ours.is_null() && theirs.node_id() == ours.node_id(),
+            _ => false,
+        }
+    }
+
     fn on_sess_init(&mut self, init: SessInit, now: Instant) {
         let unacceptable = |why: String| Some(SessionError::Unacceptable(why));
         let problem = if init.segment_mru == 0 {
@@ -624,8 +652,16 @@ impl Session {
                 "it carries critical session extension type {:#06x}, unknown here",
                 item.item_type
             ))
+        } else if init.node_id.len() > MAX_NODE_ID_LEN {
+            unacceptable(format!(
+                "its node ID {:?} is {} bytes; at most {MAX_NODE_ID_LEN} are accepted",
+                shown(&init.node_id),
+                init.node_id.len()
+            ))
         } else if !init.node_id.is_empty() && init.node_id.parse::<bpa::bundle::Eid>().is_err() {
-            unacceptable(format!("its node ID {:?} is not an endpoint ID", init.node_id))
+            unacceptable(format!("its node ID {:?} is not an endpoint ID", shown(&init.node_id)))
+        } else if self.claims_our_node_id(&init.node_id) {
+            unacceptable(format!("it claims this node's own node ID {:?}", shown(&init.node_id)))
         } else {
             None
         };
@@ -637,7 +673,10 @@ impl Session {
         let certified = self.certified_node_ids.clone().unwrap_or_default();
         let authenticated = self.tls && !init.node_id.is_empty() && certified.contains(&init.node_id);
         if self.tls && self.config.require_node_id_authentication && !authenticated {
-            let error = SessionError::NodeIdNotAuthenticated { claimed: init.node_id.clone(), certified };
+            let error = SessionError::NodeIdNotAuthenticated {
+                claimed: shown(&init.node_id),
+                certified: certified.iter().map(|id| shown(id)).collect(),
+            };
             self.terminate_with(SessTermReason::CONTACT_FAILURE, Some(error.clone()));
             self.close(Some(error));
             return;
@@ -1011,9 +1050,6 @@ impl Session {
     fn close(&mut self, error: Option<SessionError>) {
         if self.state == State::Closed {
             return;
-        }
-        if let Some(error) = &error {
-            tracing::info!(%error, "TCPCL session closed");
         }
         self.state = State::Closed;
         self.deadline = None;

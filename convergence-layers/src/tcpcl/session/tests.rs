@@ -483,14 +483,31 @@ fn a_critical_session_extension_or_a_bad_node_id_is_a_contact_failure() {
         .encode(&mut wire);
         wire
     };
-    let cases = [
+    let cases: Vec<(BytesMut, String)> = vec![
         (
             init("ipn:1.0", vec![ExtensionItem { flags: 1, item_type: 9, value: Bytes::new() }]),
-            "the peer's SESS_INIT is unacceptable: it carries critical session extension type 0x0009, unknown here",
+            "the peer's SESS_INIT is unacceptable: it carries critical session extension type 0x0009, unknown here".into(),
         ),
         (
             init("not a uri", vec![]),
-            "the peer's SESS_INIT is unacceptable: its node ID \"not a uri\" is not an endpoint ID",
+            "the peer's SESS_INIT is unacceptable: its node ID \"not a uri\" is not an endpoint ID".into(),
+        ),
+        (
+            init("ipn:2.0", vec![]),
+            "the peer's SESS_INIT is unacceptable: it claims this node's own node ID \"ipn:2.0\"".into(),
+        ),
+        // Another service of this node is this node too.
+        (
+            init("ipn:2.7", vec![]),
+            "the peer's SESS_INIT is unacceptable: it claims this node's own node ID \"ipn:2.7\"".into(),
+        ),
+        // A node ID of 60,000 bytes is refused, and shown shortened with its length.
+        (
+            init(&format!("dtn://{}/", "x".repeat(60_000)), vec![]),
+            format!(
+                "the peer's SESS_INIT is unacceptable: its node ID {:?} is 60007 bytes; at most 1024 are accepted",
+                format!("dtn://{}... (60007 bytes)", "x".repeat(74))
+            ),
         ),
     ];
     for (wire, message) in cases {
@@ -502,7 +519,7 @@ fn a_critical_session_extension_or_a_bad_node_id_is_a_contact_failure() {
             Event::Closed { error } => error,
             _ => None,
         });
-        assert_eq!(error.map(|e| e.to_string()).as_deref(), Some(message));
+        assert_eq!(error.map(|e| e.to_string()), Some(message));
     }
     // A zero-length node ID is allowed: the peer withholds it (§4.6).
     let mut b = Session::new(config("ipn:2.0"), Role::Passive, now);
