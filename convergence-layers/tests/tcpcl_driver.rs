@@ -466,3 +466,27 @@ async fn a_peer_claiming_this_nodes_own_id_is_refused() {
     assert_eq!(&answer[6..], [0x05, 0x00, 0x04]);
     assert!(neighbours(&a).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_damaged_in_the_senders_store_is_never_forwarded_and_is_quarantined() {
+    let (a, address) = listening(1).await;
+    let b = node(2, StoreConfig::default()).await;
+    // B holds two bundles for A before any session: one gets damaged on B's disk.
+    let (damaged, sound) = (pattern(300_000, 1), pattern(200_000, 2));
+    send(&b, 1, &damaged).await;
+    let files = blob_files(&b);
+    assert_eq!(files.len(), 1);
+    let mut bytes = std::fs::read(&files[0]).expect("read");
+    bytes[150_000] ^= 0x20;
+    std::fs::write(&files[0], &bytes).expect("write");
+    send(&b, 1, &sound).await;
+    b.tcpcl.connect_forever(address.to_string());
+    // The sound one arrives; the damaged one never does, however often B reconnects.
+    assert_eq!(receive(&a, Eid::ipn(1, 1), 1).await, [sound]);
+    eventually("B quarantines the damaged bundle", || b.agent.store().stats().quarantined == 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(a.agent.oldest_waiting(&Eid::ipn(1, 1)).await.expect("look").is_none());
+    assert_eq!(a.agent.store().stats().bundles, 0);
+    assert_eq!(b.agent.store().stats().bundles, 1, "kept as evidence");
+    b.tcpcl.shutdown();
+}
