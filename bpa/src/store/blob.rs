@@ -185,7 +185,18 @@ impl PendingInsert {
             }));
         }
         match &mut self.header {
-            Some((_, check)) => check.update(chunk),
+            Some((header, check)) => {
+                // The header says how long the bundle is: bytes past its end are refused at
+                // once, not written (a sender cannot fill the disk past its reservation).
+                let end = header.payload.bundle_length;
+                if self.written + chunk.len() as u64 > end {
+                    return Err(StoreError::InvalidBundle(BundleError::TrailingBytes {
+                        offset: end as usize,
+                        count: (self.written + chunk.len() as u64 - end) as usize,
+                    }));
+                }
+                check.update(chunk)
+            }
             None => {
                 self.prefix.extend_from_slice(chunk);
                 let prefix = Bytes::copy_from_slice(&self.prefix);

@@ -157,6 +157,21 @@ async fn a_corrupt_streamed_bundle_is_refused() {
     // And given whole.
     let err = store.insert(bytes.into(), BundleState::WaitingForRoute).await.unwrap_err();
     assert!(matches!(err, StoreError::InvalidBundle(BundleError::CrcMismatch { .. })), "{err}");
+    // Bytes past the end the header gives are refused as they come, not written.
+    let good = bundle(6, 70_000);
+    let mut pending = store.begin_insert().await.unwrap();
+    pending.write(&good).await.unwrap();
+    let err = pending.write(&vec![0u8; 1 << 20]).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::InvalidBundle(BundleError::TrailingBytes { offset, count })
+            if offset == good.len() && count == 1 << 20),
+        "{err}"
+    );
+    let part: u64 = std::fs::read_dir(dir.path().join("blobs"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(part <= good.len() as u64, "{part} bytes on disk");
 }
 
 #[tokio::test]
