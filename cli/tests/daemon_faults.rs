@@ -232,27 +232,12 @@ fn follow_with_wait_ends_after_the_wait() {
     send(&daemon, "ipn:1.5", b"one", &dir.path().join("payload"));
     let inbox = dir.path().join("inbox");
     std::fs::create_dir(&inbox).expect("inbox");
-    let out = daemon.dtn(&[
-        "recv",
-        "--endpoint",
-        "ipn:1.5",
-        "--follow",
-        "--wait",
-        "1s",
-        "--out",
-        inbox.to_str().expect("utf8"),
-    ]);
+    let inbox = inbox.to_str().expect("utf8");
+    let follow =
+        || daemon.dtn(&["recv", "--endpoint", "ipn:1.5", "--follow", "--wait", "1s", "--out", inbox]);
+    let out = follow();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("nothing for ipn:1.5 within 1s"), "{}", text(&out.stderr));
-    let out = daemon.dtn(&[
-        "recv",
-        "--endpoint",
-        "ipn:1.5",
-        "--follow",
-        "--wait",
-        "1s",
-        "--out",
-        inbox.to_str().expect("utf8"),
-    ]);
+    let out = follow();
     assert_eq!(out.status.code(), Some(2), "nothing at all: {}", text(&out.stderr));
 }

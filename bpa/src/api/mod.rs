@@ -215,30 +215,21 @@ async fn metrics<S: Store>(State(state): Shared<S>) -> Response {
         text.push_str(&format!("dtn_bundles_{name}_total {value}\n"));
     }
     let store = agent.store().stats();
-    text.push_str(&format!(
-        "# HELP dtn_store_bundles bundles held in the store\n# TYPE dtn_store_bundles gauge\ndtn_store_bundles {}\n",
-        store.bundles
-    ));
-    text.push_str(&format!(
-        "# HELP dtn_store_bytes bytes of bundles held in the store\n# TYPE dtn_store_bytes gauge\ndtn_store_bytes {}\n",
-        store.bytes
-    ));
-    text.push_str(&format!(
-        "# HELP dtn_store_quarantined bundles found damaged and kept aside, never served\n# TYPE dtn_store_quarantined gauge\ndtn_store_quarantined {}\n",
-        store.quarantined
-    ));
-    text.push_str(&format!(
-        "# HELP dtn_store_lost_transactions committed store transactions found unreplayable at start (acknowledged changes lost)\n# TYPE dtn_store_lost_transactions gauge\ndtn_store_lost_transactions {}\n",
-        store.lost_transactions
-    ));
-    text.push_str(&format!(
-        "# HELP dtn_neighbours neighbours connected now\n# TYPE dtn_neighbours gauge\ndtn_neighbours {}\n",
-        agent.neighbours().len()
-    ));
-    text.push_str(&format!(
-        "# HELP dtn_uptime_seconds seconds since the daemon started\n# TYPE dtn_uptime_seconds gauge\ndtn_uptime_seconds {}\n",
-        state.started.elapsed().as_secs()
-    ));
+    let gauges = [
+        ("dtn_store_bundles", "bundles held in the store", store.bundles),
+        ("dtn_store_bytes", "bytes of bundles held in the store", store.bytes),
+        ("dtn_store_quarantined", "bundles found damaged and kept aside, never served", store.quarantined),
+        (
+            "dtn_store_lost_transactions",
+            "committed store transactions found unreplayable at start (acknowledged changes lost)",
+            store.lost_transactions,
+        ),
+        ("dtn_neighbours", "neighbours connected now", agent.neighbours().len() as u64),
+        ("dtn_uptime_seconds", "seconds since the daemon started", state.started.elapsed().as_secs()),
+    ];
+    for (name, help, value) in gauges {
+        text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"));
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
