@@ -68,7 +68,7 @@ CREATE TABLE IF NOT EXISTS handled (
     expires_at INTEGER NOT NULL,
     outcome INTEGER NOT NULL,
     PRIMARY KEY (source, created, sequence, frag_offset, frag_length)
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS handled_expiry ON handled (expires_at);
 ";
 

@@ -250,8 +250,9 @@ impl Writer {
                 WriteOp::ForgetHandled { now, limit, reply } => {
                     let result = tx
                         .prepare_cached(
-                            "DELETE FROM handled WHERE rowid IN \
-                             (SELECT rowid FROM handled WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2)",
+                            "DELETE FROM handled WHERE (source, created, sequence, frag_offset, frag_length) IN \
+                             (SELECT source, created, sequence, frag_offset, frag_length FROM handled \
+                              WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2)",
                         )
                         .and_then(|mut s| {
                             s.execute(params![to_sql(now), limit.min(i64::MAX as usize) as i64])
@@ -415,12 +416,21 @@ fn delete(
     let Some(found) = found else { return Err(Failure::Store(StoreError::NotFound(id))) };
     let (meta, file) = found.map_err(Failure::Store)?;
     if let Some(outcome) = remember {
+        let id = &meta.bundle_id;
+        let (frag_offset, frag_length) = fragment_columns(id.fragment);
         tx.prepare_cached(
             "INSERT INTO handled (source, created, sequence, frag_offset, frag_length, expires_at, outcome) \
-             SELECT source, created, sequence, frag_offset, frag_length, expires_at, ?2 FROM bundles WHERE id = ?1 \
-             ON CONFLICT DO NOTHING",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
         )?
-        .execute(params![id, outcome as i64])?;
+        .execute(params![
+            id.source.to_string(),
+            to_sql(id.creation.time),
+            to_sql(id.creation.sequence),
+            frag_offset,
+            frag_length,
+            meta.expires_at.min(i64::MAX as u64) as i64,
+            outcome as i64
+        ])?;
     }
     tx.prepare_cached("DELETE FROM bundles WHERE id = ?1")?.execute([id])?;
     Ok((meta, file))

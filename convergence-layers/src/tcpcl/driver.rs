@@ -626,6 +626,12 @@ impl<S: Store> SessionTask<S> {
         let mut buffer = vec![0u8; READ_BUFFER];
         let (transfer_idle, send_stall) =
             (self.layer.shared.config.transfer_idle_timeout, self.layer.shared.config.send_stall_timeout);
+        // The watchdogs (an incoming transfer that stalls, a peer that reads nothing) look on
+        // one timer that ticks a few times per timeout: no timer is set up per message.
+        let tick =
+            (transfer_idle.min(send_stall) / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let mut watchdog = tokio::time::interval(tick);
+        watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if shutting_down && !self.session.is_ending() && !self.session.is_closed() {
                 self.session.terminate(SessTermReason::UNKNOWN);
@@ -637,16 +643,6 @@ impl<S: Store> SessionTask<S> {
             let timeout = self.session.poll_timeout();
             let sleep = async {
                 match timeout {
-                    Some(at) => tokio::time::sleep_until(at.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
-            // The watchdogs: an incoming transfer that stalls, a peer that reads nothing.
-            let incoming_deadline = self.incoming.as_ref().map(|_| self.incoming_progress + transfer_idle);
-            let writer_busy = self.queued_control_bytes > 0 || self.queued_segment_bytes > 0;
-            let write_deadline = writer_busy.then(|| self.write_progress.0 + send_stall);
-            let watchdog = async {
-                match [incoming_deadline, write_deadline].into_iter().flatten().min() {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
                     None => std::future::pending().await,
                 }
@@ -669,7 +665,7 @@ impl<S: Store> SessionTask<S> {
                     }
                 },
                 _ = sleep => self.session.handle_timeout(Instant::now()),
-                () = watchdog => {
+                _ = watchdog.tick() => {
                     if let Some(reason) = self.watchdog(transfer_idle, send_stall) {
                         self.closing(reason);
                         break;
