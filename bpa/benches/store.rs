@@ -175,7 +175,7 @@ async fn open_stored(dir: &str) {
     let store = open(dir).await;
     let open_secs = start.elapsed().as_secs_f64();
     let start = Instant::now();
-    let next = store.next_expiring(100).await.expect("next expiring");
+    let next = store.next_expiring(None, 100).await.expect("next expiring");
     let next_ms = start.elapsed().as_secs_f64() * 1000.0;
     assert_eq!(next.len(), 100.min(store.stats().bundles as usize));
     println!(

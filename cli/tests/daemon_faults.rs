@@ -110,8 +110,17 @@ fn a_damaged_bundle_file_is_never_served_and_is_reported() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
-    let out = daemon.dtn(&["status", "--json"]);
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    // The quarantine is written by the store's writer with its next batch (the reader that
+    // found the damage does not wait for it): it shows within moments.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let out = daemon.dtn(&["status", "--json"]);
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        if status["store"]["quarantined"] == 1 || Instant::now() > deadline {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!(status["store"]["quarantined"], 1, "{status}");
     let out = daemon.dtn(&["status"]);
     assert!(text(&out.stdout).contains("DAMAGED: 1 bundles quarantined"), "{}", text(&out.stdout));

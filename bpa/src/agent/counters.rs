@@ -17,6 +17,7 @@ pub(super) struct Counters {
     pub expired: AtomicU64,
     pub discarded: AtomicU64,
     pub reports_sent: AtomicU64,
+    pub store_errors: AtomicU64,
 }
 
 impl Counters {
@@ -40,6 +41,7 @@ impl Counters {
             expired: get(&self.expired),
             discarded: get(&self.discarded),
             reports_sent: get(&self.reports_sent),
+            store_errors: get(&self.store_errors),
         }
     }
 }
@@ -74,11 +76,13 @@ pub struct AgentStats {
     pub discarded: u64,
     /// Status reports sent.
     pub reports_sent: u64,
+    /// Store operations on a bundle that failed (each logged with the bundle's store id).
+    pub store_errors: u64,
 }
 
 impl AgentStats {
     /// Each counter with its Prometheus name and help text.
-    pub fn named(&self) -> [(&'static str, &'static str, u64); 13] {
+    pub fn named(&self) -> [(&'static str, &'static str, u64); 14] {
         [
             ("received", "bundles received and stored", self.received),
             ("duplicates", "received bundles already held", self.duplicates),
@@ -93,6 +97,7 @@ impl AgentStats {
             ("expired", "bundles deleted at the end of their lifetime", self.expired),
             ("discarded", "bundles deleted for another reason", self.discarded),
             ("reports_sent", "status reports sent", self.reports_sent),
+            ("store_errors", "store operations on a bundle that failed (each logged)", self.store_errors),
         ]
     }
 }

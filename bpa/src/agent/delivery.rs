@@ -173,7 +173,7 @@ impl<S: Store> Agent<S> {
                 source = %primary.source, creation = primary.creation.time, sequence = primary.creation.sequence,
                 "administrative record received"
             );
-            if store.delete(id, DeleteReason::Delivered).await.is_ok() {
+            if self.remove(id, DeleteReason::Delivered).await.is_some() {
                 Counters::bump(&self.inner.counters.delivered);
             }
             return;
@@ -339,7 +339,7 @@ impl<S: Store> Agent<S> {
                 Err(error) => tracing::warn!(%error, "an echo reply could not be made"),
             }
         }
-        if self.inner.store.delete(id, DeleteReason::Delivered).await.is_ok() {
+        if self.remove(id, DeleteReason::Delivered).await.is_some() {
             Counters::bump(&self.inner.counters.delivered);
             self.report(p, request_len, Status::Delivered, ReasonCode::NO_ADDITIONAL_INFORMATION).await;
         }
@@ -387,7 +387,7 @@ impl<S: Store> Agent<S> {
             }
         };
         for meta in &fragments {
-            let _ = store.delete(meta.id, DeleteReason::Reassembled).await;
+            self.remove(meta.id, DeleteReason::Reassembled).await;
         }
         Counters::bump(&self.inner.counters.reassembled);
         tracing::info!(bundle = %whole.id(), fragments = fragments.len(), "ADU reassembled");

@@ -33,6 +33,9 @@ use crate::store::{
 };
 use crate::time::Clock;
 
+/// Bundles looked at per store query while expiring.
+const EXPIRY_PAGE: usize = 256;
+
 /// How a node behaves.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -496,7 +499,7 @@ impl<S: Store> Agent<S> {
             }
         }
         lock(&neighbour.retry).delay = self.inner.config.forward_retry_min;
-        if store.delete(id, DeleteReason::Forwarded { neighbour: hop.to_string() }).await.is_ok() {
+        if self.remove(id, DeleteReason::Forwarded { neighbour: hop.to_string() }).await.is_some() {
             Counters::bump(&self.inner.counters.forwarded);
             self.report(&subject, payload_len, Status::Forwarded, ReasonCode::NO_ADDITIONAL_INFORMATION)
                 .await;
@@ -564,7 +567,7 @@ impl<S: Store> Agent<S> {
         } else {
             DeleteReason::Discarded { reason_code: reason.0 }
         };
-        if self.inner.store.delete(id, why).await.is_ok() {
+        if self.remove(id, why).await.is_some() {
             let counter = if reason == ReasonCode::LIFETIME_EXPIRED {
                 &self.inner.counters.expired
             } else {
@@ -747,41 +750,58 @@ impl<S: Store> Agent<S> {
     }
 
     /// Deletes every bundle whose lifetime has ended (RFC 9171 §5.10), reporting as asked.
-    /// Returns how many.
+    /// Returns how many. It pages through the store by expiry time once: a bundle whose delete
+    /// fails is logged, counted and left for the next round, never looked at again in this one.
     pub async fn expire(&self) -> Result<usize, AgentError> {
         let now = self.inner.clock.now_dtn_ms();
         let mut expired = 0;
+        let mut after = None;
         loop {
-            let due: Vec<_> = self
-                .inner
-                .store
-                .next_expiring(100)
-                .await?
-                .into_iter()
-                .filter(|m| m.expires_at <= now)
-                .collect();
-            if due.is_empty() {
-                // Bundles remembered as delivered or forwarded are forgotten once they expire
-                // (a page per round: the housekeeping comes back every second).
-                if let Err(error) = self.inner.store.forget_handled(now, 10_000).await {
-                    tracing::error!(%error, "forgetting expired records of handled bundles failed");
-                }
-                return Ok(expired);
-            }
+            let page = self.inner.store.next_expiring(after, EXPIRY_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some((last.expires_at, last.id));
+            let due: Vec<_> = page.into_iter().take_while(|m| m.expires_at <= now).collect();
+            let page_done = due.len() < EXPIRY_PAGE;
             for meta in due {
-                match self.load(meta.id).await {
-                    Some(bundle) => {
-                        let payload_len = bundle.payload().len() as u64;
-                        self.delete(meta.id, bundle.primary(), payload_len, ReasonCode::LIFETIME_EXPIRED)
-                            .await;
-                    }
-                    None => {
-                        if self.inner.store.delete(meta.id, DeleteReason::Expired).await.is_ok() {
-                            Counters::bump(&self.inner.counters.expired);
-                        }
-                    }
+                // Only the header is read: the report needs the primary block and the length.
+                let header = self.open_payload(meta.id).await.map(|(header, _)| header);
+                if self.remove(meta.id, DeleteReason::Expired).await.is_none() {
+                    continue;
                 }
+                Counters::bump(&self.inner.counters.expired);
                 expired += 1;
+                if let Some(header) = header {
+                    let len = header.payload.data_length;
+                    self.report(&header.primary, len, Status::Deleted, ReasonCode::LIFETIME_EXPIRED).await;
+                }
+            }
+            if page_done {
+                break;
+            }
+        }
+        // Bundles remembered as delivered or forwarded are forgotten once they expire (a page
+        // per round: the housekeeping comes back every second).
+        if let Err(error) = self.inner.store.forget_handled(now, 10_000).await {
+            Counters::bump(&self.inner.counters.store_errors);
+            tracing::error!(%error, "forgetting expired records of handled bundles failed");
+        }
+        Ok(expired)
+    }
+
+    /// Removes a bundle from the store for `reason`; `None` (logged once with the bundle's
+    /// store id, and counted) when the store failed, `None` quietly when it was gone already.
+    pub(super) async fn remove(
+        &self,
+        id: StoreId,
+        reason: DeleteReason,
+    ) -> Option<crate::store::StoredBundle> {
+        match self.inner.store.delete(id, reason.clone()).await {
+            Ok(meta) => Some(meta),
+            Err(StoreError::NotFound(_)) => None,
+            Err(error) => {
+                Counters::bump(&self.inner.counters.store_errors);
+                tracing::error!(%error, store_id = id, %reason, "a bundle could not be removed from the store; it stays");
+                None
             }
         }
     }

@@ -101,9 +101,10 @@ pub trait Store: Clone + Send + Sync + std::fmt::Debug + 'static {
         destination: &Eid,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<StoredBundle>, StoreError>> + Send;
-    /// The bundles that expire first.
+    /// The bundles that expire first, after the cursor `(expires_at, store id)` if given.
     fn next_expiring(
         &self,
+        after: Option<(u64, StoreId)>,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<StoredBundle>, StoreError>> + Send;
     /// Records or forgets a local application endpoint (persistent registrations).
@@ -225,9 +226,10 @@ impl Store for SqliteStore {
     }
     fn next_expiring(
         &self,
+        after: Option<(u64, StoreId)>,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<StoredBundle>, StoreError>> + Send {
-        SqliteStore::next_expiring(self, limit)
+        SqliteStore::next_expiring(self, after, limit)
     }
     fn set_registration(
         &self,

@@ -837,12 +837,21 @@ impl SqliteStore {
         .await
     }
 
-    /// The bundles that expire first.
-    pub async fn next_expiring(&self, limit: usize) -> Result<Vec<StoredBundle>, StoreError> {
+    /// The bundles that expire first, after the cursor `(expires_at, store id)` if given (a
+    /// caller pages through them, whatever it could or could not do with the earlier ones).
+    pub async fn next_expiring(
+        &self,
+        after: Option<(u64, StoreId)>,
+        limit: usize,
+    ) -> Result<Vec<StoredBundle>, StoreError> {
         use rusqlite::types::Value;
+        // Without a cursor, from the start: (-1, -1) sorts before every row.
+        let (expires, id) = after.map_or((-1, -1), |(expires, id)| (expires.min(i64::MAX as u64) as i64, id));
         self.query(
-            format!("SELECT {ROW_COLUMNS} FROM bundles ORDER BY expires_at, id LIMIT ?1"),
-            vec![Value::Integer(limit.min(i64::MAX as usize) as i64)],
+            format!(
+                "SELECT {ROW_COLUMNS} FROM bundles WHERE (expires_at, id) > (?1, ?2) ORDER BY expires_at, id LIMIT ?3"
+            ),
+            vec![Value::Integer(expires), Value::Integer(id), Value::Integer(limit.min(i64::MAX as usize) as i64)],
         )
         .await
     }

@@ -269,8 +269,13 @@ async fn next_expiring_comes_first() {
     .into();
     let aged = store.insert(no_clock, BundleState::WaitingForRoute).await.unwrap().id().unwrap();
     let order: Vec<(i64, u64)> =
-        store.next_expiring(10).await.unwrap().into_iter().map(|m| (m.id, m.expires_at)).collect();
+        store.next_expiring(None, 10).await.unwrap().into_iter().map(|m| (m.id, m.expires_at)).collect();
     assert_eq!(order, [(aged, NOW + 5_000), (early, NOW + 10_000), (late, NOW + 90_000)]);
+    // Paged with a cursor: after the first, the rest; after the last, nothing.
+    let page: Vec<i64> =
+        store.next_expiring(Some((NOW + 5_000, aged)), 10).await.unwrap().into_iter().map(|m| m.id).collect();
+    assert_eq!(page, [early, late]);
+    assert!(store.next_expiring(Some((NOW + 90_000, late)), 10).await.unwrap().is_empty());
 }
 
 #[tokio::test]

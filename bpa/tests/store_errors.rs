@@ -1,0 +1,164 @@
+//! No error swallowed (issue 13, item 6): a store whose deletes fail cannot make expiry spin,
+//! and every failure is logged once with the bundle's store id and counted.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bpa::agent::node::{Agent, AgentConfig};
+use bpa::bundle::{BundleFlags, BundleId, Eid};
+use bpa::store::{
+    BundleData, BundleState, DeleteReason, InsertOutcome, Reservation, SqliteStore, StateKind, Store,
+    StoreConfig, StoreError, StoreId, StoreStats, StoredBundle,
+};
+use bpa::time::ManualClock;
+use bytes::Bytes;
+
+/// The embedded store, with deletes that fail while `failing` is set (a disk gone read-only).
+#[derive(Debug, Clone)]
+struct FailingDeletes {
+    store: SqliteStore,
+    failing: Arc<AtomicBool>,
+}
+
+impl Store for FailingDeletes {
+    type Pending = <SqliteStore as Store>::Pending;
+
+    fn insert(
+        &self,
+        encoded: Bytes,
+        state: BundleState,
+    ) -> impl Future<Output = Result<InsertOutcome, StoreError>> + Send {
+        Store::insert(&self.store, encoded, state)
+    }
+    fn begin_insert(&self) -> impl Future<Output = Result<Self::Pending, StoreError>> + Send {
+        Store::begin_insert(&self.store)
+    }
+    fn set_state(
+        &self,
+        id: StoreId,
+        state: BundleState,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        Store::set_state(&self.store, id, state)
+    }
+    fn delete(
+        &self,
+        id: StoreId,
+        reason: DeleteReason,
+    ) -> impl Future<Output = Result<StoredBundle, StoreError>> + Send {
+        let failing = self.failing.load(Ordering::Relaxed);
+        let store = self.store.clone();
+        async move {
+            if failing {
+                return Err(StoreError::CommitFailed {
+                    path: "store.sqlite".into(),
+                    message: "disk I/O error".into(),
+                });
+            }
+            Store::delete(&store, id, reason).await
+        }
+    }
+    fn get(&self, id: StoreId) -> impl Future<Output = Result<Option<StoredBundle>, StoreError>> + Send {
+        Store::get(&self.store, id)
+    }
+    fn find(&self, id: &BundleId) -> impl Future<Output = Result<Option<StoreId>, StoreError>> + Send {
+        Store::find(&self.store, id)
+    }
+    fn known(&self, id: &BundleId) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        Store::known(&self.store, id)
+    }
+    fn forget_handled(
+        &self,
+        now: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send {
+        Store::forget_handled(&self.store, now, limit)
+    }
+    fn reserve(&self, bytes: u64) -> Result<Reservation, StoreError> {
+        Store::reserve(&self.store, bytes)
+    }
+    fn open_data(&self, id: StoreId) -> impl Future<Output = Result<BundleData, StoreError>> + Send {
+        Store::open_data(&self.store, id)
+    }
+    fn by_state(
+        &self,
+        kind: StateKind,
+        argument: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredBundle>, StoreError>> + Send {
+        Store::by_state(&self.store, kind, argument, limit)
+    }
+    fn by_neighbour(
+        &self,
+        neighbour: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredBundle>, StoreError>> + Send {
+        Store::by_neighbour(&self.store, neighbour, limit)
+    }
+    fn by_destination(
+        &self,
+        destination: &Eid,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredBundle>, StoreError>> + Send {
+        Store::by_destination(&self.store, destination, limit)
+    }
+    fn next_expiring(
+        &self,
+        after: Option<(u64, StoreId)>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredBundle>, StoreError>> + Send {
+        Store::next_expiring(&self.store, after, limit)
+    }
+    fn set_registration(
+        &self,
+        endpoint: &Eid,
+        registered: bool,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        Store::set_registration(&self.store, endpoint, registered)
+    }
+    fn registrations(&self) -> impl Future<Output = Result<Vec<Eid>, StoreError>> + Send {
+        Store::registrations(&self.store)
+    }
+    fn list(
+        &self,
+        after: StoreId,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredBundle>, StoreError>> + Send {
+        Store::list(&self.store, after, limit)
+    }
+    fn stats(&self) -> StoreStats {
+        Store::stats(&self.store)
+    }
+}
+
+#[tokio::test]
+async fn expiry_with_failing_deletes_ends_logs_and_counts_and_later_succeeds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(ManualClock::new(800_000_000_000));
+    let dyn_clock: Arc<dyn bpa::time::Clock> = clock.clone();
+    let (store, _) =
+        SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&dyn_clock)).await.expect("store");
+    let failing = Arc::new(AtomicBool::new(true));
+    let store = FailingDeletes { store, failing: Arc::clone(&failing) };
+    let agent = Agent::new(AgentConfig::new(Eid::ipn(1, 0)), store, dyn_clock);
+    // 600 bundles (more than a page) for a node nobody reaches, with a 1 s lifetime.
+    for i in 0..600u64 {
+        agent
+            .send(Eid::ipn(1, 1), Eid::ipn(9, 1), Bytes::from(format!("b{i}")), 1_000, BundleFlags::default())
+            .await
+            .expect("send");
+    }
+    clock.advance(2_000);
+    // Returns (the old loop asked for the same expired bundles for ever).
+    let expired = tokio::time::timeout(std::time::Duration::from_secs(60), agent.expire())
+        .await
+        .expect("expiry ends")
+        .expect("expiry runs");
+    assert_eq!(expired, 0);
+    assert_eq!(agent.stats().store_errors, 600, "each failure counted once");
+    assert_eq!(agent.store().stats().bundles, 600, "nothing lost: they stay");
+    failing.store(false, Ordering::Relaxed);
+    assert_eq!(agent.expire().await.expect("expiry runs"), 600);
+    assert_eq!(agent.store().stats().bundles, 0);
+    assert_eq!(agent.stats().expired, 600);
+}
