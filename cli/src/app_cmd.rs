@@ -269,7 +269,11 @@ async fn recv_async(client: Client, args: RecvArgs) -> anyhow::Result<ExitCode> 
             }
             let path =
                 format!("/v1/receive?endpoint={}&wait={}ms", encode(&args.endpoint), wait.as_millis().max(1));
-            let response = client.request(Method::GET, &path, Full::new(Bytes::new())).await?;
+            // A bundle found damaged while it is read is cut off by the daemon: before its answer
+            // has started (this error), or during it (below).
+            let response = client.request(Method::GET, &path, Full::new(Bytes::new())).await.context(
+                "the payload was cut off or the daemon went away (nothing was acknowledged; it stays on the node)",
+            )?;
             match response.status() {
                 StatusCode::NO_CONTENT => continue,
                 StatusCode::OK => break response,

@@ -507,22 +507,11 @@ fn inspect_text(loaded: &Loaded) -> String {
     s
 }
 
-/// Parses 500ms, 30s, 10m, 1h, 2d, or a bare number of seconds, into milliseconds.
+/// A duration as every command takes it ([`bpa::time::parse_duration`]: `90`, `500ms`, `1h30m`,
+/// `7d`), in milliseconds.
 pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
-    let bad =
-        || format!("invalid duration {text:?}: use a number with a unit, like 500ms, 30s, 10m, 1h or 2d");
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| bad())?;
-    let factor = match unit {
-        "ms" => 1,
-        "" | "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(bad()),
-    };
-    number.checked_mul(factor).ok_or_else(|| format!("duration {text:?} is too long"))
+    let duration = bpa::time::parse_duration(text).map_err(|e| e.to_string())?;
+    u64::try_from(duration.as_millis()).map_err(|_| format!("duration {text:?} is too long"))
 }
 
 fn parse_number(text: &str) -> Option<u64> {
@@ -587,9 +576,12 @@ mod tests {
         assert_eq!(parse_duration_ms("30"), Ok(30_000));
         assert_eq!(parse_duration_ms("1h"), Ok(3_600_000));
         assert_eq!(parse_duration_ms("2d"), Ok(172_800_000));
-        assert!(parse_duration_ms("1w").unwrap_err().contains("500ms, 30s"));
+        // The same parser as `dtn send` and the configuration: units one after another.
+        assert_eq!(parse_duration_ms("1h30m"), Ok(5_400_000));
+        assert!(parse_duration_ms("1w").unwrap_err().contains("units like 500ms, 90s, 15m, 1h30m, 7d"));
         assert!(parse_duration_ms("").is_err());
-        assert!(parse_duration_ms("99999999999999999d").unwrap_err().contains("too long"));
+        assert!(parse_duration_ms("99999999999999999d").unwrap_err().contains("invalid duration"));
+        assert!(parse_duration_ms("18446744073709551615").unwrap_err().contains("too long"));
     }
 
     #[test]

@@ -490,3 +490,20 @@ async fn a_bundle_damaged_in_the_senders_store_is_never_forwarded_and_is_quarant
     assert_eq!(b.agent.store().stats().bundles, 1, "kept as evidence");
     b.tcpcl.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_over_the_peers_transfer_mru_goes_in_fragments_that_fit() {
+    let mut small = config();
+    small.session.transfer_mru = 20_000;
+    let a = node_with(1, StoreConfig::default(), small).await;
+    let address = a.tcpcl.listen("127.0.0.1:0".parse().expect("address")).await.expect("listen");
+    let b = node(2, StoreConfig::default()).await;
+    b.tcpcl.connect_forever(address.to_string());
+    let payload = pattern(100_000, 9);
+    send(&b, 1, &payload).await;
+    // A reassembles the fragments B made to fit A's transfer MRU and delivers the whole.
+    assert_eq!(receive(&a, Eid::ipn(1, 1), 1).await, [payload]);
+    eventually("B let it go", || b.agent.store().stats().bundles == 0).await;
+    assert!(b.agent.stats().fragments_sent >= 5, "{:?}", b.agent.stats());
+    b.tcpcl.shutdown();
+}

@@ -26,12 +26,24 @@ use crate::bundle::{
     Bundle, BundleError, BundleFlags, BundleHeader, CreationTimestamp, Eid, ParseOptions,
     PayloadLengthMismatch, PrimaryBlock,
 };
-use crate::cla::{ConvergenceLayer, OutgoingBundle};
+use crate::cla::{ClaError, ConvergenceLayer, OutgoingBundle, Refusal};
 use crate::store::{
     BundleData, BundleState, DeleteReason, InsertOutcome, OpenedBundle, PayloadContent, StateKind, Store,
     StoreError, StoreId, StreamingInsert,
 };
 use crate::time::Clock;
+
+/// How one forwarding attempt ended.
+enum Sent {
+    /// The neighbour has it; it left the store.
+    Done,
+    /// Nothing more to do now: gone meanwhile, deleted (hop limit), or waiting (logged).
+    Gone,
+    /// The layer could not hand it over.
+    Failed(ClaError),
+    /// Larger than the neighbour said it takes, and not to be fragmented.
+    TooBigForLearnedLimit(String),
+}
 
 /// Bundles looked at per store query while expiring.
 const EXPIRY_PAGE: usize = 256;
@@ -134,6 +146,9 @@ pub(super) struct Neighbour {
     /// Failed sends are logged once per window, not once per bundle (a whole queue fails
     /// when a session ends).
     pub warnings: Arc<Mutex<crate::log::RateLimit>>,
+    /// The largest bundle the neighbour said it takes (a refusal as too large); `u64::MAX`
+    /// until it says.
+    pub learned_max: Arc<AtomicU64>,
 }
 
 /// One neighbour's retry timer: however many sends fail at once (a whole queue when a session
@@ -334,19 +349,28 @@ impl<S: Store> Agent<S> {
 
     /// The neighbour a bundle for `destination` goes to now, if any.
     fn next_hop(&self, destination: &Eid) -> Option<(Eid, Neighbour)> {
+        self.next_hop_except(destination, None)
+    }
+
+    /// [`Agent::next_hop`], passing over the neighbour `except` (one that refused the bundle).
+    fn next_hop_except(&self, destination: &Eid, except: Option<&Eid>) -> Option<(Eid, Neighbour)> {
         let neighbours = lock(&self.inner.neighbours);
         if neighbours.is_empty() {
             return None;
         }
+        let allowed = |node: &Eid| except.is_none_or(|except| except != node);
         let node = destination.node_id();
-        if let Some(n) = neighbours.get(&node) {
+        if let Some(n) = neighbours.get(&node).filter(|_| allowed(&node)) {
             return Some((node, n.clone()));
         }
         let mut candidates = lock(&self.inner.static_routes).next_hops(destination);
         if let Some(router) = lock(&self.inner.router).as_ref() {
             candidates.extend(router.next_hops(destination));
         }
-        candidates.into_iter().find_map(|via| neighbours.get(&via).map(|n| (via, n.clone())))
+        candidates
+            .into_iter()
+            .filter(|via| allowed(via))
+            .find_map(|via| neighbours.get(&via).map(|n| (via, n.clone())))
     }
 
     /// Decides what happens to a stored bundle now (RFC 9171 §5.3): local delivery, forwarding,
@@ -401,8 +425,21 @@ impl<S: Store> Agent<S> {
         let Some((hop, neighbour)) = self.next_hop(destination) else {
             return false;
         };
+        self.forward_to(id, bundle, received_at, hop, neighbour);
+        true
+    }
+
+    /// Starts forwarding a bundle to the neighbour `hop` unless it is on its way already.
+    fn forward_to(
+        &self,
+        id: StoreId,
+        bundle: Option<Bundle>,
+        received_at: u64,
+        hop: Eid,
+        neighbour: Neighbour,
+    ) {
         if !lock(&self.inner.in_flight).insert(id) {
-            return true; // already on its way
+            return; // already on its way
         }
         let guard = InFlight { agent: self.clone(), id };
         let agent = self.clone();
@@ -416,7 +453,6 @@ impl<S: Store> Agent<S> {
             forwarding.await;
         });
         tokio::spawn(task);
-        true
     }
 
     /// Sends one bundle to a neighbour (RFC 9171 §5.4), in fragments if the link needs them
@@ -435,6 +471,54 @@ impl<S: Store> Agent<S> {
         _slot: tokio::sync::OwnedSemaphorePermit,
     ) {
         let id = guard.id;
+        let mut bundle = bundle;
+        // A second attempt follows only a refusal as too large, with the limit learned.
+        for attempt in 0..2 {
+            match self.forward_once(id, bundle.take(), received_at, &hop, &neighbour).await {
+                Sent::Done | Sent::Gone => return,
+                Sent::Failed(ClaError::Refused { reason: Refusal::TooLarge { limit }, .. })
+                    if attempt == 0 =>
+                {
+                    tracing::info!(neighbour = %hop, limit, store_id = id, "the neighbour takes bundles of at most {limit} bytes");
+                    neighbour.learned_max.store(limit, Ordering::Relaxed);
+                }
+                Sent::Failed(
+                    error @ ClaError::Refused {
+                        reason: Refusal::NotAcceptable | Refusal::TooLarge { .. },
+                        ..
+                    },
+                ) => {
+                    return self.refused(guard, received_at, &hop, &error.to_string()).await;
+                }
+                Sent::TooBigForLearnedLimit(why) => {
+                    return self.refused(guard, received_at, &hop, &why).await;
+                }
+                Sent::Failed(error) => {
+                    let retry_in = self.retry_later(&hop, &neighbour);
+                    let allowed = lock(&neighbour.warnings).allow(std::time::Instant::now());
+                    if let Some(suppressed) = allowed {
+                        tracing::warn!(
+                            %error, neighbour = %hop, store_id = id, cla = neighbour.cla.name(), ?retry_in,
+                            earlier_failures_not_logged = suppressed,
+                            "forwarding failed; the bundle waits for the next chance"
+                        );
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One attempt at [`Agent::forward`]: the bundle opened, edited, fragmented if the link
+    /// needs it, and handed over; deleted once the neighbour has all of it.
+    async fn forward_once(
+        &self,
+        id: StoreId,
+        bundle: Option<Bundle>,
+        received_at: u64,
+        hop: &Eid,
+        neighbour: &Neighbour,
+    ) -> Sent {
         let store = &self.inner.store;
         let parse = &self.inner.config.parse;
         // A bundle still in memory is encoded again rather than read back; one in the store is
@@ -449,10 +533,10 @@ impl<S: Store> Agent<S> {
         };
         let OpenedBundle { mut header, prefix, rest } = match opened {
             Ok(opened) => opened,
-            Err(StoreError::NotFound(_)) => return,
+            Err(StoreError::NotFound(_)) => return Sent::Gone,
             Err(error) => {
                 tracing::error!(%error, store_id = id, "a stored bundle cannot be read for forwarding");
-                return;
+                return Sent::Gone;
             }
         };
         let residence = self.inner.clock.now_dtn_ms().saturating_sub(received_at);
@@ -462,37 +546,38 @@ impl<S: Store> Agent<S> {
             prepare_for_forwarding(&mut header, &self.inner.config.node_id, residence)
         {
             self.delete(id, &subject, payload_len, ReasonCode::HOP_LIMIT_EXCEEDED).await;
-            return;
+            return Sent::Gone;
         }
         let outgoing = OutgoingBundle::new(header.encode_head(&prefix).into(), rest);
         let cla = &neighbour.cla;
-        let pieces = match cla.max_bundle_size() {
-            Some(max) if outgoing.len() > max as u64 => match self.fragments(outgoing, max).await {
+        let learned = neighbour.learned_max.load(Ordering::Relaxed);
+        let link_max = cla.max_bundle_size().map_or(u64::MAX, |m| m as u64);
+        let max = link_max.min(learned);
+        let pieces = if outgoing.len() > max {
+            let fitting = usize::try_from(max).unwrap_or(usize::MAX);
+            match self.fragments(outgoing, fitting).await {
                 Ok(pieces) => pieces,
                 Err(error) => {
                     Counters::bump(&self.inner.counters.too_big);
+                    if learned < link_max {
+                        return Sent::TooBigForLearnedLimit(format!(
+                            "{hop} takes bundles of at most {learned} bytes and this one cannot be fragmented: {error}"
+                        ));
+                    }
                     tracing::warn!(
                         %error, bundle = %header.id(), neighbour = %hop, cla = cla.name(), max,
                         "the bundle is too big for this link; it waits for another route or its expiry"
                     );
-                    return;
+                    return Sent::Gone;
                 }
-            },
-            _ => vec![outgoing],
+            }
+        } else {
+            vec![outgoing]
         };
         let fragmented = pieces.len() > 1;
         for piece in pieces {
-            if let Err(error) = cla.send(&hop, piece).await {
-                let retry_in = self.retry_later(&hop, &neighbour);
-                let allowed = lock(&neighbour.warnings).allow(std::time::Instant::now());
-                if let Some(suppressed) = allowed {
-                    tracing::warn!(
-                        %error, neighbour = %hop, store_id = id, cla = cla.name(), ?retry_in,
-                        earlier_failures_not_logged = suppressed,
-                        "forwarding failed; the bundle waits for the next chance"
-                    );
-                }
-                return;
+            if let Err(error) = cla.send(hop, piece).await {
+                return Sent::Failed(error);
             }
             if fragmented {
                 Counters::bump(&self.inner.counters.fragments_sent);
@@ -504,6 +589,27 @@ impl<S: Store> Agent<S> {
             self.report(&subject, payload_len, Status::Forwarded, ReasonCode::NO_ADDITIONAL_INFORMATION)
                 .await;
         }
+        Sent::Done
+    }
+
+    /// The neighbour `hop` will not take the bundle (`why`): it goes by another route if one is
+    /// up, else it is deleted with reason "transmission canceled" (reported if asked for).
+    async fn refused(&self, guard: InFlight<S>, received_at: u64, hop: &Eid, why: &str) {
+        let id = guard.id;
+        let Some((header, _)) = self.open_payload(id).await else { return };
+        let destination = &header.primary.destination;
+        if let Some((via, neighbour)) = self.next_hop_except(destination, Some(hop)) {
+            tracing::info!(store_id = id, neighbour = %hop, %why, other = %via, "refused; sent by another route");
+            drop(guard);
+            self.forward_to(id, None, received_at, via, neighbour);
+            return;
+        }
+        tracing::warn!(
+            store_id = id, bundle = %header.id(), neighbour = %hop, %why,
+            "refused and no other route: the bundle is deleted (transmission canceled)"
+        );
+        let len = header.payload.data_length;
+        self.delete(id, &header.primary, len, ReasonCode::TRANSMISSION_CANCELED).await;
     }
 
     /// A send to `neighbour` failed: unless a retry timer is already running, one starts; when
@@ -673,7 +779,9 @@ impl<S: Store> Agent<S> {
         let retry =
             Arc::new(Mutex::new(RetryState { pending: false, delay: self.inner.config.forward_retry_min }));
         let warnings = Arc::new(Mutex::new(crate::log::RateLimit::new(Duration::from_secs(10))));
-        lock(&self.inner.neighbours).insert(neighbour.node_id(), Neighbour { cla, slots, retry, warnings });
+        let learned_max = Arc::new(AtomicU64::new(u64::MAX));
+        lock(&self.inner.neighbours)
+            .insert(neighbour.node_id(), Neighbour { cla, slots, retry, warnings, learned_max });
         self.redispatch().await
     }
 

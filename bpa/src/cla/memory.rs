@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{ClaError, ClaFuture, ConvergenceLayer, OutgoingBundle};
-use crate::agent::node::Agent;
-use crate::bundle::Eid;
-use crate::store::Store;
+use super::{ClaError, ClaFuture, ConvergenceLayer, OutgoingBundle, Refusal};
+use crate::agent::node::{Agent, AgentError};
+use crate::bundle::{BundleError, Eid};
+use crate::store::{Store, StoreError};
 
 /// A switch on a link: cut it and sends fail with [`ClaError::LinkDown`].
 #[derive(Debug, Clone)]
@@ -47,6 +47,19 @@ impl<S: Store> MemoryLink<S> {
     }
 }
 
+/// What the receiving agent's error means to the sender.
+fn refusal(error: &AgentError) -> Refusal {
+    match error {
+        AgentError::Store(StoreError::DepletedStorage { .. }) => Refusal::NoResources,
+        AgentError::Invalid(BundleError::TooLarge { limit, .. })
+        | AgentError::Store(StoreError::InvalidBundle(BundleError::TooLarge { limit, .. })) => {
+            Refusal::TooLarge { limit: *limit }
+        }
+        AgentError::Invalid(_) | AgentError::Store(StoreError::InvalidBundle(_)) => Refusal::NotAcceptable,
+        other => Refusal::Other(other.to_string()),
+    }
+}
+
 impl<S: Store> ConvergenceLayer for MemoryLink<S> {
     fn name(&self) -> &str {
         "memory"
@@ -71,7 +84,7 @@ impl<S: Store> ConvergenceLayer for MemoryLink<S> {
                 .receive(bundle)
                 .await
                 .map(drop)
-                .map_err(|e| ClaError::Refused { peer, reason: e.to_string() })
+                .map_err(|error| ClaError::Refused { peer, reason: refusal(&error) })
         })
     }
 }

@@ -11,15 +11,40 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use crate::bundle::Eid;
 use crate::store::PayloadContent;
 
-/// Why a convergence layer could not hand a bundle over.
+/// Why a convergence layer could not hand a bundle over. The agent acts on the variant (and on
+/// the [`Refusal`]): a link down waits for the neighbour, a refusal for want of room is tried
+/// again later, a bundle the neighbour will not take is fragmented, sent elsewhere or deleted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClaError {
     #[error("the link to {peer} is down")]
     LinkDown { peer: String },
     #[error("{peer} refused the bundle: {reason}")]
-    Refused { peer: String, reason: String },
+    Refused { peer: String, reason: Refusal },
     #[error("sending to {peer} failed: {reason}")]
     Failed { peer: String, reason: String },
+}
+
+/// Why a neighbour refused a bundle, in the terms the agent acts on (RFC 9174 §5.2.4's
+/// XFER_REFUSE reasons, and what other layers can say).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// No room there now: tried again later, with backoff.
+    #[error("no resources")]
+    NoResources,
+    /// The neighbour asks for the bundle again later: tried again, with backoff.
+    #[error("retransmit")]
+    Retransmit,
+    /// The neighbour will not take this bundle (it is invalid or unwanted there): sent by
+    /// another route if there is one, else deleted ("transmission canceled").
+    #[error("not acceptable")]
+    NotAcceptable,
+    /// The bundle is larger than the link takes: fragmented to `limit` bytes if it may be,
+    /// else sent by another route if there is one, else deleted.
+    #[error("larger than the {limit} bytes the link takes")]
+    TooLarge { limit: u64 },
+    /// Any other reason (an extension failure, a session ending): tried again later.
+    #[error("{0}")]
+    Other(String),
 }
 
 /// A bundle on its way to a neighbour: its head (primary and extension blocks as this node

@@ -24,14 +24,14 @@ use std::time::{Duration, Instant};
 
 use bpa::agent::node::{Agent, AgentError, PendingReceive, Reception};
 use bpa::bundle::Eid;
-use bpa::cla::{ClaError, ClaFuture, ConvergenceLayer, OutgoingBundle};
+use bpa::cla::{ClaError, ClaFuture, ConvergenceLayer, OutgoingBundle, Refusal};
 use bpa::store::{Store, StoreError};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::session::{Event, Role, Session, SessionConfig, TlsPolicy};
+use super::session::{Event, Role, SendError, Session, SessionConfig, TlsPolicy};
 use super::tls::{TlsSetup, certified_node_ids};
 use super::wire::{CONTACT_HEADER_LEN, RefuseReason, SessTermReason};
 
@@ -796,7 +796,11 @@ impl<S: Store> SessionTask<S> {
                 }
                 Err(error) => {
                     let peer = self.peer_name();
-                    let _ = outbound.done.send(Err(ClaError::Refused { peer, reason: error.to_string() }));
+                    let reason = match error {
+                        SendError::OverTransferMtu { mtu, .. } => Refusal::TooLarge { limit: mtu },
+                        other => Refusal::Other(other.to_string()),
+                    };
+                    let _ = outbound.done.send(Err(ClaError::Refused { peer, reason }));
                 }
             }
         }
@@ -924,7 +928,7 @@ impl<S: Store> SessionTask<S> {
                     let answer = if reason == RefuseReason::COMPLETED {
                         Ok(())
                     } else {
-                        Err(ClaError::Refused { peer: self.peer_name(), reason: reason.to_string() })
+                        Err(ClaError::Refused { peer: self.peer_name(), reason: refusal(reason) })
                     };
                     let _ = done.send(answer);
                 }
@@ -1114,6 +1118,17 @@ impl<S: Store> SessionTask<S> {
         while let Ok(outbound) = self.outbound_rx.try_recv() {
             let _ = outbound.done.send(Err(ClaError::LinkDown { peer: peer.clone() }));
         }
+    }
+}
+
+/// What a peer's XFER_REFUSE means to the agent (§5.2.4; "completed" is a success and never
+/// comes here).
+fn refusal(reason: RefuseReason) -> Refusal {
+    match reason {
+        RefuseReason::NO_RESOURCES => Refusal::NoResources,
+        RefuseReason::RETRANSMIT => Refusal::Retransmit,
+        RefuseReason::NOT_ACCEPTABLE => Refusal::NotAcceptable,
+        other => Refusal::Other(other.to_string()),
     }
 }
 

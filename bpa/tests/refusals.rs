@@ -1,0 +1,203 @@
+//! Typed refusals end to end (issue 13, item 4): the agent acts on why a neighbour did not take
+//! a bundle — no room or "retransmit": again later with backoff; too large: fragmented to the
+//! limit the neighbour gave, or, when it must not be, another route or deletion; not
+//! acceptable: another route, else deletion with a report; link down: it waits.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bpa::agent::node::{Agent, AgentConfig, Route};
+use bpa::bundle::{BundleFlags, Eid};
+use bpa::cla::{ClaError, ClaFuture, ConvergenceLayer, OutgoingBundle, Refusal};
+use bpa::store::{SqliteStore, StoreConfig};
+use bpa::time::ManualClock;
+use bytes::Bytes;
+
+const NOW: u64 = 800_000_000_000;
+
+/// A link into another agent that refuses as scripted: the next reasons in `script`, and every
+/// bundle over `limit` bytes as too large. It records the size of every bundle offered.
+#[derive(Debug)]
+struct Scripted {
+    to: Agent<SqliteStore>,
+    script: Mutex<VecDeque<Refusal>>,
+    limit: Option<u64>,
+    down: AtomicBool,
+    offered: Mutex<Vec<u64>>,
+}
+
+impl Scripted {
+    fn new(to: &Agent<SqliteStore>, script: &[Refusal], limit: Option<u64>) -> Arc<Scripted> {
+        Arc::new(Scripted {
+            to: to.clone(),
+            script: Mutex::new(script.iter().cloned().collect()),
+            limit,
+            down: AtomicBool::new(false),
+            offered: Mutex::new(Vec::new()),
+        })
+    }
+    fn offered(&self) -> Vec<u64> {
+        self.offered.lock().expect("lock").clone()
+    }
+}
+
+impl ConvergenceLayer for Scripted {
+    fn name(&self) -> &str {
+        "scripted"
+    }
+
+    fn send(&self, peer: &Eid, bundle: OutgoingBundle) -> ClaFuture<'_, ()> {
+        let peer = peer.to_string();
+        Box::pin(async move {
+            self.offered.lock().expect("lock").push(bundle.len());
+            if self.down.load(Ordering::SeqCst) {
+                return Err(ClaError::LinkDown { peer });
+            }
+            if let Some(limit) = self.limit.filter(|limit| bundle.len() > *limit) {
+                return Err(ClaError::Refused { peer, reason: Refusal::TooLarge { limit } });
+            }
+            if let Some(reason) = self.script.lock().expect("lock").pop_front() {
+                return Err(ClaError::Refused { peer, reason });
+            }
+            let bytes = bundle
+                .into_bytes()
+                .await
+                .map_err(|e| ClaError::Failed { peer: peer.clone(), reason: e.to_string() })?;
+            self.to
+                .receive(bytes)
+                .await
+                .map(drop)
+                .map_err(|e| ClaError::Failed { peer, reason: e.to_string() })
+        })
+    }
+}
+
+struct Node {
+    agent: Agent<SqliteStore>,
+    _dir: tempfile::TempDir,
+}
+
+async fn node(n: u32, clock: &Arc<ManualClock>) -> Node {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock: Arc<dyn bpa::time::Clock> = clock.clone();
+    let (store, _) =
+        SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&clock)).await.expect("store");
+    let mut config = AgentConfig::new(Eid::ipn(n, 0));
+    config.forward_retry_min = Duration::from_millis(20);
+    config.forward_retry_max = Duration::from_millis(80);
+    Node { agent: Agent::new(config, store, clock), _dir: dir }
+}
+
+async fn eventually(what: &str, check: impl Fn() -> bool) {
+    for _ in 0..2000 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+async fn send(from: &Node, to: Eid, payload: usize, flags: u64) {
+    from.agent
+        .send(Eid::ipn(1, 1), to, Bytes::from(vec![7u8; payload]), 60_000, BundleFlags(flags))
+        .await
+        .expect("send");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_resources_and_retransmit_are_tried_again_later() {
+    let clock = Arc::new(ManualClock::new(NOW));
+    let (a, b) = (node(1, &clock).await, node(2, &clock).await);
+    let link = Scripted::new(&b.agent, &[Refusal::NoResources, Refusal::Retransmit], None);
+    a.agent.neighbour_up(Eid::ipn(2, 0), link.clone()).await.expect("up");
+    send(&a, Eid::ipn(2, 5), 100, 0).await;
+    eventually("B has it", || b.agent.store().stats().bundles == 1).await;
+    assert_eq!(link.offered().len(), 3, "refused twice, then taken");
+    eventually("A let it go", || a.agent.store().stats().bundles == 0).await;
+    assert_eq!(a.agent.stats().forwarded, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_acceptable_goes_by_another_route_when_there_is_one() {
+    let clock = Arc::new(ManualClock::new(NOW));
+    let (a, b, c) = (node(1, &clock).await, node(2, &clock).await, node(3, &clock).await);
+    let refusing = Scripted::new(&c.agent, &[Refusal::NotAcceptable], None);
+    let other = Scripted::new(&b.agent, &[], None);
+    a.agent.neighbour_up(Eid::ipn(3, 0), refusing.clone()).await.expect("up");
+    a.agent.neighbour_up(Eid::ipn(2, 0), other.clone()).await.expect("up");
+    a.agent.add_route(Route { to: Eid::ipn(3, 0), via: Eid::ipn(2, 0) }).await.expect("route");
+    send(&a, Eid::ipn(3, 5), 100, 0).await;
+    eventually("B carries it on", || b.agent.store().stats().bundles == 1).await;
+    assert_eq!(refusing.offered().len(), 1);
+    assert_eq!(c.agent.store().stats().bundles, 0);
+    eventually("A let it go", || a.agent.store().stats().bundles == 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_acceptable_with_no_other_route_is_deleted_and_reported() {
+    let clock = Arc::new(ManualClock::new(NOW));
+    let (a, c) = (node(1, &clock).await, node(3, &clock).await);
+    let refusing = Scripted::new(&c.agent, &[Refusal::NotAcceptable], None);
+    a.agent.neighbour_up(Eid::ipn(3, 0), refusing.clone()).await.expect("up");
+    send(&a, Eid::ipn(3, 5), 100, BundleFlags::REPORT_DELETION).await;
+    eventually("deleted", || a.agent.stats().discarded == 1).await;
+    assert_eq!(refusing.offered().len(), 1, "not tried again");
+    assert_eq!(a.agent.stats().reports_sent, 1, "the deletion report asked for");
+    eventually("A's store empties (its own report is consumed)", || a.agent.store().stats().bundles == 0)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_large_is_fragmented_to_the_limit_the_neighbour_gave() {
+    let clock = Arc::new(ManualClock::new(NOW));
+    let (a, b) = (node(1, &clock).await, node(2, &clock).await);
+    let link = Scripted::new(&b.agent, &[], Some(1_000));
+    a.agent.neighbour_up(Eid::ipn(2, 0), link.clone()).await.expect("up");
+    let mut app = b.agent.register(Eid::ipn(2, 5)).await.expect("register");
+    send(&a, Eid::ipn(2, 5), 5_000, 0).await;
+    let delivery =
+        tokio::time::timeout(Duration::from_secs(20), app.recv()).await.expect("in time").expect("open");
+    assert_eq!(delivery.bundle.payload().as_ref(), vec![7u8; 5_000].as_slice());
+    let offered = link.offered();
+    assert!(offered[0] > 5_000, "first whole: {offered:?}");
+    assert!(offered.len() > 5 && offered[1..].iter().all(|len| *len <= 1_000), "then fragments: {offered:?}");
+    eventually("A let it go", || a.agent.store().stats().bundles == 0).await;
+    // What the neighbour said is kept: the next large bundle is fragmented at once.
+    let before = link.offered().len();
+    send(&a, Eid::ipn(2, 5), 3_000, 0).await;
+    tokio::time::timeout(Duration::from_secs(20), app.recv()).await.expect("in time").expect("open");
+    assert!(link.offered()[before..].iter().all(|len| *len <= 1_000), "{:?}", link.offered());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_large_and_not_to_be_fragmented_is_deleted_when_no_other_route_takes_it() {
+    let clock = Arc::new(ManualClock::new(NOW));
+    let (a, b) = (node(1, &clock).await, node(2, &clock).await);
+    let link = Scripted::new(&b.agent, &[], Some(1_000));
+    a.agent.neighbour_up(Eid::ipn(2, 0), link.clone()).await.expect("up");
+    send(&a, Eid::ipn(2, 5), 5_000, BundleFlags::MUST_NOT_FRAGMENT).await;
+    eventually("deleted", || a.agent.stats().discarded == 1).await;
+    assert_eq!(link.offered().len(), 1);
+    assert_eq!(a.agent.store().stats().bundles, 0);
+    assert_eq!(b.agent.store().stats().bundles, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_down_keeps_the_bundle_until_the_neighbour_is_back() {
+    let clock = Arc::new(ManualClock::new(NOW));
+    let (a, b) = (node(1, &clock).await, node(2, &clock).await);
+    let link = Scripted::new(&b.agent, &[], None);
+    link.down.store(true, Ordering::SeqCst);
+    a.agent.neighbour_up(Eid::ipn(2, 0), link.clone()).await.expect("up");
+    send(&a, Eid::ipn(2, 5), 100, 0).await;
+    eventually("tried", || !link.offered().is_empty()).await;
+    assert_eq!(a.agent.store().stats().bundles, 1, "kept");
+    assert_eq!(a.agent.stats().discarded, 0);
+    link.down.store(false, Ordering::SeqCst);
+    a.agent.neighbour_up(Eid::ipn(2, 0), link.clone()).await.expect("up again");
+    eventually("B has it", || b.agent.store().stats().bundles == 1).await;
+    eventually("A let it go", || a.agent.store().stats().bundles == 0).await;
+}
