@@ -1,5 +1,7 @@
 //! DTN time (RFC 9171 §4.2.6) and the one clock everything reads it from.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Seconds from the Unix epoch to the DTN epoch, 2000-01-01T00:00:00Z.
@@ -10,6 +12,10 @@ pub const DTN_EPOCH_UNIX_SECONDS: u64 = 946_684_800;
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Milliseconds since 2000-01-01T00:00:00Z.
     fn now_dtn_ms(&self) -> u64;
+
+    /// Resolves once the clock reads `at` (DTN ms) or later. Every timer of the agent sleeps
+    /// here, so a virtual clock moves them all (design §3.2).
+    fn sleep_until(&self, at: u64) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 }
 
 /// The system's wall clock.
@@ -21,24 +27,59 @@ impl Clock for SystemClock {
         let since_unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
         (since_unix.as_millis() as u64).saturating_sub(DTN_EPOCH_UNIX_SECONDS * 1000)
     }
+
+    fn sleep_until(&self, at: u64) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        let clock = *self;
+        Box::pin(async move {
+            // Slept in the runtime's time (paused time in tokio tests works), checked against
+            // the wall clock: a clock set back sleeps again for what is left.
+            loop {
+                let now = clock.now_dtn_ms();
+                if now >= at {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(at - now)).await;
+            }
+        })
+    }
 }
 
-/// A clock that stands still until told to move: for tests and simulations.
-#[derive(Debug, Default)]
-pub struct ManualClock(std::sync::atomic::AtomicU64);
+/// A clock that stands still until told to move: for tests and simulations. Timers sleeping on
+/// it ([`Clock::sleep_until`]) wake when [`ManualClock::advance`] reaches them, at once, however
+/// much time that is.
+#[derive(Debug)]
+pub struct ManualClock {
+    now: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        ManualClock::new(0)
+    }
+}
 
 impl ManualClock {
     pub fn new(dtn_ms: u64) -> Self {
-        ManualClock(std::sync::atomic::AtomicU64::new(dtn_ms))
+        ManualClock { now: tokio::sync::watch::Sender::new(dtn_ms) }
     }
     pub fn advance(&self, ms: u64) {
-        self.0.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+        self.now.send_modify(|now| *now = now.saturating_add(ms));
     }
 }
 
 impl Clock for ManualClock {
     fn now_dtn_ms(&self) -> u64 {
-        self.0.load(std::sync::atomic::Ordering::SeqCst)
+        *self.now.borrow()
+    }
+
+    fn sleep_until(&self, at: u64) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        let mut now = self.now.subscribe();
+        Box::pin(async move {
+            // The clock dropped (the test ended): nothing will ever wake this.
+            if now.wait_for(|now| *now >= at).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        })
     }
 }
 

@@ -132,12 +132,18 @@ async fn sends_that_fail_while_the_neighbour_stays_up_are_retried_with_backoff()
             .await
             .expect("send");
     }
-    // The link fails every send, the neighbour stays up: one timer retries them all, ever later.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The link fails every send, the neighbour stays up: one timer retries them all, ever
+    // later. Time passes on the agents' clock only (the timers sleep on it).
+    for _ in 0..8 {
+        clock.advance(400);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(a.agent.store().stats().bundles, 20, "every bundle still held at A");
     assert!(app.try_recv().is_err());
-    // The link works again; no neighbour_up, no redispatch: the retry timer moves them on.
+    // The link works again; no neighbour_up, no redispatch: the retry timer moves them on
+    // once the clock reaches it (at most the longest delay away).
     a_to_b.restore();
+    clock.advance(400);
     let mut payloads = Vec::new();
     for _ in 0..20 {
         let delivery = next(&mut app).await;

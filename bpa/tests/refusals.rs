@@ -114,6 +114,14 @@ async fn no_resources_and_retransmit_are_tried_again_later() {
     let link = Scripted::new(&b.agent, &[Refusal::NoResources, Refusal::Retransmit], None);
     a.agent.neighbour_up(Eid::ipn(2, 0), link.clone()).await.expect("up");
     send(&a, Eid::ipn(2, 5), 100, 0).await;
+    // The retries wait on the agent's clock: it is moved until B has the bundle.
+    for _ in 0..400 {
+        if b.agent.store().stats().bundles == 1 {
+            break;
+        }
+        clock.advance(20);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     eventually("B has it", || b.agent.store().stats().bundles == 1).await;
     assert_eq!(link.offered().len(), 3, "refused twice, then taken");
     eventually("A let it go", || a.agent.store().stats().bundles == 0).await;
@@ -200,4 +208,54 @@ async fn a_link_down_keeps_the_bundle_until_the_neighbour_is_back() {
     a.agent.neighbour_up(Eid::ipn(2, 0), link.clone()).await.expect("up again");
     eventually("B has it", || b.agent.store().stats().bundles == 1).await;
     eventually("A let it go", || a.agent.store().stats().bundles == 0).await;
+}
+
+/// Lets the agent's tasks and its store's threads finish what they are doing (real time, but
+/// nothing timed depends on it: the timers sleep on the manual clock, which stands still).
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(30)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backoff_doubles_from_1_s_to_60_s_on_the_agents_clock_and_a_success_resets_it() {
+    let clock = Arc::new(ManualClock::new(NOW));
+    let dyn_clock: Arc<dyn bpa::time::Clock> = clock.clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, _) =
+        SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&dyn_clock)).await.expect("store");
+    // The defaults: 1 s, doubling, at most 60 s.
+    let a = Agent::new(AgentConfig::new(Eid::ipn(1, 0)), store, dyn_clock);
+    let b = node(2, &clock).await;
+    let script = vec![Refusal::NoResources; 8];
+    let link = Scripted::new(&b.agent, &script, None);
+    a.neighbour_up(Eid::ipn(2, 0), link.clone()).await.expect("up");
+    a.send(Eid::ipn(1, 1), Eid::ipn(2, 5), Bytes::from_static(b"x"), 3_600_000, BundleFlags::default())
+        .await
+        .expect("send");
+    let mut offers = 1;
+    for delay_s in [1u64, 2, 4, 8, 16, 32, 60, 60] {
+        eventually("the offer was made", || link.offered().len() == offers).await;
+        settle().await;
+        assert_eq!(link.offered().len(), offers, "nothing before the clock moves");
+        clock.advance(delay_s * 1000 - 1);
+        settle().await;
+        assert_eq!(link.offered().len(), offers, "not before {delay_s} s");
+        clock.advance(1);
+        offers += 1;
+        eventually(&format!("retried after {delay_s} s"), || link.offered().len() == offers).await;
+    }
+    eventually("taken at the ninth offer", || b.agent.store().stats().bundles == 1).await;
+    // A success resets the backoff: the next refusal is retried after 1 s again.
+    link.script.lock().expect("lock").push_back(Refusal::NoResources);
+    a.send(Eid::ipn(1, 1), Eid::ipn(2, 5), Bytes::from_static(b"y"), 3_600_000, BundleFlags::default())
+        .await
+        .expect("send");
+    offers += 1;
+    eventually("refused once", || link.offered().len() == offers).await;
+    settle().await;
+    clock.advance(999);
+    settle().await;
+    assert_eq!(link.offered().len(), offers);
+    clock.advance(1);
+    eventually("retried after 1 s", || b.agent.store().stats().bundles == 2).await;
 }

@@ -33,6 +33,11 @@ use crate::store::{
 };
 use crate::time::Clock;
 
+/// A duration in whole milliseconds, as the clock counts.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// How one forwarding attempt ended.
 enum Sent {
     /// The neighbour has it; it left the store.
@@ -632,8 +637,9 @@ impl<S: Store> Agent<S> {
         let agent = Arc::downgrade(&self.inner);
         let node = hop.node_id();
         let state = Arc::clone(&neighbour.retry);
+        let wake = self.inner.clock.sleep_until(self.inner.clock.now_dtn_ms().saturating_add(millis(delay)));
         tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
+            wake.await;
             lock(&state).pending = false;
             let Some(inner) = agent.upgrade() else { return };
             let agent = Agent { inner };
@@ -919,7 +925,8 @@ impl<S: Store> Agent<S> {
     pub async fn maintain(self, period: Duration, retry_every: u32) {
         let mut ticks = 0u32;
         loop {
-            tokio::time::sleep(period).await;
+            let at = self.inner.clock.now_dtn_ms().saturating_add(millis(period));
+            self.inner.clock.sleep_until(at).await;
             if let Err(error) = self.expire().await {
                 tracing::error!(%error, "expiry failed");
             }

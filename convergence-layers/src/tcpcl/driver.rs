@@ -144,6 +144,12 @@ impl SessionStatus {
     }
 }
 
+/// The runtime's time, which the session's timers and the driver's sleeps share: a paused
+/// tokio clock (tests) drives both.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -315,7 +321,7 @@ impl<S: Store> Tcpcl<S> {
             bundles_sent: AtomicU64::new(0),
         });
         lock(&self.shared.sessions).insert(number, Arc::clone(&status));
-        let session = Session::new(self.shared.config.session.clone(), role, Instant::now());
+        let session = Session::new(self.shared.config.session.clone(), role, now());
         let mut task = SessionTask::new(self.clone(), number, session, status);
         let established = task.run(stream).await;
         lock(&self.shared.sessions).remove(&number);
@@ -453,8 +459,8 @@ impl<S: Store> SessionTask<S> {
             unacknowledged: HashMap::new(),
             queued_segment_bytes: 0,
             queued_control_bytes: 0,
-            write_progress: (Instant::now(), 0),
-            incoming_progress: Instant::now(),
+            write_progress: (now(), 0),
+            incoming_progress: now(),
             peer_label: None,
             close_reason: None,
             incoming: None,
@@ -564,7 +570,7 @@ impl<S: Store> SessionTask<S> {
             }
         };
         tracing::debug!(%address, ?node_ids, "TLS established");
-        self.session.tls_established(node_ids, Instant::now());
+        self.session.tls_established(node_ids, now());
         match connection {
             Connection::Client(stream) => {
                 let (reader, writer) = tokio::io::split(*stream);
@@ -586,7 +592,7 @@ impl<S: Store> SessionTask<S> {
             Some(deadline) => match tokio::time::timeout_at(deadline.into(), read).await {
                 Ok(result) => result.map(drop)?,
                 Err(_) => {
-                    self.session.handle_timeout(Instant::now());
+                    self.session.handle_timeout(now());
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
                         "no contact header from the peer in time",
@@ -596,7 +602,7 @@ impl<S: Store> SessionTask<S> {
             None => read.await.map(drop)?,
         }
         self.status.bytes_received.fetch_add(header.len() as u64, Ordering::Relaxed);
-        self.session.handle_input(&header, Instant::now());
+        self.session.handle_input(&header, now());
         // The passive side answers with its own header now, in the clear, before any TLS.
         self.write_plain(stream).await
     }
@@ -606,7 +612,7 @@ impl<S: Store> SessionTask<S> {
         while let Some(bytes) = self.session.poll_transmit() {
             stream.write_all(&bytes).await?;
             self.status.bytes_sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-            self.session.on_transmitted(Instant::now());
+            self.session.on_transmitted(now());
         }
         Ok(())
     }
@@ -661,10 +667,10 @@ impl<S: Store> SessionTask<S> {
                     }
                     Ok(n) => {
                         self.status.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
-                        self.session.handle_input(&buffer[..n], Instant::now());
+                        self.session.handle_input(&buffer[..n], now());
                     }
                 },
-                _ = sleep => self.session.handle_timeout(Instant::now()),
+                _ = sleep => self.session.handle_timeout(now()),
                 _ = watchdog.tick() => {
                     if let Some(reason) = self.watchdog(transfer_idle, send_stall) {
                         self.closing(reason);
@@ -673,15 +679,15 @@ impl<S: Store> SessionTask<S> {
                 }
                 Some(outbound) = self.outbound_rx.recv() => self.queued.push_back(outbound),
                 Some(report) = written.recv() => {
-                    self.write_progress = (Instant::now(), self.status.bytes_sent.load(Ordering::Relaxed));
+                    self.write_progress = (now(), self.status.bytes_sent.load(Ordering::Relaxed));
                     match report {
                         Written::Segment { data_length } => {
                             self.queued_segment_bytes = self.queued_segment_bytes.saturating_sub(data_length.max(1));
-                            self.session.on_transmitted(Instant::now());
+                            self.session.on_transmitted(now());
                         }
                         Written::Control { length } => {
                             self.queued_control_bytes = self.queued_control_bytes.saturating_sub(length);
-                            self.session.on_transmitted(Instant::now());
+                            self.session.on_transmitted(now());
                         }
                         Written::Failed(error) => {
                             self.closing(format_args!("the connection was lost: {error}"));
@@ -710,7 +716,7 @@ impl<S: Store> SessionTask<S> {
     /// writer whose bytes the peer has not taken for `send_stall` means a peer that does not
     /// read.
     fn watchdog(&mut self, transfer_idle: Duration, send_stall: Duration) -> Option<String> {
-        let now = Instant::now();
+        let now = now();
         if self.incoming.is_some() && now >= self.incoming_progress + transfer_idle {
             let transfer_id = self.incoming.as_ref().map_or(0, |i| i.transfer_id);
             // Dropping the transfer removes what was written of it.
@@ -773,7 +779,7 @@ impl<S: Store> SessionTask<S> {
     fn write(&mut self, job: WriteJob) {
         if self.queued_control_bytes == 0 && self.queued_segment_bytes == 0 {
             // The writer was idle: its stall watch starts now.
-            self.write_progress = (Instant::now(), self.status.bytes_sent.load(Ordering::Relaxed));
+            self.write_progress = (now(), self.status.bytes_sent.load(Ordering::Relaxed));
         }
         if let WriteJob::Control(bytes) = &job {
             self.queued_control_bytes += bytes.len() as u64;
@@ -869,7 +875,7 @@ impl<S: Store> SessionTask<S> {
                 }
             }
             Event::IncomingStarted { transfer_id, total_length } => {
-                self.incoming_progress = Instant::now();
+                self.incoming_progress = now();
                 let large = total_length.is_some_and(|l| l > STREAM_THRESHOLD as u64);
                 let receiving = if large {
                     match self.agent().begin_receive().await {
@@ -885,7 +891,7 @@ impl<S: Store> SessionTask<S> {
                 self.incoming = Some(IncomingTransfer { transfer_id, receiving });
             }
             Event::IncomingData { transfer_id, data } => {
-                self.incoming_progress = Instant::now();
+                self.incoming_progress = now();
                 let Some(mut incoming) = self.incoming.take().filter(|i| i.transfer_id == transfer_id) else {
                     return;
                 };
@@ -934,7 +940,7 @@ impl<S: Store> SessionTask<S> {
                 }
             }
             Event::Rejected { reason, rejected_type } => {
-                if let Some(suppressed) = self.warnings.allow(Instant::now()) {
+                if let Some(suppressed) = self.warnings.allow(now()) {
                     tracing::warn!(
                         peer = self.peer_label(), %reason, rejected_type, suppressed,
                         "the peer rejected a message"
@@ -1069,7 +1075,7 @@ impl<S: Store> SessionTask<S> {
 
     fn refuse(&mut self, transfer_id: u64, error: &AgentError) {
         let reason = refuse_reason(error);
-        if let Some(suppressed) = self.warnings.allow(Instant::now()) {
+        if let Some(suppressed) = self.warnings.allow(now()) {
             tracing::info!(
                 peer = self.peer_label(), transfer_id, %error, %reason, suppressed, "incoming bundle refused"
             );
