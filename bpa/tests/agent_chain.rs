@@ -636,3 +636,38 @@ async fn an_echo_request_over_the_limit_is_deleted_unanswered() {
     eventually("the store empty", || a.agent.store().stats().bundles == 0).await;
     assert_eq!(a.agent.stats().echoed, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_bundles_than_a_page_wait_through_a_restart_and_all_go_when_the_neighbour_comes() {
+    let clock = Arc::new(ManualClock::new(START));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dyn_clock: Arc<dyn bpa::time::Clock> = clock.clone();
+    let open = || async {
+        let (store, _) = SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&dyn_clock))
+            .await
+            .expect("store");
+        Agent::new(AgentConfig::new(Eid::ipn(1, 0)), store, Arc::clone(&dyn_clock))
+    };
+    {
+        let a = open().await;
+        for i in 0..2_500u32 {
+            a.send(
+                Eid::ipn(1, 1),
+                Eid::ipn(2, 1),
+                Bytes::from(i.to_be_bytes().to_vec()),
+                600_000,
+                BundleFlags::default(),
+            )
+            .await
+            .expect("send");
+        }
+        a.store().clone().close().await;
+    }
+    let a = open().await;
+    a.start().await.expect("start");
+    let b = node(2, &clock).await;
+    let (cla, _) = MemoryLink::new(b.agent.clone());
+    a.neighbour_up(Eid::ipn(2, 0), Arc::new(cla)).await.expect("up");
+    eventually("every bundle crossed", || b.agent.store().stats().bundles == 2_500).await;
+    eventually("A's store empty", || a.store().stats().bundles == 0).await;
+}

@@ -84,9 +84,10 @@ impl Store for FailingDeletes {
         &self,
         kind: StateKind,
         argument: Option<&str>,
+        after: StoreId,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<StoredBundle>, StoreError>> + Send {
-        Store::by_state(&self.store, kind, argument, limit)
+        Store::by_state(&self.store, kind, argument, after, limit)
     }
     fn by_neighbour(
         &self,

@@ -249,7 +249,7 @@ impl<S: Store> Agent<S> {
         let waiting = self
             .inner
             .store
-            .by_state(StateKind::WaitingForApplication, Some(&endpoint.to_string()), 8)
+            .by_state(StateKind::WaitingForApplication, Some(&endpoint.to_string()), 0, 8)
             .await?;
         for meta in waiting {
             if let Some((header, content)) = self.open_payload(meta.id).await {
@@ -351,7 +351,8 @@ impl<S: Store> Agent<S> {
     pub(super) async fn reassemble(&self, adu: &str) {
         let _one_at_a_time = self.inner.reassembly.lock().await;
         let store = &self.inner.store;
-        let fragments = match store.by_state(StateKind::AwaitingReassembly, Some(adu), usize::MAX).await {
+        // Every fragment of the ADU, whole (incremental, file-backed reassembly is issue 13's).
+        let fragments = match store.by_state(StateKind::AwaitingReassembly, Some(adu), 0, usize::MAX).await {
             Ok(fragments) => fragments,
             Err(error) => {
                 tracing::error!(%error, adu, "cannot list the fragments of an ADU");
@@ -406,16 +407,21 @@ impl<S: Store> Agent<S> {
             .entry(endpoint.clone())
             .or_default()
             .push(Connection::Bundles(tx.clone()));
-        let waiting = self
-            .inner
-            .store
-            .by_state(StateKind::WaitingForApplication, Some(&endpoint.to_string()), usize::MAX)
-            .await?;
         let mut from_store = HashSet::new();
-        for meta in waiting {
-            if let Some(bundle) = self.load(meta.id).await {
-                from_store.insert(meta.id);
-                let _ = tx.send(Delivery { id: meta.id, bundle });
+        let mut after = 0;
+        loop {
+            let page = self
+                .inner
+                .store
+                .by_state(StateKind::WaitingForApplication, Some(&endpoint.to_string()), after, 1024)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            for meta in page {
+                if let Some(bundle) = self.load(meta.id).await {
+                    from_store.insert(meta.id);
+                    let _ = tx.send(Delivery { id: meta.id, bundle });
+                }
             }
         }
         tracing::info!(%endpoint, waiting = from_store.len(), "application connected");

@@ -50,6 +50,9 @@ enum Sent {
     TooBigForLearnedLimit(String),
 }
 
+/// Bundles read per store query when the agent looks through a state (restart, redispatch).
+const SCAN_PAGE: usize = 1024;
+
 /// Bundles looked at per store query while expiring.
 const EXPIRY_PAGE: usize = 256;
 
@@ -266,15 +269,28 @@ impl<S: Store> Agent<S> {
     pub async fn start(&self) -> Result<(), AgentError> {
         let store = &self.inner.store;
         for kind in [StateKind::QueuedFor, StateKind::InFlight] {
-            for meta in store.by_state(kind, None, usize::MAX).await? {
-                store.set_state(meta.id, BundleState::WaitingForRoute).await?;
+            let mut after = 0;
+            loop {
+                let page = store.by_state(kind, None, after, SCAN_PAGE).await?;
+                let Some(last) = page.last() else { break };
+                after = last.id;
+                for meta in page {
+                    store.set_state(meta.id, BundleState::WaitingForRoute).await?;
+                }
             }
         }
-        let fragments = store.by_state(StateKind::AwaitingReassembly, None, usize::MAX).await?;
-        let adus: HashSet<String> =
-            fragments.into_iter().filter_map(|m| m.state.argument().map(str::to_string)).collect();
-        for adu in adus {
-            self.reassemble(&adu).await;
+        // Complete ADUs are reassembled, a page of fragments at a time (an incomplete one is
+        // looked at again when its next fragment arrives).
+        let mut after = 0;
+        loop {
+            let page = store.by_state(StateKind::AwaitingReassembly, None, after, SCAN_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            let adus: HashSet<String> =
+                page.into_iter().filter_map(|m| m.state.argument().map(str::to_string)).collect();
+            for adu in adus {
+                self.reassemble(&adu).await;
+            }
         }
         self.redispatch_waiting(true).await
     }
@@ -847,20 +863,25 @@ impl<S: Store> Agent<S> {
         if !with_local && lock(&self.inner.neighbours).is_empty() {
             return Ok(());
         }
-        let waiting = self.inner.store.by_state(StateKind::WaitingForRoute, None, usize::MAX).await?;
-        for meta in waiting {
-            if self.is_local(&meta.destination) {
-                if !with_local {
-                    continue;
+        let mut after = 0;
+        loop {
+            let page = self.inner.store.by_state(StateKind::WaitingForRoute, None, after, SCAN_PAGE).await?;
+            let Some(last) = page.last() else { return Ok(()) };
+            after = last.id;
+            for meta in page {
+                if self.is_local(&meta.destination) {
+                    if !with_local {
+                        continue;
+                    }
+                    // Only the header is read: delivery reads the rest if it needs it.
+                    if let Some((header, _)) = self.open_payload(meta.id).await {
+                        self.dispatch_stored(meta.id, &header.primary).await;
+                    }
+                } else {
+                    self.forward_if_routed(meta.id, &meta.destination, None, meta.received_at);
                 }
-                if let Some(bundle) = self.load(meta.id).await {
-                    self.dispatch(meta.id, bundle).await;
-                }
-            } else {
-                self.forward_if_routed(meta.id, &meta.destination, None, meta.received_at);
             }
         }
-        Ok(())
     }
 
     /// Deletes every bundle whose lifetime has ended (RFC 9171 §5.10), reporting as asked.

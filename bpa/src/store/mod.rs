@@ -82,11 +82,13 @@ pub trait Store: Clone + Send + Sync + std::fmt::Debug + 'static {
     fn reserve(&self, bytes: u64) -> Result<Reservation, StoreError>;
     /// The encoded bytes, whole or as a stream, checked against what was recorded at insert.
     fn open_data(&self, id: StoreId) -> impl Future<Output = Result<BundleData, StoreError>> + Send;
-    /// Bundles in a state (optionally naming one neighbour or endpoint), oldest first.
+    /// Bundles in a state (optionally naming one neighbour or endpoint), oldest first, with
+    /// store ids after `after` (0: from the first): a page of at most `limit`.
     fn by_state(
         &self,
         kind: StateKind,
         argument: Option<&str>,
+        after: StoreId,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<StoredBundle>, StoreError>> + Send;
     /// Bundles queued for, in flight to, or in custody with a neighbour.
@@ -206,9 +208,10 @@ impl Store for SqliteStore {
         &self,
         kind: StateKind,
         argument: Option<&str>,
+        after: StoreId,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<StoredBundle>, StoreError>> + Send {
-        SqliteStore::by_state(self, kind, argument, limit)
+        SqliteStore::by_state(self, kind, argument, after, limit)
     }
     fn by_neighbour(
         &self,

@@ -786,19 +786,20 @@ impl SqliteStore {
     }
 
     /// Bundles in a state of this kind (and, if given, naming this neighbour or endpoint),
-    /// oldest first.
+    /// oldest first, with store ids after `after` (0: from the first): a page at a time.
     pub async fn by_state(
         &self,
         kind: StateKind,
         argument: Option<&str>,
+        after: StoreId,
         limit: usize,
     ) -> Result<Vec<StoredBundle>, StoreError> {
         use rusqlite::types::Value;
-        let mut params = vec![Value::Integer(kind as i64)];
+        let mut params = vec![Value::Integer(kind as i64), Value::Integer(after)];
         let filter = match argument {
             Some(arg) => {
                 params.push(Value::Text(arg.to_string()));
-                " AND state_arg = ?2"
+                " AND state_arg = ?3"
             }
             None => "",
         };
@@ -806,7 +807,7 @@ impl SqliteStore {
         let limit_at = params.len();
         self.query(
             format!(
-                "SELECT {ROW_COLUMNS} FROM bundles WHERE state = ?1{filter} ORDER BY id LIMIT ?{limit_at}"
+                "SELECT {ROW_COLUMNS} FROM bundles WHERE state = ?1 AND id > ?2{filter} ORDER BY id LIMIT ?{limit_at}"
             ),
             params,
         )

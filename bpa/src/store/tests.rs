@@ -198,10 +198,16 @@ async fn states_and_queries() {
         .id()
         .unwrap();
     let ids = |v: Vec<StoredBundle>| v.into_iter().map(|m| m.id).collect::<Vec<_>>();
-    assert_eq!(ids(store.by_state(StateKind::WaitingForRoute, None, 10).await.unwrap()), [a]);
-    assert_eq!(ids(store.by_state(StateKind::QueuedFor, Some("ipn:7.0"), 10).await.unwrap()), [b]);
+    assert_eq!(ids(store.by_state(StateKind::WaitingForRoute, None, 0, 10).await.unwrap()), [a]);
+    // A page after a cursor: nothing past the last.
     assert_eq!(
-        ids(store.by_state(StateKind::QueuedFor, Some("ipn:8.0"), 10).await.unwrap()),
+        ids(store.by_state(StateKind::WaitingForRoute, None, a, 10).await.unwrap()),
+        Vec::<i64>::new()
+    );
+    assert_eq!(ids(store.by_state(StateKind::WaitingForRoute, None, a - 1, 10).await.unwrap()), [a]);
+    assert_eq!(ids(store.by_state(StateKind::QueuedFor, Some("ipn:7.0"), 0, 10).await.unwrap()), [b]);
+    assert_eq!(
+        ids(store.by_state(StateKind::QueuedFor, Some("ipn:8.0"), 0, 10).await.unwrap()),
         Vec::<i64>::new()
     );
     assert_eq!(ids(store.by_neighbour("ipn:7.0", 10).await.unwrap()), [b, c]);
@@ -590,7 +596,7 @@ async fn a_flipped_byte_in_a_file_fails_the_read_before_its_end_and_quarantines_
         matches!(meta.state, BundleState::Quarantined { ref problem } if problem.contains("checksum mismatch"))
     );
     assert_eq!(store.stats().quarantined, 1);
-    assert!(store.by_state(StateKind::WaitingForRoute, None, 10).await.unwrap().is_empty());
+    assert!(store.by_state(StateKind::WaitingForRoute, None, 0, 10).await.unwrap().is_empty());
     // Nothing moves it out of quarantine but a delete; the count survives a reopen.
     assert!(matches!(store.set_state(id, BundleState::WaitingForRoute).await, Err(StoreError::NotFound(_))));
     // Whole reads and forwarding reads fail the same way.
