@@ -1,15 +1,21 @@
-//! The bundle processing agent (RFC 9171 §5): the pipeline ([`node`]), local delivery,
+//! The bundle processing agent (RFC 9171 §5): the pipeline ([`node`]: the agent, dispatch,
+//! neighbours and routes; `reception`; `forwarder`, per neighbour; `expiry`), local delivery,
 //! registrations and the echo service ([`delivery`]), routing hooks ([`routing`]) and its
 //! sans-IO pieces — the edits a node makes when it forwards a bundle ([`forward`]),
 //! fragmentation and reassembly ([`fragment`]), and the status reports it sends ([`report`]).
 
 mod counters;
 pub mod delivery;
+mod expiry;
 pub mod forward;
+mod forwarder;
 pub mod fragment;
 pub mod node;
 pub mod outgoing;
+mod reception;
 pub mod report;
 pub mod routing;
+
+pub use reception::PendingReceive;
 
 pub use counters::AgentStats;

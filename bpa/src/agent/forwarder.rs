@@ -1,0 +1,296 @@
+//! The per-neighbour forwarding of a bundle (RFC 9171 §5.4): a bundle takes a slot in its
+//! neighbour's queue, is opened (header only), edited, fragmented if the link needs it (§5.8),
+//! and handed to the convergence layer; it leaves the store only once the neighbour has all
+//! of it. A refusal is acted on by its reason; failed sends wait on the neighbour's retry timer.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::counters::Counters;
+use super::forward::{ForwardError, prepare_for_forwarding};
+use super::fragment::{FragmentError, fragment};
+use super::node::{Agent, BoxedTask, Neighbour, lock, millis};
+use super::report::Status;
+use crate::admin::ReasonCode;
+use crate::bundle::{Bundle, Eid};
+use crate::cla::{ClaError, OutgoingBundle, Refusal};
+use crate::store::{BundleData, DeleteReason, OpenedBundle, Store, StoreError, StoreId};
+
+/// How one forwarding attempt ended.
+enum Sent {
+    /// The neighbour has it; it left the store.
+    Done,
+    /// Nothing more to do now: gone meanwhile, deleted (hop limit), or waiting (logged).
+    Gone,
+    /// The layer could not hand it over.
+    Failed(ClaError),
+    /// Larger than the neighbour said it takes, and not to be fragmented.
+    TooBigForLearnedLimit(String),
+}
+
+/// Removes a bundle from the in-flight set when its forwarding ends, however it ends.
+struct InFlight<S: Store> {
+    agent: Agent<S>,
+    id: StoreId,
+}
+
+impl<S: Store> Drop for InFlight<S> {
+    fn drop(&mut self) {
+        lock(&self.agent.inner.in_flight).remove(&self.id);
+    }
+}
+
+impl<S: Store> Agent<S> {
+    /// Starts forwarding if a neighbour can take the bundle; otherwise it stays waiting for a
+    /// route. Returns whether it started. `received_at` (DTN ms) is when the store took it,
+    /// for the Bundle Age.
+    pub(super) fn forward_if_routed(
+        &self,
+        id: StoreId,
+        destination: &Eid,
+        bundle: Option<Bundle>,
+        received_at: u64,
+    ) -> bool {
+        let Some((hop, neighbour)) = self.next_hop(destination) else {
+            return false;
+        };
+        self.forward_to(id, bundle, received_at, hop, neighbour);
+        true
+    }
+
+    /// Starts forwarding a bundle to the neighbour `hop` unless it is on its way already.
+    pub(super) fn forward_to(
+        &self,
+        id: StoreId,
+        bundle: Option<Bundle>,
+        received_at: u64,
+        hop: Eid,
+        neighbour: Neighbour,
+    ) {
+        if !lock(&self.inner.in_flight).insert(id) {
+            return; // already on its way
+        }
+        let guard = InFlight { agent: self.clone(), id };
+        let agent = self.clone();
+        // A bundle waits for a slot in its neighbour's queue in a small future; the forwarding
+        // itself, a much larger one, is made only once it has the slot. (Thousands may wait
+        // when a neighbour comes up.)
+        let task: BoxedTask = Box::pin(async move {
+            let Ok(slot) = Arc::clone(&neighbour.slots).acquire_owned().await else { return };
+            let forwarding: BoxedTask =
+                Box::pin(agent.forward(guard, bundle, received_at, hop, neighbour, slot));
+            forwarding.await;
+        });
+        tokio::spawn(task);
+    }
+
+    /// Sends one bundle to a neighbour (RFC 9171 §5.4), in fragments if the link needs them
+    /// (§5.8). The bundle leaves the store only once the neighbour has all of it.
+    ///
+    /// A bundle deleted meanwhile (expired, by an operator) is found gone when it is opened; one
+    /// still in memory is sent as it is and its deletion afterwards finds nothing, which is
+    /// harmless.
+    async fn forward(
+        self,
+        guard: InFlight<S>,
+        bundle: Option<Bundle>,
+        received_at: u64,
+        hop: Eid,
+        neighbour: Neighbour,
+        _slot: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        let id = guard.id;
+        let mut bundle = bundle;
+        // A second attempt follows only a refusal as too large, with the limit learned.
+        for attempt in 0..2 {
+            match self.forward_once(id, bundle.take(), received_at, &hop, &neighbour).await {
+                Sent::Done | Sent::Gone => return,
+                Sent::Failed(ClaError::Refused { reason: Refusal::TooLarge { limit }, .. })
+                    if attempt == 0 =>
+                {
+                    tracing::info!(neighbour = %hop, limit, store_id = id, "the neighbour takes bundles of at most {limit} bytes");
+                    neighbour.learned_max.store(limit, Ordering::Relaxed);
+                }
+                Sent::Failed(
+                    error @ ClaError::Refused {
+                        reason: Refusal::NotAcceptable | Refusal::TooLarge { .. },
+                        ..
+                    },
+                ) => {
+                    return self.refused(guard, received_at, &hop, &error.to_string()).await;
+                }
+                Sent::TooBigForLearnedLimit(why) => {
+                    return self.refused(guard, received_at, &hop, &why).await;
+                }
+                Sent::Failed(error) => {
+                    let retry_in = self.retry_later(&hop, &neighbour);
+                    let allowed = lock(&neighbour.warnings).allow(std::time::Instant::now());
+                    if let Some(suppressed) = allowed {
+                        tracing::warn!(
+                            %error, neighbour = %hop, store_id = id, cla = neighbour.cla.name(), ?retry_in,
+                            earlier_failures_not_logged = suppressed,
+                            "forwarding failed; the bundle waits for the next chance"
+                        );
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One attempt at [`Agent::forward`]: the bundle opened, edited, fragmented if the link
+    /// needs it, and handed over; deleted once the neighbour has all of it.
+    async fn forward_once(
+        &self,
+        id: StoreId,
+        bundle: Option<Bundle>,
+        received_at: u64,
+        hop: &Eid,
+        neighbour: &Neighbour,
+    ) -> Sent {
+        let store = &self.inner.store;
+        let parse = &self.inner.config.parse;
+        // A bundle still in memory is encoded again rather than read back; one in the store is
+        // opened with only its header read, its payload streamed as the layer sends it.
+        let data = match bundle {
+            Some(bundle) => Ok(BundleData::Inline(Bytes::from(bundle.encode()))),
+            None => store.open_data(id).await,
+        };
+        let opened = match data {
+            Ok(data) => data.into_opened(parse).await,
+            Err(error) => Err(error),
+        };
+        let OpenedBundle { mut header, prefix, rest } = match opened {
+            Ok(opened) => opened,
+            Err(StoreError::NotFound(_)) => return Sent::Gone,
+            Err(error) => {
+                tracing::error!(%error, store_id = id, "a stored bundle cannot be read for forwarding");
+                return Sent::Gone;
+            }
+        };
+        let residence = self.inner.clock.now_dtn_ms().saturating_sub(received_at);
+        let subject = header.primary.clone();
+        let payload_len = header.payload.data_length;
+        if let Err(ForwardError::HopLimitExceeded { .. }) =
+            prepare_for_forwarding(&mut header, &self.inner.config.node_id, residence)
+        {
+            self.delete(id, &subject, payload_len, ReasonCode::HOP_LIMIT_EXCEEDED).await;
+            return Sent::Gone;
+        }
+        let outgoing = OutgoingBundle::new(header.encode_head(&prefix).into(), rest);
+        let cla = &neighbour.cla;
+        let learned = neighbour.learned_max.load(Ordering::Relaxed);
+        let link_max = cla.max_bundle_size().map_or(u64::MAX, |m| m as u64);
+        let max = link_max.min(learned);
+        let pieces = if outgoing.len() > max {
+            let fitting = usize::try_from(max).unwrap_or(usize::MAX);
+            match self.fragments(outgoing, fitting).await {
+                Ok(pieces) => pieces,
+                Err(error) => {
+                    Counters::bump(&self.inner.counters.too_big);
+                    if learned < link_max {
+                        return Sent::TooBigForLearnedLimit(format!(
+                            "{hop} takes bundles of at most {learned} bytes and this one cannot be fragmented: {error}"
+                        ));
+                    }
+                    tracing::warn!(
+                        %error, bundle = %header.id(), neighbour = %hop, cla = cla.name(), max,
+                        "the bundle is too big for this link; it waits for another route or its expiry"
+                    );
+                    return Sent::Gone;
+                }
+            }
+        } else {
+            vec![outgoing]
+        };
+        let fragmented = pieces.len() > 1;
+        for piece in pieces {
+            if let Err(error) = cla.send(hop, piece).await {
+                return Sent::Failed(error);
+            }
+            if fragmented {
+                Counters::bump(&self.inner.counters.fragments_sent);
+            }
+        }
+        lock(&neighbour.retry).delay = self.inner.config.forward_retry_min;
+        if self.remove(id, DeleteReason::Forwarded { neighbour: hop.to_string() }).await.is_some() {
+            Counters::bump(&self.inner.counters.forwarded);
+            self.report(&subject, payload_len, Status::Forwarded, ReasonCode::NO_ADDITIONAL_INFORMATION)
+                .await;
+        }
+        Sent::Done
+    }
+
+    /// The neighbour `hop` will not take the bundle (`why`): it goes by another route if one is
+    /// up, else it is deleted with reason "transmission canceled" (reported if asked for).
+    async fn refused(&self, guard: InFlight<S>, received_at: u64, hop: &Eid, why: &str) {
+        let id = guard.id;
+        let Some((header, _)) = self.open_payload(id).await else { return };
+        let destination = &header.primary.destination;
+        if let Some((via, neighbour)) = self.next_hop_except(destination, Some(hop)) {
+            tracing::info!(store_id = id, neighbour = %hop, %why, other = %via, "refused; sent by another route");
+            drop(guard);
+            self.forward_to(id, None, received_at, via, neighbour);
+            return;
+        }
+        tracing::warn!(
+            store_id = id, bundle = %header.id(), neighbour = %hop, %why,
+            "refused and no other route: the bundle is deleted (transmission canceled)"
+        );
+        let len = header.payload.data_length;
+        self.delete(id, &header.primary, len, ReasonCode::TRANSMISSION_CANCELED).await;
+    }
+
+    /// A send to `neighbour` failed: unless a retry timer is already running, one starts; when
+    /// it expires, and the neighbour is still the one that failed, every bundle waiting for a
+    /// route is dispatched again (those on their way already are skipped). Returns the delay
+    /// of a timer started now. (A neighbour that goes down and up again gets a fresh state and
+    /// is dispatched to at once by [`Agent::neighbour_up`].)
+    pub(super) fn retry_later(&self, hop: &Eid, neighbour: &Neighbour) -> Option<Duration> {
+        let delay = {
+            let mut retry = lock(&neighbour.retry);
+            if retry.pending {
+                return None;
+            }
+            retry.pending = true;
+            let delay = retry.delay;
+            retry.delay = (delay * 2).min(self.inner.config.forward_retry_max);
+            delay
+        };
+        // The timer does not keep the agent alive: one shut down meanwhile is left alone.
+        let agent = Arc::downgrade(&self.inner);
+        let node = hop.node_id();
+        let state = Arc::clone(&neighbour.retry);
+        let wake = self.inner.clock.sleep_until(self.inner.clock.now_dtn_ms().saturating_add(millis(delay)));
+        tokio::spawn(async move {
+            wake.await;
+            lock(&state).pending = false;
+            let Some(inner) = agent.upgrade() else { return };
+            let agent = Agent { inner };
+            let same_neighbour =
+                lock(&agent.inner.neighbours).get(&node).is_some_and(|n| Arc::ptr_eq(&n.retry, &state));
+            if same_neighbour && let Err(error) = agent.redispatch().await {
+                tracing::error!(%error, "dispatching waiting bundles again failed");
+            }
+        });
+        Some(delay)
+    }
+
+    /// Proactive fragmentation for a link that takes bundles of at most `max` bytes (RFC 9171
+    /// §5.8). Such links are small, so the bundle is read whole.
+    async fn fragments(&self, bundle: OutgoingBundle, max: usize) -> Result<Vec<OutgoingBundle>, String> {
+        let bytes = bundle.into_bytes().await.map_err(|e| format!("reading the bundle: {e}"))?;
+        let bundle = Bundle::parse(&bytes, &self.inner.config.parse).map_err(|e| e.to_string())?;
+        match fragment(&bundle, max) {
+            Ok(pieces) => {
+                Ok(pieces.iter().map(|p| OutgoingBundle::from_bytes(Bytes::from(p.encode()))).collect())
+            }
+            Err(error @ (FragmentError::MustNotFragment | FragmentError::TooSmall { .. })) => {
+                Err(error.to_string())
+            }
+        }
+    }
+}

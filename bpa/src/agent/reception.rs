@@ -1,0 +1,175 @@
+//! Reception from convergence layers (RFC 9171 §5.6): a bundle received whole or in pieces
+//! streamed into the store, checked against the agent's parse policy, stored durably (so the
+//! layer may acknowledge it), reported if asked, and dispatched.
+
+use std::future::Future;
+
+use bytes::Bytes;
+
+use super::counters::Counters;
+use super::node::{Agent, AgentError, Reception};
+use super::report::Status;
+use crate::admin::ReasonCode;
+use crate::bundle::{Bundle, BundleError};
+use crate::store::{BundleState, InsertOutcome, StateKind, Store, StreamingInsert};
+
+impl<S: Store> Agent<S> {
+    /// A bundle from a convergence layer (RFC 9171 §5.6). `Ok` means it is durable here: the
+    /// layer may acknowledge it to the sender.
+    pub async fn receive(&self, encoded: Bytes) -> Result<Reception, AgentError> {
+        let counters = &self.inner.counters;
+        let bundle = Bundle::parse(&encoded, &self.inner.config.parse).inspect_err(|error| {
+            Counters::bump(&counters.refused);
+            tracing::info!(%error, "a received bundle was refused");
+        })?;
+        let state = self.initial_state(bundle.primary());
+        let recorded = state.kind() == StateKind::WaitingForApplication;
+        match self.inner.store.insert(encoded, state).await? {
+            InsertOutcome::Duplicate(id) => {
+                Counters::bump(&counters.duplicates);
+                Ok(Reception::Duplicate(id))
+            }
+            InsertOutcome::AlreadyHandled => {
+                Counters::bump(&counters.duplicates);
+                tracing::debug!(bundle = %bundle.id(), "a bundle already delivered or forwarded arrived again");
+                Ok(Reception::AlreadyHandled)
+            }
+            InsertOutcome::Stored(id) => {
+                Counters::bump(&counters.received);
+                self.report(
+                    bundle.primary(),
+                    bundle.payload().len() as u64,
+                    Status::Received,
+                    ReasonCode::NO_ADDITIONAL_INFORMATION,
+                )
+                .await;
+                let primary = bundle.primary().clone();
+                self.dispatch_with(id, &primary, Some(bundle), recorded).await;
+                Ok(Reception::Accepted(id))
+            }
+        }
+    }
+}
+
+/// A bundle arriving from a convergence layer in pieces ([`Agent::begin_receive`]): the pieces
+/// go straight to the store, checked as they stream, so receiving a bundle of any size takes a
+/// few buffers of memory. Nothing is stored, and nothing left behind, until
+/// [`PendingReceive::commit`] returns; dropping it abandons the bundle.
+#[derive(Debug)]
+pub struct PendingReceive<S: Store> {
+    agent: Agent<S>,
+    insert: S::Pending,
+    /// The header has been checked against the agent's parse policy.
+    policy_checked: bool,
+}
+
+impl<S: Store> Agent<S> {
+    /// Starts receiving a bundle whose bytes arrive in pieces (RFC 9171 §5.6).
+    pub async fn begin_receive(&self) -> Result<PendingReceive<S>, AgentError> {
+        Ok(PendingReceive {
+            agent: self.clone(),
+            insert: self.inner.store.begin_insert().await?,
+            policy_checked: false,
+        })
+    }
+}
+
+impl<S: Store> PendingReceive<S> {
+    /// The next bytes of the bundle; an error means the bundle is refused (invalid, too large,
+    /// or the store failed) and the rest of it is to be dropped.
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), AgentError> {
+        self.insert.write(chunk).await.inspect_err(|_| Counters::bump(&self.agent.inner.counters.refused))?;
+        self.check_policy()
+    }
+
+    /// The agent's parse policy (its `[accept]` switches), the same for bundles received whole
+    /// ([`Agent::receive`]) and in pieces: the store indexes what it is given leniently, so
+    /// the leniencies are checked here once the header is in.
+    fn check_policy(&mut self) -> Result<(), AgentError> {
+        if self.policy_checked {
+            return Ok(());
+        }
+        let Some(header) = self.insert.header() else { return Ok(()) };
+        self.policy_checked = true;
+        let options = &self.agent.inner.config.parse;
+        let refusal = if header.primary_crc_missing() && !options.accept_primary_without_crc {
+            Some(BundleError::MissingPrimaryCrc)
+        } else if header.bundle_age_missing() && !options.accept_missing_bundle_age {
+            Some(BundleError::MissingBundleAge)
+        } else {
+            None
+        };
+        match refusal {
+            Some(error) => {
+                Counters::bump(&self.agent.inner.counters.refused);
+                tracing::info!(%error, "a received bundle was refused");
+                Err(AgentError::Invalid(error))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// As [`PendingReceive::write`], taking the bytes of `chunk` rather than copying them:
+    /// `chunk` comes back empty, with the capacity of a buffer written earlier.
+    pub async fn write_owned(&mut self, chunk: &mut Vec<u8>) -> Result<(), AgentError> {
+        self.insert
+            .write_owned(chunk)
+            .await
+            .inspect_err(|_| Counters::bump(&self.agent.inner.counters.refused))?;
+        self.check_policy()
+    }
+
+    /// Whether this node already holds the bundle being received, or delivered or forwarded it
+    /// and still remembers it; `None` until its header has arrived. A layer can then refuse the rest at once (TCPCL's XFER_REFUSE "completed",
+    /// RFC 9174 §5.2.4) rather than receive it all to find a duplicate at the commit.
+    pub fn already_held(&self) -> impl Future<Output = Result<Option<bool>, AgentError>> + Send + 'static {
+        // Nothing of `self` is held across the look-up (a pending insert need not be `Sync`).
+        let id = self.insert.header().map(|header| header.id());
+        let store = self.agent.inner.store.clone();
+        async move {
+            let Some(id) = id else { return Ok(None) };
+            Ok(Some(store.known(&id).await?))
+        }
+    }
+
+    /// The bundle is complete: it is checked to its end, made durable and dispatched. `Ok`
+    /// means it is durable here and the layer may acknowledge it to the sender.
+    pub async fn commit(self) -> Result<Reception, AgentError> {
+        let PendingReceive { agent, insert, .. } = self;
+        let header = insert.header().cloned();
+        let counters = &agent.inner.counters;
+        let state = header.as_ref().map_or(BundleState::WaitingForRoute, |h| agent.initial_state(&h.primary));
+        let recorded = state.kind() == StateKind::WaitingForApplication;
+        let outcome = insert.commit(state).await.inspect_err(|error| {
+            Counters::bump(&counters.refused);
+            tracing::info!(%error, "a received bundle was refused");
+        })?;
+        match (outcome, header) {
+            (InsertOutcome::Duplicate(id), _) => {
+                Counters::bump(&counters.duplicates);
+                Ok(Reception::Duplicate(id))
+            }
+            (InsertOutcome::AlreadyHandled, _) => {
+                Counters::bump(&counters.duplicates);
+                Ok(Reception::AlreadyHandled)
+            }
+            (InsertOutcome::Stored(id), Some(header)) => {
+                Counters::bump(&counters.received);
+                let payload_len = header.payload.data_length;
+                agent
+                    .report(
+                        &header.primary,
+                        payload_len,
+                        Status::Received,
+                        ReasonCode::NO_ADDITIONAL_INFORMATION,
+                    )
+                    .await;
+                agent.dispatch_with(id, &header.primary, None, recorded).await;
+                Ok(Reception::Accepted(id))
+            }
+            // A committed insert has parsed its header; should that ever not hold, the bundle is
+            // durable and is dispatched at the next start.
+            (InsertOutcome::Stored(id), None) => Ok(Reception::Accepted(id)),
+        }
+    }
+}
