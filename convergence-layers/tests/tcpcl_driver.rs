@@ -397,7 +397,7 @@ async fn a_transfer_that_stalls_is_abandoned_and_its_partial_data_removed_whatev
         .build_streamed((1 << 30) - 100)
         .expect("a head");
         data.resize(3 << 20, 0x5a);
-        encode_segment_header(0x02, 1, &start, 20 << 20, &mut out);
+        encode_segment_header(0x02, 1, &start, 8 << 20, &mut out);
         stream.write_all(&out).await.expect("segment head");
         stream.write_all(&data).await.expect("some data");
         peers.push(stream);
@@ -506,4 +506,21 @@ async fn a_bundle_over_the_peers_transfer_mru_goes_in_fragments_that_fit() {
     eventually("B let it go", || b.agent.store().stats().bundles == 0).await;
     assert!(b.agent.stats().fragments_sent >= 5, "{:?}", b.agent.stats());
     b.tcpcl.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_over_the_announced_segment_mru_ends_the_session() {
+    use convergence_layers::tcpcl::wire::encode_segment_header;
+    let (a, address) = listening(1).await;
+    let mut stream = raw_peer(address, "ipn:20.0", 30).await;
+    let mut out = bytes::BytesMut::new();
+    // Our segment MRU is 16 MiB: a peer announcing a 17 MiB segment is cut off at its head.
+    encode_segment_header(0x03, 1, &[], 17 << 20, &mut out);
+    stream.write_all(&out).await.expect("segment head");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the session was ended");
+    assert!(answer.ends_with(&[0x05, 0x00, 0x05]), "SESS_TERM resource exhaustion: {answer:x?}");
+    eventually("no session left", || a.tcpcl.sessions().is_empty()).await;
+    assert!(blob_files(&a).is_empty());
 }

@@ -193,6 +193,11 @@ pub enum SessionError {
     Terminated(SessTermReason),
     #[error("all 2^64 transfer IDs of this session are used")]
     TransferIdsExhausted,
+    #[error(
+        "the peer sent a segment of {length} bytes, over the segment MRU of {mru} this node announced \
+         (RFC 9174 §4.6: no XFER_SEGMENT larger than the receiver's Segment MRU)"
+    )]
+    SegmentOverMru { length: u64, mru: u64 },
 }
 
 /// Why a transfer cannot be sent now.
@@ -794,6 +799,15 @@ impl Session {
     fn on_segment_header(&mut self, header: SegmentHeader) {
         let id = header.transfer_id;
         let discard = CurrentSegment { id, flags: header.flags, deliver: false };
+        if header.data_length > self.config.segment_mru {
+            // A peer that ignores the MRU it was given cannot be trusted with our buffers: the
+            // session ends (resource exhaustion) and the segment's data is not taken.
+            let error =
+                SessionError::SegmentOverMru { length: header.data_length, mru: self.config.segment_mru };
+            self.segment = Some(discard);
+            self.terminate_with(SessTermReason::RESOURCE_EXHAUSTION, Some(error));
+            return;
+        }
         if header.is_start() {
             if self.ending.is_some() {
                 // §6.1: no new incoming transfer while ending.

@@ -305,7 +305,7 @@ fn segments_of_two_transfers_never_interleave() {
 fn a_transfer_over_the_transfer_mru_is_refused_from_its_announced_length() {
     let mut b = config("ipn:2.0");
     b.transfer_mru = 100;
-    b.segment_mru = 50;
+    b.segment_mru = 64; // the 60-byte segments below respect it: the transfer MRU is what is tested
     let mut pair = Pair::new(config("ipn:1.0"), b);
     pair.pump();
     // A bundle over the peer's MRU is not even started by a conforming sender...
@@ -722,5 +722,29 @@ fn a_sess_term_never_answered_closes_after_the_timeout() {
     assert_eq!(
         closed_error(&std::iter::from_fn(|| pair.a.poll_event()).collect::<Vec<_>>()),
         Some(Some(SessionError::Timeout { what: "SESS_TERM reply", timeout: Duration::from_secs(30) }))
+    );
+}
+
+#[test]
+fn a_segment_over_the_announced_segment_mru_ends_the_session() {
+    let mut b_config = config("ipn:2.0");
+    b_config.segment_mru = 100;
+    let mut pair = Pair::new(config("ipn:1.0"), b_config);
+    pair.pump();
+    assert!(pair.b.is_established());
+    pair.to_a.clear();
+    pair.b_gets_segments(&[(segment_flags::START | segment_flags::END, 1, &[], &[9u8; 101])]);
+    assert!(messages(&pair.to_a).contains(&wire::Frame::Message(Message::SessTerm {
+        flags: 0,
+        reason: SessTermReason::RESOURCE_EXHAUSTION
+    })));
+    assert!(pair.b.is_closed() || pair.b.is_ending());
+    assert_eq!(
+        closed_error(&pair.b_events),
+        Some(Some(SessionError::SegmentOverMru { length: 101, mru: 100 }))
+    );
+    assert!(
+        !pair.b_events.iter().any(|e| matches!(e, Event::IncomingData { .. })),
+        "none of its data is taken"
     );
 }
