@@ -214,7 +214,7 @@ async fn a_link_down_keeps_the_bundle_until_the_neighbour_is_back() {
 /// Lets the agent's tasks and its store's threads finish what they are doing (real time, but
 /// nothing timed depends on it: the timers sleep on the manual clock, which stands still).
 async fn settle() {
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
