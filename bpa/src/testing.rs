@@ -227,3 +227,15 @@ pub async fn take_payloads<S: crate::store::Store>(
     }
     payloads
 }
+
+/// Waits until `check` holds, for at most 30 s (the pipeline works in spawned tasks and the
+/// store's threads); panics naming `what` if it never does.
+pub async fn eventually(what: &str, check: impl Fn() -> bool) {
+    for _ in 0..6000 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    panic!("never happened: {what}");
+}

@@ -10,6 +10,7 @@ use bpa::agent::node::{Agent, AgentConfig, Delivery, Route};
 use bpa::bundle::{BundleFlags, Eid};
 use bpa::cla::memory::{LinkSwitch, MemoryLink};
 use bpa::store::{SqliteStore, StoreConfig};
+use bpa::testing::eventually;
 use bpa::time::ManualClock;
 use bytes::Bytes;
 
@@ -44,17 +45,6 @@ async fn next(rx: &mut Subscription) -> Delivery {
         .await
         .expect("a delivery in time")
         .expect("channel open")
-}
-
-/// Waits until `check` holds (the pipeline works in spawned tasks).
-async fn eventually(what: &str, check: impl Fn() -> bool) {
-    for _ in 0..2000 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("never happened: {what}");
 }
 
 /// A → B → C, with a route on A to C via B.

@@ -12,6 +12,7 @@ use bpa::agent::node::{Agent, AgentConfig, Route};
 use bpa::bundle::{BundleFlags, Eid};
 use bpa::cla::{ClaError, ClaFuture, ConvergenceLayer, OutgoingBundle, Refusal};
 use bpa::store::{SqliteStore, StoreConfig};
+use bpa::testing::eventually;
 use bpa::time::ManualClock;
 use bytes::Bytes;
 
@@ -88,16 +89,6 @@ async fn node(n: u32, clock: &Arc<ManualClock>) -> Node {
     config.forward_retry_min = Duration::from_millis(20);
     config.forward_retry_max = Duration::from_millis(80);
     Node { agent: Agent::new(config, store, clock), _dir: dir }
-}
-
-async fn eventually(what: &str, check: impl Fn() -> bool) {
-    for _ in 0..2000 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("never happened: {what}");
 }
 
 async fn send(from: &Node, to: Eid, payload: usize, flags: u64) {

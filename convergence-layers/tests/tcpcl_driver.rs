@@ -9,7 +9,7 @@ use std::time::Duration;
 use bpa::agent::node::{Agent, AgentConfig};
 use bpa::bundle::Eid;
 use bpa::store::{SqliteStore, StoreConfig};
-use bpa::testing::{agent_on_disk, send_streamed, take_payloads};
+use bpa::testing::{agent_on_disk, eventually, send_streamed, take_payloads};
 use convergence_layers::tcpcl::driver::{Tcpcl, TcpclConfig};
 use convergence_layers::tcpcl::session::{SessionConfig, TlsPolicy};
 use convergence_layers::tcpcl::tls::TlsSetup;
@@ -52,16 +52,6 @@ async fn listening(n: u32) -> (Node, SocketAddr) {
     let node = node(n, StoreConfig::default()).await;
     let address = node.tcpcl.listen("127.0.0.1:0".parse().expect("address")).await.expect("listen");
     (node, address)
-}
-
-async fn eventually(what: &str, check: impl Fn() -> bool) {
-    for _ in 0..3000 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("never happened: {what}");
 }
 
 fn neighbours(node: &Node) -> Vec<Eid> {
