@@ -260,22 +260,8 @@ impl<S: Store> Agent<S> {
             retry.delay = (delay * 2).min(self.inner.config.forward_retry_max);
             delay
         };
-        // The timer does not keep the agent alive: one shut down meanwhile is left alone.
-        let agent = Arc::downgrade(&self.inner);
-        let node = hop.node_id();
-        let state = Arc::clone(&neighbour.retry);
-        let wake = self.inner.clock.sleep_until(self.inner.clock.now_dtn_ms().saturating_add(millis(delay)));
-        tokio::spawn(async move {
-            wake.await;
-            lock(&state).pending = false;
-            let Some(inner) = agent.upgrade() else { return };
-            let agent = Agent { inner };
-            let same_neighbour =
-                lock(&agent.inner.neighbours).get(&node).is_some_and(|n| Arc::ptr_eq(&n.retry, &state));
-            if same_neighbour && let Err(error) = agent.redispatch().await {
-                tracing::error!(%error, "dispatching waiting bundles again failed");
-            }
-        });
+        let at = self.inner.clock.now_dtn_ms().saturating_add(millis(delay));
+        self.set_timer(super::timers::Timer::Retry(hop.node_id()), at);
         Some(delay)
     }
 

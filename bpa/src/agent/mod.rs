@@ -15,6 +15,7 @@ pub mod outgoing;
 mod reception;
 pub mod report;
 pub mod routing;
+pub mod timers;
 
 pub use reception::PendingReceive;
 

@@ -188,6 +188,13 @@ pub(super) struct Inner<S> {
     pub in_flight: Mutex<HashSet<StoreId>>,
     /// One reassembly at a time, so two last fragments cannot both complete an ADU.
     pub reassembly: tokio::sync::Mutex<()>,
+    /// Every timer of the agent; one task sleeps on the clock until the earliest
+    /// ([`Agent::run_timers`]).
+    pub timers: Mutex<super::timers::TimerTable>,
+    /// Wakes the timer task when a timer is set.
+    pub timers_changed: Arc<tokio::sync::Notify>,
+    /// The timer task was started.
+    pub timer_task: std::sync::atomic::AtomicBool,
     pub counters: Counters,
 }
 
@@ -211,6 +218,9 @@ impl<S: Store> Agent<S> {
                 applications: Mutex::new(HashMap::new()),
                 in_flight: Mutex::new(HashSet::new()),
                 reassembly: tokio::sync::Mutex::new(()),
+                timers: Mutex::new(super::timers::TimerTable::default()),
+                timers_changed: Arc::new(tokio::sync::Notify::new()),
+                timer_task: std::sync::atomic::AtomicBool::new(false),
                 counters: Counters::default(),
             }),
         }
@@ -498,7 +508,60 @@ impl<S: Store> Agent<S> {
     /// A neighbour is gone: nothing more is sent to it.
     pub fn neighbour_down(&self, neighbour: &Eid) {
         if lock(&self.inner.neighbours).remove(&neighbour.node_id()).is_some() {
+            lock(&self.inner.timers).cancel(&super::timers::Timer::Retry(neighbour.node_id()));
             tracing::info!(neighbour = %neighbour, "neighbour down");
+        }
+    }
+
+    /// Sets a timer (DTN ms on the agent's clock); the timer task, started on first use, wakes
+    /// for it.
+    pub(super) fn set_timer(&self, timer: super::timers::Timer, at: u64) {
+        lock(&self.inner.timers).set(timer, at);
+        self.inner.timers_changed.notify_one();
+        if !self.inner.timer_task.swap(true, Ordering::SeqCst) {
+            tokio::spawn(Self::run_timers(Arc::downgrade(&self.inner)));
+        }
+    }
+
+    /// The timer task: fires what is due, then sleeps on the clock until the earliest deadline
+    /// or until a timer is set. It holds the agent only while firing, so an agent dropped
+    /// meanwhile is not kept alive (the task then parks for good).
+    async fn run_timers(agent: std::sync::Weak<Inner<S>>) {
+        loop {
+            let Some(inner) = agent.upgrade() else { return };
+            let agent = Agent { inner };
+            let now = agent.inner.clock.now_dtn_ms();
+            loop {
+                let due = lock(&agent.inner.timers).pop_due(now);
+                let Some(timer) = due else { break };
+                agent.on_timer(timer).await;
+            }
+            let next = lock(&agent.inner.timers).poll_timeout();
+            let changed = Arc::clone(&agent.inner.timers_changed);
+            let sleep = next.map(|at| agent.inner.clock.sleep_until(at));
+            drop(agent);
+            match sleep {
+                Some(sleep) => {
+                    tokio::select! {
+                        () = sleep => {}
+                        () = changed.notified() => {}
+                    }
+                }
+                None => changed.notified().await,
+            }
+        }
+    }
+
+    async fn on_timer(&self, timer: super::timers::Timer) {
+        match timer {
+            super::timers::Timer::Retry(node) => {
+                let neighbour = lock(&self.inner.neighbours).get(&node).cloned();
+                let Some(neighbour) = neighbour else { return };
+                lock(&neighbour.retry).pending = false;
+                if let Err(error) = self.redispatch().await {
+                    tracing::error!(%error, "dispatching waiting bundles again failed");
+                }
+            }
         }
     }
 
