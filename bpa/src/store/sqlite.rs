@@ -162,7 +162,10 @@ pub(crate) struct Inner {
     next_blob: AtomicU64,
     requests: Mutex<Option<Sender<WriteOp>>>,
     /// Work for the reader thread ([`run_reader`]).
-    reads: Sender<ReadJob>,
+    reads: Mutex<Option<Sender<ReadJob>>>,
+    /// Joined by [`SqliteStore::close`]: its connection, the last to close, checkpoints the
+    /// log into the database, which must be done before the store counts as closed.
+    reader_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Bundles and bytes reserved by inserts under way ([`Reservation`]).
     reserved: Mutex<(u64, u64)>,
@@ -273,7 +276,10 @@ impl Inner {
         let job: ReadJob = Box::new(move |conn| {
             let _ = tx.send(f(conn).map_err(|source| StoreError::Database { path: db_path, source }));
         });
-        let sent = self.reads.send(job);
+        let sent = match self.reads.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(reads) => reads.send(job).map_err(drop),
+            None => Err(()),
+        };
         async move {
             sent.map_err(|_| StoreError::Closed)?;
             rx.await.map_err(|_| StoreError::Closed)?
@@ -567,7 +573,7 @@ impl SqliteStore {
             lost_transactions: wal.lost_transactions,
         });
         let (reads, read_jobs) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
+        let reader_thread = std::thread::Builder::new()
             .name("store-reader".into())
             .spawn(move || run_reader(reader, read_jobs))
             .map_err(StoreError::io("starting the store reader for", &db_path))?;
@@ -597,7 +603,8 @@ impl SqliteStore {
             stats,
             next_blob: AtomicU64::new(next_blob_number),
             requests: Mutex::new(requests),
-            reads,
+            reads: Mutex::new(Some(reads)),
+            reader_thread: Mutex::new(Some(reader_thread)),
             writer_thread: Mutex::new(writer_thread),
             reserved: Mutex::new((0, 0)),
             wal,
@@ -960,6 +967,14 @@ impl SqliteStore {
         let sender = self.inner.requests.lock().unwrap_or_else(|p| p.into_inner()).take();
         drop(sender);
         let thread = self.inner.writer_thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        // Then the reader: its connection is the last, and closing it checkpoints the log. A
+        // caller that reopens, copies or checks the store next finds it settled.
+        let reads = self.inner.reads.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(reads);
+        let thread = self.inner.reader_thread.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(thread) = thread {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
