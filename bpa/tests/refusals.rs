@@ -251,3 +251,20 @@ async fn the_backoff_doubles_from_1_s_to_60_s_on_the_agents_clock_and_a_success_
     clock.advance(1);
     eventually("retried after 1 s", || b.agent.store().stats().bundles == 2).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_neighbours_that_both_refuse_cannot_pass_a_bundle_back_and_forth() {
+    let clock = Arc::new(ManualClock::new(NOW));
+    let (a, b, c) = (node(1, &clock).await, node(2, &clock).await, node(3, &clock).await);
+    let not_acceptable = vec![Refusal::NotAcceptable; 100];
+    let via_c = Scripted::new(&c.agent, &not_acceptable, None);
+    let via_b = Scripted::new(&b.agent, &not_acceptable, None);
+    a.agent.neighbour_up(Eid::ipn(3, 0), via_c.clone()).await.expect("up");
+    a.agent.neighbour_up(Eid::ipn(2, 0), via_b.clone()).await.expect("up");
+    a.agent.add_route(Route { to: Eid::ipn(3, 0), via: Eid::ipn(2, 0) }).await.expect("route");
+    send(&a, Eid::ipn(3, 5), 100, 0).await;
+    eventually("deleted after its detour was refused too", || a.agent.stats().discarded == 1).await;
+    settle().await;
+    assert_eq!((via_c.offered().len(), via_b.offered().len()), (1, 1), "one offer each, no ping-pong");
+    assert_eq!(a.agent.store().stats().bundles, 0);
+}

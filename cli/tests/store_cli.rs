@@ -210,3 +210,22 @@ fn acknowledged_bundles_lost_in_a_damaged_log_are_reported() {
         .count();
     assert_eq!(evidence, 1, "the damaged log is kept");
 }
+
+/// A store written by the previous version (schema 2: no checksums, no record of handled
+/// bundles) is checked as it is, without being upgraded.
+#[test]
+fn a_version_2_store_is_checked_without_being_changed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fill(dir.path());
+    let conn = rusqlite::Connection::open(dir.path().join("store.sqlite")).expect("open");
+    conn.execute_batch(
+        "ALTER TABLE bundles DROP COLUMN checksum; DROP TABLE handled; PRAGMA user_version = 2;",
+    )
+    .expect("downgrade");
+    drop(conn);
+    let before = snapshot(dir.path());
+    let (code, stdout, stderr) = check(dir.path(), &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("bundles: 4 checked"), "{stdout}");
+    assert_eq!(snapshot(dir.path()), before, "a check changes nothing, not even the schema");
+}

@@ -35,6 +35,10 @@ enum Sent {
 struct InFlight<S: Store> {
     agent: Agent<S>,
     id: StoreId,
+    /// This forwarding is a detour: the neighbour named refused the bundle first. A refusal on
+    /// the detour too ends with the bundle's deletion, so two refusing neighbours cannot pass
+    /// it back and forth.
+    refused_by: Option<Eid>,
 }
 
 impl<S: Store> Drop for InFlight<S> {
@@ -57,7 +61,7 @@ impl<S: Store> Agent<S> {
         let Some((hop, neighbour)) = self.next_hop(destination) else {
             return false;
         };
-        self.forward_to(id, bundle, received_at, hop, neighbour);
+        self.forward_to(id, bundle, received_at, hop, neighbour, None);
         true
     }
 
@@ -69,11 +73,12 @@ impl<S: Store> Agent<S> {
         received_at: u64,
         hop: Eid,
         neighbour: Neighbour,
+        refused_by: Option<Eid>,
     ) {
         if !lock(&self.inner.in_flight).insert(id) {
             return; // already on its way
         }
-        let guard = InFlight { agent: self.clone(), id };
+        let guard = InFlight { agent: self.clone(), id, refused_by };
         let agent = self.clone();
         // A bundle waits for a slot in its neighbour's queue in a small future; the forwarding
         // itself, a much larger one, is made only once it has the slot. (Thousands may wait
@@ -225,15 +230,20 @@ impl<S: Store> Agent<S> {
     }
 
     /// The neighbour `hop` will not take the bundle (`why`): it goes by another route if one is
-    /// up, else it is deleted with reason "transmission canceled" (reported if asked for).
+    /// up (once: a detour refused too is not detoured again), else it is deleted with reason
+    /// "transmission canceled" (reported if asked for).
     async fn refused(&self, guard: InFlight<S>, received_at: u64, hop: &Eid, why: &str) {
         let id = guard.id;
         let Some((header, _)) = self.open_payload(id).await else { return };
         let destination = &header.primary.destination;
-        if let Some((via, neighbour)) = self.next_hop_except(destination, Some(hop)) {
+        let detour = match guard.refused_by {
+            Some(_) => None,
+            None => self.next_hop_except(destination, Some(hop)),
+        };
+        if let Some((via, neighbour)) = detour {
             tracing::info!(store_id = id, neighbour = %hop, %why, other = %via, "refused; sent by another route");
             drop(guard);
-            self.forward_to(id, None, received_at, via, neighbour);
+            self.forward_to(id, None, received_at, via, neighbour, Some(hop.clone()));
             return;
         }
         tracing::warn!(
@@ -250,18 +260,20 @@ impl<S: Store> Agent<S> {
     /// of a timer started now. (A neighbour that goes down and up again gets a fresh state and
     /// is dispatched to at once by [`Agent::neighbour_up`].)
     pub(super) fn retry_later(&self, hop: &Eid, neighbour: &Neighbour) -> Option<Duration> {
+        let timer = super::timers::Timer::Retry(hop.node_id());
         let delay = {
-            let mut retry = lock(&neighbour.retry);
-            if retry.pending {
+            // One timer per neighbour, however many sends fail while it runs.
+            let mut timers = lock(&self.inner.timers);
+            if timers.deadline(&timer).is_some() {
                 return None;
             }
-            retry.pending = true;
+            let mut retry = lock(&neighbour.retry);
             let delay = retry.delay;
             retry.delay = (delay * 2).min(self.inner.config.forward_retry_max);
+            timers.set(timer, self.inner.clock.now_dtn_ms().saturating_add(millis(delay)));
             delay
         };
-        let at = self.inner.clock.now_dtn_ms().saturating_add(millis(delay));
-        self.set_timer(super::timers::Timer::Retry(hop.node_id()), at);
+        self.timers_changed();
         Some(delay)
     }
 

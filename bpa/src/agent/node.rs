@@ -145,9 +145,7 @@ pub(super) struct Neighbour {
 /// ends), one timer runs, and its expiry dispatches everything waiting again.
 #[derive(Debug)]
 pub(super) struct RetryState {
-    /// A timer is running.
-    pub pending: bool,
-    /// The next timer's delay.
+    /// The next timer's delay. (Whether a timer runs is the timer table's to say.)
     pub delay: Duration,
 }
 
@@ -496,8 +494,7 @@ impl<S: Store> Agent<S> {
     ) -> Result<(), AgentError> {
         tracing::info!(neighbour = %neighbour, cla = cla.name(), "neighbour up");
         let slots = Arc::new(Semaphore::new(self.inner.config.max_in_flight_per_neighbour.max(1)));
-        let retry =
-            Arc::new(Mutex::new(RetryState { pending: false, delay: self.inner.config.forward_retry_min }));
+        let retry = Arc::new(Mutex::new(RetryState { delay: self.inner.config.forward_retry_min }));
         let warnings = Arc::new(Mutex::new(crate::log::RateLimit::new(Duration::from_secs(10))));
         let learned_max = Arc::new(AtomicU64::new(u64::MAX));
         lock(&self.inner.neighbours)
@@ -513,10 +510,8 @@ impl<S: Store> Agent<S> {
         }
     }
 
-    /// Sets a timer (DTN ms on the agent's clock); the timer task, started on first use, wakes
-    /// for it.
-    pub(super) fn set_timer(&self, timer: super::timers::Timer, at: u64) {
-        lock(&self.inner.timers).set(timer, at);
+    /// Tells the timer task the table changed (starting the task on first use).
+    pub(super) fn timers_changed(&self) {
         self.inner.timers_changed.notify_one();
         if !self.inner.timer_task.swap(true, Ordering::SeqCst) {
             tokio::spawn(Self::run_timers(Arc::downgrade(&self.inner)));
@@ -555,9 +550,9 @@ impl<S: Store> Agent<S> {
     async fn on_timer(&self, timer: super::timers::Timer) {
         match timer {
             super::timers::Timer::Retry(node) => {
-                let neighbour = lock(&self.inner.neighbours).get(&node).cloned();
-                let Some(neighbour) = neighbour else { return };
-                lock(&neighbour.retry).pending = false;
+                if !lock(&self.inner.neighbours).contains_key(&node) {
+                    return;
+                }
                 if let Err(error) = self.redispatch().await {
                     tracing::error!(%error, "dispatching waiting bundles again failed");
                 }

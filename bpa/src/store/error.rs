@@ -30,8 +30,8 @@ pub enum StoreError {
     #[error("the store database {path} has schema version {found}, this program knows {expected}")]
     SchemaVersion { path: PathBuf, found: i64, expected: i64 },
     #[error(
-        "the stored bundle in {path} is damaged ({problem}); it is quarantined, never served: \
-         `dtn bundles list` shows it, `dtn store check` examines the store"
+        "the stored bundle in {path} is damaged ({problem}); it is never served: \
+         `dtn bundles list` shows it quarantined, `dtn store check` examines the store"
     )]
     Damaged { path: PathBuf, problem: String },
     #[error("the store's row {id} is corrupt: {problem}")]

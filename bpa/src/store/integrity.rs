@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 use super::error::StoreError;
 use super::sqlite::Inner;
 use super::types::StoreId;
+use crate::bundle::BundleError;
 
 /// CRC-32C of `data`, continuing from `crc` (0 to start).
 pub(crate) fn extend(crc: u32, data: &[u8]) -> u32 {
@@ -61,13 +62,23 @@ impl Integrity {
         self.verdict(extend(0, data), path)
     }
 
-    /// Checks the CRC-32C computed over all of a bundle's bytes.
-    pub(crate) fn check_crc(&self, computed: u32, path: &str) -> std::io::Result<()> {
-        self.verdict(computed, path)
+    /// A stored file whose header no longer parses, or that no longer fits its length: it parsed
+    /// when it was stored, so that is damage (quarantined like a checksum mismatch) — unless
+    /// only a leniency the node no longer grants refuses it (its `[accept]` switches changed),
+    /// which is no damage and is reported as an invalid bundle.
+    pub(crate) fn unreadable(&self, error: BundleError, path: &std::path::Path) -> StoreError {
+        if matches!(error, BundleError::MissingPrimaryCrc | BundleError::MissingBundleAge) {
+            return StoreError::InvalidBundle(error);
+        }
+        let problem = format!("it no longer reads as stored: {error}");
+        if let Some((inner, id)) = &self.report_to {
+            inner.quarantine(*id, problem.clone());
+        }
+        StoreError::Damaged { path: path.to_path_buf(), problem }
     }
 
     /// The verdict on the CRC of all of a bundle's bytes; damage is reported to the store.
-    fn verdict(&self, computed: u32, path: &str) -> std::io::Result<()> {
+    pub(crate) fn verdict(&self, computed: u32, path: &str) -> std::io::Result<()> {
         match self.expected {
             Some(expected) if expected != computed => {
                 let problem = format!(

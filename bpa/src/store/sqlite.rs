@@ -171,6 +171,9 @@ pub(crate) struct Inner {
     reserved: Mutex<(u64, u64)>,
     /// What the write-ahead log showed at open.
     pub wal: super::wal::WalReport,
+    /// The database has the `checksum` column (schema 3); a version 2 store opened read-only
+    /// by `dtn store check` has not, and its bundles are checked by their own CRCs only.
+    has_checksums: bool,
     /// Held for the store's life: one process per data directory.
     _lock: std::fs::File,
 }
@@ -408,7 +411,7 @@ pub(crate) fn private_file(path: &Path) -> Result<std::fs::File, StoreError> {
 }
 
 /// Reads the write-ahead log before SQLite replays it; a loss is logged loudly and the log is
-/// copied aside (`store.sqlite-wal.damaged-SECONDS`) as evidence before SQLite rewrites it.
+/// copied aside (`store.sqlite-wal.damaged-<DTN ms>`) as evidence before SQLite rewrites it.
 fn inspect_wal(db_path: &Path, clock: &dyn Clock) -> Result<super::wal::WalReport, StoreError> {
     let wal_path = PathBuf::from(format!("{}-wal", db_path.display()));
     let report =
@@ -486,7 +489,7 @@ impl SqliteStore {
         conn.execute_batch(SCHEMA).map_err(db_error(&db_path))?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(db_error(&db_path))?;
         let report = recover(&mut conn, &db_path, &blobs_dir, wal.clone())?;
-        let store = Self::serve(dir, config, clock, Some(conn), wal, lock, report.next_blob_number)?;
+        let store = Self::serve(dir, config, clock, Some(conn), wal, lock, report.next_blob_number, true)?;
         let stats = store.stats();
         tracing::info!(
             dir = %dir.display(),
@@ -526,7 +529,8 @@ impl SqliteStore {
             let conn = open_read_only(&db_path)?;
             let version: i64 =
                 conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(db_error(&db_path))?;
-            if version != SCHEMA_VERSION {
+            // A version 2 store is checked as it is (the daemon upgrades it when it starts).
+            if version != SCHEMA_VERSION && version != 2 {
                 return Err(StoreError::SchemaVersion {
                     path: db_path,
                     found: version,
@@ -534,7 +538,9 @@ impl SqliteStore {
                 });
             }
             let survey = super::recovery::survey(&conn, &db_path, &blobs_dir)?;
-            let store = Self::serve(&dir, config, clock, None, wal, lock, survey.next_blob_number)?;
+            let checksums = version == SCHEMA_VERSION;
+            let store =
+                Self::serve(&dir, config, clock, None, wal, lock, survey.next_blob_number, checksums)?;
             Ok((store, survey))
         })
         .await
@@ -543,6 +549,7 @@ impl SqliteStore {
 
     /// The store's threads over a database already opened and recovered: a reader, and a writer
     /// on `writer` unless it is `None` (read-only).
+    #[allow(clippy::too_many_arguments)]
     fn serve(
         dir: &Path,
         config: StoreConfig,
@@ -551,6 +558,7 @@ impl SqliteStore {
         wal: super::wal::WalReport,
         lock: std::fs::File,
         next_blob_number: u64,
+        has_checksums: bool,
     ) -> Result<SqliteStore, StoreError> {
         let db_path = dir.join("store.sqlite");
         let blobs_dir = dir.join("blobs");
@@ -608,6 +616,7 @@ impl SqliteStore {
             writer_thread: Mutex::new(writer_thread),
             reserved: Mutex::new((0, 0)),
             wal,
+            has_checksums,
             _lock: lock,
         });
         Ok(SqliteStore { inner })
@@ -692,10 +701,15 @@ impl SqliteStore {
     /// [`SqliteStore::open_data`]; `quarantine`: whether damage found is acted on (a check
     /// that only reports does not).
     async fn open_checked(&self, id: StoreId, quarantine: bool) -> Result<BundleData, StoreError> {
+        let sql = if self.inner.has_checksums {
+            "SELECT data, file, length, checksum FROM bundles WHERE id = ?1"
+        } else {
+            "SELECT data, file, length, NULL FROM bundles WHERE id = ?1"
+        };
         let found = self
             .inner
             .read(move |c| {
-                c.prepare_cached("SELECT data, file, length, checksum FROM bundles WHERE id = ?1")?
+                c.prepare_cached(sql)?
                     .query_row([id], |r| {
                         Ok((
                             r.get::<_, Option<Vec<u8>>>(0)?,
@@ -924,7 +938,7 @@ impl SqliteStore {
         }
         let name = path.display().to_string();
         let own = check.finish().err();
-        Ok(match (integrity.check_crc(whole, &name), own) {
+        Ok(match (integrity.verdict(whole, &name), own) {
             (Ok(()), own) => own.map(|e| e.to_string()),
             (Err(damage), None) => Some(damage.to_string()),
             (Err(damage), Some(own)) => Some(format!("{damage}; the bundle's own check: {own}")),

@@ -516,9 +516,11 @@ async fn a_payload_is_opened_only_from_exactly_one_whole_bundle() {
         path: path.clone(),
         integrity: crate::store::Integrity::unchecked(),
     };
+    // A stored file that no longer matches its row is damage, not an invalid bundle.
     let error = data.into_payload(&options).await.expect_err("length disagrees");
     assert!(
-        matches!(error, StoreError::InvalidBundle(BundleError::TrailingBytes { count: 1, .. })),
+        matches!(&error, StoreError::Damaged { problem, .. }
+            if problem.contains("1 bytes follow the bundle's break stop code")),
         "{error}"
     );
     let file = tokio::fs::File::open(&path).await.expect("open");
@@ -727,4 +729,24 @@ async fn the_store_is_private_to_its_owner() {
     assert_eq!(mode(&data.join("store.sqlite")), 0o600);
     assert_eq!(mode(&data.join("store.sqlite-wal")), 0o600);
     assert_eq!(mode(&file_of(&data, id)), 0o600);
+}
+
+#[tokio::test]
+async fn a_file_whose_header_no_longer_parses_is_quarantined_not_retried_for_ever() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path(), small_inline()).await;
+    let id = store.insert(bundle(4, 10_000), BundleState::WaitingForRoute).await.unwrap().id().unwrap();
+    let path = file_of(dir.path(), id);
+    let mut on_disk = std::fs::read(&path).unwrap();
+    on_disk[5] ^= 0xff; // inside the primary block: its CRC fails
+    std::fs::write(&path, &on_disk).unwrap();
+    let error =
+        store.open_data(id).await.unwrap().into_opened(&Default::default()).await.expect_err("damaged");
+    assert!(
+        matches!(&error, StoreError::Damaged { problem, .. } if problem.contains("no longer reads as stored")),
+        "{error}"
+    );
+    settle(&store).await;
+    assert!(matches!(store.get(id).await.unwrap().unwrap().state, BundleState::Quarantined { .. }));
+    assert_eq!(store.stats().quarantined, 1);
 }

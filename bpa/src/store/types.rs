@@ -285,8 +285,11 @@ impl BundleData {
                     path: path.clone(),
                     source,
                 };
-                let (header, prefix) = read_header(&mut file, options).await.map_err(read_error)??;
-                whole_bundle(&header, length)?;
+                let (header, prefix) = read_header(&mut file, options)
+                    .await
+                    .map_err(read_error)?
+                    .map_err(|error| integrity.unreadable(error, &path))?;
+                whole_bundle(&header, length).map_err(|error| integrity.unreadable(error, &path))?;
                 let start = header.payload.data_offset as u64;
                 file.seek(std::io::SeekFrom::Start(start)).await.map_err(read_error)?;
                 let before = super::integrity::extend(0, &prefix[..header.payload.data_offset]);

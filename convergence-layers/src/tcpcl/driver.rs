@@ -690,7 +690,7 @@ impl<S: Store> SessionTask<S> {
                             self.session.on_transmitted(now());
                         }
                         Written::Failed(error) => {
-                            self.closing(format_args!("the connection was lost: {error}"));
+                            self.closing(format_args!("sending failed: {error}"));
                             break;
                         }
                     }
