@@ -159,7 +159,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
     };
 
     let expiry_interval = config.agent.expiry_interval.unwrap_or(Duration::from_secs(1));
-    let housekeeping = tokio::spawn(agent.clone().maintain(expiry_interval, 30));
+    agent.housekeep_every(expiry_interval);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -204,7 +204,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
     if tokio::time::timeout(SHUTDOWN_GRACE, &mut servers).await.is_err() {
         tracing::info!("open API requests cut off at shutdown");
     }
-    housekeeping.abort();
+    agent.stop_housekeeping();
     if let Some((tcpcl, _)) = &tcpcl {
         // Sessions end with SESS_TERM; bundles in transfer stay stored and go again next time.
         tcpcl.shutdown();

@@ -1,10 +1,8 @@
 //! Expiry (RFC 9171 §5.10) and the node's housekeeping, and removing bundles from the store
 //! with every failure logged and counted.
 
-use std::time::Duration;
-
 use super::counters::Counters;
-use super::node::{Agent, AgentError, millis};
+use super::node::{Agent, AgentError};
 use super::report::Status;
 use crate::admin::ReasonCode;
 use crate::store::{DeleteReason, Store, StoreError, StoreId};
@@ -52,6 +50,12 @@ impl<S: Store> Agent<S> {
         Ok(expired)
     }
 
+    /// A store operation on bundle `id` failed: logged with what was being done, and counted.
+    pub(super) fn store_failed(&self, id: StoreId, doing: &str, error: &StoreError) {
+        Counters::bump(&self.inner.counters.store_errors);
+        tracing::error!(%error, store_id = id, "the store failed {doing}");
+    }
+
     /// Removes a bundle from the store for `reason`; `None` (logged once with the bundle's
     /// store id, and counted) when the store failed, `None` quietly when it was gone already.
     pub(super) async fn remove(
@@ -66,26 +70,6 @@ impl<S: Store> Agent<S> {
                 Counters::bump(&self.inner.counters.store_errors);
                 tracing::error!(%error, store_id = id, %reason, "a bundle could not be removed from the store; it stays");
                 None
-            }
-        }
-    }
-
-    /// The node's housekeeping, for ever: expiry every `period`, and every `retry_every`
-    /// periods a new try for bundles whose forwarding failed while their neighbour stayed up.
-    pub async fn maintain(self, period: Duration, retry_every: u32) {
-        let mut ticks = 0u32;
-        loop {
-            let at = self.inner.clock.now_dtn_ms().saturating_add(millis(period));
-            self.inner.clock.sleep_until(at).await;
-            if let Err(error) = self.expire().await {
-                tracing::error!(%error, "expiry failed");
-            }
-            ticks = ticks.wrapping_add(1);
-            if retry_every > 0
-                && ticks.is_multiple_of(retry_every)
-                && let Err(error) = self.redispatch().await
-            {
-                tracing::error!(%error, "dispatching waiting bundles failed");
             }
         }
     }

@@ -3,7 +3,6 @@
 //! and handed to the convergence layer; it leaves the store only once the neighbour has all
 //! of it. A refusal is acted on by its reason; failed sends wait on the neighbour's retry timer.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -13,11 +12,12 @@ use super::counters::Counters;
 use super::forward::{ForwardError, prepare_for_forwarding};
 use super::fragment::{FragmentError, fragment};
 use super::node::{Agent, BoxedTask, Neighbour, lock, millis};
+use super::queue::Queued;
 use super::report::Status;
 use crate::admin::ReasonCode;
 use crate::bundle::{Bundle, Eid};
 use crate::cla::{ClaError, OutgoingBundle, Refusal};
-use crate::store::{BundleData, DeleteReason, OpenedBundle, Store, StoreError, StoreId};
+use crate::store::{BundleData, BundleState, DeleteReason, OpenedBundle, Store, StoreError, StoreId};
 
 /// How one forwarding attempt ended.
 enum Sent {
@@ -31,8 +31,9 @@ enum Sent {
     TooBigForLearnedLimit(String),
 }
 
-/// Removes a bundle from the in-flight set when its forwarding ends, however it ends.
-struct InFlight<S: Store> {
+/// A bundle claimed for one send: no other send takes it until this is dropped, however the
+/// send ends.
+pub(super) struct InFlight<S: Store> {
     agent: Agent<S>,
     id: StoreId,
     /// This forwarding is a detour: the neighbour named refused the bundle first. A refusal on
@@ -48,9 +49,14 @@ impl<S: Store> Drop for InFlight<S> {
 }
 
 impl<S: Store> Agent<S> {
-    /// Starts forwarding if a neighbour can take the bundle; otherwise it stays waiting for a
-    /// route. Returns whether it started. `received_at` (DTN ms) is when the store took it,
-    /// for the Bundle Age.
+    /// Claims a bundle for a send, unless another send has it.
+    pub(super) fn claim(&self, id: StoreId, refused_by: Option<Eid>) -> Option<InFlight<S>> {
+        lock(&self.inner.in_flight).insert(id).then(|| InFlight { agent: self.clone(), id, refused_by })
+    }
+
+    /// Queues the bundle for the neighbour a route leads to, if one is up; otherwise it stays
+    /// waiting for a route. Returns whether it was queued. `received_at` (DTN ms) is when the
+    /// store took it, for the Bundle Age.
     pub(super) fn forward_if_routed(
         &self,
         id: StoreId,
@@ -58,37 +64,24 @@ impl<S: Store> Agent<S> {
         bundle: Option<Bundle>,
         received_at: u64,
     ) -> bool {
-        let Some((hop, neighbour)) = self.next_hop(destination) else {
+        let Some((_, neighbour)) = self.next_hop(destination) else {
             return false;
         };
-        self.forward_to(id, bundle, received_at, hop, neighbour, None);
+        neighbour.queue.push(Queued { id, bundle, received_at, refused_by: None }, false);
         true
     }
 
-    /// Starts forwarding a bundle to the neighbour `hop` unless it is on its way already.
-    pub(super) fn forward_to(
+    /// Sends a claimed bundle in a task of its own, holding a send slot until it ends.
+    pub(super) fn start_send(
         &self,
-        id: StoreId,
-        bundle: Option<Bundle>,
-        received_at: u64,
+        queued: Queued,
+        claim: InFlight<S>,
         hop: Eid,
         neighbour: Neighbour,
-        refused_by: Option<Eid>,
+        slot: tokio::sync::OwnedSemaphorePermit,
     ) {
-        if !lock(&self.inner.in_flight).insert(id) {
-            return; // already on its way
-        }
-        let guard = InFlight { agent: self.clone(), id, refused_by };
-        let agent = self.clone();
-        // A bundle waits for a slot in its neighbour's queue in a small future; the forwarding
-        // itself, a much larger one, is made only once it has the slot. (Thousands may wait
-        // when a neighbour comes up.)
-        let task: BoxedTask = Box::pin(async move {
-            let Ok(slot) = Arc::clone(&neighbour.slots).acquire_owned().await else { return };
-            let forwarding: BoxedTask =
-                Box::pin(agent.forward(guard, bundle, received_at, hop, neighbour, slot));
-            forwarding.await;
-        });
+        let task: BoxedTask =
+            Box::pin(self.clone().forward(claim, queued.bundle, queued.received_at, hop, neighbour, slot));
         tokio::spawn(task);
     }
 
@@ -108,28 +101,42 @@ impl<S: Store> Agent<S> {
         _slot: tokio::sync::OwnedSemaphorePermit,
     ) {
         let id = guard.id;
+        // Recorded, so a listing shows it on its way and a scan for waiting bundles passes it.
+        let state = BundleState::InFlight { neighbour: hop.to_string() };
+        match self.inner.store.set_state(id, state).await {
+            Ok(()) => {}
+            Err(StoreError::NotFound(_)) => return,
+            Err(error) => {
+                self.store_failed(id, "recording a bundle as in flight", &error);
+                self.retry_later(&hop, &neighbour);
+                return;
+            }
+        }
         let mut bundle = bundle;
         // A second attempt follows only a refusal as too large, with the limit learned.
         for attempt in 0..2 {
-            match self.forward_once(id, bundle.take(), received_at, &hop, &neighbour).await {
-                Sent::Done | Sent::Gone => return,
-                Sent::Failed(ClaError::Refused { reason: Refusal::TooLarge { limit }, .. })
-                    if attempt == 0 =>
-                {
-                    tracing::info!(neighbour = %hop, limit, store_id = id, "the neighbour takes bundles of at most {limit} bytes");
-                    neighbour.learned_max.store(limit, Ordering::Relaxed);
-                }
+            let sent = self.forward_once(id, bundle.take(), received_at, &hop, &neighbour).await;
+            if matches!(sent, Sent::Done) {
+                return;
+            }
+            if let Sent::Failed(ClaError::Refused { reason: Refusal::TooLarge { limit }, .. }) = &sent
+                && attempt == 0
+            {
+                tracing::info!(neighbour = %hop, limit, store_id = id, "the neighbour takes bundles of at most {limit} bytes");
+                neighbour.learned_max.store(*limit, Ordering::Relaxed);
+                continue;
+            }
+            // Not sent (a bundle deleted meanwhile is not found, which is as well).
+            self.wait_for_route(id).await;
+            match sent {
+                Sent::Done | Sent::Gone => {}
                 Sent::Failed(
                     error @ ClaError::Refused {
                         reason: Refusal::NotAcceptable | Refusal::TooLarge { .. },
                         ..
                     },
-                ) => {
-                    return self.refused(guard, received_at, &hop, &error.to_string()).await;
-                }
-                Sent::TooBigForLearnedLimit(why) => {
-                    return self.refused(guard, received_at, &hop, &why).await;
-                }
+                ) => self.refused(guard, received_at, &hop, &error.to_string()).await,
+                Sent::TooBigForLearnedLimit(why) => self.refused(guard, received_at, &hop, &why).await,
                 Sent::Failed(error) => {
                     let retry_in = self.retry_later(&hop, &neighbour);
                     let allowed = lock(&neighbour.warnings).allow(std::time::Instant::now());
@@ -140,9 +147,17 @@ impl<S: Store> Agent<S> {
                             "forwarding failed; the bundle waits for the next chance"
                         );
                     }
-                    return;
                 }
             }
+            return;
+        }
+    }
+
+    /// A bundle that was not sent waits for a route again (unless it is gone, or quarantined).
+    async fn wait_for_route(&self, id: StoreId) {
+        match self.inner.store.set_state(id, BundleState::WaitingForRoute).await {
+            Ok(()) | Err(StoreError::NotFound(_)) => {}
+            Err(error) => self.store_failed(id, "recording an unsent bundle as waiting", &error),
         }
     }
 
@@ -242,8 +257,16 @@ impl<S: Store> Agent<S> {
         };
         if let Some((via, neighbour)) = detour {
             tracing::info!(store_id = id, neighbour = %hop, %why, other = %via, "refused; sent by another route");
+            // Queued for the other neighbour in the store too, so no scan for waiting bundles
+            // takes it back to the one that refused it.
+            let state = BundleState::QueuedFor { neighbour: via.to_string() };
+            if let Err(error) = self.inner.store.set_state(id, state).await {
+                self.store_failed(id, "queueing a refused bundle for another neighbour", &error);
+                return;
+            }
             drop(guard);
-            self.forward_to(id, None, received_at, via, neighbour, Some(hop.clone()));
+            let queued = Queued { id, bundle: None, received_at, refused_by: Some(hop.clone()) };
+            neighbour.queue.push(queued, true);
             return;
         }
         tracing::warn!(

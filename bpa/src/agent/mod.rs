@@ -12,6 +12,7 @@ mod forwarder;
 pub mod fragment;
 pub mod node;
 pub mod outgoing;
+mod queue;
 mod reception;
 pub mod report;
 pub mod routing;

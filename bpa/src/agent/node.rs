@@ -17,8 +17,10 @@ use tokio::sync::Semaphore;
 
 use super::counters::{AgentStats, Counters};
 use super::outgoing::SendRequest;
+use super::queue::NeighbourQueue;
 use super::report::{ReportPolicy, Status, status_report};
 use super::routing::{Router, StaticRoute, StaticRoutes};
+use super::timers::Timer;
 use crate::admin::ReasonCode;
 use crate::bundle::{
     Bundle, BundleError, BundleFlags, BundleHeader, CreationTimestamp, Eid, ParseOptions,
@@ -129,7 +131,9 @@ pub struct Route {
 #[derive(Debug, Clone)]
 pub(super) struct Neighbour {
     pub cla: Arc<dyn ConvergenceLayer>,
-    /// The per-neighbour queue: a bundle waits for a slot before it is loaded and handed over.
+    /// What waits for the neighbour: fed from the store, one task ([`super::queue`]).
+    pub queue: Arc<NeighbourQueue>,
+    /// Send slots: at most `max_in_flight_per_neighbour` bundles are being handed over at once.
     pub slots: Arc<Semaphore>,
     /// When failed sends are tried again.
     pub retry: Arc<Mutex<RetryState>>,
@@ -193,6 +197,8 @@ pub(super) struct Inner<S> {
     pub timers_changed: Arc<tokio::sync::Notify>,
     /// The timer task was started.
     pub timer_task: std::sync::atomic::AtomicBool,
+    /// How often expiry runs, once [`Agent::housekeep_every`] was called.
+    pub housekeeping: Mutex<Option<Duration>>,
     pub counters: Counters,
 }
 
@@ -219,6 +225,7 @@ impl<S: Store> Agent<S> {
                 timers: Mutex::new(super::timers::TimerTable::default()),
                 timers_changed: Arc::new(tokio::sync::Notify::new()),
                 timer_task: std::sync::atomic::AtomicBool::new(false),
+                housekeeping: Mutex::new(None),
                 counters: Counters::default(),
             }),
         }
@@ -270,7 +277,8 @@ impl<S: Store> Agent<S> {
                 self.reassemble(&adu).await;
             }
         }
-        self.redispatch_waiting(true).await
+        self.dispatch_local_waiting().await?;
+        self.redispatch().await
     }
 
     /// A new bundle from a local application (RFC 9171 §5.2), durable when this returns.
@@ -486,27 +494,67 @@ impl<S: Store> Agent<S> {
         }
     }
 
-    /// A neighbour is reachable through `cla`: bundles waiting for a route are dispatched again.
+    /// A neighbour is reachable through `cla`: what waits for it is sent, read from the store by
+    /// the neighbour's queue.
     pub async fn neighbour_up(
         &self,
         neighbour: Eid,
         cla: Arc<dyn ConvergenceLayer>,
     ) -> Result<(), AgentError> {
         tracing::info!(neighbour = %neighbour, cla = cla.name(), "neighbour up");
-        let slots = Arc::new(Semaphore::new(self.inner.config.max_in_flight_per_neighbour.max(1)));
-        let retry = Arc::new(Mutex::new(RetryState { delay: self.inner.config.forward_retry_min }));
-        let warnings = Arc::new(Mutex::new(crate::log::RateLimit::new(Duration::from_secs(10))));
-        let learned_max = Arc::new(AtomicU64::new(u64::MAX));
-        lock(&self.inner.neighbours)
-            .insert(neighbour.node_id(), Neighbour { cla, slots, retry, warnings, learned_max });
-        self.redispatch().await
+        let node = neighbour.node_id();
+        let entry = Neighbour {
+            cla,
+            queue: Arc::new(NeighbourQueue::default()),
+            slots: Arc::new(Semaphore::new(self.inner.config.max_in_flight_per_neighbour.max(1))),
+            retry: Arc::new(Mutex::new(RetryState { delay: self.inner.config.forward_retry_min })),
+            warnings: Arc::new(Mutex::new(crate::log::RateLimit::new(Duration::from_secs(10)))),
+            learned_max: Arc::new(AtomicU64::new(u64::MAX)),
+        };
+        let replaced = lock(&self.inner.neighbours).insert(node.clone(), entry.clone());
+        if let Some(old) = replaced {
+            old.queue.close();
+        }
+        tokio::spawn(Self::run_queue(Arc::downgrade(&self.inner), node, entry));
+        Ok(())
     }
 
-    /// A neighbour is gone: nothing more is sent to it.
+    /// A neighbour is gone: nothing more is sent to it. Bundles queued for it wait for a route
+    /// again (those being sent find the link down and do so themselves).
     pub fn neighbour_down(&self, neighbour: &Eid) {
-        if lock(&self.inner.neighbours).remove(&neighbour.node_id()).is_some() {
-            lock(&self.inner.timers).cancel(&super::timers::Timer::Retry(neighbour.node_id()));
-            tracing::info!(neighbour = %neighbour, "neighbour down");
+        let node = neighbour.node_id();
+        let Some(gone) = lock(&self.inner.neighbours).remove(&node) else { return };
+        gone.queue.close();
+        lock(&self.inner.timers).cancel(&Timer::Retry(node.clone()));
+        tracing::info!(neighbour = %neighbour, "neighbour down");
+        let agent = self.clone();
+        tokio::spawn(async move {
+            if let Err(error) = agent.requeue(&node).await {
+                tracing::error!(%error, neighbour = %node, "bundles queued for a neighbour that went down could not be made to wait for a route; they do on the next start");
+            }
+        });
+    }
+
+    /// Bundles queued for `node` wait for a route again, a page at a time.
+    async fn requeue(&self, node: &Eid) -> Result<(), AgentError> {
+        let store = &self.inner.store;
+        let name = node.to_string();
+        loop {
+            // Each page leaves the state, so the next is read from the start again.
+            let page = store.by_state(StateKind::QueuedFor, Some(&name), 0, SCAN_PAGE).await?;
+            if page.is_empty() {
+                return Ok(());
+            }
+            if lock(&self.inner.neighbours).contains_key(node) {
+                return Ok(()); // back up: its queue sends them
+            }
+            for meta in page {
+                match store.set_state(meta.id, BundleState::WaitingForRoute).await {
+                    Ok(()) | Err(StoreError::NotFound(_)) => {}
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            self.redispatch().await?;
         }
     }
 
@@ -547,17 +595,38 @@ impl<S: Store> Agent<S> {
         }
     }
 
-    async fn on_timer(&self, timer: super::timers::Timer) {
+    async fn on_timer(&self, timer: Timer) {
         match timer {
-            super::timers::Timer::Retry(node) => {
-                if !lock(&self.inner.neighbours).contains_key(&node) {
-                    return;
+            Timer::Retry(node) => {
+                if let Some(neighbour) = lock(&self.inner.neighbours).get(&node) {
+                    neighbour.queue.rescan();
                 }
-                if let Err(error) = self.redispatch().await {
-                    tracing::error!(%error, "dispatching waiting bundles again failed");
+            }
+            Timer::Housekeeping => {
+                if let Err(error) = self.expire().await {
+                    tracing::error!(%error, "expiry failed; tried again at the next round");
+                }
+                let period = *lock(&self.inner.housekeeping);
+                if let Some(period) = period {
+                    let at = self.inner.clock.now_dtn_ms().saturating_add(millis(period));
+                    lock(&self.inner.timers).set(Timer::Housekeeping, at);
                 }
             }
         }
+    }
+
+    /// Runs expiry every `period` on the agent's clock, from now on.
+    pub fn housekeep_every(&self, period: Duration) {
+        *lock(&self.inner.housekeeping) = Some(period);
+        let at = self.inner.clock.now_dtn_ms().saturating_add(millis(period));
+        lock(&self.inner.timers).set(Timer::Housekeeping, at);
+        self.timers_changed();
+    }
+
+    /// Stops the housekeeping [`Agent::housekeep_every`] started.
+    pub fn stop_housekeeping(&self) {
+        *lock(&self.inner.housekeeping) = None;
+        lock(&self.inner.timers).cancel(&Timer::Housekeeping);
     }
 
     /// The neighbours connected now.
@@ -598,33 +667,29 @@ impl<S: Store> Agent<S> {
         self.redispatch().await
     }
 
-    /// Dispatches again every bundle waiting for a route that now has one.
+    /// Every neighbour's queue reads the store again from its first waiting bundle: a route
+    /// changed, so what waits may have one now.
     pub async fn redispatch(&self) -> Result<(), AgentError> {
-        self.redispatch_waiting(false).await
+        for neighbour in lock(&self.inner.neighbours).values() {
+            neighbour.queue.rescan();
+        }
+        Ok(())
     }
 
-    /// As [`Agent::redispatch`]; `with_local` also dispatches bundles for this node that a crash
-    /// left before their first dispatch.
-    async fn redispatch_waiting(&self, with_local: bool) -> Result<(), AgentError> {
-        if !with_local && lock(&self.inner.neighbours).is_empty() {
-            return Ok(());
-        }
+    /// Dispatches bundles for this node that a crash left before their first dispatch (bundles
+    /// for other nodes are read by the neighbours' queues).
+    async fn dispatch_local_waiting(&self) -> Result<(), AgentError> {
         let mut after = 0;
         loop {
             let page = self.inner.store.by_state(StateKind::WaitingForRoute, None, after, SCAN_PAGE).await?;
             let Some(last) = page.last() else { return Ok(()) };
             after = last.id;
             for meta in page {
-                if self.is_local(&meta.destination) {
-                    if !with_local {
-                        continue;
-                    }
-                    // Only the header is read: delivery reads the rest if it needs it.
-                    if let Some((header, _)) = self.open_payload(meta.id).await {
-                        self.dispatch_stored(meta.id, &header.primary).await;
-                    }
-                } else {
-                    self.forward_if_routed(meta.id, &meta.destination, None, meta.received_at);
+                // Only the header is read: delivery reads the rest if it needs it.
+                if self.is_local(&meta.destination)
+                    && let Some((header, _)) = self.open_payload(meta.id).await
+                {
+                    self.dispatch_stored(meta.id, &header.primary).await;
                 }
             }
         }

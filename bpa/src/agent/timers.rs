@@ -13,6 +13,8 @@ use crate::bundle::Eid;
 pub enum Timer {
     /// Dispatch again what waits, after failed sends to this neighbour (its retry backoff).
     Retry(Eid),
+    /// Expiry and the store's housekeeping ([`super::node::Agent::housekeep_every`]).
+    Housekeeping,
 }
 
 /// Timers by deadline; each timer is set at most once.
