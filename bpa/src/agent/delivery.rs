@@ -13,12 +13,12 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::counters::Counters;
-use super::fragment::{Reassembly, adu_key};
+use super::fragment::adu_key;
 use super::node::{Agent, AgentError, Delivery, lock};
 use super::report::Status;
 use crate::admin::ReasonCode;
 use crate::bundle::{Bundle, BundleBuilder, BundleHeader, Eid, PrimaryBlock};
-use crate::store::{BundleState, DeleteReason, InsertOutcome, PayloadContent, StateKind, Store, StoreId};
+use crate::store::{BundleState, DeleteReason, PayloadContent, StateKind, Store, StoreId};
 
 /// The echo service's number on an ipn node (the one other agents' ping tools use).
 pub const ECHO_SERVICE: u64 = 7;
@@ -342,58 +342,6 @@ impl<S: Store> Agent<S> {
         if self.remove(id, DeleteReason::Delivered).await.is_some() {
             Counters::bump(&self.inner.counters.delivered);
             self.report(p, request_len, Status::Delivered, ReasonCode::NO_ADDITIONAL_INFORMATION).await;
-        }
-    }
-
-    /// Reassembles the ADU `adu` if all its fragments are stored (RFC 9171 §5.9): the whole
-    /// bundle is stored, then the fragments deleted, then the bundle delivered. Fragments that
-    /// do not fit the others (another total length) are logged and left to expire.
-    pub(super) async fn reassemble(&self, adu: &str) {
-        let _one_at_a_time = self.inner.reassembly.lock().await;
-        let store = &self.inner.store;
-        // Every fragment of the ADU, whole (incremental, file-backed reassembly is issue 13's).
-        let fragments = match store.by_state(StateKind::AwaitingReassembly, Some(adu), 0, usize::MAX).await {
-            Ok(fragments) => fragments,
-            Err(error) => {
-                tracing::error!(%error, adu, "cannot list the fragments of an ADU");
-                return;
-            }
-        };
-        let mut reassembly: Option<Reassembly> = None;
-        for meta in &fragments {
-            let Some(fragment) = self.load(meta.id).await else { continue };
-            let added = match reassembly.as_mut() {
-                Some(r) => r.add(&fragment).map(drop),
-                None => Reassembly::new(&fragment).map(|r| reassembly = Some(r)),
-            };
-            if let Err(error) = added {
-                tracing::warn!(%error, bundle = %fragment.id(), "a fragment does not fit its ADU; it waits to expire");
-            }
-        }
-        let Some(reassembly) = reassembly.filter(Reassembly::is_complete) else { return };
-        let whole = match reassembly.finish() {
-            Ok(whole) => whole,
-            Err(error) => {
-                tracing::error!(%error, adu, "reassembly failed");
-                return;
-            }
-        };
-        let outcome = store.insert(Bytes::from(whole.encode()), BundleState::WaitingForRoute).await;
-        let stored = match outcome {
-            Ok(InsertOutcome::Stored(id)) => Some(id),
-            Ok(InsertOutcome::Duplicate(_) | InsertOutcome::AlreadyHandled) => None,
-            Err(error) => {
-                tracing::error!(%error, adu, "the reassembled bundle could not be stored; its fragments stay");
-                return;
-            }
-        };
-        for meta in &fragments {
-            self.remove(meta.id, DeleteReason::Reassembled).await;
-        }
-        Counters::bump(&self.inner.counters.reassembled);
-        tracing::info!(bundle = %whole.id(), fragments = fragments.len(), "ADU reassembled");
-        if let Some(id) = stored {
-            self.dispatch(id, whole).await;
         }
     }
 

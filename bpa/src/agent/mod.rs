@@ -13,6 +13,7 @@ pub mod fragment;
 pub mod node;
 pub mod outgoing;
 mod queue;
+mod reassembly;
 mod reception;
 pub mod report;
 pub mod routing;

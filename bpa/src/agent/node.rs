@@ -203,6 +203,7 @@ pub(super) struct Inner<S> {
 }
 
 pub(super) type BoxedTask = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub(super) type BoxedFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())

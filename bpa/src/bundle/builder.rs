@@ -136,23 +136,7 @@ impl BundleBuilder {
     /// encode with that payload; a payload set with [`BundleBuilder::payload`] is ignored.
     pub fn build_streamed(self, payload_length: u64) -> Result<(Vec<u8>, PayloadEncoder), BundleError> {
         let (primary, blocks, payload) = self.into_blocks(payload_length)?;
-        let mut head = vec![cbor::INDEFINITE_ARRAY];
-        primary.encode(&mut head);
-        for block in &blocks {
-            block.encode(&mut head);
-        }
-        let block_start = head.len();
-        cbor::write_array(&mut head, if payload.crc_type == CrcType::None { 5 } else { 6 });
-        cbor::write_uint(&mut head, payload.block_type);
-        cbor::write_uint(&mut head, payload.number);
-        cbor::write_uint(&mut head, payload.flags.0);
-        cbor::write_uint(&mut head, payload.crc_type.code());
-        cbor::write_head(&mut head, cbor::MAJOR_BYTES, payload_length);
-        let mut crc = CrcState::new(payload.crc_type);
-        crc.update(&head[block_start..]);
-        let encoder =
-            PayloadEncoder { crc_type: payload.crc_type, crc, declared: payload_length, received: 0 };
-        Ok((head, encoder))
+        Ok(streamed_head(&primary, &blocks, payload.flags, payload.crc_type, payload_length))
     }
 
     /// The blocks as built, checked by the parser's rules; the payload block's data is empty
@@ -200,6 +184,35 @@ impl BundleBuilder {
 pub struct PayloadLengthMismatch {
     pub declared: u64,
     pub received: u64,
+}
+
+/// The encoded bytes of a bundle before its payload content — `primary`, the extension `blocks`
+/// and the head of a payload block (number 1) with these flags and CRC type for a payload of
+/// `payload_length` bytes — and the [`PayloadEncoder`] that gives the bytes after the content.
+/// For bundles whose payload is not in memory ([`BundleBuilder::build_streamed`], reassembly
+/// from stored fragments); the caller has checked the blocks.
+pub fn streamed_head(
+    primary: &PrimaryBlock,
+    blocks: &[CanonicalBlock],
+    payload_flags: BlockFlags,
+    payload_crc: CrcType,
+    payload_length: u64,
+) -> (Vec<u8>, PayloadEncoder) {
+    let mut head = vec![cbor::INDEFINITE_ARRAY];
+    primary.encode(&mut head);
+    for block in blocks {
+        block.encode(&mut head);
+    }
+    let block_start = head.len();
+    cbor::write_array(&mut head, if payload_crc == CrcType::None { 5 } else { 6 });
+    cbor::write_uint(&mut head, block_type::PAYLOAD);
+    cbor::write_uint(&mut head, 1);
+    cbor::write_uint(&mut head, payload_flags.0);
+    cbor::write_uint(&mut head, payload_crc.code());
+    cbor::write_head(&mut head, cbor::MAJOR_BYTES, payload_length);
+    let mut crc = CrcState::new(payload_crc);
+    crc.update(&head[block_start..]);
+    (head, PayloadEncoder { crc_type: payload_crc, crc, declared: payload_length, received: 0 })
 }
 
 /// The payload block's CRC, computed as the payload content streams past (RFC 9171 §4.3.2: the

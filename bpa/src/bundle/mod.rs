@@ -24,7 +24,7 @@ pub use block::{
     CanonicalBlock, HopCount, block_type, block_type_name, bundle_age_data, hop_count_data,
     previous_node_data,
 };
-pub use builder::{BundleBuilder, ExtensionBlock, PayloadEncoder, PayloadLengthMismatch};
+pub use builder::{BundleBuilder, ExtensionBlock, PayloadEncoder, PayloadLengthMismatch, streamed_head};
 pub use cbor::CborProblem;
 pub use crc::{CrcState, CrcType};
 pub use eid::{Eid, EidError};
