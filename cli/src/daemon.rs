@@ -225,7 +225,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
 async fn start_tcpcl(
     config: &Config,
     agent: &Agent<SqliteStore>,
-) -> anyhow::Result<Option<(Tcpcl<SqliteStore>, Vec<SocketAddr>)>> {
+) -> anyhow::Result<Option<(Tcpcl<Agent<SqliteStore>>, Vec<SocketAddr>)>> {
     let section = &config.tcpcl;
     let mut session = SessionConfig::new("");
     let setting = section.tls.unwrap_or(TlsSetting::Off);

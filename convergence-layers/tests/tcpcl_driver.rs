@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 struct Node {
     agent: Agent<SqliteStore>,
-    tcpcl: Tcpcl<SqliteStore>,
+    tcpcl: Tcpcl<Agent<SqliteStore>>,
     _dir: tempfile::TempDir,
 }
 

@@ -123,7 +123,7 @@ impl Drop for Dtnd {
 /// One of our nodes: agent, store on disk, TCPCL listening on loopback.
 struct Node {
     agent: Agent<SqliteStore>,
-    tcpcl: Tcpcl<SqliteStore>,
+    tcpcl: Tcpcl<Agent<SqliteStore>>,
     address: SocketAddr,
     name: String,
     _dir: tempfile::TempDir,

@@ -177,7 +177,7 @@ impl HardyNode {
 /// Our node: agent, SQLite store on disk, TCPCL with TLS required.
 struct OurNode {
     agent: Agent<SqliteStore>,
-    tcpcl: Tcpcl<SqliteStore>,
+    tcpcl: Tcpcl<Agent<SqliteStore>>,
     _dir: tempfile::TempDir,
 }
 

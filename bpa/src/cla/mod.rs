@@ -1,6 +1,6 @@
 //! The interface every convergence layer implements (design §2): the agent hands it a bundle
 //! for a neighbour and learns when the neighbour has it; the layer hands the agent what it
-//! receives through [`crate::agent::node::Agent::receive`].
+//! receives, and learns of neighbours, through a [`BundleSink`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -125,3 +125,6 @@ pub trait ConvergenceLayer: Send + Sync + std::fmt::Debug {
 }
 
 pub mod memory;
+mod sink;
+
+pub use sink::{BundleSink, IncomingBundle};

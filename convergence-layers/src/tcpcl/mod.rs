@@ -4,6 +4,10 @@
 //! in, bytes and events out), which the tokio driver only feeds and drains.
 
 pub mod driver;
+mod handshake;
+mod receiving;
 pub mod session;
+mod session_task;
 pub mod tls;
 pub mod wire;
+mod writer;

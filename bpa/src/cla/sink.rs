@@ -1,0 +1,111 @@
+//! What a convergence layer needs of the agent (design §2: layers reach the agent through a
+//! small trait, not through its store's types): this node's ID, a way to hand over what it
+//! receives — whole, or in pieces as they arrive, acknowledged to the peer only once durable —
+//! and a way to say which neighbours it reaches.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{ConvergenceLayer, Refusal};
+use crate::agent::node::{Agent, AgentError, PendingReceive, Reception};
+use crate::bundle::Eid;
+use crate::store::{Store, StoreError};
+
+/// The agent as a convergence layer sees it. [`Agent`] implements it.
+pub trait BundleSink: Clone + Send + Sync + std::fmt::Debug + 'static {
+    /// A bundle arriving in pieces.
+    type Incoming: IncomingBundle;
+
+    /// This node's ID (what the layer announces to its peers).
+    fn node_id(&self) -> &Eid;
+
+    /// A whole received bundle (RFC 9171 §5.6). `Ok` means durable: the layer may acknowledge
+    /// it to the peer.
+    fn receive(&self, encoded: Bytes) -> impl Future<Output = Result<Reception, AgentError>> + Send;
+
+    /// Starts receiving a bundle whose bytes arrive in pieces.
+    fn begin_receive(&self) -> impl Future<Output = Result<Self::Incoming, AgentError>> + Send;
+
+    /// The neighbour `node` is reachable through `link`.
+    fn neighbour_up(
+        &self,
+        node: Eid,
+        link: Arc<dyn ConvergenceLayer>,
+    ) -> impl Future<Output = Result<(), AgentError>> + Send;
+
+    /// The neighbour `node` is no longer reachable.
+    fn neighbour_down(&self, node: &Eid);
+}
+
+/// A bundle being received in pieces: nothing is stored, and nothing left behind, until
+/// [`IncomingBundle::commit`] returns; dropping it abandons the bundle.
+pub trait IncomingBundle: Send + 'static {
+    /// The next bytes; an error means the bundle is refused and the rest is to be dropped.
+    fn write(&mut self, chunk: &[u8]) -> impl Future<Output = Result<(), AgentError>> + Send;
+
+    /// As `write`, taking the bytes of `chunk` (left empty, with a spare buffer's capacity).
+    fn write_owned(&mut self, chunk: &mut Vec<u8>) -> impl Future<Output = Result<(), AgentError>> + Send;
+
+    /// Whether this node holds, or remembers handling, the bundle; `None` until its header is in.
+    fn already_held(&self) -> impl Future<Output = Result<Option<bool>, AgentError>> + Send + 'static;
+
+    /// Completes the bundle: `Ok` means durable here.
+    fn commit(self) -> impl Future<Output = Result<Reception, AgentError>> + Send;
+}
+
+impl AgentError {
+    /// The refusal a layer gives its peer for this error: no room (the store is full or
+    /// failing: the peer may try again) or not acceptable (the bundle is invalid or unwanted).
+    pub fn refusal(&self) -> Refusal {
+        match self {
+            AgentError::Store(StoreError::InvalidBundle(_)) => Refusal::NotAcceptable,
+            AgentError::Store(_) => Refusal::NoResources,
+            AgentError::Invalid(_)
+            | AgentError::PayloadLength(_)
+            | AgentError::NotLocal { .. }
+            | AgentError::ForeignSource { .. }
+            | AgentError::AlreadyHandled(_) => Refusal::NotAcceptable,
+        }
+    }
+}
+
+impl<S: Store> BundleSink for Agent<S> {
+    type Incoming = PendingReceive<S>;
+
+    fn node_id(&self) -> &Eid {
+        Agent::node_id(self)
+    }
+    fn receive(&self, encoded: Bytes) -> impl Future<Output = Result<Reception, AgentError>> + Send {
+        Agent::receive(self, encoded)
+    }
+    fn begin_receive(&self) -> impl Future<Output = Result<PendingReceive<S>, AgentError>> + Send {
+        Agent::begin_receive(self)
+    }
+    fn neighbour_up(
+        &self,
+        node: Eid,
+        link: Arc<dyn ConvergenceLayer>,
+    ) -> impl Future<Output = Result<(), AgentError>> + Send {
+        Agent::neighbour_up(self, node, link)
+    }
+    fn neighbour_down(&self, node: &Eid) {
+        Agent::neighbour_down(self, node)
+    }
+}
+
+impl<S: Store> IncomingBundle for PendingReceive<S> {
+    fn write(&mut self, chunk: &[u8]) -> impl Future<Output = Result<(), AgentError>> + Send {
+        PendingReceive::write(self, chunk)
+    }
+    fn write_owned(&mut self, chunk: &mut Vec<u8>) -> impl Future<Output = Result<(), AgentError>> + Send {
+        PendingReceive::write_owned(self, chunk)
+    }
+    fn already_held(&self) -> impl Future<Output = Result<Option<bool>, AgentError>> + Send + 'static {
+        PendingReceive::already_held(self)
+    }
+    fn commit(self) -> impl Future<Output = Result<Reception, AgentError>> + Send {
+        PendingReceive::commit(self)
+    }
+}
