@@ -41,7 +41,9 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
 ) {
     let mut writer = BufWriter::with_capacity(WRITE_BUFFER, writer);
     let mut sources: HashMap<u64, Pin<Box<dyn AsyncRead + Send>>> = HashMap::new();
-    let mut buffer = vec![0u8; WRITE_BUFFER];
+    // Grown to SEGMENT_DATA_BUFFER by the first large segment, so a session of small bundles
+    // keeps a small one.
+    let mut buffer = Vec::new();
     loop {
         let job = match jobs.try_recv() {
             Ok(job) => job,
@@ -98,14 +100,24 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
     let _ = writer.shutdown().await;
 }
 
+/// Segment data is read from the bundle in pieces of up to this size: each read of a stored
+/// bundle's file is a trip through the blocking pool, and 1 MiB pieces make those few (the
+/// 1 GiB transfer: 297–660 MiB/s with 256 KiB pieces, 509–1,113 MiB/s with 1 MiB, same run).
+/// Writes this large bypass the socket's buffered writer.
+const SEGMENT_DATA_BUFFER: usize = 1 << 20;
+
 pub(super) async fn write_segment<W: AsyncWrite + Unpin>(
     writer: &mut W,
     head: &[u8],
     source: &mut Pin<Box<dyn AsyncRead + Send>>,
     data_length: u64,
-    buffer: &mut [u8],
+    buffer: &mut Vec<u8>,
     status: &SessionStatus,
 ) -> Result<(), String> {
+    let wanted = usize::try_from(data_length).unwrap_or(usize::MAX).min(SEGMENT_DATA_BUFFER);
+    if buffer.len() < wanted {
+        buffer.resize(wanted, 0);
+    }
     writer.write_all(head).await.map_err(|e| e.to_string())?;
     status.bytes_sent.fetch_add(head.len() as u64, Ordering::Relaxed);
     let mut left = data_length;

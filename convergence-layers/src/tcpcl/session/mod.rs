@@ -9,6 +9,10 @@
 //! received segment is acknowledged only when the agent says it is processed
 //! ([`Session::acknowledge_segment`]), so the final XFER_ACK can wait until the bundle is
 //! durable (design §3.3).
+//!
+//! This module holds the session's state, its entry points, timers and ending; `negotiation`
+//! (contact headers, TLS decision, SESS_INIT), `incoming` and `outgoing` (transfers each way)
+//! add their parts of it.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -240,39 +244,6 @@ enum State {
     Closed,
 }
 
-#[derive(Debug)]
-struct Outgoing {
-    id: u64,
-    total: u64,
-    sent: u64,
-}
-
-#[derive(Debug)]
-struct Incoming {
-    id: u64,
-    received: u64,
-    total: Option<u64>,
-    /// Refused by this side: later segments are refused again and dropped (§5.2.4).
-    refused: Option<RefuseReason>,
-    /// The END segment has been received.
-    finished: bool,
-}
-
-/// The segment being decoded: whether its data goes to the agent.
-#[derive(Debug, Clone, Copy)]
-struct CurrentSegment {
-    id: u64,
-    flags: u8,
-    deliver: bool,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct PendingAck {
-    id: u64,
-    flags: u8,
-    cumulative: u64,
-}
-
 #[derive(Debug, Clone, Copy)]
 struct Ending {
     sent: bool,
@@ -345,28 +316,8 @@ impl Session {
         session
     }
 
-    fn our_contact_header(&self) -> ContactHeader {
-        let flags = if self.config.tls == TlsPolicy::Off { 0 } else { super::wire::CAN_TLS };
-        ContactHeader { version: VERSION, flags }
-    }
-
-    fn send_contact_header(&mut self) {
-        let header = self.our_contact_header().encode();
-        self.output.extend_from_slice(&header);
-    }
-
     fn send(&mut self, message: Message) {
         message.encode(&mut self.output);
-    }
-
-    fn our_sess_init(&self) -> Message {
-        Message::SessInit(SessInit {
-            keepalive: self.config.keepalive,
-            segment_mru: self.config.segment_mru,
-            transfer_mru: self.config.transfer_mru,
-            node_id: self.config.node_id.clone(),
-            extensions: Vec::new(),
-        })
     }
 
     pub fn role(&self) -> Role {
@@ -479,24 +430,6 @@ impl Session {
         }
     }
 
-    /// The TLS handshake succeeded; `certified_node_ids` are the node IDs (URI subject
-    /// alternative names) of the peer's certificate, empty if it presented none (§4.4.4.3).
-    pub fn tls_established(&mut self, certified_node_ids: Vec<String>, now: Instant) {
-        self.latest = self.latest.max(now);
-        if self.state != State::AwaitTls {
-            return;
-        }
-        self.certified_node_ids = Some(certified_node_ids);
-        self.state = State::AwaitSessInit;
-        self.deadline = Some(now + self.config.negotiation_timeout);
-        if self.role == Role::Active {
-            let init = self.our_sess_init();
-            self.send(init);
-        }
-        // Anything the peer sent after its handshake is TCPCL again.
-        self.process(now);
-    }
-
     /// Bytes from the peer (after TLS decryption when TLS is in use).
     pub fn handle_input(&mut self, data: &[u8], now: Instant) {
         self.latest = self.latest.max(now);
@@ -540,42 +473,6 @@ impl Session {
                     self.on_frame(frame, now);
                 }
             }
-        }
-    }
-
-    fn on_contact_header(&mut self, header: ContactHeader, now: Instant) {
-        if header.version != VERSION {
-            let error = SessionError::VersionMismatch { theirs: header.version };
-            if self.role == Role::Passive {
-                // §4.3: send our contact header, then end with "version mismatch".
-                self.send_contact_header();
-                self.send(Message::SessTerm { flags: 0, reason: SessTermReason::VERSION_MISMATCH });
-            }
-            self.close(Some(error));
-            return;
-        }
-        if self.role == Role::Passive {
-            self.send_contact_header();
-        }
-        let ours = self.our_contact_header();
-        let enable_tls = ours.can_tls() && header.can_tls();
-        if self.config.tls == TlsPolicy::Required && !enable_tls {
-            // §4.3: an unacceptable Enable TLS → SESS_TERM "contact failure".
-            self.send(Message::SessTerm { flags: 0, reason: SessTermReason::CONTACT_FAILURE });
-            self.close(Some(SessionError::TlsRequired));
-            return;
-        }
-        self.tls = enable_tls;
-        if enable_tls {
-            self.state = State::AwaitTls;
-            self.events.push_back(Event::StartTls);
-            return;
-        }
-        self.state = State::AwaitSessInit;
-        self.deadline = Some(now + self.config.negotiation_timeout);
-        if self.role == Role::Active {
-            let init = self.our_sess_init();
-            self.send(init);
         }
     }
 
@@ -636,78 +533,6 @@ impl Session {
         self.maybe_finish_ending();
     }
 
-    /// Whether a peer's SESS_INIT node ID names this node: a peer pretending to be us (or our
-    /// own node reached through a loop) is no neighbour.
-    fn claims_our_node_id(&self, claimed: &str) -> bool {
-        match (claimed.parse::<bpa::bundle::Eid>(), self.config.node_id.parse::<bpa::bundle::Eid>()) {
-            (Ok(theirs), Ok(ours)) => !ours.is_null() && theirs.node_id() == ours.node_id(),
-            _ => false,
-        }
-    }
-
-    fn on_sess_init(&mut self, init: SessInit, now: Instant) {
-        let unacceptable = |why: String| Some(SessionError::Unacceptable(why));
-        let problem = if init.segment_mru == 0 {
-            unacceptable("its segment MRU is 0: no segment could be sent".into())
-        } else if init.transfer_mru == 0 {
-            unacceptable("its transfer MRU is 0: no bundle could be sent".into())
-        } else if let Some(item) = init.extensions.iter().find(|i| i.is_critical()) {
-            // §4.8: no session extension is known here, so a critical one ends the session.
-            unacceptable(format!(
-                "it carries critical session extension type {:#06x}, unknown here",
-                item.item_type
-            ))
-        } else if init.node_id.len() > MAX_NODE_ID_LEN {
-            unacceptable(format!(
-                "its node ID {:?} is {} bytes; at most {MAX_NODE_ID_LEN} are accepted",
-                shown(&init.node_id),
-                init.node_id.len()
-            ))
-        } else if !init.node_id.is_empty() && init.node_id.parse::<bpa::bundle::Eid>().is_err() {
-            unacceptable(format!("its node ID {:?} is not an endpoint ID", shown(&init.node_id)))
-        } else if self.claims_our_node_id(&init.node_id) {
-            unacceptable(format!("it claims this node's own node ID {:?}", shown(&init.node_id)))
-        } else {
-            None
-        };
-        if let Some(error) = problem {
-            self.terminate_with(SessTermReason::CONTACT_FAILURE, Some(error.clone()));
-            self.close(Some(error));
-            return;
-        }
-        let certified = self.certified_node_ids.clone().unwrap_or_default();
-        let authenticated = self.tls && !init.node_id.is_empty() && certified.contains(&init.node_id);
-        if self.tls && self.config.require_node_id_authentication && !authenticated {
-            let error = SessionError::NodeIdNotAuthenticated {
-                claimed: shown(&init.node_id),
-                certified: certified.iter().map(|id| shown(id)).collect(),
-            };
-            self.terminate_with(SessTermReason::CONTACT_FAILURE, Some(error.clone()));
-            self.close(Some(error));
-            return;
-        }
-        // §4.6: the passive side answers the active side's SESS_INIT — only once it accepts it,
-        // so a refused peer learns nothing more of this node than the SESS_TERM.
-        if self.role == Role::Passive {
-            let ours = self.our_sess_init();
-            self.send(ours);
-        }
-        let keepalive = Duration::from_secs(u64::from(init.keepalive.min(self.config.keepalive)));
-        let negotiated = Negotiated {
-            peer_node_id: init.node_id,
-            node_id_authenticated: authenticated,
-            tls: self.tls,
-            keepalive,
-            segment_mtu: init.segment_mru,
-            transfer_mtu: init.transfer_mru,
-        };
-        self.state = State::Established;
-        self.deadline = None;
-        self.last_received = now;
-        self.negotiated = Some(negotiated.clone());
-        self.events.push_back(Event::Established(negotiated));
-    }
-
     fn on_message(&mut self, message: Message) {
         match message {
             Message::Keepalive => {}
@@ -743,274 +568,6 @@ impl Session {
             return;
         }
         self.maybe_finish_ending();
-    }
-
-    /// The outgoing transfer an XFER_ACK or XFER_REFUSE names. One this session never sent is
-    /// rejected as unexpected; one it finished lately (a late ack, a refusal crossing our last
-    /// segment) is ignored.
-    fn outgoing_named(&mut self, transfer_id: u64, rejected_type: u8) -> Option<usize> {
-        let index = self.outgoing.iter().position(|t| t.id == transfer_id);
-        if index.is_none() && !self.recently_finished.contains(&transfer_id) {
-            self.send(Message::MsgReject { reason: RejectReason::UNEXPECTED, rejected_type });
-        }
-        index
-    }
-
-    fn on_ack(&mut self, transfer_id: u64, length: u64) {
-        let Some(index) = self.outgoing_named(transfer_id, message_type::XFER_ACK) else { return };
-        let transfer = &self.outgoing[index];
-        if length > transfer.sent {
-            // Acknowledging bytes never sent: the peer cannot comply with this transfer.
-            self.send(Message::MsgReject {
-                reason: RejectReason::UNSUPPORTED,
-                rejected_type: message_type::XFER_ACK,
-            });
-            return;
-        }
-        // The acknowledgement of the whole transfer completes it. Its END flag is not required:
-        // some peers (dtn7-rs) send every XFER_ACK with flags 0 (design §8).
-        if length == transfer.total && transfer.sent == transfer.total {
-            self.outgoing.remove(index);
-            self.remember_finished(transfer_id);
-            self.events.push_back(Event::TransferAcked { transfer_id });
-        }
-    }
-
-    fn on_refuse(&mut self, reason: RefuseReason, transfer_id: u64) {
-        let Some(index) = self.outgoing_named(transfer_id, message_type::XFER_REFUSE) else { return };
-        // Forgotten at once (a long session refuses many transfers); remembered among the
-        // recent IDs so a refusal repeated for a crossing segment, or a late ack, is no error.
-        self.outgoing.remove(index);
-        self.remember_finished(transfer_id);
-        if self.recently_refused.len() == RECENT_IDS {
-            self.recently_refused.pop_front();
-        }
-        self.recently_refused.push_back((transfer_id, reason));
-        self.events.push_back(Event::TransferRefused { transfer_id, reason });
-    }
-
-    fn remember_finished(&mut self, id: u64) {
-        if self.recently_finished.len() == RECENT_IDS {
-            self.recently_finished.pop_front();
-        }
-        self.recently_finished.push_back(id);
-    }
-
-    fn on_segment_header(&mut self, header: SegmentHeader) {
-        let id = header.transfer_id;
-        let discard = CurrentSegment { id, flags: header.flags, deliver: false };
-        if header.data_length > self.config.segment_mru {
-            // A peer that ignores the MRU it was given cannot be trusted with our buffers: the
-            // session ends (resource exhaustion) and the segment's data is not taken.
-            let error =
-                SessionError::SegmentOverMru { length: header.data_length, mru: self.config.segment_mru };
-            self.segment = Some(discard);
-            self.terminate_with(SessTermReason::RESOURCE_EXHAUSTION, Some(error));
-            return;
-        }
-        if header.is_start() {
-            if self.ending.is_some() {
-                // §6.1: no new incoming transfer while ending.
-                self.send(Message::XferRefuse { reason: RefuseReason::SESSION_TERMINATING, transfer_id: id });
-                self.segment = Some(discard);
-                return;
-            }
-            if let Some(previous) = self.incoming.take()
-                && !previous.finished
-                && previous.refused.is_none()
-            {
-                self.pending_acks.retain(|a| a.id != previous.id);
-                self.events.push_back(Event::IncomingAborted {
-                    transfer_id: previous.id,
-                    reason: format!("the peer started transfer {id} before finishing it"),
-                });
-            }
-            let total = match self.transfer_extensions(header.extensions.clone()) {
-                Ok(total) => total,
-                Err(reason) => {
-                    self.refuse_new(id, reason);
-                    return;
-                }
-            };
-            if total.is_some_and(|t| t > self.config.transfer_mru) {
-                self.refuse_new(id, RefuseReason::NOT_ACCEPTABLE);
-                return;
-            }
-            self.incoming = Some(Incoming { id, received: 0, total, refused: None, finished: false });
-            self.events.push_back(Event::IncomingStarted { transfer_id: id, total_length: total });
-        }
-        let transfer_mru = self.config.transfer_mru;
-        let Some(incoming) = self.incoming.as_mut().filter(|i| i.id == id && !i.finished) else {
-            // A continuation of no transfer in progress.
-            self.send(Message::MsgReject {
-                reason: RejectReason::UNEXPECTED,
-                rejected_type: message_type::XFER_SEGMENT,
-            });
-            self.segment = Some(discard);
-            return;
-        };
-        if let Some(reason) = incoming.refused {
-            // §5.2.4: segments that crossed the refusal are refused too.
-            self.send(Message::XferRefuse { reason, transfer_id: id });
-            self.segment = Some(discard);
-            return;
-        }
-        let after = incoming.received.saturating_add(header.data_length);
-        let limit = incoming.total.unwrap_or(transfer_mru).min(transfer_mru);
-        if after > limit {
-            // More than announced (§5.2.5.1) or than this side accepts.
-            self.refuse(id, RefuseReason::NOT_ACCEPTABLE);
-            self.segment = Some(discard);
-            return;
-        }
-        self.segment = Some(CurrentSegment { id, flags: header.flags, deliver: true });
-    }
-
-    /// Refuses a transfer that had not started.
-    fn refuse_new(&mut self, id: u64, reason: RefuseReason) {
-        self.send(Message::XferRefuse { reason, transfer_id: id });
-        self.incoming =
-            Some(Incoming { id, received: 0, total: None, refused: Some(reason), finished: false });
-        self.segment = Some(CurrentSegment { id, flags: 0, deliver: false });
-    }
-
-    /// The Transfer Length, if announced; a refusal reason for an unusable extension list.
-    fn transfer_extensions(&self, list: Bytes) -> Result<Option<u64>, RefuseReason> {
-        let items = ExtensionItem::decode_list(list).map_err(|_| RefuseReason::EXTENSION_FAILURE)?;
-        let mut total = None;
-        for item in items {
-            match item.item_type {
-                TRANSFER_LENGTH_EXTENSION => {
-                    let value: [u8; 8] =
-                        item.value.as_ref().try_into().map_err(|_| RefuseReason::EXTENSION_FAILURE)?;
-                    if total.replace(u64::from_be_bytes(value)).is_some() {
-                        // §5.2.5.1: at most one Transfer Length item.
-                        return Err(RefuseReason::EXTENSION_FAILURE);
-                    }
-                }
-                _ if item.is_critical() => return Err(RefuseReason::EXTENSION_FAILURE),
-                _ => {}
-            }
-        }
-        Ok(total)
-    }
-
-    fn on_segment_end(&mut self) {
-        let Some(segment) = self.segment.take() else { return };
-        if !segment.deliver {
-            return;
-        }
-        let Some(incoming) = self.incoming.as_mut() else { return };
-        let end = segment.flags & segment_flags::END != 0;
-        if end && incoming.total.is_some_and(|t| t != incoming.received) {
-            // §5.2.5.1: the data differs from the announced Total Length.
-            let (announced, received) = (incoming.total.unwrap_or(0), incoming.received);
-            self.refuse(segment.id, RefuseReason::NOT_ACCEPTABLE);
-            self.events.push_back(Event::IncomingAborted {
-                transfer_id: segment.id,
-                reason: format!(
-                    "{received} bytes came but the Transfer Length extension announced {announced}"
-                ),
-            });
-            return;
-        }
-        if end {
-            incoming.finished = true;
-        }
-        self.pending_acks.push_back(PendingAck {
-            id: segment.id,
-            flags: segment.flags,
-            cumulative: incoming.received,
-        });
-        self.events.push_back(Event::IncomingSegmentEnd { transfer_id: segment.id, end });
-    }
-
-    /// The agent has processed the oldest complete segment of `transfer_id` (for the END
-    /// segment: the bundle is durable): its XFER_ACK goes out (§5.2.3).
-    pub fn acknowledge_segment(&mut self, transfer_id: u64) {
-        if let Some(index) = self.pending_acks.iter().position(|a| a.id == transfer_id) {
-            let Some(ack) = self.pending_acks.remove(index) else { return };
-            self.send(Message::XferAck { flags: ack.flags, transfer_id: ack.id, length: ack.cumulative });
-            self.maybe_finish_ending();
-        }
-    }
-
-    /// The agent does not want the incoming transfer (store full → "no resources", a bundle it
-    /// has → "completed", an invalid one → "not acceptable"). Its later segments are refused.
-    pub fn refuse(&mut self, transfer_id: u64, reason: RefuseReason) {
-        self.send(Message::XferRefuse { reason, transfer_id });
-        self.pending_acks.retain(|a| a.id != transfer_id);
-        if let Some(incoming) = self.incoming.as_mut().filter(|i| i.id == transfer_id) {
-            incoming.refused = Some(reason);
-            incoming.finished = false;
-        }
-        if let Some(segment) = self.segment.as_mut().filter(|s| s.id == transfer_id) {
-            segment.deliver = false;
-        }
-        self.maybe_finish_ending();
-    }
-
-    /// Starts an outgoing transfer of `length` bytes; its segments then come from
-    /// [`Session::segment`].
-    pub fn start_transfer(&mut self, length: u64) -> Result<u64, SendError> {
-        let negotiated = self.negotiated.as_ref().filter(|_| self.state == State::Established);
-        let Some(negotiated) = negotiated else { return Err(SendError::NotEstablished) };
-        if self.ending.is_some() {
-            return Err(SendError::Ending);
-        }
-        if length == 0 {
-            return Err(SendError::Empty);
-        }
-        if length > negotiated.transfer_mtu && !self.config.ignore_peer_transfer_mru {
-            return Err(SendError::OverTransferMtu { length, mtu: negotiated.transfer_mtu });
-        }
-        if let Some(current) = self.outgoing.back().filter(|t| t.sent < t.total) {
-            return Err(SendError::Interleaving(current.id));
-        }
-        let Some(id) = self.next_transfer_id else {
-            // §5.2.1: the ID space is exhausted → end the session.
-            self.terminate_with(
-                SessTermReason::RESOURCE_EXHAUSTION,
-                Some(SessionError::TransferIdsExhausted),
-            );
-            return Err(SendError::Ending);
-        };
-        self.next_transfer_id = id.checked_add(1);
-        self.outgoing.push_back(Outgoing { id, total: length, sent: 0 });
-        Ok(id)
-    }
-
-    /// The next segment of transfer `transfer_id`, carrying at most `available` bytes (what the
-    /// driver has read of the bundle): `head` is to be written, then `data_length` bytes of the
-    /// bundle, with nothing from the session in between.
-    pub fn segment(&mut self, transfer_id: u64, available: u64) -> Result<SegmentToSend, SendError> {
-        let negotiated = self.negotiated.as_ref().ok_or(SendError::NotEstablished)?;
-        let max = negotiated.segment_mtu.min(self.config.max_segment_size).max(1);
-        if let Some(&(_, reason)) = self.recently_refused.iter().find(|(id, _)| *id == transfer_id) {
-            return Err(SendError::Refused { transfer_id, reason });
-        }
-        let transfer = self
-            .outgoing
-            .iter_mut()
-            .find(|t| t.id == transfer_id && t.sent < t.total)
-            .ok_or(SendError::UnknownTransfer(transfer_id))?;
-        let left = transfer.total - transfer.sent;
-        let data_length = left.min(available).min(max);
-        let start = transfer.sent == 0;
-        let end = data_length == left;
-        let mut flags = 0;
-        if start {
-            flags |= segment_flags::START;
-        }
-        if end {
-            flags |= segment_flags::END;
-        }
-        // §5.2.5.1: announce the length unless the transfer is one segment.
-        let extensions =
-            if start && !end { vec![ExtensionItem::transfer_length(transfer.total)] } else { Vec::new() };
-        transfer.sent += data_length;
-        encode_segment_header(flags, transfer_id, &extensions, data_length, &mut self.output);
-        Ok(SegmentToSend { head: self.output.split().freeze(), data_length, end })
     }
 
     /// Ends the session cleanly (§6.1): SESS_TERM now; transfers in progress may finish; the
@@ -1080,18 +637,20 @@ impl Session {
     }
 }
 
-/// Keepalives go out at half the negotiated interval: some peers (dtn7-rs) end a session after
-/// one interval without a message rather than two (design §8).
-fn keepalive_send_interval(keepalive: Duration) -> Duration {
-    keepalive / 2
-}
-
 fn frame_type(frame: &Frame) -> u8 {
     match frame {
         Frame::Message(message) => message.message_type(),
         _ => message_type::XFER_SEGMENT,
     }
 }
+
+mod incoming;
+mod negotiation;
+mod outgoing;
+
+use incoming::{CurrentSegment, Incoming, PendingAck};
+use negotiation::keepalive_send_interval;
+use outgoing::Outgoing;
 
 #[cfg(test)]
 mod tests;
