@@ -286,7 +286,8 @@ impl<S: Store> Agent<S> {
         let timer = super::timers::Timer::Retry(hop.node_id());
         let delay = {
             // One timer per neighbour, however many sends fail while it runs.
-            let mut timers = lock(&self.inner.timers);
+            let mut schedule = lock(&self.inner.schedule);
+            let timers = &mut schedule.timers;
             if timers.deadline(&timer).is_some() {
                 return None;
             }

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -181,9 +181,8 @@ pub(super) struct Inner<S> {
     pub store: S,
     pub clock: Arc<dyn Clock>,
     pub sequence: AtomicU64,
-    pub neighbours: Mutex<HashMap<Eid, Neighbour>>,
-    pub static_routes: Mutex<StaticRoutes>,
-    pub router: Mutex<Option<Arc<dyn Router>>>,
+    /// Where bundles can go now.
+    pub reach: RwLock<Reachability>,
     /// Connected applications by endpoint: each gets every new bundle for it.
     pub applications: Mutex<HashMap<Eid, Vec<super::delivery::Connection>>>,
     /// Bundles being forwarded now: never dispatched twice at once.
@@ -192,13 +191,11 @@ pub(super) struct Inner<S> {
     pub reassembly: tokio::sync::Mutex<()>,
     /// Every timer of the agent; one task sleeps on the clock until the earliest
     /// ([`Agent::run_timers`]).
-    pub timers: Mutex<super::timers::TimerTable>,
+    pub schedule: Mutex<Schedule>,
     /// Wakes the timer task when a timer is set.
     pub timers_changed: Arc<tokio::sync::Notify>,
     /// The timer task was started.
     pub timer_task: std::sync::atomic::AtomicBool,
-    /// How often expiry runs, once [`Agent::housekeep_every`] was called.
-    pub housekeeping: Mutex<Option<Duration>>,
     pub counters: Counters,
 }
 
@@ -209,6 +206,55 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+pub(super) fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(super) fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Where bundles can go now: the neighbours that are up, and the routes to nodes beyond them.
+/// One lock for the three, which every forwarding decision reads together.
+#[derive(Debug, Default)]
+pub(super) struct Reachability {
+    pub neighbours: HashMap<Eid, Neighbour>,
+    pub static_routes: StaticRoutes,
+    pub router: Option<Arc<dyn Router>>,
+}
+
+impl Reachability {
+    /// The neighbour a bundle for `destination` goes to now, passing over `except` (one that
+    /// refused it): the destination's node if it is a neighbour, else the first next hop of the
+    /// static routes, then of the router, that is up.
+    pub fn next_hop(&self, destination: &Eid, except: Option<&Eid>) -> Option<(Eid, Neighbour)> {
+        if self.neighbours.is_empty() {
+            return None;
+        }
+        let allowed = |node: &Eid| except.is_none_or(|except| except != node);
+        let node = destination.node_id();
+        if let Some(n) = self.neighbours.get(&node).filter(|_| allowed(&node)) {
+            return Some((node, n.clone()));
+        }
+        let mut candidates = self.static_routes.next_hops(destination);
+        if let Some(router) = &self.router {
+            candidates.extend(router.next_hops(destination));
+        }
+        candidates
+            .into_iter()
+            .filter(|via| allowed(via))
+            .find_map(|via| self.neighbours.get(&via).map(|n| (via, n.clone())))
+    }
+}
+
+/// The agent's timers, and the housekeeping period that re-arms one of them.
+#[derive(Debug, Default)]
+pub(super) struct Schedule {
+    pub timers: super::timers::TimerTable,
+    /// How often expiry runs, once [`Agent::housekeep_every`] was called.
+    pub housekeeping: Option<Duration>,
+}
+
 impl<S: Store> Agent<S> {
     pub fn new(config: AgentConfig, store: S, clock: Arc<dyn Clock>) -> Agent<S> {
         Agent {
@@ -217,16 +263,13 @@ impl<S: Store> Agent<S> {
                 store,
                 clock,
                 sequence: AtomicU64::new(0),
-                neighbours: Mutex::new(HashMap::new()),
-                static_routes: Mutex::new(StaticRoutes::default()),
-                router: Mutex::new(None),
+                reach: RwLock::new(Reachability::default()),
                 applications: Mutex::new(HashMap::new()),
                 in_flight: Mutex::new(HashSet::new()),
                 reassembly: tokio::sync::Mutex::new(()),
-                timers: Mutex::new(super::timers::TimerTable::default()),
+                schedule: Mutex::new(Schedule::default()),
                 timers_changed: Arc::new(tokio::sync::Notify::new()),
                 timer_task: std::sync::atomic::AtomicBool::new(false),
-                housekeeping: Mutex::new(None),
                 counters: Counters::default(),
             }),
         }
@@ -330,23 +373,7 @@ impl<S: Store> Agent<S> {
         destination: &Eid,
         except: Option<&Eid>,
     ) -> Option<(Eid, Neighbour)> {
-        let neighbours = lock(&self.inner.neighbours);
-        if neighbours.is_empty() {
-            return None;
-        }
-        let allowed = |node: &Eid| except.is_none_or(|except| except != node);
-        let node = destination.node_id();
-        if let Some(n) = neighbours.get(&node).filter(|_| allowed(&node)) {
-            return Some((node, n.clone()));
-        }
-        let mut candidates = lock(&self.inner.static_routes).next_hops(destination);
-        if let Some(router) = lock(&self.inner.router).as_ref() {
-            candidates.extend(router.next_hops(destination));
-        }
-        candidates
-            .into_iter()
-            .filter(|via| allowed(via))
-            .find_map(|via| neighbours.get(&via).map(|n| (via, n.clone())))
+        read(&self.inner.reach).next_hop(destination, except)
     }
 
     /// Decides what happens to a stored bundle now (RFC 9171 §5.3): local delivery, forwarding,
@@ -512,7 +539,7 @@ impl<S: Store> Agent<S> {
             warnings: Arc::new(Mutex::new(crate::log::RateLimit::new(Duration::from_secs(10)))),
             learned_max: Arc::new(AtomicU64::new(u64::MAX)),
         };
-        let replaced = lock(&self.inner.neighbours).insert(node.clone(), entry.clone());
+        let replaced = write(&self.inner.reach).neighbours.insert(node.clone(), entry.clone());
         if let Some(old) = replaced {
             old.queue.close();
         }
@@ -524,9 +551,9 @@ impl<S: Store> Agent<S> {
     /// again (those being sent find the link down and do so themselves).
     pub fn neighbour_down(&self, neighbour: &Eid) {
         let node = neighbour.node_id();
-        let Some(gone) = lock(&self.inner.neighbours).remove(&node) else { return };
+        let Some(gone) = write(&self.inner.reach).neighbours.remove(&node) else { return };
         gone.queue.close();
-        lock(&self.inner.timers).cancel(&Timer::Retry(node.clone()));
+        lock(&self.inner.schedule).timers.cancel(&Timer::Retry(node.clone()));
         tracing::info!(neighbour = %neighbour, "neighbour down");
         let agent = self.clone();
         tokio::spawn(async move {
@@ -546,7 +573,7 @@ impl<S: Store> Agent<S> {
             if page.is_empty() {
                 return Ok(());
             }
-            if lock(&self.inner.neighbours).contains_key(node) {
+            if read(&self.inner.reach).neighbours.contains_key(node) {
                 return Ok(()); // back up: its queue sends them
             }
             for meta in page {
@@ -576,11 +603,11 @@ impl<S: Store> Agent<S> {
             let agent = Agent { inner };
             let now = agent.inner.clock.now_dtn_ms();
             loop {
-                let due = lock(&agent.inner.timers).pop_due(now);
+                let due = lock(&agent.inner.schedule).timers.pop_due(now);
                 let Some(timer) = due else { break };
                 agent.on_timer(timer).await;
             }
-            let next = lock(&agent.inner.timers).poll_timeout();
+            let next = lock(&agent.inner.schedule).timers.poll_timeout();
             let changed = Arc::clone(&agent.inner.timers_changed);
             let sleep = next.map(|at| agent.inner.clock.sleep_until(at));
             drop(agent);
@@ -599,7 +626,7 @@ impl<S: Store> Agent<S> {
     async fn on_timer(&self, timer: Timer) {
         match timer {
             Timer::Retry(node) => {
-                if let Some(neighbour) = lock(&self.inner.neighbours).get(&node) {
+                if let Some(neighbour) = read(&self.inner.reach).neighbours.get(&node) {
                     neighbour.queue.rescan();
                 }
             }
@@ -607,10 +634,10 @@ impl<S: Store> Agent<S> {
                 if let Err(error) = self.expire().await {
                     tracing::error!(%error, "expiry failed; tried again at the next round");
                 }
-                let period = *lock(&self.inner.housekeeping);
-                if let Some(period) = period {
+                let mut schedule = lock(&self.inner.schedule);
+                if let Some(period) = schedule.housekeeping {
                     let at = self.inner.clock.now_dtn_ms().saturating_add(millis(period));
-                    lock(&self.inner.timers).set(Timer::Housekeeping, at);
+                    schedule.timers.set(Timer::Housekeeping, at);
                 }
             }
         }
@@ -618,22 +645,26 @@ impl<S: Store> Agent<S> {
 
     /// Runs expiry every `period` on the agent's clock, from now on.
     pub fn housekeep_every(&self, period: Duration) {
-        *lock(&self.inner.housekeeping) = Some(period);
         let at = self.inner.clock.now_dtn_ms().saturating_add(millis(period));
-        lock(&self.inner.timers).set(Timer::Housekeeping, at);
+        let mut schedule = lock(&self.inner.schedule);
+        schedule.housekeeping = Some(period);
+        schedule.timers.set(Timer::Housekeeping, at);
+        drop(schedule);
         self.timers_changed();
     }
 
     /// Stops the housekeeping [`Agent::housekeep_every`] started.
     pub fn stop_housekeeping(&self) {
-        *lock(&self.inner.housekeeping) = None;
-        lock(&self.inner.timers).cancel(&Timer::Housekeeping);
+        let mut schedule = lock(&self.inner.schedule);
+        schedule.housekeeping = None;
+        schedule.timers.cancel(&Timer::Housekeeping);
     }
 
     /// The neighbours connected now.
     pub fn neighbours(&self) -> Vec<NeighbourInfo> {
         let max = self.inner.config.max_in_flight_per_neighbour.max(1);
-        let mut list: Vec<NeighbourInfo> = lock(&self.inner.neighbours)
+        let mut list: Vec<NeighbourInfo> = read(&self.inner.reach)
+            .neighbours
             .iter()
             .map(|(node_id, n)| NeighbourInfo {
                 node_id: node_id.clone(),
@@ -653,25 +684,25 @@ impl<S: Store> Agent<S> {
 
     /// Adds a static route and dispatches what it opens up.
     pub async fn add_static_route(&self, route: StaticRoute) -> Result<(), AgentError> {
-        lock(&self.inner.static_routes).add(route);
+        write(&self.inner.reach).static_routes.add(route);
         self.redispatch().await
     }
 
     /// The static routes, in the order they are tried.
     pub fn static_routes(&self) -> Vec<StaticRoute> {
-        lock(&self.inner.static_routes).routes().to_vec()
+        read(&self.inner.reach).static_routes.routes().to_vec()
     }
 
     /// Plugs in a routing algorithm, consulted after direct neighbours and static routes.
     pub async fn set_router(&self, router: Arc<dyn Router>) -> Result<(), AgentError> {
-        *lock(&self.inner.router) = Some(router);
+        write(&self.inner.reach).router = Some(router);
         self.redispatch().await
     }
 
     /// Every neighbour's queue reads the store again from its first waiting bundle: a route
     /// changed, so what waits may have one now.
     pub async fn redispatch(&self) -> Result<(), AgentError> {
-        for neighbour in lock(&self.inner.neighbours).values() {
+        for neighbour in read(&self.inner.reach).neighbours.values() {
             neighbour.queue.rescan();
         }
         Ok(())

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::Notify;
 
 use super::forwarder::InFlight;
-use super::node::{Agent, Inner, Neighbour, lock};
+use super::node::{Agent, Inner, Neighbour, lock, read};
 use crate::bundle::{Bundle, Eid};
 use crate::store::{StateKind, Store, StoreId};
 
@@ -172,9 +172,11 @@ impl<S: Store> Agent<S> {
         if let Some(last) = page.last() {
             cursor.after = last.id;
         }
+        // One look at the routes for the page.
+        let reach = read(&self.inner.reach);
         for meta in page {
             if !self.is_local(&meta.destination)
-                && self.next_hop(&meta.destination).is_some_and(|(via, _)| via == *hop)
+                && reach.next_hop(&meta.destination, None).is_some_and(|(via, _)| via == *hop)
             {
                 cursor.page.push_back((meta.id, meta.received_at));
             }
