@@ -269,3 +269,55 @@ async fn expiry_runs_on_the_agents_clock() {
     settle().await;
     assert_eq!(a.agent.store().stats().bundles, 1);
 }
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
+    line.split_whitespace().nth(1).expect("value").parse::<f64>().expect("number") / 1024.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_that_registers_to_a_full_store_holds_a_window_not_everything() {
+    const WAITING: usize = 200;
+    const SIZE: usize = 256 << 10; // 50 MiB in all, in files
+    let clock = Arc::new(ManualClock::new(NOW));
+    let a = node(&clock, 4).await;
+    let endpoint = Eid::ipn(1, 5);
+    for i in 0..WAITING {
+        let payload = Bytes::from(vec![i as u8; SIZE]);
+        a.agent
+            .send(Eid::ipn(1, 1), endpoint.clone(), payload, 3_600_000, BundleFlags::default())
+            .await
+            .expect("send");
+    }
+    let before = peak_rss_mib();
+    let mut app = a.agent.register(endpoint.clone()).await.expect("register");
+    settle().await;
+    let grown = peak_rss_mib() - before;
+    assert!(grown < 16.0, "registering to 50 MiB of waiting bundles grew memory by {grown:.1} MiB");
+    // Every bundle, once, oldest first; and one sent now comes after them.
+    a.agent
+        .send(
+            Eid::ipn(1, 1),
+            endpoint.clone(),
+            Bytes::from_static(b"late"),
+            3_600_000,
+            BundleFlags::default(),
+        )
+        .await
+        .expect("send");
+    for i in 0..WAITING {
+        let delivery =
+            tokio::time::timeout(Duration::from_secs(30), app.recv()).await.expect("in time").expect("open");
+        assert_eq!(delivery.bundle.payload()[0], i as u8);
+        assert_eq!(delivery.bundle.payload().len(), SIZE);
+        a.agent.acknowledge(&delivery).await.expect("ack");
+    }
+    let late =
+        tokio::time::timeout(Duration::from_secs(30), app.recv()).await.expect("in time").expect("open");
+    assert_eq!(late.bundle.payload().as_ref(), b"late");
+    a.agent.acknowledge(&late).await.expect("ack");
+    settle().await;
+    assert!(app.try_recv().is_err(), "each bundle once");
+    assert_eq!(a.agent.store().stats().bundles, 0);
+}

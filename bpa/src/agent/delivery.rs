@@ -7,10 +7,10 @@
 //! local endpoints nobody registered wait too, until their lifetime ends, so a late
 //! registration still finds them.
 
-use std::collections::HashSet;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use super::counters::Counters;
 use super::fragment::adu_key;
@@ -34,66 +34,52 @@ pub fn is_echo_endpoint(eid: &Eid) -> bool {
     }
 }
 
-/// An application's connection to one endpoint: the bundles waiting for it, then every new one.
+/// An application's connection to one endpoint: the bundles waiting for it, then every new one,
+/// read from the store by a task of its own a few at a time ([`SUBSCRIPTION_WINDOW`]), so an
+/// application that reads slowly holds a window of bundles in memory, not everything waiting.
 #[derive(Debug)]
 pub struct Subscription {
     endpoint: Eid,
-    receiver: mpsc::UnboundedReceiver<Delivery>,
-    /// Bundles handed over from the store when the application connected. One dispatched
-    /// while the store was read may come through the channel a second time.
-    from_store: HashSet<StoreId>,
-    /// Those of `from_store` already handed to the application.
-    seen: HashSet<StoreId>,
+    receiver: mpsc::Receiver<Delivery>,
 }
+
+/// Bundles read ahead for an in-process application.
+pub const SUBSCRIPTION_WINDOW: usize = 16;
 
 impl Subscription {
     pub fn endpoint(&self) -> &Eid {
         &self.endpoint
     }
 
-    /// Whether `delivery` is the second copy of a bundle handed over at connection.
-    fn is_repeat(&mut self, delivery: &Delivery) -> bool {
-        self.from_store.contains(&delivery.id) && !self.seen.insert(delivery.id)
-    }
-
     /// The next bundle for the endpoint, waiting for one; `None` once the agent is gone.
     pub async fn recv(&mut self) -> Option<Delivery> {
-        loop {
-            let delivery = self.receiver.recv().await?;
-            if !self.is_repeat(&delivery) {
-                return Some(delivery);
-            }
-        }
+        self.receiver.recv().await
     }
 
     /// The next bundle if one is there now.
     pub fn try_recv(&mut self) -> Result<Delivery, mpsc::error::TryRecvError> {
-        loop {
-            let delivery = self.receiver.try_recv()?;
-            if !self.is_repeat(&delivery) {
-                return Ok(delivery);
-            }
-        }
+        self.receiver.try_recv()
     }
 }
 
 /// Bundles over this size sent to the echo service are not answered.
 pub const MAX_ECHO_PAYLOAD: u64 = 1 << 20;
 
-/// A connected application as the agent sees it.
+/// A connected application as the agent sees it: it learns that a bundle arrived, and reads
+/// it from the store.
 #[derive(Debug, Clone)]
 pub(super) enum Connection {
-    /// An in-process application ([`Agent::register`]): gets every new bundle whole.
-    Bundles(mpsc::UnboundedSender<Delivery>),
-    /// An application that reads bundles from the store ([`Agent::watch`], the local API):
-    /// only learns that one arrived.
-    Wake(mpsc::UnboundedSender<StoreId>),
+    /// An in-process application ([`Agent::register`]): its reading task is woken.
+    Feed { wake: Arc<Notify>, deliveries: mpsc::Sender<Delivery> },
+    /// An application that reads bundles from the store itself ([`Agent::watch`], the local
+    /// API). A wake-up only: one is kept if several arrive before it is taken.
+    Wake(mpsc::Sender<StoreId>),
 }
 
 impl Connection {
     pub(super) fn is_closed(&self) -> bool {
         match self {
-            Connection::Bundles(tx) => tx.is_closed(),
+            Connection::Feed { deliveries, .. } => deliveries.is_closed(),
             Connection::Wake(tx) => tx.is_closed(),
         }
     }
@@ -103,7 +89,7 @@ impl Connection {
 #[derive(Debug)]
 pub struct Watcher {
     endpoint: Eid,
-    receiver: mpsc::UnboundedReceiver<StoreId>,
+    receiver: mpsc::Receiver<StoreId>,
 }
 
 impl Watcher {
@@ -111,8 +97,8 @@ impl Watcher {
         &self.endpoint
     }
 
-    /// Waits until a bundle for the endpoint arrives; its store id, or `None` once the agent is
-    /// gone.
+    /// Waits until a bundle for the endpoint arrives; the store id of one that arrived since
+    /// the last call, or `None` once the agent is gone.
     pub async fn arrived(&mut self) -> Option<StoreId> {
         self.receiver.recv().await
     }
@@ -183,18 +169,16 @@ impl<S: Store> Agent<S> {
             tracing::error!(%error, store_id = id, "cannot record a bundle as waiting for its application");
             return;
         }
-        let mut bundle = bundle;
-        if bundle.is_none() && connected.iter().any(|c| matches!(c, Connection::Bundles(_))) {
-            bundle = self.load(id).await;
-        }
+        drop(bundle); // applications read it from the store
         let mut closed = false;
         for app in connected {
             closed |= match app {
-                Connection::Bundles(tx) => match &bundle {
-                    Some(bundle) => tx.send(Delivery { id, bundle: bundle.clone() }).is_err(),
-                    None => false,
-                },
-                Connection::Wake(tx) => tx.send(id).is_err(),
+                Connection::Feed { wake, deliveries } => {
+                    wake.notify_one();
+                    deliveries.is_closed()
+                }
+                // Full means a wake-up is waiting already.
+                Connection::Wake(tx) => matches!(tx.try_send(id), Err(mpsc::error::TrySendError::Closed(_))),
             };
         }
         if closed && let Some(apps) = lock(&self.inner.applications).get_mut(destination) {
@@ -215,7 +199,7 @@ impl<S: Store> Agent<S> {
     /// [`Agent::oldest_waiting`] and use the subscription as a wake-up.
     pub async fn watch(&self, endpoint: Eid) -> Result<Watcher, AgentError> {
         self.ensure_registered(&endpoint).await?;
-        let (tx, receiver) = mpsc::unbounded_channel();
+        let (tx, receiver) = mpsc::channel(1);
         let mut apps = lock(&self.inner.applications);
         let list = apps.entry(endpoint.clone()).or_default();
         list.retain(|c| !c.is_closed());
@@ -350,30 +334,50 @@ impl<S: Store> Agent<S> {
     /// it is dropped. Several connections to one endpoint each get every new bundle.
     pub async fn register(&self, endpoint: Eid) -> Result<Subscription, AgentError> {
         self.ensure_registered(&endpoint).await?;
-        let (tx, receiver) = mpsc::unbounded_channel();
+        let (deliveries, receiver) = mpsc::channel(SUBSCRIPTION_WINDOW);
+        let wake = Arc::new(Notify::new());
         lock(&self.inner.applications)
             .entry(endpoint.clone())
             .or_default()
-            .push(Connection::Bundles(tx.clone()));
-        let mut from_store = HashSet::new();
+            .push(Connection::Feed { wake: Arc::clone(&wake), deliveries: deliveries.clone() });
+        tracing::info!(%endpoint, "application connected");
+        tokio::spawn(self.clone().feed(endpoint.clone(), wake, deliveries));
+        Ok(Subscription { endpoint, receiver })
+    }
+
+    /// An in-process application's reading task: the bundles waiting for `endpoint`, oldest
+    /// first, a page at a time, each once; then it waits to be woken by the next arrival. It
+    /// ends when the application drops its subscription.
+    async fn feed(self, endpoint: Eid, wake: Arc<Notify>, deliveries: mpsc::Sender<Delivery>) {
+        let name = endpoint.to_string();
         let mut after = 0;
         loop {
             let page = self
                 .inner
                 .store
-                .by_state(StateKind::WaitingForApplication, Some(&endpoint.to_string()), after, 1024)
-                .await?;
-            let Some(last) = page.last() else { break };
-            after = last.id;
+                .by_state(StateKind::WaitingForApplication, Some(&name), after, SUBSCRIPTION_WINDOW)
+                .await;
+            let page = match page {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::error!(%error, %endpoint, "cannot read the bundles waiting for an application; read again at the next arrival");
+                    Vec::new()
+                }
+            };
+            if page.is_empty() {
+                tokio::select! {
+                    () = wake.notified() => continue,
+                    () = deliveries.closed() => return,
+                }
+            }
             for meta in page {
-                if let Some(bundle) = self.load(meta.id).await {
-                    from_store.insert(meta.id);
-                    let _ = tx.send(Delivery { id: meta.id, bundle });
+                after = meta.id;
+                let Some(bundle) = self.load(meta.id).await else { continue };
+                if deliveries.send(Delivery { id: meta.id, bundle }).await.is_err() {
+                    return;
                 }
             }
         }
-        tracing::info!(%endpoint, waiting = from_store.len(), "application connected");
-        Ok(Subscription { endpoint, receiver, from_store, seen: HashSet::new() })
     }
 
     /// Forgets a registration and disconnects its application. Bundles already waiting for it

@@ -17,8 +17,13 @@ mod reassembly;
 mod reception;
 pub mod report;
 pub mod routing;
-pub mod timers;
+mod timers;
 
 pub use reception::PendingReceive;
 
 pub use counters::AgentStats;
+pub use delivery::{Subscription, Watcher};
+pub use node::{Agent, AgentConfig, AgentError, Delivery, NeighbourInfo, Reception, Route};
+pub use outgoing::{PendingSend, SendRequest};
+pub use report::ReportPolicy;
+pub use routing::{EidPattern, Router, StaticRoute};

@@ -61,10 +61,13 @@ impl TimerTable {
         Some(timer)
     }
 
+    /// How many timers are set.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.deadlines.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.deadlines.is_empty()
     }
