@@ -1,1 +1,138 @@
+//! Routing for the bundle protocol agent (RFC 9171 §5.4 step 1, "forwarding decision"): the
+//! [`Router`] trait the agent consults, and [`StaticRoutes`]. The contact-plan router (Contact
+//! Graph Routing) is to join them here.
+//!
+//! Pure: no tokio, no I/O; time, when a router needs it, is passed in. Generic over the
+//! endpoint type `E` the agent routes by (the agent's `bpa::Eid`): this crate sits below the
+//! agent (`routing` ← `bpa`) and knows nothing of the bundle codec, so its algorithms are
+//! tested here with toy endpoints and used there with real ones.
 
+use std::fmt;
+
+/// A routing algorithm the agent consults after its directly connected neighbours.
+pub trait Router<E>: Send + Sync + fmt::Debug {
+    /// Candidate next-hop node IDs for a bundle to `destination`, best first. The agent takes
+    /// the first one that is a connected neighbour.
+    fn next_hops(&self, destination: &E) -> Vec<E>;
+}
+
+/// Which destinations a static route covers.
+pub trait Pattern<E>: Clone + PartialEq + fmt::Debug {
+    /// Whether `destination` is covered.
+    fn matches(&self, destination: &E) -> bool;
+    /// How specific the pattern is: among matching routes, a more specific one is tried first.
+    fn specificity(&self) -> u8;
+}
+
+/// A static route: bundles whose destination matches `pattern` go to the neighbour `via`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticRoute<P, E> {
+    pub pattern: P,
+    /// The next hop's node ID.
+    pub via: E,
+}
+
+/// Static routes, most specific pattern first; among equals, the first added wins.
+#[derive(Debug, Clone)]
+pub struct StaticRoutes<P, E> {
+    routes: Vec<StaticRoute<P, E>>,
+}
+
+impl<P, E> Default for StaticRoutes<P, E> {
+    fn default() -> Self {
+        StaticRoutes { routes: Vec::new() }
+    }
+}
+
+impl<P: Pattern<E>, E: PartialEq> StaticRoutes<P, E> {
+    /// Adds a route (once: the same route again changes nothing).
+    pub fn add(&mut self, route: StaticRoute<P, E>) {
+        if self.routes.contains(&route) {
+            return;
+        }
+        let specificity = route.pattern.specificity();
+        let at = self.routes.partition_point(|r| r.pattern.specificity() >= specificity);
+        self.routes.insert(at, route);
+    }
+
+    /// Removes the routes for exactly this pattern; returns how many.
+    pub fn remove(&mut self, pattern: &P) -> usize {
+        let before = self.routes.len();
+        self.routes.retain(|r| &r.pattern != pattern);
+        before - self.routes.len()
+    }
+
+    /// The routes, in the order they are tried.
+    pub fn routes(&self) -> &[StaticRoute<P, E>] {
+        &self.routes
+    }
+}
+
+impl<P, E> Router<E> for StaticRoutes<P, E>
+where
+    P: Pattern<E> + Send + Sync,
+    E: Clone + PartialEq + Send + Sync + fmt::Debug,
+{
+    fn next_hops(&self, destination: &E) -> Vec<E> {
+        self.routes.iter().filter(|r| r.pattern.matches(destination)).map(|r| r.via.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A toy pattern over node numbers: one node, or a range, or everything.
+    #[derive(Debug, Clone, PartialEq)]
+    enum Nodes {
+        All,
+        Range(u32, u32),
+        One(u32),
+    }
+
+    impl Pattern<u32> for Nodes {
+        fn matches(&self, node: &u32) -> bool {
+            match self {
+                Nodes::All => true,
+                Nodes::Range(low, high) => (low..=high).contains(&node),
+                Nodes::One(one) => one == node,
+            }
+        }
+        fn specificity(&self) -> u8 {
+            match self {
+                Nodes::All => 0,
+                Nodes::Range(..) => 1,
+                Nodes::One(_) => 2,
+            }
+        }
+    }
+
+    fn route(pattern: Nodes, via: u32) -> StaticRoute<Nodes, u32> {
+        StaticRoute { pattern, via }
+    }
+
+    #[test]
+    fn the_most_specific_route_wins_and_equals_keep_their_order() {
+        let mut routes = StaticRoutes::default();
+        routes.add(route(Nodes::All, 9));
+        routes.add(route(Nodes::Range(3, 5), 2));
+        routes.add(route(Nodes::One(3), 4));
+        routes.add(route(Nodes::Range(1, 3), 5));
+        routes.add(route(Nodes::Range(1, 3), 5));
+        assert_eq!(routes.routes().len(), 4, "the same route twice is kept once");
+        assert_eq!(routes.next_hops(&3), vec![4, 2, 5, 9]);
+        assert_eq!(routes.next_hops(&8), vec![9]);
+        assert_eq!(routes.remove(&Nodes::Range(3, 5)), 1);
+        assert_eq!(routes.next_hops(&4), vec![9]);
+        assert_eq!(routes.remove(&Nodes::One(7)), 0);
+    }
+
+    #[test]
+    fn a_router_is_usable_as_a_trait_object() {
+        let mut routes = StaticRoutes::default();
+        routes.add(route(Nodes::One(1), 2));
+        let router: Box<dyn Router<u32>> = Box::new(routes);
+        assert_eq!(router.next_hops(&1), vec![2]);
+        assert!(router.next_hops(&2).is_empty());
+    }
+}

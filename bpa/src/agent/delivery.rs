@@ -14,7 +14,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::counters::Counters;
 use super::fragment::adu_key;
-use super::node::{Agent, AgentError, Delivery, lock};
+use super::node::{Agent, AgentError, Delivery, Inner, lock};
 use super::report::Status;
 use crate::admin::ReasonCode;
 use crate::bundle::{Bundle, BundleBuilder, BundleHeader, Eid, PrimaryBlock};
@@ -341,22 +341,28 @@ impl<S: Store> Agent<S> {
             .or_default()
             .push(Connection::Feed { wake: Arc::clone(&wake), deliveries: deliveries.clone() });
         tracing::info!(%endpoint, "application connected");
-        tokio::spawn(self.clone().feed(endpoint.clone(), wake, deliveries));
+        tokio::spawn(Self::feed(Arc::downgrade(&self.inner), endpoint.clone(), wake, deliveries));
         Ok(Subscription { endpoint, receiver })
     }
 
     /// An in-process application's reading task: the bundles waiting for `endpoint`, oldest
     /// first, a page at a time, each once; then it waits to be woken by the next arrival. It
-    /// ends when the application drops its subscription.
-    async fn feed(self, endpoint: Eid, wake: Arc<Notify>, deliveries: mpsc::Sender<Delivery>) {
+    /// ends when the application drops its subscription, or finds the agent gone; it holds the
+    /// agent only while it reads the store, not while it waits.
+    async fn feed(
+        agent: std::sync::Weak<Inner<S>>,
+        endpoint: Eid,
+        wake: Arc<Notify>,
+        deliveries: mpsc::Sender<Delivery>,
+    ) {
         let name = endpoint.to_string();
         let mut after = 0;
         loop {
-            let page = self
-                .inner
-                .store
-                .by_state(StateKind::WaitingForApplication, Some(&name), after, SUBSCRIPTION_WINDOW)
-                .await;
+            let page = {
+                let Some(inner) = agent.upgrade() else { return };
+                let state = StateKind::WaitingForApplication;
+                inner.store.by_state(state, Some(&name), after, SUBSCRIPTION_WINDOW).await
+            };
             let page = match page {
                 Ok(page) => page,
                 Err(error) => {
@@ -372,7 +378,11 @@ impl<S: Store> Agent<S> {
             }
             for meta in page {
                 after = meta.id;
-                let Some(bundle) = self.load(meta.id).await else { continue };
+                let bundle = {
+                    let Some(inner) = agent.upgrade() else { return };
+                    Agent { inner }.load(meta.id).await
+                };
+                let Some(bundle) = bundle else { continue };
                 if deliveries.send(Delivery { id: meta.id, bundle }).await.is_err() {
                     return;
                 }

@@ -236,6 +236,7 @@ impl Reachability {
         if let Some(n) = self.neighbours.get(&node).filter(|_| allowed(&node)) {
             return Some((node, n.clone()));
         }
+        use routing::Router as _;
         let mut candidates = self.static_routes.next_hops(destination);
         if let Some(router) = &self.router {
             candidates.extend(router.next_hops(destination));
@@ -684,6 +685,8 @@ impl<S: Store> Agent<S> {
 
     /// Adds a static route and dispatches what it opens up.
     pub async fn add_static_route(&self, route: StaticRoute) -> Result<(), AgentError> {
+        // Routes lead to nodes: `via` is a node ID whatever endpoint of it was named.
+        let route = StaticRoute { via: route.via.node_id(), ..route };
         write(&self.inner.reach).static_routes.add(route);
         self.redispatch().await
     }

