@@ -239,3 +239,15 @@ pub async fn eventually(what: &str, check: impl Fn() -> bool) {
     }
     panic!("never happened: {what}");
 }
+
+/// This process's peak resident memory (`VmHWM`) in MiB, for tests that bound memory: compare
+/// it before and after the work (each test binary of nextest is its own process).
+pub fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse::<f64>().ok())
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}

@@ -11,7 +11,7 @@ use bpa::agent::node::{Agent, AgentConfig};
 use bpa::bundle::{BundleFlags, Eid};
 use bpa::cla::{ClaError, ClaFuture, ConvergenceLayer, OutgoingBundle};
 use bpa::store::{BundleState, SqliteStore, StateKind, StoreConfig};
-use bpa::testing::eventually;
+use bpa::testing::{eventually, peak_rss_mib};
 use bpa::time::ManualClock;
 use bytes::Bytes;
 use tokio::sync::Semaphore;
@@ -268,12 +268,6 @@ async fn expiry_runs_on_the_agents_clock() {
     clock.advance(5_000);
     settle().await;
     assert_eq!(a.agent.store().stats().bundles, 1);
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("status");
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
-    line.split_whitespace().nth(1).expect("value").parse::<f64>().expect("number") / 1024.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

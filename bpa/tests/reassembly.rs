@@ -9,6 +9,7 @@ use bpa::agent::fragment::fragment;
 use bpa::agent::node::{Agent, AgentConfig};
 use bpa::bundle::{BundleBuilder, CreationTimestamp, Eid};
 use bpa::store::{PayloadContent, SqliteStore, StoreConfig};
+use bpa::testing::peak_rss_mib;
 use bpa::time::ManualClock;
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
@@ -26,12 +27,6 @@ impl Xorshift {
         self.0 ^= self.0 << 17;
         self.0
     }
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("status");
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
-    line.split_whitespace().nth(1).expect("value").parse::<f64>().expect("number") / 1024.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
