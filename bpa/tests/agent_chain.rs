@@ -21,8 +21,11 @@ struct Node {
     _dir: tempfile::TempDir,
 }
 
+/// A node with status reports enabled, as on a testbed (they are off by default, RFC 9171 §5.1).
 async fn node(n: u32, clock: &Arc<ManualClock>) -> Node {
-    node_with(AgentConfig::new(Eid::ipn(n, 0)), clock).await
+    let mut config = AgentConfig::new(Eid::ipn(n, 0));
+    config.reports.enabled = true;
+    node_with(config, clock).await
 }
 
 async fn node_with(config: AgentConfig, clock: &Arc<ManualClock>) -> Node {

@@ -86,6 +86,7 @@ async fn node(n: u32, clock: &Arc<ManualClock>) -> Node {
     let (store, _) =
         SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&clock)).await.expect("store");
     let mut config = AgentConfig::new(Eid::ipn(n, 0));
+    config.reports.enabled = true; // off by default (RFC 9171 §5.1); the deletion reports are tested
     config.forward_retry_min = Duration::from_millis(20);
     config.forward_retry_max = Duration::from_millis(80);
     Node { agent: Agent::new(config, store, clock), _dir: dir }
@@ -267,4 +268,31 @@ async fn two_neighbours_that_both_refuse_cannot_pass_a_bundle_back_and_forth() {
     settle().await;
     assert_eq!((via_c.offered().len(), via_b.offered().len()), (1, 1), "one offer each, no ping-pong");
     assert_eq!(a.agent.store().stats().bundles, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_on_the_defaults_sends_no_status_report_even_when_asked() {
+    // RFC 9171 §5.1: the generation of status reports MUST be disabled by default.
+    let clock = Arc::new(ManualClock::new(NOW));
+    let dyn_clock: Arc<dyn bpa::time::Clock> = clock.clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, _) =
+        SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&dyn_clock)).await.expect("store");
+    let a = Agent::new(AgentConfig::new(Eid::ipn(1, 0)), store, dyn_clock);
+    let c = node(3, &clock).await;
+    let refusing = Scripted::new(&c.agent, &[Refusal::NotAcceptable], None);
+    a.neighbour_up(Eid::ipn(3, 0), refusing.clone()).await.expect("up");
+    a.send(
+        Eid::ipn(1, 1),
+        Eid::ipn(3, 5),
+        Bytes::from(vec![7u8; 100]),
+        60_000,
+        BundleFlags(BundleFlags::REPORT_DELETION),
+    )
+    .await
+    .expect("send");
+    eventually("deleted", || a.stats().discarded == 1).await;
+    settle().await;
+    assert_eq!(a.stats().reports_sent, 0);
+    assert_eq!(a.store().stats().bundles, 0, "no report stored to be sent either");
 }

@@ -280,8 +280,10 @@ data_dir = "{data_dir}"
 # inline_threshold = 65536
 
 [reports]
-# Send the status reports bundles ask for (RFC 9171 §5.1).
-# enabled = true
+# Send the status reports bundles ask for. Off unless enabled here: RFC 9171 §5.1 says their
+# generation MUST be disabled by default, since a report per hop per status can multiply the
+# traffic of a network; enable it where that is acceptable (a testbed, a small network).
+# enabled = false
 # lifetime = "1d"
 
 [accept]

@@ -28,8 +28,10 @@ impl Status {
 /// What a node does about status reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReportPolicy {
-    /// Send the reports bundles ask for (RFC 9171 §5.1 lets a node decline, e.g. for privacy
-    /// or to save its links).
+    /// Send the reports bundles ask for. Off by default: "the generation of status reports MUST
+    /// be disabled by default and enabled only when the risk of excessive network traffic is
+    /// deemed acceptable" (RFC 9171 §5.1) — a report per hop per status can multiply a
+    /// network's traffic.
     pub enabled: bool,
     /// Lifetime of report bundles.
     pub lifetime_ms: u64,
@@ -37,7 +39,7 @@ pub struct ReportPolicy {
 
 impl Default for ReportPolicy {
     fn default() -> Self {
-        ReportPolicy { enabled: true, lifetime_ms: 24 * 3_600_000 }
+        ReportPolicy { enabled: false, lifetime_ms: 24 * 3_600_000 }
     }
 }
 
@@ -118,7 +120,7 @@ mod tests {
             ReasonCode::NO_ADDITIONAL_INFORMATION,
             &Eid::ipn(2, 5),
             NOW,
-            &ReportPolicy::default(),
+            &ReportPolicy { enabled: true, ..ReportPolicy::default() },
         )
         .unwrap()?;
         let bundle = Bundle::parse(&Bytes::from(bundle.encode()), &ParseOptions::default()).unwrap();
@@ -162,7 +164,9 @@ mod tests {
         let mut admin = subject(0);
         admin.flags = BundleFlags(BundleFlags::ADMIN_RECORD | BundleFlags::REPORT_DELETION);
         assert!(report(&admin, Status::Deleted).is_none(), "never a report about a report");
-        let off = ReportPolicy { enabled: false, ..ReportPolicy::default() };
+        // Off unless enabled (RFC 9171 §5.1: "MUST be disabled by default").
+        let off = ReportPolicy::default();
+        assert!(!off.enabled);
         let s = subject(BundleFlags::REPORT_DELETION);
         assert!(
             status_report(&s, 1, Status::Deleted, ReasonCode::LIFETIME_EXPIRED, &Eid::ipn(2, 0), NOW, &off)
@@ -183,7 +187,7 @@ mod tests {
             ReasonCode::HOP_LIMIT_EXCEEDED,
             &Eid::ipn(2, 0),
             NOW,
-            &ReportPolicy::default(),
+            &ReportPolicy { enabled: true, ..ReportPolicy::default() },
         )
         .unwrap()
         .unwrap();
