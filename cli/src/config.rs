@@ -179,10 +179,35 @@ fn duration_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duratio
 
 impl Config {
     /// Reads and checks a configuration file. The error names the file, the line and the key.
+    /// Relative paths in it (data directory, socket, certificates) are taken from the file's
+    /// own directory, not from wherever the daemon is started.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
-        Config::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        let mut config = Config::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let file = std::path::absolute(path)
+            .with_context(|| format!("cannot resolve the configuration file's path {}", path.display()))?;
+        config.resolve_from(file.parent().unwrap_or(Path::new("/")));
+        Ok(config)
+    }
+
+    /// Makes the relative paths in the configuration relative to `base`.
+    fn resolve_from(&mut self, base: &Path) {
+        let tls = &mut self.tcpcl;
+        for path in [
+            &mut self.data_dir,
+            &mut self.api.socket,
+            &mut tls.certificate,
+            &mut tls.private_key,
+            &mut tls.trust,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        }
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {

@@ -138,7 +138,11 @@ fn init(
         anyhow::bail!("--node-id {node_id} is not a node ID: use ipn:N.0 or dtn://name/");
     }
     let data_dir = match data_dir {
-        Some(dir) => dir,
+        // Written absolute: the file may be read from another directory (a relative path in a
+        // configuration file is taken from the file's own directory).
+        Some(dir) => {
+            std::path::absolute(&dir).map_err(|e| anyhow::anyhow!("--data-dir {}: {e}", dir.display()))?
+        }
         None => config::default_data_dir()?,
     };
     let text = config::starter(&node_id, &data_dir);
