@@ -235,10 +235,30 @@ async fn recv_async(client: Client, args: RecvArgs) -> anyhow::Result<ExitCode> 
         None if args.json => anyhow::bail!("--json prints metadata only: give --out DIR for the payloads"),
         None => Output::Stdout,
         Some(dir) if dir.is_dir() => Output::Dir(dir.clone()),
+        // A name ending in `/`, or several bundles into a name not there yet: a directory, made
+        // now (before anything is received, so nothing is half written if it cannot be).
+        Some(dir)
+            if !dir.exists()
+                && (dir.as_os_str().as_encoded_bytes().ends_with(b"/") || args.follow || args.count > 1) =>
+        {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot make the directory --out {}", dir.display()))?;
+            Output::Dir(dir.clone())
+        }
         Some(_) if args.follow || args.count > 1 => {
             anyhow::bail!("--out names a file but more than one bundle is asked for: give a directory")
         }
-        Some(file) => Output::File(file.clone()),
+        Some(file) => {
+            let parent = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            if !parent.is_dir() {
+                anyhow::bail!(
+                    "--out {}: the directory {} does not exist (end the name with / to receive into a new directory)",
+                    file.display(),
+                    parent.display()
+                );
+            }
+            Output::File(file.clone())
+        }
     };
     let limit = match &args.wait {
         Some(text) => Some(bpa::time::parse_duration(text)?),

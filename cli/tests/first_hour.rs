@@ -56,3 +56,46 @@ fn dtn_init_writes_the_data_dir_it_was_given_as_an_absolute_path() {
     let expected = format!("data_dir = \"{}\"", root.path().join("node5").display());
     assert!(text(&out.stdout).contains(&expected), "{}", text(&out.stdout));
 }
+
+#[test]
+fn recv_out_into_a_directory_not_there_yet_makes_it_and_leaves_no_part_file() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(root.path());
+    for payload in ["one", "two"] {
+        let file = root.path().join(format!("{payload}.txt"));
+        std::fs::write(&file, payload).expect("payload");
+        let sent = daemon.dtn(&["send", "--to", "ipn:1.5", "--lifetime", "1h", &file.display().to_string()]);
+        assert!(sent.status.success(), "{}", text(&sent.stderr));
+    }
+    // As docs/cli.md writes it: a name ending in '/'.
+    let inbox = root.path().join("inbox/");
+    let out =
+        daemon.dtn(&["recv", "--endpoint", "ipn:1.5", "--count", "1", "--out", &inbox.display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // One bundle into a new name without a trailing /: a file.
+    let more = root.path().join("more");
+    let out =
+        daemon.dtn(&["recv", "--endpoint", "ipn:1.5", "--count", "1", "--out", &more.display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(more.is_file(), "one bundle into a new name without '/' is a file");
+    let names = |dir: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .expect("read dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let received = names(&inbox);
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert!(!received[0].ends_with(".part"), "{received:?}");
+    // A file in a directory that is not there: said before anything is received.
+    let missing = root.path().join("nowhere/file.txt");
+    let out = daemon.dtn(&["recv", "--endpoint", "ipn:1.5", "--out", &missing.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    let message = text(&out.stderr);
+    assert!(
+        message.contains("does not exist (end the name with / to receive into a new directory)"),
+        "{message}"
+    );
+    assert!(!root.path().join("nowhere").exists());
+    assert!(names(root.path()).iter().all(|n| !n.ends_with(".part")), "{:?}", names(root.path()));
+}
