@@ -291,7 +291,7 @@ async fn the_middle_node_restarts_and_the_bundle_continues() {
     let (store, report) = loop {
         match SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&dyn_clock)).await {
             Ok(opened) => break opened,
-            Err(error) if attempts < 500 && error.to_string().contains("locking") => {
+            Err(bpa::store::StoreError::Locked { .. }) if attempts < 500 => {
                 attempts += 1;
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }

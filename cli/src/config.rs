@@ -298,7 +298,8 @@ data_dir = "{data_dir}"
 # max_connections = 256
 
 [store]
-# Refuse new bundles beyond these totals (reason: depleted storage).
+# Refuse new bundles beyond these totals (reason: depleted storage). No limit unless set;
+# for example 10 GiB and ten million bundles:
 # max_bytes = 10737418240
 # max_bundles = 10000000
 # Bundles up to this size live in the database, larger ones in their own files.

@@ -99,3 +99,25 @@ fn recv_out_into_a_directory_not_there_yet_makes_it_and_leaves_no_part_file() {
     assert!(!root.path().join("nowhere").exists());
     assert!(names(root.path()).iter().all(|n| !n.ends_with(".part")), "{:?}", names(root.path()));
 }
+
+#[test]
+fn a_second_daemon_on_the_same_store_says_so_once() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let _first = Daemon::start(root.path());
+    let second = Command::new(DTN)
+        .args(["daemon", "--config", &root.path().join("node.toml").display().to_string()])
+        .output()
+        .expect("run a second daemon");
+    assert_eq!(second.status.code(), Some(1));
+    let message = text(&second.stderr);
+    let line = message.lines().find(|l| l.starts_with("dtn: ")).unwrap_or_default().to_string();
+    assert_eq!(
+        line,
+        format!(
+            "dtn: cannot open the store in {0}: the store in {0} is in use by another process (a dtn \
+             daemon?): stop it first, or use another data directory",
+            root.path().join("data").display()
+        ),
+        "{message}"
+    );
+}

@@ -40,6 +40,11 @@ pub enum StoreError {
     CorruptRegistration { endpoint: String, problem: String },
     #[error("the store is closed")]
     Closed,
+    #[error(
+        "the store in {dir} is in use by another process (a dtn daemon?): stop it first, or use another \
+         data directory"
+    )]
+    Locked { dir: PathBuf },
 }
 
 impl StoreError {

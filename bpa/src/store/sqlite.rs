@@ -74,6 +74,17 @@ CREATE TABLE IF NOT EXISTS handled (
 CREATE INDEX IF NOT EXISTS handled_expiry ON handled (expires_at);
 ";
 
+/// Takes the data directory's lock (one daemon per store), or says who holds it.
+fn take_lock(lock: &std::fs::File, dir: &Path, lock_path: &Path) -> Result<(), StoreError> {
+    match lock.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked { dir: dir.to_path_buf() }),
+        Err(std::fs::TryLockError::Error(source)) => {
+            Err(StoreError::Io { action: "locking", path: lock_path.to_path_buf(), source })
+        }
+    }
+}
+
 /// The columns [`read_row`] reads, in order.
 pub(crate) const ROW_COLUMNS: &str = "id, source, created, sequence, frag_offset, frag_length, destination, received_at, expires_at, length, \
      state, state_arg, file";
@@ -462,11 +473,7 @@ impl SqliteStore {
         private_dir(&blobs_dir)?;
         let lock_path = dir.join("store.lock");
         let lock = private_file(&lock_path)?;
-        lock.try_lock().map_err(|e| StoreError::Io {
-            action: "locking (is another dtn daemon using this data directory?)",
-            path: lock_path.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        take_lock(&lock, dir, &lock_path)?;
         let db_path = dir.join("store.sqlite");
         // SQLite gives its log and index the database file's mode: 0600 for all three.
         drop(private_file(&db_path)?);
@@ -519,11 +526,7 @@ impl SqliteStore {
             let blobs_dir = dir.join("blobs");
             let lock_path = dir.join("store.lock");
             let lock = std::fs::File::open(&lock_path).map_err(StoreError::io("opening", &lock_path))?;
-            lock.try_lock().map_err(|e| StoreError::Io {
-                action: "locking (stop the dtn daemon using this data directory first)",
-                path: lock_path.clone(),
-                source: std::io::Error::other(e.to_string()),
-            })?;
+            take_lock(&lock, &dir, &lock_path)?;
             let db_path = dir.join("store.sqlite");
             let wal_path = PathBuf::from(format!("{}-wal", db_path.display()));
             let wal = super::wal::inspect(&wal_path)
