@@ -77,6 +77,7 @@ pub struct PingArgs {
     /// How long to wait for each reply.
     #[arg(long, default_value = "10s")]
     timeout: String,
+    /// One JSON line per ping instead of text: `seq`, `from`, `rtt_ms` (null: no reply in time).
     #[arg(long)]
     json: bool,
 }
@@ -90,6 +91,7 @@ pub enum BundlesCommand {
         /// Show at most this many.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// Print JSON, as the local API answers, instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -98,6 +100,7 @@ pub enum BundlesCommand {
     /// Example: dtn bundles show 42
     Show {
         id: u64,
+        /// Print JSON, as the local API answers, instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -493,8 +496,12 @@ async fn ping_async(client: Client, args: PingArgs) -> anyhow::Result<ExitCode> 
                     break;
                 }
             }
-            if !answered && !args.json {
-                println!("no reply from {echo}: seq={seq} within {}", args.timeout);
+            if !answered {
+                if args.json {
+                    println!("{}", json!({ "seq": seq, "from": echo.to_string(), "rtt_ms": null }));
+                } else {
+                    println!("no reply from {echo}: seq={seq} within {}", args.timeout);
+                }
             }
             if seq + 1 < args.count {
                 tokio::time::sleep(interval.saturating_sub(sent.elapsed())).await;
@@ -507,8 +514,12 @@ async fn ping_async(client: Client, args: PingArgs) -> anyhow::Result<ExitCode> 
         client.json(Method::DELETE, &format!("/v1/registrations?endpoint={}", encode(&me.to_string()))).await;
     result?;
     if !args.json {
-        let avg = rtts.iter().map(Duration::as_secs_f64).sum::<f64>() / rtts.len().max(1) as f64;
-        println!("{} sent, {replies} replies, average {:.1} ms", args.count, avg * 1000.0);
+        if rtts.is_empty() {
+            println!("{} sent, no replies", args.count);
+        } else {
+            let avg = rtts.iter().map(Duration::as_secs_f64).sum::<f64>() / rtts.len() as f64;
+            println!("{} sent, {replies} replies, average {:.1} ms", args.count, avg * 1000.0);
+        }
     }
     Ok(if replies == args.count { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

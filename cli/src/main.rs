@@ -75,6 +75,7 @@ enum Command {
     ///
     /// Example: dtn status --json
     Status {
+        /// Print the API's JSON status instead of text.
         #[arg(long)]
         json: bool,
     },

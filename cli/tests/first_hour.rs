@@ -121,3 +121,15 @@ fn a_second_daemon_on_the_same_store_says_so_once() {
         "{message}"
     );
 }
+
+#[test]
+fn a_ping_nobody_answers_says_no_replies_not_a_negative_average() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(root.path());
+    let out = daemon.dtn(&["ping", "ipn:9.0", "--count", "1", "--timeout", "200ms"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.ends_with("1 sent, no replies\n"), "{stdout}");
+    let out = daemon.dtn(&["ping", "ipn:9.0", "--count", "1", "--timeout", "200ms", "--json"]);
+    assert_eq!(text(&out.stdout), "{\"from\":\"ipn:9.7\",\"rtt_ms\":null,\"seq\":0}\n");
+}

@@ -61,7 +61,8 @@ pub enum BundleError {
     CrcMismatch { block: BlockRef, carried: u32, computed: u32 },
     #[error(
         "the primary block has no CRC and no BIB targets it (RFC 9171 §4.3.1); \
-         accept such bundles with the lenient primary-CRC switch"
+         a node accepts such bundles with `primary_without_crc = true` under `[accept]` in its \
+         configuration (`dtn bundle validate --lenient` for a file)"
     )]
     MissingPrimaryCrc,
     #[error("an administrative record must not request status reports (flags {flags:#x}) (RFC 9171 §4.2.3)")]
@@ -105,7 +106,8 @@ pub enum BundleError {
     DuplicateExtensionBlock { name: &'static str },
     #[error(
         "the creation time is 0 (no clock) but there is no Bundle Age block (RFC 9171 §4.4.2); \
-         accept such bundles with the lenient switch"
+         a node accepts such bundles with `missing_bundle_age = true` under `[accept]` in its \
+         configuration (`dtn bundle validate --lenient` for a file)"
     )]
     MissingBundleAge,
     #[error("the {name} block (number {number}) is malformed: {problem} ({section})")]

@@ -9,8 +9,8 @@ use crate::bundle::BundleError;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(
-        "depleted storage: storing {needed_bytes} more bytes would exceed the quota \
-         ({bundles} of {max_bundles} bundles, {bytes} of {max_bytes} bytes in use)"
+        "depleted storage: storing {needed_bytes} more bytes would exceed the quota ({}, {} in use)",
+        usage(*bundles, *max_bundles, "bundles"), usage(*bytes, *max_bytes, "bytes")
     )]
     DepletedStorage { needed_bytes: u64, bundles: u64, max_bundles: u64, bytes: u64, max_bytes: u64 },
     #[error("the bundle cannot be stored because it is not a valid bundle: {0}")]
@@ -47,6 +47,12 @@ pub enum StoreError {
     Locked { dir: PathBuf },
 }
 
+/// Use against a quota as people read it: "3 of 10 bundles", or "3 bundles (no limit)" for an
+/// unset one (not "of 18446744073709551615").
+fn usage(used: u64, max: u64, unit: &str) -> String {
+    if max == u64::MAX { format!("{used} {unit} (no limit)") } else { format!("{used} of {max} {unit}") }
+}
+
 impl StoreError {
     pub(crate) fn io(
         action: &'static str,
@@ -54,5 +60,26 @@ impl StoreError {
     ) -> impl FnOnce(std::io::Error) -> StoreError {
         let path = path.into();
         move |source| StoreError::Io { action, path, source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unset_quota_reads_as_no_limit() {
+        let full = StoreError::DepletedStorage {
+            needed_bytes: 100,
+            bundles: 3,
+            max_bundles: u64::MAX,
+            bytes: 65_500,
+            max_bytes: 65_536,
+        };
+        assert_eq!(
+            full.to_string(),
+            "depleted storage: storing 100 more bytes would exceed the quota (3 bundles (no limit), \
+             65500 of 65536 bytes in use)"
+        );
     }
 }
