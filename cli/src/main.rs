@@ -96,7 +96,11 @@ fn main() -> ExitCode {
     let default_level = if matches!(cli.command, Command::Daemon { .. }) { "info" } else { "warn" };
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into());
-    let logs = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
+    // Colours only for a person at a terminal: not in a log file, not under NO_COLOR.
+    let colour =
+        std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let logs =
+        tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).with_ansi(colour);
     match cli.log_format {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),

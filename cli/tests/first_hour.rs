@@ -133,3 +133,32 @@ fn a_ping_nobody_answers_says_no_replies_not_a_negative_average() {
     let out = daemon.dtn(&["ping", "ipn:9.0", "--count", "1", "--timeout", "200ms", "--json"]);
     assert_eq!(text(&out.stdout), "{\"from\":\"ipn:9.7\",\"rtt_ms\":null,\"seq\":0}\n");
 }
+
+#[test]
+fn logs_written_to_a_file_carry_no_colour_codes() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let config = root.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!("node_id = \"ipn:1.0\"\ndata_dir = \"{}\"\n", root.path().join("data").display()),
+    )
+    .expect("config");
+    let log = root.path().join("daemon.log");
+    let child = Command::new(DTN)
+        .args(["daemon", "--config", &config.display().to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start the daemon");
+    let daemon = Daemon::adopt(child, root.path());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut written = String::new();
+    while !written.contains("dtn daemon running") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        written = std::fs::read_to_string(&log).expect("log");
+    }
+    drop(daemon);
+    assert!(written.contains("dtn daemon running"), "{written}");
+    assert!(!written.contains('\u{1b}'), "colour codes in a log file: {written:?}");
+}
