@@ -162,3 +162,34 @@ fn logs_written_to_a_file_carry_no_colour_codes() {
     assert!(written.contains("dtn daemon running"), "{written}");
     assert!(!written.contains('\u{1b}'), "colour codes in a log file: {written:?}");
 }
+
+#[test]
+fn an_unreachable_peer_is_one_warning_not_one_line_per_retry() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let closed = common::free_port();
+    let config = root.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "node_id = \"ipn:1.0\"\ndata_dir = \"{}\"\n[tcpcl]\nreconnect_max = \"50ms\"\n[[tcpcl.peers]]\naddress = \"127.0.0.1:{closed}\"\n",
+            root.path().join("data").display()
+        ),
+    )
+    .expect("config");
+    let log = root.path().join("daemon.log");
+    let child = Command::new(DTN)
+        .args(["daemon", "--config", &config.display().to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start the daemon");
+    let daemon = Daemon::adopt(child, root.path());
+    // Many retries at most 50 ms apart.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    drop(daemon);
+    let written = std::fs::read_to_string(&log).expect("log");
+    let warnings: Vec<&str> = written.lines().filter(|l| l.contains("not reachable")).collect();
+    assert_eq!(warnings.len(), 1, "{written}");
+    assert!(warnings[0].contains("WARN"), "{written}");
+}

@@ -252,6 +252,9 @@ impl<A: BundleSink> Tcpcl<A> {
         tokio::spawn(async move {
             let (min, max) = (layer.shared.config.reconnect_min, layer.shared.config.reconnect_max);
             let mut wait = min;
+            // A peer that cannot be reached is a warning once, and again only when the reason
+            // changes (every retry would fill the log of a node whose uplink is down for a week).
+            let mut unreachable: Option<String> = None;
             loop {
                 if *shutdown.borrow() {
                     return;
@@ -264,11 +267,23 @@ impl<A: BundleSink> Tcpcl<A> {
                 };
                 let established = match connected {
                     Ok(stream) => {
+                        if unreachable.take().is_some() {
+                            tracing::info!(%address, "TCPCL peer reachable again");
+                        }
                         let peer = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
                         layer.run_session(stream, peer, Role::Active).await
                     }
                     Err(error) => {
-                        tracing::info!(%address, %error, "TCPCL peer not reachable");
+                        let reason = error.to_string();
+                        if unreachable.as_deref() == Some(reason.as_str()) {
+                            tracing::debug!(%address, %error, "TCPCL peer still not reachable");
+                        } else {
+                            tracing::warn!(
+                                %address, %error,
+                                "TCPCL peer not reachable; trying again with backoff (logged again when the reason changes)"
+                            );
+                            unreachable = Some(reason);
+                        }
                         false
                     }
                 };
