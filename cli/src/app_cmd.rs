@@ -16,8 +16,18 @@ use tokio::io::AsyncReadExt;
 
 use crate::client::{ChannelBody, Client, api_error, encode, read_json};
 
+/// Which daemon a client command talks to.
+#[derive(Debug, Args)]
+pub struct DaemonSocket {
+    /// The daemon's API socket (default: $DTN_SOCKET, else the data directory's api.sock).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+}
+
 #[derive(Debug, Args)]
 pub struct SendArgs {
+    #[command(flatten)]
+    pub daemon: DaemonSocket,
     /// Destination endpoint ID.
     #[arg(long, value_name = "EID")]
     to: String,
@@ -42,6 +52,8 @@ pub struct SendArgs {
 
 #[derive(Debug, Args)]
 pub struct RecvArgs {
+    #[command(flatten)]
+    pub daemon: DaemonSocket,
     /// The local endpoint to receive on (registered for good on first use).
     #[arg(long, value_name = "EID")]
     endpoint: String,
@@ -66,6 +78,8 @@ pub struct RecvArgs {
 
 #[derive(Debug, Args)]
 pub struct PingArgs {
+    #[command(flatten)]
+    pub daemon: DaemonSocket,
     /// The node (or echo endpoint) to ping: ipn:N.0 pings ipn:N.7; dtn://name/ pings dtn://name/echo.
     target: String,
     /// How many pings.
@@ -238,12 +252,9 @@ async fn recv_async(client: Client, args: RecvArgs) -> anyhow::Result<ExitCode> 
         None if args.json => anyhow::bail!("--json prints metadata only: give --out DIR for the payloads"),
         None => Output::Stdout,
         Some(dir) if dir.is_dir() => Output::Dir(dir.clone()),
-        // A name ending in `/`, or several bundles into a name not there yet: a directory, made
-        // now (before anything is received, so nothing is half written if it cannot be).
-        Some(dir)
-            if !dir.exists()
-                && (dir.as_os_str().as_encoded_bytes().ends_with(b"/") || args.follow || args.count > 1) =>
-        {
+        // A name ending in `/` that is not there yet: a directory, made now (before anything is
+        // received, so nothing is half written if it cannot be).
+        Some(dir) if !dir.exists() && dir.as_os_str().as_encoded_bytes().ends_with(b"/") => {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot make the directory --out {}", dir.display()))?;
             Output::Dir(dir.clone())

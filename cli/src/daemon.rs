@@ -28,11 +28,15 @@ use crate::config::{Config, TlsSetting};
 /// How long open API requests (a receive waiting for a bundle) get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-pub fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let config = match &config_path {
+/// `socket`: the API socket from the command line, over the configuration's.
+pub fn run(config_path: Option<PathBuf>, socket: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let mut config = match &config_path {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
+    if let Some(socket) = socket {
+        config.api.socket = Some(socket);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -16,9 +16,6 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "dtn", version, about, propagate_version = true)]
 struct Cli {
-    /// The daemon's API socket (default: $DTN_SOCKET, else the data directory's api.sock).
-    #[arg(long, global = true, value_name = "PATH")]
-    socket: Option<std::path::PathBuf>,
     /// Log format on stderr: text or json. RUST_LOG sets the level.
     #[arg(long, global = true, value_name = "FORMAT", default_value = "text")]
     log_format: LogFormat,
@@ -41,6 +38,9 @@ enum Command {
         /// Configuration file; without one the embedded defaults are used.
         #[arg(long, value_name = "FILE")]
         config: Option<std::path::PathBuf>,
+        /// The API socket to listen on (overrides `api.socket` in the configuration).
+        #[arg(long, value_name = "PATH")]
+        socket: Option<std::path::PathBuf>,
     },
     /// Write a commented starter configuration.
     ///
@@ -78,10 +78,16 @@ enum Command {
         /// Print the API's JSON status instead of text.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        daemon: app_cmd::DaemonSocket,
     },
     /// What the store holds: list, show, delete.
-    #[command(subcommand)]
-    Bundles(app_cmd::BundlesCommand),
+    Bundles {
+        #[command(flatten)]
+        daemon: app_cmd::DaemonSocket,
+        #[command(subcommand)]
+        command: app_cmd::BundlesCommand,
+    },
     /// Offline tools over bundle files: create, inspect, validate.
     #[command(subcommand)]
     Bundle(Box<bundle_cmd::BundleCommand>),
@@ -105,15 +111,15 @@ fn main() -> ExitCode {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
-    let client = || client::Client::new(cli.socket.clone());
+    let client = |daemon: &app_cmd::DaemonSocket| client::Client::new(daemon.socket.clone());
     let result = match cli.command {
-        Command::Daemon { config } => daemon::run(config),
+        Command::Daemon { config, socket } => daemon::run(config, socket),
         Command::Init { node_id, config, data_dir, force } => init(node_id, config, data_dir, force),
-        Command::Send(args) => client().and_then(|c| app_cmd::send(c, args)),
-        Command::Recv(args) => client().and_then(|c| app_cmd::recv(c, args)),
-        Command::Ping(args) => client().and_then(|c| app_cmd::ping(c, args)),
-        Command::Status { json } => client().and_then(|c| app_cmd::status(c, json)),
-        Command::Bundles(command) => client().and_then(|c| app_cmd::bundles(c, command)),
+        Command::Send(args) => client(&args.daemon).and_then(|c| app_cmd::send(c, args)),
+        Command::Recv(args) => client(&args.daemon).and_then(|c| app_cmd::recv(c, args)),
+        Command::Ping(args) => client(&args.daemon).and_then(|c| app_cmd::ping(c, args)),
+        Command::Status { json, daemon } => client(&daemon).and_then(|c| app_cmd::status(c, json)),
+        Command::Bundles { daemon, command } => client(&daemon).and_then(|c| app_cmd::bundles(c, command)),
         Command::Bundle(command) => bundle_cmd::run(*command),
         Command::Store(command) => store_cmd::run(command),
     };

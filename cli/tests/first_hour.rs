@@ -193,3 +193,50 @@ fn an_unreachable_peer_is_one_warning_not_one_line_per_retry() {
     assert_eq!(warnings.len(), 1, "{written}");
     assert!(warnings[0].contains("WARN"), "{written}");
 }
+
+#[test]
+fn the_daemon_listens_where_socket_says_and_offline_tools_do_not_take_it() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let config = root.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!("node_id = \"ipn:1.0\"\ndata_dir = \"{}\"\n", root.path().join("data").display()),
+    )
+    .expect("config");
+    let socket = root.path().join("elsewhere.sock");
+    let mut child = Command::new(DTN)
+        .args([
+            "daemon",
+            "--config",
+            &config.display().to_string(),
+            "--socket",
+            &socket.display().to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the daemon");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = Command::new(DTN)
+        .args(["status", "--socket", &socket.display().to_string()])
+        .output()
+        .expect("dtn status");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    assert!(!root.path().join("data/api.sock").exists(), "not the default socket");
+    // A tool that talks to no daemon does not offer --socket.
+    for args in [
+        &["init", "--socket", "x"][..],
+        &["bundle", "inspect", "--socket", "x", "f"],
+        &["store", "check", "--socket", "x"],
+    ] {
+        let out = Command::new(DTN).args(args).output().expect("run dtn");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(text(&out.stderr).contains("unexpected argument '--socket'"), "{}", text(&out.stderr));
+    }
+}

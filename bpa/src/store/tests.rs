@@ -399,7 +399,8 @@ async fn one_process_per_data_directory() {
     let err = SqliteStore::open(dir.path(), StoreConfig::default(), Arc::new(ManualClock::new(NOW)))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("another dtn daemon"), "{err}");
+    assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+    assert!(err.to_string().contains("in use by another process (a dtn daemon?)"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
