@@ -86,6 +86,17 @@ pub enum TlsSetting {
     Required,
 }
 
+impl std::fmt::Display for TlsSetting {
+    /// As the configuration file writes it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TlsSetting::Off => "\"off\"",
+            TlsSetting::Optional => "\"optional\"",
+            TlsSetting::Required => "\"required\"",
+        })
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TcpclPeer {

@@ -248,7 +248,7 @@ async fn start_tcpcl(
                 .context("tcpcl TLS")?,
         ),
         _ => anyhow::bail!(
-            "tcpcl.tls = {setting:?} needs tcpcl.certificate, tcpcl.private_key and tcpcl.trust (PEM files): the \
+            "tcpcl.tls = {setting} needs tcpcl.certificate, tcpcl.private_key and tcpcl.trust (PEM files): the \
              node's certificate naming its node ID, its key, and the CA certificates peers chain to"
         ),
     };

@@ -246,7 +246,7 @@ fn a_bad_config_is_refused_naming_the_key() {
     for (tcpcl, expected) in [
         (
             "tls = \"required\"\n",
-            "tcpcl.tls = Required needs tcpcl.certificate, tcpcl.private_key and tcpcl.trust",
+            "tcpcl.tls = \"required\" needs tcpcl.certificate, tcpcl.private_key and tcpcl.trust",
         ),
         (
             "tls = \"optional\"\ncertificate = \"/nonexistent.crt\"\nprivate_key = \"/k\"\ntrust = \"/t\"\n",
