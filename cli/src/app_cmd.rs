@@ -136,6 +136,17 @@ pub fn send(client: Client, args: SendArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn send_async(client: Client, args: SendArgs) -> anyhow::Result<ExitCode> {
+    // What can be checked here is checked before anything is sent.
+    args.to
+        .parse::<bpa::bundle::Eid>()
+        .map_err(|e| anyhow::anyhow!("--to {:?} is not an endpoint ID: {e}", args.to))?;
+    if let Some(from) = &args.from {
+        from.parse::<bpa::bundle::Eid>()
+            .map_err(|e| anyhow::anyhow!("--from {from:?} is not an endpoint ID: {e}"))?;
+    }
+    if let Some(lifetime) = &args.lifetime {
+        bpa::time::parse_duration(lifetime).map_err(|e| anyhow::anyhow!("--lifetime: {e}"))?;
+    }
     let mut flags = match &args.flags {
         Some(text) => text.parse::<bpa::bundle::BundleFlags>().map_err(anyhow::Error::msg)?.0,
         None => 0,

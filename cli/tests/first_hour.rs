@@ -240,3 +240,66 @@ fn the_daemon_listens_where_socket_says_and_offline_tools_do_not_take_it() {
         assert!(text(&out.stderr).contains("unexpected argument '--socket'"), "{}", text(&out.stderr));
     }
 }
+
+#[test]
+fn a_refused_send_with_a_large_body_shows_the_daemons_reason_every_time() {
+    let root = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        root.path().join("node.toml"),
+        format!(
+            "node_id = \"ipn:1.0\"\ndata_dir = \"{}\"\n[api]\nmax_payload = 1000000\n",
+            root.path().join("data").display()
+        ),
+    )
+    .expect("config");
+    let daemon = Daemon::start(root.path());
+    let file = root.path().join("five.bin");
+    std::fs::write(&file, common::noise(5 << 20, 7)).expect("payload");
+    let file = file.display().to_string();
+    for attempt in 0..20 {
+        let out = daemon.dtn(&["send", "--to", "ipn:2.1", "--lifetime", "1h", &file]);
+        assert_eq!(out.status.code(), Some(1), "attempt {attempt}");
+        let message = text(&out.stderr);
+        assert!(
+            message.contains("the payload is larger than the limit of 1000000 bytes ([api] max_payload)"),
+            "attempt {attempt}: {message}"
+        );
+    }
+    // Arguments the client can check are checked before it connects.
+    let out = daemon.dtn(&["send", "--to", "ipn:2.1", "--lifetime", "1x", &file]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).starts_with("dtn: --lifetime: invalid duration \"1x\""),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = daemon.dtn(&["send", "--to", "nowhere", &file]);
+    assert!(
+        text(&out.stderr).starts_with("dtn: --to \"nowhere\" is not an endpoint ID"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_send_into_a_full_store_shows_the_daemons_reason_every_time() {
+    let root = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        root.path().join("node.toml"),
+        format!(
+            "node_id = \"ipn:1.0\"\ndata_dir = \"{}\"\n[store]\nmax_bytes = 1000000\n",
+            root.path().join("data").display()
+        ),
+    )
+    .expect("config");
+    let daemon = Daemon::start(root.path());
+    let file = root.path().join("five.bin");
+    std::fs::write(&file, common::noise(5 << 20, 8)).expect("payload");
+    let file = file.display().to_string();
+    for attempt in 0..20 {
+        let out = daemon.dtn(&["send", "--to", "ipn:2.1", "--lifetime", "1h", &file]);
+        assert_eq!(out.status.code(), Some(1), "attempt {attempt}");
+        let message = text(&out.stderr);
+        assert!(message.contains("depleted storage"), "attempt {attempt}: {message}");
+    }
+}

@@ -4,7 +4,7 @@
 //! `max_connections` connections are served at once (more wait in the listen backlog), and a
 //! request body that stalls for `body_idle_timeout` is cut off (see `send`).
 
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use axum::body::Body;
 use axum::serve::Listener;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Semaphore;
 use tower_service::Service as _;
 
@@ -35,6 +36,31 @@ impl Default for ServeLimits {
             shutdown_grace: Duration::from_secs(5),
         }
     }
+}
+
+/// How long, and how many bytes, a connection is drained after its last answer ([`linger`]).
+const LINGER_TIME: Duration = Duration::from_secs(5);
+const LINGER_BYTES: u64 = 256 << 20;
+
+/// Closes a connection whose last answer may have come before its request's body was read (a
+/// refusal: bad destination, payload too large, store full): the write side is shut (the
+/// client sees the answer end), and what the client still sends is read and dropped, for at
+/// most [`LINGER_TIME`] and [`LINGER_BYTES`]. Closing with the body unread would fail the
+/// client's write before it reads the answer, and it would report "Broken pipe" instead of
+/// the reason. A connection that ended cleanly reads its end at once.
+async fn linger<IO: AsyncRead + AsyncWrite + Unpin>(mut io: IO) {
+    let _ = io.shutdown().await;
+    let drain = async {
+        let mut buffer = vec![0u8; 64 * 1024];
+        let mut total = 0u64;
+        while total < LINGER_BYTES {
+            match io.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => total += n as u64,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets open connections finish
@@ -63,23 +89,30 @@ pub async fn serve<L>(
         let router = router.clone();
         let service = hyper::service::service_fn(move |request: axum::http::Request<Incoming>| {
             let mut router = router.clone();
-            async move { router.call(request.map(Body::new)).await }
+            // Boxed, so the connection can be polled without shutting its socket down.
+            let answer: Pin<Box<dyn Future<Output = _> + Send>> =
+                Box::pin(async move { router.call(request.map(Body::new)).await });
+            answer
         });
         let mut closed = closed.clone();
         tokio::spawn(async move {
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
-            let mut connection = pin!(builder.serve_connection(TokioIo::new(io), service));
+            let mut connection = builder.serve_connection(TokioIo::new(io), service);
             let closing = async move {
                 let _ = closed.wait_for(|closing| *closing).await;
             };
-            let shut_down = tokio::select! {
-                _ = connection.as_mut() => false,
-                () = closing => true,
+            let ended = tokio::select! {
+                ended = std::future::poll_fn(|cx| connection.poll_without_shutdown(cx)) => Some(ended),
+                () = closing => None,
             };
-            if shut_down {
-                connection.as_mut().graceful_shutdown();
-                let _ = connection.await;
+            match ended {
+                Some(Ok(())) => linger(connection.into_parts().io.into_inner()).await,
+                Some(Err(_)) => {}
+                None => {
+                    Pin::new(&mut connection).graceful_shutdown();
+                    let _ = std::future::poll_fn(|cx| connection.poll_without_shutdown(cx)).await;
+                }
             }
             drop(slot);
         });
