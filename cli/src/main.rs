@@ -94,6 +94,18 @@ enum Command {
     /// Offline tools over a node's store (run them while its daemon is stopped).
     #[command(subcommand)]
     Store(store_cmd::StoreCommand),
+    /// Shell completions for dtn, on standard output.
+    ///
+    /// Example: dtn completions bash > ~/.local/share/bash-completion/completions/dtn
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The manual page (roff) of dtn and its commands, on standard output.
+    ///
+    /// Example: dtn man > ~/.local/share/man/man1/dtn.1
+    Man,
 }
 
 fn main() -> ExitCode {
@@ -122,6 +134,12 @@ fn main() -> ExitCode {
         Command::Bundles { daemon, command } => client(&daemon).and_then(|c| app_cmd::bundles(c, command)),
         Command::Bundle(command) => bundle_cmd::run(*command),
         Command::Store(command) => store_cmd::run(command),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "dtn", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => manual(),
     };
     match result {
         Ok(code) => code,
@@ -148,6 +166,20 @@ fn error_chain(error: &anyhow::Error) -> String {
         line.push_str(&text);
     }
     line
+}
+
+/// `dtn man`: the page of `dtn`, then one section per command, in roff.
+fn manual() -> anyhow::Result<ExitCode> {
+    let command = <Cli as clap::CommandFactory>::command();
+    let mut out = Vec::new();
+    clap_mangen::Man::new(command.clone()).render(&mut out)?;
+    for sub in command.get_subcommands().filter(|sub| sub.get_name() != "help") {
+        let name = format!("dtn-{}", sub.get_name());
+        let page = sub.clone().display_name(name).version(env!("CARGO_PKG_VERSION"));
+        clap_mangen::Man::new(page).render(&mut out)?;
+    }
+    std::io::Write::write_all(&mut std::io::stdout().lock(), &out)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `dtn init`: the starter configuration, to a file or standard output.

@@ -303,3 +303,25 @@ fn a_send_into_a_full_store_shows_the_daemons_reason_every_time() {
         assert!(message.contains("depleted storage"), "attempt {attempt}: {message}");
     }
 }
+
+#[test]
+fn completions_and_the_manual_page_come_from_the_command_definitions() {
+    let bash = Command::new(DTN).args(["completions", "bash"]).output().expect("run dtn");
+    assert!(bash.status.success());
+    let script = text(&bash.stdout);
+    assert!(
+        script.contains("_dtn()") && script.contains("--lifetime") && script.contains("daemon"),
+        "{script}"
+    );
+    let zsh = Command::new(DTN).args(["completions", "zsh"]).output().expect("run dtn");
+    assert!(text(&zsh.stdout).starts_with("#compdef dtn"));
+    let man = Command::new(DTN).arg("man").output().expect("run dtn");
+    assert!(man.status.success());
+    let page = text(&man.stdout);
+    for title in [".TH dtn 1", ".TH dtn-daemon 1", ".TH dtn-send 1", ".TH dtn-store 1"] {
+        assert!(page.contains(title), "{title} missing");
+    }
+    assert!(page.contains("\\-\\-lifetime"), "options are in the page");
+    let wrong = Command::new(DTN).args(["completions", "tcsh"]).output().expect("run dtn");
+    assert_eq!(wrong.status.code(), Some(2));
+}
