@@ -5,6 +5,23 @@
 //! and of BIBE custody transfer; [`store`] the durable bundle store; [`agent`] the bundle
 //! pipeline; [`cla`] the convergence-layer interface; `api` (feature `api`) the local
 //! application API; [`time`] the one clock.
+//!
+//! A bundle made, encoded and read back:
+//!
+//! ```
+//! use bpa::bundle::{BundleBuilder, CreationTimestamp, ParseOptions};
+//! use bpa::{Bundle, Eid};
+//!
+//! let created = CreationTimestamp { time: 800_000_000_000, sequence: 0 };
+//! let bundle = BundleBuilder::new(Eid::ipn(1, 1), Eid::ipn(2, 1), created, 60_000)
+//!     .payload(&b"hello"[..])
+//!     .build()?;
+//! let encoded = bytes::Bytes::from(bundle.encode());
+//! let parsed = Bundle::parse(&encoded, &ParseOptions::default())?;
+//! assert_eq!(parsed.payload().as_ref(), b"hello");
+//! assert_eq!(parsed.primary().destination, Eid::ipn(2, 1));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod admin;
 pub mod agent;

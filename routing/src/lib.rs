@@ -6,6 +6,25 @@
 //! endpoint type `E` the agent routes by (the agent's `bpa::Eid`): this crate sits below the
 //! agent (`routing` ← `bpa`) and knows nothing of the bundle codec, so its algorithms are
 //! tested here with toy endpoints and used there with real ones.
+//!
+//! ```
+//! use routing::{Pattern, Router, StaticRoute, StaticRoutes};
+//!
+//! /// Nodes by number: one, or all.
+//! #[derive(Debug, Clone, PartialEq)]
+//! enum Nodes { One(u32), All }
+//!
+//! impl Pattern<u32> for Nodes {
+//!     fn matches(&self, node: &u32) -> bool { matches!(self, Nodes::All) || *self == Nodes::One(*node) }
+//!     fn specificity(&self) -> u8 { if *self == Nodes::All { 0 } else { 1 } }
+//! }
+//!
+//! let mut routes = StaticRoutes::default();
+//! routes.add(StaticRoute { pattern: Nodes::All, via: 9 });
+//! routes.add(StaticRoute { pattern: Nodes::One(3), via: 2 });
+//! assert_eq!(routes.next_hops(&3), vec![2, 9]); // the most specific first
+//! assert_eq!(routes.next_hops(&4), vec![9]);
+//! ```
 
 use std::fmt;
 
