@@ -398,6 +398,12 @@ mod tests {
         assert_eq!(config.api.tcp, Some("127.0.0.1:4242".parse().expect("addr")));
         assert_eq!(config.reports.lifetime, Some(Duration::from_secs(86_400)));
         assert_eq!(config.routes.len(), 1);
+        // The commented values agree with the defaults where they claim to be them: reports
+        // off (RFC 9171 §5.1), and the quotas shown as examples of a limit there is not by default.
+        assert_eq!(config.reports.enabled, Some(bpa::agent::ReportPolicy::default().enabled));
+        assert_eq!(config.reports.enabled, Some(false));
+        assert!(text.contains("No limit unless set;"), "{text}");
+        assert_eq!(Config::parse("").expect("empty").store.max_bytes, None);
         assert_eq!(config.tcpcl.listen, ["0.0.0.0:4556".parse().expect("addr")]);
         assert_eq!(config.tcpcl.peers.len(), 1);
         assert_eq!(config.tcpcl.tls, Some(TlsSetting::Off));
