@@ -92,6 +92,15 @@ async fn node(n: u32, clock: &Arc<ManualClock>) -> Node {
     Node { agent: Agent::new(config, store, clock), _dir: dir }
 }
 
+/// A node with the agent's default configuration.
+async fn on_the_defaults(n: u32, clock: &Arc<ManualClock>) -> Node {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock: Arc<dyn bpa::time::Clock> = clock.clone();
+    let (store, _) =
+        SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&clock)).await.expect("store");
+    Node { agent: Agent::new(AgentConfig::new(Eid::ipn(n, 0)), store, clock), _dir: dir }
+}
+
 async fn send(from: &Node, to: Eid, payload: usize, flags: u64) {
     from.agent
         .send(Eid::ipn(1, 1), to, Bytes::from(vec![7u8; payload]), 60_000, BundleFlags(flags))
@@ -212,12 +221,9 @@ async fn settle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_backoff_doubles_from_1_s_to_60_s_on_the_agents_clock_and_a_success_resets_it() {
     let clock = Arc::new(ManualClock::new(NOW));
-    let dyn_clock: Arc<dyn bpa::time::Clock> = clock.clone();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (store, _) =
-        SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&dyn_clock)).await.expect("store");
     // The defaults: 1 s, doubling, at most 60 s.
-    let a = Agent::new(AgentConfig::new(Eid::ipn(1, 0)), store, dyn_clock);
+    let a = on_the_defaults(1, &clock).await;
+    let a = &a.agent;
     let b = node(2, &clock).await;
     let script = vec![Refusal::NoResources; 8];
     let link = Scripted::new(&b.agent, &script, None);
@@ -274,11 +280,8 @@ async fn two_neighbours_that_both_refuse_cannot_pass_a_bundle_back_and_forth() {
 async fn a_node_on_the_defaults_sends_no_status_report_even_when_asked() {
     // RFC 9171 §5.1: the generation of status reports MUST be disabled by default.
     let clock = Arc::new(ManualClock::new(NOW));
-    let dyn_clock: Arc<dyn bpa::time::Clock> = clock.clone();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (store, _) =
-        SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&dyn_clock)).await.expect("store");
-    let a = Agent::new(AgentConfig::new(Eid::ipn(1, 0)), store, dyn_clock);
+    let a = on_the_defaults(1, &clock).await;
+    let a = &a.agent;
     let c = node(3, &clock).await;
     let refusing = Scripted::new(&c.agent, &[Refusal::NotAcceptable], None);
     a.neighbour_up(Eid::ipn(3, 0), refusing.clone()).await.expect("up");

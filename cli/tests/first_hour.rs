@@ -2,21 +2,56 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::{DTN, Daemon, text};
 
-/// A daemon started from `cwd` with `--config CONFIG` (both as given).
-fn start_in(cwd: &std::path::Path, config: &str, dir: &std::path::Path) -> Daemon {
+/// A daemon started from `cwd` with `--config CONFIG` (both as given), its log to `log`.
+fn start_in(cwd: &Path, config: &str, dir: &Path, log: Stdio) -> Daemon {
     let child = Command::new(DTN)
         .current_dir(cwd)
         .args(["daemon", "--config", config])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("start the daemon");
     Daemon::adopt(child, dir)
+}
+
+/// `dir/node.toml` for node ipn:1.0 with its data in `dir/data`, then `extra`; its path.
+fn config_with(dir: &Path, extra: &str) -> PathBuf {
+    let config = dir.join("node.toml");
+    let text = format!("node_id = \"ipn:1.0\"\ndata_dir = \"{}\"\n{extra}", dir.join("data").display());
+    std::fs::write(&config, text).expect("config");
+    config
+}
+
+/// A daemon on `config_with(dir, extra)` logging to `dir/daemon.log`; and the log's path.
+fn logging_daemon(dir: &Path, extra: &str) -> (Daemon, PathBuf) {
+    let config = config_with(dir, extra);
+    let log = dir.join("daemon.log");
+    let file = std::fs::File::create(&log).expect("log file");
+    (start_in(dir, &config.display().to_string(), dir, file.into()), log)
+}
+
+/// Twenty sends of a 5 MiB file to a daemon on `config_with(.., extra)`, each refused with a
+/// message containing `reason`.
+fn refused_twenty_times(extra: &str, reason: &str) -> (Daemon, String, tempfile::TempDir) {
+    let root = tempfile::tempdir().expect("tempdir");
+    config_with(root.path(), extra);
+    let daemon = Daemon::start(root.path());
+    let file = root.path().join("five.bin");
+    std::fs::write(&file, common::noise(5 << 20, 7)).expect("payload");
+    let file = file.display().to_string();
+    for attempt in 0..20 {
+        let out = daemon.dtn(&["send", "--to", "ipn:2.1", "--lifetime", "1h", &file]);
+        assert_eq!(out.status.code(), Some(1), "attempt {attempt}");
+        let message = text(&out.stderr);
+        assert!(message.contains(reason), "attempt {attempt}: {message}");
+    }
+    (daemon, file, root)
 }
 
 #[test]
@@ -30,14 +65,14 @@ fn a_relative_data_dir_is_taken_from_the_config_files_directory_not_the_working_
     }
     std::fs::write(conf.join("node.toml"), "node_id = \"ipn:4.0\"\ndata_dir = \"data\"\n").expect("config");
     // Started from one directory with a relative path to the file ...
-    let daemon = start_in(&elsewhere, "../conf/node.toml", &conf);
+    let daemon = start_in(&elsewhere, "../conf/node.toml", &conf, Stdio::null());
     assert!(conf.join("data/store.sqlite").exists(), "the store is beside the config file");
     assert!(!elsewhere.join("data").exists(), "nothing in the working directory");
     let sent = daemon.dtn(&["send", "--to", "ipn:9.1", "--lifetime", "1h", "-"]);
     assert!(sent.status.success(), "{}", text(&sent.stderr));
     drop(daemon);
     // ... and from another: the same store, with the bundle in it.
-    let daemon = start_in(&other, &conf.join("node.toml").display().to_string(), &conf);
+    let daemon = start_in(&other, &conf.join("node.toml").display().to_string(), &conf, Stdio::null());
     let status = daemon.dtn(&["status", "--json"]);
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
     assert_eq!(status["store"]["bundles"], 1, "{status}");
@@ -137,21 +172,7 @@ fn a_ping_nobody_answers_says_no_replies_not_a_negative_average() {
 #[test]
 fn logs_written_to_a_file_carry_no_colour_codes() {
     let root = tempfile::tempdir().expect("tempdir");
-    let config = root.path().join("node.toml");
-    std::fs::write(
-        &config,
-        format!("node_id = \"ipn:1.0\"\ndata_dir = \"{}\"\n", root.path().join("data").display()),
-    )
-    .expect("config");
-    let log = root.path().join("daemon.log");
-    let child = Command::new(DTN)
-        .args(["daemon", "--config", &config.display().to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("start the daemon");
-    let daemon = Daemon::adopt(child, root.path());
+    let (daemon, log) = logging_daemon(root.path(), "");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let mut written = String::new();
     while !written.contains("dtn daemon running") && std::time::Instant::now() < deadline {
@@ -167,24 +188,9 @@ fn logs_written_to_a_file_carry_no_colour_codes() {
 fn an_unreachable_peer_is_one_warning_not_one_line_per_retry() {
     let root = tempfile::tempdir().expect("tempdir");
     let closed = common::free_port();
-    let config = root.path().join("node.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "node_id = \"ipn:1.0\"\ndata_dir = \"{}\"\n[tcpcl]\nreconnect_max = \"50ms\"\n[[tcpcl.peers]]\naddress = \"127.0.0.1:{closed}\"\n",
-            root.path().join("data").display()
-        ),
-    )
-    .expect("config");
-    let log = root.path().join("daemon.log");
-    let child = Command::new(DTN)
-        .args(["daemon", "--config", &config.display().to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("start the daemon");
-    let daemon = Daemon::adopt(child, root.path());
+    let peer =
+        format!("[tcpcl]\nreconnect_max = \"50ms\"\n[[tcpcl.peers]]\naddress = \"127.0.0.1:{closed}\"\n");
+    let (daemon, log) = logging_daemon(root.path(), &peer);
     // Many retries at most 50 ms apart.
     std::thread::sleep(std::time::Duration::from_millis(1500));
     drop(daemon);
@@ -243,28 +249,8 @@ fn the_daemon_listens_where_socket_says_and_offline_tools_do_not_take_it() {
 
 #[test]
 fn a_refused_send_with_a_large_body_shows_the_daemons_reason_every_time() {
-    let root = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        root.path().join("node.toml"),
-        format!(
-            "node_id = \"ipn:1.0\"\ndata_dir = \"{}\"\n[api]\nmax_payload = 1000000\n",
-            root.path().join("data").display()
-        ),
-    )
-    .expect("config");
-    let daemon = Daemon::start(root.path());
-    let file = root.path().join("five.bin");
-    std::fs::write(&file, common::noise(5 << 20, 7)).expect("payload");
-    let file = file.display().to_string();
-    for attempt in 0..20 {
-        let out = daemon.dtn(&["send", "--to", "ipn:2.1", "--lifetime", "1h", &file]);
-        assert_eq!(out.status.code(), Some(1), "attempt {attempt}");
-        let message = text(&out.stderr);
-        assert!(
-            message.contains("the payload is larger than the limit of 1000000 bytes ([api] max_payload)"),
-            "attempt {attempt}: {message}"
-        );
-    }
+    let reason = "the payload is larger than the limit of 1000000 bytes ([api] max_payload)";
+    let (daemon, file, _root) = refused_twenty_times("[api]\nmax_payload = 1000000\n", reason);
     // Arguments the client can check are checked before it connects.
     let out = daemon.dtn(&["send", "--to", "ipn:2.1", "--lifetime", "1x", &file]);
     assert_eq!(out.status.code(), Some(1));
@@ -283,25 +269,7 @@ fn a_refused_send_with_a_large_body_shows_the_daemons_reason_every_time() {
 
 #[test]
 fn a_send_into_a_full_store_shows_the_daemons_reason_every_time() {
-    let root = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        root.path().join("node.toml"),
-        format!(
-            "node_id = \"ipn:1.0\"\ndata_dir = \"{}\"\n[store]\nmax_bytes = 1000000\n",
-            root.path().join("data").display()
-        ),
-    )
-    .expect("config");
-    let daemon = Daemon::start(root.path());
-    let file = root.path().join("five.bin");
-    std::fs::write(&file, common::noise(5 << 20, 8)).expect("payload");
-    let file = file.display().to_string();
-    for attempt in 0..20 {
-        let out = daemon.dtn(&["send", "--to", "ipn:2.1", "--lifetime", "1h", &file]);
-        assert_eq!(out.status.code(), Some(1), "attempt {attempt}");
-        let message = text(&out.stderr);
-        assert!(message.contains("depleted storage"), "attempt {attempt}: {message}");
-    }
+    refused_twenty_times("[store]\nmax_bytes = 1000000\n", "depleted storage");
 }
 
 #[test]
