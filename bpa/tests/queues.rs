@@ -139,6 +139,9 @@ async fn thousands_waiting_for_a_neighbour_make_a_bounded_window_not_a_task_each
     gate.open.add_permits(WAITING);
     eventually("all sent", || a.agent.store().stats().bundles == 0).await;
     assert_eq!(gate.taken.load(Ordering::SeqCst), WAITING);
+    // Counted once each (a send's task counts it just after the store let it go).
+    eventually("all counted", || a.agent.stats().forwarded == WAITING as u64).await;
+    settle().await;
     assert_eq!(a.agent.stats().forwarded, WAITING as u64);
     let tasks_after = tokio::runtime::Handle::current().metrics().num_alive_tasks();
     assert!(tasks_after <= tasks_before + 2, "tasks left behind: {tasks_after} (before: {tasks_before})");
