@@ -1,6 +1,6 @@
 //! Routing for the bundle protocol agent (RFC 9171 §5.4 step 1, "forwarding decision"): the
 //! [`Router`] trait the agent consults, and [`StaticRoutes`]; contact plans ([`plan`]) and their
-//! parsers ([`ion`]). Contact Graph Routing over them is to join here.
+//! parsers ([`ion`], [`tvgutil`]). Contact Graph Routing over them is to join here.
 //!
 //! Pure: no tokio, no I/O; time, when a router needs it, is passed in. Generic over the
 //! endpoint type `E` the agent routes by (the agent's `bpa::Eid`): this crate sits below the
@@ -30,9 +30,11 @@ use std::fmt;
 
 pub mod ion;
 pub mod plan;
+pub mod tvgutil;
 
 pub use ion::PlanError;
 pub use plan::{Contact, NodeIndex, Plan, Range};
+pub use tvgutil::TvgError;
 
 /// A routing algorithm the agent consults after its directly connected neighbours.
 pub trait Router<E>: Send + Sync + fmt::Debug {
