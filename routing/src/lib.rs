@@ -28,10 +28,12 @@
 
 use std::fmt;
 
+pub mod cgr;
 pub mod ion;
 pub mod plan;
 pub mod tvgutil;
 
+pub use cgr::{Query, Route, earliest_route};
 pub use ion::PlanError;
 pub use plan::{Contact, NodeIndex, Plan, Range};
 pub use tvgutil::TvgError;

@@ -1,0 +1,228 @@
+//! Hand-worked plans with known answers, and random plans against a brute-force search.
+
+use super::*;
+use crate::ion;
+
+/// A plan in ION's form, times from 0.
+fn plan(text: &str) -> Plan {
+    ion::parse(text, 0).expect("plan")
+}
+
+fn query(plan: &Plan, from: &str, to: &str, size: u64, expiry_s: u64) -> Query {
+    Query {
+        from: plan.find(from).expect("from"),
+        to: plan.find(to).expect("to"),
+        now: 0,
+        size,
+        expiry: expiry_s * 1000,
+        previous_hop: None,
+    }
+}
+
+/// The route as "from>to" pairs of node names, and its arrival.
+fn shown(plan: &Plan, route: Option<Route>) -> Option<(Vec<String>, u64)> {
+    let route = route?;
+    let hops = route
+        .contacts
+        .iter()
+        .map(|&c| format!("{}>{}", plan.name(plan.contacts[c].from), plan.name(plan.contacts[c].to)))
+        .collect();
+    Some((hops, route.arrival))
+}
+
+fn pairs(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn a_chain_waits_for_each_contact_and_adds_transmit_and_light_time() {
+    let p = plan(
+        "a contact +0 +100 1 2 1000\na contact +50 +200 2 3 1000\na range +0 +1000 1 2 1\na range +0 +1000 2 3 2\n",
+    );
+    // 1000 B at 1000 B/s: 1 s each; 1 s and 2 s of light time; the second contact starts at 50 s.
+    let route = earliest_route(&p, &query(&p, "1", "3", 1000, 3600));
+    assert_eq!(shown(&p, route), Some((pairs(&["1>2", "2>3"]), 53_000)));
+}
+
+#[test]
+fn in_a_diamond_the_later_starting_path_can_arrive_first() {
+    let p = plan(
+        "a contact +0 +1000 1 2 1000\na contact +100 +1000 2 4 1000\n\
+         a contact +10 +1000 1 3 1000\na contact +20 +1000 3 4 1000\na range +0 +1000 1 2 0\n\
+         a range +0 +1000 2 4 0\na range +0 +1000 1 3 0\na range +0 +1000 3 4 0\n",
+    );
+    let route = earliest_route(&p, &query(&p, "1", "4", 1000, 3600));
+    assert_eq!(shown(&p, route), Some((pairs(&["1>3", "3>4"]), 21_000)));
+}
+
+#[test]
+fn a_contact_too_small_for_the_bundle_is_passed_over() {
+    let p = plan("a contact +0 +5 1 2 100\na contact +60 +120 1 2 100\na range +0 +1000 1 2 0\n");
+    // 1000 B at 100 B/s takes 10 s: the 5 s contact cannot hold it.
+    let route = earliest_route(&p, &query(&p, "1", "2", 1000, 3600));
+    assert_eq!(shown(&p, route), Some((pairs(&["1>2"]), 70_000)));
+    assert_eq!(earliest_route(&p, &query(&p, "1", "2", 100_000, 3600)), None, "nothing holds 100 kB");
+}
+
+#[test]
+fn a_bundle_that_would_arrive_after_it_expires_has_no_route() {
+    let p = plan("a contact +100 +200 1 2 1000\na range +0 +1000 1 2 0\n");
+    assert_eq!(earliest_route(&p, &query(&p, "1", "2", 1000, 100)), None);
+    let route = earliest_route(&p, &query(&p, "1", "2", 1000, 101));
+    assert_eq!(route.map(|r| r.arrival), Some(101_000), "arriving exactly at the expiry is in time");
+}
+
+#[test]
+fn a_contact_without_a_range_is_unusable() {
+    let p = plan("a contact +0 +100 1 2 1000\na contact +0 +100 2 3 1000\na range +0 +1000 1 2 0\n");
+    assert_eq!(earliest_route(&p, &query(&p, "1", "3", 10, 3600)), None);
+    assert!(earliest_route(&p, &query(&p, "1", "2", 10, 3600)).is_some());
+}
+
+#[test]
+fn a_contact_ending_at_the_transmit_time_is_unusable() {
+    // The bundle reaches 2 at exactly 10 s, when the contact 2>3 ends.
+    let p = plan(
+        "a contact +0 +100 1 2 1000\na contact +0 +10 2 3 1000\na range +0 +1000 1 2 9\na range +0 +1000 2 3 0\n",
+    );
+    assert_eq!(earliest_route(&p, &query(&p, "1", "3", 1000, 3600)), None);
+    assert_eq!(arrival_over(&p, 1, 10_000, 0, u64::MAX), None, "even an empty bundle");
+    assert_eq!(arrival_over(&p, 1, 9_999, 0, u64::MAX), Some(9_999));
+}
+
+#[test]
+fn a_destination_numbered_below_the_source_is_found() {
+    let p = plan(
+        "a contact +0 +100 9 5 1000\na contact +0 +100 5 1 1000\na range +0 +1000 9 5 0\na range +0 +1000 5 1 0\n",
+    );
+    let route = earliest_route(&p, &query(&p, "9", "1", 1000, 3600));
+    assert_eq!(shown(&p, route), Some((pairs(&["9>5", "5>1"]), 2_000)));
+}
+
+#[test]
+fn equally_early_routes_go_by_fewer_hops_then_the_later_ending_first_contact() {
+    // Zero-size, zero-delay: every route arrives at 0 s; the direct contact wins on hops.
+    let p = plan(
+        "a contact +0 +100 1 2 1000\na contact +0 +100 2 3 1000\na contact +0 +50 1 3 1000\n\
+         a contact +0 +80 1 3 1000\na range +0 +1000 1 2 0\na range +0 +1000 2 3 0\na range +0 +1000 1 3 0\n",
+    );
+    let route = earliest_route(&p, &query(&p, "1", "3", 0, 3600)).expect("route");
+    assert_eq!(route.contacts, vec![3], "one hop, and of the two direct contacts the later-ending");
+}
+
+#[test]
+fn the_previous_hop_is_not_the_next() {
+    let p = plan(
+        "a contact +0 +100 1 2 1000\na contact +0 +100 1 3 1000\na contact +50 +100 3 2 1000\n\
+         a range +0 +1000 1 2 0\na range +0 +1000 1 3 0\na range +0 +1000 3 2 0\n",
+    );
+    let mut q = query(&p, "1", "2", 1000, 3600);
+    assert_eq!(shown(&p, earliest_route(&p, &q)).map(|(h, _)| h), Some(pairs(&["1>2"])));
+    q.previous_hop = p.find("2");
+    assert_eq!(shown(&p, earliest_route(&p, &q)), Some((pairs(&["1>3", "3>2"]), 51_000)));
+}
+
+/// Every simple chain of contacts from `query.from`, the best by (arrival, hops, later first end).
+fn brute_force(plan: &Plan, query: &Query) -> Option<(u64, usize, u64)> {
+    fn walk(
+        plan: &Plan,
+        query: &Query,
+        node: NodeIndex,
+        at: u64,
+        path: &mut Vec<usize>,
+        best: &mut Option<(u64, usize, u64)>,
+    ) {
+        if node == query.to {
+            let first_end = path.first().map_or(u64::MAX, |&c| plan.contacts[c].end);
+            let key = (at, path.len(), first_end);
+            let better = match best {
+                None => true,
+                Some((a, h, e)) => (key.0, key.1, Reverse(key.2)) < (*a, *h, Reverse(*e)),
+            };
+            if better {
+                *best = Some(key);
+            }
+            return;
+        }
+        for (index, contact) in plan.contacts.iter().enumerate() {
+            if contact.from != node || path.contains(&index) || path.len() >= plan.node_count() {
+                continue;
+            }
+            if path.is_empty() && Some(contact.to) == query.previous_hop {
+                continue;
+            }
+            if path.iter().any(|&c| plan.contacts[c].from == contact.to) || contact.to == query.from {
+                continue; // simple paths only: a loop never arrives earlier
+            }
+            if let Some(arrival) = arrival_over(plan, index, at, query.size, query.expiry) {
+                path.push(index);
+                walk(plan, query, contact.to, arrival, path, best);
+                path.pop();
+            }
+        }
+    }
+    let mut best = None;
+    walk(plan, query, query.from, query.now, &mut Vec::new(), &mut best);
+    best
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+    /// On random plans of 3–8 nodes, every route found is feasible and as early as the best of
+    /// all contact paths (and with as few hops, and as late a first contact end), and one is
+    /// found whenever any path exists.
+    #[test]
+    fn routes_are_feasible_and_as_early_as_any_path(
+        nodes in 3u32..=8,
+        contacts in proptest::collection::vec((0u32..8, 0u32..8, 0u64..300, 1u64..200, 1u64..5, 0u64..4), 1..25),
+        size in 0u64..3000,
+        expiry_s in 50u64..600,
+        from in 0u32..8,
+        to in 0u32..8,
+    ) {
+        let mut text = String::new();
+        for (a, b, start, length, rate_k, owlt) in contacts {
+            let (a, b) = (a % nodes, b % nodes);
+            if a == b {
+                continue;
+            }
+            text.push_str(&format!("a contact +{start} +{} {a} {b} {}\n", start + length, rate_k * 100));
+            text.push_str(&format!("a range +0 +1000 {a} {b} {owlt}\n"));
+        }
+        let mut p = plan(&text);
+        for n in 0..nodes {
+            p.node(&n.to_string());
+        }
+        let q = Query {
+            from: p.find(&(from % nodes).to_string()).expect("from"),
+            to: p.find(&(to % nodes).to_string()).expect("to"),
+            now: 0,
+            size,
+            expiry: expiry_s * 1000,
+            previous_hop: None,
+        };
+        proptest::prop_assume!(q.from != q.to);
+        let found = earliest_route(&p, &q);
+        let expected = brute_force(&p, &q);
+        match (&found, expected) {
+            (None, None) => {}
+            (Some(route), Some((arrival, hops, first_end))) => {
+                // Feasible: chained, each contact usable when the bundle gets there.
+                let mut at = q.now;
+                let mut node = q.from;
+                for &c in &route.contacts {
+                    proptest::prop_assert_eq!(p.contacts[c].from, node);
+                    at = arrival_over(&p, c, at, q.size, q.expiry).expect("usable");
+                    node = p.contacts[c].to;
+                }
+                proptest::prop_assert_eq!(node, q.to);
+                proptest::prop_assert_eq!(at, route.arrival);
+                proptest::prop_assert_eq!(route.arrival, arrival);
+                proptest::prop_assert_eq!(route.hops(), hops);
+                proptest::prop_assert_eq!(p.contacts[route.contacts[0]].end, first_end);
+            }
+            (found, expected) => proptest::prop_assert!(false, "found {:?}, brute force {:?}\n{}", found, expected, text),
+        }
+    }
+}
