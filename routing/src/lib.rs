@@ -1,6 +1,7 @@
 //! Routing for the bundle protocol agent (RFC 9171 §5.4 step 1, "forwarding decision"): the
 //! [`Router`] trait the agent consults, and [`StaticRoutes`]; contact plans ([`plan`]) and their
-//! parsers ([`ion`], [`tvgutil`]). Contact Graph Routing over them is to join here.
+//! parsers ([`ion`], [`hdtn`], [`tvgutil`], [`native`], any of them by [`load`]); Contact Graph
+//! Routing over them ([`cgr`]).
 //!
 //! Pure: no tokio, no I/O; time, when a router needs it, is passed in. Generic over the
 //! endpoint type `E` the agent routes by (the agent's `bpa::Eid`): this crate sits below the
@@ -29,14 +30,19 @@
 use std::fmt;
 
 pub mod cgr;
+pub mod hdtn;
 pub mod ion;
+mod json;
+pub mod load;
+pub mod native;
 pub mod plan;
 pub mod tvgutil;
 
-pub use cgr::{Query, Route, earliest_route};
+pub use cgr::{Booking, ContactGraph, Query, Route, earliest_route};
 pub use ion::PlanError;
+pub use json::JsonPlanError;
+pub use load::{PlanFileError, PlanFormat};
 pub use plan::{Contact, NodeIndex, Plan, Range};
-pub use tvgutil::TvgError;
 
 /// A routing algorithm the agent consults after its directly connected neighbours.
 pub trait Router<E>: Send + Sync + fmt::Debug {

@@ -18,24 +18,14 @@ use serde_json::Value;
 
 use crate::plan::{Contact, Plan, Range};
 
-/// Why a dtn-tvg-util plan was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TvgError {
-    #[error("line {line}, column {column}: not JSON: {problem}")]
-    Json { line: usize, column: usize, problem: String },
-    #[error("{path}: {problem}")]
-    Shape { path: String, problem: String },
-}
+pub use crate::json::JsonPlanError;
+use crate::json::parse_json;
 
 /// Parses a dtn-tvg-util plan whose times count from `reference` (DTN ms).
-pub fn parse(text: &str, reference: u64) -> Result<Plan, TvgError> {
-    let json: Value = serde_json::from_str(text).map_err(|e| TvgError::Json {
-        line: e.line(),
-        column: e.column(),
-        problem: e.to_string().split(" at line").next().unwrap_or_default().to_string(),
-    })?;
+pub fn parse(text: &str, reference: u64) -> Result<Plan, JsonPlanError> {
+    let json = parse_json(text)?;
     let mut plan = Plan::new(reference);
-    let shape = |path: String, problem: &str| TvgError::Shape { path, problem: problem.to_string() };
+    let shape = |path: String, problem: &str| JsonPlanError::Shape { path, problem: problem.to_string() };
     // Every node, in name order, so indices do not depend on the file's key order.
     let vertices = json.get("vertices").and_then(Value::as_object).ok_or_else(|| {
         shape("vertices".into(), "missing, or not an object of node name to neighbour names")
@@ -69,22 +59,22 @@ fn contact_of(
     value: &Value,
     path: &str,
     reference: u64,
-) -> Result<(Contact, Range), TvgError> {
-    let shape = |at: &str, problem: &str| TvgError::Shape {
+) -> Result<(Contact, Range), JsonPlanError> {
+    let shape = |at: &str, problem: &str| JsonPlanError::Shape {
         path: format!("{path}{at}"),
         problem: problem.to_string(),
     };
     let fields = value.as_array().filter(|a| a.len() == 5).ok_or_else(|| {
         shape("", "not [tx_node, rx_node, start_s, end_s, [[_, confidence, [[start_s, rate, delay_s]]]]]")
     })?;
-    let node = |at: usize| -> Result<String, TvgError> {
+    let node = |at: usize| -> Result<String, JsonPlanError> {
         match &fields[at] {
             Value::String(name) => Ok(name.clone()),
             Value::Number(number) => Ok(number.to_string()),
             _ => Err(shape(&format!("[{at}]"), "not a node name")),
         }
     };
-    let seconds = |value: &Value, at: &str| -> Result<u64, TvgError> {
+    let seconds = |value: &Value, at: &str| -> Result<u64, JsonPlanError> {
         let s = value
             .as_f64()
             .filter(|s| s.is_finite() && *s >= 0.0)
@@ -153,7 +143,7 @@ mod tests {
     #[test]
     fn errors_say_where() {
         let broken = parse("{\"vertices\": {\n  \"a\": [}", 0).unwrap_err();
-        assert!(matches!(broken, TvgError::Json { line: 2, column: 9, .. }), "{broken}");
+        assert!(matches!(broken, JsonPlanError::Json { line: 2, column: 9, .. }), "{broken}");
         let shape = PLAN.replace("62.4", "50");
         assert_eq!(
             parse(&shape, 0).unwrap_err().to_string(),
