@@ -6,6 +6,7 @@ mod client;
 mod config;
 mod daemon;
 mod input;
+mod plan_cmd;
 mod store_cmd;
 
 use std::process::ExitCode;
@@ -94,6 +95,19 @@ enum Command {
     /// Offline tools over a node's store (run them while its daemon is stopped).
     #[command(subcommand)]
     Store(store_cmd::StoreCommand),
+    /// Contact plans: check a file, or load one into the daemon.
+    Plan {
+        #[command(subcommand)]
+        command: plan_cmd::PlanCommand,
+    },
+    /// Where a bundle would go: the next hop, the contacts, the predicted arrival.
+    ///
+    /// Example: dtn route --to ipn:4.1 --size 1000000 --plan contacts.rc --from ipn:1.0
+    Route(plan_cmd::RouteArgs),
+    /// The contact plan as a table, or as an SVG timeline.
+    ///
+    /// Example: dtn contacts --plan contacts.rc --svg plan.svg
+    Contacts(plan_cmd::ContactsArgs),
     /// Shell completions for dtn, on standard output.
     ///
     /// Example: dtn completions bash > ~/.local/share/bash-completion/completions/dtn
@@ -134,6 +148,9 @@ fn main() -> ExitCode {
         Command::Bundles { daemon, command } => client(&daemon).and_then(|c| app_cmd::bundles(c, command)),
         Command::Bundle(command) => bundle_cmd::run(*command),
         Command::Store(command) => store_cmd::run(command),
+        Command::Plan { command } => plan_cmd::plan(command),
+        Command::Route(args) => plan_cmd::route(args),
+        Command::Contacts(args) => plan_cmd::contacts(args),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "dtn", &mut std::io::stdout());

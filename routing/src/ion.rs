@@ -173,7 +173,7 @@ fn add_range(plan: &mut Plan, words: &[(usize, &str)], line: usize, end: usize) 
 }
 
 /// `+SECONDS` after `reference`, or an absolute UTC `yyyy/mm/dd-hh:mm:ss`, as DTN ms.
-pub(crate) fn time(text: &str, reference: u64) -> Result<u64, String> {
+pub fn time(text: &str, reference: u64) -> Result<u64, String> {
     if let Some(seconds) = text.strip_prefix('+') {
         let seconds: u64 = seconds.parse().map_err(|_| format!("{text:?} is not +SECONDS"))?;
         return Ok(reference.saturating_add(seconds.saturating_mul(1000)));

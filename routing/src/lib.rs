@@ -30,6 +30,8 @@
 use std::fmt;
 
 pub mod cgr;
+pub mod contact_router;
+pub mod explain;
 pub mod hdtn;
 pub mod ion;
 mod json;
@@ -39,16 +41,69 @@ pub mod plan;
 pub mod tvgutil;
 
 pub use cgr::{Booking, ContactGraph, Query, Route, earliest_route};
+pub use contact_router::ContactRouter;
 pub use ion::PlanError;
 pub use json::JsonPlanError;
 pub use load::{PlanFileError, PlanFormat};
 pub use plan::{Contact, NodeIndex, Plan, Range};
+
+/// What the agent knows of a bundle when it asks where the bundle goes (RFC 9171 §5.4 step 1).
+#[derive(Debug, Clone, Copy)]
+pub struct RouteRequest<'a, E> {
+    pub destination: &'a E,
+    /// The bundle's encoded size in bytes.
+    pub size: u64,
+    /// When it expires (DTN ms): a route arriving later is no route.
+    pub expiry: u64,
+    /// The node it came from, if known: not to be its next hop.
+    pub previous_hop: Option<&'a E>,
+    /// Send it on every useful route, not only the best.
+    pub critical: bool,
+    /// The current time (DTN ms).
+    pub now: u64,
+}
+
+/// One answer of a router: a next hop, and for a contact-plan router the planned route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision<E> {
+    pub next_hop: E,
+    /// The route over the contact plan, when the router has one.
+    pub planned: Option<Planned>,
+}
+
+/// A route over a contact plan as the router planned it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    pub route: Route,
+    /// The first contact: when it starts and ends (DTN ms).
+    pub contact_start: u64,
+    pub contact_end: u64,
+    /// The size it was planned for.
+    pub size: u64,
+}
 
 /// A routing algorithm the agent consults after its directly connected neighbours.
 pub trait Router<E>: Send + Sync + fmt::Debug {
     /// Candidate next-hop node IDs for a bundle to `destination`, best first. The agent takes
     /// the first one that is a connected neighbour.
     fn next_hops(&self, destination: &E) -> Vec<E>;
+
+    /// Candidate next hops for this bundle, best first (every useful one for a critical
+    /// bundle). By default [`Router::next_hops`], which needs nothing but the destination.
+    fn route(&self, request: &RouteRequest<'_, E>) -> Vec<Decision<E>> {
+        self.next_hops(request.destination)
+            .into_iter()
+            .map(|next_hop| Decision { next_hop, planned: None })
+            .collect()
+    }
+
+    /// The agent queues the bundle on `decision`: its volume is set aside until released.
+    fn book(&self, _decision: &Decision<E>) -> Option<Booking> {
+        None
+    }
+
+    /// The bundle booked with `booking` was not sent after all.
+    fn release(&self, _booking: Booking) {}
 }
 
 /// Which destinations a static route covers.

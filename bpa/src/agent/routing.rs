@@ -23,6 +23,41 @@ pub type StaticRoute = routing::StaticRoute<EidPattern, Eid>;
 /// Static routes, most specific pattern first; among equals, the first added wins.
 pub type StaticRoutes = routing::StaticRoutes<EidPattern, Eid>;
 
+/// Contact Graph Routing over a contact plan, for this node ([`contact_router`]).
+pub type ContactRouter = routing::ContactRouter<Eid>;
+
+/// The plan node an endpoint belongs to: an ipn node's number (`ipn:7.3` → `"7"`), a dtn
+/// node's name (`dtn://relay/x` → `"relay"`). ION, HDTN and most plans number ipn nodes.
+pub fn plan_name(endpoint: &Eid) -> Option<String> {
+    match endpoint {
+        Eid::Ipn { allocator: 0, node, .. } => Some(node.to_string()),
+        Eid::Ipn { allocator, node, .. } => Some(format!("{allocator}.{node}")),
+        Eid::Dtn { node, .. } => Some(node.to_string()),
+        Eid::Null => None,
+    }
+}
+
+/// The node ID of a plan node: a number is an ipn node (`"7"` → `ipn:7.0`), a name a dtn node
+/// (`"relay"` → `dtn://relay/`).
+pub fn plan_endpoint(name: &str) -> Option<Eid> {
+    if let Ok(node) = name.parse::<u32>() {
+        return Some(Eid::ipn(node, 0));
+    }
+    if let Some((allocator, node)) = name.split_once('.')
+        && let (Ok(allocator), Ok(node)) = (allocator.parse::<u32>(), node.parse::<u32>())
+    {
+        return Some(Eid::Ipn { allocator, node, service: 0 });
+    }
+    let eid = format!("dtn://{name}/").parse::<Eid>().ok()?;
+    matches!(&eid, Eid::Dtn { node, demux } if &**node == name && demux.is_empty()).then_some(eid)
+}
+
+/// The contact-plan router of the node `node_id`.
+pub fn contact_router(plan: routing::Plan, node_id: &Eid) -> ContactRouter {
+    let local = plan_name(node_id).unwrap_or_default();
+    routing::ContactRouter::new(plan, &local, Box::new(plan_name), Box::new(plan_endpoint))
+}
+
 /// Which destinations a static route covers.
 ///
 /// Text forms: `*` (everything), `ipn:*.*` / `dtn://**` (every ipn / dtn endpoint), `ipn:N.*`
@@ -152,6 +187,19 @@ mod tests {
         assert!(!pattern("dtn://relay/**").matches(&d("dtn://relays/x")));
         assert!(pattern("ipn:3.7").matches(&d("ipn:3.7")) && !pattern("ipn:3.7").matches(&d("ipn:3.8")));
         assert!(!pattern("ipn:3.*").matches(&Eid::Null));
+    }
+
+    #[test]
+    fn plan_nodes_are_ipn_numbers_or_dtn_names() {
+        let eid = |t: &str| t.parse::<Eid>().expect("eid");
+        assert_eq!(plan_name(&eid("ipn:7.3")).as_deref(), Some("7"));
+        assert_eq!(plan_name(&eid("ipn:2.7.3")).as_deref(), Some("2.7"));
+        assert_eq!(plan_name(&eid("dtn://relay/mail")).as_deref(), Some("relay"));
+        assert_eq!(plan_name(&Eid::Null), None);
+        assert_eq!(plan_endpoint("7"), Some(eid("ipn:7.0")));
+        assert_eq!(plan_endpoint("2.7"), Some(eid("ipn:2.7.0")));
+        assert_eq!(plan_endpoint("relay"), Some(eid("dtn://relay/")));
+        assert_eq!(plan_endpoint("no/slash"), None);
     }
 
     #[test]
