@@ -39,6 +39,22 @@ pub fn prepare_for_forwarding(
     Ok(())
 }
 
+/// How many bytes a bundle grows by when `local_node` forwards it: the Previous Node block it
+/// adds (RFC 9171 §4.4.1). Routing by contact volume counts them.
+pub fn forwarding_overhead(local_node: &Eid) -> u64 {
+    use crate::bundle::{BundleBuilder, CreationTimestamp, ParseOptions};
+    let built =
+        BundleBuilder::new(Eid::ipn(1, 1), Eid::ipn(2, 1), CreationTimestamp { time: 1, sequence: 0 }, 1)
+            .payload(&b"x"[..])
+            .build();
+    let Ok(bundle) = built else { return 0 };
+    let encoded = bytes::Bytes::from(bundle.encode());
+    let Ok(Some(mut header)) = BundleHeader::parse(&encoded, &ParseOptions::default()) else { return 0 };
+    let before = header.encode_head(&encoded).len();
+    header.set_previous_node(&local_node.node_id());
+    (header.encode_head(&encoded).len() as u64).saturating_sub(before as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
@@ -94,6 +110,19 @@ mod tests {
         assert_eq!(again.previous_node(), Some(Eid::ipn(3, 0)));
         assert_eq!(again.hop_count(), Some(HopCount { limit: 2, count: 2 }));
         assert_eq!(again.blocks().len(), reparsed.blocks().len());
+    }
+
+    #[test]
+    fn the_overhead_is_the_previous_node_block() {
+        let (mut h, original) = header(&bundle(5, None));
+        let before = original.len();
+        prepare_for_forwarding(&mut h, &Eid::ipn(2, 0), 0).unwrap();
+        let after = forwarded(&h, &original).encode().len();
+        assert_eq!(forwarding_overhead(&Eid::ipn(2, 0)), (after - before) as u64);
+        assert!(
+            forwarding_overhead(&"dtn://a-longer-name/".parse().unwrap())
+                > forwarding_overhead(&Eid::ipn(2, 0))
+        );
     }
 
     #[test]

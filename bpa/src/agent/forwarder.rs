@@ -31,6 +31,14 @@ enum Sent {
     TooBigForLearnedLimit(String),
 }
 
+/// What a send carries besides its claim: the bundle if still in memory, when it was stored,
+/// and the volume booked for it (given back if it is not sent).
+struct Sending {
+    bundle: Option<Bundle>,
+    received_at: u64,
+    booking: Option<super::contacts::HeldBooking>,
+}
+
 /// A bundle claimed for one send: no other send takes it until this is dropped, however the
 /// send ends.
 pub(super) struct InFlight<S: Store> {
@@ -64,10 +72,18 @@ impl<S: Store> Agent<S> {
         bundle: Option<Bundle>,
         received_at: u64,
     ) -> bool {
-        let Some((_, neighbour)) = self.next_hop(destination) else {
+        let reach = super::node::read(&self.inner.reach);
+        let Some((_, neighbour)) = reach.next_hop(destination, None) else {
+            if reach.contacts.is_some() {
+                // The contact plan routes by size and lifetime, which the queues read from the
+                // store with the bundle: they read on.
+                for neighbour in reach.neighbours.values() {
+                    neighbour.queue.read_on();
+                }
+            }
             return false;
         };
-        neighbour.queue.push(Queued { id, bundle, received_at, refused_by: None }, false);
+        neighbour.queue.push(Queued { id, bundle, received_at, refused_by: None, booking: None }, false);
         true
     }
 
@@ -80,8 +96,9 @@ impl<S: Store> Agent<S> {
         neighbour: Neighbour,
         slot: tokio::sync::OwnedSemaphorePermit,
     ) {
-        let task: BoxedTask =
-            Box::pin(self.clone().forward(claim, queued.bundle, queued.received_at, hop, neighbour, slot));
+        let sending =
+            Sending { bundle: queued.bundle, received_at: queued.received_at, booking: queued.booking };
+        let task: BoxedTask = Box::pin(self.clone().forward(claim, sending, hop, neighbour, slot));
         tokio::spawn(task);
     }
 
@@ -94,12 +111,12 @@ impl<S: Store> Agent<S> {
     async fn forward(
         self,
         guard: InFlight<S>,
-        bundle: Option<Bundle>,
-        received_at: u64,
+        sending: Sending,
         hop: Eid,
         neighbour: Neighbour,
         _slot: tokio::sync::OwnedSemaphorePermit,
     ) {
+        let Sending { bundle, received_at, booking } = sending;
         let id = guard.id;
         // Recorded, so a listing shows it on its way and a scan for waiting bundles passes it.
         let state = BundleState::InFlight { neighbour: hop.to_string() };
@@ -117,6 +134,10 @@ impl<S: Store> Agent<S> {
         for attempt in 0..2 {
             let sent = self.forward_once(id, bundle.take(), received_at, &hop, &neighbour).await;
             if matches!(sent, Sent::Done) {
+                // It went on its planned route: the volume it took stays booked.
+                if let Some(booking) = booking {
+                    booking.keep();
+                }
                 return;
             }
             if let Sent::Failed(ClaError::Refused { reason: Refusal::TooLarge { limit }, .. }) = &sent
@@ -265,7 +286,8 @@ impl<S: Store> Agent<S> {
                 return;
             }
             drop(guard);
-            let queued = Queued { id, bundle: None, received_at, refused_by: Some(hop.clone()) };
+            let queued =
+                Queued { id, bundle: None, received_at, refused_by: Some(hop.clone()), booking: None };
             neighbour.queue.push(queued, true);
             return;
         }

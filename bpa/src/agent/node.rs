@@ -197,6 +197,10 @@ pub(super) struct Inner<S> {
     /// The timer task was started.
     pub timer_task: std::sync::atomic::AtomicBool,
     pub counters: Counters,
+    /// Bytes a bundle grows by when this node forwards it (routing by volume counts them).
+    pub forwarding_overhead: u64,
+    /// Where contact starts and ends go ([`Agent::contact_events`]).
+    pub contact_events: Mutex<Option<tokio::sync::mpsc::Sender<super::contacts::ContactEvent>>>,
 }
 
 pub(super) type BoxedTask = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -221,6 +225,19 @@ pub(super) struct Reachability {
     pub neighbours: HashMap<Eid, Neighbour>,
     pub static_routes: StaticRoutes,
     pub router: Option<Arc<dyn Router>>,
+    /// The contact plan's router, consulted last ([`Agent::set_contact_plan`]).
+    pub contacts: Option<Arc<super::routing::ContactRouter>>,
+}
+
+/// What the agent knows of a stored bundle when it routes it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct BundleFacts<'a> {
+    pub destination: &'a Eid,
+    /// Encoded length in bytes.
+    pub size: u64,
+    /// When its lifetime ends (DTN ms).
+    pub expiry: u64,
+    pub now: u64,
 }
 
 impl Reachability {
@@ -246,6 +263,35 @@ impl Reachability {
             .filter(|via| allowed(via))
             .find_map(|via| self.neighbours.get(&via).map(|n| (via, n.clone())))
     }
+
+    /// The neighbour a bundle goes to now, knowing its size and times: as
+    /// [`Reachability::next_hop`], then by the contact plan, whose decision (the planned route,
+    /// to book) comes with it. A planned next hop that is not up now is no next hop now.
+    pub fn next_hop_for(
+        &self,
+        facts: &BundleFacts<'_>,
+    ) -> Option<(Eid, Neighbour, Option<routing::Decision<Eid>>)> {
+        if let Some((via, neighbour)) = self.next_hop(facts.destination, None) {
+            return Some((via, neighbour, None));
+        }
+        use routing::Router as _;
+        let contacts = self.contacts.as_ref()?;
+        if self.neighbours.is_empty() {
+            return None;
+        }
+        let request = routing::RouteRequest {
+            destination: facts.destination,
+            size: facts.size,
+            expiry: facts.expiry,
+            previous_hop: None,
+            critical: false,
+            now: facts.now,
+        };
+        contacts.route(&request).into_iter().find_map(|decision| {
+            let neighbour = self.neighbours.get(&decision.next_hop)?.clone();
+            Some((decision.next_hop.clone(), neighbour, Some(decision)))
+        })
+    }
 }
 
 /// The agent's timers, and the housekeeping period that re-arms one of them.
@@ -254,10 +300,13 @@ pub(super) struct Schedule {
     pub timers: super::timers::TimerTable,
     /// How often expiry runs, once [`Agent::housekeep_every`] was called.
     pub housekeeping: Option<Duration>,
+    /// The contact plan's starts and ends from this node.
+    pub contacts: super::contacts::ContactEdges,
 }
 
 impl<S: Store> Agent<S> {
     pub fn new(config: AgentConfig, store: S, clock: Arc<dyn Clock>) -> Agent<S> {
+        let forwarding_overhead = super::forward::forwarding_overhead(&config.node_id);
         Agent {
             inner: Arc::new(Inner {
                 config,
@@ -272,6 +321,8 @@ impl<S: Store> Agent<S> {
                 timers_changed: Arc::new(tokio::sync::Notify::new()),
                 timer_task: std::sync::atomic::AtomicBool::new(false),
                 counters: Counters::default(),
+                forwarding_overhead,
+                contact_events: Mutex::new(None),
             }),
         }
     }
@@ -363,12 +414,8 @@ impl<S: Store> Agent<S> {
         !eid.is_null() && eid.node_id() == self.inner.config.node_id.node_id()
     }
 
-    /// The neighbour a bundle for `destination` goes to now, if any.
-    pub(super) fn next_hop(&self, destination: &Eid) -> Option<(Eid, Neighbour)> {
-        self.next_hop_except(destination, None)
-    }
-
-    /// [`Agent::next_hop`], passing over the neighbour `except` (one that refused the bundle).
+    /// The neighbour a bundle for `destination` goes to now, passing over the neighbour `except`
+    /// (one that refused the bundle).
     pub(super) fn next_hop_except(
         &self,
         destination: &Eid,
@@ -631,6 +678,7 @@ impl<S: Store> Agent<S> {
                     neighbour.queue.rescan();
                 }
             }
+            Timer::Contacts => self.on_contact_edges().await,
             Timer::Housekeeping => {
                 if let Err(error) = self.expire().await {
                     tracing::error!(%error, "expiry failed; tried again at the next round");

@@ -17,8 +17,9 @@ use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::Notify;
 
+use super::contacts::HeldBooking;
 use super::forwarder::InFlight;
-use super::node::{Agent, Inner, Neighbour, lock, read};
+use super::node::{Agent, BundleFacts, Inner, Neighbour, lock, read};
 use crate::bundle::{Bundle, Eid};
 use crate::store::{StateKind, Store, StoreId};
 
@@ -38,6 +39,8 @@ pub(super) struct Queued {
     pub received_at: u64,
     /// This is a detour: the neighbour named refused the bundle first.
     pub refused_by: Option<Eid>,
+    /// Volume booked on its planned route (given back unless it is sent).
+    pub booking: Option<HeldBooking>,
 }
 
 /// The shared side of a neighbour's queue: the agent pushes and wakes, the queue's task takes.
@@ -68,6 +71,12 @@ impl NeighbourQueue {
         self.wake.notify_one();
     }
 
+    /// Reads on from the cursor: bundles were stored that may go to this neighbour.
+    pub fn read_on(&self) {
+        self.more.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
     /// Reads the store again from the start: what waits may have a route to this neighbour now.
     pub fn rescan(&self) {
         self.rescan.store(true, Ordering::SeqCst);
@@ -91,8 +100,9 @@ struct Cursor {
     after: StoreId,
     /// The end was reached: nothing more until woken.
     at_end: bool,
-    /// Read, routed here, not yet sent: at most a page.
-    page: VecDeque<(StoreId, u64)>,
+    /// Read, routed here, not yet sent: at most a page (with the volume booked for each on a
+    /// planned route).
+    page: VecDeque<(StoreId, u64, Option<HeldBooking>)>,
 }
 
 impl<S: Store> Agent<S> {
@@ -154,8 +164,8 @@ impl<S: Store> Agent<S> {
             let queued = match pushed {
                 Some(queued) => queued,
                 None => {
-                    let (id, received_at) = cursor.page.pop_front()?;
-                    Queued { id, bundle: None, received_at, refused_by: None }
+                    let (id, received_at, booking) = cursor.page.pop_front()?;
+                    Queued { id, bundle: None, received_at, refused_by: None, booking }
                 }
             };
             if let Some(claim) = self.claim(queued.id, queued.refused_by.clone()) {
@@ -173,13 +183,28 @@ impl<S: Store> Agent<S> {
             cursor.after = last.id;
         }
         // One look at the routes for the page.
+        use routing::Router as _;
+        let now = self.inner.clock.now_dtn_ms();
         let reach = read(&self.inner.reach);
         for meta in page {
-            if !self.is_local(&meta.destination)
-                && reach.next_hop(&meta.destination, None).is_some_and(|(via, _)| via == *hop)
-            {
-                cursor.page.push_back((meta.id, meta.received_at));
+            if self.is_local(&meta.destination) {
+                continue;
             }
+            // Routed by the size it will have on the wire, with this node's Previous Node block.
+            let size = meta.length.saturating_add(self.inner.forwarding_overhead);
+            let facts = BundleFacts { destination: &meta.destination, size, expiry: meta.expires_at, now };
+            let Some((via, _, decision)) = reach.next_hop_for(&facts) else { continue };
+            if via != *hop {
+                continue;
+            }
+            // Booked now, so the next bundle of the page sees the volume left.
+            let booking = match (decision, &reach.contacts) {
+                (Some(decision), Some(contacts)) => {
+                    contacts.book(&decision).map(|booking| HeldBooking::new(contacts, booking))
+                }
+                _ => None,
+            };
+            cursor.page.push_back((meta.id, meta.received_at, booking));
         }
         Ok(())
     }

@@ -1,8 +1,8 @@
 //! The agent's timers, sans-IO (design §3.1, after quinn-proto's timer table): deadlines in DTN
 //! milliseconds go in, "what is due now" comes out, and the earliest deadline tells the one
 //! scheduler task how long to sleep on the agent's clock. One table for every timer the agent
-//! has — today a retry per neighbour; custody retransmission and contact start and end are to
-//! join it — so a virtual clock moves them all.
+//! has — a retry per neighbour, housekeeping, the contact plan's next edge; custody
+//! retransmission is to join them — so a virtual clock moves them all.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -15,6 +15,8 @@ pub enum Timer {
     Retry(Eid),
     /// Expiry and the store's housekeeping ([`super::node::Agent::housekeep_every`]).
     Housekeeping,
+    /// The next start or end of one of this node's planned contacts ([`super::contacts`]).
+    Contacts,
 }
 
 /// Timers by deadline; each timer is set at most once.

@@ -1,0 +1,267 @@
+//! A contact plan in the agent: Contact Graph Routing for what waits, and the plan's contacts
+//! from this node as edges on the agent's clock.
+//!
+//! At a contact's start the agent tells whoever manages links ([`Agent::contact_events`]: the
+//! daemon, which opens the convergence-layer session to that neighbour if it knows its
+//! address); at its end it says so again (the session is closed, the neighbour goes down, and
+//! what was queued for it is routed again). Back-to-back contacts with one neighbour are one
+//! opening: an end covered by another contact with the same neighbour is not announced.
+//!
+//! A bundle a neighbour's queue takes on a planned route has its volume booked on the route's
+//! contacts ([`HeldBooking`]); the booking is kept once the bundle is sent and given back
+//! otherwise, so later bundles see the volume that is really left.
+
+use std::sync::{Arc, Weak};
+
+use tokio::sync::mpsc;
+
+use super::node::{Agent, lock, read, write};
+use super::routing::{ContactRouter, contact_router, plan_endpoint, plan_name};
+use super::timers::Timer;
+use crate::bundle::Eid;
+use crate::store::Store;
+
+/// Events waiting for the link manager at most; past that they are dropped (and logged): a
+/// manager that does not read must not hold the agent.
+const EVENT_QUEUE: usize = 1024;
+
+/// What the plan says about a neighbour now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContactEvent {
+    /// A contact with `neighbour` starts: it lasts until `end` (DTN ms) at `rate` bytes/s.
+    Started { neighbour: Eid, end: u64, rate: u64 },
+    /// The contacts with `neighbour` ended: nothing more is planned over the link now.
+    Ended { neighbour: Eid },
+}
+
+/// One end of a contact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Edge {
+    // Ends sort first: at one instant a contact ends before the next one starts.
+    End,
+    Start,
+}
+
+/// The edges of this node's contacts, in time order, and the next one due.
+#[derive(Debug, Default)]
+pub(super) struct ContactEdges {
+    edges: Vec<(u64, Edge, usize)>,
+    next: usize,
+}
+
+impl ContactEdges {
+    fn due(&self) -> Option<u64> {
+        self.edges.get(self.next).map(|(at, _, _)| *at)
+    }
+}
+
+/// Volume booked for a bundle a queue took: given back when dropped unless [`Self::keep`]
+/// was called (the bundle was sent).
+#[derive(Debug)]
+pub(super) struct HeldBooking {
+    router: Weak<ContactRouter>,
+    booking: Option<routing::Booking>,
+}
+
+impl HeldBooking {
+    pub fn new(router: &Arc<ContactRouter>, booking: routing::Booking) -> HeldBooking {
+        HeldBooking { router: Arc::downgrade(router), booking: Some(booking) }
+    }
+
+    /// The bundle went: the volume stays booked.
+    pub fn keep(mut self) {
+        self.booking = None;
+    }
+}
+
+impl Drop for HeldBooking {
+    fn drop(&mut self) {
+        use routing::Router as _;
+        if let (Some(booking), Some(router)) = (self.booking.take(), self.router.upgrade()) {
+            router.release(booking);
+        }
+    }
+}
+
+impl<S: Store> Agent<S> {
+    /// Routes by this contact plan from now on (replacing any earlier one): bundles waiting
+    /// for a route are routed again, and the plan's contacts from this node are announced on
+    /// [`Agent::contact_events`] as they start and end (one in progress now, at once).
+    pub fn set_contact_plan(&self, plan: routing::Plan) -> Arc<ContactRouter> {
+        let router = Arc::new(contact_router(plan, &self.inner.config.node_id));
+        let now = self.inner.clock.now_dtn_ms();
+        let mut edges = Vec::new();
+        if let Some(local) = router.local() {
+            let graph = router.graph();
+            for (index, contact) in graph.plan().contacts.iter().enumerate() {
+                if contact.from == local && contact.end > now {
+                    edges.push((contact.start.max(now), Edge::Start, index));
+                    edges.push((contact.end, Edge::End, index));
+                }
+            }
+        }
+        edges.sort_unstable();
+        if router.local().is_none() {
+            tracing::warn!(
+                node = %self.inner.config.node_id,
+                "the contact plan does not name this node: it routes nothing from here"
+            );
+        }
+        let old = write(&self.inner.reach).contacts.replace(Arc::clone(&router));
+        if let Some(old) = old {
+            // Sessions opened for the old plan's contacts are the new plan's to keep or end.
+            for neighbour in self.active_neighbours(&old, now) {
+                if !self.active_neighbours(&router, now).contains(&neighbour) {
+                    self.announce(ContactEvent::Ended { neighbour });
+                }
+            }
+        }
+        let mut schedule = lock(&self.inner.schedule);
+        schedule.contacts = ContactEdges { edges, next: 0 };
+        match schedule.contacts.due() {
+            Some(at) => schedule.timers.set(Timer::Contacts, at),
+            None => schedule.timers.cancel(&Timer::Contacts),
+        }
+        drop(schedule);
+        self.timers_changed();
+        for neighbour in read(&self.inner.reach).neighbours.values() {
+            neighbour.queue.rescan();
+        }
+        router
+    }
+
+    /// The contact plan routed by, if one was set.
+    pub fn contact_plan(&self) -> Option<Arc<ContactRouter>> {
+        read(&self.inner.reach).contacts.clone()
+    }
+
+    /// The neighbours this node has a contact with at `at`.
+    fn active_neighbours(&self, router: &ContactRouter, at: u64) -> Vec<Eid> {
+        let Some(local) = router.local() else { return Vec::new() };
+        let graph = router.graph();
+        let plan = graph.plan();
+        let mut list: Vec<Eid> = plan
+            .contacts
+            .iter()
+            .filter(|c| c.from == local && c.start <= at && at < c.end)
+            .filter_map(|c| plan_endpoint(plan.name(c.to)))
+            .collect();
+        list.sort();
+        list.dedup();
+        list
+    }
+
+    /// Contact starts and ends, for the link manager (the daemon opens and closes sessions on
+    /// them). One receiver at a time: a new call replaces the last.
+    pub fn contact_events(&self) -> mpsc::Receiver<ContactEvent> {
+        let (sender, receiver) = mpsc::channel(EVENT_QUEUE);
+        *lock(&self.inner.contact_events) = Some(sender);
+        receiver
+    }
+
+    fn announce(&self, event: ContactEvent) {
+        tracing::info!(?event, "contact");
+        let sender = lock(&self.inner.contact_events).clone();
+        if let Some(sender) = sender
+            && let Err(error) = sender.try_send(event)
+        {
+            tracing::warn!(%error, "a contact event was not taken by the link manager");
+        }
+    }
+
+    /// The contact timer fired: every edge due is announced, then the next is set.
+    pub(super) async fn on_contact_edges(&self) {
+        let now = self.inner.clock.now_dtn_ms();
+        let Some(router) = self.contact_plan() else { return };
+        let due: Vec<(u64, Edge, usize)> = {
+            let mut schedule = lock(&self.inner.schedule);
+            let contacts = &mut schedule.contacts;
+            let first = contacts.next;
+            while contacts.edges.get(contacts.next).is_some_and(|(at, _, _)| *at <= now) {
+                contacts.next += 1;
+            }
+            let due = contacts.edges[first..contacts.next].to_vec();
+            if let Some(at) = contacts.due() {
+                schedule.timers.set(Timer::Contacts, at);
+            }
+            due
+        };
+        let mut changed = false;
+        for (_, edge, index) in due {
+            let (neighbour, end, rate, covered) = {
+                let graph = router.graph();
+                let plan = graph.plan();
+                let Some(contact) = plan.contacts.get(index) else { continue };
+                // Another contact with the same neighbour going on: the link stays.
+                let covered = plan.contacts.iter().enumerate().any(|(other, c)| {
+                    other != index
+                        && c.from == contact.from
+                        && c.to == contact.to
+                        && c.start <= now
+                        && now < c.end
+                });
+                (plan_endpoint(plan.name(contact.to)), contact.end, contact.rate, covered)
+            };
+            let Some(neighbour) = neighbour else { continue };
+            match edge {
+                Edge::Start => self.announce(ContactEvent::Started { neighbour, end, rate }),
+                Edge::End if !covered => self.announce(ContactEvent::Ended { neighbour }),
+                Edge::End => {}
+            }
+            changed = true;
+        }
+        if changed {
+            // What waits may go over the contact that started, or need another route now.
+            for neighbour in read(&self.inner.reach).neighbours.values() {
+                neighbour.queue.rescan();
+            }
+        }
+        self.timers_changed();
+    }
+
+    /// What `dtn route` shows: where a bundle of `size` bytes (as stored) for `destination`,
+    /// expiring `lifetime_ms` after `at` (DTN ms; default now), would go by the contact plan —
+    /// routed, as the queues route it, by its size on the wire: with the Previous Node block
+    /// this node adds.
+    pub fn explain_route(
+        &self,
+        destination: &Eid,
+        size: u64,
+        lifetime_ms: u64,
+        at: Option<u64>,
+    ) -> Option<routing::explain::RouteReport> {
+        let router = self.contact_plan()?;
+        let now = at.unwrap_or_else(|| self.inner.clock.now_dtn_ms());
+        let graph = router.graph();
+        let plan = graph.plan();
+        let expiry = now.saturating_add(lifetime_ms);
+        let shown = |name: &str| plan_endpoint(name).map_or_else(|| name.to_string(), |e| e.to_string());
+        let offset = (now as f64 - plan.reference as f64) / 1000.0;
+        let none = |reason: String| routing::explain::RouteReport {
+            destination: destination.to_string(),
+            size,
+            routes: Vec::new(),
+            reason: Some(reason),
+            at_time: now,
+            at_offset_s: offset,
+            expiry_time: expiry,
+        };
+        let Some(from) = router.local() else {
+            return Some(none(format!("the contact plan does not name this node ({})", self.node_id())));
+        };
+        let name = plan_name(destination).unwrap_or_default();
+        let Some(to) = plan.find(&name) else {
+            return Some(none(format!("the contact plan has no node {name:?}: no contact leads there")));
+        };
+        let wire = size.saturating_add(self.inner.forwarding_overhead);
+        let query = routing::Query { from, to, now, size: wire, expiry, previous_hop: None };
+        let mut report = routing::explain::explain(&graph, &query, &destination.to_string(), &shown);
+        report.size = size;
+        Some(report)
+    }
+
+    /// The agent's clock now (DTN ms).
+    pub fn now(&self) -> u64 {
+        self.inner.clock.now_dtn_ms()
+    }
+}
