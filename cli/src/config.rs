@@ -32,6 +32,24 @@ pub struct Config {
     pub routes: Vec<RouteEntry>,
     #[serde(default)]
     pub tcpcl: TcpclSection,
+    #[serde(default)]
+    pub routing: RoutingSection,
+}
+
+/// `[routing]`: the contact plan.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingSection {
+    /// The plan file, loaded at start (its relative times count from then).
+    pub plan: Option<PathBuf>,
+    /// Its form, when its name and content do not say.
+    #[serde(default, deserialize_with = "plan_format")]
+    pub format: Option<routing::PlanFormat>,
+}
+
+fn plan_format<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<routing::PlanFormat>, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
 /// The TCP convergence layer (RFC 9174).
@@ -102,6 +120,9 @@ impl std::fmt::Display for TlsSetting {
 pub struct TcpclPeer {
     /// `host:port` of the peer's TCPCL listener.
     pub address: String,
+    /// The peer's node ID: with a contact plan, the session is open only during its contacts.
+    #[serde(default, deserialize_with = "eid_opt")]
+    pub node_id: Option<Eid>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -211,6 +232,7 @@ impl Config {
             &mut tls.certificate,
             &mut tls.private_key,
             &mut tls.trust,
+            &mut self.routing.plan,
         ]
         .into_iter()
         .flatten()
@@ -367,9 +389,20 @@ data_dir = "{data_dir}"
 # bytes but takes larger bundles.
 # ignore_peer_transfer_mru = false
 
-# Peers this node keeps a TCPCL session to, reconnecting whenever the session is lost.
+# Peers this node keeps a TCPCL session to, reconnecting whenever the session is lost. With
+# a contact plan ([routing] plan), a peer whose node_id is given is connected only while the
+# plan has a contact from this node to it, and the session is closed at the contact's end.
 # [[tcpcl.peers]]
 # address = "192.0.2.7:4556"
+# node_id = "ipn:2.0"
+
+[routing]
+# A contact plan, loaded at start (relative times count from then); `dtn plan load` replaces it
+# live. Forms: ION ionrc, HDTN JSON, dtn-tvg-util JSON, TOML (docs/routing.md). Bundles that no
+# connected neighbour or static route takes go by Contact Graph Routing over it.
+# plan = "contacts.rc"
+# The plan's form when its name and content do not tell: ion, hdtn, tvgutil or toml.
+# format = "ion"
 "#,
         data_dir = data_dir.display()
     )

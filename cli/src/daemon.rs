@@ -1,16 +1,19 @@
 //! `dtn daemon`: one node in the foreground — the store, the agent, its housekeeping and the
 //! local API — until SIGINT or SIGTERM.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use bpa::agent::ContactEvent;
 use bpa::agent::node::{Agent, AgentConfig};
 use bpa::agent::report::ReportPolicy;
 use bpa::agent::routing::StaticRoute;
 use bpa::api::{ApiConfig, ApiState, ExtraStatus};
+use bpa::bundle::Eid;
 use bpa::bundle::ParseOptions;
 use bpa::store::{SqliteStore, StoreConfig};
 use bpa::time::{Clock, SystemClock};
@@ -83,12 +86,27 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
     if let Some(n) = config.agent.max_in_flight_per_neighbour {
         agent_config.max_in_flight_per_neighbour = n;
     }
-    let agent = Agent::new(agent_config, store.clone(), clock);
+    let agent = Agent::new(agent_config, store.clone(), Arc::clone(&clock));
     for route in &config.routes {
         agent.add_static_route(StaticRoute { pattern: route.to.clone(), via: route.via.clone() }).await?;
     }
+    // Taken before the plan is set, so a contact in progress now is heard of too.
+    let contact_events = agent.contact_events();
+    if let Some(path) = &config.routing.plan {
+        let (plan, format) = crate::plan_cmd::read_plan(path, config.routing.format, clock.now_dtn_ms())
+            .context("[routing] plan")?;
+        let router = agent.set_contact_plan(plan);
+        let summary = routing::explain::summary(&router.graph());
+        tracing::info!(
+            plan = %path.display(), %format, nodes = summary.nodes, contacts = summary.contacts,
+            ranges = summary.ranges, without_range = summary.without_range, "contact plan loaded"
+        );
+    }
     agent.start().await.context("cannot pick up the bundles the store holds")?;
     let tcpcl = start_tcpcl(&config, &agent).await?;
+    if let Some((tcpcl, _)) = &tcpcl {
+        manage_contacts(tcpcl.clone(), scheduled_peers(&config), contact_events);
+    }
 
     let socket = config.socket()?;
     let listener = bind_socket(&socket)?;
@@ -296,10 +314,64 @@ async fn start_tcpcl(
     for address in &section.listen {
         bound.push(tcpcl.listen(*address).await.with_context(|| format!("tcpcl.listen = {address}"))?);
     }
+    let scheduled = scheduled_peers(config);
     for peer in &section.peers {
-        tcpcl.connect_forever(peer.address.clone());
+        // A peer the contact plan schedules is connected at its contacts' starts.
+        if !peer.node_id.as_ref().is_some_and(|node| scheduled.contains_key(&node.node_id())) {
+            tcpcl.connect_forever(peer.address.clone());
+        }
     }
     Ok(Some((tcpcl, bound)))
+}
+
+/// The peers connected only during their planned contacts: those with a node ID, when a contact
+/// plan is configured.
+fn scheduled_peers(config: &Config) -> HashMap<Eid, String> {
+    if config.routing.plan.is_none() {
+        return HashMap::new();
+    }
+    config
+        .tcpcl
+        .peers
+        .iter()
+        .filter_map(|peer| Some((peer.node_id.as_ref()?.node_id(), peer.address.clone())))
+        .collect()
+}
+
+/// The link manager: at the start of a planned contact with a peer whose address is known, a
+/// TCPCL session is opened (and kept, reconnecting, while the contact lasts); at its end the
+/// session is closed with SESS_TERM and the agent routes again what was queued for the peer.
+fn manage_contacts(
+    tcpcl: Tcpcl<Agent<SqliteStore>>,
+    peers: HashMap<Eid, String>,
+    mut events: tokio::sync::mpsc::Receiver<ContactEvent>,
+) {
+    tokio::spawn(async move {
+        let mut open: HashMap<Eid, tokio::sync::watch::Sender<bool>> = HashMap::new();
+        while let Some(event) = events.recv().await {
+            match event {
+                ContactEvent::Started { neighbour, end, rate } => {
+                    if open.contains_key(&neighbour) {
+                        continue;
+                    }
+                    let Some(address) = peers.get(&neighbour) else {
+                        tracing::info!(%neighbour, "a planned contact starts; no [[tcpcl.peers]] address with this node_id, so the peer is waited for");
+                        continue;
+                    };
+                    tracing::info!(%neighbour, %address, until = %bpa::time::format_dtn_time(end), rate, "planned contact: connecting");
+                    let (wanted, flag) = tokio::sync::watch::channel(true);
+                    tcpcl.connect_while(address.clone(), flag);
+                    open.insert(neighbour, wanted);
+                }
+                ContactEvent::Ended { neighbour } => {
+                    if let Some(wanted) = open.remove(&neighbour) {
+                        tracing::info!(%neighbour, "planned contact ended: closing the session");
+                        let _ = wanted.send(false);
+                    }
+                }
+            }
+        }
+    });
 }
 
 fn session_json(session: &SessionSummary) -> serde_json::Value {

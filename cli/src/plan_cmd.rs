@@ -135,13 +135,7 @@ fn node_name(text: &str) -> String {
 
 /// `+SECONDS` (or plain seconds) after `reference`, or an absolute UTC time.
 fn time_arg(text: &str, reference: u64) -> anyhow::Result<u64> {
-    if let Ok(seconds) = text.parse::<f64>()
-        && seconds.is_finite()
-        && seconds >= 0.0
-    {
-        return Ok(reference.saturating_add((seconds * 1000.0).round() as u64));
-    }
-    routing::ion::time(text, reference).map_err(|e| anyhow::anyhow!("--at: {e}"))
+    bpa::api::plan_time(text, reference).map_err(|e| anyhow::anyhow!("--at: {e}"))
 }
 
 fn lifetime_ms(lifetime: Option<&str>) -> anyhow::Result<u64> {
@@ -171,10 +165,9 @@ pub fn plan(command: PlanCommand) -> anyhow::Result<ExitCode> {
                 let summary: explain::PlanSummary =
                     serde_json::from_value(answer["summary"].clone()).context("the daemon's answer")?;
                 println!(
-                    "loaded {}: {}; {} waiting bundles routed again",
+                    "loaded {}: {}; what waits is routed again by it",
                     file.display(),
-                    describe_summary(&summary, format),
-                    answer["rerouted"]
+                    describe_summary(&summary, format)
                 );
                 Ok(ExitCode::SUCCESS)
             })

@@ -8,7 +8,10 @@
 
 mod body;
 mod json;
+mod plan;
 mod serve;
+
+pub use plan::plan_time;
 
 pub use serve::{ServeLimits, serve};
 
@@ -102,6 +105,9 @@ pub fn router<S: Store>(state: ApiState<S>) -> Router {
         .route("/v1/registrations", get(list_registrations::<S>).post(register::<S>).delete(unregister::<S>))
         .route("/v1/bundles", get(list_bundles::<S>))
         .route("/v1/bundles/{id}", get(show_bundle::<S>).delete(delete_bundle::<S>))
+        .route("/v1/route", get(plan::route::<S>))
+        .route("/v1/contacts", get(plan::contacts::<S>))
+        .route("/v1/plan", post(plan::load::<S>).layer(DefaultBodyLimit::max(plan::MAX_PLAN_BYTES)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(Arc::new(state))

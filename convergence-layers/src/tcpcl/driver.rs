@@ -228,7 +228,7 @@ impl<A: BundleSink> Tcpcl<A> {
                     accepted = listener.accept() => match accepted {
                         Ok((stream, peer)) => {
                             let layer = layer.clone();
-                            tokio::spawn(async move { layer.run_session(stream, peer, Role::Passive).await });
+                            tokio::spawn(async move { layer.run_session(stream, peer, Role::Passive, None).await });
                         }
                         Err(error) => {
                             // Out of file descriptors and the like: wait rather than spin.
@@ -247,23 +247,46 @@ impl<A: BundleSink> Tcpcl<A> {
     /// each failure or lost session connects again, waiting [`TcpclConfig::reconnect_min`]
     /// doubled after each failed attempt up to [`TcpclConfig::reconnect_max`].
     pub fn connect_forever(&self, address: String) {
+        self.connect_loop(address, None);
+    }
+
+    /// Keeps a session to the peer at `address` while `wanted` says true (a planned contact):
+    /// connects, reconnects as [`Tcpcl::connect_forever`] does, and when `wanted` turns false
+    /// (or its sender is dropped) stops trying and ends the session with SESS_TERM.
+    pub fn connect_while(&self, address: String, wanted: watch::Receiver<bool>) {
+        self.connect_loop(address, Some(wanted));
+    }
+
+    fn connect_loop(&self, address: String, wanted: Option<watch::Receiver<bool>>) {
         let layer = self.clone();
         let mut shutdown = self.shared.shutdown.subscribe();
+        // Resolves once the session is no longer wanted; never without a flag.
+        let gone = |wanted: Option<watch::Receiver<bool>>| async move {
+            match wanted {
+                Some(mut flag) => {
+                    let _ = flag.wait_for(|wanted| !*wanted).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::spawn(async move {
+            let still_wanted =
+                |w: &Option<watch::Receiver<bool>>| w.as_ref().is_none_or(|flag| *flag.borrow());
             let (min, max) = (layer.shared.config.reconnect_min, layer.shared.config.reconnect_max);
             let mut wait = min;
             // A peer that cannot be reached is a warning once, and again only when the reason
             // changes (every retry would fill the log of a node whose uplink is down for a week).
             let mut unreachable: Option<String> = None;
             loop {
-                if *shutdown.borrow() {
+                if *shutdown.borrow() || !still_wanted(&wanted) {
                     return;
                 }
-                // Only the connection attempt is cut short by a shutdown: a session ends itself,
-                // with SESS_TERM.
+                // Only the connection attempt is cut short by a shutdown or the contact's end: a
+                // session ends itself, with SESS_TERM.
                 let connected = tokio::select! {
                     connected = TcpStream::connect(&address) => connected,
                     _ = shutdown.changed() => return,
+                    () = gone(wanted.clone()) => return,
                 };
                 let established = match connected {
                     Ok(stream) => {
@@ -271,7 +294,7 @@ impl<A: BundleSink> Tcpcl<A> {
                             tracing::info!(%address, "TCPCL peer reachable again");
                         }
                         let peer = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-                        layer.run_session(stream, peer, Role::Active).await
+                        layer.run_session(stream, peer, Role::Active, wanted.clone()).await
                     }
                     Err(error) => {
                         let reason = error.to_string();
@@ -291,6 +314,7 @@ impl<A: BundleSink> Tcpcl<A> {
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.changed() => return,
+                    () = gone(wanted.clone()) => return,
                 }
             }
         });
@@ -300,7 +324,7 @@ impl<A: BundleSink> Tcpcl<A> {
     /// established.
     pub async fn connect_once(&self, address: SocketAddr) -> std::io::Result<bool> {
         let stream = TcpStream::connect(address).await?;
-        Ok(self.run_session(stream, address, Role::Active).await)
+        Ok(self.run_session(stream, address, Role::Active, None).await)
     }
 
     /// Every session now.
@@ -322,7 +346,13 @@ impl<A: BundleSink> Tcpcl<A> {
 
     /// Runs one session on a connected socket until it ends; answers whether it was
     /// established.
-    pub(super) async fn run_session(&self, stream: TcpStream, address: SocketAddr, role: Role) -> bool {
+    pub(super) async fn run_session(
+        &self,
+        stream: TcpStream,
+        address: SocketAddr,
+        role: Role,
+        wanted: Option<watch::Receiver<bool>>,
+    ) -> bool {
         let _ = stream.set_nodelay(true);
         let number = self.shared.next_session.fetch_add(1, Ordering::Relaxed);
         let status = Arc::new(SessionStatus {
@@ -340,6 +370,7 @@ impl<A: BundleSink> Tcpcl<A> {
         lock(&self.shared.sessions).insert(number, Arc::clone(&status));
         let session = Session::new(self.shared.config.session.clone(), role, now());
         let mut task = SessionTask::new(self.clone(), number, session, status);
+        task.wanted = wanted;
         let established = task.run(stream).await;
         lock(&self.shared.sessions).remove(&number);
         established

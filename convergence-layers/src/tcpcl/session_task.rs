@@ -12,7 +12,7 @@ use bpa::cla::{BundleSink, ClaError, Refusal};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::driver::{
     MAX_COMMITS_IN_PROGRESS, MAX_QUEUED_CONTROL_BYTES, MAX_QUEUED_SEGMENT_BYTES, Outbound, READ_BUFFER,
@@ -53,6 +53,9 @@ pub(super) struct SessionTask<A: BundleSink> {
     /// Why the session closed, for its one closing log line.
     pub(super) close_reason: Option<String>,
     pub(super) incoming: Option<IncomingTransfer<A>>,
+    /// The session is wanted while this says true (a planned contact); at false it ends with
+    /// SESS_TERM. `None`: for as long as both sides keep it.
+    pub(super) wanted: Option<watch::Receiver<bool>>,
     pub(super) commits_tx: mpsc::UnboundedSender<Committed>,
     pub(super) commits_rx: mpsc::UnboundedReceiver<Committed>,
     pub(super) commits_in_progress: usize,
@@ -90,6 +93,7 @@ impl<A: BundleSink> SessionTask<A> {
             peer_label: None,
             close_reason: None,
             incoming: None,
+            wanted: None,
             commits_tx,
             commits_rx,
             commits_in_progress: 0,
@@ -138,6 +142,7 @@ impl<A: BundleSink> SessionTask<A> {
         self.jobs = Some(jobs);
         let mut shutdown = self.layer.shared.shutdown.subscribe();
         let mut shutting_down = *shutdown.borrow();
+        let mut wanted = self.wanted.take();
         let mut buffer = vec![0u8; READ_BUFFER];
         let (transfer_idle, send_stall) =
             (self.layer.shared.config.transfer_idle_timeout, self.layer.shared.config.send_stall_timeout);
@@ -206,6 +211,11 @@ impl<A: BundleSink> SessionTask<A> {
                 }
                 Some(committed) = self.commits_rx.recv() => self.committed(committed),
                 _ = shutdown.changed() => shutting_down = true,
+                () = no_longer_wanted(&mut wanted) => {
+                    self.closing("the planned contact ended");
+                    shutting_down = true;
+                    wanted = None;
+                }
             }
         }
         // Whatever the session still has to say (a SESS_TERM, a last XFER_ACK) goes out first.
@@ -529,5 +539,16 @@ pub(super) fn refusal(reason: RefuseReason) -> Refusal {
         RefuseReason::RETRANSMIT => Refusal::Retransmit,
         RefuseReason::NOT_ACCEPTABLE => Refusal::NotAcceptable,
         other => Refusal::Other(other.to_string()),
+    }
+}
+
+/// Resolves when a session that was wanted no longer is (its flag turned false, or whoever
+/// held it is gone); never for a session without one.
+async fn no_longer_wanted(wanted: &mut Option<watch::Receiver<bool>>) {
+    match wanted {
+        Some(flag) => {
+            let _ = flag.wait_for(|wanted| !*wanted).await;
+        }
+        None => std::future::pending().await,
     }
 }
