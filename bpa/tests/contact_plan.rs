@@ -268,3 +268,20 @@ a range +0 +1000 3 4 0
     via.sort();
     assert_eq!(via, vec![Some(Eid::ipn(2, 0)), Some(Eid::ipn(3, 0))], "one by B, the other by C");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_neighbours_and_static_routes_still_go_first_beside_the_plan() {
+    // The plan has 1 -> 2 only from +100 s; 3 is connected now, with a static route to 4 by it.
+    let plan = "a contact +100 +200 1 2 100000\na contact +100 +200 2 4 100000\na range +0 +1000 1 2 0\na range +0 +1000 2 4 0\n";
+    let net = Net::new(&[1, 2, 3, 4], plan).await;
+    let a = &net.nodes[&1];
+    let (to_3, _) = MemoryLink::new(net.nodes[&3].clone());
+    a.neighbour_up(Eid::ipn(3, 0), Arc::new(to_3)).await.expect("up");
+    a.add_route(bpa::agent::Route { to: Eid::ipn(4, 0), via: Eid::ipn(3, 0) }).await.expect("route");
+    send(a, Eid::ipn(3, 1), 100).await;
+    send(a, Eid::ipn(4, 1), 100).await;
+    net.run_until(T0 + 1_000, &[]).await;
+    assert_eq!(net.arrivals(3, &Eid::ipn(3, 1)).await.len(), 1, "a connected neighbour is its own next hop");
+    let at_3 = net.nodes[&3].store().by_destination(&Eid::ipn(4, 1), 10).await.expect("listed");
+    assert_eq!(at_3.len(), 1, "the static route went first, not the plan's later contact by 2");
+}

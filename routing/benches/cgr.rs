@@ -5,8 +5,9 @@
 //!   routed at t = 60 s, from the node named "74" to "57" (A-SABR's query), and from "178" to
 //!   "159". Prints each route, then times the search.
 //! - Synthetic plans of 100 nodes with 1,000, 10,000 and 100,000 contacts over a day (written in
-//!   ION's form and parsed, the parse timed too): the first route from node 0 to node 99, and
-//!   decisions with the cache warm (every other node as destination in turn).
+//!   ION's form and parsed, the parse timed too): the first route from node 0 to node 99, the
+//!   first routes from node 0 to each other node (no cache), and decisions with the cache warm
+//!   (every other node as destination in turn).
 //!
 //!     cargo bench -p routing --bench cgr
 
@@ -76,6 +77,23 @@ fn sample1(c: &mut Criterion) {
             b.iter(|| graph.earliest_route(black_box(&query)))
         });
     }
+    // A-SABR's router computes a tree to every destination on its first route; the same work
+    // here is a search to each node in turn.
+    let from = graph.plan().find("74").expect("74");
+    let everyone: Vec<Query> = (0..graph.plan().node_count() as u32)
+        .map(routing::NodeIndex)
+        .filter(|&to| to != from)
+        .map(|to| Query { from, to, now: 60_000, size: 47_419_533, expiry: 24_060_000, previous_hop: None })
+        .collect();
+    let reached = everyone.iter().filter(|q| graph.earliest_route(q).is_some()).count();
+    eprintln!("74 -> each of the other {} nodes: {reached} reachable", everyone.len());
+    c.bench_function("first routes 74 -> every other node, no cache (sample1)", |b| {
+        b.iter(|| {
+            for q in &everyone {
+                black_box(graph.earliest_route(black_box(q)));
+            }
+        })
+    });
 }
 
 /// A plan of `nodes` nodes and `contacts` contacts over a day in ION's form: random pairs,
@@ -136,10 +154,19 @@ fn synthetic_plans(c: &mut Criterion) {
                 r.hops()
             ))
         );
+        group.throughput(Throughput::Elements(1));
         group.bench_with_input(BenchmarkId::new("first route 0 -> 99", contacts), &first, |b, q| {
             b.iter(|| graph.earliest_route(black_box(q)))
         });
         let queries: Vec<Query> = (1..100).map(|to| query(&graph, to)).collect();
+        group.throughput(Throughput::Elements(queries.len() as u64));
+        group.bench_with_input(BenchmarkId::new("99 first routes, no cache", contacts), &queries, |b, qs| {
+            b.iter(|| {
+                for q in qs {
+                    black_box(graph.earliest_route(black_box(q)));
+                }
+            })
+        });
         for q in &queries {
             let _ = graph.route(q);
         }

@@ -287,8 +287,48 @@ impl ContactGraph {
         self.releases += 1;
     }
 
-    /// The label-setting search, with the first hop barred from `previous_hop` and `excluded`.
+    /// The earliest arrival at `query.to`, if any (one label per node: with one light time per
+    /// contact, arrivals are FIFO, so the first time a node is settled is its earliest). Cheap
+    /// next to the full search: it tells "no route" at once and bounds the full search.
+    fn earliest_arrival(&self, query: &Query, excluded: &[NodeIndex]) -> Option<u64> {
+        let contacts = &self.plan.contacts;
+        let mut best = vec![u64::MAX; self.plan.node_count()];
+        let mut heap = BinaryHeap::new();
+        *best.get_mut(query.from.0 as usize)? = query.now;
+        heap.push(Reverse((query.now, query.from.0)));
+        while let Some(Reverse((at, node))) = heap.pop() {
+            if at > best[node as usize] {
+                continue;
+            }
+            if node == query.to.0 {
+                return Some(at);
+            }
+            let out = &self.outgoing[node as usize];
+            let open = out.partition_point(|&c| contacts[c].end <= at);
+            for &index in &out[open..] {
+                let contact = &contacts[index];
+                if node == query.from.0
+                    && (Some(contact.to) == query.previous_hop || excluded.contains(&contact.to))
+                {
+                    continue;
+                }
+                let Some(arrival) = self.arrival_over(index, at, query.size, query.expiry) else { continue };
+                let slot = &mut best[contact.to.0 as usize];
+                if arrival < *slot {
+                    *slot = arrival;
+                    heap.push(Reverse((arrival, contact.to.0)));
+                }
+            }
+        }
+        None
+    }
+
+    /// The search, with the first hop barred from `previous_hop` and `excluded`: the earliest
+    /// arrival first, then the label-setting search for the best route arriving then (fewest
+    /// hops, latest-ending first contact), which never needs a label arriving later.
     fn search(&self, query: &Query, excluded: &[NodeIndex]) -> Option<Route> {
+        let bound = self.earliest_arrival(query, excluded)?;
+        let query = &Query { expiry: query.expiry.min(bound), ..query.clone() };
         let contacts = &self.plan.contacts;
         let mut labels =
             vec![Label { node: query.from, arrival: query.now, hops: 0, first_end: u64::MAX, via: None }];
