@@ -285,3 +285,59 @@ async fn direct_neighbours_and_static_routes_still_go_first_beside_the_plan() {
     let at_3 = net.nodes[&3].store().by_destination(&Eid::ipn(4, 1), 10).await.expect("listed");
     assert_eq!(at_3.len(), 1, "the static route went first, not the plan's later contact by 2");
 }
+
+/// The contact events of one agent as the clock moves to each of `times` (seconds after T0).
+async fn events_at(plans: &[(u64, &str)], times: &[u64]) -> Vec<(u64, String)> {
+    let clock = Arc::new(ManualClock::new(T0));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shared: Arc<dyn Clock> = clock.clone();
+    let (store, _) =
+        SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&shared)).await.expect("store");
+    let agent: Node = Agent::new(AgentConfig::new(Eid::ipn(1, 0)), store, shared);
+    let mut events = agent.contact_events();
+    let mut seen = Vec::new();
+    let mut record = |events: &mut tokio::sync::mpsc::Receiver<ContactEvent>, at: u64| {
+        while let Ok(event) = events.try_recv() {
+            seen.push((
+                at,
+                match event {
+                    ContactEvent::Started { neighbour, end, .. } => {
+                        format!("start {neighbour} until +{}", (end - T0) / 1000)
+                    }
+                    ContactEvent::Ended { neighbour } => format!("end {neighbour}"),
+                },
+            ));
+        }
+    };
+    let mut plans = plans.iter().peekable();
+    for &at in times {
+        while let Some((_, text)) = plans.next_if(|(when, _)| *when <= at) {
+            clock.advance(T0 + at * 1000 - clock.now_dtn_ms());
+            agent.set_contact_plan(routing::ion::parse(text, T0).expect("plan"));
+        }
+        clock.advance(T0 + at * 1000 - clock.now_dtn_ms());
+        settle().await;
+        record(&mut events, at);
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_to_back_contacts_are_one_opening_and_a_replaced_plan_ends_what_it_drops() {
+    let plan = "a contact +10 +20 1 2 1000\na contact +20 +30 1 2 2000\na contact +10 +30 2 1 1000\n";
+    let seen = events_at(&[(0, plan)], &[5, 10, 20, 30, 40]).await;
+    let shown: Vec<(u64, &str)> = seen.iter().map(|(at, e)| (*at, e.as_str())).collect();
+    assert_eq!(
+        shown,
+        vec![(10, "start ipn:2.0 until +20"), (20, "start ipn:2.0 until +30"), (30, "end ipn:2.0")],
+        "only this node's contacts, and no end between two contacts that meet"
+    );
+    // Replaced in the middle of a contact with 2: 2 ends, 3 (in progress in the new plan) starts.
+    let second = "a contact +0 +100 1 3 1000\n";
+    let seen = events_at(&[(0, "a contact +0 +100 1 2 1000\n"), (50, second)], &[0, 50, 60]).await;
+    let shown: Vec<(u64, &str)> = seen.iter().map(|(at, e)| (*at, e.as_str())).collect();
+    assert_eq!(
+        shown,
+        vec![(0, "start ipn:2.0 until +100"), (50, "end ipn:2.0"), (50, "start ipn:3.0 until +100")]
+    );
+}

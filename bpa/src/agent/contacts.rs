@@ -110,8 +110,9 @@ impl<S: Store> Agent<S> {
         let old = write(&self.inner.reach).contacts.replace(Arc::clone(&router));
         if let Some(old) = old {
             // Sessions opened for the old plan's contacts are the new plan's to keep or end.
+            let kept = self.active_neighbours(&router, now);
             for neighbour in self.active_neighbours(&old, now) {
-                if !self.active_neighbours(&router, now).contains(&neighbour) {
+                if !kept.contains(&neighbour) {
                     self.announce(ContactEvent::Ended { neighbour });
                 }
             }
