@@ -94,12 +94,23 @@ pub struct ContactGraph {
     owlt: Vec<Option<u64>>,
     /// Per node: the contacts it sends on, by end.
     outgoing: Vec<Vec<usize>>,
+    /// Per node: its contacts grouped by receiver, for hops past the first.
+    pairs: Vec<Vec<Pair>>,
     /// Per contact: bytes booked.
     booked: Vec<u64>,
     /// Counts releases: a route cached before one may have been beaten since.
     releases: u64,
     cache: HashMap<CacheKey, Cached>,
     cache_hits: u64,
+}
+
+/// The contacts from one node to one other, by start; `max_end[i]` is the latest end among the
+/// first `i + 1`, so the ones that ended by a time are a prefix found by binary search.
+#[derive(Debug)]
+struct Pair {
+    to: NodeIndex,
+    contacts: Vec<usize>,
+    max_end: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -146,12 +157,38 @@ impl ContactGraph {
         for list in &mut outgoing {
             list.sort_by_key(|&c| plan.contacts[c].end);
         }
+        let pairs = outgoing
+            .iter()
+            .map(|list| {
+                let mut by_receiver: HashMap<NodeIndex, Vec<usize>> = HashMap::new();
+                for &c in list {
+                    by_receiver.entry(plan.contacts[c].to).or_default().push(c);
+                }
+                let mut pairs: Vec<Pair> = by_receiver
+                    .into_iter()
+                    .map(|(to, mut contacts)| {
+                        contacts.sort_by_key(|&c| (plan.contacts[c].start, c));
+                        let max_end = contacts
+                            .iter()
+                            .scan(0u64, |latest, &c| {
+                                *latest = (*latest).max(plan.contacts[c].end);
+                                Some(*latest)
+                            })
+                            .collect();
+                        Pair { to, contacts, max_end }
+                    })
+                    .collect();
+                pairs.sort_by_key(|p| p.to);
+                pairs
+            })
+            .collect();
         let booked = vec![0; plan.contacts.len()];
         ContactGraph {
             plan,
             id: GRAPHS.fetch_add(1, Ordering::Relaxed),
             owlt,
             outgoing,
+            pairs,
             booked,
             releases: 0,
             cache: HashMap::new(),
@@ -287,11 +324,29 @@ impl ContactGraph {
         self.releases += 1;
     }
 
+    /// The contact to `pair.to` that gets a bundle there first from `at`, and when. Contacts are
+    /// looked at by start, and no contact starting after the best arrival so far can beat it.
+    fn best_over(&self, pair: &Pair, at: u64, query: &Query) -> Option<(u64, usize)> {
+        let contacts = &self.plan.contacts;
+        let first = pair.max_end.partition_point(|&end| end <= at);
+        let mut best: Option<(u64, usize)> = None;
+        for &index in &pair.contacts[first..] {
+            if best.is_some_and(|(arrival, _)| contacts[index].start >= arrival) {
+                break;
+            }
+            if let Some(arrival) = self.arrival_over(index, at, query.size, query.expiry)
+                && best.is_none_or(|(b, _)| arrival < b)
+            {
+                best = Some((arrival, index));
+            }
+        }
+        best
+    }
+
     /// The earliest arrival at `query.to`, if any (one label per node: with one light time per
     /// contact, arrivals are FIFO, so the first time a node is settled is its earliest). Cheap
     /// next to the full search: it tells "no route" at once and bounds the full search.
     fn earliest_arrival(&self, query: &Query, excluded: &[NodeIndex]) -> Option<u64> {
-        let contacts = &self.plan.contacts;
         let mut best = vec![u64::MAX; self.plan.node_count()];
         let mut heap = BinaryHeap::new();
         *best.get_mut(query.from.0 as usize)? = query.now;
@@ -303,20 +358,17 @@ impl ContactGraph {
             if node == query.to.0 {
                 return Some(at);
             }
-            let out = &self.outgoing[node as usize];
-            let open = out.partition_point(|&c| contacts[c].end <= at);
-            for &index in &out[open..] {
-                let contact = &contacts[index];
+            for pair in &self.pairs[node as usize] {
                 if node == query.from.0
-                    && (Some(contact.to) == query.previous_hop || excluded.contains(&contact.to))
+                    && (Some(pair.to) == query.previous_hop || excluded.contains(&pair.to))
                 {
                     continue;
                 }
-                let Some(arrival) = self.arrival_over(index, at, query.size, query.expiry) else { continue };
-                let slot = &mut best[contact.to.0 as usize];
+                let Some((arrival, _)) = self.best_over(pair, at, query) else { continue };
+                let slot = &mut best[pair.to.0 as usize];
                 if arrival < *slot {
                     *slot = arrival;
-                    heap.push(Reverse((arrival, contact.to.0)));
+                    heap.push(Reverse((arrival, pair.to.0)));
                 }
             }
         }
@@ -335,7 +387,7 @@ impl ContactGraph {
         // Ordered by arrival, then hops, then the later first-contact end.
         let mut heap = BinaryHeap::new();
         heap.push(Reverse((query.now, 0usize, Reverse(u64::MAX), 0usize)));
-        let mut settled: Vec<Vec<(u64, usize, u64)>> = vec![Vec::new(); self.plan.node_count()];
+        let mut settled: Settled = vec![Vec::new(); self.plan.node_count()];
         while let Some(Reverse((_, _, _, id))) = heap.pop() {
             let label = labels[id];
             let node = label.node.0 as usize;
@@ -347,29 +399,31 @@ impl ContactGraph {
             if label.node == query.to {
                 return Some(route_of(&labels, id));
             }
-            let out = &self.outgoing[node];
-            // Contacts that ended by the time the bundle is here cannot carry it.
-            let open = out.partition_point(|&c| contacts[c].end <= label.arrival);
-            for &index in &out[open..] {
-                let contact = &contacts[index];
-                if label.hops == 0
-                    && (Some(contact.to) == query.previous_hop || excluded.contains(&contact.to))
-                {
-                    continue;
+            if label.hops == 0 {
+                // From the source every contact is its own candidate: each first contact ends
+                // at its own time.
+                let out = &self.outgoing[node];
+                // Contacts that ended by the time the bundle is here cannot carry it.
+                let open = out.partition_point(|&c| contacts[c].end <= label.arrival);
+                for &index in &out[open..] {
+                    let contact = &contacts[index];
+                    if Some(contact.to) == query.previous_hop || excluded.contains(&contact.to) {
+                        continue;
+                    }
+                    let Some(arrival) = self.arrival_over(index, label.arrival, query.size, query.expiry)
+                    else {
+                        continue;
+                    };
+                    push(&mut labels, &mut heap, &settled, (index, contact.to, arrival, 1, contact.end, id));
                 }
-                let Some(arrival) = self.arrival_over(index, label.arrival, query.size, query.expiry) else {
-                    continue;
-                };
-                let first_end = if label.hops == 0 { contact.end } else { label.first_end };
-                let next = Label {
-                    node: contact.to,
-                    arrival,
-                    hops: label.hops + 1,
-                    first_end,
-                    via: Some((index, id)),
-                };
-                labels.push(next);
-                heap.push(Reverse((arrival, next.hops, Reverse(first_end), labels.len() - 1)));
+            } else {
+                // Past the first hop, of the contacts to one neighbour only the earliest
+                // arrival matters: the others reach it later with the same hops and first end.
+                for pair in &self.pairs[node] {
+                    let Some((arrival, index)) = self.best_over(pair, label.arrival, query) else { continue };
+                    let next = (index, pair.to, arrival, label.hops + 1, label.first_end, id);
+                    push(&mut labels, &mut heap, &settled, next);
+                }
             }
         }
         None
@@ -380,6 +434,27 @@ impl ContactGraph {
 /// prepare a [`ContactGraph`] once).
 pub fn earliest_route(plan: &Plan, query: &Query) -> Option<Route> {
     ContactGraph::new(plan.clone()).earliest_route(query)
+}
+
+/// Settled labels per node: (arrival, hops, first contact's end).
+type Settled = Vec<Vec<(u64, usize, u64)>>;
+
+/// Adds the label `(contact, node, arrival, hops, first_end, from label)` to the search unless a
+/// label as good in every way was already taken at its node.
+fn push(
+    labels: &mut Vec<Label>,
+    heap: &mut BinaryHeap<Reverse<(u64, usize, Reverse<u64>, usize)>>,
+    settled: &Settled,
+    (contact, node, arrival, hops, first_end, from): (usize, NodeIndex, u64, usize, u64, usize),
+) {
+    let beaten = settled
+        .get(node.0 as usize)
+        .is_none_or(|done| done.iter().any(|&(a, h, e)| a <= arrival && h <= hops && e >= first_end));
+    if beaten {
+        return;
+    }
+    labels.push(Label { node, arrival, hops, first_end, via: Some((contact, from)) });
+    heap.push(Reverse((arrival, hops, Reverse(first_end), labels.len() - 1)));
 }
 
 /// A label: a way to reach a node.

@@ -205,18 +205,21 @@ proptest::proptest! {
         size in 0u64..3000,
         expiry_s in 50u64..600,
         from in 0u32..8,
-        to in 0u32..8,
+        to in 0u32..7,
+        previous in proptest::option::of(0u32..8),
+        now_s in 0u64..150,
     ) {
         let (p, text) = random_plan(nodes, &contacts);
+        let from = from % nodes;
+        let to = (from + 1 + to % (nodes - 1)) % nodes; // another node
         let q = Query {
-            from: p.find(&(from % nodes).to_string()).expect("from"),
-            to: p.find(&(to % nodes).to_string()).expect("to"),
-            now: 0,
+            from: p.find(&from.to_string()).expect("from"),
+            to: p.find(&to.to_string()).expect("to"),
+            now: now_s * 1000,
             size,
             expiry: expiry_s * 1000,
-            previous_hop: None,
+            previous_hop: previous.map(|n| p.find(&(n % nodes).to_string()).expect("previous")),
         };
-        proptest::prop_assume!(q.from != q.to);
         let mut graph = ContactGraph::new(p);
         let contact_count = graph.plan().contacts.len();
         for (contact, bytes) in bookings {
