@@ -384,8 +384,7 @@ impl ContactGraph {
         let contacts = &self.plan.contacts;
         let mut labels =
             vec![Label { node: query.from, arrival: query.now, hops: 0, first_end: u64::MAX, via: None }];
-        // Ordered by arrival, then hops, then the later first-contact end.
-        let mut heap = BinaryHeap::new();
+        let mut heap = Frontier::new();
         heap.push(Reverse((query.now, 0usize, Reverse(u64::MAX), 0usize)));
         let mut settled: Settled = vec![Vec::new(); self.plan.node_count()];
         while let Some(Reverse((_, _, _, id))) = heap.pop() {
@@ -439,11 +438,15 @@ pub fn earliest_route(plan: &Plan, query: &Query) -> Option<Route> {
 /// Settled labels per node: (arrival, hops, first contact's end).
 type Settled = Vec<Vec<(u64, usize, u64)>>;
 
+/// Labels to take, earliest arrival first, then fewer hops, then the later first-contact end;
+/// the last field is the label's index.
+type Frontier = BinaryHeap<Reverse<(u64, usize, Reverse<u64>, usize)>>;
+
 /// Adds the label `(contact, node, arrival, hops, first_end, from label)` to the search unless a
 /// label as good in every way was already taken at its node.
 fn push(
     labels: &mut Vec<Label>,
-    heap: &mut BinaryHeap<Reverse<(u64, usize, Reverse<u64>, usize)>>,
+    heap: &mut Frontier,
     settled: &Settled,
     (contact, node, arrival, hops, first_end, from): (usize, NodeIndex, u64, usize, u64, usize),
 ) {
