@@ -588,7 +588,27 @@ pub fn status(client: Client, json_out: bool) -> anyhow::Result<ExitCode> {
             let listen = if listen.is_empty() { "not listening".to_string() } else { listen.join(", ") };
             println!("{:<11} {listen}", s(&layer["name"]));
             for peer in layer["peers"].as_array().unwrap_or(&empty) {
-                println!("  peer {}", s(peer));
+                match peer.as_str() {
+                    Some(address) => println!("  peer {address}"),
+                    None => println!(
+                        "  peer {} = {} ({})",
+                        s(&peer["address"]),
+                        s(&peer["node_id"]),
+                        if peer["connected"].as_bool() == Some(true) { "connected" } else { "not connected" }
+                    ),
+                }
+            }
+            if layer.get("bundles_received").is_some() {
+                println!(
+                    "  {} bundles / {} bytes in, {} bundles / {} bytes out; dropped: {} refused, {} bad frames, {} cut off",
+                    layer["bundles_received"],
+                    layer["bytes_received"],
+                    layer["bundles_sent"],
+                    layer["bytes_sent"],
+                    layer["bundles_refused"],
+                    layer["bad_frames"],
+                    layer["bundles_cut_off"],
+                );
             }
             for session in layer["sessions"].as_array().unwrap_or(&empty) {
                 let node = session["node_id"].as_str().unwrap_or("(negotiating)");

@@ -34,6 +34,35 @@ pub struct Config {
     pub tcpcl: TcpclSection,
     #[serde(default)]
     pub routing: RoutingSection,
+    #[serde(default)]
+    pub stcp: FramedSection,
+    #[serde(default)]
+    pub mtcp: FramedSection,
+}
+
+/// `[stcp]` and `[mtcp]`: the length-framed TCP layers (ION's STCP; µD3TN's and dtn7-rs's MTCP).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FramedSection {
+    #[serde(default)]
+    pub listen: Vec<std::net::SocketAddr>,
+    /// The largest bundle taken from a peer (a larger frame ends the connection).
+    pub max_bundle_size: Option<u64>,
+    /// STCP only: a keepalive after this long without sending ("0s": none).
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub keepalive: Option<Duration>,
+    #[serde(default)]
+    pub peers: Vec<FramedPeer>,
+}
+
+/// A peer of a length-framed layer: these layers do not name nodes, so the node ID is given.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FramedPeer {
+    /// `host:port` of the peer's listener.
+    pub address: String,
+    #[serde(deserialize_with = "eid")]
+    pub node_id: Eid,
 }
 
 /// `[routing]`: the contact plan.
@@ -395,6 +424,25 @@ data_dir = "{data_dir}"
 # [[tcpcl.peers]]
 # address = "192.0.2.7:4556"
 # node_id = "ipn:2.0"
+
+[stcp]
+# ION's simple TCP: each bundle after its length (32 bits); no acknowledgement. ION listens on
+# 4456. Peers are dialled and kept; their node IDs are given, as STCP does not say them.
+# listen = ["0.0.0.0:4456"]
+# max_bundle_size = 17179869184
+# keepalive = "15s"
+# [[stcp.peers]]
+# address = "192.0.2.8:4456"
+# node_id = "ipn:8.0"
+
+[mtcp]
+# µD3TN's and dtn7-rs's minimal TCP: each bundle as a CBOR byte string; no acknowledgement.
+# dtn7-rs listens on 16162.
+# listen = ["0.0.0.0:16162"]
+# max_bundle_size = 17179869184
+# [[mtcp.peers]]
+# address = "192.0.2.9:16162"
+# node_id = "ipn:9.0"
 
 [routing]
 # A contact plan, loaded at start (relative times count from then); `dtn plan load` replaces it

@@ -17,6 +17,7 @@ use bpa::bundle::Eid;
 use bpa::bundle::ParseOptions;
 use bpa::store::{SqliteStore, StoreConfig};
 use bpa::time::{Clock, SystemClock};
+use convergence_layers::framed::{Framed, FramedConfig, Framing};
 use convergence_layers::tcpcl::driver::{SessionSummary, Tcpcl, TcpclConfig};
 use convergence_layers::tcpcl::session::{SessionConfig, TlsPolicy};
 use convergence_layers::tcpcl::tls::TlsSetup;
@@ -107,6 +108,12 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
     if let Some((tcpcl, _)) = &tcpcl {
         manage_contacts(tcpcl.clone(), scheduled_peers(&config), contact_events);
     }
+    let mut framed = Vec::new();
+    for (framing, section) in [(Framing::Stcp, &config.stcp), (Framing::Mtcp, &config.mtcp)] {
+        if let Some(started) = start_framed(framing, section, &agent).await? {
+            framed.push(started);
+        }
+    }
 
     let socket = config.socket()?;
     let listener = bind_socket(&socket)?;
@@ -157,18 +164,22 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
         let tcpcl = tcpcl.clone();
         let listen = tcpcl.as_ref().map(|(_, bound)| bound.clone()).unwrap_or_default();
         let peers: Vec<String> = config.tcpcl.peers.iter().map(|p| p.address.clone()).collect();
+        let framed_status = framed.clone();
         ExtraStatus(Arc::new(move || {
             let mut status = fixed_status.clone();
-            let layers = match &tcpcl {
-                Some((tcpcl, _)) => serde_json::json!([{
+            let mut layers = match &tcpcl {
+                Some((tcpcl, _)) => vec![serde_json::json!({
                     "name": "tcpcl",
                     "listen": listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
                     "peers": peers,
                     "sessions": tcpcl.sessions().iter().map(session_json).collect::<Vec<_>>(),
-                }]),
-                None => serde_json::json!([]),
+                })],
+                None => Vec::new(),
             };
-            status["convergence_layers"] = layers;
+            for (layer, bound, peers) in &framed_status {
+                layers.push(framed_json(layer, bound, peers));
+            }
+            status["convergence_layers"] = serde_json::Value::Array(layers);
             status
         }))
     };
@@ -235,6 +246,10 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+    for (layer, _, _) in &framed {
+        layer.shutdown();
+    }
+    drop(framed);
     drop(tcpcl);
     drop(agent);
     store.close().await;
@@ -372,6 +387,76 @@ fn manage_contacts(
             }
         }
     });
+}
+
+/// A length-framed layer (STCP, MTCP) as started: the layer, the addresses it listens on, the
+/// peers it dials.
+type StartedFramed = (Framed<Agent<SqliteStore>>, Vec<SocketAddr>, Vec<(String, Eid)>);
+
+/// Starts STCP or MTCP if its section has anything to do: listeners and peers.
+async fn start_framed(
+    framing: Framing,
+    section: &crate::config::FramedSection,
+    agent: &Agent<SqliteStore>,
+) -> anyhow::Result<Option<StartedFramed>> {
+    let mut layer_config = FramedConfig::new(framing);
+    if let Some(v) = section.max_bundle_size {
+        anyhow::ensure!(
+            v > 0,
+            "{framing}.max_bundle_size = 0 would refuse every bundle: give a size in bytes"
+        );
+        layer_config.max_bundle_size = v;
+    }
+    if let Some(v) = section.keepalive {
+        anyhow::ensure!(
+            framing == Framing::Stcp,
+            "{framing}.keepalive: only STCP has keepalives (MTCP sends nothing but bundles)"
+        );
+        layer_config.keepalive = (!v.is_zero()).then_some(v);
+    }
+    if section.listen.is_empty() && section.peers.is_empty() {
+        return Ok(None);
+    }
+    let layer = Framed::new(agent.clone(), layer_config);
+    let mut bound = Vec::new();
+    for address in &section.listen {
+        bound.push(layer.listen(*address).await.with_context(|| format!("{framing}.listen = {address}"))?);
+    }
+    let mut peers = Vec::new();
+    for peer in &section.peers {
+        anyhow::ensure!(
+            peer.node_id.node_id() == peer.node_id && !peer.node_id.is_null(),
+            "{framing}.peers: node_id {} is not a node ID: use ipn:N.0 or dtn://name/",
+            peer.node_id
+        );
+        layer.connect_forever(peer.address.clone(), peer.node_id.clone());
+        peers.push((peer.address.clone(), peer.node_id.clone()));
+    }
+    Ok(Some((layer, bound, peers)))
+}
+
+fn framed_json(
+    layer: &Framed<Agent<SqliteStore>>,
+    bound: &[SocketAddr],
+    peers: &[(String, Eid)],
+) -> serde_json::Value {
+    let stats = layer.stats();
+    serde_json::json!({
+        "name": layer.framing().name(),
+        "listen": bound.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "peers": peers.iter().map(|(address, node)| serde_json::json!({
+            "address": address,
+            "node_id": node.to_string(),
+            "connected": stats.connected.contains(node),
+        })).collect::<Vec<_>>(),
+        "bundles_received": stats.bundles_received,
+        "bytes_received": stats.bytes_received,
+        "bundles_sent": stats.bundles_sent,
+        "bytes_sent": stats.bytes_sent,
+        "bundles_refused": stats.bundles_refused,
+        "bad_frames": stats.bad_frames,
+        "bundles_cut_off": stats.bundles_cut_off,
+    })
 }
 
 fn session_json(session: &SessionSummary) -> serde_json::Value {

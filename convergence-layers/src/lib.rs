@@ -1,6 +1,7 @@
 //! Convergence layers (design §2): each a sans-IO protocol core and a thin tokio driver that
 //! implements [`bpa::cla::ConvergenceLayer`].
 
+pub mod framed;
 pub mod tcpcl;
 
 #[cfg(feature = "testing")]

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+pub mod dtnd;
+
 use bpa::bundle::Bundle;
 
 /// One canonical block as every codec can describe it.

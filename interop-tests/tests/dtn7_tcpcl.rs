@@ -8,8 +8,6 @@
 //!   silent for one interval, so ours must send KEEPALIVEs in time).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bpa::agent::node::{Agent, AgentConfig};
@@ -19,106 +17,7 @@ use bpa::store::{SqliteStore, StoreConfig};
 use bpa::testing::{agent_on_disk, send_streamed, take_payloads};
 use convergence_layers::tcpcl::driver::{SessionSummary, Tcpcl, TcpclConfig};
 use convergence_layers::tcpcl::session::{SessionConfig, TlsPolicy};
-use interop_tests::dtn7_program;
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address").port()
-}
-
-/// A `dtnd` process, killed by its PID when dropped; its log is kept in its directory.
-struct Dtnd {
-    child: Child,
-    web_port: u16,
-    tcp_port: u16,
-    dir: PathBuf,
-}
-
-impl Dtnd {
-    /// `dtnd -n NAME` with epidemic routing, endpoint `incoming`, and the given static peers
-    /// (`tcp://127.0.0.1:PORT/NAME`).
-    fn start(dir: &Path, name: &str, peers: &[String]) -> Dtnd {
-        let program = dtn7_program("dtnd");
-        let (web_port, tcp_port) = (free_port(), free_port());
-        let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("log file");
-        let mut command = Command::new(&program);
-        command
-            .args(["-n", name, "-W"])
-            .arg(dir)
-            .args(["-w", &web_port.to_string()])
-            .args(["-C", &format!("tcp:port={tcp_port}:bind=127.0.0.1")])
-            .args(["-r", "epidemic", "-e", "incoming", "--disable_nd", "-j", "1s", "-d"]);
-        for peer in peers {
-            command.args(["-s", peer]);
-        }
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {} ({e}): install it with `cargo install --locked dtn7 --version 0.21.0` \
-                     (scripts/test does)",
-                    program.display()
-                )
-            });
-        let dtnd = Dtnd { child, web_port, tcp_port, dir: dir.to_path_buf() };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", web_port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "dtnd never listened on its web port; log:\n{}",
-                dtnd.log(name)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        dtnd
-    }
-
-    /// Its TCPCL address.
-    fn tcpcl(&self) -> String {
-        format!("127.0.0.1:{}", self.tcp_port)
-    }
-
-    fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
-    }
-
-    /// `dtnsend` of `payload` to `receiver` through this dtnd.
-    fn send(&self, receiver: &str, payload: &[u8]) {
-        let file = self.dir.join("to-send.bin");
-        std::fs::write(&file, payload).expect("payload file");
-        let out = Command::new(dtn7_program("dtnsend"))
-            .args(["-p", &self.web_port.to_string(), "-r", receiver])
-            .arg(&file)
-            .output()
-            .expect("run dtnsend");
-        assert!(out.status.success(), "dtnsend failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    /// `dtnrecv -e incoming`: the next payload waiting there, if any.
-    fn receive(&self) -> Option<Vec<u8>> {
-        let file = self.dir.join("received.bin");
-        let _ = std::fs::remove_file(&file);
-        let out = Command::new(dtn7_program("dtnrecv"))
-            .args(["-p", &self.web_port.to_string(), "-e", "incoming", "-o"])
-            .arg(&file)
-            .output()
-            .expect("run dtnrecv");
-        if !out.status.success() {
-            return None;
-        }
-        std::fs::read(&file).ok()
-    }
-}
-
-impl Drop for Dtnd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use interop_tests::dtnd::{Dtnd, DtndCla};
 
 /// One of our nodes: agent, store on disk, TCPCL listening on loopback.
 struct Node {
@@ -195,9 +94,9 @@ async fn bundles_of_1_b_1_kib_and_1_9_mb_cross_both_ways_and_an_idle_session_sur
     let dir = tempfile::tempdir().expect("tempdir");
     // Keepalive 2 s: dtnd drops a session silent for one interval; ours sends one every second.
     let ours = our_node("ours", 2).await;
-    let dtnd = Dtnd::start(dir.path(), "nodeA", &[ours.as_peer()]);
+    let dtnd = Dtnd::start(dir.path(), "nodeA", DtndCla::Tcp, &[ours.as_peer()]);
     // dtnd opens sessions only when it has something to send; ours keeps one open.
-    ours.tcpcl.connect_forever(dtnd.tcpcl());
+    ours.tcpcl.connect_forever(dtnd.address());
     ours.wait_for_neighbour("dtn://nodeA/").await;
 
     // dtnd → us.
@@ -219,7 +118,7 @@ async fn bundles_of_1_b_1_kib_and_1_9_mb_cross_both_ways_and_an_idle_session_sur
             Instant::now() < deadline,
             "only {} bundles reached dtnd; log:\n{}",
             at_dtnd.len(),
-            dtnd.log("nodeA")
+            dtnd.log()
         );
         match dtnd.receive() {
             Some(p) => at_dtnd.push(p),
@@ -260,9 +159,9 @@ async fn a_100_mb_bundle_goes_from_our_node_through_dtnd_to_our_other_node() {
     let dir = tempfile::tempdir().expect("tempdir");
     let x = our_node("x", 30).await;
     let y = our_node("y", 30).await;
-    let dtnd = Dtnd::start(dir.path(), "nodeA", &[x.as_peer(), y.as_peer()]);
-    x.tcpcl.connect_forever(dtnd.tcpcl());
-    y.tcpcl.connect_forever(dtnd.tcpcl());
+    let dtnd = Dtnd::start(dir.path(), "nodeA", DtndCla::Tcp, &[x.as_peer(), y.as_peer()]);
+    x.tcpcl.connect_forever(dtnd.address());
+    y.tcpcl.connect_forever(dtnd.address());
     x.wait_for_neighbour("dtn://nodeA/").await;
     y.wait_for_neighbour("dtn://nodeA/").await;
     let route = StaticRoute {
@@ -274,7 +173,7 @@ async fn a_100_mb_bundle_goes_from_our_node_through_dtnd_to_our_other_node() {
     let big = payload(100_000_000, 7);
     x.send("dtn://y/in", &big).await;
     let received = y.receive("dtn://y/in", 1, Duration::from_secs(180)).await;
-    assert_eq!(received[0].len(), big.len(), "log:\n{}", dtnd.log("nodeA"));
+    assert_eq!(received[0].len(), big.len(), "log:\n{}", dtnd.log());
     assert!(received[0] == big, "the 100 MB payload arrived changed");
     eventually_empty(&x).await;
     x.tcpcl.shutdown();

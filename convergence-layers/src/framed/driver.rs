@@ -1,0 +1,447 @@
+//! The tokio driver of STCP and MTCP: listeners, configured peers, and the
+//! [`ConvergenceLayer`] the agent sends through.
+//!
+//! Neither protocol names the nodes at either end, so a peer's node ID comes from the
+//! configuration: the node dials each configured peer, keeps the connection (reconnecting with
+//! backoff), and while it is up the peer is a neighbour sent to over it. Bundles are read from
+//! every connection, dialled or accepted, and handed to the agent as they stream in; a bundle
+//! cut off with its connection is dropped whole, never delivered half. Neither protocol
+//! acknowledges: a bundle counts as forwarded once written to the socket.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bpa::bundle::Eid;
+use bpa::cla::{BundleSink, ClaError, ClaFuture, ConvergenceLayer, IncomingBundle, OutgoingBundle};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::codec::{FrameDecoder, FrameEvent, Framing};
+
+/// How the layer behaves.
+#[derive(Debug, Clone)]
+pub struct FramedConfig {
+    pub framing: Framing,
+    /// The largest bundle taken from a peer; a larger frame ends the connection.
+    pub max_bundle_size: u64,
+    /// An STCP keepalive (a zero length) after this long without sending; `None`: never.
+    pub keepalive: Option<Duration>,
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+}
+
+impl FramedConfig {
+    pub fn new(framing: Framing) -> FramedConfig {
+        FramedConfig {
+            framing,
+            max_bundle_size: 16 << 30,
+            // ION's STCP_KEEPALIVE_PERIOD; MTCP has none.
+            keepalive: (framing == Framing::Stcp).then_some(Duration::from_secs(15)),
+            reconnect_min: Duration::from_secs(1),
+            reconnect_max: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why the layer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum FramedError {
+    #[error("cannot listen for {framing} on {address}: {error}")]
+    Listen { framing: Framing, address: SocketAddr, error: std::io::Error },
+}
+
+/// What a layer counts.
+#[derive(Debug, Default)]
+pub struct FramedCounters {
+    pub bundles_received: AtomicU64,
+    pub bytes_received: AtomicU64,
+    pub bundles_sent: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    /// Bundles the agent refused (invalid, no room): dropped, the connection kept.
+    pub bundles_refused: AtomicU64,
+    /// Connections ended for a frame that could not be taken (too large, not a frame).
+    pub bad_frames: AtomicU64,
+    /// Bundles cut off with their connection (dropped whole).
+    pub bundles_cut_off: AtomicU64,
+}
+
+/// A snapshot of [`FramedCounters`] and the connections, for status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FramedStats {
+    pub bundles_received: u64,
+    pub bytes_received: u64,
+    pub bundles_sent: u64,
+    pub bytes_sent: u64,
+    pub bundles_refused: u64,
+    pub bad_frames: u64,
+    pub bundles_cut_off: u64,
+    /// The peers connected now, by node ID.
+    pub connected: Vec<Eid>,
+}
+
+/// One bundle for a connection's writer, and where to say how it went.
+struct Outbound {
+    bundle: OutgoingBundle,
+    done: oneshot::Sender<Result<(), ClaError>>,
+}
+
+#[derive(Debug)]
+struct Shared<A: BundleSink> {
+    agent: A,
+    config: FramedConfig,
+    /// The writer of each connected peer.
+    routes: Mutex<HashMap<Eid, mpsc::Sender<Outbound>>>,
+    counters: FramedCounters,
+    shutdown: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbound").field("length", &self.bundle.len()).finish()
+    }
+}
+
+/// An STCP or MTCP layer for one node. Cheap to clone.
+#[derive(Debug)]
+pub struct Framed<A: BundleSink> {
+    shared: Arc<Shared<A>>,
+}
+
+impl<A: BundleSink> Clone for Framed<A> {
+    fn clone(&self) -> Self {
+        Framed { shared: Arc::clone(&self.shared) }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<A: BundleSink> Framed<A> {
+    pub fn new(agent: A, config: FramedConfig) -> Framed<A> {
+        let (shutdown, _) = watch::channel(false);
+        Framed {
+            shared: Arc::new(Shared {
+                agent,
+                config,
+                routes: Mutex::new(HashMap::new()),
+                counters: FramedCounters::default(),
+                shutdown,
+            }),
+        }
+    }
+
+    pub fn framing(&self) -> Framing {
+        self.shared.config.framing
+    }
+
+    /// Accepts connections on `address` and takes the bundles they bring; answers the address
+    /// bound.
+    pub async fn listen(&self, address: SocketAddr) -> Result<SocketAddr, FramedError> {
+        let framing = self.framing();
+        let listener = TcpListener::bind(address).await.map_err(|error| FramedError::Listen {
+            framing,
+            address,
+            error,
+        })?;
+        let bound = listener.local_addr().map_err(|error| FramedError::Listen { framing, address, error })?;
+        tracing::info!(%framing, address = %bound, "listening");
+        let layer = self.clone();
+        let mut shutdown = self.shared.shutdown.subscribe();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, peer)) => {
+                            let _ = stream.set_nodelay(true);
+                            let layer = layer.clone();
+                            let mut shutdown = layer.shared.shutdown.subscribe();
+                            tokio::spawn(async move {
+                                let (reader, _writer) = stream.into_split();
+                                // A shutdown closes the connection (a bundle being read is
+                                // dropped whole).
+                                tokio::select! {
+                                    () = layer.read_bundles(reader, peer.to_string()) => {}
+                                    _ = shutdown.changed() => {}
+                                }
+                            });
+                        }
+                        Err(error) => {
+                            tracing::warn!(%framing, %error, "accepting a connection failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    },
+                    _ = shutdown.changed() => return,
+                }
+            }
+        });
+        Ok(bound)
+    }
+
+    /// Keeps a connection to the peer `node` at `address` (`host:port`) for ever: while it is
+    /// up, `node` is a neighbour sent to over it.
+    pub fn connect_forever(&self, address: String, node: Eid) {
+        let layer = self.clone();
+        let mut shutdown = self.shared.shutdown.subscribe();
+        tokio::spawn(async move {
+            let framing = layer.framing();
+            let (min, max) = (layer.shared.config.reconnect_min, layer.shared.config.reconnect_max);
+            let mut wait = min;
+            let mut unreachable: Option<String> = None;
+            loop {
+                let connected = tokio::select! {
+                    connected = TcpStream::connect(&address) => connected,
+                    _ = shutdown.changed() => return,
+                };
+                match connected {
+                    Ok(stream) => {
+                        if unreachable.take().is_some() {
+                            tracing::info!(%framing, %address, "peer reachable again");
+                        }
+                        wait = min;
+                        layer.run_connection(stream, address.clone(), node.clone()).await;
+                    }
+                    Err(error) => {
+                        let reason = error.to_string();
+                        if unreachable.as_deref() != Some(reason.as_str()) {
+                            tracing::warn!(%framing, %address, %error, "peer not reachable; trying again with backoff (logged again when the reason changes)");
+                            unreachable = Some(reason);
+                        }
+                        wait = (wait * 2).min(max);
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+        });
+    }
+
+    /// Stops listening and reconnecting; connections close.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.send_replace(true);
+    }
+
+    /// The [`ConvergenceLayer`] the agent sends through.
+    pub fn link(&self) -> Arc<dyn ConvergenceLayer> {
+        Arc::new(FramedLink { shared: Arc::clone(&self.shared) })
+    }
+
+    /// The counters and who is connected.
+    pub fn stats(&self) -> FramedStats {
+        let c = &self.shared.counters;
+        let mut connected: Vec<Eid> = lock(&self.shared.routes).keys().cloned().collect();
+        connected.sort();
+        FramedStats {
+            bundles_received: c.bundles_received.load(Ordering::Relaxed),
+            bytes_received: c.bytes_received.load(Ordering::Relaxed),
+            bundles_sent: c.bundles_sent.load(Ordering::Relaxed),
+            bytes_sent: c.bytes_sent.load(Ordering::Relaxed),
+            bundles_refused: c.bundles_refused.load(Ordering::Relaxed),
+            bad_frames: c.bad_frames.load(Ordering::Relaxed),
+            bundles_cut_off: c.bundles_cut_off.load(Ordering::Relaxed),
+            connected,
+        }
+    }
+
+    /// A dialled connection: the peer is a neighbour while it lasts; bundles go out through
+    /// its writer, and whatever the peer sends is read too.
+    async fn run_connection(&self, stream: TcpStream, address: String, node: Eid) {
+        let framing = self.framing();
+        let _ = stream.set_nodelay(true);
+        let (reader, writer) = stream.into_split();
+        let (outbound, queue) = mpsc::channel(64);
+        lock(&self.shared.routes).insert(node.clone(), outbound);
+        if let Err(error) = self.shared.agent.neighbour_up(node.clone(), self.link()).await {
+            tracing::error!(%framing, %error, neighbour = %node, "the agent did not take the neighbour");
+        }
+        tracing::info!(%framing, %address, neighbour = %node, "connected");
+        let shutdown = self.shared.shutdown.subscribe();
+        tokio::select! {
+            () = self.write_bundles(writer, queue, shutdown) => {}
+            () = self.read_bundles(reader, address.clone()) => {}
+        }
+        lock(&self.shared.routes).remove(&node);
+        self.shared.agent.neighbour_down(&node);
+        tracing::info!(%framing, %address, neighbour = %node, "connection closed");
+    }
+
+    /// Writes each bundle queued for the connection, header then bytes, streamed; an idle STCP
+    /// connection gets a keepalive. Ends when writing fails or the layer shuts down.
+    async fn write_bundles<W: AsyncWrite + Unpin>(
+        &self,
+        mut writer: W,
+        mut queue: mpsc::Receiver<Outbound>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let framing = self.framing();
+        let keepalive = self.shared.config.keepalive;
+        loop {
+            let idle = async {
+                match keepalive {
+                    Some(period) => tokio::time::sleep(period).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let next = tokio::select! {
+                next = queue.recv() => next,
+                () = idle => {
+                    let Some(header) = framing.header(0) else { return };
+                    if writer.write_all(&header).await.is_err() || writer.flush().await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                _ = shutdown.changed() => return,
+            };
+            let Some(Outbound { bundle, done }) = next else { return };
+            let length = bundle.len();
+            let Some(header) = framing.header(length) else {
+                let _ = done.send(Err(ClaError::Refused {
+                    peer: String::new(),
+                    reason: bpa::cla::Refusal::TooLarge { limit: framing.max_length() },
+                }));
+                continue;
+            };
+            let mut reader = bundle.into_reader();
+            let written = async {
+                writer.write_all(&header).await?;
+                tokio::io::copy(&mut reader, &mut writer).await?;
+                writer.flush().await
+            }
+            .await;
+            match written {
+                Ok(()) => {
+                    let c = &self.shared.counters;
+                    c.bundles_sent.fetch_add(1, Ordering::Relaxed);
+                    c.bytes_sent.fetch_add(length, Ordering::Relaxed);
+                    let _ = done.send(Ok(()));
+                }
+                Err(error) => {
+                    let _ =
+                        done.send(Err(ClaError::Failed { peer: String::new(), reason: error.to_string() }));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reads bundles from a connection into the agent until it ends. A bundle the agent refuses
+    /// is dropped (the framing goes on); a frame that cannot be taken ends the connection.
+    async fn read_bundles<R: AsyncRead + Unpin>(&self, mut reader: R, from: String) {
+        let framing = self.framing();
+        let counters = &self.shared.counters;
+        let mut decoder = FrameDecoder::new(framing, self.shared.config.max_bundle_size);
+        let mut buffer = vec![0u8; 256 * 1024];
+        // The bundle being received; `None` inside a frame the agent refused (its bytes skipped).
+        let mut incoming: Option<A::Incoming> = None;
+        let mut inside = false;
+        let mut refused_reason: Option<String> = None;
+        let mut warnings = bpa::log::RateLimit::new(Duration::from_secs(60));
+        loop {
+            let n = match reader.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            counters.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+            let mut at = 0;
+            loop {
+                let (used, event) = match decoder.decode(&buffer[at..n]) {
+                    Ok(decoded) => decoded,
+                    Err(error) => {
+                        counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%framing, %from, %error, "connection closed");
+                        return;
+                    }
+                };
+                at += used;
+                match event {
+                    None => break,
+                    Some(FrameEvent::Start { .. }) => {
+                        inside = true;
+                        refused_reason = None;
+                        match self.shared.agent.begin_receive().await {
+                            Ok(pending) => incoming = Some(pending),
+                            Err(error) => {
+                                refused_reason = Some(error.to_string());
+                                incoming = None;
+                            }
+                        }
+                    }
+                    Some(FrameEvent::Data(bytes)) => {
+                        if let Some(pending) = incoming.as_mut()
+                            && let Err(error) = pending.write(bytes).await
+                        {
+                            refused_reason = Some(error.to_string());
+                            incoming = None;
+                        }
+                    }
+                    Some(FrameEvent::End) => {
+                        inside = false;
+                        let result = match incoming.take() {
+                            Some(pending) => pending.commit().await.map(drop).map_err(|e| e.to_string()),
+                            None => Err(refused_reason.take().unwrap_or_default()),
+                        };
+                        match result {
+                            Ok(()) => {
+                                counters.bundles_received.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(reason) => {
+                                counters.bundles_refused.fetch_add(1, Ordering::Relaxed);
+                                if let Some(suppressed) = warnings.allow(std::time::Instant::now()) {
+                                    tracing::warn!(%framing, %from, %reason, earlier_not_logged = suppressed, "a received bundle was refused and dropped");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if inside {
+            // Dropping the pending bundle removes what was written of it.
+            counters.bundles_cut_off.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%framing, %from, "the connection ended inside a bundle: dropped, not delivered");
+        }
+    }
+}
+
+/// The agent's way into the connections.
+#[derive(Debug)]
+struct FramedLink<A: BundleSink> {
+    shared: Arc<Shared<A>>,
+}
+
+impl<A: BundleSink> ConvergenceLayer for FramedLink<A> {
+    fn name(&self) -> &str {
+        self.shared.config.framing.name()
+    }
+
+    fn max_bundle_size(&self) -> Option<usize> {
+        usize::try_from(self.shared.config.framing.max_length()).ok()
+    }
+
+    fn send(&self, peer: &Eid, bundle: OutgoingBundle) -> ClaFuture<'_, ()> {
+        let node = peer.node_id();
+        let route = lock(&self.shared.routes).get(&node).cloned();
+        Box::pin(async move {
+            let peer = node.to_string();
+            let Some(route) = route else { return Err(ClaError::LinkDown { peer }) };
+            let (done, answer) = oneshot::channel();
+            if route.send(Outbound { bundle, done }).await.is_err() {
+                return Err(ClaError::LinkDown { peer });
+            }
+            match answer.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(ClaError::Failed { reason, .. })) => Err(ClaError::Failed { peer, reason }),
+                Ok(Err(ClaError::Refused { reason, .. })) => Err(ClaError::Refused { peer, reason }),
+                Ok(Err(other)) => Err(other),
+                Err(_) => Err(ClaError::LinkDown { peer }),
+            }
+        })
+    }
+}
