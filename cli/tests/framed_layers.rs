@@ -1,0 +1,91 @@
+//! STCP and MTCP through the real `dtn` binary: two daemons configured with `[stcp]` / `[mtcp]`
+//! move a file, and `dtn status` shows the layer, its peer and its counters.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Daemon, free_port, text};
+
+fn config(dir: &Path, node: &str, layer: &str, body: &str) {
+    std::fs::write(
+        dir.join("node.toml"),
+        format!("node_id = \"{node}\"\ndata_dir = \"data\"\n[{layer}]\n{body}"),
+    )
+    .expect("config");
+}
+
+#[test]
+fn two_daemons_move_a_file_over_stcp_and_over_mtcp() {
+    for layer in ["stcp", "mtcp"] {
+        let port = free_port();
+        let (a_dir, b_dir) = (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"));
+        config(b_dir.path(), "ipn:2.0", layer, &format!("listen = [\"127.0.0.1:{port}\"]\n"));
+        config(
+            a_dir.path(),
+            "ipn:1.0",
+            layer,
+            &format!("[[{layer}.peers]]\naddress = \"127.0.0.1:{port}\"\nnode_id = \"ipn:2.0\"\n"),
+        );
+        let b = Daemon::start(b_dir.path());
+        let a = Daemon::start(a_dir.path());
+        let file = a_dir.path().join("payload.bin");
+        let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(&file, &payload).expect("payload");
+        let out = a.dtn(&["send", "--to", "ipn:2.5", &file.display().to_string()]);
+        assert!(out.status.success(), "{layer}: {}", text(&out.stderr));
+        let out = b.dtn(&["recv", "--endpoint", "ipn:2.5", "--wait", "30s"]);
+        assert!(out.status.success(), "{layer}: {}", text(&out.stderr));
+        assert!(out.stdout == payload, "{layer}: the payload arrived changed");
+        // A's status: the layer, its peer connected, one bundle out.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let status = text(&a.dtn(&["status"]).stdout);
+            let shows = status.contains(&format!("{layer:<11} not listening"))
+                && status.contains(&format!("peer 127.0.0.1:{port} = ipn:2.0 (connected)"))
+                && status.contains("0 bundles / 0 bytes in, 1 bundles /");
+            if shows {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{layer}: status never showed it:\n{status}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let json: serde_json::Value =
+            serde_json::from_slice(&b.dtn(&["status", "--json"]).stdout).expect("json");
+        let layers = json["convergence_layers"].as_array().expect("layers");
+        let it = layers.iter().find(|l| l["name"] == layer).expect("the layer");
+        assert_eq!(it["bundles_received"], 1, "{layer}: {it}");
+        assert_eq!(it["listen"][0], format!("127.0.0.1:{port}"));
+    }
+}
+
+#[test]
+fn a_framed_layer_misconfigured_stops_the_daemon_with_the_key() {
+    let dir = tempfile::tempdir().expect("dir");
+    config(dir.path(), "ipn:1.0", "mtcp", "keepalive = \"10s\"\nlisten = [\"127.0.0.1:0\"]\n");
+    let out = std::process::Command::new(common::DTN)
+        .args(["daemon", "--config"])
+        .arg(dir.path().join("node.toml"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("mtcp.keepalive: only STCP has keepalives"), "{}", text(&out.stderr));
+    config(
+        dir.path(),
+        "ipn:1.0",
+        "stcp",
+        "[[stcp.peers]]\naddress = \"127.0.0.1:1\"\nnode_id = \"ipn:3.4\"\n",
+    );
+    let out = std::process::Command::new(common::DTN)
+        .args(["daemon", "--config"])
+        .arg(dir.path().join("node.toml"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("stcp.peers: node_id ipn:3.4 is not a node ID"),
+        "{}",
+        text(&out.stderr)
+    );
+}
