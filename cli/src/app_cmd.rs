@@ -598,7 +598,17 @@ pub fn status(client: Client, json_out: bool) -> anyhow::Result<ExitCode> {
                     ),
                 }
             }
-            if layer.get("bundles_received").is_some() {
+            if layer.get("datagrams_refused").is_some() {
+                println!(
+                    "  {} bundles / {} bytes in, {} bundles / {} bytes out; dropped: {} datagrams refused, {} not allowed",
+                    layer["bundles_received"],
+                    layer["bytes_received"],
+                    layer["bundles_sent"],
+                    layer["bytes_sent"],
+                    layer["datagrams_refused"],
+                    layer["datagrams_not_allowed"],
+                );
+            } else if layer.get("bundles_received").is_some() {
                 println!(
                     "  {} bundles / {} bytes in, {} bundles / {} bytes out; dropped: {} refused, {} bad frames, {} cut off",
                     layer["bundles_received"],

@@ -38,6 +38,50 @@ pub struct Config {
     pub stcp: FramedSection,
     #[serde(default)]
     pub mtcp: FramedSection,
+    #[serde(default)]
+    pub udp: UdpSection,
+}
+
+/// `[udp]`: bundles in datagrams (RFC 7122).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UdpSection {
+    /// Addresses to bind (and to send from: a peer uses the first of its address family).
+    #[serde(default)]
+    pub listen: Vec<std::net::SocketAddr>,
+    /// The largest datagram (bundle bytes); larger bundles are fragmented by the agent.
+    pub max_datagram: Option<usize>,
+    /// Only these IPs (and the peers') may send to this node.
+    pub allow: Option<Vec<std::net::IpAddr>>,
+    /// Socket buffers asked of the kernel, bytes.
+    pub socket_buffer: Option<usize>,
+    #[serde(default)]
+    pub peers: Vec<UdpPeerEntry>,
+}
+
+/// A UDP peer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UdpPeerEntry {
+    pub address: std::net::SocketAddr,
+    #[serde(deserialize_with = "eid")]
+    pub node_id: Eid,
+    /// Bytes per second sent to it at most: a number, or with a unit ("1 Mbit/s").
+    #[serde(default, deserialize_with = "rate_opt")]
+    pub rate: Option<u64>,
+}
+
+fn rate_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Rate {
+        Number(u64),
+        Text(String),
+    }
+    match Rate::deserialize(d)? {
+        Rate::Number(n) => Ok(Some(n)),
+        Rate::Text(text) => routing::native::parse_rate(&text).map(Some).map_err(serde::de::Error::custom),
+    }
 }
 
 /// `[stcp]` and `[mtcp]`: the length-framed TCP layers (ION's STCP; µD3TN's and dtn7-rs's MTCP).
@@ -443,6 +487,18 @@ data_dir = "{data_dir}"
 # [[mtcp.peers]]
 # address = "192.0.2.9:16162"
 # node_id = "ipn:9.0"
+
+[udp]
+# Bundles in datagrams (RFC 7122), one per datagram; no acknowledgement, loss is expected.
+# Bundles larger than max_datagram are fragmented first (unless they must not be).
+# listen = ["0.0.0.0:4556"]
+# max_datagram = 65507
+# allow = ["192.0.2.10"]
+# socket_buffer = 4194304
+# [[udp.peers]]
+# address = "192.0.2.10:4556"
+# node_id = "ipn:10.0"
+# rate = "10 Mbit/s"
 
 [routing]
 # A contact plan, loaded at start (relative times count from then); `dtn plan load` replaces it

@@ -21,6 +21,7 @@ use convergence_layers::framed::{Framed, FramedConfig, Framing};
 use convergence_layers::tcpcl::driver::{SessionSummary, Tcpcl, TcpclConfig};
 use convergence_layers::tcpcl::session::{SessionConfig, TlsPolicy};
 use convergence_layers::tcpcl::tls::TlsSetup;
+use convergence_layers::udp::{Udp, UdpConfig, UdpPeer};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 
@@ -114,6 +115,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
             framed.push(started);
         }
     }
+    let udp = start_udp(&config.udp, &agent).await?;
 
     let socket = config.socket()?;
     let listener = bind_socket(&socket)?;
@@ -165,6 +167,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
         let listen = tcpcl.as_ref().map(|(_, bound)| bound.clone()).unwrap_or_default();
         let peers: Vec<String> = config.tcpcl.peers.iter().map(|p| p.address.clone()).collect();
         let framed_status = framed.clone();
+        let udp_status = udp.clone();
         ExtraStatus(Arc::new(move || {
             let mut status = fixed_status.clone();
             let mut layers = match &tcpcl {
@@ -178,6 +181,9 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
             };
             for (layer, bound, peers) in &framed_status {
                 layers.push(framed_json(layer, bound, peers));
+            }
+            if let Some((udp, bound, peers)) = &udp_status {
+                layers.push(udp_json(udp, bound, peers));
             }
             status["convergence_layers"] = serde_json::Value::Array(layers);
             status
@@ -248,6 +254,9 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
     }
     for (layer, _, _) in &framed {
         layer.shutdown();
+    }
+    if let Some((udp, _, _)) = &udp {
+        udp.shutdown();
     }
     drop(framed);
     drop(tcpcl);
@@ -433,6 +442,76 @@ async fn start_framed(
         peers.push((peer.address.clone(), peer.node_id.clone()));
     }
     Ok(Some((layer, bound, peers)))
+}
+
+/// The UDP layer as started: the layer, the addresses bound, the peers.
+type StartedUdp = (Udp<Agent<SqliteStore>>, Vec<SocketAddr>, Vec<UdpPeer>);
+
+/// Starts UDP if its section has anything to do.
+async fn start_udp(
+    section: &crate::config::UdpSection,
+    agent: &Agent<SqliteStore>,
+) -> anyhow::Result<Option<StartedUdp>> {
+    let mut udp_config = UdpConfig::default();
+    if let Some(v) = section.max_datagram {
+        anyhow::ensure!(
+            (64..=65_507).contains(&v),
+            "udp.max_datagram = {v}: give 64 to 65507 bytes (the path MTU less 48 keeps IP from fragmenting)"
+        );
+        udp_config.max_datagram = v;
+    }
+    if let Some(v) = &section.allow {
+        udp_config.allow = Some(v.clone());
+    }
+    if let Some(v) = section.socket_buffer {
+        udp_config.socket_buffer = v;
+    }
+    if section.listen.is_empty() && section.peers.is_empty() {
+        return Ok(None);
+    }
+    anyhow::ensure!(
+        !section.listen.is_empty(),
+        "udp.peers need a socket to send from: give udp.listen (\"0.0.0.0:4556\", or port 0 for any)"
+    );
+    let udp = Udp::new(agent.clone(), udp_config);
+    let mut bound = Vec::new();
+    for address in &section.listen {
+        bound.push(udp.bind(*address).await.with_context(|| format!("udp.listen = {address}"))?);
+    }
+    let mut peers = Vec::new();
+    for entry in &section.peers {
+        anyhow::ensure!(
+            entry.node_id.node_id() == entry.node_id && !entry.node_id.is_null(),
+            "udp.peers: node_id {} is not a node ID: use ipn:N.0 or dtn://name/",
+            entry.node_id
+        );
+        anyhow::ensure!(entry.rate != Some(0), "udp.peers: rate 0 would send nothing to {}", entry.address);
+        let peer = UdpPeer { address: entry.address, node_id: entry.node_id.clone(), rate: entry.rate };
+        udp.add_peer(peer.clone()).await.with_context(|| format!("udp.peers = {}", entry.address))?;
+        peers.push(peer);
+    }
+    Ok(Some((udp, bound, peers)))
+}
+
+fn udp_json(udp: &Udp<Agent<SqliteStore>>, bound: &[SocketAddr], peers: &[UdpPeer]) -> serde_json::Value {
+    let stats = udp.stats();
+    serde_json::json!({
+        "name": "udp",
+        "listen": bound.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "peers": peers.iter().map(|p| serde_json::json!({
+            "address": p.address.to_string(),
+            "node_id": p.node_id.to_string(),
+            "connected": true,
+            "rate": p.rate,
+        })).collect::<Vec<_>>(),
+        "bundles_received": stats.bundles_received,
+        "bytes_received": stats.bytes_received,
+        "bundles_sent": stats.bundles_sent,
+        "bytes_sent": stats.bytes_sent,
+        "datagrams_refused": stats.datagrams_refused,
+        "datagrams_not_allowed": stats.datagrams_not_allowed,
+        "keepalives_received": stats.keepalives_received,
+    })
 }
 
 fn framed_json(

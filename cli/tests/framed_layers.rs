@@ -89,3 +89,43 @@ fn a_framed_layer_misconfigured_stops_the_daemon_with_the_key() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn two_daemons_move_a_2_mib_file_over_udp_in_fragments() {
+    let (a_port, b_port) = (free_port(), free_port());
+    let (a_dir, b_dir) = (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"));
+    config(b_dir.path(), "ipn:2.0", "udp", &format!("listen = [\"127.0.0.1:{b_port}\"]\n"));
+    config(
+        a_dir.path(),
+        "ipn:1.0",
+        "udp",
+        &format!(
+            "listen = [\"127.0.0.1:{a_port}\"]\nmax_datagram = 9000\n[[udp.peers]]\naddress = \"127.0.0.1:{b_port}\"\nnode_id = \"ipn:2.0\"\nrate = \"80 Mbit/s\"\n"
+        ),
+    );
+    let b = Daemon::start(b_dir.path());
+    let a = Daemon::start(a_dir.path());
+    let file = a_dir.path().join("payload.bin");
+    let payload: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&file, &payload).expect("payload");
+    let out = a.dtn(&["send", "--to", "ipn:2.5", &file.display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = b.dtn(&["recv", "--endpoint", "ipn:2.5", "--wait", "30s"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.stdout == payload, "the payload arrived changed");
+    let status = text(&a.dtn(&["status"]).stdout);
+    assert!(status.contains(&format!("peer 127.0.0.1:{b_port} = ipn:2.0 (connected)")), "{status}");
+    let json: serde_json::Value = serde_json::from_slice(&a.dtn(&["status", "--json"]).stdout).expect("json");
+    let udp = json["convergence_layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .find(|l| l["name"] == "udp")
+        .cloned()
+        .expect("udp");
+    assert!(
+        udp["bundles_sent"].as_u64().expect("sent") >= 2_000_000 / 9000,
+        "sent in fragments of 9000 bytes: {udp}"
+    );
+    assert_eq!(json["counters"]["fragments_sent"], udp["bundles_sent"]);
+}

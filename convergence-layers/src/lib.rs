@@ -3,6 +3,7 @@
 
 pub mod framed;
 pub mod tcpcl;
+pub mod udp;
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -19,6 +19,8 @@ pub enum DtndCla {
     Tcp,
     /// MTCP (`mtcp`).
     Mtcp,
+    /// UDP (`udp`).
+    Udp,
 }
 
 /// A `dtnd` process, killed by its PID when dropped; its log is kept in its directory.
@@ -42,6 +44,7 @@ impl Dtnd {
         let spec = match cla {
             DtndCla::Tcp => format!("tcp:port={cla_port}:bind=127.0.0.1"),
             DtndCla::Mtcp => format!("mtcp:port={cla_port}"),
+            DtndCla::Udp => format!("udp:port={cla_port}"),
         };
         command
             .args(["-n", name, "-W"])
@@ -66,8 +69,9 @@ impl Dtnd {
             });
         let dtnd = Dtnd { child, web_port, cla_port, dir: dir.to_path_buf(), name: name.to_string() };
         let deadline = Instant::now() + Duration::from_secs(30);
+        // (A UDP port cannot be probed: the web port's readiness stands for it.)
         while std::net::TcpStream::connect(("127.0.0.1", web_port)).is_err()
-            || std::net::TcpStream::connect(("127.0.0.1", cla_port)).is_err()
+            || (cla != DtndCla::Udp && std::net::TcpStream::connect(("127.0.0.1", cla_port)).is_err())
         {
             assert!(Instant::now() < deadline, "dtnd never listened; log:\n{}", dtnd.log());
             std::thread::sleep(Duration::from_millis(50));

@@ -185,10 +185,16 @@ pub fn parse(text: &str, reference: u64) -> Result<Plan, PlanError> {
 
 /// A rate in bytes per second: a number, or a number and a unit.
 fn rate(value: &Rate) -> Result<u64, String> {
-    let text = match value {
-        Rate::BytesPerSecond(n) => return Ok(*n),
-        Rate::Text(text) => text.trim(),
-    };
+    match value {
+        Rate::BytesPerSecond(n) => Ok(*n),
+        Rate::Text(text) => parse_rate(text),
+    }
+}
+
+/// A rate written with its unit (`"125 kB/s"`, `"1 Mbit/s"`; B/s kB/s MB/s GB/s bit/s kbit/s
+/// Mbit/s Gbit/s), or a plain number of bytes per second, as bytes per second.
+pub fn parse_rate(text: &str) -> Result<u64, String> {
+    let text = text.trim();
     let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
     let (number, unit) = (&text[..split], text[split..].trim());
     let number: f64 =

@@ -1,0 +1,137 @@
+//! UDP (RFC 7122) between two agents with stores on disk, over loopback: bundles of 1 B to
+//! 1 MiB (fragmented by the sender's agent to fit datagrams, reassembled at the destination);
+//! 10% of datagrams dropped on the way by a shim; junk, keepalives and strangers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bpa::agent::node::{Agent, AgentConfig};
+use bpa::bundle::Eid;
+use bpa::store::{SqliteStore, StoreConfig};
+use bpa::testing::{agent_on_disk, eventually, send_streamed, take_payloads};
+use convergence_layers::udp::{Udp, UdpConfig, UdpPeer};
+use tokio::net::UdpSocket;
+
+struct Node {
+    agent: Agent<SqliteStore>,
+    udp: Udp<Agent<SqliteStore>>,
+    address: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+async fn node(n: u32, config: UdpConfig) -> Node {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let (agent, dir) = agent_on_disk(AgentConfig::new(Eid::ipn(n, 0)), StoreConfig::default()).await;
+    let udp = Udp::new(agent.clone(), config);
+    let address = udp.bind("127.0.0.1:0".parse().expect("address")).await.expect("bind");
+    Node { agent, udp, address, _dir: dir }
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundles_up_to_1_mib_cross_in_datagrams_fragmented_and_reassembled() {
+    let a = node(1, UdpConfig::default()).await;
+    let b = node(2, UdpConfig::default()).await;
+    // Paced at 20 MB/s: a 1 MiB bundle's datagrams at once would overrun a receive buffer the
+    // kernel may cap below 1 MiB (UDP loses what it cannot hold).
+    let peer = UdpPeer { address: b.address, node_id: Eid::ipn(2, 0), rate: Some(20_000_000) };
+    a.udp.add_peer(peer).await.expect("peer");
+    let payloads = [pattern(1, 1), pattern(1024, 2), pattern(1 << 20, 3)];
+    for p in &payloads {
+        send_streamed(&a.agent, Eid::ipn(1, 1), Eid::ipn(2, 1), p).await;
+    }
+    let mut got = take_payloads(&b.agent, &Eid::ipn(2, 1), 3, Duration::from_secs(60)).await;
+    got.sort_by_key(Vec::len);
+    assert!(got == payloads.to_vec(), "the payloads arrived whole, the 1 MiB one reassembled");
+    let stats = a.udp.stats();
+    assert!(stats.bundles_sent >= 2 + 16, "1 MiB went in fragments of at most 65,507 bytes: {stats:?}");
+    assert!(a.agent.stats().fragments_sent >= 16);
+    eventually("A's store empties", || a.agent.store().stats().bundles == 0).await;
+}
+
+/// A shim between two UDP sockets that drops every `nth` datagram going one way.
+async fn lossy_shim(to: SocketAddr, nth: u64) -> (SocketAddr, Arc<AtomicU64>) {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let address = socket.local_addr().expect("address");
+    let passed = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&passed);
+    tokio::spawn(async move {
+        let mut buffer = vec![0u8; 70_000];
+        let mut seen = 0u64;
+        while let Ok((n, _)) = socket.recv_from(&mut buffer).await {
+            seen += 1;
+            if seen.is_multiple_of(nth) {
+                continue;
+            }
+            counted.fetch_add(1, Ordering::SeqCst);
+            let _ = socket.send_to(&buffer[..n], to).await;
+        }
+    });
+    (address, passed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_tenth_of_datagrams_lost_what_arrives_is_whole_and_counted() {
+    let a = node(1, UdpConfig::default()).await;
+    let b = node(2, UdpConfig::default()).await;
+    let (shim, passed) = lossy_shim(b.address, 10).await;
+    // Paced, so that the loopback's buffers never drop anything the shim did not.
+    a.udp
+        .add_peer(UdpPeer { address: shim, node_id: Eid::ipn(2, 0), rate: Some(2_000_000) })
+        .await
+        .expect("peer");
+    for i in 0..200u32 {
+        let payload = format!("bundle {i:04} {}", "x".repeat(1000));
+        send_streamed(&a.agent, Eid::ipn(1, 1), Eid::ipn(2, 1), payload.as_bytes()).await;
+    }
+    eventually("A sent all 200", || a.udp.stats().bundles_sent == 200).await;
+    eventually("what passed arrived", || b.udp.stats().bundles_received == passed.load(Ordering::SeqCst))
+        .await;
+    assert_eq!(passed.load(Ordering::SeqCst), 180, "every tenth datagram dropped");
+    let got = take_payloads(&b.agent, &Eid::ipn(2, 1), 180, Duration::from_secs(30)).await;
+    let mut names: Vec<String> = got
+        .iter()
+        .map(|p| {
+            let text = String::from_utf8(p.clone()).expect("utf-8");
+            assert!(text.ends_with(&"x".repeat(1000)), "a payload arrived whole");
+            text[..11].to_string()
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 180, "no bundle twice");
+    assert_eq!(b.udp.stats().datagrams_refused, 0, "nothing corrupt");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_keepalives_and_strangers_are_counted_and_dropped() {
+    let b =
+        node(2, UdpConfig { allow: Some(vec!["127.0.0.1".parse().expect("ip")]), ..UdpConfig::default() })
+            .await;
+    let sender = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    sender.send_to(&[0, 0, 0, 0], b.address).await.expect("keepalive");
+    sender.send_to(b"not a bundle at all", b.address).await.expect("junk");
+    sender.send_to(&[0x9f, 0x89, 0x07], b.address).await.expect("a truncated bundle");
+    eventually("junk counted", || b.udp.stats().datagrams_refused == 2).await;
+    assert_eq!(b.udp.stats().keepalives_received, 1);
+    // From 127.0.0.2, not allowed.
+    if let Ok(stranger) = UdpSocket::bind("127.0.0.2:0").await {
+        stranger.send_to(b"whatever", b.address).await.expect("send");
+        eventually("the stranger is counted", || b.udp.stats().datagrams_not_allowed == 1).await;
+    }
+    // A real bundle still goes through.
+    let a = node(1, UdpConfig::default()).await;
+    a.udp.add_peer(UdpPeer { address: b.address, node_id: Eid::ipn(2, 0), rate: None }).await.expect("peer");
+    send_streamed(&a.agent, Eid::ipn(1, 1), Eid::ipn(2, 1), b"after the junk").await;
+    let got = take_payloads(&b.agent, &Eid::ipn(2, 1), 1, Duration::from_secs(30)).await;
+    assert_eq!(got, vec![b"after the junk".to_vec()]);
+    assert_eq!(b.agent.store().stats().bundles, 0);
+}
