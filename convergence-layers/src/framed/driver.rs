@@ -308,10 +308,11 @@ impl<A: BundleSink> Framed<A> {
                 }));
                 continue;
             };
-            let mut reader = bundle.into_reader();
+            // Large reads: a bundle streamed from its file goes in few system calls.
+            let mut reader = tokio::io::BufReader::with_capacity(WRITE_BUFFER, bundle.into_reader());
             let written = async {
                 writer.write_all(&header).await?;
-                tokio::io::copy(&mut reader, &mut writer).await?;
+                tokio::io::copy_buf(&mut reader, &mut writer).await?;
                 writer.flush().await
             }
             .await;
@@ -339,10 +340,11 @@ impl<A: BundleSink> Framed<A> {
         let mut decoder = FrameDecoder::new(framing, self.shared.config.max_bundle_size);
         let mut buffer = vec![0u8; 256 * 1024];
         // The bundle being received; `None` inside a frame the agent refused (its bytes skipped).
-        let mut incoming: Option<A::Incoming> = None;
+        let mut incoming: Option<Incoming<A::Incoming>> = None;
         let mut inside = false;
         let mut refused_reason: Option<String> = None;
-        let mut warnings = bpa::log::RateLimit::new(Duration::from_secs(60));
+        let warnings = Arc::new(Mutex::new(bpa::log::RateLimit::new(Duration::from_secs(60))));
+        let commits = Arc::new(tokio::sync::Semaphore::new(MAX_COMMITS));
         loop {
             let n = match reader.read(&mut buffer).await {
                 Ok(0) | Err(_) => break,
@@ -362,40 +364,79 @@ impl<A: BundleSink> Framed<A> {
                 at += used;
                 match event {
                     None => break,
-                    Some(FrameEvent::Start { .. }) => {
+                    Some(FrameEvent::Start { length }) => {
                         inside = true;
                         refused_reason = None;
-                        match self.shared.agent.begin_receive().await {
-                            Ok(pending) => incoming = Some(pending),
-                            Err(error) => {
+                        // Small bundles are collected and handed over whole (cheaper), larger
+                        // ones streamed into the store.
+                        incoming = match usize::try_from(length) {
+                            Ok(small) if small <= STREAM_THRESHOLD => {
+                                Some(Incoming::Collecting(Vec::with_capacity(small)))
+                            }
+                            _ => match self.shared.agent.begin_receive().await {
+                                Ok(pending) => {
+                                    Some(Incoming::Streaming(pending, Vec::with_capacity(STORE_WRITE_CHUNK)))
+                                }
+                                Err(error) => {
+                                    refused_reason = Some(error.to_string());
+                                    None
+                                }
+                            },
+                        };
+                    }
+                    Some(FrameEvent::Data(bytes)) => match incoming.as_mut() {
+                        Some(Incoming::Collecting(collected)) => collected.extend_from_slice(bytes),
+                        Some(Incoming::Streaming(pending, gathered)) => {
+                            gathered.extend_from_slice(bytes);
+                            if gathered.len() >= STORE_WRITE_CHUNK
+                                && let Err(error) = pending.write_owned(gathered).await
+                            {
                                 refused_reason = Some(error.to_string());
                                 incoming = None;
                             }
                         }
-                    }
-                    Some(FrameEvent::Data(bytes)) => {
-                        if let Some(pending) = incoming.as_mut()
-                            && let Err(error) = pending.write(bytes).await
-                        {
-                            refused_reason = Some(error.to_string());
-                            incoming = None;
-                        }
-                    }
+                        None => {}
+                    },
                     Some(FrameEvent::End) => {
                         inside = false;
-                        let result = match incoming.take() {
-                            Some(pending) => pending.commit().await.map(drop).map_err(|e| e.to_string()),
-                            None => Err(refused_reason.take().unwrap_or_default()),
-                        };
-                        match result {
-                            Ok(()) => {
-                                counters.bundles_received.fetch_add(1, Ordering::Relaxed);
+                        match incoming.take() {
+                            Some(pending) => {
+                                // Committed beside the next bundles' reading (each commit waits
+                                // for the store to make it durable), at most MAX_COMMITS at once.
+                                let Ok(permit) = Arc::clone(&commits).acquire_owned().await else { return };
+                                let shared = Arc::clone(&self.shared);
+                                let warnings = Arc::clone(&warnings);
+                                let from = from.clone();
+                                tokio::spawn(async move {
+                                    let result = match pending {
+                                        Incoming::Collecting(bytes) => {
+                                            shared.agent.receive(bytes.into()).await
+                                        }
+                                        Incoming::Streaming(mut pending, mut gathered) => {
+                                            match pending.write_owned(&mut gathered).await {
+                                                Ok(()) => pending.commit().await,
+                                                Err(error) => Err(error),
+                                            }
+                                        }
+                                    };
+                                    drop(permit);
+                                    match result {
+                                        Ok(_) => {
+                                            shared.counters.bundles_received.fetch_add(1, Ordering::Relaxed);
+                                        }
+                                        Err(error) => refused(
+                                            &shared.counters,
+                                            &warnings,
+                                            framing,
+                                            &from,
+                                            &error.to_string(),
+                                        ),
+                                    }
+                                });
                             }
-                            Err(reason) => {
-                                counters.bundles_refused.fetch_add(1, Ordering::Relaxed);
-                                if let Some(suppressed) = warnings.allow(std::time::Instant::now()) {
-                                    tracing::warn!(%framing, %from, %reason, earlier_not_logged = suppressed, "a received bundle was refused and dropped");
-                                }
+                            None => {
+                                let reason = refused_reason.take().unwrap_or_default();
+                                refused(counters, &warnings, framing, &from, &reason);
                             }
                         }
                     }
@@ -407,6 +448,37 @@ impl<A: BundleSink> Framed<A> {
             counters.bundles_cut_off.fetch_add(1, Ordering::Relaxed);
             tracing::info!(%framing, %from, "the connection ended inside a bundle: dropped, not delivered");
         }
+    }
+}
+
+/// A bundle being read: collected in memory (small), or streamed into the store.
+enum Incoming<P> {
+    Collecting(Vec<u8>),
+    /// The store's insert, and bytes gathered for its next write.
+    Streaming(P, Vec<u8>),
+}
+
+/// Bytes gathered before each write into the store, and read from a stored bundle at a time.
+const STORE_WRITE_CHUNK: usize = 1 << 20;
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// Bundles up to this size are collected and handed over whole; larger ones are streamed.
+const STREAM_THRESHOLD: usize = 64 * 1024;
+
+/// Bundles of one connection being made durable at once; past it, reading waits.
+const MAX_COMMITS: usize = 64;
+
+/// Counts and logs (at most once a minute per connection) a bundle the agent refused.
+fn refused(
+    counters: &FramedCounters,
+    warnings: &Mutex<bpa::log::RateLimit>,
+    framing: Framing,
+    from: &str,
+    reason: &str,
+) {
+    counters.bundles_refused.fetch_add(1, Ordering::Relaxed);
+    if let Some(suppressed) = lock(warnings).allow(std::time::Instant::now()) {
+        tracing::warn!(%framing, %from, %reason, earlier_not_logged = suppressed, "a received bundle was refused and dropped");
     }
 }
 

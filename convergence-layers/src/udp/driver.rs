@@ -117,6 +117,10 @@ struct Shared<A: BundleSink> {
     shutdown: watch::Sender<bool>,
 }
 
+/// Datagrams being made durable at once; past it, reading waits (the socket buffer holds
+/// what arrives meanwhile).
+const MAX_RECEIVING: usize = 256;
+
 /// Larger than any UDP payload (65,507 over IPv4, 65,527 over IPv6).
 const RECEIVE_BUFFER: usize = 65_536;
 
@@ -170,10 +174,21 @@ impl<A: BundleSink> Udp<A> {
             // Whatever the peer sends up to UDP's most is taken (`max_datagram` is what this node
             // sends: a relay may add a block to a fragment of ours and send it on).
             let mut buffer = vec![0u8; RECEIVE_BUFFER];
+            let receiving = Arc::new(tokio::sync::Semaphore::new(MAX_RECEIVING));
             loop {
                 tokio::select! {
                     received = socket.recv_from(&mut buffer) => match received {
-                        Ok((n, from)) => layer.datagram(&buffer[..n], from).await,
+                        Ok((n, from)) => {
+                            // Each bundle is made durable beside the next datagrams' reading, at
+                            // most MAX_RECEIVING at once (the socket buffer holds the rest).
+                            let Some(bytes) = layer.admit(&buffer[..n], from) else { continue };
+                            let Ok(permit) = Arc::clone(&receiving).acquire_owned().await else { return };
+                            let layer = layer.clone();
+                            tokio::spawn(async move {
+                                layer.datagram(bytes, from).await;
+                                drop(permit);
+                            });
+                        }
                         Err(error) => {
                             // ICMP errors from earlier sends surface here: not fatal.
                             tracing::debug!(%error, "UDP receive");
@@ -229,23 +244,30 @@ impl<A: BundleSink> Udp<A> {
         }
     }
 
-    /// One datagram in: a keepalive (four zero bytes, RFC 7122 §3.2), or one bundle.
-    async fn datagram(&self, bytes: &[u8], from: SocketAddr) {
+    /// A datagram that is to go to the agent, copied; `None` for a keepalive (four zero bytes,
+    /// RFC 7122 §3.2) or a sender not allowed (counted).
+    fn admit(&self, bytes: &[u8], from: SocketAddr) -> Option<Bytes> {
         let counters = &self.shared.counters;
         if let Some(allow) = &self.shared.config.allow {
             let is_peer = lock(&self.shared.peers).values().any(|p| p.peer.address.ip() == from.ip());
             if !is_peer && !allow.contains(&from.ip()) {
                 counters.datagrams_not_allowed.fetch_add(1, Ordering::Relaxed);
                 self.warn(from, "a datagram from an address not allowed (udp.allow) was dropped");
-                return;
+                return None;
             }
         }
         if bytes == KEEPALIVE {
             counters.keepalives_received.fetch_add(1, Ordering::Relaxed);
-            return;
+            return None;
         }
         counters.bytes_received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        match self.shared.agent.receive(Bytes::copy_from_slice(bytes)).await {
+        Some(Bytes::copy_from_slice(bytes))
+    }
+
+    /// One bundle in.
+    async fn datagram(&self, bytes: Bytes, from: SocketAddr) {
+        let counters = &self.shared.counters;
+        match self.shared.agent.receive(bytes).await {
             Ok(_) => {
                 counters.bundles_received.fetch_add(1, Ordering::Relaxed);
             }
