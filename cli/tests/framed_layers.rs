@@ -129,3 +129,57 @@ fn two_daemons_move_a_2_mib_file_over_udp_in_fragments() {
     );
     assert_eq!(json["counters"]["fragments_sent"], udp["bundles_sent"]);
 }
+
+#[test]
+fn a_damaged_stored_bundle_is_not_sent_in_fragments() {
+    let (a_port, b_port) = (free_port(), free_port());
+    let (a_dir, b_dir) = (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"));
+    config(b_dir.path(), "ipn:2.0", "udp", &format!("listen = [\"127.0.0.1:{b_port}\"]\n"));
+    // A first without the peer: the bundle waits in its store, where a byte of it is flipped.
+    config(a_dir.path(), "ipn:1.0", "udp", "");
+    let a = Daemon::start(a_dir.path());
+    let file = a_dir.path().join("payload.bin");
+    std::fs::write(&file, (0..300_000u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>()).expect("payload");
+    let out = a.dtn(&["send", "--to", "ipn:2.5", &file.display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    drop(a);
+    let blob = std::fs::read_dir(a_dir.path().join("data/blobs"))
+        .expect("blobs")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "bundle"))
+        .expect("a bundle file");
+    let mut bytes = std::fs::read(&blob).expect("read");
+    bytes[250_000] ^= 0x01;
+    std::fs::write(&blob, &bytes).expect("write");
+    // Now with the peer, over 9000-byte datagrams: the bundle would go in fragments.
+    config(
+        a_dir.path(),
+        "ipn:1.0",
+        "udp",
+        &format!(
+            "listen = [\"127.0.0.1:{a_port}\"]\nmax_datagram = 9000\n[[udp.peers]]\naddress = \"127.0.0.1:{b_port}\"\nnode_id = \"ipn:2.0\"\n"
+        ),
+    );
+    let b = Daemon::start(b_dir.path());
+    let a = Daemon::start(a_dir.path());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status: serde_json::Value =
+            serde_json::from_slice(&a.dtn(&["status", "--json"]).stdout).expect("json");
+        if status["store"]["quarantined"] == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the damage was never found: {status}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let json: serde_json::Value = serde_json::from_slice(&b.dtn(&["status", "--json"]).stdout).expect("json");
+    let udp = json["convergence_layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .find(|l| l["name"] == "udp")
+        .cloned()
+        .expect("udp");
+    assert_eq!(udp["bytes_received"], 0, "no fragment of the damaged bundle was sent: {udp}");
+}

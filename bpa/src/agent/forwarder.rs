@@ -10,12 +10,12 @@ use bytes::Bytes;
 
 use super::counters::Counters;
 use super::forward::{ForwardError, prepare_for_forwarding};
-use super::fragment::{FragmentError, fragment};
+use super::fragment::{FragmentError, FragmentPlan};
 use super::node::{Agent, BoxedTask, Neighbour, lock, millis};
 use super::queue::Queued;
 use super::report::Status;
 use crate::admin::ReasonCode;
-use crate::bundle::{Bundle, Eid};
+use crate::bundle::{Bundle, CanonicalBlock, Eid};
 use crate::cla::{ClaError, OutgoingBundle, Refusal};
 use crate::store::{BundleData, BundleState, DeleteReason, OpenedBundle, Store, StoreError, StoreId};
 
@@ -29,6 +29,22 @@ enum Sent {
     Failed(ClaError),
     /// Larger than the neighbour said it takes, and not to be fragmented.
     TooBigForLearnedLimit(String),
+}
+
+/// The fragmentation of a bundle whose header (edited for forwarding) is `header`, into pieces
+/// of at most `max` bytes.
+fn fragment_plan(header: &crate::bundle::BundleHeader, max: usize) -> Result<FragmentPlan, FragmentError> {
+    let payload = CanonicalBlock {
+        block_type: crate::bundle::block_type::PAYLOAD,
+        number: 1,
+        flags: header.payload.block_flags,
+        crc_type: header.payload.crc_type,
+        data: Bytes::new(),
+    };
+    let mut blocks = header.extension_blocks.clone();
+    blocks.push(payload);
+    let skeleton = Bundle::from_parts(header.primary.clone(), blocks);
+    FragmentPlan::for_skeleton(skeleton, header.payload.data_length, max)
 }
 
 /// What a send carries besides its claim: the bundle if still in memory, when it was stored,
@@ -226,10 +242,12 @@ impl<S: Store> Agent<S> {
         let learned = neighbour.learned_max.load(Ordering::Relaxed);
         let link_max = cla.max_bundle_size().map_or(u64::MAX, |m| m as u64);
         let max = link_max.min(learned);
-        let pieces = if outgoing.len() > max {
+        if outgoing.len() > max {
             let fitting = usize::try_from(max).unwrap_or(usize::MAX);
-            match self.fragments(outgoing, fitting).await {
-                Ok(pieces) => pieces,
+            // Planned from the (edited) header alone; the payload is streamed fragment by
+            // fragment, so memory stays at one fragment whatever the bundle's size.
+            let plan = match fragment_plan(&header, fitting) {
+                Ok(plan) => plan,
                 Err(error) => {
                     Counters::bump(&self.inner.counters.too_big);
                     if learned < link_max {
@@ -243,18 +261,14 @@ impl<S: Store> Agent<S> {
                     );
                     return Sent::Gone;
                 }
+            };
+            drop(outgoing);
+            if let Err(sent) = self.send_fragments(id, plan, header.payload.data_length, hop, neighbour).await
+            {
+                return sent;
             }
-        } else {
-            vec![outgoing]
-        };
-        let fragmented = pieces.len() > 1;
-        for piece in pieces {
-            if let Err(error) = cla.send(hop, piece).await {
-                return Sent::Failed(error);
-            }
-            if fragmented {
-                Counters::bump(&self.inner.counters.fragments_sent);
-            }
+        } else if let Err(error) = cla.send(hop, outgoing).await {
+            return Sent::Failed(error);
         }
         lock(&neighbour.retry).delay = self.inner.config.forward_retry_min;
         if self.remove(id, DeleteReason::Forwarded { neighbour: hop.to_string() }).await.is_some() {
@@ -323,18 +337,57 @@ impl<S: Store> Agent<S> {
         Some(delay)
     }
 
-    /// Proactive fragmentation for a link that takes bundles of at most `max` bytes (RFC 9171
-    /// §5.8). Such links are small, so the bundle is read whole.
-    async fn fragments(&self, bundle: OutgoingBundle, max: usize) -> Result<Vec<OutgoingBundle>, String> {
-        let bytes = bundle.into_bytes().await.map_err(|e| format!("reading the bundle: {e}"))?;
-        let bundle = Bundle::parse(&bytes, &self.inner.config.parse).map_err(|e| e.to_string())?;
-        match fragment(&bundle, max) {
-            Ok(pieces) => {
-                Ok(pieces.iter().map(|p| OutgoingBundle::from_bytes(Bytes::from(p.encode()))).collect())
+    /// Sends a stored bundle's payload in the fragments of `plan` (RFC 9171 §5.8), reading
+    /// one fragment's bytes at a time. The stored bytes are checked whole first (a pass that
+    /// keeps nothing), so no fragment of a damaged bundle is ever sent.
+    async fn send_fragments(
+        &self,
+        id: StoreId,
+        plan: FragmentPlan,
+        payload_len: u64,
+        hop: &Eid,
+        neighbour: &Neighbour,
+    ) -> Result<(), Sent> {
+        use tokio::io::AsyncReadExt;
+        let parse = &self.inner.config.parse;
+        let open = || async {
+            let data = self.inner.store.open_data(id).await?;
+            data.into_opened(parse).await
+        };
+        let gone = |error: StoreError| match error {
+            StoreError::NotFound(_) => Sent::Gone,
+            error => {
+                tracing::error!(%error, store_id = id, "a stored bundle cannot be read for fragmentation");
+                Sent::Gone
             }
-            Err(error @ (FragmentError::MustNotFragment | FragmentError::TooSmall { .. })) => {
-                Err(error.to_string())
-            }
+        };
+        // The check: every stored byte read and verified, none kept.
+        let OpenedBundle { rest, .. } = open().await.map_err(gone)?;
+        let mut whole = OutgoingBundle::new(Bytes::new(), rest).into_reader();
+        if let Err(error) = tokio::io::copy(&mut whole, &mut tokio::io::sink()).await {
+            tracing::error!(%error, store_id = id, "a stored bundle failed its check: not sent");
+            return Err(Sent::Gone);
         }
+        let OpenedBundle { rest, .. } = open().await.map_err(gone)?;
+        let mut payload = OutgoingBundle::new(Bytes::new(), rest).into_reader();
+        let length = usize::try_from(payload_len).map_err(|_| Sent::Gone)?;
+        let mut at = 0usize;
+        while at < length {
+            let n = plan.chunk_len(at, length - at).map_err(|_| Sent::Gone)?;
+            let mut chunk = vec![0u8; n];
+            if let Err(error) = payload.read_exact(&mut chunk).await {
+                tracing::error!(%error, store_id = id, "a stored payload ended early while fragmenting");
+                return Err(Sent::Gone);
+            }
+            let piece = plan.piece(at, Bytes::from(chunk));
+            if let Err(error) =
+                neighbour.cla.send(hop, OutgoingBundle::from_bytes(Bytes::from(piece.encode()))).await
+            {
+                return Err(Sent::Failed(error));
+            }
+            Counters::bump(&self.inner.counters.fragments_sent);
+            at += n;
+        }
+        Ok(())
     }
 }

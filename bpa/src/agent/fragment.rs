@@ -32,35 +32,78 @@ pub fn fragment(bundle: &Bundle, max_size: usize) -> Result<Vec<Bundle>, Fragmen
     if bundle.encoded_len() <= max_size {
         return Ok(vec![bundle.clone()]);
     }
-    let primary = bundle.primary();
-    if primary.flags.must_not_fragment() {
-        return Err(FragmentError::MustNotFragment);
-    }
     let payload = bundle.payload();
-    let (base, total) = match primary.fragment {
-        Some(f) => (f.offset, f.total_adu_length),
-        None => (0, payload.len() as u64),
-    };
+    let plan = FragmentPlan::new(bundle, max_size)?;
     let mut fragments = Vec::new();
     let mut at = 0usize;
     while at < payload.len() {
-        let first = at == 0;
-        // The encoded size with an empty payload; the payload then adds its bytes and the
-        // growth of its length head beyond one byte.
-        let empty = piece(bundle, base, total, at, Bytes::new(), first).encoded_len();
-        let size_with = |n: usize| empty - 1 + crate::bundle::cbor::head_len(n as u64) + n;
-        let mut n = max_size.saturating_sub(empty);
-        while n > 0 && size_with(n) > max_size {
-            n -= (size_with(n) - max_size).min(n);
-        }
-        if n == 0 {
-            return Err(FragmentError::TooSmall { max_size, overhead: empty });
-        }
-        let n = n.min(payload.len() - at);
-        fragments.push(piece(bundle, base, total, at, payload.slice(at..at + n), first));
+        let n = plan.chunk_len(at, payload.len() - at)?;
+        fragments.push(plan.piece(at, payload.slice(at..at + n)));
         at += n;
     }
     Ok(fragments)
+}
+
+/// Fragmentation planned from a bundle's blocks alone, so that a large stored payload can be cut
+/// while it streams: each fragment's payload length, then the fragment around its bytes.
+#[derive(Debug, Clone)]
+pub struct FragmentPlan {
+    /// The bundle with an empty payload: its blocks are what every fragment is built from.
+    skeleton: Bundle,
+    base: u64,
+    total: u64,
+    max_size: usize,
+}
+
+impl FragmentPlan {
+    /// A plan for `bundle` (its payload's content is not looked at: a skeleton with an empty
+    /// payload will do) into fragments of at most `max_size` encoded bytes, for a payload of
+    /// `payload_len` bytes.
+    pub fn for_skeleton(
+        skeleton: Bundle,
+        payload_len: u64,
+        max_size: usize,
+    ) -> Result<FragmentPlan, FragmentError> {
+        let primary = skeleton.primary();
+        if primary.flags.must_not_fragment() {
+            return Err(FragmentError::MustNotFragment);
+        }
+        let (base, total) = match primary.fragment {
+            Some(f) => (f.offset, f.total_adu_length),
+            None => (0, payload_len),
+        };
+        Ok(FragmentPlan { skeleton, base, total, max_size })
+    }
+
+    fn new(bundle: &Bundle, max_size: usize) -> Result<FragmentPlan, FragmentError> {
+        let mut blocks: Vec<CanonicalBlock> = bundle.extension_blocks().to_vec();
+        let mut payload = bundle.payload_block().clone();
+        let len = payload.data.len() as u64;
+        payload.data = Bytes::new();
+        blocks.push(payload);
+        FragmentPlan::for_skeleton(Bundle::from_parts(bundle.primary().clone(), blocks), len, max_size)
+    }
+
+    /// How many payload bytes the fragment starting at `at` carries (`left` bytes remain).
+    pub fn chunk_len(&self, at: usize, left: usize) -> Result<usize, FragmentError> {
+        // The encoded size with an empty payload; the payload then adds its bytes and the
+        // growth of its length head beyond one byte.
+        let empty = self.piece(at, Bytes::new()).encoded_len();
+        let size_with = |n: usize| empty - 1 + crate::bundle::cbor::head_len(n as u64) + n;
+        let mut n = self.max_size.saturating_sub(empty);
+        while n > 0 && size_with(n) > self.max_size {
+            n -= (size_with(n) - self.max_size).min(n);
+        }
+        if n == 0 {
+            return Err(FragmentError::TooSmall { max_size: self.max_size, overhead: empty });
+        }
+        Ok(n.min(left))
+    }
+
+    /// The fragment carrying `chunk`, the payload bytes found at `at`.
+    pub fn piece(&self, at: usize, chunk: Bytes) -> Bundle {
+        piece(&self.skeleton, self.base, self.total, at, chunk, at == 0)
+    }
 }
 
 /// One fragment: the payload bytes `chunk` found at `at` in `bundle`'s payload.
