@@ -64,7 +64,7 @@ pub struct UdpSection {
 #[serde(deny_unknown_fields)]
 pub struct UdpPeerEntry {
     pub address: std::net::SocketAddr,
-    #[serde(deserialize_with = "eid")]
+    #[serde(deserialize_with = "node_eid")]
     pub node_id: Eid,
     /// Bytes per second sent to it at most: a number, or with a unit ("1 Mbit/s").
     #[serde(default, deserialize_with = "rate_opt")]
@@ -105,7 +105,7 @@ pub struct FramedSection {
 pub struct FramedPeer {
     /// `host:port` of the peer's listener.
     pub address: String,
-    #[serde(deserialize_with = "eid")]
+    #[serde(deserialize_with = "node_eid")]
     pub node_id: Eid,
 }
 
@@ -194,7 +194,7 @@ pub struct TcpclPeer {
     /// `host:port` of the peer's TCPCL listener.
     pub address: String,
     /// The peer's node ID: with a contact plan, the session is open only during its contacts.
-    #[serde(default, deserialize_with = "eid_opt")]
+    #[serde(default, deserialize_with = "node_eid_opt")]
     pub node_id: Option<Eid>,
 }
 
@@ -270,6 +270,22 @@ fn eid<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Eid, D::Error> {
 
 fn eid_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Eid>, D::Error> {
     eid(d).map(Some)
+}
+
+/// A peer's node ID: `ipn:N.0` or `dtn://name/`, not an application endpoint.
+fn node_eid<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Eid, D::Error> {
+    let eid = eid(d)?;
+    if eid.is_null() || eid.node_id() != eid {
+        return Err(serde::de::Error::custom(format!(
+            "{eid} is not a node ID: use ipn:N.0 or dtn://name/ (here: {})",
+            if eid.is_null() { "none".to_string() } else { eid.node_id().to_string() }
+        )));
+    }
+    Ok(eid)
+}
+
+fn node_eid_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Eid>, D::Error> {
+    node_eid(d).map(Some)
 }
 
 fn pattern<'de, D: serde::Deserializer<'de>>(d: D) -> Result<EidPattern, D::Error> {

@@ -433,11 +433,6 @@ async fn start_framed(
     }
     let mut peers = Vec::new();
     for peer in &section.peers {
-        anyhow::ensure!(
-            peer.node_id.node_id() == peer.node_id && !peer.node_id.is_null(),
-            "{framing}.peers: node_id {} is not a node ID: use ipn:N.0 or dtn://name/",
-            peer.node_id
-        );
         layer.connect_forever(peer.address.clone(), peer.node_id.clone());
         peers.push((peer.address.clone(), peer.node_id.clone()));
     }
@@ -480,11 +475,6 @@ async fn start_udp(
     }
     let mut peers = Vec::new();
     for entry in &section.peers {
-        anyhow::ensure!(
-            entry.node_id.node_id() == entry.node_id && !entry.node_id.is_null(),
-            "udp.peers: node_id {} is not a node ID: use ipn:N.0 or dtn://name/",
-            entry.node_id
-        );
         anyhow::ensure!(entry.rate != Some(0), "udp.peers: rate 0 would send nothing to {}", entry.address);
         let peer = UdpPeer { address: entry.address, node_id: entry.node_id.clone(), rate: entry.rate };
         udp.add_peer(peer.clone()).await.with_context(|| format!("udp.peers = {}", entry.address))?;

@@ -83,11 +83,12 @@ fn a_framed_layer_misconfigured_stops_the_daemon_with_the_key() {
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
+    let error = text(&out.stderr);
     assert!(
-        text(&out.stderr).contains("stcp.peers: node_id ipn:3.4 is not a node ID"),
-        "{}",
-        text(&out.stderr)
+        error.contains("ipn:3.4 is not a node ID: use ipn:N.0 or dtn://name/ (here: ipn:3.0)"),
+        "{error}"
     );
+    assert!(error.contains("at line 6"), "the line of the key: {error}");
 }
 
 #[test]

@@ -17,7 +17,9 @@ use super::report::Status;
 use crate::admin::ReasonCode;
 use crate::bundle::{Bundle, CanonicalBlock, Eid};
 use crate::cla::{ClaError, OutgoingBundle, Refusal};
-use crate::store::{BundleData, BundleState, DeleteReason, OpenedBundle, Store, StoreError, StoreId};
+use crate::store::{
+    BundleData, BundleState, DeleteReason, OpenedBundle, PayloadContent, Store, StoreError, StoreId,
+};
 
 /// How one forwarding attempt ended.
 enum Sent {
@@ -237,12 +239,16 @@ impl<S: Store> Agent<S> {
             self.delete(id, &subject, payload_len, ReasonCode::HOP_LIMIT_EXCEEDED).await;
             return Sent::Gone;
         }
-        let outgoing = OutgoingBundle::new(header.encode_head(&prefix).into(), rest);
+        let head: Bytes = header.encode_head(&prefix).into();
+        let rest_len = match &rest {
+            PayloadContent::Memory(bytes) => bytes.len() as u64,
+            PayloadContent::File(file) => file.len(),
+        };
         let cla = &neighbour.cla;
         let learned = neighbour.learned_max.load(Ordering::Relaxed);
         let link_max = cla.max_bundle_size().map_or(u64::MAX, |m| m as u64);
         let max = link_max.min(learned);
-        if outgoing.len() > max {
+        if head.len() as u64 + rest_len > max {
             let fitting = usize::try_from(max).unwrap_or(usize::MAX);
             // Planned from the (edited) header alone; the payload is streamed fragment by
             // fragment, so memory stays at one fragment whatever the bundle's size.
@@ -262,12 +268,11 @@ impl<S: Store> Agent<S> {
                     return Sent::Gone;
                 }
             };
-            drop(outgoing);
-            if let Err(sent) = self.send_fragments(id, plan, header.payload.data_length, hop, neighbour).await
-            {
+            let payload_len = header.payload.data_length;
+            if let Err(sent) = self.send_fragments(id, plan, payload_len, rest, hop, neighbour).await {
                 return sent;
             }
-        } else if let Err(error) = cla.send(hop, outgoing).await {
+        } else if let Err(error) = cla.send(hop, OutgoingBundle::new(head, rest)).await {
             return Sent::Failed(error);
         }
         lock(&neighbour.retry).delay = self.inner.config.forward_retry_min;
@@ -337,38 +342,58 @@ impl<S: Store> Agent<S> {
         Some(delay)
     }
 
-    /// Sends a stored bundle's payload in the fragments of `plan` (RFC 9171 §5.8), reading
-    /// one fragment's bytes at a time. The stored bytes are checked whole first (a pass that
-    /// keeps nothing), so no fragment of a damaged bundle is ever sent.
+    /// Sends a bundle's payload (`rest`: the payload content, then its CRC field and the final
+    /// break) in the fragments of `plan` (RFC 9171 §5.8). A payload in memory is cut without a
+    /// copy. One in a file is read one fragment's bytes at a time, after a checking pass over
+    /// it that keeps nothing (the store's check completes only at the end of the file), so no
+    /// fragment of a damaged bundle is ever sent.
     async fn send_fragments(
         &self,
         id: StoreId,
         plan: FragmentPlan,
         payload_len: u64,
+        rest: PayloadContent,
         hop: &Eid,
         neighbour: &Neighbour,
     ) -> Result<(), Sent> {
         use tokio::io::AsyncReadExt;
-        let parse = &self.inner.config.parse;
-        let open = || async {
-            let data = self.inner.store.open_data(id).await?;
-            data.into_opened(parse).await
+        let length = usize::try_from(payload_len).map_err(|_| Sent::Gone)?;
+        let send = |at: usize, chunk: Bytes| {
+            let piece = plan.piece(at, chunk);
+            neighbour.cla.send(hop, OutgoingBundle::from_bytes(Bytes::from(piece.encode())))
         };
-        let gone = |error: StoreError| match error {
-            StoreError::NotFound(_) => Sent::Gone,
-            error => {
-                tracing::error!(%error, store_id = id, "a stored bundle cannot be read for fragmentation");
-                Sent::Gone
+        let file = match rest {
+            PayloadContent::Memory(bytes) => {
+                let mut at = 0usize;
+                while at < length.min(bytes.len()) {
+                    let n = plan.chunk_len(at, length - at).map_err(|_| Sent::Gone)?;
+                    send(at, bytes.slice(at..at + n)).await.map_err(Sent::Failed)?;
+                    Counters::bump(&self.inner.counters.fragments_sent);
+                    at += n;
+                }
+                return Ok(());
             }
+            PayloadContent::File(file) => file,
         };
         // The check: every stored byte read and verified, none kept.
-        let OpenedBundle { rest, .. } = open().await.map_err(gone)?;
-        let mut whole = OutgoingBundle::new(Bytes::new(), rest).into_reader();
+        let mut whole = OutgoingBundle::new(Bytes::new(), PayloadContent::File(file)).into_reader();
         if let Err(error) = tokio::io::copy(&mut whole, &mut tokio::io::sink()).await {
             tracing::error!(%error, store_id = id, "a stored bundle failed its check: not sent");
             return Err(Sent::Gone);
         }
-        let OpenedBundle { rest, .. } = open().await.map_err(gone)?;
+        let parse = &self.inner.config.parse;
+        let reopened = match self.inner.store.open_data(id).await {
+            Ok(data) => data.into_opened(parse).await,
+            Err(error) => Err(error),
+        };
+        let rest = match reopened {
+            Ok(OpenedBundle { rest, .. }) => rest,
+            Err(StoreError::NotFound(_)) => return Err(Sent::Gone),
+            Err(error) => {
+                tracing::error!(%error, store_id = id, "a stored bundle cannot be read for fragmentation");
+                return Err(Sent::Gone);
+            }
+        };
         let mut payload = OutgoingBundle::new(Bytes::new(), rest).into_reader();
         let length = usize::try_from(payload_len).map_err(|_| Sent::Gone)?;
         let mut at = 0usize;

@@ -152,11 +152,20 @@ impl<A: BundleSink> Framed<A> {
         tracing::info!(%framing, address = %bound, "listening");
         let layer = self.clone();
         let mut shutdown = self.shared.shutdown.subscribe();
+        let open = Arc::new(tokio::sync::Semaphore::new(MAX_ACCEPTED));
+        let mut refusals = bpa::log::RateLimit::new(Duration::from_secs(60));
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     accepted = listener.accept() => match accepted {
                         Ok((stream, peer)) => {
+                            // A bounded number at once: each holds buffers and commits.
+                            let Ok(slot) = Arc::clone(&open).try_acquire_owned() else {
+                                if let Some(suppressed) = refusals.allow(std::time::Instant::now()) {
+                                    tracing::warn!(%framing, %peer, earlier_not_logged = suppressed, "{MAX_ACCEPTED} connections are open: a new one was closed");
+                                }
+                                continue;
+                            };
                             let _ = stream.set_nodelay(true);
                             let layer = layer.clone();
                             let mut shutdown = layer.shared.shutdown.subscribe();
@@ -168,6 +177,7 @@ impl<A: BundleSink> Framed<A> {
                                     () = layer.read_bundles(reader, peer.to_string()) => {}
                                     _ = shutdown.changed() => {}
                                 }
+                                drop(slot);
                             });
                         }
                         Err(error) => {
@@ -450,6 +460,9 @@ impl<A: BundleSink> Framed<A> {
         }
     }
 }
+
+/// Accepted connections open at once per listener; past it new ones are closed.
+const MAX_ACCEPTED: usize = 256;
 
 /// A bundle being read: collected in memory (small), or streamed into the store.
 enum Incoming<P> {
