@@ -3,6 +3,7 @@
 
 pub mod framed;
 pub mod tcpcl;
+pub mod tcpcl3;
 pub mod udp;
 
 #[cfg(feature = "testing")]

@@ -1,0 +1,761 @@
+//! The tokio driver of TCPCLv3: listeners, dialled peers, one task per connection owning its
+//! sans-IO [`Session`], a writer task per connection, and the [`ConvergenceLayer`] the agent
+//! sends through.
+//!
+//! The contact header names the peer (§4.1), so every connection, dialled or accepted, makes
+//! its peer a neighbour while it is up. A bundle counts as sent when the peer acknowledged its
+//! last segment, or, when either side did not ask for acknowledgements, once it is written. A
+//! received bundle is acknowledged only after the agent made it durable.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bpa::agent::AgentError;
+use bpa::bundle::Eid;
+use bpa::cla::{BundleSink, ClaError, ClaFuture, ConvergenceLayer, IncomingBundle, OutgoingBundle, Refusal};
+use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::session::{Event, Session, SessionConfig, SessionError};
+use super::wire::RefuseCode;
+use super::writer::{BundleJob, Written, write_loop};
+
+/// How the layer behaves.
+#[derive(Debug, Clone)]
+pub struct Tcpcl3Config {
+    pub session: SessionConfig,
+    /// Bundles are sent in data segments of at most this many bytes.
+    pub segment_size: u64,
+    /// Bundles sent on one connection and not yet acknowledged; past it, sending waits.
+    pub max_unacknowledged: usize,
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+}
+
+impl Tcpcl3Config {
+    pub fn new(session: SessionConfig) -> Tcpcl3Config {
+        Tcpcl3Config {
+            session,
+            segment_size: 1 << 20,
+            max_unacknowledged: 64,
+            reconnect_min: Duration::from_secs(1),
+            reconnect_max: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why the layer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Tcpcl3Error {
+    #[error("cannot listen for TCPCLv3 on {address}: {error}")]
+    Listen { address: SocketAddr, error: std::io::Error },
+}
+
+/// What the layer counts.
+#[derive(Debug, Default)]
+struct Counters {
+    bundles_received: AtomicU64,
+    bytes_received: AtomicU64,
+    bundles_sent: AtomicU64,
+    bytes_sent: AtomicU64,
+    /// Received bundles this node refused or dropped (invalid, no room, too large).
+    bundles_refused: AtomicU64,
+    /// Bundles the peer refused.
+    refused_by_peer: AtomicU64,
+    /// Bundles cut off with their connection or abandoned by the sender (dropped whole).
+    bundles_cut_off: AtomicU64,
+    /// Connections ended because the peer broke the protocol (bad header, bad message).
+    protocol_errors: AtomicU64,
+}
+
+/// A snapshot of the counters and the connections, for status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tcpcl3Stats {
+    pub bundles_received: u64,
+    pub bytes_received: u64,
+    pub bundles_sent: u64,
+    pub bytes_sent: u64,
+    pub bundles_refused: u64,
+    pub refused_by_peer: u64,
+    pub bundles_cut_off: u64,
+    pub protocol_errors: u64,
+    /// The peers connected now, by node ID.
+    pub connected: Vec<Eid>,
+}
+
+/// One bundle for a connection, and where to say how it went.
+struct Outbound {
+    bundle: OutgoingBundle,
+    done: oneshot::Sender<Result<(), ClaError>>,
+}
+
+#[derive(Clone)]
+struct Route {
+    connection: u64,
+    outbound: mpsc::Sender<Outbound>,
+}
+
+struct Shared<A: BundleSink> {
+    agent: A,
+    config: Tcpcl3Config,
+    routes: Mutex<HashMap<Eid, Route>>,
+    counters: Counters,
+    next_connection: AtomicU64,
+    shutdown: watch::Sender<bool>,
+}
+
+impl<A: BundleSink> std::fmt::Debug for Shared<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tcpcl3").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// A TCPCLv3 layer for one node. Cheap to clone.
+#[derive(Debug)]
+pub struct Tcpcl3<A: BundleSink> {
+    shared: Arc<Shared<A>>,
+}
+
+impl<A: BundleSink> Clone for Tcpcl3<A> {
+    fn clone(&self) -> Self {
+        Tcpcl3 { shared: Arc::clone(&self.shared) }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// How a connection ended, for the dialler.
+enum Ended {
+    /// Reconnect after the usual backoff.
+    Normally { established: bool },
+    /// The peer asked for this delay before reconnecting (§6.1); `None`: never.
+    Delay(Option<Duration>),
+    /// The peer is not the node configured for this address.
+    WrongPeer,
+}
+
+impl<A: BundleSink> Tcpcl3<A> {
+    pub fn new(agent: A, mut config: Tcpcl3Config) -> Tcpcl3<A> {
+        let (shutdown, _) = watch::channel(false);
+        config.segment_size = config.segment_size.max(1);
+        config.max_unacknowledged = config.max_unacknowledged.max(1);
+        Tcpcl3 {
+            shared: Arc::new(Shared {
+                agent,
+                config,
+                routes: Mutex::new(HashMap::new()),
+                counters: Counters::default(),
+                next_connection: AtomicU64::new(0),
+                shutdown,
+            }),
+        }
+    }
+
+    /// Accepts connections on `address`; answers the address bound.
+    pub async fn listen(&self, address: SocketAddr) -> Result<SocketAddr, Tcpcl3Error> {
+        let listener =
+            TcpListener::bind(address).await.map_err(|error| Tcpcl3Error::Listen { address, error })?;
+        let bound = listener.local_addr().map_err(|error| Tcpcl3Error::Listen { address, error })?;
+        tracing::info!(address = %bound, "TCPCLv3 listening");
+        let layer = self.clone();
+        let mut shutdown = self.shared.shutdown.subscribe();
+        let open = Arc::new(tokio::sync::Semaphore::new(MAX_ACCEPTED));
+        let mut refusals = bpa::log::RateLimit::new(Duration::from_secs(60));
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, peer)) => {
+                            let Ok(slot) = Arc::clone(&open).try_acquire_owned() else {
+                                if let Some(suppressed) = refusals.allow(std::time::Instant::now()) {
+                                    tracing::warn!(%peer, earlier_not_logged = suppressed, "TCPCLv3: {MAX_ACCEPTED} connections are open: a new one was closed");
+                                }
+                                continue;
+                            };
+                            let layer = layer.clone();
+                            tokio::spawn(async move {
+                                layer.run_connection(stream, peer.to_string(), None).await;
+                                drop(slot);
+                            });
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "TCPCLv3: accepting a connection failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    },
+                    _ = shutdown.changed() => return,
+                }
+            }
+        });
+        Ok(bound)
+    }
+
+    /// Keeps a connection to `address` (`host:port`) for ever, reconnecting with backoff (or
+    /// after the delay the peer's SHUTDOWN asked for). With `node`, a peer naming another node
+    /// in its contact header is disconnected.
+    pub fn connect_forever(&self, address: String, node: Option<Eid>) {
+        let layer = self.clone();
+        let mut shutdown = self.shared.shutdown.subscribe();
+        tokio::spawn(async move {
+            let (min, max) = (layer.shared.config.reconnect_min, layer.shared.config.reconnect_max);
+            let mut wait = min;
+            let mut unreachable: Option<String> = None;
+            loop {
+                let connected = tokio::select! {
+                    connected = TcpStream::connect(&address) => connected,
+                    _ = shutdown.changed() => return,
+                };
+                match connected {
+                    Ok(stream) => {
+                        if unreachable.take().is_some() {
+                            tracing::info!(%address, "TCPCLv3 peer reachable again");
+                        }
+                        match layer.run_connection(stream, address.clone(), node.clone()).await {
+                            Ended::Normally { established: true } => wait = min,
+                            Ended::Normally { established: false } | Ended::WrongPeer => {
+                                wait = (wait * 2).min(max)
+                            }
+                            Ended::Delay(Some(delay)) => wait = delay.max(min),
+                            Ended::Delay(None) => {
+                                tracing::warn!(%address, "the TCPCLv3 peer asked never to be reconnected to (SHUTDOWN with delay 0): not dialling it again until restart");
+                                return;
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        let reason = error.to_string();
+                        if unreachable.as_deref() != Some(reason.as_str()) {
+                            tracing::warn!(%address, %error, "TCPCLv3 peer not reachable; trying again with backoff (logged again when the reason changes)");
+                            unreachable = Some(reason);
+                        }
+                        wait = (wait * 2).min(max);
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+        });
+    }
+
+    /// Stops listening and dialling; connections end with SHUTDOWN.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.send_replace(true);
+    }
+
+    /// The [`ConvergenceLayer`] the agent sends through.
+    pub fn link(&self) -> Arc<dyn ConvergenceLayer> {
+        Arc::new(Tcpcl3Link { shared: Arc::clone(&self.shared) })
+    }
+
+    pub fn stats(&self) -> Tcpcl3Stats {
+        let c = &self.shared.counters;
+        let mut connected: Vec<Eid> = lock(&self.shared.routes).keys().cloned().collect();
+        connected.sort();
+        Tcpcl3Stats {
+            bundles_received: c.bundles_received.load(Ordering::Relaxed),
+            bytes_received: c.bytes_received.load(Ordering::Relaxed),
+            bundles_sent: c.bundles_sent.load(Ordering::Relaxed),
+            bytes_sent: c.bytes_sent.load(Ordering::Relaxed),
+            bundles_refused: c.bundles_refused.load(Ordering::Relaxed),
+            refused_by_peer: c.refused_by_peer.load(Ordering::Relaxed),
+            bundles_cut_off: c.bundles_cut_off.load(Ordering::Relaxed),
+            protocol_errors: c.protocol_errors.load(Ordering::Relaxed),
+            connected,
+        }
+    }
+
+    async fn run_connection(&self, stream: TcpStream, address: String, expected: Option<Eid>) -> Ended {
+        let _ = stream.set_nodelay(true);
+        let connection = self.shared.next_connection.fetch_add(1, Ordering::Relaxed);
+        let mut task = Connection::new(self.clone(), connection, address, expected);
+        let ended = task.run(stream).await;
+        task.finish();
+        ended
+    }
+}
+
+/// Accepted connections open at once per listener; past it new ones are closed.
+const MAX_ACCEPTED: usize = 256;
+/// Received bundles of one connection being made durable at once; past it, reading waits.
+const MAX_COMMITS: usize = 64;
+/// Bundles up to this size are collected and handed over whole; larger ones are streamed.
+const STREAM_THRESHOLD: u64 = 64 * 1024;
+/// Bytes gathered before each write into the store.
+const STORE_WRITE_CHUNK: usize = 1 << 20;
+const READ_BUFFER: usize = 256 * 1024;
+
+/// A received bundle on its way into the store.
+enum Receiving<P> {
+    Collecting(Vec<u8>),
+    Streaming(P, Vec<u8>),
+}
+
+/// A bundle sent on this connection, until the peer acknowledged (or refused) it.
+struct Sending {
+    done: oneshot::Sender<Result<(), ClaError>>,
+    length: u64,
+    abandoned: Arc<AtomicBool>,
+}
+
+/// One connection: its session, its writer, what it sends and receives.
+struct Connection<A: BundleSink> {
+    layer: Tcpcl3<A>,
+    number: u64,
+    address: String,
+    expected: Option<Eid>,
+    session: Session,
+    peer: Option<Eid>,
+    routed: bool,
+    receiving: Option<(u64, Receiving<A::Incoming>)>,
+    sending: HashMap<u64, Sending>,
+    next_token: u64,
+    commits: Arc<tokio::sync::Semaphore>,
+    commits_tx: mpsc::UnboundedSender<(u64, Result<(), AgentError>)>,
+    commits_rx: mpsc::UnboundedReceiver<(u64, Result<(), AgentError>)>,
+    control: Option<mpsc::UnboundedSender<bytes::Bytes>>,
+    ended: Option<Ended>,
+    close_reason: Option<String>,
+    warnings: bpa::log::RateLimit,
+}
+
+impl<A: BundleSink> Connection<A> {
+    fn new(layer: Tcpcl3<A>, number: u64, address: String, expected: Option<Eid>) -> Connection<A> {
+        let session = Session::new(layer.shared.config.session.clone(), now());
+        let (commits_tx, commits_rx) = mpsc::unbounded_channel();
+        Connection {
+            layer,
+            number,
+            address,
+            expected,
+            session,
+            peer: None,
+            routed: false,
+            receiving: None,
+            sending: HashMap::new(),
+            next_token: 0,
+            commits: Arc::new(tokio::sync::Semaphore::new(MAX_COMMITS)),
+            commits_tx,
+            commits_rx,
+            control: None,
+            ended: None,
+            close_reason: None,
+            warnings: bpa::log::RateLimit::new(Duration::from_secs(60)),
+        }
+    }
+
+    fn shared(&self) -> &Shared<A> {
+        &self.layer.shared
+    }
+
+    async fn run(&mut self, stream: TcpStream) -> Ended {
+        let (mut reader, writer) = stream.into_split();
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let (bundles, bundles_rx) = mpsc::channel::<BundleJob>(1);
+        let (written_tx, mut written) = mpsc::unbounded_channel();
+        let segment_size = self.shared().config.segment_size;
+        let writer_task = tokio::spawn(write_loop(writer, control_rx, bundles_rx, written_tx, segment_size));
+        self.control = Some(control);
+        let (outbound_tx, mut outbound) = mpsc::channel::<Outbound>(1);
+        let mut outbound_tx = Some(outbound_tx);
+        let mut shutdown = self.shared().shutdown.subscribe();
+        let mut buffer = BytesMut::with_capacity(READ_BUFFER);
+        let max_unacked = self.shared().config.max_unacknowledged;
+        let mut writer_busy = false;
+        self.flush_control();
+        loop {
+            let deadline = self.session.poll_timeout().map(tokio::time::Instant::from_std);
+            let can_read = self.session.wants_input() && self.commits.available_permits() > 0;
+            let can_send = self.session.is_established()
+                && self.routed
+                && !writer_busy
+                && self.session.unacknowledged() < max_unacked;
+            tokio::select! {
+                read = reader.read_buf(&mut buffer), if can_read => match read {
+                    Ok(0) | Err(_) => {
+                        self.closing(match read { Err(e) => format!("reading failed: {e}"), _ => "the peer closed the connection".into() });
+                        break;
+                    }
+                    Ok(n) => {
+                        self.shared().counters.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+                        self.session.handle_input(&buffer, now());
+                        buffer.clear();
+                        if buffer.capacity() < READ_BUFFER {
+                            buffer.reserve(READ_BUFFER);
+                        }
+                    }
+                },
+                Some(out) = outbound.recv(), if can_send => {
+                    writer_busy = self.start_sending(out, &bundles);
+                }
+                report = written.recv() => match report {
+                    Some(Written::Progress) => self.session.on_transmitted(now()),
+                    Some(Written::Bundle { token, complete }) => {
+                        writer_busy = false;
+                        self.session.on_transmitted(now());
+                        if complete {
+                            self.session.written(token);
+                        }
+                    }
+                    Some(Written::Failed(error)) => {
+                        self.closing(format!("writing failed: {error}"));
+                        break;
+                    }
+                    None => break,
+                },
+                Some((bundle, result)) = self.commits_rx.recv() => self.committed(bundle, result),
+                () = sleep_until(deadline) => self.session.handle_timeout(now()),
+                _ = shutdown.changed() => self.session.shutdown(None, None),
+            }
+            self.flush_control();
+            while let Some(event) = self.session.poll_event() {
+                self.handle_event(event, &mut outbound_tx).await;
+            }
+            self.flush_control();
+            if self.session.is_closed() {
+                break;
+            }
+        }
+        // What is queued (a last acknowledgement, SHUTDOWN) is written before the socket closes.
+        self.control = None;
+        drop(bundles);
+        let _ = tokio::time::timeout(Duration::from_secs(5), writer_task).await;
+        outbound.close();
+        while let Ok(out) = outbound.try_recv() {
+            let _ = out.done.send(Err(ClaError::LinkDown { peer: self.peer_text() }));
+        }
+        self.ended.take().unwrap_or(Ended::Normally { established: self.peer.is_some() })
+    }
+
+    /// Hands a bundle to the writer; answers whether the writer is now busy with it.
+    fn start_sending(&mut self, out: Outbound, bundles: &mpsc::Sender<BundleJob>) -> bool {
+        let token = self.next_token;
+        self.next_token += 1;
+        let length = out.bundle.len();
+        let length_message = match self.session.begin_send(token, length) {
+            Ok(message) => message,
+            Err(error) => {
+                let _ = out
+                    .done
+                    .send(Err(ClaError::LinkDown { peer: format!("{} ({error})", self.peer_text()) }));
+                return false;
+            }
+        };
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let job = BundleJob {
+            token,
+            length_message,
+            length,
+            reader: out.bundle.into_reader(),
+            abandoned: Arc::clone(&abandoned),
+        };
+        self.sending.insert(token, Sending { done: out.done, length, abandoned });
+        // The channel holds one job and the writer takes it before reporting: never full here.
+        bundles.try_send(job).is_ok()
+    }
+
+    fn flush_control(&mut self) {
+        while let Some(bytes) = self.session.poll_transmit() {
+            if let Some(control) = &self.control {
+                let _ = control.send(bytes);
+            }
+        }
+    }
+
+    fn closing(&mut self, reason: impl std::fmt::Display) {
+        if self.close_reason.is_none() {
+            self.close_reason = Some(reason.to_string());
+        }
+    }
+
+    fn peer_text(&self) -> String {
+        self.peer.as_ref().map(ToString::to_string).unwrap_or_else(|| self.address.clone())
+    }
+
+    async fn handle_event(&mut self, event: Event, outbound_tx: &mut Option<mpsc::Sender<Outbound>>) {
+        let shared = Arc::clone(&self.layer.shared);
+        let counters = &shared.counters;
+        match event {
+            Event::Established(negotiated) => {
+                let node = match negotiated.peer_eid.parse::<Eid>() {
+                    Ok(eid) => eid.node_id(),
+                    Err(error) => {
+                        self.closing(format!(
+                            "the peer's contact header names no EID this node reads ({:?}: {error})",
+                            shown(&negotiated.peer_eid)
+                        ));
+                        counters.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                        self.session.shutdown(None, None);
+                        return;
+                    }
+                };
+                if let Some(expected) = self.expected.clone()
+                    && expected.node_id() != node
+                {
+                    self.closing(format!(
+                        "the peer at {} is {node}, not {expected} as configured",
+                        self.address
+                    ));
+                    tracing::warn!(address = %self.address, peer = %node, expected = %expected, "TCPCLv3 peer is not the configured node: disconnecting");
+                    self.ended = Some(Ended::WrongPeer);
+                    self.session.shutdown(None, None);
+                    return;
+                }
+                tracing::info!(address = %self.address, peer = %node, ack = negotiated.ack, refusal = negotiated.refusal, keepalive = ?negotiated.keepalive, "TCPCLv3 connection established");
+                self.peer = Some(node.clone());
+                if let Some(tx) = outbound_tx.take() {
+                    lock(&self.shared().routes)
+                        .insert(node.clone(), Route { connection: self.number, outbound: tx });
+                }
+                self.routed = true;
+                if let Err(error) = self.shared().agent.neighbour_up(node.clone(), self.layer.link()).await {
+                    tracing::error!(%error, neighbour = %node, "the agent did not take the TCPCLv3 neighbour");
+                }
+            }
+            Event::IncomingStarted { bundle, length } => {
+                let receiving = match length {
+                    Some(small) if small <= STREAM_THRESHOLD => {
+                        Receiving::Collecting(Vec::with_capacity(small as usize))
+                    }
+                    _ => match self.shared().agent.begin_receive().await {
+                        Ok(pending) => Receiving::Streaming(pending, Vec::with_capacity(STORE_WRITE_CHUNK)),
+                        Err(error) => {
+                            self.refuse(bundle, &error);
+                            return;
+                        }
+                    },
+                };
+                self.receiving = Some((bundle, receiving));
+            }
+            Event::IncomingData { bundle, data } => {
+                let Some((current, receiving)) = self.receiving.as_mut() else { return };
+                if *current != bundle {
+                    return;
+                }
+                match receiving {
+                    Receiving::Collecting(collected) => {
+                        if collected.len() + data.len() > STREAM_THRESHOLD as usize {
+                            // A LENGTH said small, the segments say otherwise: stream from here.
+                            match self.layer.shared.agent.begin_receive().await {
+                                Ok(mut pending) => {
+                                    let mut gathered = std::mem::take(collected);
+                                    gathered.extend_from_slice(&data);
+                                    let result = pending.write_owned(&mut gathered).await;
+                                    *receiving = Receiving::Streaming(pending, gathered);
+                                    if let Err(error) = result {
+                                        self.receiving = None;
+                                        self.refuse(bundle, &error);
+                                    }
+                                }
+                                Err(error) => {
+                                    self.receiving = None;
+                                    self.refuse(bundle, &error);
+                                }
+                            }
+                        } else {
+                            collected.extend_from_slice(&data);
+                        }
+                    }
+                    Receiving::Streaming(pending, gathered) => {
+                        gathered.extend_from_slice(&data);
+                        if gathered.len() >= STORE_WRITE_CHUNK
+                            && let Err(error) = pending.write_owned(gathered).await
+                        {
+                            self.receiving = None;
+                            self.refuse(bundle, &error);
+                        }
+                    }
+                }
+            }
+            Event::IncomingEnded { bundle } => {
+                let Some((current, receiving)) = self.receiving.take() else { return };
+                if current != bundle {
+                    return;
+                }
+                // Made durable beside the reading; the acknowledgement waits for it.
+                let Ok(permit) = Arc::clone(&self.commits).acquire_owned().await else { return };
+                let agent = self.shared().agent.clone();
+                let results = self.commits_tx.clone();
+                tokio::spawn(async move {
+                    let result = match receiving {
+                        Receiving::Collecting(bytes) => agent.receive(bytes.into()).await.map(|_| ()),
+                        Receiving::Streaming(mut pending, mut gathered) => {
+                            match pending.write_owned(&mut gathered).await {
+                                Ok(()) => pending.commit().await.map(|_| ()),
+                                Err(error) => Err(error),
+                            }
+                        }
+                    };
+                    drop(permit);
+                    let _ = results.send((bundle, result));
+                });
+            }
+            Event::IncomingAbandoned { bundle } => {
+                if self.receiving.as_ref().is_some_and(|(current, _)| *current == bundle) {
+                    // Dropping the pending bundle removes what was written of it.
+                    self.receiving = None;
+                    counters.bundles_cut_off.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Event::Delivered { token } => {
+                if let Some(sending) = self.sending.remove(&token) {
+                    counters.bundles_sent.fetch_add(1, Ordering::Relaxed);
+                    counters.bytes_sent.fetch_add(sending.length, Ordering::Relaxed);
+                    let _ = sending.done.send(Ok(()));
+                }
+            }
+            Event::Refused { token, reason } => {
+                if let Some(sending) = self.sending.remove(&token) {
+                    sending.abandoned.store(true, Ordering::Release);
+                    counters.refused_by_peer.fetch_add(1, Ordering::Relaxed);
+                    let refusal = match reason {
+                        RefuseCode::NoResources => Refusal::NoResources,
+                        RefuseCode::Retransmit => Refusal::Retransmit,
+                        other => Refusal::Other(format!("refused by the TCPCLv3 peer: {other}")),
+                    };
+                    let _ =
+                        sending.done.send(Err(ClaError::Refused { peer: self.peer_text(), reason: refusal }));
+                }
+            }
+            Event::PeerShutdown { reason, delay } => {
+                let reason_text = reason.map_or_else(|| "no reason given".to_owned(), |r| r.to_string());
+                self.closing(format!("the peer shut the connection down ({reason_text})"));
+                if let Some(delay) = delay {
+                    self.ended = Some(Ended::Delay((delay > 0).then(|| Duration::from_secs(delay))));
+                }
+            }
+            Event::Closed(error) => {
+                match &error {
+                    SessionError::Wire(_)
+                    | SessionError::Protocol(_)
+                    | SessionError::AckBeyondBundle { .. }
+                    | SessionError::VersionMismatch(_)
+                    | SessionError::TooLarge { .. } => {
+                        counters.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+                self.closing(&error);
+            }
+        }
+    }
+
+    /// The agent could not take the bundle arriving now.
+    fn refuse(&mut self, bundle: u64, error: &AgentError) {
+        self.shared().counters.bundles_refused.fetch_add(1, Ordering::Relaxed);
+        if let Some(suppressed) = self.warnings.allow(std::time::Instant::now()) {
+            tracing::warn!(peer = %self.peer_text(), %error, earlier_not_logged = suppressed, "TCPCLv3: a received bundle was refused");
+        }
+        self.session.refuse_incoming(bundle, refuse_code(error));
+    }
+
+    /// A received bundle's commit ended.
+    fn committed(&mut self, bundle: u64, result: Result<(), AgentError>) {
+        match result {
+            Ok(()) => {
+                self.shared().counters.bundles_received.fetch_add(1, Ordering::Relaxed);
+                self.session.finish_incoming(bundle, Ok(()));
+            }
+            Err(error) => {
+                self.shared().counters.bundles_refused.fetch_add(1, Ordering::Relaxed);
+                if let Some(suppressed) = self.warnings.allow(std::time::Instant::now()) {
+                    tracing::warn!(peer = %self.peer_text(), %error, earlier_not_logged = suppressed, "TCPCLv3: a received bundle was refused");
+                }
+                self.session.finish_incoming(bundle, Err(refuse_code(&error)));
+            }
+        }
+    }
+
+    /// After the connection: the peer is no neighbour, bundles not acknowledged go back to the
+    /// agent (tried again), one line says how it ended.
+    fn finish(&mut self) {
+        if let Some(peer) = &self.peer
+            && self.routed
+        {
+            let mut routes = lock(&self.shared().routes);
+            if routes.get(peer).is_some_and(|r| r.connection == self.number) {
+                routes.remove(peer);
+            }
+            drop(routes);
+            self.shared().agent.neighbour_down(peer);
+        }
+        if self.receiving.take().is_some() {
+            self.shared().counters.bundles_cut_off.fetch_add(1, Ordering::Relaxed);
+        }
+        let peer = self.peer_text();
+        for (_, sending) in self.sending.drain() {
+            let _ = sending.done.send(Err(ClaError::Failed {
+                peer: peer.clone(),
+                reason: "the TCPCLv3 connection ended before the peer acknowledged the bundle".into(),
+            }));
+        }
+        tracing::info!(
+            peer = %peer,
+            address = %self.address,
+            reason = self.close_reason.as_deref().unwrap_or("ended"),
+            "TCPCLv3 connection closed"
+        );
+    }
+}
+
+/// The REFUSE_BUNDLE reason for an agent's refusal (§5.4).
+fn refuse_code(error: &AgentError) -> RefuseCode {
+    match error {
+        AgentError::AlreadyHandled(_) => RefuseCode::Completed,
+        other => match other.refusal() {
+            Refusal::NoResources => RefuseCode::NoResources,
+            Refusal::Retransmit => RefuseCode::Retransmit,
+            _ => RefuseCode::Unknown,
+        },
+    }
+}
+
+/// A peer's text as logs show it: at most 80 characters.
+fn shown(text: &str) -> String {
+    text.chars().take(80).collect()
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The agent's way into the connections.
+#[derive(Debug)]
+struct Tcpcl3Link<A: BundleSink> {
+    shared: Arc<Shared<A>>,
+}
+
+impl<A: BundleSink> ConvergenceLayer for Tcpcl3Link<A> {
+    fn name(&self) -> &str {
+        "tcpcl3"
+    }
+
+    fn send(&self, peer: &Eid, bundle: OutgoingBundle) -> ClaFuture<'_, ()> {
+        let node = peer.node_id();
+        let route = lock(&self.shared.routes).get(&node).cloned();
+        Box::pin(async move {
+            let peer = node.to_string();
+            let Some(route) = route else { return Err(ClaError::LinkDown { peer }) };
+            let (done, answer) = oneshot::channel();
+            if route.outbound.send(Outbound { bundle, done }).await.is_err() {
+                return Err(ClaError::LinkDown { peer });
+            }
+            answer.await.unwrap_or(Err(ClaError::LinkDown { peer }))
+        })
+    }
+}

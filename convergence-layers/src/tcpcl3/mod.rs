@@ -1,0 +1,13 @@
+//! The TCP convergence layer, version 3 (RFC 7242), which ION, µD3TN and HDTN speak.
+//!
+//! [`wire`] is the byte format; [`session`] the sans-IO session (bytes and the time in, control
+//! messages and events out); [`driver`] the tokio driver: listeners, dialled peers, and the
+//! [`bpa::cla::ConvergenceLayer`] the agent sends through.
+
+pub mod driver;
+pub mod session;
+pub mod wire;
+mod writer;
+
+#[cfg(test)]
+mod tests;
