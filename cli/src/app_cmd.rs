@@ -590,6 +590,9 @@ pub fn status(client: Client, json_out: bool) -> anyhow::Result<ExitCode> {
             for peer in layer["peers"].as_array().unwrap_or(&empty) {
                 match peer.as_str() {
                     Some(address) => println!("  peer {address}"),
+                    None if peer["node_id"].is_null() => {
+                        println!("  peer {} (named by its contact header)", s(&peer["address"]))
+                    }
                     None => println!(
                         "  peer {} = {} ({})",
                         s(&peer["address"]),
@@ -598,7 +601,23 @@ pub fn status(client: Client, json_out: bool) -> anyhow::Result<ExitCode> {
                     ),
                 }
             }
-            if layer.get("datagrams_refused").is_some() {
+            if let Some(connected) = layer["connected"].as_array() {
+                let names: Vec<String> = connected.iter().map(&s).collect();
+                println!("  connected: {}", if names.is_empty() { "none".to_string() } else { names.join(", ") });
+            }
+            if layer.get("protocol_errors").is_some() {
+                println!(
+                    "  {} bundles / {} bytes in, {} bundles / {} bytes out; {} refused here, {} refused by peers, {} cut off, {} protocol errors",
+                    layer["bundles_received"],
+                    layer["bytes_received"],
+                    layer["bundles_sent"],
+                    layer["bytes_sent"],
+                    layer["bundles_refused"],
+                    layer["refused_by_peer"],
+                    layer["bundles_cut_off"],
+                    layer["protocol_errors"],
+                );
+            } else if layer.get("datagrams_refused").is_some() {
                 println!(
                     "  {} bundles / {} bytes in, {} bundles / {} bytes out; dropped: {} datagrams refused, {} not allowed",
                     layer["bundles_received"],

@@ -40,6 +40,44 @@ pub struct Config {
     pub mtcp: FramedSection,
     #[serde(default)]
     pub udp: UdpSection,
+    #[serde(default)]
+    pub tcpcl3: Tcpcl3Section,
+}
+
+/// `[tcpcl3]`: the TCP convergence layer version 3 (RFC 7242), which ION, µD3TN and HDTN
+/// speak. A peer listed here is dialled with version 3; one under `[[tcpcl.peers]]` with
+/// version 4.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tcpcl3Section {
+    #[serde(default)]
+    pub listen: Vec<std::net::SocketAddr>,
+    /// Seconds between keepalives asked for (0: none).
+    pub keepalive: Option<u16>,
+    /// Ask for segment acknowledgements (a bundle counts as sent only when acknowledged).
+    pub acknowledgements: Option<bool>,
+    /// Offer bundle refusal (with acknowledgements only).
+    pub refusal: Option<bool>,
+    /// Ask peers for LENGTH messages.
+    pub request_length: Option<bool>,
+    /// Bundles are sent in segments of at most this many bytes.
+    pub segment_size: Option<u64>,
+    /// The largest bundle taken from a peer.
+    pub max_bundle_size: Option<u64>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub reconnect_max: Option<Duration>,
+    #[serde(default)]
+    pub peers: Vec<Tcpcl3Peer>,
+}
+
+/// A TCPCLv3 peer: its contact header names it; a node ID given here must match.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tcpcl3Peer {
+    /// `host:port` of the peer's listener.
+    pub address: String,
+    #[serde(default, deserialize_with = "node_eid_opt")]
+    pub node_id: Option<Eid>,
 }
 
 /// `[udp]`: bundles in datagrams (RFC 7122).
@@ -503,6 +541,23 @@ data_dir = "{data_dir}"
 # [[mtcp.peers]]
 # address = "192.0.2.9:16162"
 # node_id = "ipn:9.0"
+
+[tcpcl3]
+# TCPCL version 3 (RFC 7242), for ION, µD3TN and HDTN. A peer listed here is dialled with
+# version 3 (one under [[tcpcl.peers]] with version 4); the contact header names each peer.
+# With acknowledgements a bundle counts as sent only when the peer acknowledged its last
+# segment, and a received one is acknowledged only once it is on disk.
+# listen = ["0.0.0.0:4557"]
+# keepalive = 15
+# acknowledgements = true
+# refusal = true
+# request_length = false
+# segment_size = 1048576
+# max_bundle_size = 17179869184
+# reconnect_max = "60s"
+# [[tcpcl3.peers]]
+# address = "192.0.2.11:4556"
+# node_id = "ipn:11.0"
 
 [udp]
 # Bundles in datagrams (RFC 7122), one per datagram; no acknowledgement, loss is expected.

@@ -21,6 +21,8 @@ use convergence_layers::framed::{Framed, FramedConfig, Framing};
 use convergence_layers::tcpcl::driver::{SessionSummary, Tcpcl, TcpclConfig};
 use convergence_layers::tcpcl::session::{SessionConfig, TlsPolicy};
 use convergence_layers::tcpcl::tls::TlsSetup;
+use convergence_layers::tcpcl3::driver::{Tcpcl3, Tcpcl3Config};
+use convergence_layers::tcpcl3::session::SessionConfig as Tcpcl3SessionConfig;
 use convergence_layers::udp::{Udp, UdpConfig, UdpPeer};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -116,6 +118,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
         }
     }
     let udp = start_udp(&config.udp, &agent).await?;
+    let tcpcl3 = start_tcpcl3(&config.tcpcl3, &agent).await?;
 
     let socket = config.socket()?;
     let listener = bind_socket(&socket)?;
@@ -168,6 +171,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
         let peers: Vec<String> = config.tcpcl.peers.iter().map(|p| p.address.clone()).collect();
         let framed_status = framed.clone();
         let udp_status = udp.clone();
+        let tcpcl3_status = tcpcl3.clone();
         ExtraStatus(Arc::new(move || {
             let mut status = fixed_status.clone();
             let mut layers = match &tcpcl {
@@ -184,6 +188,9 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
             }
             if let Some((udp, bound, peers)) = &udp_status {
                 layers.push(udp_json(udp, bound, peers));
+            }
+            if let Some((layer, bound, peers)) = &tcpcl3_status {
+                layers.push(tcpcl3_json(layer, bound, peers));
             }
             status["convergence_layers"] = serde_json::Value::Array(layers);
             status
@@ -258,6 +265,15 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
     if let Some((udp, _, _)) = &udp {
         udp.shutdown();
     }
+    if let Some((layer, _, _)) = &tcpcl3 {
+        // Connections end with SHUTDOWN; unacknowledged bundles stay stored and go again.
+        layer.shutdown();
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        while !layer.stats().connected.is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    drop(tcpcl3);
     drop(framed);
     drop(tcpcl);
     drop(agent);
@@ -437,6 +453,86 @@ async fn start_framed(
         peers.push((peer.address.clone(), peer.node_id.clone()));
     }
     Ok(Some((layer, bound, peers)))
+}
+
+/// TCPCLv3 as started: the layer, the addresses it listens on, the peers it dials.
+type StartedTcpcl3 = (Tcpcl3<Agent<SqliteStore>>, Vec<SocketAddr>, Vec<(String, Option<Eid>)>);
+
+/// Starts TCPCLv3 if its section has anything to do: listeners and peers.
+async fn start_tcpcl3(
+    section: &crate::config::Tcpcl3Section,
+    agent: &Agent<SqliteStore>,
+) -> anyhow::Result<Option<StartedTcpcl3>> {
+    if section.listen.is_empty() && section.peers.is_empty() {
+        return Ok(None);
+    }
+    let mut session = Tcpcl3SessionConfig::new(agent.node_id().to_string());
+    if let Some(v) = section.keepalive {
+        session.keepalive = v;
+    }
+    if let Some(v) = section.acknowledgements {
+        session.request_ack = v;
+    }
+    if let Some(v) = section.refusal {
+        anyhow::ensure!(
+            !v || session.request_ack,
+            "tcpcl3.refusal = true needs tcpcl3.acknowledgements = true (RFC 7242 §4.1: refusal only with acknowledgements)"
+        );
+        session.refusal = v;
+    }
+    if let Some(v) = section.request_length {
+        session.request_length = v;
+    }
+    if let Some(v) = section.max_bundle_size {
+        anyhow::ensure!(v > 0, "tcpcl3.max_bundle_size = 0 would refuse every bundle: give a size in bytes");
+        session.max_bundle_size = v;
+    }
+    let mut layer_config = Tcpcl3Config::new(session);
+    if let Some(v) = section.segment_size {
+        anyhow::ensure!(v > 0, "tcpcl3.segment_size = 0: give the largest data segment in bytes");
+        layer_config.segment_size = v;
+    }
+    if let Some(v) = section.reconnect_max {
+        anyhow::ensure!(!v.is_zero(), "tcpcl3.reconnect_max = 0: give a duration (\"60s\")");
+        layer_config.reconnect_max = v.max(layer_config.reconnect_min);
+    }
+    let layer = Tcpcl3::new(agent.clone(), layer_config);
+    let mut bound = Vec::new();
+    for address in &section.listen {
+        bound.push(layer.listen(*address).await.with_context(|| format!("tcpcl3.listen = {address}"))?);
+    }
+    let mut peers = Vec::new();
+    for peer in &section.peers {
+        layer.connect_forever(peer.address.clone(), peer.node_id.clone());
+        peers.push((peer.address.clone(), peer.node_id.clone()));
+    }
+    Ok(Some((layer, bound, peers)))
+}
+
+fn tcpcl3_json(
+    layer: &Tcpcl3<Agent<SqliteStore>>,
+    bound: &[SocketAddr],
+    peers: &[(String, Option<Eid>)],
+) -> serde_json::Value {
+    let stats = layer.stats();
+    serde_json::json!({
+        "name": "tcpcl3",
+        "listen": bound.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "peers": peers.iter().map(|(address, node)| serde_json::json!({
+            "address": address,
+            "node_id": node.as_ref().map(ToString::to_string),
+            "connected": node.as_ref().map(|n| stats.connected.contains(n)),
+        })).collect::<Vec<_>>(),
+        "connected": stats.connected.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "bundles_received": stats.bundles_received,
+        "bytes_received": stats.bytes_received,
+        "bundles_sent": stats.bundles_sent,
+        "bytes_sent": stats.bytes_sent,
+        "bundles_refused": stats.bundles_refused,
+        "refused_by_peer": stats.refused_by_peer,
+        "bundles_cut_off": stats.bundles_cut_off,
+        "protocol_errors": stats.protocol_errors,
+    })
 }
 
 /// The UDP layer as started: the layer, the addresses bound, the peers.

@@ -1,5 +1,6 @@
-//! STCP and MTCP through the real `dtn` binary: two daemons configured with `[stcp]` / `[mtcp]`
-//! move a file, and `dtn status` shows the layer, its peer and its counters.
+//! STCP, MTCP, UDP and TCPCLv3 through the real `dtn` binary: two daemons configured with
+//! `[stcp]` / `[mtcp]` / `[udp]` / `[tcpcl3]` move a file, and `dtn status` and `/metrics` show
+//! the layer, its peer and its counters.
 
 mod common;
 
@@ -61,6 +62,68 @@ fn two_daemons_move_a_file_over_stcp_and_over_mtcp() {
 }
 
 #[test]
+fn two_daemons_move_files_both_ways_over_tcpcl3() {
+    let port = free_port();
+    let (a_dir, b_dir) = (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"));
+    config(
+        b_dir.path(),
+        "ipn:2.0",
+        "tcpcl3",
+        &format!("listen = [\"127.0.0.1:{port}\"]\nsegment_size = 65536\n"),
+    );
+    config(
+        a_dir.path(),
+        "ipn:1.0",
+        "tcpcl3",
+        &format!("[[tcpcl3.peers]]\naddress = \"127.0.0.1:{port}\"\nnode_id = \"ipn:2.0\"\n"),
+    );
+    let b = Daemon::start(b_dir.path());
+    let a = Daemon::start(a_dir.path());
+    let file = a_dir.path().join("payload.bin");
+    let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&file, &payload).expect("payload");
+    let out = a.dtn(&["send", "--to", "ipn:2.5", &file.display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = b.dtn(&["recv", "--endpoint", "ipn:2.5", "--wait", "30s"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.stdout == payload, "the payload arrived changed");
+    // Back over the connection A dialled: B learnt A's node ID from its contact header.
+    let back = b_dir.path().join("back.txt");
+    std::fs::write(&back, b"answer").expect("file");
+    let out = b.dtn(&["send", "--to", "ipn:1.9", &back.display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = a.dtn(&["recv", "--endpoint", "ipn:1.9", "--wait", "30s"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(out.stdout, b"answer");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = text(&a.dtn(&["status"]).stdout);
+        let shows = status.contains("tcpcl3      not listening")
+            && status.contains(&format!("peer 127.0.0.1:{port} = ipn:2.0 (connected)"))
+            && status.contains("1 bundles / ")
+            && status.contains("0 refused here, 0 refused by peers, 0 cut off, 0 protocol errors");
+        if shows {
+            break;
+        }
+        assert!(Instant::now() < deadline, "status never showed it:\n{status}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = text(&b.dtn(&["status"]).stdout);
+    assert!(status.contains("connected: ipn:1.0"), "{status}");
+    // The same counters for Prometheus, by layer and by peer.
+    let (code, metrics) = a.http("GET", "/metrics", b"");
+    assert_eq!(code, 200);
+    assert!(metrics.contains("dtn_cla_bundles_sent{layer=\"tcpcl3\"} 1\n"), "{metrics}");
+    assert!(metrics.contains("dtn_cla_bundles_received{layer=\"tcpcl3\"} 1\n"), "{metrics}");
+    assert!(
+        metrics.contains(&format!(
+            "dtn_cla_peer_connected{{layer=\"tcpcl3\",address=\"127.0.0.1:{port}\",node_id=\"ipn:2.0\"}} 1\n"
+        )),
+        "{metrics}"
+    );
+}
+
+#[test]
 fn a_framed_layer_misconfigured_stops_the_daemon_with_the_key() {
     let dir = tempfile::tempdir().expect("dir");
     config(dir.path(), "ipn:1.0", "mtcp", "keepalive = \"10s\"\nlisten = [\"127.0.0.1:0\"]\n");
@@ -89,6 +152,23 @@ fn a_framed_layer_misconfigured_stops_the_daemon_with_the_key() {
         "{error}"
     );
     assert!(error.contains("at line 6"), "the line of the key: {error}");
+    config(
+        dir.path(),
+        "ipn:1.0",
+        "tcpcl3",
+        "listen = [\"127.0.0.1:0\"]\nacknowledgements = false\nrefusal = true\n",
+    );
+    let out = std::process::Command::new(common::DTN)
+        .args(["daemon", "--config"])
+        .arg(dir.path().join("node.toml"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("tcpcl3.refusal = true needs tcpcl3.acknowledgements = true"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

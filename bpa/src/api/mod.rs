@@ -236,7 +236,62 @@ async fn metrics<S: Store>(State(state): Shared<S>) -> Response {
     for (name, help, value) in gauges {
         text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"));
     }
+    text.push_str(&layer_metrics(&(state.extra_status.0)()));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// The convergence layers' counters from the daemon's status (`convergence_layers`): each
+/// numeric field of a layer as `dtn_cla_FIELD{layer}`, of a session as
+/// `dtn_cla_session_FIELD{layer,address,node_id}`, and each configured peer's connection as
+/// `dtn_cla_peer_connected{layer,address,node_id}`. Samples of one name are kept together, as
+/// the text format asks.
+fn layer_metrics(status: &serde_json::Value) -> String {
+    use std::collections::BTreeMap;
+    let mut samples: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let label = |v: &serde_json::Value| v.as_str().unwrap_or("").replace('\\', "\\\\").replace('"', "\\\"");
+    let empty = Vec::new();
+    for layer in status["convergence_layers"].as_array().unwrap_or(&empty) {
+        let name = label(&layer["name"]);
+        for (field, value) in layer.as_object().into_iter().flatten() {
+            if let Some(n) = value.as_u64() {
+                samples
+                    .entry(format!("dtn_cla_{field}"))
+                    .or_default()
+                    .push(format!("{{layer=\"{name}\"}} {n}"));
+            }
+        }
+        for peer in layer["peers"].as_array().unwrap_or(&empty) {
+            if let Some(connected) = peer["connected"].as_bool() {
+                samples.entry("dtn_cla_peer_connected".into()).or_default().push(format!(
+                    "{{layer=\"{name}\",address=\"{}\",node_id=\"{}\"}} {}",
+                    label(&peer["address"]),
+                    label(&peer["node_id"]),
+                    u8::from(connected)
+                ));
+            }
+        }
+        for session in layer["sessions"].as_array().unwrap_or(&empty) {
+            for (field, value) in session.as_object().into_iter().flatten() {
+                if let Some(n) = value.as_u64() {
+                    samples.entry(format!("dtn_cla_session_{field}")).or_default().push(format!(
+                        "{{layer=\"{name}\",address=\"{}\",node_id=\"{}\"}} {n}",
+                        label(&session["address"]),
+                        label(&session["node_id"])
+                    ));
+                }
+            }
+        }
+    }
+    let mut text = String::new();
+    for (metric, lines) in samples {
+        let kind =
+            if metric.ends_with("connected") || metric.ends_with("in_flight") { "gauge" } else { "counter" };
+        text.push_str(&format!("# TYPE {metric} {kind}\n"));
+        for line in lines {
+            text.push_str(&format!("{metric}{line}\n"));
+        }
+    }
+    text
 }
 
 #[derive(Debug, Deserialize)]
