@@ -586,9 +586,10 @@ impl<A: BundleSink> Connection<A> {
                 }
                 // Made durable beside the reading; the acknowledgement waits for it.
                 let Ok(permit) = Arc::clone(&self.commits).acquire_owned().await else { return };
-                let agent = self.shared().agent.clone();
+                let shared = Arc::clone(&self.layer.shared);
                 let results = self.commits_tx.clone();
                 tokio::spawn(async move {
+                    let agent = &shared.agent;
                     let result = match receiving {
                         Receiving::Collecting(bytes) => agent.receive(bytes.into()).await.map(|_| ()),
                         Receiving::Streaming(mut pending, mut gathered) => {
@@ -599,6 +600,12 @@ impl<A: BundleSink> Connection<A> {
                         }
                     };
                     drop(permit);
+                    // Counted here: the connection may be gone by now (the bundle is kept).
+                    let counter = match result {
+                        Ok(()) => &shared.counters.bundles_received,
+                        Err(_) => &shared.counters.bundles_refused,
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
                     let _ = results.send((bundle, result));
                 });
             }
@@ -664,12 +671,8 @@ impl<A: BundleSink> Connection<A> {
     /// A received bundle's commit ended.
     fn committed(&mut self, bundle: u64, result: Result<(), AgentError>) {
         match result {
-            Ok(()) => {
-                self.shared().counters.bundles_received.fetch_add(1, Ordering::Relaxed);
-                self.session.finish_incoming(bundle, Ok(()));
-            }
+            Ok(()) => self.session.finish_incoming(bundle, Ok(())),
             Err(error) => {
-                self.shared().counters.bundles_refused.fetch_add(1, Ordering::Relaxed);
                 if let Some(suppressed) = self.warnings.allow(std::time::Instant::now()) {
                     tracing::warn!(peer = %self.peer_text(), %error, earlier_not_logged = suppressed, "TCPCLv3: a received bundle was refused");
                 }

@@ -1,0 +1,106 @@
+//! TCPCLv3 with pyD3TN 0.15.2 (`pyd3tn.tcpcl`), both ways: bundles made by pyD3TN's own encoder
+//! sent over a TCPCLv3 connection pyD3TN opens (contact headers, one DATA_SEGMENT a bundle,
+//! SHUTDOWN) and delivered to a local endpoint; our node dials pyD3TN, exchanges contact headers
+//! with pyD3TN's encoder and decoder, and the bundles it sends are read by pyD3TN's segment
+//! decoder and decoded by its bundle decoder. pyD3TN asks for no acknowledgements, so none are
+//! used. The Python side is `interop-tests/py/pyd3tn_tcpcl.py`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use bpa::agent::node::AgentConfig;
+use bpa::bundle::Eid;
+use bpa::store::StoreConfig;
+use bpa::testing::{agent_on_disk, eventually, send_streamed, take_payloads};
+use convergence_layers::tcpcl3::driver::{Tcpcl3, Tcpcl3Config};
+use convergence_layers::tcpcl3::session::SessionConfig;
+use interop_tests::dtnd::free_port;
+use interop_tests::{pyd3tn_python, workspace_root};
+use serde_json::Value;
+
+fn python(args: &[&str]) -> Command {
+    let python = pyd3tn_python();
+    assert!(
+        python.exists(),
+        "no Python with pyD3TN at {}: run scripts/test or set PYD3TN_PYTHON",
+        python.display()
+    );
+    let mut command = Command::new(python);
+    command.arg(workspace_root().join("interop-tests/py/pyd3tn_tcpcl.py")).args(args);
+    command
+}
+
+/// A child process killed (by its PID) and reaped when dropped, however the test ends.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyd3tn_bundles_arrive_over_tcpcl3_and_ours_decode_in_pyd3tn() {
+    let (agent, _dir) = agent_on_disk(AgentConfig::new(Eid::ipn(2, 0)), StoreConfig::default()).await;
+    let layer = Tcpcl3::new(agent.clone(), Tcpcl3Config::new(SessionConfig::new("ipn:2.0")));
+    let address = layer.listen("127.0.0.1:0".parse().expect("address")).await.expect("listen");
+
+    // pyD3TN → us.
+    let out = tokio::task::block_in_place(|| python(&["send", &address.port().to_string(), "5"]).output())
+        .expect("run pyD3TN");
+    assert!(out.status.success(), "pyD3TN send failed: {}", String::from_utf8_lossy(&out.stderr));
+    let got = take_payloads(&agent, &Eid::ipn(2, 5), 5, Duration::from_secs(30)).await;
+    let mut got: Vec<String> = got.into_iter().map(|p| String::from_utf8(p).expect("utf-8")).collect();
+    got.sort();
+    assert_eq!(got, (0..5).map(|i| format!("pyd3tn tcpcl {i}")).collect::<Vec<_>>());
+    assert_eq!(layer.stats().bundles_received, 5);
+
+    // us → pyD3TN: pyD3TN listens; our node dials it as ipn:3.0.
+    let port = free_port();
+    let mut child = Reaped(
+        python(&["receive", &port.to_string(), "3"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start pyD3TN"),
+    );
+    let mut lines = BufReader::new(child.0.stdout.take().expect("stdout")).lines();
+    let first = tokio::task::block_in_place(|| lines.next()).expect("a line").expect("read");
+    assert!(first.contains("listening"), "{first}");
+    layer.connect_forever(format!("127.0.0.1:{port}"), Some(Eid::ipn(3, 0)));
+    eventually("connected to pyD3TN", || agent.neighbours().iter().any(|n| n.node_id == Eid::ipn(3, 0)))
+        .await;
+    // pyD3TN decoded our contact header.
+    let header: Value = tokio::task::block_in_place(|| {
+        serde_json::from_str(&lines.next().expect("a line").expect("read")).expect("JSON")
+    });
+    assert_eq!(header["peer"], "ipn:2.0");
+    assert_eq!(header["version"], 3);
+    assert_eq!(header["flags"], 0x05, "acknowledgements and refusal asked for");
+    let payloads: Vec<Vec<u8>> = vec![b"x".to_vec(), vec![7u8; 1024], vec![9u8; 300_000]];
+    for p in &payloads {
+        send_streamed(&agent, Eid::ipn(2, 1), Eid::ipn(3, 1), p).await;
+    }
+    let decoded: Vec<Value> = tokio::task::block_in_place(|| {
+        (0..3)
+            .map(|_| serde_json::from_str(&lines.next().expect("a line").expect("read")).expect("JSON"))
+            .collect()
+    });
+    let status = tokio::task::block_in_place(|| child.0.wait()).expect("pyD3TN ends");
+    assert!(status.success());
+    let mut seen: Vec<Vec<u8>> = decoded
+        .iter()
+        .map(|v| {
+            assert_eq!(v["source"], "ipn:2.1");
+            assert_eq!(v["destination"], "ipn:3.1");
+            hex::decode(v["payload"].as_str().expect("payload")).expect("hex")
+        })
+        .collect();
+    seen.sort();
+    let mut expected = payloads.clone();
+    expected.sort();
+    assert!(seen == expected, "pyD3TN decoded other payloads");
+    layer.shutdown();
+}
