@@ -66,6 +66,9 @@ pub struct Tcpcl3Section {
     pub max_bundle_size: Option<u64>,
     #[serde(default, deserialize_with = "duration_opt")]
     pub reconnect_max: Option<Duration>,
+    /// A connection whose bundle in progress gets no byte either way for this long is closed.
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub stall_timeout: Option<Duration>,
     #[serde(default)]
     pub peers: Vec<Tcpcl3Peer>,
 }
@@ -555,6 +558,8 @@ data_dir = "{data_dir}"
 # segment_size = 1048576
 # max_bundle_size = 17179869184
 # reconnect_max = "60s"
+# A bundle in progress that moves no byte for this long closes the connection, keepalive or not.
+# stall_timeout = "2m"
 # [[tcpcl3.peers]]
 # address = "192.0.2.11:4556"
 # node_id = "ipn:11.0"

@@ -496,6 +496,13 @@ async fn start_tcpcl3(
         anyhow::ensure!(!v.is_zero(), "tcpcl3.reconnect_max = 0: give a duration (\"60s\")");
         layer_config.reconnect_max = v.max(layer_config.reconnect_min);
     }
+    if let Some(v) = section.stall_timeout {
+        anyhow::ensure!(
+            !v.is_zero(),
+            "tcpcl3.stall_timeout = 0 would cut off every bundle: give a duration (\"2m\")"
+        );
+        layer_config.stall_timeout = v;
+    }
     let layer = Tcpcl3::new(agent.clone(), layer_config);
     let mut bound = Vec::new();
     for address in &section.listen {

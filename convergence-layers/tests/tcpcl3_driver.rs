@@ -316,3 +316,34 @@ async fn a_peer_that_is_not_the_configured_node_is_not_a_neighbour() {
     assert!(!has_neighbour(&a.agent, 2) && !has_neighbour(&a.agent, 5));
     assert!(a.layer.stats().connected.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_keepalives_off_a_peer_that_stalls_mid_bundle_or_never_reads_is_cut_off() {
+    let mut stalling = config(2, 1 << 30, true);
+    stalling.session.keepalive = 0;
+    stalling.stall_timeout = Duration::from_millis(700);
+    let b = node_with(2, stalling).await;
+    let address = b.layer.listen("127.0.0.1:0".parse().expect("address")).await.expect("listen");
+    // Half a segment, then silence with the connection open.
+    let (mut peer, _) = RawPeer::connect(address, raw_header(flags::REQUEST_ACK, 0)).await;
+    let whole = bundle_bytes(&pattern(200_000, 3), 4);
+    let head = Message::DataSegment { start: true, end: true, length: whole.len() as u64 }.encode();
+    peer.stream.write_all(&head).await.expect("write");
+    peer.stream.write_all(&whole[..50_000]).await.expect("write");
+    let started = std::time::Instant::now();
+    let rest = peer.until_closed().await;
+    assert!(rest.is_empty(), "no acknowledgement for a bundle never finished: {rest:?}");
+    assert!(started.elapsed() < Duration::from_secs(10), "closed by the stall timeout, not the test's");
+    eventually("the cut-off is counted", || b.layer.stats().bundles_cut_off == 1).await;
+    assert_eq!(b.agent.store().stats().bundles, 0);
+
+    // A peer that never reads: B's 16 MiB bundle fills the socket's buffers, the writer stalls,
+    // the connection is closed and the bundle stays in B's store for later.
+    let (peer, _) = RawPeer::connect(address, raw_header(flags::REQUEST_ACK, 0)).await;
+    eventually("B has the raw peer as neighbour", || has_neighbour(&b.agent, 9)).await;
+    send_streamed(&b.agent, Eid::ipn(2, 1), Eid::ipn(9, 1), &pattern(16 << 20, 7)).await;
+    eventually("B gives up on the peer that reads nothing", || !has_neighbour(&b.agent, 9)).await;
+    assert_eq!(b.agent.store().stats().bundles, 1, "the bundle is kept, not counted sent");
+    assert_eq!(b.layer.stats().bundles_sent, 0);
+    drop(peer);
+}

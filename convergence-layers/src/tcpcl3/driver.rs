@@ -35,6 +35,10 @@ pub struct Tcpcl3Config {
     pub max_unacknowledged: usize,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
+    /// A connection is closed when a bundle part-way in receives nothing, or the peer takes
+    /// nothing of what is being written, for this long — whatever the keepalive (which may be
+    /// off).
+    pub stall_timeout: Duration,
 }
 
 impl Tcpcl3Config {
@@ -45,6 +49,7 @@ impl Tcpcl3Config {
             max_unacknowledged: 64,
             reconnect_min: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(60),
+            stall_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -103,7 +108,9 @@ struct Route {
 struct Shared<A: BundleSink> {
     agent: A,
     config: Tcpcl3Config,
-    routes: Mutex<HashMap<Eid, Route>>,
+    /// The connections up to each peer, newest last (sent over): ION, for one, keeps the one
+    /// it dialled beside the one it accepted.
+    routes: Mutex<HashMap<Eid, Vec<Route>>>,
     counters: Counters,
     next_connection: AtomicU64,
     shutdown: watch::Sender<bool>,
@@ -366,7 +373,8 @@ impl<A: BundleSink> Connection<A> {
         let (bundles, bundles_rx) = mpsc::channel::<BundleJob>(1);
         let (written_tx, mut written) = mpsc::unbounded_channel();
         let segment_size = self.shared().config.segment_size;
-        let writer_task = tokio::spawn(write_loop(writer, control_rx, bundles_rx, written_tx, segment_size));
+        let mut writer_task =
+            tokio::spawn(write_loop(writer, control_rx, bundles_rx, written_tx, segment_size));
         self.control = Some(control);
         let (outbound_tx, mut outbound) = mpsc::channel::<Outbound>(1);
         let mut outbound_tx = Some(outbound_tx);
@@ -374,8 +382,18 @@ impl<A: BundleSink> Connection<A> {
         let mut buffer = BytesMut::with_capacity(READ_BUFFER);
         let max_unacked = self.shared().config.max_unacknowledged;
         let mut writer_busy = false;
-        self.flush_control();
+        let stall = self.shared().config.stall_timeout;
+        let (mut read_progress, mut write_progress) =
+            (tokio::time::Instant::now(), tokio::time::Instant::now());
+        // Control messages handed to the writer and not yet reported written.
+        let mut control_pending = self.flush_control();
         loop {
+            let writing = (writer_busy || control_pending).then_some(write_progress + stall);
+            let reading = self.session.receiving().then_some(read_progress + stall);
+            let stalled_at = match (writing, reading) {
+                (Some(w), Some(r)) => Some(w.min(r)),
+                (w, r) => w.or(r),
+            };
             let deadline = self.session.poll_timeout().map(tokio::time::Instant::from_std);
             let can_read = self.session.wants_input() && self.commits.available_permits() > 0;
             let can_send = self.session.is_established()
@@ -389,6 +407,7 @@ impl<A: BundleSink> Connection<A> {
                         break;
                     }
                     Ok(n) => {
+                        read_progress = tokio::time::Instant::now();
                         self.shared().counters.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
                         self.session.handle_input(&buffer, now());
                         buffer.clear();
@@ -401,8 +420,13 @@ impl<A: BundleSink> Connection<A> {
                     writer_busy = self.start_sending(out, &bundles);
                 }
                 report = written.recv() => match report {
-                    Some(Written::Progress) => self.session.on_transmitted(now()),
+                    Some(Written::Progress) => {
+                        write_progress = tokio::time::Instant::now();
+                        control_pending = false;
+                        self.session.on_transmitted(now());
+                    }
                     Some(Written::Bundle { token, complete }) => {
+                        write_progress = tokio::time::Instant::now();
                         writer_busy = false;
                         self.session.on_transmitted(now());
                         if complete {
@@ -417,13 +441,22 @@ impl<A: BundleSink> Connection<A> {
                 },
                 Some((bundle, result)) = self.commits_rx.recv() => self.committed(bundle, result),
                 () = sleep_until(deadline) => self.session.handle_timeout(now()),
+                () = sleep_until(stalled_at) => {
+                    let what = if reading.is_some_and(|r| Some(r) == stalled_at) {
+                        "the peer sent nothing of the bundle it was sending"
+                    } else {
+                        "the peer took nothing of what this node was writing"
+                    };
+                    self.closing(format!("stalled: {what} for {stall:?}"));
+                    break;
+                }
                 _ = shutdown.changed() => self.session.shutdown(None, None),
             }
-            self.flush_control();
+            control_pending |= self.flush_control();
             while let Some(event) = self.session.poll_event() {
                 self.handle_event(event, &mut outbound_tx).await;
             }
-            self.flush_control();
+            control_pending |= self.flush_control();
             if self.session.is_closed() {
                 break;
             }
@@ -431,7 +464,10 @@ impl<A: BundleSink> Connection<A> {
         // What is queued (a last acknowledgement, SHUTDOWN) is written before the socket closes.
         self.control = None;
         drop(bundles);
-        let _ = tokio::time::timeout(Duration::from_secs(5), writer_task).await;
+        if tokio::time::timeout(Duration::from_secs(5), &mut writer_task).await.is_err() {
+            // A peer that reads nothing: the writer is stuck; the socket closes with it.
+            writer_task.abort();
+        }
         outbound.close();
         while let Ok(out) = outbound.try_recv() {
             let _ = out.done.send(Err(ClaError::LinkDown { peer: self.peer_text() }));
@@ -466,12 +502,16 @@ impl<A: BundleSink> Connection<A> {
         bundles.try_send(job).is_ok()
     }
 
-    fn flush_control(&mut self) {
+    /// Hands the session's control messages to the writer; answers whether there were any.
+    fn flush_control(&mut self) -> bool {
+        let mut any = false;
         while let Some(bytes) = self.session.poll_transmit() {
             if let Some(control) = &self.control {
+                any = true;
                 let _ = control.send(bytes);
             }
         }
+        any
     }
 
     fn closing(&mut self, reason: impl std::fmt::Display) {
@@ -517,7 +557,9 @@ impl<A: BundleSink> Connection<A> {
                 self.peer = Some(node.clone());
                 if let Some(tx) = outbound_tx.take() {
                     lock(&self.shared().routes)
-                        .insert(node.clone(), Route { connection: self.number, outbound: tx });
+                        .entry(node.clone())
+                        .or_default()
+                        .push(Route { connection: self.number, outbound: tx });
                 }
                 self.routed = true;
                 if let Err(error) = self.shared().agent.neighbour_up(node.clone(), self.layer.link()).await {
@@ -688,11 +730,21 @@ impl<A: BundleSink> Connection<A> {
             && self.routed
         {
             let mut routes = lock(&self.shared().routes);
-            if routes.get(peer).is_some_and(|r| r.connection == self.number) {
+            let last = match routes.get_mut(peer) {
+                Some(up) => {
+                    up.retain(|r| r.connection != self.number);
+                    up.is_empty()
+                }
+                None => true,
+            };
+            if last {
                 routes.remove(peer);
             }
             drop(routes);
-            self.shared().agent.neighbour_down(peer);
+            // The peer is no neighbour only when its last connection ends.
+            if last {
+                self.shared().agent.neighbour_down(peer);
+            }
         }
         if self.receiving.take().is_some() {
             self.shared().counters.bundles_cut_off.fetch_add(1, Ordering::Relaxed);
@@ -750,7 +802,7 @@ impl<A: BundleSink> ConvergenceLayer for Tcpcl3Link<A> {
 
     fn send(&self, peer: &Eid, bundle: OutgoingBundle) -> ClaFuture<'_, ()> {
         let node = peer.node_id();
-        let route = lock(&self.shared.routes).get(&node).cloned();
+        let route = lock(&self.shared.routes).get(&node).and_then(|up| up.last().cloned());
         Box::pin(async move {
             let peer = node.to_string();
             let Some(route) = route else { return Err(ClaError::LinkDown { peer }) };

@@ -262,6 +262,11 @@ impl Session {
         self.outgoing.len()
     }
 
+    /// Whether a bundle from the peer is part-way in (its next bytes are awaited).
+    pub fn receiving(&self) -> bool {
+        self.incoming.is_some() || self.segment_left > 0
+    }
+
     /// Whether to read more: false while many acknowledgements wait behind a bundle not yet
     /// durable, or once the session is closed.
     pub fn wants_input(&self) -> bool {
