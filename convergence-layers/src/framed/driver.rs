@@ -524,7 +524,7 @@ const WRITE_BUFFER: usize = 1 << 20;
 const STREAM_THRESHOLD: usize = 64 * 1024;
 
 /// Bundles of one connection being made durable at once; past it, reading waits.
-const MAX_COMMITS: usize = 64;
+const MAX_COMMITS: usize = 256;
 
 /// Counts and logs (at most once a minute per connection) a bundle the agent refused.
 fn refused(

@@ -46,7 +46,7 @@ impl Tcpcl3Config {
         Tcpcl3Config {
             session,
             segment_size: 1 << 20,
-            max_unacknowledged: 64,
+            max_unacknowledged: 256,
             reconnect_min: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(60),
             stall_timeout: Duration::from_secs(120),
@@ -297,7 +297,7 @@ impl<A: BundleSink> Tcpcl3<A> {
 /// Accepted connections open at once per listener; past it new ones are closed.
 const MAX_ACCEPTED: usize = 256;
 /// Received bundles of one connection being made durable at once; past it, reading waits.
-const MAX_COMMITS: usize = 64;
+const MAX_COMMITS: usize = 256;
 /// Bundles up to this size are collected and handed over whole; larger ones are streamed.
 const STREAM_THRESHOLD: u64 = 64 * 1024;
 /// Bytes gathered before each write into the store.
