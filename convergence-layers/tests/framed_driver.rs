@@ -166,3 +166,30 @@ async fn a_peer_going_away_is_a_neighbour_down_and_back_when_it_returns() {
     let got = take_payloads(&b.agent, &Eid::ipn(2, 1), 1, Duration::from_secs(30)).await;
     assert_eq!(got, vec![b"waited".to_vec()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100_mib_bundle_crosses_each_framing_over_ipv6_with_memory_bounded() {
+    for framing in [Framing::Stcp, Framing::Mtcp] {
+        let a = node(1, framing, 1 << 30).await;
+        let b = node(2, framing, 1 << 30).await;
+        let address = b.layer.listen("[::1]:0".parse().expect("address")).await.expect("listen");
+        a.layer.connect_forever(address.to_string(), Eid::ipn(2, 0));
+        eventually("A connects to B over ::1", || {
+            a.agent.neighbours().iter().any(|n| n.node_id == Eid::ipn(2, 0))
+        })
+        .await;
+        let payload = pattern(100 << 20, 12);
+        let before = bpa::testing::peak_rss_mib();
+        send_streamed(&a.agent, Eid::ipn(1, 1), Eid::ipn(2, 1), &payload).await;
+        eventually("B holds it and A has let it go", || {
+            b.agent.store().stats().bundles == 1 && a.agent.store().stats().bundles == 0
+        })
+        .await;
+        let grown = bpa::testing::peak_rss_mib() - before;
+        assert!(grown < 64.0, "{framing}: peak RSS grew {grown:.1} MiB moving 100 MiB");
+        let got = take_payloads(&b.agent, &Eid::ipn(2, 1), 1, Duration::from_secs(120)).await;
+        assert!(got == vec![payload], "{framing}: 100 MiB arrived byte for byte");
+        a.layer.shutdown();
+        b.layer.shutdown();
+    }
+}

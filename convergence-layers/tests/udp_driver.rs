@@ -135,3 +135,32 @@ async fn junk_keepalives_and_strangers_are_counted_and_dropped() {
     assert_eq!(got, vec![b"after the junk".to_vec()]);
     assert_eq!(b.agent.store().stats().bundles, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundles_cross_over_ipv6_and_a_node_bound_to_both_families_answers_each() {
+    let (a_agent, _a_dir) = agent_on_disk(AgentConfig::new(Eid::ipn(1, 0)), StoreConfig::default()).await;
+    let (b_agent, _b_dir) = agent_on_disk(AgentConfig::new(Eid::ipn(2, 0)), StoreConfig::default()).await;
+    let (c_agent, _c_dir) = agent_on_disk(AgentConfig::new(Eid::ipn(3, 0)), StoreConfig::default()).await;
+    let a = Udp::new(a_agent.clone(), UdpConfig::default());
+    let b = Udp::new(b_agent.clone(), UdpConfig::default());
+    let c = Udp::new(c_agent.clone(), UdpConfig::default());
+    // A has a socket of each family; B is on ::1 only, C on 127.0.0.1 only.
+    a.bind("127.0.0.1:0".parse().expect("address")).await.expect("bind v4");
+    a.bind("[::1]:0".parse().expect("address")).await.expect("bind v6");
+    let b_address = b.bind("[::1]:0".parse().expect("address")).await.expect("bind v6");
+    let c_address = c.bind("127.0.0.1:0".parse().expect("address")).await.expect("bind v4");
+    assert!(b_address.is_ipv6());
+    a.add_peer(UdpPeer { address: b_address, node_id: Eid::ipn(2, 0), rate: None }).await.expect("peer");
+    a.add_peer(UdpPeer { address: c_address, node_id: Eid::ipn(3, 0), rate: None }).await.expect("peer");
+    send_streamed(&a_agent, Eid::ipn(1, 1), Eid::ipn(2, 1), &pattern(1000, 5)).await;
+    send_streamed(&a_agent, Eid::ipn(1, 1), Eid::ipn(3, 1), &pattern(1000, 6)).await;
+    assert_eq!(
+        take_payloads(&b_agent, &Eid::ipn(2, 1), 1, Duration::from_secs(30)).await,
+        vec![pattern(1000, 5)]
+    );
+    assert_eq!(
+        take_payloads(&c_agent, &Eid::ipn(3, 1), 1, Duration::from_secs(30)).await,
+        vec![pattern(1000, 6)]
+    );
+    assert_eq!(a.stats().bundles_sent, 2);
+}

@@ -131,7 +131,7 @@ impl<S: Store> Agent<S> {
         waiting_recorded: bool,
     ) {
         let store = &self.inner.store;
-        if primary.fragment.is_some() {
+        if let Some(fragment) = primary.fragment {
             let adu = adu_key(primary);
             if let Err(error) =
                 store.set_state(id, BundleState::AwaitingReassembly { adu: adu.clone() }).await
@@ -139,7 +139,7 @@ impl<S: Store> Agent<S> {
                 tracing::error!(%error, store_id = id, "cannot record a fragment as awaiting reassembly");
                 return;
             }
-            self.reassemble(&adu).await;
+            self.fragment_arrived(&adu, id, fragment.total_adu_length).await;
             return;
         }
         let destination = &primary.destination;

@@ -188,7 +188,7 @@ pub(super) struct Inner<S> {
     /// Bundles being forwarded now: never dispatched twice at once.
     pub in_flight: Mutex<HashSet<StoreId>>,
     /// One reassembly at a time, so two last fragments cannot both complete an ADU.
-    pub reassembly: tokio::sync::Mutex<()>,
+    pub reassembly: tokio::sync::Mutex<super::reassembly::Coverage>,
     /// Every timer of the agent; one task sleeps on the clock until the earliest
     /// ([`Agent::run_timers`]).
     pub schedule: Mutex<Schedule>,
@@ -316,7 +316,7 @@ impl<S: Store> Agent<S> {
                 reach: RwLock::new(Reachability::default()),
                 applications: Mutex::new(HashMap::new()),
                 in_flight: Mutex::new(HashSet::new()),
-                reassembly: tokio::sync::Mutex::new(()),
+                reassembly: tokio::sync::Mutex::new(super::reassembly::Coverage::default()),
                 schedule: Mutex::new(Schedule::default()),
                 timers_changed: Arc::new(tokio::sync::Notify::new()),
                 timer_task: std::sync::atomic::AtomicBool::new(false),

@@ -1,8 +1,11 @@
 //! Reassembly of ADUs addressed to this node (RFC 9171 §5.9), from the store and streamed.
 //!
 //! Each fragment is stored as it arrives, durable and indexed by its ADU (`AwaitingReassembly`)
-//! with its offset and length — the ADU's coverage map is those rows, so an arrival costs a
-//! read of the ADU's fragment metadata and no fragment's bytes. Once the fragments cover the
+//! with its offset and length — the ADU's coverage map is those rows. A map of the ranges
+//! covered so far is kept in memory for the ADUs being reassembled ([`Coverage`]), so an
+//! arrival costs one fragment's metadata (the rows are read once, when an ADU is first seen or
+//! was forgotten), not a read of every fragment — that would be quadratic in the number of
+//! fragments, and a sender of many small fragments could make it so. Once the fragments cover the
 //! whole ADU, the bundle is written once into the store: the head of the offset-0 fragment
 //! (RFC 9171 §5.9: its blocks become the bundle's) without the fragment fields, then each
 //! fragment's payload bytes in offset order, overlaps and duplicates skipped, streamed from
@@ -25,6 +28,69 @@ const PAGE: usize = 1024;
 
 /// Bytes copied at a time from a fragment into the reassembled bundle.
 const CHUNK: usize = 64 * 1024;
+
+/// ADUs whose coverage is kept in memory; past it the oldest is forgotten (and read from the
+/// store again if another of its fragments arrives).
+const MAX_TRACKED_ADUS: usize = 4096;
+
+/// The ranges of each ADU the stored fragments cover, for the ADUs being reassembled.
+#[derive(Debug, Default)]
+pub struct Coverage {
+    adus: std::collections::HashMap<String, Covered>,
+    /// Oldest first, for forgetting.
+    order: std::collections::VecDeque<String>,
+}
+
+/// Disjoint covered ranges of one ADU, start → end, merged as fragments arrive.
+#[derive(Debug, Default)]
+struct Covered {
+    ranges: std::collections::BTreeMap<u64, u64>,
+}
+
+impl Covered {
+    fn add(&mut self, mut start: u64, mut end: u64) {
+        if end <= start {
+            return;
+        }
+        // Merge with the range that begins at or before `start` if it reaches it, then with
+        // every range that begins within the new one.
+        if let Some((&s, &e)) = self.ranges.range(..=start).next_back()
+            && e >= start
+        {
+            start = s;
+            end = end.max(e);
+        }
+        let overlapped: Vec<u64> = self.ranges.range(start..=end).map(|(&s, _)| s).collect();
+        for s in overlapped {
+            if let Some(e) = self.ranges.remove(&s) {
+                end = end.max(e);
+            }
+        }
+        self.ranges.insert(start, end);
+    }
+
+    fn covers(&self, total: u64) -> bool {
+        self.ranges.first_key_value().is_some_and(|(&s, &e)| s == 0 && e >= total)
+    }
+}
+
+impl Coverage {
+    fn forget(&mut self, adu: &str) {
+        if self.adus.remove(adu).is_some() {
+            self.order.retain(|a| a != adu);
+        }
+    }
+
+    fn track(&mut self, adu: &str, covered: Covered) -> &mut Covered {
+        if self.adus.len() >= MAX_TRACKED_ADUS
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.adus.remove(&oldest);
+        }
+        self.order.push_back(adu.to_owned());
+        self.adus.entry(adu.to_owned()).or_insert(covered)
+    }
+}
 
 /// One stored fragment of an ADU: where its payload goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -68,8 +134,51 @@ impl<S: Store> Agent<S> {
         Box::pin(self.reassemble_now(adu))
     }
 
+    /// A fragment of `adu` (of `total` bytes) was stored as `id`: its range is added to the
+    /// ADU's coverage, and the ADU reassembled once covered.
+    pub(super) async fn fragment_arrived(&self, adu: &str, id: StoreId, total: u64) {
+        let covered = {
+            let mut coverage = self.inner.reassembly.lock().await;
+            match coverage.adus.get_mut(adu) {
+                Some(covered) => match self.inner.store.get(id).await {
+                    Ok(Some(stored)) => {
+                        if let Some((offset, length)) = stored.bundle_id.fragment {
+                            covered.add(offset, offset.saturating_add(length));
+                        }
+                        covered.covers(total)
+                    }
+                    Ok(None) => false,
+                    Err(error) => {
+                        tracing::error!(%error, adu, "cannot read a fragment's metadata");
+                        coverage.forget(adu);
+                        false
+                    }
+                },
+                None => match self.extents(adu).await {
+                    Ok(extents) => {
+                        let mut covered = Covered::default();
+                        for extent in &extents {
+                            covered.add(extent.start, extent.end);
+                        }
+                        coverage.track(adu, covered).covers(total)
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, adu, "cannot list the fragments of an ADU");
+                        false
+                    }
+                },
+            }
+        };
+        if covered {
+            self.reassemble(adu).await;
+        }
+    }
+
     async fn reassemble_now(&self, adu: &str) {
-        let _one_at_a_time = self.inner.reassembly.lock().await;
+        let mut coverage = self.inner.reassembly.lock().await;
+        // Read afresh from the store here; what is kept in memory is rebuilt from it when the
+        // next fragment arrives (fragments may have expired since it was made).
+        coverage.forget(adu);
         let extents = match self.extents(adu).await {
             Ok(extents) => extents,
             Err(error) => {
@@ -99,6 +208,7 @@ impl<S: Store> Agent<S> {
         for extent in &extents {
             self.remove(extent.id, DeleteReason::Reassembled).await;
         }
+        drop(coverage);
         Counters::bump(&self.inner.counters.reassembled);
         tracing::info!(adu, fragments = extents.len(), length = total, "ADU reassembled");
         if let Some(id) = id {
@@ -227,6 +337,33 @@ impl<S: Store> Agent<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn coverage_merges_ranges_in_any_order_and_with_overlaps() {
+        let mut covered = Covered::default();
+        covered.add(10, 20);
+        covered.add(30, 40);
+        assert!(!covered.covers(40));
+        covered.add(0, 5);
+        covered.add(15, 35);
+        assert!(!covered.covers(40), "5..10 is missing");
+        covered.add(5, 10);
+        assert!(covered.covers(40));
+        assert_eq!(covered.ranges.len(), 1);
+        let mut covered = Covered::default();
+        covered.add(0, 10);
+        covered.add(10, 20);
+        covered.add(3, 3);
+        assert!(covered.covers(20));
+        assert_eq!(covered.ranges.into_iter().collect::<Vec<_>>(), vec![(0, 20)]);
+        // Forgetting the oldest past the cap.
+        let mut coverage = Coverage::default();
+        for i in 0..MAX_TRACKED_ADUS + 1 {
+            coverage.track(&i.to_string(), Covered::default());
+        }
+        assert_eq!(coverage.adus.len(), MAX_TRACKED_ADUS);
+        assert!(!coverage.adus.contains_key("0"));
+    }
 
     #[test]
     fn reach_stops_at_the_first_hole_and_counts_overlaps_once() {
