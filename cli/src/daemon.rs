@@ -108,9 +108,6 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
     }
     agent.start().await.context("cannot pick up the bundles the store holds")?;
     let tcpcl = start_tcpcl(&config, &agent).await?;
-    if let Some((tcpcl, _)) = &tcpcl {
-        manage_contacts(tcpcl.clone(), scheduled_peers(&config), contact_events);
-    }
     let mut framed = Vec::new();
     for (framing, section) in [(Framing::Stcp, &config.stcp), (Framing::Mtcp, &config.mtcp)] {
         if let Some(started) = start_framed(framing, section, &agent).await? {
@@ -118,7 +115,11 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
         }
     }
     let udp = start_udp(&config.udp, &agent).await?;
-    let tcpcl3 = start_tcpcl3(&config.tcpcl3, &agent).await?;
+    let tcpcl3 = start_tcpcl3(&config, &agent).await?;
+    manage_contacts(
+        planned_dialers(&config, tcpcl.as_ref().map(|(t, _)| t), tcpcl3.as_ref().map(|(t, _, _)| t)),
+        contact_events,
+    );
 
     let socket = config.socket()?;
     let listener = bind_socket(&socket)?;
@@ -378,14 +379,64 @@ fn scheduled_peers(config: &Config) -> HashMap<Eid, String> {
         .collect()
 }
 
+/// Whether a peer with this node ID is connected only at its planned contacts: a contact plan
+/// is loaded and the peer's node ID is given.
+fn scheduled(config: &Config, node_id: Option<&Eid>) -> bool {
+    config.routing.plan.is_some() && node_id.is_some()
+}
+
+/// How a planned peer is reached at its contacts' starts.
+enum Dialer {
+    Tcpcl(Tcpcl<Agent<SqliteStore>>, String),
+    Tcpcl3(Tcpcl3<Agent<SqliteStore>>, String, Eid),
+}
+
+impl Dialer {
+    fn connect_while(&self, wanted: tokio::sync::watch::Receiver<bool>) {
+        match self {
+            Dialer::Tcpcl(layer, address) => layer.connect_while(address.clone(), wanted),
+            Dialer::Tcpcl3(layer, address, node) => {
+                layer.connect_while(address.clone(), Some(node.clone()), wanted)
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Dialer::Tcpcl(_, address) => format!("TCPCLv4 {address}"),
+            Dialer::Tcpcl3(_, address, _) => format!("TCPCLv3 {address}"),
+        }
+    }
+}
+
+/// The peers the contact plan schedules, by node ID, and how to reach each.
+fn planned_dialers(
+    config: &Config,
+    tcpcl: Option<&Tcpcl<Agent<SqliteStore>>>,
+    tcpcl3: Option<&Tcpcl3<Agent<SqliteStore>>>,
+) -> HashMap<Eid, Dialer> {
+    let mut dialers = HashMap::new();
+    if let Some(layer) = tcpcl {
+        for (node, address) in scheduled_peers(config) {
+            dialers.insert(node, Dialer::Tcpcl(layer.clone(), address));
+        }
+    }
+    if let Some(layer) = tcpcl3 {
+        for peer in &config.tcpcl3.peers {
+            if let Some(node) = peer.node_id.as_ref().filter(|_| scheduled(config, peer.node_id.as_ref())) {
+                let node = node.node_id();
+                dialers.insert(node.clone(), Dialer::Tcpcl3(layer.clone(), peer.address.clone(), node));
+            }
+        }
+    }
+    dialers
+}
+
 /// The link manager: at the start of a planned contact with a peer whose address is known, a
-/// TCPCL session is opened (and kept, reconnecting, while the contact lasts); at its end the
-/// session is closed with SESS_TERM and the agent routes again what was queued for the peer.
-fn manage_contacts(
-    tcpcl: Tcpcl<Agent<SqliteStore>>,
-    peers: HashMap<Eid, String>,
-    mut events: tokio::sync::mpsc::Receiver<ContactEvent>,
-) {
+/// TCPCL (v4 or v3) connection is opened (and kept, reconnecting, while the contact lasts); at
+/// its end it is closed (SESS_TERM, SHUTDOWN) and the agent routes again what was queued for the
+/// peer.
+fn manage_contacts(dialers: HashMap<Eid, Dialer>, mut events: tokio::sync::mpsc::Receiver<ContactEvent>) {
     tokio::spawn(async move {
         let mut open: HashMap<Eid, tokio::sync::watch::Sender<bool>> = HashMap::new();
         while let Some(event) = events.recv().await {
@@ -394,18 +445,18 @@ fn manage_contacts(
                     if open.contains_key(&neighbour) {
                         continue;
                     }
-                    let Some(address) = peers.get(&neighbour) else {
-                        tracing::info!(%neighbour, "a planned contact starts; no [[tcpcl.peers]] address with this node_id, so the peer is waited for");
+                    let Some(dialer) = dialers.get(&neighbour) else {
+                        tracing::info!(%neighbour, "a planned contact starts; no [[tcpcl.peers]] or [[tcpcl3.peers]] address with this node_id, so the peer is waited for");
                         continue;
                     };
-                    tracing::info!(%neighbour, %address, until = %bpa::time::format_dtn_time(end), rate, "planned contact: connecting");
+                    tracing::info!(%neighbour, via = dialer.describe(), until = %bpa::time::format_dtn_time(end), rate, "planned contact: connecting");
                     let (wanted, flag) = tokio::sync::watch::channel(true);
-                    tcpcl.connect_while(address.clone(), flag);
+                    dialer.connect_while(flag);
                     open.insert(neighbour, wanted);
                 }
                 ContactEvent::Ended { neighbour } => {
                     if let Some(wanted) = open.remove(&neighbour) {
-                        tracing::info!(%neighbour, "planned contact ended: closing the session");
+                        tracing::info!(%neighbour, "planned contact ended: closing the connection");
                         let _ = wanted.send(false);
                     }
                 }
@@ -459,10 +510,8 @@ async fn start_framed(
 type StartedTcpcl3 = (Tcpcl3<Agent<SqliteStore>>, Vec<SocketAddr>, Vec<(String, Option<Eid>)>);
 
 /// Starts TCPCLv3 if its section has anything to do: listeners and peers.
-async fn start_tcpcl3(
-    section: &crate::config::Tcpcl3Section,
-    agent: &Agent<SqliteStore>,
-) -> anyhow::Result<Option<StartedTcpcl3>> {
+async fn start_tcpcl3(config: &Config, agent: &Agent<SqliteStore>) -> anyhow::Result<Option<StartedTcpcl3>> {
+    let section = &config.tcpcl3;
     if section.listen.is_empty() && section.peers.is_empty() {
         return Ok(None);
     }
@@ -510,7 +559,10 @@ async fn start_tcpcl3(
     }
     let mut peers = Vec::new();
     for peer in &section.peers {
-        layer.connect_forever(peer.address.clone(), peer.node_id.clone());
+        // A peer the contact plan schedules is connected at its contacts' starts.
+        if !scheduled(config, peer.node_id.as_ref()) {
+            layer.connect_forever(peer.address.clone(), peer.node_id.clone());
+        }
         peers.push((peer.address.clone(), peer.node_id.clone()));
     }
     Ok(Some((layer, bound, peers)))

@@ -245,3 +245,55 @@ fn two_daemons_open_the_session_at_the_planned_contact_and_close_it_at_its_end()
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("line 1, column"), "{}", text(&out.stderr));
 }
+
+/// The peers connected over TCPCLv3 now.
+fn tcpcl3_connected(daemon: &Daemon) -> usize {
+    let out = daemon.dtn(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status json");
+    status["convergence_layers"]
+        .as_array()
+        .and_then(|layers| layers.iter().find(|l| l["name"] == "tcpcl3"))
+        .and_then(|layer| layer["connected"].as_array())
+        .map_or(0, Vec::len)
+}
+
+#[test]
+fn a_tcpcl3_peer_is_connected_only_during_its_planned_contact() {
+    let port = free_port();
+    let (a_dir, b_dir) = (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"));
+    write(a_dir.path(), "plan.rc", "a contact +3 +7 1 2 1000000\na range +0 +100 1 2 0\n");
+    std::fs::write(
+        a_dir.path().join("node.toml"),
+        format!(
+            "node_id = \"ipn:1.0\"\ndata_dir = \"data\"\n[routing]\nplan = \"plan.rc\"\n\
+             [[tcpcl3.peers]]\naddress = \"127.0.0.1:{port}\"\nnode_id = \"ipn:2.0\"\n"
+        ),
+    )
+    .expect("a config");
+    std::fs::write(
+        b_dir.path().join("node.toml"),
+        format!("node_id = \"ipn:2.0\"\ndata_dir = \"data\"\n[tcpcl3]\nlisten = [\"127.0.0.1:{port}\"]\n"),
+    )
+    .expect("b config");
+    let started = Instant::now();
+    let b = Daemon::start(b_dir.path());
+    let a = Daemon::start(a_dir.path());
+    let payload = a_dir.path().join("hello.txt");
+    std::fs::write(&payload, b"over TCPCLv3 at the planned contact").expect("payload");
+    let out = a.dtn(&["send", "--to", "ipn:2.5", &payload.display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    if started.elapsed() < Duration::from_secs(2) {
+        assert_eq!(tcpcl3_connected(&a), 0, "no connection before the contact");
+    }
+    let out = b.dtn(&["recv", "--endpoint", "ipn:2.5", "--count", "1", "--wait", "20s"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(out.stdout, b"over TCPCLv3 at the planned contact");
+    assert!(started.elapsed() >= Duration::from_secs(2), "not before the contact (+3 s)");
+    wait_for(Duration::from_secs(20), "the connection closes at the contact's end", || {
+        tcpcl3_connected(&a) == 0 && tcpcl3_connected(&b) == 0
+    });
+    assert!(started.elapsed() >= Duration::from_secs(6));
+    // And it is not dialled again after the contact.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(tcpcl3_connected(&a), 0);
+}

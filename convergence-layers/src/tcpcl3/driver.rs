@@ -192,7 +192,7 @@ impl<A: BundleSink> Tcpcl3<A> {
                             };
                             let layer = layer.clone();
                             tokio::spawn(async move {
-                                layer.run_connection(stream, peer.to_string(), None).await;
+                                layer.run_connection(stream, peer.to_string(), None, None).await;
                                 drop(slot);
                             });
                         }
@@ -212,23 +212,41 @@ impl<A: BundleSink> Tcpcl3<A> {
     /// after the delay the peer's SHUTDOWN asked for). With `node`, a peer naming another node
     /// in its contact header is disconnected.
     pub fn connect_forever(&self, address: String, node: Option<Eid>) {
+        self.dial(address, node, None);
+    }
+
+    /// As [`Tcpcl3::connect_forever`], while `wanted` says true (a planned contact): when it
+    /// turns false the connection ends with SHUTDOWN and the dialling stops.
+    pub fn connect_while(&self, address: String, node: Option<Eid>, wanted: watch::Receiver<bool>) {
+        self.dial(address, node, Some(wanted));
+    }
+
+    fn dial(&self, address: String, node: Option<Eid>, wanted: Option<watch::Receiver<bool>>) {
         let layer = self.clone();
         let mut shutdown = self.shared.shutdown.subscribe();
         tokio::spawn(async move {
             let (min, max) = (layer.shared.config.reconnect_min, layer.shared.config.reconnect_max);
             let mut wait = min;
             let mut unreachable: Option<String> = None;
+            let mut unwanted = wanted.clone();
             loop {
+                if wanted.as_ref().is_some_and(|w| !*w.borrow()) {
+                    return;
+                }
                 let connected = tokio::select! {
                     connected = TcpStream::connect(&address) => connected,
                     _ = shutdown.changed() => return,
+                    () = no_longer_wanted(&mut unwanted) => return,
                 };
                 match connected {
                     Ok(stream) => {
                         if unreachable.take().is_some() {
                             tracing::info!(%address, "TCPCLv3 peer reachable again");
                         }
-                        match layer.run_connection(stream, address.clone(), node.clone()).await {
+                        match layer
+                            .run_connection(stream, address.clone(), node.clone(), wanted.clone())
+                            .await
+                        {
                             Ended::Normally { established: true } => wait = min,
                             Ended::Normally { established: false } | Ended::WrongPeer => {
                                 wait = (wait * 2).min(max)
@@ -252,6 +270,7 @@ impl<A: BundleSink> Tcpcl3<A> {
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.changed() => return,
+                    () = no_longer_wanted(&mut unwanted) => return,
                 }
             }
         });
@@ -284,10 +303,17 @@ impl<A: BundleSink> Tcpcl3<A> {
         }
     }
 
-    async fn run_connection(&self, stream: TcpStream, address: String, expected: Option<Eid>) -> Ended {
+    async fn run_connection(
+        &self,
+        stream: TcpStream,
+        address: String,
+        expected: Option<Eid>,
+        wanted: Option<watch::Receiver<bool>>,
+    ) -> Ended {
         let _ = stream.set_nodelay(true);
         let connection = self.shared.next_connection.fetch_add(1, Ordering::Relaxed);
         let mut task = Connection::new(self.clone(), connection, address, expected);
+        task.wanted = wanted;
         let ended = task.run(stream).await;
         task.finish();
         ended
@@ -336,6 +362,8 @@ struct Connection<A: BundleSink> {
     ended: Option<Ended>,
     close_reason: Option<String>,
     warnings: bpa::log::RateLimit,
+    /// The connection is wanted while this says true (a planned contact); `None`: always.
+    wanted: Option<watch::Receiver<bool>>,
 }
 
 impl<A: BundleSink> Connection<A> {
@@ -360,6 +388,7 @@ impl<A: BundleSink> Connection<A> {
             ended: None,
             close_reason: None,
             warnings: bpa::log::RateLimit::new(Duration::from_secs(60)),
+            wanted: None,
         }
     }
 
@@ -451,6 +480,11 @@ impl<A: BundleSink> Connection<A> {
                     break;
                 }
                 _ = shutdown.changed() => self.session.shutdown(None, None),
+                () = no_longer_wanted(&mut self.wanted) => {
+                    self.closing("the planned contact ended");
+                    self.wanted = None;
+                    self.session.shutdown(None, None);
+                }
             }
             control_pending |= self.flush_control();
             while let Some(event) = self.session.poll_event() {
@@ -780,6 +814,17 @@ fn refuse_code(error: &AgentError) -> RefuseCode {
 /// A peer's text as logs show it: at most 80 characters.
 fn shown(text: &str) -> String {
     text.chars().take(80).collect()
+}
+
+/// Resolves when a connection that was wanted no longer is (its flag turned false, or whoever
+/// held it is gone); never without one.
+async fn no_longer_wanted(wanted: &mut Option<watch::Receiver<bool>>) {
+    match wanted {
+        Some(flag) => {
+            let _ = flag.wait_for(|wanted| !*wanted).await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
