@@ -296,6 +296,7 @@ impl<A: BundleSink> Framed<A> {
         let mut writer = tokio::io::BufWriter::with_capacity(64 * 1024, writer);
         // Bundles written into the buffer, reported sent once it is flushed to the socket.
         let mut unflushed: Vec<(oneshot::Sender<Result<(), ClaError>>, u64)> = Vec::new();
+        let mut buffer = Vec::new();
         loop {
             let next = match queue.try_recv() {
                 Ok(next) if unflushed.len() < MAX_UNFLUSHED => Some(next),
@@ -341,11 +342,28 @@ impl<A: BundleSink> Framed<A> {
                 }));
                 continue;
             };
-            // Large reads: a bundle streamed from its file goes in few system calls.
-            let mut reader = tokio::io::BufReader::with_capacity(WRITE_BUFFER, bundle.into_reader());
+            // One buffer for every bundle, grown to at most WRITE_BUFFER: a bundle streamed from
+            // its file goes in few system calls, and a small one costs no large allocation.
+            let wanted = usize::try_from(length).unwrap_or(usize::MAX).min(WRITE_BUFFER);
+            if buffer.len() < wanted {
+                buffer.resize(wanted, 0);
+            }
+            let mut reader = bundle.into_reader();
             let written = async {
                 writer.write_all(&header).await?;
-                tokio::io::copy_buf(&mut reader, &mut writer).await.map(|_| ())
+                let mut left = length;
+                while left > 0 {
+                    let n = reader.read(&mut buffer[..wanted]).await?;
+                    if n == 0 {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            format!("the bundle ended {left} bytes early"),
+                        ));
+                    }
+                    writer.write_all(&buffer[..n]).await?;
+                    left = left.saturating_sub(n as u64);
+                }
+                Ok(())
             }
             .await;
             match written {
