@@ -369,3 +369,37 @@ async fn a_100_mib_bundle_crosses_over_ipv6_with_memory_bounded() {
     assert!(got == vec![payload], "100 MiB arrived byte for byte");
     assert_eq!(a.layer.stats().bundles_sent, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_provokes_acknowledgements_and_never_reads_them_cannot_grow_memory() {
+    let mut patient = config(2, 1 << 30, true);
+    patient.session.keepalive = 0;
+    patient.stall_timeout = Duration::from_secs(60);
+    let b = node_with(2, patient).await;
+    let address = b.layer.listen("127.0.0.1:0".parse().expect("address")).await.expect("listen");
+    let (peer, _) = RawPeer::connect(address, raw_header(flags::REQUEST_ACK, 0)).await;
+    let (_reader, mut writer) = peer.stream.into_split();
+    // One bundle in 1-byte segments: every one asks for an acknowledgement, none is read.
+    let mut chunk = Vec::new();
+    for i in 0..20_000u32 {
+        chunk.extend_from_slice(&Message::DataSegment { start: i == 0, end: false, length: 1 }.encode());
+        chunk.push(0x9f);
+    }
+    let rest: Vec<u8> =
+        [Message::DataSegment { start: false, end: false, length: 1 }.encode().to_vec(), vec![0]]
+            .concat()
+            .repeat(20_000);
+    let before = bpa::testing::peak_rss_mib();
+    let flood = tokio::spawn(async move {
+        writer.write_all(&chunk).await?;
+        for _ in 0..200 {
+            writer.write_all(&rest).await?;
+        }
+        Ok::<_, std::io::Error>(())
+    });
+    // 4 million segments: unbounded, their acknowledgements alone would be hundreds of MiB.
+    let finished = tokio::time::timeout(Duration::from_secs(8), flood).await;
+    let grown = bpa::testing::peak_rss_mib() - before;
+    assert!(grown < 48.0, "memory grew {grown:.1} MiB for acknowledgements nobody reads");
+    assert!(finished.is_err(), "the node stopped reading: the flood could not be written whole");
+}

@@ -329,6 +329,9 @@ const STREAM_THRESHOLD: u64 = 64 * 1024;
 /// Bytes gathered before each write into the store.
 const STORE_WRITE_CHUNK: usize = 1 << 20;
 const READ_BUFFER: usize = 256 * 1024;
+/// Control bytes (acknowledgements, refusals, keepalives) waiting for the writer; past it
+/// reading waits.
+const MAX_QUEUED_CONTROL_BYTES: u64 = 256 * 1024;
 
 /// A received bundle on its way into the store.
 enum Receiving<P> {
@@ -364,6 +367,8 @@ struct Connection<A: BundleSink> {
     warnings: bpa::log::RateLimit,
     /// The connection is wanted while this says true (a planned contact); `None`: always.
     wanted: Option<watch::Receiver<bool>>,
+    /// Control bytes handed to the writer and not yet written.
+    control_queued: Arc<AtomicU64>,
 }
 
 impl<A: BundleSink> Connection<A> {
@@ -389,6 +394,7 @@ impl<A: BundleSink> Connection<A> {
             close_reason: None,
             warnings: bpa::log::RateLimit::new(Duration::from_secs(60)),
             wanted: None,
+            control_queued: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -402,8 +408,9 @@ impl<A: BundleSink> Connection<A> {
         let (bundles, bundles_rx) = mpsc::channel::<BundleJob>(1);
         let (written_tx, mut written) = mpsc::unbounded_channel();
         let segment_size = self.shared().config.segment_size;
+        let queued = Arc::clone(&self.control_queued);
         let mut writer_task =
-            tokio::spawn(write_loop(writer, control_rx, bundles_rx, written_tx, segment_size));
+            tokio::spawn(write_loop(writer, control_rx, bundles_rx, written_tx, segment_size, queued));
         self.control = Some(control);
         let (outbound_tx, mut outbound) = mpsc::channel::<Outbound>(1);
         let mut outbound_tx = Some(outbound_tx);
@@ -424,7 +431,11 @@ impl<A: BundleSink> Connection<A> {
                 (w, r) => w.or(r),
             };
             let deadline = self.session.poll_timeout().map(tokio::time::Instant::from_std);
-            let can_read = self.session.wants_input() && self.commits.available_permits() > 0;
+            // Reading waits while the peer does not take what is written to it (acknowledgements
+            // a peer provokes cannot pile up without bound).
+            let can_read = self.session.wants_input()
+                && self.commits.available_permits() > 0
+                && self.control_queued.load(Ordering::Relaxed) < MAX_QUEUED_CONTROL_BYTES;
             let can_send = self.session.is_established()
                 && self.routed
                 && !writer_busy
@@ -542,7 +553,10 @@ impl<A: BundleSink> Connection<A> {
         while let Some(bytes) = self.session.poll_transmit() {
             if let Some(control) = &self.control {
                 any = true;
-                let _ = control.send(bytes);
+                self.control_queued.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                if control.send(bytes).is_err() {
+                    self.control_queued.store(0, Ordering::Relaxed);
+                }
             }
         }
         any

@@ -165,6 +165,9 @@ struct Incoming {
     received: u64,
     /// Refused by this side: its remaining segments are skipped.
     refused: bool,
+    /// Not wanted, and the peer cannot be told (no refusal negotiated): its data is dropped but
+    /// its segments still acknowledged, so the sender's order of acknowledgements holds.
+    discarding: bool,
 }
 
 /// A bundle this side sent and the peer has not yet acknowledged whole.
@@ -355,7 +358,7 @@ impl Session {
                 let take = self.segment_left.min(self.input.len() as u64) as usize;
                 let data = self.input.split_to(take).freeze();
                 self.segment_left -= take as u64;
-                if let Some(incoming) = self.incoming.as_ref().filter(|i| !i.refused) {
+                if let Some(incoming) = self.incoming.as_ref().filter(|i| !i.refused && !i.discarding) {
                     self.events.push_back(Event::IncomingData { bundle: incoming.bundle, data });
                 }
                 if self.segment_left == 0 {
@@ -466,7 +469,7 @@ impl Session {
             if too_large && !refusal {
                 return Err(SessionError::TooLarge { length: announced.unwrap_or(0), limit });
             }
-            self.incoming = Some(Incoming { bundle, received: 0, refused: too_large });
+            self.incoming = Some(Incoming { bundle, received: 0, refused: too_large, discarding: false });
             if too_large {
                 self.acks
                     .push_back(PendingAck::Ready(Message::RefuseBundle { reason: RefuseCode::NoResources }));
@@ -516,6 +519,15 @@ impl Session {
         }
         incoming.received = incoming.received.saturating_add(self.segment_length);
         let received = incoming.received;
+        if incoming.discarding {
+            if end {
+                self.incoming = None;
+            }
+            if ack {
+                self.acks.push_back(PendingAck::Ready(Message::AckSegment { length: received }));
+            }
+            return;
+        }
         if end {
             self.incoming = None;
             self.events.push_back(Event::IncomingEnded { bundle });
@@ -566,17 +578,18 @@ impl Session {
         match self.incoming.as_mut() {
             Some(incoming) if incoming.bundle == bundle && !incoming.refused => {
                 if !refusal {
-                    let error = if self.negotiated.as_ref().is_some_and(|n| n.ack) {
-                        SessionError::CannotRefuse(reason)
+                    let passing = matches!(reason, RefuseCode::NoResources | RefuseCode::Retransmit);
+                    if passing && self.negotiated.as_ref().is_some_and(|n| n.ack) {
+                        // Not acknowledged: the sender keeps the bundle and sends it again.
+                        self.fail(
+                            SessionError::CannotRefuse(reason),
+                            Some(Message::Shutdown { reason: Some(ShutdownReason::Busy), delay: None }),
+                        );
                     } else {
-                        // Nothing can tell the sender; the bundle is lost as on STCP.
-                        incoming.refused = true;
-                        return;
-                    };
-                    self.fail(
-                        error,
-                        Some(Message::Shutdown { reason: Some(ShutdownReason::Busy), delay: None }),
-                    );
+                        // An unacceptable bundle (it would be refused again), or no
+                        // acknowledgements to withhold: dropped, its segments acknowledged.
+                        incoming.discarding = true;
+                    }
                     return;
                 }
                 incoming.refused = true;

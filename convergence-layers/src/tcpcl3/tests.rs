@@ -501,3 +501,32 @@ proptest! {
         prop_assert!(session.is_closed());
     }
 }
+
+#[test]
+fn without_refusal_an_unacceptable_bundle_mid_stream_is_dropped_and_still_acknowledged() {
+    let now = Instant::now();
+    let mut session = established(SessionConfig::new("ipn:1.0"), flags::REQUEST_ACK, now);
+    session.handle_input(&segment(true, false, b"not a bundle"), now);
+    let _ = events(&mut session);
+    session.refuse_incoming(0, RefuseCode::Unknown);
+    session.handle_input(&segment(false, false, b"more"), now);
+    session.handle_input(&segment(false, true, b"end"), now);
+    assert!(events(&mut session).is_empty(), "no data and no end for a dropped bundle");
+    assert_eq!(
+        transmitted(&mut session),
+        vec![
+            Message::AckSegment { length: 12 },
+            Message::AckSegment { length: 16 },
+            Message::AckSegment { length: 19 },
+        ]
+    );
+    // No room, mid-stream: the sender must keep it, so the session ends unacknowledged.
+    session.handle_input(&segment(true, false, b"next"), now);
+    let _ = events(&mut session);
+    let _ = transmitted(&mut session);
+    session.refuse_incoming(1, RefuseCode::NoResources);
+    assert_eq!(
+        transmitted(&mut session),
+        vec![Message::Shutdown { reason: Some(ShutdownReason::Busy), delay: None }]
+    );
+}

@@ -4,7 +4,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
@@ -42,6 +42,7 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
     mut bundles: mpsc::Receiver<BundleJob>,
     written: mpsc::UnboundedSender<Written>,
     segment_size: u64,
+    queued: Arc<AtomicU64>,
 ) {
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
     let mut buffer = Vec::new();
@@ -49,7 +50,7 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
     loop {
         // Whatever control messages are queued go first.
         while let Ok(bytes) = control.try_recv() {
-            if let Err(error) = writer.write_all(&bytes).await {
+            if let Err(error) = write_control(&mut writer, &bytes, &queued).await {
                 let _ = written.send(Written::Failed(error.to_string()));
                 return;
             }
@@ -66,7 +67,7 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
                     biased;
                     message = control.recv(), if control_open => match message {
                         Some(bytes) => {
-                            if let Err(error) = writer.write_all(&bytes).await {
+                            if let Err(error) = write_control(&mut writer, &bytes, &queued).await {
                                 let _ = written.send(Written::Failed(error.to_string()));
                                 return;
                             }
@@ -89,7 +90,8 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
         };
         let Some(job) = job else { continue };
         let token = job.token;
-        match write_bundle(&mut writer, job, &mut control, &mut buffer, &written, segment_size).await {
+        match write_bundle(&mut writer, job, &mut control, &mut buffer, &written, segment_size, &queued).await
+        {
             Ok(complete) => {
                 let _ = written.send(Written::Bundle { token, complete });
             }
@@ -111,6 +113,7 @@ async fn write_bundle<W: AsyncWrite + Unpin>(
     buffer: &mut Vec<u8>,
     written: &mpsc::UnboundedSender<Written>,
     segment_size: u64,
+    queued: &AtomicU64,
 ) -> Result<bool, String> {
     if let Some(message) = job.length_message.take() {
         writer.write_all(&message).await.map_err(|e| e.to_string())?;
@@ -147,9 +150,20 @@ async fn write_bundle<W: AsyncWrite + Unpin>(
         let _ = written.send(Written::Progress);
         // Between segments: acknowledgements and keepalives for the other direction.
         while let Ok(bytes) = control.try_recv() {
-            writer.write_all(&bytes).await.map_err(|e| e.to_string())?;
+            write_control(writer, &bytes, queued).await.map_err(|e| e.to_string())?;
         }
     }
+}
+
+/// Writes a control message and counts it off the bytes queued for writing.
+async fn write_control<W: AsyncWrite + Unpin>(
+    writer: &mut BufWriter<W>,
+    bytes: &[u8],
+    queued: &AtomicU64,
+) -> std::io::Result<()> {
+    let result = writer.write_all(bytes).await;
+    queued.fetch_sub(bytes.len() as u64, Ordering::Relaxed);
+    result
 }
 
 /// A bundle's bytes are read in pieces of up to this size.
