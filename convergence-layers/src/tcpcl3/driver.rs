@@ -706,6 +706,16 @@ impl<A: BundleSink> Connection<A> {
                     counters.bundles_cut_off.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            Event::IncomingTooLarge { bundle } => {
+                if self.receiving.as_ref().is_some_and(|(current, _)| *current == bundle) {
+                    self.receiving = None;
+                }
+                counters.bundles_refused.fetch_add(1, Ordering::Relaxed);
+                let limit = shared.config.session.max_bundle_size;
+                if let Some(suppressed) = self.warnings.allow(std::time::Instant::now()) {
+                    tracing::warn!(peer = %self.peer_text(), limit, earlier_not_logged = suppressed, "TCPCLv3: a bundle larger than max_bundle_size was refused");
+                }
+            }
             Event::Delivered { token } => {
                 if let Some(sending) = self.sending.remove(&token) {
                     counters.bundles_sent.fetch_add(1, Ordering::Relaxed);

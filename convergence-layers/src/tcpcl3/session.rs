@@ -85,6 +85,11 @@ pub enum Event {
     IncomingAbandoned {
         bundle: u64,
     },
+    /// The session refused the bundle as larger than `max_bundle_size` (its remaining segments
+    /// are skipped): drop what was written of it.
+    IncomingTooLarge {
+        bundle: u64,
+    },
     /// The peer acknowledged the whole bundle (or refused it because it has it already).
     Delivered {
         token: u64,
@@ -471,6 +476,7 @@ impl Session {
             }
             self.incoming = Some(Incoming { bundle, received: 0, refused: too_large, discarding: false });
             if too_large {
+                self.events.push_back(Event::IncomingTooLarge { bundle });
                 self.acks
                     .push_back(PendingAck::Ready(Message::RefuseBundle { reason: RefuseCode::NoResources }));
             } else if length <= limit {
@@ -490,9 +496,7 @@ impl Session {
             }
             incoming.refused = true;
             let bundle = incoming.bundle;
-            if !start {
-                self.events.push_back(Event::IncomingAbandoned { bundle });
-            }
+            self.events.push_back(Event::IncomingTooLarge { bundle });
             self.acks.push_back(PendingAck::Ready(Message::RefuseBundle { reason: RefuseCode::NoResources }));
         }
         self.segment_left = length;

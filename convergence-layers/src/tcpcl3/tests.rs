@@ -294,7 +294,7 @@ fn a_bundle_larger_than_taken_is_refused_or_ends_the_session() {
     session.handle_input(&segment(true, false, &[0; 60]), now);
     session.handle_input(&segment(false, true, &[0; 60]), now);
     let got = events(&mut session);
-    assert_eq!(got.last(), Some(&Event::IncomingAbandoned { bundle: 0 }));
+    assert_eq!(got.last(), Some(&Event::IncomingTooLarge { bundle: 0 }));
     assert_eq!(
         transmitted(&mut session),
         vec![Message::AckSegment { length: 60 }, Message::RefuseBundle { reason: RefuseCode::NoResources }]
@@ -304,6 +304,7 @@ fn a_bundle_larger_than_taken_is_refused_or_ends_the_session() {
     session.handle_input(&Message::Length { length: 101 }.encode(), now);
     assert!(transmitted(&mut session).is_empty());
     session.handle_input(&segment(true, false, &[0; 10]), now);
+    assert_eq!(events(&mut session), vec![Event::IncomingTooLarge { bundle: 1 }]);
     assert_eq!(transmitted(&mut session), vec![Message::RefuseBundle { reason: RefuseCode::NoResources }]);
     session.handle_input(&segment(false, true, &[0; 91]), now);
     assert!(events(&mut session).is_empty());
