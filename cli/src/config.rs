@@ -555,7 +555,7 @@ data_dir = "{data_dir}"
 # acknowledgements = true
 # refusal = true
 # request_length = false
-# segment_size = 1048576
+# segment_size = 65536
 # max_bundle_size = 17179869184
 # reconnect_max = "60s"
 # A bundle in progress that moves no byte for this long closes the connection, keepalive or not.

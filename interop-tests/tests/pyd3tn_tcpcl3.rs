@@ -44,7 +44,10 @@ impl Drop for Reaped {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pyd3tn_bundles_arrive_over_tcpcl3_and_ours_decode_in_pyd3tn() {
     let (agent, _dir) = agent_on_disk(AgentConfig::new(Eid::ipn(2, 0)), StoreConfig::default()).await;
-    let layer = Tcpcl3::new(agent.clone(), Tcpcl3Config::new(SessionConfig::new("ipn:2.0")));
+    // pyD3TN reads only bundles sent in one segment: segments larger than any bundle here.
+    let mut config = Tcpcl3Config::new(SessionConfig::new("ipn:2.0"));
+    config.segment_size = 1 << 20;
+    let layer = Tcpcl3::new(agent.clone(), config);
     let address = layer.listen("127.0.0.1:0".parse().expect("address")).await.expect("listen");
 
     // pyD3TN → us.

@@ -45,7 +45,9 @@ impl Tcpcl3Config {
     pub fn new(session: SessionConfig) -> Tcpcl3Config {
         Tcpcl3Config {
             session,
-            segment_size: 1 << 20,
+            // What ION sends (design §3, "what ION 4.1.3 puts on the wire"), so its receiver
+            // takes ours.
+            segment_size: 64 * 1024,
             max_unacknowledged: 256,
             reconnect_min: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(60),

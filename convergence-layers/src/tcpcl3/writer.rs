@@ -118,39 +118,52 @@ async fn write_bundle<W: AsyncWrite + Unpin>(
     if let Some(message) = job.length_message.take() {
         writer.write_all(&message).await.map_err(|e| e.to_string())?;
     }
-    let piece = usize::try_from(segment_size.min(READ_PIECE as u64)).unwrap_or(READ_PIECE);
-    if buffer.len() < piece.min(usize::try_from(job.length).unwrap_or(usize::MAX)) {
-        buffer.resize(piece.min(usize::try_from(job.length).unwrap_or(usize::MAX)), 0);
+    if job.length == 0 {
+        let head = Session::segment_head(true, true, 0);
+        writer.write_all(&head).await.map_err(|e| e.to_string())?;
+        return Ok(true);
     }
+    // The bundle is read up to READ_PIECE at a time (few trips to a stored bundle's file) and
+    // cut into segments from that buffer.
+    let piece = usize::try_from(job.length).unwrap_or(usize::MAX).min(READ_PIECE);
+    if buffer.len() < piece {
+        buffer.resize(piece, 0);
+    }
+    let segment = usize::try_from(segment_size).unwrap_or(usize::MAX).max(1);
     let mut sent = 0u64;
-    let mut first = true;
     loop {
-        if job.abandoned.load(Ordering::Acquire) {
-            return Ok(false);
-        }
-        let length = (job.length - sent).min(segment_size);
-        let end = sent + length == job.length;
-        writer.write_all(&Session::segment_head(first, end, length)).await.map_err(|e| e.to_string())?;
-        first = false;
-        let mut left = length;
-        while left > 0 {
-            let want = buffer.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-            let n =
-                job.reader.read(&mut buffer[..want]).await.map_err(|e| format!("reading the bundle: {e}"))?;
+        // Fill the buffer with the bundle's next bytes.
+        let want = usize::try_from(job.length - sent).unwrap_or(usize::MAX).min(piece);
+        let mut filled = 0;
+        while filled < want {
+            let n = job
+                .reader
+                .read(&mut buffer[filled..want])
+                .await
+                .map_err(|e| format!("reading the bundle: {e}"))?;
             if n == 0 {
-                return Err(format!("the bundle ended {left} bytes early"));
+                return Err(format!("the bundle ended {} bytes early", job.length - sent - filled as u64));
             }
-            writer.write_all(&buffer[..n]).await.map_err(|e| e.to_string())?;
-            left -= n as u64;
+            filled += n;
         }
-        sent += length;
-        if end {
-            return Ok(true);
-        }
-        let _ = written.send(Written::Progress);
-        // Between segments: acknowledgements and keepalives for the other direction.
-        while let Ok(bytes) = control.try_recv() {
-            write_control(writer, &bytes, queued).await.map_err(|e| e.to_string())?;
+        for chunk in buffer[..filled].chunks(segment) {
+            if job.abandoned.load(Ordering::Acquire) {
+                return Ok(false);
+            }
+            let first = sent == 0;
+            let end = sent + chunk.len() as u64 == job.length;
+            let head = Session::segment_head(first, end, chunk.len() as u64);
+            writer.write_all(&head).await.map_err(|e| e.to_string())?;
+            writer.write_all(chunk).await.map_err(|e| e.to_string())?;
+            sent += chunk.len() as u64;
+            if end {
+                return Ok(true);
+            }
+            let _ = written.send(Written::Progress);
+            // Between segments: acknowledgements and keepalives for the other direction.
+            while let Ok(bytes) = control.try_recv() {
+                write_control(writer, &bytes, queued).await.map_err(|e| e.to_string())?;
+            }
         }
     }
 }
