@@ -2,6 +2,7 @@
 //! implements [`bpa::cla::ConvergenceLayer`].
 
 pub mod framed;
+pub mod serial;
 pub mod tcpcl;
 pub mod tcpcl3;
 pub mod udp;

@@ -451,11 +451,9 @@ impl<A: BundleSink> Connection<A> {
                     Ok(n) => {
                         read_progress = tokio::time::Instant::now();
                         self.shared().counters.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
-                        self.session.handle_input(&buffer, now());
-                        buffer.clear();
-                        if buffer.capacity() < READ_BUFFER {
-                            buffer.reserve(READ_BUFFER);
-                        }
+                        // Handed over whole: segment data goes on as slices of it.
+                        self.session.handle_input_owned(buffer.split(), now());
+                        buffer.reserve(READ_BUFFER);
                     }
                 },
                 Some(out) = outbound.recv(), if can_send => {

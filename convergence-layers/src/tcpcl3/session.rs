@@ -342,11 +342,21 @@ impl Session {
 
     /// Bytes read from the peer.
     pub fn handle_input(&mut self, data: &[u8], now: Instant) {
+        self.handle_input_owned(BytesMut::from(data), now);
+    }
+
+    /// As [`Session::handle_input`], taking the buffer: when nothing is left over from the last
+    /// read, segment data is handed on as slices of it, without a copy.
+    pub fn handle_input_owned(&mut self, data: BytesMut, now: Instant) {
         if self.state == State::Closed || data.is_empty() {
             return;
         }
         self.last_received = now;
-        self.input.extend_from_slice(data);
+        if self.input.is_empty() {
+            self.input = data;
+        } else {
+            self.input.extend_from_slice(&data);
+        }
         if let Err(error) = self.process() {
             self.fail(error, None);
         }
