@@ -605,7 +605,21 @@ pub fn status(client: Client, json_out: bool) -> anyhow::Result<ExitCode> {
                 let names: Vec<String> = connected.iter().map(&s).collect();
                 println!("  connected: {}", if names.is_empty() { "none".to_string() } else { names.join(", ") });
             }
-            if layer.get("protocol_errors").is_some() {
+            if layer.get("crc_failures").is_some() {
+                println!(
+                    "  {} baud, {}: {} frames / {} bytes in, {} frames / {} bytes out; dropped: {} CRC failures, {} malformed, {} too long, {} refused",
+                    layer["baud"],
+                    s(&layer["framing"]),
+                    layer["frames_received"],
+                    layer["bytes_received"],
+                    layer["frames_sent"],
+                    layer["bytes_sent"],
+                    layer["crc_failures"],
+                    layer["malformed_frames"],
+                    layer["frames_too_long"],
+                    layer["frames_refused"],
+                );
+            } else if layer.get("protocol_errors").is_some() {
                 println!(
                     "  {} bundles / {} bytes in, {} bundles / {} bytes out; {} refused here, {} refused by peers, {} cut off, {} protocol errors",
                     layer["bundles_received"],

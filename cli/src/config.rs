@@ -42,6 +42,37 @@ pub struct Config {
     pub udp: UdpSection,
     #[serde(default)]
     pub tcpcl3: Tcpcl3Section,
+    #[serde(default)]
+    pub serial: Vec<SerialEntry>,
+}
+
+/// `[[serial]]`: a serial line to one peer (a cable, a radio modem).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialEntry {
+    /// The device (`/dev/ttyUSB0`).
+    pub device: String,
+    pub baud: u32,
+    /// The node at the other end.
+    #[serde(deserialize_with = "node_eid")]
+    pub node_id: Eid,
+    /// `cobs` (default) or `slip` (HDTN's slip_over_uart).
+    #[serde(default, deserialize_with = "serial_framing")]
+    pub framing: Option<convergence_layers::serial::Framing>,
+    /// `none` (default), `software` or `hardware`.
+    pub flow_control: Option<String>,
+    /// The largest bundle in one frame; larger ones are fragmented.
+    pub max_frame: Option<usize>,
+    /// A pause after each frame.
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub min_gap: Option<Duration>,
+}
+
+fn serial_framing<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<convergence_layers::serial::Framing>, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
 /// `[tcpcl3]`: the TCP convergence layer version 3 (RFC 7242), which ION, µD3TN and HDTN
@@ -563,6 +594,18 @@ data_dir = "{data_dir}"
 # [[tcpcl3.peers]]
 # address = "192.0.2.11:4556"
 # node_id = "ipn:11.0"
+
+# Serial lines, one [[serial]] table each: a cable or a radio modem to one peer. Frames are
+# COBS with a CRC-32C (or SLIP, for HDTN's slip_over_uart); bundles larger than max_frame are
+# fragmented so a frame lost to noise costs one fragment.
+# [[serial]]
+# device = "/dev/ttyUSB0"
+# baud = 9600
+# node_id = "ipn:12.0"
+# framing = "cobs"
+# flow_control = "none"
+# max_frame = 4096
+# min_gap = "0s"
 
 [udp]
 # Bundles in datagrams (RFC 7122), one per datagram; no acknowledgement, loss is expected.

@@ -18,6 +18,7 @@ use bpa::bundle::ParseOptions;
 use bpa::store::{SqliteStore, StoreConfig};
 use bpa::time::{Clock, SystemClock};
 use convergence_layers::framed::{Framed, FramedConfig, Framing};
+use convergence_layers::serial::{FlowControl, Serial, SerialConfig};
 use convergence_layers::tcpcl::driver::{SessionSummary, Tcpcl, TcpclConfig};
 use convergence_layers::tcpcl::session::{SessionConfig, TlsPolicy};
 use convergence_layers::tcpcl::tls::TlsSetup;
@@ -116,6 +117,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
     }
     let udp = start_udp(&config.udp, &agent).await?;
     let tcpcl3 = start_tcpcl3(&config, &agent).await?;
+    let serial = start_serial(&config, &agent)?;
     manage_contacts(
         planned_dialers(&config, tcpcl.as_ref().map(|(t, _)| t), tcpcl3.as_ref().map(|(t, _, _)| t)),
         contact_events,
@@ -173,6 +175,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
         let framed_status = framed.clone();
         let udp_status = udp.clone();
         let tcpcl3_status = tcpcl3.clone();
+        let serial_status = serial.clone();
         ExtraStatus(Arc::new(move || {
             let mut status = fixed_status.clone();
             let mut layers = match &tcpcl {
@@ -192,6 +195,9 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
             }
             if let Some((layer, bound, peers)) = &tcpcl3_status {
                 layers.push(tcpcl3_json(layer, bound, peers));
+            }
+            for link in &serial_status {
+                layers.push(serial_json(link));
             }
             status["convergence_layers"] = serde_json::Value::Array(layers);
             status
@@ -275,6 +281,10 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
         }
     }
     drop(tcpcl3);
+    for link in &serial {
+        link.shutdown();
+    }
+    drop(serial);
     drop(framed);
     drop(tcpcl);
     drop(agent);
@@ -504,6 +514,67 @@ async fn start_framed(
         peers.push((peer.address.clone(), peer.node_id.clone()));
     }
     Ok(Some((layer, bound, peers)))
+}
+
+/// Opens every `[[serial]]` line (each reopened while its device is missing or failing).
+fn start_serial(
+    config: &Config,
+    agent: &Agent<SqliteStore>,
+) -> anyhow::Result<Vec<Serial<Agent<SqliteStore>>>> {
+    let mut links = Vec::new();
+    for (i, entry) in config.serial.iter().enumerate() {
+        let key = format!("serial[{i}] ({})", entry.device);
+        anyhow::ensure!(entry.baud > 0, "{key}: baud = 0: give the line's rate (9600, 115200, ...)");
+        let mut link_config = SerialConfig::new(entry.device.clone(), entry.baud, entry.node_id.clone());
+        if let Some(framing) = entry.framing {
+            link_config.framing = framing;
+        }
+        link_config.flow_control = match entry.flow_control.as_deref() {
+            None | Some("none") => FlowControl::None,
+            Some("software") => FlowControl::Software,
+            Some("hardware") => FlowControl::Hardware,
+            Some(other) => {
+                anyhow::bail!("{key}: flow_control = {other:?}: use \"none\", \"software\" or \"hardware\"")
+            }
+        };
+        if let Some(v) = entry.max_frame {
+            anyhow::ensure!(
+                (256..=1 << 20).contains(&v),
+                "{key}: max_frame = {v}: give 256 to 1048576 bytes (small on slow or noisy lines: a lost frame costs its bundle or fragment)"
+            );
+            link_config.max_frame = v;
+        }
+        link_config.min_gap = entry.min_gap.filter(|gap| !gap.is_zero());
+        let link = Serial::new(agent.clone(), link_config);
+        link.start();
+        links.push(link);
+    }
+    Ok(links)
+}
+
+fn serial_json(link: &Serial<Agent<SqliteStore>>) -> serde_json::Value {
+    let config = link.config();
+    let stats = link.stats();
+    serde_json::json!({
+        "name": "serial",
+        "listen": [config.device],
+        "device": config.device,
+        "baud": config.baud,
+        "framing": config.framing.name(),
+        "peers": [{
+            "address": config.device,
+            "node_id": config.peer.to_string(),
+            "connected": stats.open,
+        }],
+        "frames_received": stats.frames_received,
+        "bytes_received": stats.bytes_received,
+        "frames_sent": stats.frames_sent,
+        "bytes_sent": stats.bytes_sent,
+        "crc_failures": stats.crc_failures,
+        "malformed_frames": stats.malformed,
+        "frames_too_long": stats.too_long,
+        "frames_refused": stats.refused,
+    })
 }
 
 /// TCPCLv3 as started: the layer, the addresses it listens on, the peers it dials.

@@ -24,8 +24,7 @@ use super::codec::{Deframed, Deframer, DropReason, Framing};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlowControl {
     None,
-    /// XON/XOFF: only with COBS or SLIP framings that never send those bytes raw — they do,
-    /// so use it only on lines that do not pass them.
+    /// XON/XOFF. Frames carry 0x11 and 0x13 raw, so only with a modem that escapes them.
     Software,
     /// RTS/CTS.
     Hardware,
@@ -165,6 +164,10 @@ impl<A: BundleSink> Serial<A> {
     /// The [`ConvergenceLayer`] the agent sends through.
     pub fn link(&self) -> Arc<dyn ConvergenceLayer> {
         Arc::new(SerialLink { shared: Arc::clone(&self.shared) })
+    }
+
+    pub fn config(&self) -> &SerialConfig {
+        &self.shared.config
     }
 
     /// Whether the device is open now.

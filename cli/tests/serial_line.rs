@@ -1,0 +1,129 @@
+//! A serial line through the real `dtn` binary: two daemons configured with `[[serial]]` on the
+//! two ends of a line the test makes from two pseudo-terminals and a relay, a file each way,
+//! `dtn status` and `/metrics`; and configuration mistakes named.
+
+mod common;
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Daemon, text};
+
+/// Two ptys whose masters are joined by relay threads; answers the slaves' device paths. The
+/// descriptors stay open for the life of the test process.
+fn serial_line() -> (String, String) {
+    let (a, b) = (nix::pty::openpty(None, None).expect("pty"), nix::pty::openpty(None, None).expect("pty"));
+    let path = |fd: &std::os::fd::OwnedFd| {
+        std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("path").display().to_string()
+    };
+    let (a_path, b_path) = (path(&a.slave), path(&b.slave));
+    let (a_master, b_master) = (File::from(a.master), File::from(b.master));
+    for (mut from, mut to) in
+        [(a_master.try_clone().expect("clone"), b_master.try_clone().expect("clone")), (b_master, a_master)]
+    {
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = from.read(&mut buffer) {
+                if n == 0 || to.write_all(&buffer[..n]).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    std::mem::forget((a.slave, b.slave));
+    (a_path, b_path)
+}
+
+fn config(dir: &Path, node: &str, body: &str) {
+    std::fs::write(dir.join("node.toml"), format!("node_id = \"{node}\"\ndata_dir = \"data\"\n{body}"))
+        .expect("config");
+}
+
+#[test]
+fn two_daemons_exchange_files_over_a_serial_line() {
+    let (a_tty, b_tty) = serial_line();
+    let (a_dir, b_dir) = (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"));
+    config(
+        a_dir.path(),
+        "ipn:1.0",
+        &format!(
+            "[[serial]]\ndevice = \"{a_tty}\"\nbaud = 115200\nnode_id = \"ipn:2.0\"\nmax_frame = 1024\n"
+        ),
+    );
+    config(
+        b_dir.path(),
+        "ipn:2.0",
+        &format!(
+            "[[serial]]\ndevice = \"{b_tty}\"\nbaud = 115200\nnode_id = \"ipn:1.0\"\nmax_frame = 1024\n"
+        ),
+    );
+    let a = Daemon::start(a_dir.path());
+    let b = Daemon::start(b_dir.path());
+    let file = a_dir.path().join("payload.bin");
+    let payload: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&file, &payload).expect("payload");
+    let out = a.dtn(&["send", "--to", "ipn:2.5", &file.display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = b.dtn(&["recv", "--endpoint", "ipn:2.5", "--wait", "30s"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.stdout == payload, "the payload arrived changed");
+    let back = b_dir.path().join("back.txt");
+    std::fs::write(&back, b"over the line and back").expect("file");
+    let out = b.dtn(&["send", "--to", "ipn:1.9", &back.display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = a.dtn(&["recv", "--endpoint", "ipn:1.9", "--wait", "30s"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(out.stdout, b"over the line and back");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = text(&a.dtn(&["status"]).stdout);
+        let shows = status.contains(&format!("serial      {a_tty}"))
+            && status.contains(&format!("peer {a_tty} = ipn:2.0 (connected)"))
+            && status.contains("115200 baud, cobs:")
+            && status.contains("dropped: 0 CRC failures, 0 malformed, 0 too long, 0 refused");
+        if shows {
+            break;
+        }
+        assert!(Instant::now() < deadline, "status never showed it:\n{status}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, metrics) = a.http("GET", "/metrics", b"");
+    assert_eq!(code, 200);
+    assert!(metrics.contains("dtn_cla_frames_sent{layer=\"serial\"} "), "{metrics}");
+    assert!(metrics.contains("dtn_cla_crc_failures{layer=\"serial\"} 0\n"), "{metrics}");
+    let json: serde_json::Value = serde_json::from_slice(&a.dtn(&["status", "--json"]).stdout).expect("json");
+    let counters = &json["counters"];
+    assert!(counters["fragments_sent"].as_u64().expect("fragments") >= 20, "sent in fragments: {counters}");
+}
+
+#[test]
+fn serial_mistakes_are_named_with_their_key() {
+    let dir = tempfile::tempdir().expect("dir");
+    for (body, expected) in [
+        (
+            "[[serial]]\ndevice = \"/dev/null\"\nbaud = 9600\nnode_id = \"ipn:2.0\"\nframing = \"kiss\"\n",
+            "use \"cobs\"",
+        ),
+        (
+            "[[serial]]\ndevice = \"/dev/null\"\nbaud = 9600\nnode_id = \"ipn:2.0\"\nmax_frame = 10\n",
+            "max_frame = 10: give 256 to 1048576",
+        ),
+        (
+            "[[serial]]\ndevice = \"/dev/null\"\nbaud = 9600\nnode_id = \"ipn:2.0\"\nflow_control = \"rts\"\n",
+            "flow_control = \"rts\"",
+        ),
+        ("[[serial]]\ndevice = \"/dev/null\"\nbaud = 9600\n", "missing field `node_id`"),
+    ] {
+        config(dir.path(), "ipn:1.0", body);
+        let out = std::process::Command::new(common::DTN)
+            .args(["daemon", "--config"])
+            .arg(dir.path().join("node.toml"))
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(1), "{body}");
+        assert!(text(&out.stderr).contains(expected), "{body}: {}", text(&out.stderr));
+    }
+}
