@@ -51,8 +51,8 @@ fn relay(
 ) {
     std::thread::spawn(move || {
         let bytes_per_second = baud / 10;
-        let started = Instant::now();
-        let mut sent = 0u64;
+        // When the line has sent what it was given: no credit builds up while it is idle.
+        let mut free_at = Instant::now();
         let mut seen = 0u64;
         let mut buffer = [0u8; 256];
         while !stop.load(Ordering::Relaxed) {
@@ -72,10 +72,10 @@ fn relay(
                     out.push(0x5a);
                 }
             }
-            sent += out.len() as u64;
-            // The line's pace: these bytes are on it no sooner than the baud rate allows.
-            let due = Duration::from_secs_f64(sent as f64 / bytes_per_second as f64);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
+            // The line's pace: these bytes are through no sooner than the baud rate allows.
+            free_at = free_at.max(Instant::now())
+                + Duration::from_secs_f64(out.len() as f64 / bytes_per_second as f64);
+            if let Some(wait) = free_at.checked_duration_since(Instant::now()) {
                 std::thread::sleep(wait);
             }
             if to.write_all(&out).is_err() {
