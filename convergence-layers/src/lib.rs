@@ -3,6 +3,7 @@
 
 pub mod framed;
 pub mod serial;
+pub mod spool;
 pub mod tcpcl;
 pub mod tcpcl3;
 pub mod udp;

@@ -1,0 +1,457 @@
+//! The spool driver: a directory — often the mount point of a removable medium — watched by a
+//! periodic scan. While it is there, the nodes configured as reachable through it are
+//! neighbours: bundles for them are written into it (exported) and count as forwarded once the
+//! file is whole and on the medium. Files addressed to this node (or to nodes it imports for)
+//! are taken into the store and removed from the medium only once durable here. A medium
+//! carried twice does nothing twice: the agent remembers the bundles it handled until they
+//! expire, so an imported copy is recognised, counted and removed.
+//!
+//! Writes are atomic: a temporary name, the data, fsync, rename, fsync of the directory. A file
+//! with a temporary name (its writer died) or that is not a bundle is left alone and reported
+//! once; a medium that is read-only or full fails the export with a clear reason (logged once a
+//! minute) and the bundle stays in the store for the next try.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bpa::agent::{AgentError, Reception};
+use bpa::bundle::{BundleHeader, Eid, ParseOptions};
+use bpa::cla::{BundleSink, ClaError, ClaFuture, ConvergenceLayer, IncomingBundle, OutgoingBundle, Refusal};
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+use super::layout::{BUNDLE_SUFFIX, TEMPORARY_PREFIX, bundle_file, node_dir};
+
+/// How the spool behaves.
+#[derive(Debug, Clone)]
+pub struct SpoolConfig {
+    /// The spool directory (a USB stick's mount point, say).
+    pub dir: PathBuf,
+    /// Nodes reached through the spool: their bundles are exported while the directory is there.
+    pub peers: Vec<Eid>,
+    /// Nodes besides this one whose bundles are imported (this node forwards for them).
+    pub import_for: Vec<Eid>,
+    /// How often the directory is looked at.
+    pub scan_interval: Duration,
+}
+
+impl SpoolConfig {
+    pub fn new(dir: impl Into<PathBuf>) -> SpoolConfig {
+        SpoolConfig {
+            dir: dir.into(),
+            peers: Vec::new(),
+            import_for: Vec::new(),
+            scan_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Why the spool could not write a bundle.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("the spool directory {0} is not there (the medium is not mounted?)")]
+    Missing(PathBuf),
+    #[error("the spool at {dir} is read-only: the bundle stays here until it can be written")]
+    ReadOnly { dir: PathBuf },
+    #[error("the spool at {dir} is full: the bundle stays here until there is room")]
+    Full { dir: PathBuf },
+    #[error("writing {path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
+    #[error("the bundle's header could not be read to name its file: {0}")]
+    Header(String),
+}
+
+/// A snapshot of the spool's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpoolStats {
+    /// Whether the directory is there now.
+    pub present: bool,
+    pub exported: u64,
+    pub bytes_exported: u64,
+    pub imported: u64,
+    pub bytes_imported: u64,
+    /// Files of bundles this node already had or handled: removed, not delivered again.
+    pub duplicates: u64,
+    /// Files with a temporary name (their writer did not finish): left alone.
+    pub half_written: u64,
+    /// Files that are not bundles (or not ones this node takes): left alone.
+    pub not_bundles: u64,
+    pub export_errors: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    exported: AtomicU64,
+    bytes_exported: AtomicU64,
+    imported: AtomicU64,
+    bytes_imported: AtomicU64,
+    duplicates: AtomicU64,
+    half_written: AtomicU64,
+    not_bundles: AtomicU64,
+    export_errors: AtomicU64,
+}
+
+/// Files reported as left alone, so each is reported (and counted) once.
+const MAX_REPORTED: usize = 4096;
+/// Bytes read or written at a time.
+const CHUNK: usize = 1 << 20;
+/// The most of a bundle's start read to find its ID.
+const MAX_HEADER: usize = 1 << 20;
+
+struct Shared<A: BundleSink> {
+    agent: A,
+    config: SpoolConfig,
+    counters: Counters,
+    present: watch::Sender<bool>,
+    shutdown: watch::Sender<bool>,
+    reported: Mutex<HashSet<PathBuf>>,
+    warnings: Mutex<bpa::log::RateLimit>,
+    /// Distinguishes temporary names of concurrent writes.
+    next_temporary: AtomicU64,
+}
+
+impl<A: BundleSink> std::fmt::Debug for Shared<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spool").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// A spool directory. Cheap to clone.
+#[derive(Debug)]
+pub struct Spool<A: BundleSink> {
+    shared: Arc<Shared<A>>,
+}
+
+impl<A: BundleSink> Clone for Spool<A> {
+    fn clone(&self) -> Self {
+        Spool { shared: Arc::clone(&self.shared) }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<A: BundleSink> Spool<A> {
+    pub fn new(agent: A, mut config: SpoolConfig) -> Spool<A> {
+        config.scan_interval = config.scan_interval.max(Duration::from_millis(10));
+        let (present, _) = watch::channel(false);
+        let (shutdown, _) = watch::channel(false);
+        Spool {
+            shared: Arc::new(Shared {
+                agent,
+                config,
+                counters: Counters::default(),
+                present,
+                shutdown,
+                reported: Mutex::new(HashSet::new()),
+                warnings: Mutex::new(bpa::log::RateLimit::new(Duration::from_secs(60))),
+                next_temporary: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &SpoolConfig {
+        &self.shared.config
+    }
+
+    /// Watches the directory until [`Spool::shutdown`].
+    pub fn start(&self) {
+        let spool = self.clone();
+        tokio::spawn(async move { spool.watch().await });
+    }
+
+    pub fn shutdown(&self) {
+        self.shared.shutdown.send_replace(true);
+    }
+
+    /// The [`ConvergenceLayer`] the agent exports through.
+    pub fn link(&self) -> Arc<dyn ConvergenceLayer> {
+        Arc::new(SpoolLink { spool: self.clone() })
+    }
+
+    pub fn stats(&self) -> SpoolStats {
+        let c = &self.shared.counters;
+        SpoolStats {
+            present: *self.shared.present.borrow(),
+            exported: c.exported.load(Ordering::Relaxed),
+            bytes_exported: c.bytes_exported.load(Ordering::Relaxed),
+            imported: c.imported.load(Ordering::Relaxed),
+            bytes_imported: c.bytes_imported.load(Ordering::Relaxed),
+            duplicates: c.duplicates.load(Ordering::Relaxed),
+            half_written: c.half_written.load(Ordering::Relaxed),
+            not_bundles: c.not_bundles.load(Ordering::Relaxed),
+            export_errors: c.export_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    async fn watch(&self) {
+        let mut shutdown = self.shared.shutdown.subscribe();
+        loop {
+            self.scan().await;
+            tokio::select! {
+                _ = tokio::time::sleep(self.shared.config.scan_interval) => {}
+                _ = shutdown.changed() => break,
+            }
+        }
+        if self.shared.present.send_replace(false) {
+            for peer in &self.shared.config.peers {
+                self.shared.agent.neighbour_down(peer);
+            }
+        }
+    }
+
+    /// One look at the directory: its peers up or down as it comes and goes, and what is there
+    /// for this node imported.
+    pub async fn scan(&self) {
+        let dir = &self.shared.config.dir;
+        let present = tokio::fs::metadata(dir).await.is_ok_and(|m| m.is_dir());
+        let was = self.shared.present.send_replace(present);
+        if present && !was {
+            tracing::info!(dir = %dir.display(), peers = self.shared.config.peers.len(), "spool directory present");
+            for peer in &self.shared.config.peers {
+                if let Err(error) = self.shared.agent.neighbour_up(peer.clone(), self.link()).await {
+                    tracing::error!(%error, neighbour = %peer, "the agent did not take the spool neighbour");
+                }
+            }
+        } else if !present && was {
+            tracing::info!(dir = %dir.display(), "spool directory gone (medium removed?)");
+            for peer in &self.shared.config.peers {
+                self.shared.agent.neighbour_down(peer);
+            }
+        }
+        if !present {
+            return;
+        }
+        let mut nodes = vec![self.shared.agent.node_id().clone()];
+        nodes.extend(self.shared.config.import_for.iter().cloned());
+        for node in nodes {
+            self.import_dir(&dir.join(node_dir(&node))).await;
+        }
+    }
+
+    async fn import_dir(&self, dir: &Path) {
+        let Ok(mut entries) = tokio::fs::read_dir(dir).await else { return };
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(TEMPORARY_PREFIX) {
+                self.left_alone(
+                    &path,
+                    &self.shared.counters.half_written,
+                    "a half-written file (its writer did not finish): left alone",
+                );
+            } else if name.ends_with(BUNDLE_SUFFIX) {
+                self.import_file(&path).await;
+            } else {
+                self.left_alone(&path, &self.shared.counters.not_bundles, "not a bundle file: left alone");
+            }
+        }
+    }
+
+    /// Counts and reports a file left on the medium, once.
+    fn left_alone(&self, path: &Path, counter: &AtomicU64, what: &str) {
+        let mut reported = lock(&self.shared.reported);
+        if reported.contains(path) {
+            return;
+        }
+        if reported.len() >= MAX_REPORTED {
+            reported.clear();
+        }
+        reported.insert(path.to_path_buf());
+        counter.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(path = %path.display(), "{what}");
+    }
+
+    async fn import_file(&self, path: &Path) {
+        if lock(&self.shared.reported).contains(path) {
+            return;
+        }
+        let result = self.take_in(path).await;
+        match result {
+            Ok((reception, bytes)) => {
+                // Durable here: the file may go.
+                if let Err(error) = tokio::fs::remove_file(path).await {
+                    tracing::warn!(path = %path.display(), %error, "imported, but the file could not be removed from the medium (it will be recognised and skipped next time)");
+                } else {
+                    sync_dir(path.parent().unwrap_or(Path::new("."))).await;
+                }
+                let c = &self.shared.counters;
+                match reception {
+                    Reception::Accepted(_) => {
+                        c.imported.fetch_add(1, Ordering::Relaxed);
+                        c.bytes_imported.fetch_add(bytes, Ordering::Relaxed);
+                    }
+                    Reception::Duplicate(_) | Reception::AlreadyHandled => {
+                        c.duplicates.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            Err(Some(error)) if matches!(error, AgentError::AlreadyHandled(_)) => {
+                let _ = tokio::fs::remove_file(path).await;
+                self.shared.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(Some(error)) if error.refusal() == Refusal::NotAcceptable => {
+                self.left_alone(
+                    path,
+                    &self.shared.counters.not_bundles,
+                    &format!("not a bundle this node takes ({error}): left alone"),
+                );
+            }
+            Err(Some(error)) => {
+                // No room or a store failure: tried again at the next scan.
+                if let Some(suppressed) = lock(&self.shared.warnings).allow(std::time::Instant::now()) {
+                    tracing::warn!(path = %path.display(), %error, earlier_not_logged = suppressed, "a spool file could not be imported now; it stays on the medium");
+                }
+            }
+            Err(None) => {}
+        }
+    }
+
+    /// Streams a file into the store; `Err(None)` when the file could not be read (gone, a
+    /// medium pulled out).
+    async fn take_in(&self, path: &Path) -> Result<(Reception, u64), Option<AgentError>> {
+        let mut file = tokio::fs::File::open(path).await.map_err(|_| None)?;
+        let mut pending = self.shared.agent.begin_receive().await.map_err(Some)?;
+        let mut total = 0u64;
+        let mut chunk = Vec::with_capacity(CHUNK);
+        loop {
+            chunk.clear();
+            let n = (&mut file).take(CHUNK as u64).read_to_end(&mut chunk).await.map_err(|error| {
+                tracing::warn!(path = %path.display(), %error, "reading a spool file failed");
+                None
+            })?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            pending.write_owned(&mut chunk).await.map_err(Some)?;
+        }
+        let reception = pending.commit().await.map_err(Some)?;
+        Ok((reception, total))
+    }
+
+    /// Writes one bundle into the directory of `peer`, atomically.
+    async fn export(&self, peer: &Eid, bundle: OutgoingBundle) -> Result<u64, ExportError> {
+        let dir = self.shared.config.dir.clone();
+        if !tokio::fs::metadata(&dir).await.is_ok_and(|m| m.is_dir()) {
+            return Err(ExportError::Missing(dir));
+        }
+        let node_dir = dir.join(node_dir(peer));
+        tokio::fs::create_dir_all(&node_dir).await.map_err(|error| classify(&dir, &node_dir, error))?;
+        let n = self.shared.next_temporary.fetch_add(1, Ordering::Relaxed);
+        let temporary = node_dir.join(format!("{TEMPORARY_PREFIX}{}-{n}", std::process::id()));
+        let written = self.write_temporary(&temporary, bundle).await;
+        let (length, prefix) = match written {
+            Ok(done) => done,
+            Err(error) => {
+                let _ = tokio::fs::remove_file(&temporary).await;
+                return Err(classify(&dir, &temporary, error));
+            }
+        };
+        let header = match BundleHeader::parse(&prefix, &ParseOptions::lenient()) {
+            Ok(Some(header)) => header,
+            Ok(None) => {
+                let _ = tokio::fs::remove_file(&temporary).await;
+                return Err(ExportError::Header(format!("longer than {MAX_HEADER} bytes")));
+            }
+            Err(error) => {
+                let _ = tokio::fs::remove_file(&temporary).await;
+                return Err(ExportError::Header(error.to_string()));
+            }
+        };
+        let path = node_dir.join(bundle_file(&header.id()));
+        if let Err(error) = tokio::fs::rename(&temporary, &path).await {
+            let _ = tokio::fs::remove_file(&temporary).await;
+            return Err(classify(&dir, &path, error));
+        }
+        sync_dir(&node_dir).await;
+        Ok(length)
+    }
+
+    /// Writes the bundle to `path` and syncs it; answers its length and its first bytes.
+    async fn write_temporary(&self, path: &Path, bundle: OutgoingBundle) -> std::io::Result<(u64, Bytes)> {
+        let mut file = tokio::fs::File::create(path).await?;
+        let mut reader = bundle.into_reader();
+        let mut prefix = Vec::new();
+        let mut buffer = vec![0u8; CHUNK];
+        let mut length = 0u64;
+        loop {
+            let n = reader.read(&mut buffer).await?;
+            if n == 0 {
+                break;
+            }
+            if prefix.len() < MAX_HEADER {
+                let keep = n.min(MAX_HEADER - prefix.len());
+                prefix.extend_from_slice(&buffer[..keep]);
+            }
+            file.write_all(&buffer[..n]).await?;
+            length += n as u64;
+        }
+        file.flush().await?;
+        file.sync_all().await?;
+        Ok((length, prefix.into()))
+    }
+}
+
+/// A write error in words a person acts on.
+fn classify(dir: &Path, path: &Path, error: std::io::Error) -> ExportError {
+    match error.kind() {
+        std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied => {
+            ExportError::ReadOnly { dir: dir.to_path_buf() }
+        }
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            ExportError::Full { dir: dir.to_path_buf() }
+        }
+        _ => ExportError::Io { path: path.to_path_buf(), error },
+    }
+}
+
+/// Makes a rename or removal in `dir` durable.
+async fn sync_dir(dir: &Path) {
+    let dir = dir.to_path_buf();
+    let _ = tokio::task::spawn_blocking(move || std::fs::File::open(&dir).and_then(|d| d.sync_all())).await;
+}
+
+/// The agent's way into the spool.
+#[derive(Debug)]
+struct SpoolLink<A: BundleSink> {
+    spool: Spool<A>,
+}
+
+impl<A: BundleSink> ConvergenceLayer for SpoolLink<A> {
+    fn name(&self) -> &str {
+        "spool"
+    }
+
+    fn send(&self, peer: &Eid, bundle: OutgoingBundle) -> ClaFuture<'_, ()> {
+        let node = peer.node_id();
+        Box::pin(async move {
+            let shared = &self.spool.shared;
+            match self.spool.export(&node, bundle).await {
+                Ok(length) => {
+                    shared.counters.exported.fetch_add(1, Ordering::Relaxed);
+                    shared.counters.bytes_exported.fetch_add(length, Ordering::Relaxed);
+                    Ok(())
+                }
+                Err(error) => {
+                    shared.counters.export_errors.fetch_add(1, Ordering::Relaxed);
+                    if let Some(suppressed) = lock(&shared.warnings).allow(std::time::Instant::now()) {
+                        tracing::warn!(%error, neighbour = %node, earlier_not_logged = suppressed, "a bundle could not be written to the spool");
+                    }
+                    match error {
+                        ExportError::Missing(_) => Err(ClaError::LinkDown { peer: node.to_string() }),
+                        ExportError::Full { .. } => {
+                            Err(ClaError::Refused { peer: node.to_string(), reason: Refusal::NoResources })
+                        }
+                        other => Err(ClaError::Failed { peer: node.to_string(), reason: other.to_string() }),
+                    }
+                }
+            }
+        })
+    }
+}
