@@ -291,7 +291,7 @@ impl<A: BundleSink> Spool<A> {
                     }
                 }
             }
-            Err(Some(error)) if matches!(error, AgentError::AlreadyHandled(_)) => {
+            Err(Some(AgentError::AlreadyHandled(_))) => {
                 let _ = tokio::fs::remove_file(path).await;
                 self.shared.counters.duplicates.fetch_add(1, Ordering::Relaxed);
             }
