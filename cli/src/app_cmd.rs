@@ -605,7 +605,20 @@ pub fn status(client: Client, json_out: bool) -> anyhow::Result<ExitCode> {
                 let names: Vec<String> = connected.iter().map(&s).collect();
                 println!("  connected: {}", if names.is_empty() { "none".to_string() } else { names.join(", ") });
             }
-            if layer.get("crc_failures").is_some() {
+            if layer.get("files_exported").is_some() {
+                println!(
+                    "  {}: {} files / {} bytes exported, {} files / {} bytes imported; {} duplicates skipped; left alone: {} half-written, {} not bundles; {} export errors",
+                    if layer["present"].as_bool() == Some(true) { "present" } else { "not there" },
+                    layer["files_exported"],
+                    layer["bytes_exported"],
+                    layer["files_imported"],
+                    layer["bytes_imported"],
+                    layer["duplicates_skipped"],
+                    layer["half_written_left"],
+                    layer["not_bundles_left"],
+                    layer["export_errors"],
+                );
+            } else if layer.get("crc_failures").is_some() {
                 println!(
                     "  {} baud, {}: {} frames / {} bytes in, {} frames / {} bytes out; dropped: {} CRC failures, {} malformed, {} too long, {} refused",
                     layer["baud"],

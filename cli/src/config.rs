@@ -44,6 +44,41 @@ pub struct Config {
     pub tcpcl3: Tcpcl3Section,
     #[serde(default)]
     pub serial: Vec<SerialEntry>,
+    #[serde(default)]
+    pub spool: Vec<SpoolEntry>,
+}
+
+/// `[[spool]]`: a directory (a removable medium's mount point) carried between nodes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolEntry {
+    pub dir: PathBuf,
+    /// Nodes reached through it: their bundles are written there.
+    #[serde(default, deserialize_with = "node_eids")]
+    pub peers: Vec<Eid>,
+    /// Nodes besides this one whose bundles are taken from it.
+    #[serde(default, deserialize_with = "node_eids")]
+    pub import_for: Vec<Eid>,
+    /// How often the directory is looked at.
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub scan_interval: Option<Duration>,
+}
+
+fn node_eids<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Eid>, D::Error> {
+    let texts = Vec::<String>::deserialize(d)?;
+    texts
+        .iter()
+        .map(|text| {
+            let eid: Eid = text.parse().map_err(|e| serde::de::Error::custom(format!("{text:?}: {e}")))?;
+            if eid != eid.node_id() {
+                return Err(serde::de::Error::custom(format!(
+                    "{text} is not a node ID: use ipn:N.0 or dtn://name/ (here: {})",
+                    eid.node_id()
+                )));
+            }
+            Ok(eid)
+        })
+        .collect()
 }
 
 /// `[[serial]]`: a serial line to one peer (a cable, a radio modem).
@@ -606,6 +641,15 @@ data_dir = "{data_dir}"
 # flow_control = "none"
 # max_frame = 4096
 # min_gap = "0s"
+
+# Spools, one [[spool]] table each: a directory (a USB stick's mount point) carried between
+# nodes that never meet. Bundles for `peers` are written there while it is mounted; files for
+# this node (and `import_for`) are taken in and removed once stored here.
+# [[spool]]
+# dir = "/media/stick/dtn"
+# peers = ["ipn:20.0"]
+# import_for = []
+# scan_interval = "2s"
 
 [udp]
 # Bundles in datagrams (RFC 7122), one per datagram; no acknowledgement, loss is expected.

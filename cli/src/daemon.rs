@@ -19,6 +19,7 @@ use bpa::store::{SqliteStore, StoreConfig};
 use bpa::time::{Clock, SystemClock};
 use convergence_layers::framed::{Framed, FramedConfig, Framing};
 use convergence_layers::serial::{FlowControl, Serial, SerialConfig};
+use convergence_layers::spool::{Spool, SpoolConfig};
 use convergence_layers::tcpcl::driver::{SessionSummary, Tcpcl, TcpclConfig};
 use convergence_layers::tcpcl::session::{SessionConfig, TlsPolicy};
 use convergence_layers::tcpcl::tls::TlsSetup;
@@ -118,6 +119,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
     let udp = start_udp(&config.udp, &agent).await?;
     let tcpcl3 = start_tcpcl3(&config, &agent).await?;
     let serial = start_serial(&config, &agent)?;
+    let spools = start_spools(&config, &agent, &data_dir)?;
     manage_contacts(
         planned_dialers(&config, tcpcl.as_ref().map(|(t, _)| t), tcpcl3.as_ref().map(|(t, _, _)| t)),
         contact_events,
@@ -176,6 +178,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
         let udp_status = udp.clone();
         let tcpcl3_status = tcpcl3.clone();
         let serial_status = serial.clone();
+        let spool_status = spools.clone();
         ExtraStatus(Arc::new(move || {
             let mut status = fixed_status.clone();
             let mut layers = match &tcpcl {
@@ -198,6 +201,9 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
             }
             for link in &serial_status {
                 layers.push(serial_json(link));
+            }
+            for spool in &spool_status {
+                layers.push(spool_json(spool));
             }
             status["convergence_layers"] = serde_json::Value::Array(layers);
             status
@@ -285,6 +291,10 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
         link.shutdown();
     }
     drop(serial);
+    for spool in &spools {
+        spool.shutdown();
+    }
+    drop(spools);
     drop(framed);
     drop(tcpcl);
     drop(agent);
@@ -550,6 +560,58 @@ fn start_serial(
         links.push(link);
     }
     Ok(links)
+}
+
+/// Watches every `[[spool]]` directory.
+fn start_spools(
+    config: &Config,
+    agent: &Agent<SqliteStore>,
+    data_dir: &Path,
+) -> anyhow::Result<Vec<Spool<Agent<SqliteStore>>>> {
+    let mut spools = Vec::new();
+    for (i, entry) in config.spool.iter().enumerate() {
+        let key = format!("spool[{i}] ({})", entry.dir.display());
+        anyhow::ensure!(
+            !entry.dir.starts_with(data_dir),
+            "{key}: the spool must not be inside the data directory {}",
+            data_dir.display()
+        );
+        let mut spool_config = SpoolConfig::new(&entry.dir);
+        spool_config.peers = entry.peers.clone();
+        spool_config.import_for = entry.import_for.clone();
+        if let Some(v) = entry.scan_interval {
+            anyhow::ensure!(!v.is_zero(), "{key}: scan_interval = 0: give a duration (\"2s\")");
+            spool_config.scan_interval = v;
+        }
+        let spool = Spool::new(agent.clone(), spool_config);
+        spool.start();
+        spools.push(spool);
+    }
+    Ok(spools)
+}
+
+fn spool_json(spool: &Spool<Agent<SqliteStore>>) -> serde_json::Value {
+    let config = spool.config();
+    let stats = spool.stats();
+    let dir = config.dir.display().to_string();
+    serde_json::json!({
+        "name": "spool",
+        "listen": [dir],
+        "present": stats.present,
+        "peers": config.peers.iter().map(|peer| serde_json::json!({
+            "address": dir,
+            "node_id": peer.to_string(),
+            "connected": stats.present,
+        })).collect::<Vec<_>>(),
+        "files_exported": stats.exported,
+        "bytes_exported": stats.bytes_exported,
+        "files_imported": stats.imported,
+        "bytes_imported": stats.bytes_imported,
+        "duplicates_skipped": stats.duplicates,
+        "half_written_left": stats.half_written,
+        "not_bundles_left": stats.not_bundles,
+        "export_errors": stats.export_errors,
+    })
 }
 
 fn serial_json(link: &Serial<Agent<SqliteStore>>) -> serde_json::Value {

@@ -1,0 +1,87 @@
+//! The spool through the real `dtn` binary: two daemons that never run at the same time move a
+//! file each way through one directory (a USB stick's mount point), and `dtn status` and
+//! `/metrics` show it.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Daemon, text};
+
+fn config(dir: &Path, node: &str, body: &str) {
+    std::fs::write(dir.join("node.toml"), format!("node_id = \"{node}\"\ndata_dir = \"data\"\n{body}"))
+        .expect("config");
+}
+
+fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn stored(daemon: &Daemon) -> u64 {
+    let json: serde_json::Value =
+        serde_json::from_slice(&daemon.dtn(&["status", "--json"]).stdout).expect("json");
+    json["store"]["bundles"].as_u64().expect("bundles")
+}
+
+#[test]
+fn two_daemons_that_never_meet_exchange_files_through_a_stick() {
+    let stick = tempfile::tempdir().expect("stick");
+    let (a_dir, b_dir) = (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"));
+    let spool = |peer: &str| {
+        format!(
+            "[[spool]]\ndir = \"{}\"\npeers = [\"{peer}\"]\nscan_interval = \"100ms\"\n",
+            stick.path().display()
+        )
+    };
+    config(a_dir.path(), "ipn:1.0", &spool("ipn:2.0"));
+    config(b_dir.path(), "ipn:2.0", &spool("ipn:1.0"));
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+    {
+        let a = Daemon::start(a_dir.path());
+        let file = a_dir.path().join("report.bin");
+        std::fs::write(&file, &payload).expect("payload");
+        let out = a.dtn(&["send", "--to", "ipn:2.5", &file.display().to_string()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        wait_for("A writes it to the stick", || stored(&a) == 0);
+        let status = text(&a.dtn(&["status"]).stdout);
+        assert!(status.contains(&format!("spool       {}", stick.path().display())), "{status}");
+        assert!(status.contains("present: 1 files / "), "{status}");
+        let (code, metrics) = a.http("GET", "/metrics", b"");
+        assert_eq!(code, 200);
+        assert!(metrics.contains("dtn_cla_files_exported{layer=\"spool\"} 1\n"), "{metrics}");
+    }
+    // A is gone; the stick is carried to B.
+    let b = Daemon::start(b_dir.path());
+    let out = b.dtn(&["recv", "--endpoint", "ipn:2.5", "--wait", "30s"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.stdout == payload, "the file arrived changed");
+    let reply = b_dir.path().join("reply.txt");
+    std::fs::write(&reply, b"received, thank you").expect("reply");
+    let out = b.dtn(&["send", "--to", "ipn:1.9", &reply.display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    wait_for("B writes the reply to the stick", || stored(&b) == 0);
+    let json: serde_json::Value = serde_json::from_slice(&b.dtn(&["status", "--json"]).stdout).expect("json");
+    let spool = json["convergence_layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .find(|l| l["name"] == "spool")
+        .cloned()
+        .expect("spool");
+    assert_eq!(
+        (spool["files_imported"].as_u64(), spool["files_exported"].as_u64()),
+        (Some(1), Some(1)),
+        "{spool}"
+    );
+    drop(b);
+    // Back at A.
+    let a = Daemon::start(a_dir.path());
+    let out = a.dtn(&["recv", "--endpoint", "ipn:1.9", "--wait", "30s"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(out.stdout, b"received, thank you");
+}
