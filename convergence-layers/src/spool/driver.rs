@@ -97,6 +97,8 @@ struct Counters {
 
 /// Files reported as left alone, so each is reported (and counted) once.
 const MAX_REPORTED: usize = 4096;
+/// Files taken in at once.
+const IMPORTS_AT_ONCE: usize = 64;
 /// Bytes read or written at a time.
 const CHUNK: usize = 1 << 20;
 /// The most of a bundle's start read to find its ID.
@@ -236,6 +238,10 @@ impl<A: BundleSink> Spool<A> {
 
     async fn import_dir(&self, dir: &Path) {
         let Ok(mut entries) = tokio::fs::read_dir(dir).await else { return };
+        // Files are taken in several at a time (each waits for the store's group commit), at
+        // most IMPORTS_AT_ONCE, their removals made durable with one sync of the directory.
+        let mut importing = tokio::task::JoinSet::new();
+        let mut removed = false;
         while let Ok(Some(entry)) = entries.next_entry().await {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -246,10 +252,23 @@ impl<A: BundleSink> Spool<A> {
                     "a half-written file (its writer did not finish): left alone",
                 );
             } else if name.ends_with(BUNDLE_SUFFIX) {
-                self.import_file(&path).await;
+                if lock(&self.shared.reported).contains(&path) {
+                    continue;
+                }
+                while importing.len() >= IMPORTS_AT_ONCE {
+                    removed |= importing.join_next().await.and_then(Result::ok).unwrap_or(false);
+                }
+                let spool = self.clone();
+                importing.spawn(async move { spool.import_file(&path).await });
             } else {
                 self.left_alone(&path, &self.shared.counters.not_bundles, "not a bundle file: left alone");
             }
+        }
+        while let Some(done) = importing.join_next().await {
+            removed |= done.unwrap_or(false);
+        }
+        if removed {
+            sync_dir(dir).await;
         }
     }
 
@@ -267,19 +286,20 @@ impl<A: BundleSink> Spool<A> {
         tracing::warn!(path = %path.display(), "{what}");
     }
 
-    async fn import_file(&self, path: &Path) {
-        if lock(&self.shared.reported).contains(path) {
-            return;
-        }
+    /// Takes one file in; answers whether it was removed from the medium (its directory then
+    /// wants a sync).
+    async fn import_file(&self, path: &Path) -> bool {
         let result = self.take_in(path).await;
         match result {
             Ok((reception, bytes)) => {
                 // Durable here: the file may go.
-                if let Err(error) = tokio::fs::remove_file(path).await {
-                    tracing::warn!(path = %path.display(), %error, "imported, but the file could not be removed from the medium (it will be recognised and skipped next time)");
-                } else {
-                    sync_dir(path.parent().unwrap_or(Path::new("."))).await;
-                }
+                let removed = match tokio::fs::remove_file(path).await {
+                    Ok(()) => true,
+                    Err(error) => {
+                        tracing::warn!(path = %path.display(), %error, "imported, but the file could not be removed from the medium (it will be recognised and skipped next time)");
+                        false
+                    }
+                };
                 let c = &self.shared.counters;
                 match reception {
                     Reception::Accepted(_) => {
@@ -290,10 +310,11 @@ impl<A: BundleSink> Spool<A> {
                         c.duplicates.fetch_add(1, Ordering::Relaxed);
                     }
                 }
+                removed
             }
             Err(Some(AgentError::AlreadyHandled(_))) => {
-                let _ = tokio::fs::remove_file(path).await;
                 self.shared.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                tokio::fs::remove_file(path).await.is_ok()
             }
             Err(Some(error)) if error.refusal() == Refusal::NotAcceptable => {
                 self.left_alone(
@@ -301,14 +322,16 @@ impl<A: BundleSink> Spool<A> {
                     &self.shared.counters.not_bundles,
                     &format!("not a bundle this node takes ({error}): left alone"),
                 );
+                false
             }
             Err(Some(error)) => {
                 // No room or a store failure: tried again at the next scan.
                 if let Some(suppressed) = lock(&self.shared.warnings).allow(std::time::Instant::now()) {
                     tracing::warn!(path = %path.display(), %error, earlier_not_logged = suppressed, "a spool file could not be imported now; it stays on the medium");
                 }
+                false
             }
-            Err(None) => {}
+            Err(None) => false,
         }
     }
 
@@ -316,9 +339,11 @@ impl<A: BundleSink> Spool<A> {
     /// medium pulled out).
     async fn take_in(&self, path: &Path) -> Result<(Reception, u64), Option<AgentError>> {
         let mut file = tokio::fs::File::open(path).await.map_err(|_| None)?;
+        let length = file.metadata().await.map_err(|_| None)?.len();
         let mut pending = self.shared.agent.begin_receive().await.map_err(Some)?;
         let mut total = 0u64;
-        let mut chunk = Vec::with_capacity(CHUNK);
+        // Many files are taken in at once: each buffer only as large as its file needs.
+        let mut chunk = Vec::with_capacity(usize::try_from(length).unwrap_or(CHUNK).clamp(1, CHUNK));
         loop {
             chunk.clear();
             let n = (&mut file).take(CHUNK as u64).read_to_end(&mut chunk).await.map_err(|error| {
@@ -376,9 +401,10 @@ impl<A: BundleSink> Spool<A> {
     /// Writes the bundle to `path` and syncs it; answers its length and its first bytes.
     async fn write_temporary(&self, path: &Path, bundle: OutgoingBundle) -> std::io::Result<(u64, Bytes)> {
         let mut file = tokio::fs::File::create(path).await?;
+        // Many exports run at once: each buffer only as large as its bundle needs.
+        let mut buffer = vec![0u8; usize::try_from(bundle.len()).unwrap_or(CHUNK).clamp(1, CHUNK)];
         let mut reader = bundle.into_reader();
         let mut prefix = Vec::new();
-        let mut buffer = vec![0u8; CHUNK];
         let mut length = 0u64;
         loop {
             let n = reader.read(&mut buffer).await?;
