@@ -85,3 +85,66 @@ fn two_daemons_that_never_meet_exchange_files_through_a_stick() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(out.stdout, b"received, thank you");
 }
+
+#[test]
+fn a_writer_killed_mid_file_leaves_a_temporary_that_is_reported_and_the_bundle_goes_again() {
+    let stick = tempfile::tempdir().expect("stick");
+    let spool_dir = stick.path().join("dtn");
+    let (a_dir, b_dir) = (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"));
+    let spool = |peer: &str| {
+        format!(
+            "[[spool]]\ndir = \"{}\"\npeers = [\"{peer}\"]\nscan_interval = \"20ms\"\n",
+            spool_dir.display()
+        )
+    };
+    config(a_dir.path(), "ipn:1.0", &format!("[api]\nmax_payload = 600000000\n{}", spool("ipn:2.0")));
+    config(b_dir.path(), "ipn:2.0", &spool("ipn:1.0"));
+    let big = a_dir.path().join("big.bin");
+    common::write_noise_file(&big, 400);
+    let a = Daemon::start(a_dir.path());
+    let out = a.dtn(&["send", "--to", "ipn:2.5", &big.display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The stick is plugged in; A starts writing 400 MiB and is killed part-way.
+    std::fs::create_dir(&spool_dir).expect("plug in");
+    let for_b = spool_dir.join("ipn%3A2.0");
+    let temporary = || {
+        std::fs::read_dir(&for_b)
+            .map(|d| d.flatten().find(|e| e.file_name().to_string_lossy().starts_with(".tmp-")))
+            .ok()
+            .flatten()
+            .filter(|e| e.metadata().is_ok_and(|m| m.len() > 0))
+    };
+    wait_for("A is writing the file", || temporary().is_some());
+    a.sigkill();
+    let left = temporary().expect("the half-written file is left").path();
+    let half = std::fs::metadata(&left).expect("size").len();
+    assert!(half < 400 << 20, "killed part-way: {half} bytes");
+    // B, with the stick: leaves the half-written file alone and says so; nothing delivered.
+    {
+        let b = Daemon::start(b_dir.path());
+        wait_for("B reports the half-written file", || {
+            let json: serde_json::Value =
+                serde_json::from_slice(&b.dtn(&["status", "--json"]).stdout).expect("json");
+            json["convergence_layers"][0]["half_written_left"] == 1
+        });
+        assert_eq!(stored(&b), 0);
+        assert!(left.exists(), "left alone");
+    }
+    // A restarts: the bundle never counted as written, so it goes again, whole.
+    let a = Daemon::start(a_dir.path());
+    wait_for("A writes it again", || stored(&a) == 0);
+    drop(a);
+    let b = Daemon::start(b_dir.path());
+    let out = b.dtn(&[
+        "recv",
+        "--endpoint",
+        "ipn:2.5",
+        "--wait",
+        "60s",
+        "--out",
+        &b_dir.path().join("got.bin").display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let got = std::fs::read(b_dir.path().join("got.bin")).expect("got");
+    assert!(got == std::fs::read(&big).expect("sent"), "400 MiB arrived byte for byte");
+}
