@@ -880,7 +880,7 @@ fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
 }
 
 /// Creates a directory (and its parents) and makes it its owner's alone (0700).
-fn private_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))

@@ -7,6 +7,7 @@ mod config;
 mod daemon;
 mod input;
 mod plan_cmd;
+mod spool_cmd;
 mod store_cmd;
 
 use std::process::ExitCode;
@@ -95,6 +96,11 @@ enum Command {
     /// Offline tools over a node's store (run them while its daemon is stopped).
     #[command(subcommand)]
     Store(store_cmd::StoreCommand),
+    /// Carry bundles on a medium by hand: export for a node, import what is for this one.
+    Spool {
+        #[command(subcommand)]
+        command: spool_cmd::SpoolCommand,
+    },
     /// Contact plans: check a file, or load one into the daemon.
     Plan {
         #[command(subcommand)]
@@ -149,6 +155,7 @@ fn main() -> ExitCode {
         Command::Bundle(command) => bundle_cmd::run(*command),
         Command::Store(command) => store_cmd::run(command),
         Command::Plan { command } => plan_cmd::plan(command),
+        Command::Spool { command } => spool_cmd::run(command),
         Command::Route(args) => plan_cmd::route(args),
         Command::Contacts(args) => plan_cmd::contacts(args),
         Command::Completions { shell } => {

@@ -148,3 +148,40 @@ fn a_writer_killed_mid_file_leaves_a_temporary_that_is_reported_and_the_bundle_g
     let got = std::fs::read(b_dir.path().join("got.bin")).expect("got");
     assert!(got == std::fs::read(&big).expect("sent"), "400 MiB arrived byte for byte");
 }
+
+#[test]
+fn by_hand_export_and_import_on_stopped_nodes() {
+    let stick = tempfile::tempdir().expect("stick");
+    let medium = stick.path().join("dtn");
+    let (a_dir, b_dir) = (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"));
+    config(a_dir.path(), "ipn:1.0", "");
+    config(b_dir.path(), "ipn:2.0", "");
+    let dtn = |args: &[&str]| std::process::Command::new(common::DTN).args(args).output().expect("run dtn");
+    let a_config = a_dir.path().join("node.toml").display().to_string();
+    let b_config = b_dir.path().join("node.toml").display().to_string();
+    let medium_arg = medium.display().to_string();
+    {
+        let a = Daemon::start(a_dir.path());
+        let file = a_dir.path().join("letter.txt");
+        std::fs::write(&file, b"carried by hand").expect("file");
+        let out = a.dtn(&["send", "--to", "ipn:2.5", &file.display().to_string()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        // While the daemon runs, the command says what to do instead.
+        let out = dtn(&["spool", "export", &medium_arg, "--for", "ipn:2.0", "--config", &a_config]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(text(&out.stderr).contains("the node's daemon is running"), "{}", text(&out.stderr));
+    }
+    let out = dtn(&["spool", "export", &medium_arg, "--for", "ipn:2.0", "--config", &a_config]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("exported 1 bundles ("), "{}", text(&out.stdout));
+    // Nothing more to export the second time: it left A's store once on the medium.
+    let out = dtn(&["spool", "export", &medium_arg, "--for", "ipn:2.0", "--config", &a_config]);
+    assert!(text(&out.stdout).starts_with("exported 0 bundles"), "{}", text(&out.stdout));
+    let out = dtn(&["spool", "import", &medium_arg, "--config", &b_config]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("imported 1 bundles ("), "{}", text(&out.stdout));
+    let b = Daemon::start(b_dir.path());
+    let out = b.dtn(&["recv", "--endpoint", "ipn:2.5", "--wait", "20s"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(out.stdout, b"carried by hand");
+}
