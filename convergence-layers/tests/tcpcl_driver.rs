@@ -514,3 +514,32 @@ async fn a_segment_over_the_announced_segment_mru_ends_the_session() {
     eventually("no session left", || a.tcpcl.sessions().is_empty()).await;
     assert!(blob_files(&a).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_holds_at_most_256_connections_and_closes_more_at_once() {
+    let (_node, address) = listening(2).await;
+    // 256 connections that say nothing (each waits up to the 30 s negotiation timeout).
+    let mut open = Vec::new();
+    for _ in 0..256 {
+        open.push(TcpStream::connect(address).await.expect("connect"));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The next one is closed at once.
+    let mut extra = TcpStream::connect(address).await.expect("connect");
+    let mut byte = [0u8; 1];
+    let read =
+        tokio::time::timeout(Duration::from_secs(5), extra.read(&mut byte)).await.expect("closed in time");
+    assert!(matches!(read, Ok(0) | Err(_)), "the 257th connection was closed: {read:?}");
+    // Those already open still are.
+    let still = tokio::time::timeout(Duration::from_millis(300), open[0].read(&mut byte)).await;
+    assert!(
+        still.is_err() || matches!(still, Ok(Ok(n)) if n > 0),
+        "the first connection is still open: {still:?}"
+    );
+    // One closes: room for one more.
+    drop(open.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut again = TcpStream::connect(address).await.expect("connect");
+    let read = tokio::time::timeout(Duration::from_millis(500), again.read(&mut byte)).await;
+    assert!(read.is_err() || matches!(read, Ok(Ok(n)) if n > 0), "accepted again: {read:?}");
+}

@@ -151,41 +151,16 @@ impl<A: BundleSink> Framed<A> {
         let bound = listener.local_addr().map_err(|error| FramedError::Listen { framing, address, error })?;
         tracing::info!(%framing, address = %bound, "listening");
         let layer = self.clone();
-        let mut shutdown = self.shared.shutdown.subscribe();
-        let open = Arc::new(tokio::sync::Semaphore::new(MAX_ACCEPTED));
-        let mut refusals = bpa::log::RateLimit::new(Duration::from_secs(60));
-        tokio::spawn(async move {
-            loop {
+        let shutdown = self.shared.shutdown.subscribe();
+        crate::listener::accept_bounded(listener, framing.name(), shutdown, move |stream, peer| {
+            let layer = layer.clone();
+            let mut shutdown = layer.shared.shutdown.subscribe();
+            async move {
+                let (reader, _writer) = stream.into_split();
+                // A shutdown closes the connection (a bundle being read is dropped whole).
                 tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, peer)) => {
-                            // A bounded number at once: each holds buffers and commits.
-                            let Ok(slot) = Arc::clone(&open).try_acquire_owned() else {
-                                if let Some(suppressed) = refusals.allow(std::time::Instant::now()) {
-                                    tracing::warn!(%framing, %peer, earlier_not_logged = suppressed, "{MAX_ACCEPTED} connections are open: a new one was closed");
-                                }
-                                continue;
-                            };
-                            let _ = stream.set_nodelay(true);
-                            let layer = layer.clone();
-                            let mut shutdown = layer.shared.shutdown.subscribe();
-                            tokio::spawn(async move {
-                                let (reader, _writer) = stream.into_split();
-                                // A shutdown closes the connection (a bundle being read is
-                                // dropped whole).
-                                tokio::select! {
-                                    () = layer.read_bundles(reader, peer.to_string()) => {}
-                                    _ = shutdown.changed() => {}
-                                }
-                                drop(slot);
-                            });
-                        }
-                        Err(error) => {
-                            tracing::warn!(%framing, %error, "accepting a connection failed");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    },
-                    _ = shutdown.changed() => return,
+                    () = layer.read_bundles(reader, peer.to_string()) => {}
+                    _ = shutdown.changed() => {}
                 }
             }
         });
@@ -520,9 +495,6 @@ impl<A: BundleSink> Framed<A> {
         }
     }
 }
-
-/// Accepted connections open at once per listener; past it new ones are closed.
-const MAX_ACCEPTED: usize = 256;
 
 /// Bundles written into a connection's buffer before it is flushed and they are reported sent.
 const MAX_UNFLUSHED: usize = 64;

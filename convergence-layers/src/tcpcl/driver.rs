@@ -221,23 +221,13 @@ impl<A: BundleSink> Tcpcl<A> {
         let bound = listener.local_addr().map_err(|error| DriverError::Listen { address, error })?;
         tracing::info!(address = %bound, "TCPCL listening");
         let layer = self.clone();
-        let mut shutdown = self.shared.shutdown.subscribe();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, peer)) => {
-                            let layer = layer.clone();
-                            tokio::spawn(async move { layer.run_session(stream, peer, Role::Passive, None).await });
-                        }
-                        Err(error) => {
-                            // Out of file descriptors and the like: wait rather than spin.
-                            tracing::warn!(%error, "accepting a TCPCL connection failed");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    },
-                    _ = shutdown.changed() => return,
-                }
+        let shutdown = self.shared.shutdown.subscribe();
+        // At most MAX_ACCEPTED sessions the peers opened at once (each holds buffers and
+        // transfers in progress).
+        crate::listener::accept_bounded(listener, "tcpcl", shutdown, move |stream, peer| {
+            let layer = layer.clone();
+            async move {
+                layer.run_session(stream, peer, Role::Passive, None).await;
             }
         });
         Ok(bound)

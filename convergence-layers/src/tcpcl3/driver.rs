@@ -178,33 +178,11 @@ impl<A: BundleSink> Tcpcl3<A> {
         let bound = listener.local_addr().map_err(|error| Tcpcl3Error::Listen { address, error })?;
         tracing::info!(address = %bound, "TCPCLv3 listening");
         let layer = self.clone();
-        let mut shutdown = self.shared.shutdown.subscribe();
-        let open = Arc::new(tokio::sync::Semaphore::new(MAX_ACCEPTED));
-        let mut refusals = bpa::log::RateLimit::new(Duration::from_secs(60));
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, peer)) => {
-                            let Ok(slot) = Arc::clone(&open).try_acquire_owned() else {
-                                if let Some(suppressed) = refusals.allow(std::time::Instant::now()) {
-                                    tracing::warn!(%peer, earlier_not_logged = suppressed, "TCPCLv3: {MAX_ACCEPTED} connections are open: a new one was closed");
-                                }
-                                continue;
-                            };
-                            let layer = layer.clone();
-                            tokio::spawn(async move {
-                                layer.run_connection(stream, peer.to_string(), None, None).await;
-                                drop(slot);
-                            });
-                        }
-                        Err(error) => {
-                            tracing::warn!(%error, "TCPCLv3: accepting a connection failed");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    },
-                    _ = shutdown.changed() => return,
-                }
+        let shutdown = self.shared.shutdown.subscribe();
+        crate::listener::accept_bounded(listener, "tcpcl3", shutdown, move |stream, peer| {
+            let layer = layer.clone();
+            async move {
+                layer.run_connection(stream, peer.to_string(), None, None).await;
             }
         });
         Ok(bound)
@@ -322,8 +300,6 @@ impl<A: BundleSink> Tcpcl3<A> {
     }
 }
 
-/// Accepted connections open at once per listener; past it new ones are closed.
-const MAX_ACCEPTED: usize = 256;
 /// Received bundles of one connection being made durable at once; past it, reading waits.
 const MAX_COMMITS: usize = 256;
 /// Bundles up to this size are collected and handed over whole; larger ones are streamed.
