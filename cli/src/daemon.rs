@@ -224,8 +224,10 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let unix_server =
-        bpa::api::serve(listener, bpa::api::router(state(agent.clone())), limits, stopped(stop_rx.clone()));
+    // Spool requests name directories to write and read: on the private Unix socket only, never
+    // on api.tcp (which any local user can reach).
+    let unix_router = bpa::api::router(state(agent.clone())).merge(spool_routes(agent.clone()));
+    let unix_server = bpa::api::serve(listener, unix_router, limits, stopped(stop_rx.clone()));
     let tcp_server = tcp.map(|listener| {
         bpa::api::serve(listener, bpa::api::router(state(agent.clone())), limits, stopped(stop_rx.clone()))
     });
@@ -524,6 +526,83 @@ async fn start_framed(
         peers.push((peer.address.clone(), peer.node_id.clone()));
     }
     Ok(Some((layer, bound, peers)))
+}
+
+/// `POST /v1/spool/export?dir=DIR&for=NODE` and `POST /v1/spool/import?dir=DIR[&for=NODE...]`:
+/// `dtn spool` through the running daemon (docs/api.md).
+fn spool_routes(agent: Agent<SqliteStore>) -> axum::Router {
+    use axum::extract::Query;
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+
+    fn refused(status: StatusCode, error: impl std::fmt::Display) -> axum::response::Response {
+        (status, axum::Json(serde_json::json!({ "error": error.to_string() }))).into_response()
+    }
+    fn parse(query: &[(String, String)]) -> Result<(PathBuf, Vec<Eid>), String> {
+        let mut dir = None;
+        let mut nodes = Vec::new();
+        for (key, value) in query {
+            match key.as_str() {
+                "dir" => dir = Some(PathBuf::from(value)),
+                "for" => nodes.push(value.parse::<Eid>().map_err(|e| format!("for={value}: {e}"))?.node_id()),
+                other => return Err(format!("unknown parameter {other:?}: give dir and for")),
+            }
+        }
+        let dir = dir.ok_or("give the spool directory: dir=PATH")?;
+        if !dir.is_absolute() {
+            return Err(format!("dir={}: give an absolute path", dir.display()));
+        }
+        Ok((dir, nodes))
+    }
+    fn counters(stats: &convergence_layers::spool::SpoolStats) -> serde_json::Value {
+        serde_json::json!({
+            "exported": stats.exported,
+            "bytes_exported": stats.bytes_exported,
+            "export_errors": stats.export_errors,
+            "imported": stats.imported,
+            "bytes_imported": stats.bytes_imported,
+            "duplicates": stats.duplicates,
+            "half_written": stats.half_written,
+            "not_bundles": stats.not_bundles,
+        })
+    }
+    let export_agent = agent.clone();
+    axum::Router::new()
+        .route(
+            "/v1/spool/export",
+            axum::routing::post(move |Query(query): Query<Vec<(String, String)>>| {
+                let agent = export_agent.clone();
+                async move {
+                    let (dir, nodes) = match parse(&query) {
+                        Ok(parsed) => parsed,
+                        Err(error) => return refused(StatusCode::BAD_REQUEST, error),
+                    };
+                    let [node] = nodes.as_slice() else {
+                        return refused(StatusCode::BAD_REQUEST, "give exactly one node: for=NODE");
+                    };
+                    match crate::spool_cmd::export_once(&agent, &dir, node).await {
+                        Ok(stats) => axum::Json(counters(&stats)).into_response(),
+                        Err(error) => refused(StatusCode::CONFLICT, format!("{error:#}")),
+                    }
+                }
+            }),
+        )
+        .route(
+            "/v1/spool/import",
+            axum::routing::post(move |Query(query): Query<Vec<(String, String)>>| {
+                let agent = agent.clone();
+                async move {
+                    let (dir, nodes) = match parse(&query) {
+                        Ok(parsed) => parsed,
+                        Err(error) => return refused(StatusCode::BAD_REQUEST, error),
+                    };
+                    match crate::spool_cmd::import_once(&agent, &dir, &nodes).await {
+                        Ok(stats) => axum::Json(counters(&stats)).into_response(),
+                        Err(error) => refused(StatusCode::CONFLICT, format!("{error:#}")),
+                    }
+                }
+            }),
+        )
 }
 
 /// Opens every `[[serial]]` line (each reopened while its device is missing or failing).

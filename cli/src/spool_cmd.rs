@@ -1,5 +1,5 @@
-//! `dtn spool export|import`: carry bundles on a medium by hand, on a node whose daemon is
-//! stopped (a running daemon watches the directories in its `[[spool]]` sections instead).
+//! `dtn spool export|import`: carry bundles on a medium by hand — through the node's daemon
+//! when it runs (`POST /v1/spool/export`, `/v1/spool/import`), else on its data directory.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,7 +14,11 @@ use bpa::time::SystemClock;
 use clap::Subcommand;
 use convergence_layers::spool::{Spool, SpoolConfig};
 
+use crate::client::{Client, encode, read_json};
 use crate::config::Config;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::Method;
 
 #[derive(Debug, Subcommand)]
 pub enum SpoolCommand {
@@ -69,14 +73,6 @@ async fn open(
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    let socket = config.socket()?;
-    if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
-        anyhow::bail!(
-            "the node's daemon is running (it answers on {}): stop it first, or add a [[spool]] section \
-             with this directory to its configuration — a running daemon watches its spool directories",
-            socket.display()
-        );
-    }
     let data_dir = config.data_dir()?;
     if create {
         crate::daemon::private_dir(&data_dir)
@@ -101,12 +97,18 @@ async fn open(
     Ok((agent, store))
 }
 
-async fn export(dir: &Path, node: Eid, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let node = node.node_id();
-    let (agent, store) = open(config, false).await?;
+/// Writes the bundles `agent` holds for `node` into `dir`, once; answers the spool's counters.
+/// The node must not be a neighbour over another link (its bundles go there).
+pub(crate) async fn export_once(
+    agent: &Agent<SqliteStore>,
+    dir: &Path,
+    node: &Eid,
+) -> anyhow::Result<convergence_layers::spool::SpoolStats> {
+    if agent.neighbours().iter().any(|n| n.node_id == *node) {
+        anyhow::bail!("{node} is connected now: its bundles go over that link, not to the spool");
+    }
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the spool directory {}", dir.display()))?;
-    agent.start().await.context("cannot pick up the bundles the store holds")?;
     let mut spool_config = SpoolConfig::new(dir);
     spool_config.peers = vec![node.clone()];
     let spool = Spool::new(agent.clone(), spool_config);
@@ -117,7 +119,7 @@ async fn export(dir: &Path, node: Eid, config: Option<PathBuf>) -> anyhow::Resul
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let now = (spool.stats().exported, spool.stats().export_errors);
-        let busy = agent.neighbours().iter().any(|n| n.node_id == node && n.in_flight > 0);
+        let busy = agent.neighbours().iter().any(|n| n.node_id == *node && n.in_flight > 0);
         if now != last || busy {
             last = now;
             quiet_since = Instant::now();
@@ -129,45 +131,118 @@ async fn export(dir: &Path, node: Eid, config: Option<PathBuf>) -> anyhow::Resul
         }
     }
     let stats = spool.stats();
-    spool.shutdown();
-    agent.stop_housekeeping();
-    drop(agent);
-    store.close().await;
-    println!(
-        "exported {} bundles ({} bytes) for {node} to {}",
-        stats.exported,
-        stats.bytes_exported,
-        dir.display()
-    );
-    if stats.export_errors > 0 {
-        eprintln!(
-            "dtn spool: {} bundles could not be written (see the warnings above); they stay in the store",
-            stats.export_errors
-        );
-        return Ok(ExitCode::from(1));
-    }
-    Ok(ExitCode::SUCCESS)
+    // The node is no neighbour once the export is done.
+    agent.neighbour_down(node);
+    Ok(stats)
 }
 
-async fn import(dir: &Path, nodes: Vec<Eid>, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+/// Takes what `dir` holds for `agent`'s node (and `nodes`) into its store, once.
+pub(crate) async fn import_once(
+    agent: &Agent<SqliteStore>,
+    dir: &Path,
+    nodes: &[Eid],
+) -> anyhow::Result<convergence_layers::spool::SpoolStats> {
     anyhow::ensure!(dir.is_dir(), "{} is not a directory (is the medium mounted?)", dir.display());
-    let (agent, store) = open(config, true).await?;
     let mut spool_config = SpoolConfig::new(dir);
     spool_config.import_for = nodes.iter().map(Eid::node_id).collect();
     let spool = Spool::new(agent.clone(), spool_config);
     spool.scan().await;
-    let stats = spool.stats();
-    spool.shutdown();
+    Ok(spool.stats())
+}
+
+fn report_export(node: &Eid, dir: &Path, exported: u64, bytes: u64, errors: u64) -> ExitCode {
+    println!("exported {exported} bundles ({bytes} bytes) for {node} to {}", dir.display());
+    if errors > 0 {
+        eprintln!(
+            "dtn spool: {errors} bundles could not be written (see the warnings); they stay in the store"
+        );
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
+
+fn report_import(
+    dir: &Path,
+    imported: u64,
+    bytes: u64,
+    duplicates: u64,
+    half_written: u64,
+    not_bundles: u64,
+) {
+    println!(
+        "imported {imported} bundles ({bytes} bytes) from {}; {duplicates} already here (removed); left alone: \
+         {half_written} half-written, {not_bundles} not bundles",
+        dir.display()
+    );
+}
+
+async fn export(dir: &Path, node: Eid, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let node = node.node_id();
+    let dir = std::path::absolute(dir).context("resolving the spool directory")?;
+    if let Some(client) = running_daemon(&config)? {
+        let path = format!(
+            "/v1/spool/export?dir={}&for={}",
+            encode(&dir.display().to_string()),
+            encode(&node.to_string())
+        );
+        let answer = read_json(client.request(Method::POST, &path, Full::new(Bytes::new())).await?).await?;
+        let n = |k: &str| answer[k].as_u64().unwrap_or(0);
+        return Ok(report_export(&node, &dir, n("exported"), n("bytes_exported"), n("export_errors")));
+    }
+    let (agent, store) = open(config, false).await?;
+    agent.start().await.context("cannot pick up the bundles the store holds")?;
+    let stats = export_once(&agent, &dir, &node).await;
     drop(agent);
     store.close().await;
-    println!(
-        "imported {} bundles ({} bytes) from {}; {} already here (removed); left alone: {} half-written, {} not bundles",
+    let stats = stats?;
+    Ok(report_export(&node, &dir, stats.exported, stats.bytes_exported, stats.export_errors))
+}
+
+async fn import(dir: &Path, nodes: Vec<Eid>, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let dir = std::path::absolute(dir).context("resolving the spool directory")?;
+    if let Some(client) = running_daemon(&config)? {
+        let mut path = format!("/v1/spool/import?dir={}", encode(&dir.display().to_string()));
+        for node in &nodes {
+            path.push_str(&format!("&for={}", encode(&node.node_id().to_string())));
+        }
+        let answer = read_json(client.request(Method::POST, &path, Full::new(Bytes::new())).await?).await?;
+        let n = |k: &str| answer[k].as_u64().unwrap_or(0);
+        report_import(
+            &dir,
+            n("imported"),
+            n("bytes_imported"),
+            n("duplicates"),
+            n("half_written"),
+            n("not_bundles"),
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    anyhow::ensure!(dir.is_dir(), "{} is not a directory (is the medium mounted?)", dir.display());
+    let (agent, store) = open(config, true).await?;
+    let stats = import_once(&agent, &dir, &nodes).await;
+    drop(agent);
+    store.close().await;
+    let stats = stats?;
+    report_import(
+        &dir,
         stats.imported,
         stats.bytes_imported,
-        dir.display(),
         stats.duplicates,
         stats.half_written,
-        stats.not_bundles
+        stats.not_bundles,
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// A client of the node's daemon if one answers on its socket.
+fn running_daemon(config_path: &Option<PathBuf>) -> anyhow::Result<Option<Client>> {
+    let config = match config_path {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let socket = config.socket()?;
+    if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+        return Ok(Some(Client::new(Some(socket))?));
+    }
+    Ok(None)
 }

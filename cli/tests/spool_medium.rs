@@ -150,7 +150,7 @@ fn a_writer_killed_mid_file_leaves_a_temporary_that_is_reported_and_the_bundle_g
 }
 
 #[test]
-fn by_hand_export_and_import_on_stopped_nodes() {
+fn by_hand_export_and_import_with_the_daemon_running_or_stopped() {
     let stick = tempfile::tempdir().expect("stick");
     let medium = stick.path().join("dtn");
     let (a_dir, b_dir) = (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"));
@@ -160,28 +160,62 @@ fn by_hand_export_and_import_on_stopped_nodes() {
     let a_config = a_dir.path().join("node.toml").display().to_string();
     let b_config = b_dir.path().join("node.toml").display().to_string();
     let medium_arg = medium.display().to_string();
+    let letter = |daemon: &Daemon, text_: &[u8]| {
+        let file = a_dir.path().join("letter.txt");
+        std::fs::write(&file, text_).expect("file");
+        let out = daemon.dtn(&["send", "--to", "ipn:2.5", &file.display().to_string()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    // A's daemon runs: the export goes through it.
     {
         let a = Daemon::start(a_dir.path());
-        let file = a_dir.path().join("letter.txt");
-        std::fs::write(&file, b"carried by hand").expect("file");
-        let out = a.dtn(&["send", "--to", "ipn:2.5", &file.display().to_string()]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        // While the daemon runs, the command says what to do instead.
+        letter(&a, b"carried by hand");
         let out = dtn(&["spool", "export", &medium_arg, "--for", "ipn:2.0", "--config", &a_config]);
-        assert_eq!(out.status.code(), Some(1));
-        assert!(text(&out.stderr).contains("the node's daemon is running"), "{}", text(&out.stderr));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(text(&out.stdout).starts_with("exported 1 bundles ("), "{}", text(&out.stdout));
+        assert_eq!(stored(&a), 0, "it left the running daemon's store");
+        let out = dtn(&["spool", "export", &medium_arg, "--for", "ipn:2.0", "--config", &a_config]);
+        assert!(text(&out.stdout).starts_with("exported 0 bundles"), "{}", text(&out.stdout));
+        letter(&a, b"the second letter");
     }
+    // A stopped: the export opens its data directory.
     let out = dtn(&["spool", "export", &medium_arg, "--for", "ipn:2.0", "--config", &a_config]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).starts_with("exported 1 bundles ("), "{}", text(&out.stdout));
-    // Nothing more to export the second time: it left A's store once on the medium.
-    let out = dtn(&["spool", "export", &medium_arg, "--for", "ipn:2.0", "--config", &a_config]);
-    assert!(text(&out.stdout).starts_with("exported 0 bundles"), "{}", text(&out.stdout));
+    // B stopped (never started: its store is made): imports both.
     let out = dtn(&["spool", "import", &medium_arg, "--config", &b_config]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).starts_with("imported 1 bundles ("), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).starts_with("imported 2 bundles ("), "{}", text(&out.stdout));
     let b = Daemon::start(b_dir.path());
-    let out = b.dtn(&["recv", "--endpoint", "ipn:2.5", "--wait", "20s"]);
+    std::fs::create_dir(b_dir.path().join("got")).expect("dir");
+    let out = b.dtn(&[
+        "recv",
+        "--endpoint",
+        "ipn:2.5",
+        "--count",
+        "2",
+        "--wait",
+        "20s",
+        "--out",
+        &b_dir.path().join("got").display().to_string(),
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(out.stdout, b"carried by hand");
+    let mut got: Vec<Vec<u8>> = std::fs::read_dir(b_dir.path().join("got"))
+        .expect("got")
+        .map(|e| std::fs::read(e.expect("entry").path()).expect("read"))
+        .collect();
+    got.sort();
+    assert_eq!(got, vec![b"carried by hand".to_vec(), b"the second letter".to_vec()]);
+    // B's daemon runs: the import goes through it; a medium with nothing new imports nothing.
+    let out = dtn(&["spool", "import", &medium_arg, "--config", &b_config]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("imported 0 bundles"), "{}", text(&out.stdout));
+    // A relative or missing directory is named.
+    let out = dtn(&["spool", "import", "/nonexistent/stick", "--config", &b_config]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("/nonexistent/stick is not a directory (is the medium mounted?)"),
+        "{}",
+        text(&out.stderr)
+    );
 }
