@@ -158,3 +158,32 @@ async fn a_full_or_read_only_medium_is_a_clear_error_and_loses_nothing() {
     assert_eq!(files(&for_b).len(), 2);
     a.spool.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_dropped_in_is_taken_at_once_without_waiting_for_the_next_scan() {
+    let medium = tempfile::tempdir().expect("medium");
+    // A writes a bundle for B onto a medium of its own.
+    let elsewhere = tempfile::tempdir().expect("elsewhere");
+    let a = node(1, 2, elsewhere.path()).await;
+    send_streamed(&a.agent, Eid::ipn(1, 1), Eid::ipn(2, 1), b"dropped in").await;
+    eventually("A exports it", || a.agent.store().stats().bundles == 0).await;
+    a.spool.shutdown();
+    // B scans only once a minute: only a change notification can make it look sooner.
+    let (agent, _store) = agent_on_disk(AgentConfig::new(Eid::ipn(2, 0)), StoreConfig::default()).await;
+    let mut config = SpoolConfig::new(medium.path());
+    config.scan_interval = Duration::from_secs(60);
+    let spool = Spool::new(agent.clone(), config);
+    spool.start();
+    eventually("B has looked once", || spool.stats().present).await;
+    // The directory for B is made and the file dropped in (renamed into place, as a writer does).
+    let for_b = medium.path().join(node_dir(&Eid::ipn(2, 0)));
+    std::fs::create_dir(&for_b).expect("dir");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let file = files(&elsewhere.path().join(node_dir(&Eid::ipn(2, 0)))).pop().expect("A's file");
+    let staged = medium.path().join("staged");
+    std::fs::copy(&file, &staged).expect("copy");
+    std::fs::rename(&staged, for_b.join(file.file_name().expect("name"))).expect("drop in");
+    let got = take_payloads(&agent, &Eid::ipn(2, 1), 1, Duration::from_secs(10)).await;
+    assert_eq!(got, vec![b"dropped in".to_vec()]);
+    spool.shutdown();
+}

@@ -1,5 +1,5 @@
-//! The spool driver: a directory — often the mount point of a removable medium — watched by a
-//! periodic scan. While it is there, the nodes configured as reachable through it are
+//! The spool driver: a directory — often the mount point of a removable medium — watched with
+//! `notify` (inotify) and a periodic scan. While it is there, the nodes configured as reachable through it are
 //! neighbours: bundles for them are written into it (exported) and count as forwarded once the
 //! file is whole and on the medium. Files addressed to this node (or to nodes it imports for)
 //! are taken into the store and removed from the medium only once durable here. A medium
@@ -97,6 +97,8 @@ struct Counters {
 
 /// Files reported as left alone, so each is reported (and counted) once.
 const MAX_REPORTED: usize = 4096;
+/// After a change is seen, how long to wait for the rest of its burst before scanning.
+const WAKE_SETTLE: Duration = Duration::from_millis(50);
 /// Files taken in at once.
 const IMPORTS_AT_ONCE: usize = 64;
 /// Bytes read or written at a time.
@@ -192,11 +194,39 @@ impl<A: BundleSink> Spool<A> {
     }
 
     async fn watch(&self) {
+        use notify::Watcher as _;
         let mut shutdown = self.shared.shutdown.subscribe();
+        let dir = self.shared.config.dir.clone();
+        // Changes in the directory (a file dropped in, the directory made) wake a scan at once;
+        // the periodic scan stays for what inotify does not see (a filesystem mounted on it).
+        let (wake_tx, mut wake) = tokio::sync::mpsc::channel::<()>(1);
+        let mut watcher = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
+            let _ = wake_tx.try_send(());
+        })
+        .map_err(|error| tracing::info!(%error, dir = %dir.display(), "cannot watch the spool directory for changes; scanning it periodically"))
+        .ok();
+        if let (Some(watcher), Some(parent)) = (watcher.as_mut(), dir.parent()) {
+            let _ = watcher.watch(parent, notify::RecursiveMode::NonRecursive);
+        }
+        let mut watching = false;
         loop {
             self.scan().await;
+            if let Some(watcher) = watcher.as_mut() {
+                let present = *self.shared.present.borrow();
+                if present && !watching {
+                    watching = watcher.watch(&dir, notify::RecursiveMode::Recursive).is_ok();
+                } else if !present && watching {
+                    let _ = watcher.unwatch(&dir);
+                    watching = false;
+                }
+            }
             tokio::select! {
                 _ = tokio::time::sleep(self.shared.config.scan_interval) => {}
+                Some(()) = wake.recv() => {
+                    // A burst of changes (a file being written) makes one scan.
+                    tokio::time::sleep(WAKE_SETTLE).await;
+                    while wake.try_recv().is_ok() {}
+                }
                 _ = shutdown.changed() => break,
             }
         }
