@@ -88,9 +88,10 @@ pub struct SerialEntry {
     /// The device (`/dev/ttyUSB0`).
     pub device: String,
     pub baud: u32,
-    /// The node at the other end.
-    #[serde(deserialize_with = "node_eid")]
-    pub node_id: Eid,
+    /// The node at the other end; without it, learnt from the Previous Node block of the
+    /// first bundle that arrives.
+    #[serde(default, deserialize_with = "node_eid_opt")]
+    pub node_id: Option<Eid>,
     /// `cobs` (default) or `slip` (HDTN's slip_over_uart).
     #[serde(default, deserialize_with = "serial_framing")]
     pub framing: Option<convergence_layers::serial::Framing>,

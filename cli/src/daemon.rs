@@ -704,8 +704,8 @@ fn serial_json(link: &Serial<Agent<SqliteStore>>) -> serde_json::Value {
         "framing": config.framing.name(),
         "peers": [{
             "address": config.device,
-            "node_id": config.peer.to_string(),
-            "connected": stats.open,
+            "node_id": link.peer().map(|p| p.to_string()),
+            "connected": stats.open && link.peer().is_some(),
         }],
         "frames_received": stats.frames_received,
         "bytes_received": stats.bytes_received,

@@ -115,7 +115,10 @@ fn serial_mistakes_are_named_with_their_key() {
             "[[serial]]\ndevice = \"/dev/null\"\nbaud = 9600\nnode_id = \"ipn:2.0\"\nflow_control = \"rts\"\n",
             "flow_control = \"rts\"",
         ),
-        ("[[serial]]\ndevice = \"/dev/null\"\nbaud = 9600\n", "missing field `node_id`"),
+        (
+            "[[serial]]\ndevice = \"/dev/null\"\nbaud = 9600\nnode_id = \"ipn:2.3\"\n",
+            "ipn:2.3 is not a node ID",
+        ),
     ] {
         config(dir.path(), "ipn:1.0", body);
         let out = std::process::Command::new(common::DTN)

@@ -92,13 +92,13 @@ struct Node {
     _dir: tempfile::TempDir,
 }
 
-async fn node(n: u32, peer: u32, path: &str, framing: Framing, max_frame: usize) -> Node {
+async fn node(n: u32, peer: Option<u32>, path: &str, framing: Framing, max_frame: usize) -> Node {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
     let (agent, dir) = agent_on_disk(AgentConfig::new(Eid::ipn(n, 0)), StoreConfig::default()).await;
-    let mut config = SerialConfig::new(path, 115_200, Eid::ipn(peer, 0));
+    let mut config = SerialConfig::new(path, 115_200, peer.map(|p| Eid::ipn(p, 0)));
     config.framing = framing;
     config.max_frame = max_frame;
     config.reopen = Duration::from_millis(200);
@@ -113,6 +113,17 @@ async fn line(
     baud: u64,
     damage: Damage,
     max_frame: usize,
+) -> (Node, Node, Arc<AtomicBool>) {
+    line_with(framing, baud, damage, max_frame, Some(1)).await
+}
+
+/// As [`line`], B knowing its peer's node ID from the configuration or not (`b_peer`).
+async fn line_with(
+    framing: Framing,
+    baud: u64,
+    damage: Damage,
+    max_frame: usize,
+    b_peer: Option<u32>,
 ) -> (Node, Node, Arc<AtomicBool>) {
     let (a_pty, b_pty) = (pty(), pty());
     let stop = Arc::new(AtomicBool::new(false));
@@ -135,8 +146,8 @@ async fn line(
         Arc::clone(&stop),
         passed,
     );
-    let a = node(1, 2, &a_pty.path, framing, max_frame).await;
-    let b = node(2, 1, &b_pty.path, framing, max_frame).await;
+    let a = node(1, Some(2), &a_pty.path, framing, max_frame).await;
+    let b = node(2, b_peer, &b_pty.path, framing, max_frame).await;
     // The ptys live as long as the test's nodes: leaked on purpose (closed at exit).
     std::mem::forget((a_pty, b_pty));
     eventually("both ends are open", || a.link.stats().open && b.link.stats().open).await;
@@ -221,7 +232,7 @@ async fn a_device_that_is_missing_is_opened_once_it_appears() {
     let dir = tempfile::tempdir().expect("dir");
     let link_path = dir.path().join("ttyRADIO");
     let (agent, _store) = agent_on_disk(AgentConfig::new(Eid::ipn(1, 0)), StoreConfig::default()).await;
-    let mut config = SerialConfig::new(link_path.display().to_string(), 9600, Eid::ipn(2, 0));
+    let mut config = SerialConfig::new(link_path.display().to_string(), 9600, Some(Eid::ipn(2, 0)));
     config.reopen = Duration::from_millis(100);
     let link = Serial::new(agent.clone(), config);
     link.start();
@@ -236,4 +247,24 @@ async fn a_device_that_is_missing_is_opened_once_it_appears() {
     link.shutdown();
     eventually("closed at shutdown", || !link.stats().open).await;
     assert!(agent.neighbours().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_not_configured_is_learnt_from_its_first_bundle() {
+    let (a, b, stop) = line_with(Framing::Cobs, 1_000_000, Damage::default(), 4096, None).await;
+    assert_eq!(b.link.peer(), None);
+    assert!(b.agent.neighbours().is_empty(), "no neighbour before the peer has said who it is");
+    send_streamed(&a.agent, Eid::ipn(1, 1), Eid::ipn(2, 1), b"hello").await;
+    assert_eq!(
+        take_payloads(&b.agent, &Eid::ipn(2, 1), 1, Duration::from_secs(30)).await,
+        vec![b"hello".to_vec()]
+    );
+    assert_eq!(b.link.peer(), Some(Eid::ipn(1, 0)), "named by the Previous Node block");
+    // And B can answer over the line.
+    send_streamed(&b.agent, Eid::ipn(2, 1), Eid::ipn(1, 1), b"hello back").await;
+    assert_eq!(
+        take_payloads(&a.agent, &Eid::ipn(1, 1), 1, Duration::from_secs(30)).await,
+        vec![b"hello back".to_vec()]
+    );
+    stop.store(true, Ordering::Relaxed);
 }

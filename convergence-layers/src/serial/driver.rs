@@ -44,14 +44,15 @@ pub struct SerialConfig {
     pub max_frame_received: usize,
     /// A pause after each frame written (half-duplex radios that need to turn around).
     pub min_gap: Option<Duration>,
-    /// The node at the other end.
-    pub peer: Eid,
+    /// The node at the other end; `None`: learnt from the Previous Node block of the first
+    /// bundle it sends (the link carries nothing to it until then).
+    pub peer: Option<Eid>,
     /// How long to wait before opening the device again after it failed.
     pub reopen: Duration,
 }
 
 impl SerialConfig {
-    pub fn new(device: impl Into<String>, baud: u32, peer: Eid) -> SerialConfig {
+    pub fn new(device: impl Into<String>, baud: u32, peer: Option<Eid>) -> SerialConfig {
         SerialConfig {
             device: device.into(),
             baud,
@@ -106,6 +107,8 @@ struct Shared<A: BundleSink> {
     config: SerialConfig,
     counters: Counters,
     open: watch::Sender<bool>,
+    /// The peer: configured, or learnt from its first bundle.
+    peer: std::sync::Mutex<Option<Eid>>,
     outbound: std::sync::Mutex<Option<mpsc::Sender<Outbound>>>,
     shutdown: watch::Sender<bool>,
 }
@@ -138,12 +141,14 @@ impl<A: BundleSink> Serial<A> {
         config.max_frame_received = config.max_frame_received.max(config.max_frame);
         let (open, _) = watch::channel(false);
         let (shutdown, _) = watch::channel(false);
+        let peer = config.peer.as_ref().map(Eid::node_id);
         Serial {
             shared: Arc::new(Shared {
                 agent,
                 config,
                 counters: Counters::default(),
                 open,
+                peer: std::sync::Mutex::new(peer),
                 outbound: std::sync::Mutex::new(None),
                 shutdown,
             }),
@@ -168,6 +173,15 @@ impl<A: BundleSink> Serial<A> {
 
     pub fn config(&self) -> &SerialConfig {
         &self.shared.config
+    }
+
+    /// The node at the other end: configured, or learnt; `None` until then.
+    pub fn peer(&self) -> Option<Eid> {
+        lock(&self.shared.peer).clone()
+    }
+
+    fn peer_text(&self) -> String {
+        self.peer().map_or_else(|| self.shared.config.device.clone(), |p| p.to_string())
     }
 
     /// Whether the device is open now.
@@ -206,7 +220,7 @@ impl<A: BundleSink> Serial<A> {
             match tokio_serial::new(&config.device, config.baud).flow_control(flow).open_native_async() {
                 Ok(port) => {
                     failing = None;
-                    tracing::info!(device = %config.device, baud = config.baud, framing = %config.framing, peer = %config.peer, "serial link open");
+                    tracing::info!(device = %config.device, baud = config.baud, framing = %config.framing, peer = ?config.peer, "serial link open");
                     self.run(port, &mut shutdown).await;
                     tracing::info!(device = %config.device, "serial link closed");
                 }
@@ -231,9 +245,9 @@ impl<A: BundleSink> Serial<A> {
         let (outbound, queue) = mpsc::channel(16);
         *lock(&self.shared.outbound) = Some(outbound);
         self.shared.open.send_replace(true);
-        let peer = self.shared.config.peer.clone();
-        if let Err(error) = self.shared.agent.neighbour_up(peer.clone(), self.link()).await {
-            tracing::error!(%error, neighbour = %peer, "the agent did not take the serial neighbour");
+        let known = lock(&self.shared.peer).clone();
+        if let Some(peer) = known {
+            self.peer_up(peer).await;
         }
         tokio::select! {
             () = self.read_frames(reader) => {}
@@ -242,7 +256,40 @@ impl<A: BundleSink> Serial<A> {
         }
         *lock(&self.shared.outbound) = None;
         self.shared.open.send_replace(false);
-        self.shared.agent.neighbour_down(&peer);
+        let known = lock(&self.shared.peer).clone();
+        if let Some(peer) = known {
+            self.shared.agent.neighbour_down(&peer);
+        }
+    }
+
+    async fn peer_up(&self, peer: Eid) {
+        if let Err(error) = self.shared.agent.neighbour_up(peer.clone(), self.link()).await {
+            tracing::error!(%error, neighbour = %peer, "the agent did not take the serial neighbour");
+        }
+    }
+
+    /// With no peer configured, the first bundle's Previous Node block names it (RFC 9171
+    /// §4.4.1): from then on it is the neighbour at the other end of the line.
+    async fn learn_peer(&self, frame: &bytes::Bytes) {
+        if lock(&self.shared.peer).is_some() {
+            return;
+        }
+        let Ok(Some(header)) = bpa::bundle::BundleHeader::parse(frame, &bpa::bundle::ParseOptions::lenient())
+        else {
+            return;
+        };
+        let Some(node) = header
+            .extension_blocks
+            .iter()
+            .find(|b| b.block_type == bpa::bundle::block_type::PREVIOUS_NODE)
+            .and_then(|b| b.previous_node(1024).ok())
+            .map(|eid| eid.node_id())
+        else {
+            return;
+        };
+        *lock(&self.shared.peer) = Some(node.clone());
+        tracing::info!(device = %self.shared.config.device, peer = %node, "the serial peer named itself in its first bundle's Previous Node block");
+        self.peer_up(node).await;
     }
 
     async fn read_frames<R: AsyncRead + Unpin>(&self, mut reader: R) {
@@ -265,7 +312,9 @@ impl<A: BundleSink> Serial<A> {
                 match deframed {
                     Deframed::Frame(frame) => {
                         counters.frames_received.fetch_add(1, Ordering::Relaxed);
-                        if let Err(error) = self.shared.agent.receive(frame.into()).await {
+                        let frame = bytes::Bytes::from(frame);
+                        self.learn_peer(&frame).await;
+                        if let Err(error) = self.shared.agent.receive(frame).await {
                             counters.refused.fetch_add(1, Ordering::Relaxed);
                             if let Some(suppressed) = warnings.allow(std::time::Instant::now()) {
                                 tracing::warn!(device = %config.device, %error, earlier_not_logged = suppressed, "a frame from the serial line was refused");
@@ -295,7 +344,7 @@ impl<A: BundleSink> Serial<A> {
             let length = bundle.len();
             if length > config.max_frame as u64 {
                 let _ = done.send(Err(ClaError::Refused {
-                    peer: config.peer.to_string(),
+                    peer: self.peer_text(),
                     reason: Refusal::TooLarge { limit: config.max_frame as u64 },
                 }));
                 continue;
@@ -304,7 +353,7 @@ impl<A: BundleSink> Serial<A> {
                 Ok(bytes) => bytes,
                 Err(error) => {
                     let _ = done.send(Err(ClaError::Failed {
-                        peer: config.peer.to_string(),
+                        peer: self.peer_text(),
                         reason: format!("reading the bundle: {error}"),
                     }));
                     continue;
@@ -323,10 +372,8 @@ impl<A: BundleSink> Serial<A> {
                     let _ = done.send(Ok(()));
                 }
                 Err(error) => {
-                    let _ = done.send(Err(ClaError::Failed {
-                        peer: config.peer.to_string(),
-                        reason: error.to_string(),
-                    }));
+                    let _ = done
+                        .send(Err(ClaError::Failed { peer: self.peer_text(), reason: error.to_string() }));
                     return;
                 }
             }
