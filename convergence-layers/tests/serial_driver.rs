@@ -268,3 +268,18 @@ async fn a_peer_not_configured_is_learnt_from_its_first_bundle() {
     );
     stop.store(true, Ordering::Relaxed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_crosses_a_9600_baud_line_in_small_frames() {
+    let (a, b, stop) = line(Framing::Cobs, 9_600, Damage::default(), 1024).await;
+    let payload = pattern(3000, 9);
+    let started = Instant::now();
+    send_streamed(&a.agent, Eid::ipn(1, 1), Eid::ipn(2, 1), &payload).await;
+    let got = take_payloads(&b.agent, &Eid::ipn(2, 1), 1, Duration::from_secs(60)).await;
+    assert!(got == vec![payload], "3,000 bytes reassembled from 1 KiB frames");
+    assert!(a.link.stats().frames_sent >= 3, "{:?}", a.link.stats());
+    // At 960 bytes/s the line cannot have carried it faster than that.
+    let seconds = started.elapsed().as_secs_f64();
+    assert!(seconds >= 3000.0 / 960.0 * 0.95, "{seconds} s");
+    stop.store(true, Ordering::Relaxed);
+}
