@@ -438,6 +438,11 @@ impl Config {
                 *path = base.join(&*path);
             }
         }
+        for spool in &mut self.spool {
+            if spool.dir.is_relative() {
+                spool.dir = base.join(&spool.dir);
+            }
+        }
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {
@@ -679,6 +684,22 @@ data_dir = "{data_dir}"
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_spool_directories_are_taken_from_the_config_files_directory() {
+        let mut config = Config::parse(
+            "[[spool]]\ndir = \"stick/dtn\"\npeers = [\"ipn:2.0\"]\n[[spool]]\ndir = \"/media/usb\"\n",
+        )
+        .expect("parses");
+        config.resolve_from(Path::new("/etc/dtn"));
+        assert_eq!(config.spool[0].dir, Path::new("/etc/dtn/stick/dtn"));
+        assert_eq!(config.spool[1].dir, Path::new("/media/usb"));
+        assert!(
+            Config::parse("[[spool]]\ndir = \"x\"\npeers = [\"ipn:2.1\"]\n")
+                .expect_err("an endpoint is not a node")
+                .contains("ipn:2.1 is not a node ID")
+        );
+    }
 
     #[test]
     fn the_starter_config_parses_and_says_what_it_says() {

@@ -10,11 +10,7 @@ use std::time::{Duration, Instant};
 use common::{Daemon, free_port, text};
 
 fn config(dir: &Path, node: &str, layer: &str, body: &str) {
-    std::fs::write(
-        dir.join("node.toml"),
-        format!("node_id = \"{node}\"\ndata_dir = \"data\"\n[{layer}]\n{body}"),
-    )
-    .expect("config");
+    common::write_config(dir, node, &format!("[{layer}]\n{body}"));
 }
 
 #[test]

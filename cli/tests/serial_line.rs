@@ -38,8 +38,7 @@ fn serial_line() -> (String, String) {
 }
 
 fn config(dir: &Path, node: &str, body: &str) {
-    std::fs::write(dir.join("node.toml"), format!("node_id = \"{node}\"\ndata_dir = \"data\"\n{body}"))
-        .expect("config");
+    common::write_config(dir, node, body);
 }
 
 #[test]

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 use common::{Daemon, text};
 
 fn config(dir: &Path, node: &str, body: &str) {
-    std::fs::write(dir.join("node.toml"), format!("node_id = \"{node}\"\ndata_dir = \"data\"\n{body}"))
-        .expect("config");
+    common::write_config(dir, node, body);
 }
 
 fn wait_for(what: &str, mut check: impl FnMut() -> bool) {

@@ -103,3 +103,27 @@ pub fn dtn7_program(name: &str) -> PathBuf {
     }
     PathBuf::from(name)
 }
+
+/// A command running `interop-tests/py/SCRIPT` with the Python that has pyD3TN.
+pub fn pyd3tn_script(script: &str, args: &[&str]) -> std::process::Command {
+    let python = pyd3tn_python();
+    assert!(
+        python.exists(),
+        "no Python with pyD3TN at {}: run scripts/test or set PYD3TN_PYTHON",
+        python.display()
+    );
+    let mut command = std::process::Command::new(python);
+    command.arg(workspace_root().join("interop-tests/py").join(script)).args(args);
+    command
+}
+
+/// A child process killed (by its PID) and reaped when dropped, however the test ends.
+#[derive(Debug)]
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -6,13 +6,13 @@
 //! virtual environment that `scripts/test` creates (or `$PYD3TN_PYTHON`).
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use bpa::admin::{AdminRecord, AdminRecordTypes, BibePdu, ReasonCode, StatusAssertion, StatusReport};
 use bpa::bundle::{Bundle, Eid, ParseOptions};
 use bpa::testing::{BundleShape, arb_bundle_with};
 use bytes::Bytes;
-use interop_tests::{BlockFields, BundleFields, pyd3tn_python, workspace_root};
+use interop_tests::{BlockFields, BundleFields, pyd3tn_script};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde_json::Value;
@@ -20,16 +20,7 @@ use serde_json::Value;
 const COUNT: usize = 1000;
 
 fn run_python(args: &[&str], stdin: &[u8]) -> Vec<Value> {
-    let python = pyd3tn_python();
-    assert!(
-        python.exists(),
-        "no Python with pyD3TN at {}: run scripts/test, which creates it, or set PYD3TN_PYTHON",
-        python.display()
-    );
-    let script = workspace_root().join("interop-tests/py/pyd3tn_cross.py");
-    let mut child = Command::new(&python)
-        .arg(&script)
-        .args(args)
+    let mut child = pyd3tn_script("pyd3tn_cross.py", args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -13,29 +13,11 @@ use bpa::store::StoreConfig;
 use bpa::testing::{agent_on_disk, eventually, send_streamed, take_payloads};
 use convergence_layers::framed::{Framed, FramedConfig, Framing};
 use interop_tests::dtnd::free_port;
-use interop_tests::{pyd3tn_python, workspace_root};
+use interop_tests::{Reaped, pyd3tn_script};
 use serde_json::Value;
 
 fn python(args: &[&str]) -> Command {
-    let python = pyd3tn_python();
-    assert!(
-        python.exists(),
-        "no Python with pyD3TN at {}: run scripts/test or set PYD3TN_PYTHON",
-        python.display()
-    );
-    let mut command = Command::new(python);
-    command.arg(workspace_root().join("interop-tests/py/pyd3tn_mtcp.py")).args(args);
-    command
-}
-
-/// A child process killed (by its PID) and reaped when dropped, however the test ends.
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    pyd3tn_script("pyd3tn_mtcp.py", args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

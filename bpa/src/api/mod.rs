@@ -248,7 +248,10 @@ async fn metrics<S: Store>(State(state): Shared<S>) -> Response {
 fn layer_metrics(status: &serde_json::Value) -> String {
     use std::collections::BTreeMap;
     let mut samples: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let label = |v: &serde_json::Value| v.as_str().unwrap_or("").replace('\\', "\\\\").replace('"', "\\\"");
+    // The text format's label escapes: backslash, double quote, newline.
+    let label = |v: &serde_json::Value| {
+        v.as_str().unwrap_or("").replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    };
     let empty = Vec::new();
     for layer in status["convergence_layers"].as_array().unwrap_or(&empty) {
         let name = label(&layer["name"]);

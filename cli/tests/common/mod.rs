@@ -153,3 +153,9 @@ pub fn write_noise_file(path: &Path, chunks: u64) {
     }
     file.flush().expect("flush");
 }
+
+/// Writes `dir/node.toml` for node `node` with its data in `dir/data`, then `body`.
+pub fn write_config(dir: &Path, node: &str, body: &str) {
+    std::fs::write(dir.join("node.toml"), format!("node_id = \"{node}\"\ndata_dir = \"data\"\n{body}"))
+        .expect("config");
+}

@@ -377,7 +377,10 @@ impl<A: BundleSink> Spool<A> {
         loop {
             chunk.clear();
             let n = (&mut file).take(CHUNK as u64).read_to_end(&mut chunk).await.map_err(|error| {
-                tracing::warn!(path = %path.display(), %error, "reading a spool file failed");
+                // Tried again at the next scan (a medium pulled out mid-read comes back).
+                if let Some(suppressed) = lock(&self.shared.warnings).allow(std::time::Instant::now()) {
+                    tracing::warn!(path = %path.display(), %error, earlier_not_logged = suppressed, "reading a spool file failed");
+                }
                 None
             })?;
             if n == 0 {

@@ -181,7 +181,6 @@ struct Outgoing {
     token: u64,
     length: u64,
     acked: u64,
-    written: bool,
 }
 
 /// Acknowledgements queued past this stop the reading ([`Session::wants_input`]).
@@ -622,7 +621,7 @@ impl Session {
             State::AwaitingHeader => return Err(SendError::NotEstablished),
             _ => return Err(SendError::Ending),
         }
-        self.outgoing.push_back(Outgoing { token, length, acked: 0, written: false });
+        self.outgoing.push_back(Outgoing { token, length, acked: 0 });
         let send_length = self.negotiated.as_ref().is_some_and(|n| n.send_length);
         Ok(send_length.then(|| Message::Length { length }.encode()))
     }
@@ -632,22 +631,16 @@ impl Session {
         Message::DataSegment { start, end, length }.encode()
     }
 
-    /// The bundle `token` is written whole. Without acknowledgements that is its delivery.
+    /// The bundle `token` is written whole. Without acknowledgements that is its delivery;
+    /// with them, its acknowledgement is (§5.3).
     pub fn written(&mut self, token: u64) {
-        let ack = self.negotiated.as_ref().is_some_and(|n| n.ack);
-        if let Some(at) = self.outgoing.iter().position(|o| o.token == token) {
-            if ack {
-                self.outgoing[at].written = true;
-            } else {
-                self.outgoing.remove(at);
-                self.events.push_back(Event::Delivered { token });
-            }
+        if self.negotiated.as_ref().is_some_and(|n| n.ack) {
+            return;
         }
-    }
-
-    /// The bundles sent and not acknowledged, in order; the session forgets them (it is ending).
-    pub fn take_unacknowledged(&mut self) -> Vec<u64> {
-        self.outgoing.drain(..).map(|o| o.token).collect()
+        if let Some(at) = self.outgoing.iter().position(|o| o.token == token) {
+            self.outgoing.remove(at);
+            self.events.push_back(Event::Delivered { token });
+        }
     }
 
     /// Ends the session with SHUTDOWN (§6.1), after the acknowledgements that are ready.
