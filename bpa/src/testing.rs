@@ -185,6 +185,7 @@ pub async fn send_streamed<S: crate::store::Store>(
         destination,
         lifetime_ms: 3_600_000,
         flags: BundleFlags::default(),
+        custody: false,
     };
     let mut pending = agent.begin_send(request, payload.len() as u64).await.expect("begin send");
     for chunk in payload.chunks(1 << 20) {

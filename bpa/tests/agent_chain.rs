@@ -528,6 +528,7 @@ async fn a_streamed_send_crosses_the_chain_and_reads_back_streamed() {
         destination: Eid::ipn(3, 1),
         lifetime_ms: 60_000,
         flags: BundleFlags::default(),
+        custody: false,
     };
     let mut pending = a.agent.begin_send(request, payload.len() as u64).await.expect("begin");
     for chunk in payload.chunks(100_000) {
@@ -566,6 +567,7 @@ async fn a_streamed_send_of_the_wrong_length_is_refused_and_leaves_nothing() {
         destination: Eid::ipn(1, 2),
         lifetime_ms: 60_000,
         flags: BundleFlags::default(),
+        custody: false,
     };
     let mut long = a.agent.begin_send(request.clone(), 10).await.expect("begin");
     long.write(b"0123456789").await.expect("exactly the length");
@@ -614,6 +616,7 @@ async fn an_echo_request_over_the_limit_is_deleted_unanswered() {
         destination: Eid::ipn(1, 7),
         lifetime_ms: 60_000,
         flags: BundleFlags::default(),
+        custody: false,
     };
     let mut pending = a.agent.begin_send(request, medium.len() as u64).await.expect("begin");
     pending.write(&medium).await.expect("write");

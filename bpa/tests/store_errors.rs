@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bpa::agent::node::{Agent, AgentConfig};
 use bpa::bundle::{BundleFlags, BundleId, Eid};
 use bpa::store::{
-    BundleData, BundleState, DeleteReason, InsertOutcome, Reservation, SqliteStore, StateKind, Store,
-    StoreConfig, StoreError, StoreId, StoreStats, StoredBundle,
+    BundleData, BundleState, CustodyCounts, CustodyInfo, CustodyIntake, CustodyTiming, DeleteReason,
+    Forwarding, InsertOutcome, PendingSignal, Reservation, SignalEffect, SignalOutcome, SqliteStore,
+    StateKind, Store, StoreConfig, StoreError, StoreId, StoreStats, StoredBundle,
 };
 use bpa::time::ManualClock;
 use bytes::Bytes;
@@ -30,6 +31,66 @@ impl Store for FailingDeletes {
         state: BundleState,
     ) -> impl Future<Output = Result<InsertOutcome, StoreError>> + Send {
         Store::insert(&self.store, encoded, state)
+    }
+    fn insert_with(
+        &self,
+        encoded: Bytes,
+        state: BundleState,
+        custody: Option<CustodyIntake>,
+    ) -> impl Future<Output = Result<InsertOutcome, StoreError>> + Send {
+        Store::insert_with(&self.store, encoded, state, custody)
+    }
+    fn begin_forward(
+        &self,
+        id: StoreId,
+        neighbour: &str,
+        custody: Option<CustodyTiming>,
+    ) -> impl Future<Output = Result<Forwarding, StoreError>> + Send {
+        Store::begin_forward(&self.store, id, neighbour, custody)
+    }
+    fn custody_signalled(
+        &self,
+        neighbour: &str,
+        effect: SignalEffect,
+        ranges: Vec<(u64, u64)>,
+    ) -> impl Future<Output = Result<SignalOutcome, StoreError>> + Send {
+        Store::custody_signalled(&self.store, neighbour, effect, ranges)
+    }
+    fn expire_custody(
+        &self,
+        now: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send {
+        Store::expire_custody(&self.store, now, limit)
+    }
+    fn queue_signal(
+        &self,
+        peer: String,
+        transmission_id: u64,
+        disposition: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        Store::queue_signal(&self.store, peer, transmission_id, disposition)
+    }
+    fn signals_sent(&self, sent: Vec<(String, u64)>) -> impl Future<Output = Result<(), StoreError>> + Send {
+        Store::signals_sent(&self.store, sent)
+    }
+    fn pending_signals(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<PendingSignal>, StoreError>> + Send {
+        Store::pending_signals(&self.store, limit)
+    }
+    fn next_custody_deadline(&self) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send {
+        Store::next_custody_deadline(&self.store)
+    }
+    fn custody_info(
+        &self,
+        id: StoreId,
+    ) -> impl Future<Output = Result<Option<CustodyInfo>, StoreError>> + Send {
+        Store::custody_info(&self.store, id)
+    }
+    fn custody_counts(&self) -> impl Future<Output = Result<CustodyCounts, StoreError>> + Send {
+        Store::custody_counts(&self.store)
     }
     fn begin_insert(&self) -> impl Future<Output = Result<Self::Pending, StoreError>> + Send {
         Store::begin_insert(&self.store)

@@ -51,6 +51,7 @@ async fn main() {
             destination: Eid::ipn(2, 1),
             lifetime_ms: 3_600_000,
             flags: BundleFlags::default(),
+            custody: false,
         };
         let mut pending = a.begin_send(request, mib << 20).await.expect("begin");
         let chunk = vec![0x5au8; 1 << 20];

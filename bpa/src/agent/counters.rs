@@ -18,11 +18,29 @@ pub(super) struct Counters {
     pub discarded: AtomicU64,
     pub reports_sent: AtomicU64,
     pub store_errors: AtomicU64,
+    pub custody_sent: AtomicU64,
+    pub custody_released: AtomicU64,
+    pub custody_retransmitted: AtomicU64,
+    pub custody_accepted: AtomicU64,
+    pub custody_redundant: AtomicU64,
+    pub custody_refused_here: AtomicU64,
+    pub custody_signals_sent: AtomicU64,
+    pub custody_signals_received: AtomicU64,
+    pub custody_signal_ids_ignored: AtomicU64,
+    pub custody_too_big: AtomicU64,
+    /// Refusals received, by disposition code (0–8; 9 for any other code).
+    pub custody_refused: [AtomicU64; 10],
 }
 
 impl Counters {
     pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `n` transmissions refused by the next custodian with disposition `code`.
+    pub fn custody_refusal(&self, code: u64, n: u64) {
+        let slot = usize::try_from(code).unwrap_or(9).min(9);
+        self.custody_refused[slot].fetch_add(n, Ordering::Relaxed);
     }
 
     pub fn snapshot(&self) -> AgentStats {
@@ -42,6 +60,19 @@ impl Counters {
             discarded: get(&self.discarded),
             reports_sent: get(&self.reports_sent),
             store_errors: get(&self.store_errors),
+            custody: CustodyStats {
+                sent: get(&self.custody_sent),
+                released: get(&self.custody_released),
+                retransmitted: get(&self.custody_retransmitted),
+                accepted: get(&self.custody_accepted),
+                redundant: get(&self.custody_redundant),
+                refused_here: get(&self.custody_refused_here),
+                signals_sent: get(&self.custody_signals_sent),
+                signals_received: get(&self.custody_signals_received),
+                signal_ids_ignored: get(&self.custody_signal_ids_ignored),
+                too_big: get(&self.custody_too_big),
+                refused: std::array::from_fn(|i| get(&self.custody_refused[i])),
+            },
         }
     }
 }
@@ -78,6 +109,55 @@ pub struct AgentStats {
     pub reports_sent: u64,
     /// Store operations on a bundle that failed (each logged with the bundle's store id).
     pub store_errors: u64,
+    pub custody: CustodyStats,
+}
+
+/// What custody transfer did since the agent started ([`super::custody`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CustodyStats {
+    /// Custodial transmissions made (first ones and retransmissions).
+    pub sent: u64,
+    /// Bundles released by the next custodian's signal (accepted or redundant).
+    pub released: u64,
+    /// Transmissions made again because no signal came by their deadline.
+    pub retransmitted: u64,
+    /// Transmissions from other custodians accepted here.
+    pub accepted: u64,
+    /// Transmissions from other custodians answered "redundant" (held or handled already).
+    pub redundant: u64,
+    /// Transmissions from other custodians refused here (depleted storage, unintelligible).
+    pub refused_here: u64,
+    /// Custody signal bundles sent and received.
+    pub signals_sent: u64,
+    pub signals_received: u64,
+    /// Transmission IDs named by signals that matched nothing awaiting custody.
+    pub signal_ids_ignored: u64,
+    /// Custodial bundles forwarded without custody: too big for the link inside a PDU.
+    pub too_big: u64,
+    /// Our transmissions refused by the next custodian, by disposition code (index 9: others).
+    pub refused: [u64; 10],
+}
+
+impl CustodyStats {
+    /// Each counter with its Prometheus name (after `dtn_custody_`) and help text.
+    pub fn named(&self) -> [(&'static str, &'static str, u64); 10] {
+        [
+            ("sent", "custodial transmissions made", self.sent),
+            ("released", "bundles released by the next custodian's signal", self.released),
+            ("retransmitted", "custodial transmissions made again after their deadline", self.retransmitted),
+            ("accepted", "transmissions from other custodians accepted here", self.accepted),
+            ("redundant", "transmissions from other custodians answered redundant", self.redundant),
+            ("refused_here", "transmissions from other custodians refused here", self.refused_here),
+            ("signals_sent", "custody signal bundles sent", self.signals_sent),
+            ("signals_received", "custody signal bundles received", self.signals_received),
+            (
+                "signal_ids_ignored",
+                "transmission IDs in signals that matched nothing",
+                self.signal_ids_ignored,
+            ),
+            ("too_big", "custodial bundles forwarded without custody: too big for a PDU", self.too_big),
+        ]
+    }
 }
 
 impl AgentStats {

@@ -153,8 +153,27 @@ impl<S: Store> Agent<S> {
             && *destination == self.inner.config.node_id
             && !self.is_registered(destination).await
         {
-            // Status reports and signals to this node's administrative endpoint that no
-            // application watches: the agent takes them (they are logged) instead of keeping them.
+            // BIBE PDUs and custody signals are custody's; status reports and other records
+            // to this node's administrative endpoint that no application watches are taken by
+            // the agent (they are logged) instead of being kept.
+            if primary.fragment.is_none()
+                && let Some((header, content)) = self.open_payload(id).await
+            {
+                let from = primary.source.node_id();
+                match self.take_stored_record(&from, content, header.payload.data_length).await {
+                    Ok(true) => {
+                        // Its contents are durable elsewhere now; a crash before this line
+                        // takes it again, which answers "redundant".
+                        let _ = self.remove(id, DeleteReason::Delivered).await;
+                        return;
+                    }
+                    Ok(false) => {}
+                    Err(error) => {
+                        tracing::error!(%error, store_id = id, "a custody record could not be taken; tried again at the next start");
+                        return;
+                    }
+                }
+            }
             tracing::info!(
                 source = %primary.source, creation = primary.creation.time, sequence = primary.creation.sequence,
                 "administrative record received"

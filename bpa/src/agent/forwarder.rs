@@ -18,7 +18,8 @@ use crate::admin::ReasonCode;
 use crate::bundle::{Bundle, CanonicalBlock, Eid};
 use crate::cla::{ClaError, OutgoingBundle, Refusal};
 use crate::store::{
-    BundleData, BundleState, DeleteReason, OpenedBundle, PayloadContent, Store, StoreError, StoreId,
+    BundleData, BundleState, DeleteReason, Forwarding, OpenedBundle, PayloadContent, Store, StoreError,
+    StoreId,
 };
 
 /// How one forwarding attempt ended.
@@ -136,21 +137,23 @@ impl<S: Store> Agent<S> {
     ) {
         let Sending { bundle, received_at, booking } = sending;
         let id = guard.id;
-        // Recorded, so a listing shows it on its way and a scan for waiting bundles passes it.
-        let state = BundleState::InFlight { neighbour: hop.to_string() };
-        match self.inner.store.set_state(id, state).await {
-            Ok(()) => {}
+        // Recorded, so a listing shows it on its way and a scan for waiting bundles passes it;
+        // a custodial bundle gets its transmission ID here, durably, before the PDU is out, so
+        // the signal that answers it always finds it.
+        let timing = self.custody_timing(&hop);
+        let forwarding = match self.inner.store.begin_forward(id, &hop.to_string(), timing).await {
+            Ok(forwarding) => forwarding,
             Err(StoreError::NotFound(_)) => return,
             Err(error) => {
                 self.store_failed(id, "recording a bundle as in flight", &error);
                 self.retry_later(&hop, &neighbour);
                 return;
             }
-        }
+        };
         let mut bundle = bundle;
         // A second attempt follows only a refusal as too large, with the limit learned.
         for attempt in 0..2 {
-            let sent = self.forward_once(id, bundle.take(), received_at, &hop, &neighbour).await;
+            let sent = self.forward_once(id, bundle.take(), received_at, &hop, &neighbour, forwarding).await;
             if matches!(sent, Sent::Done) {
                 // It went on its planned route: the volume it took stays booked.
                 if let Some(booking) = booking {
@@ -209,6 +212,7 @@ impl<S: Store> Agent<S> {
         received_at: u64,
         hop: &Eid,
         neighbour: &Neighbour,
+        forwarding: Forwarding,
     ) -> Sent {
         let store = &self.inner.store;
         let parse = &self.inner.config.parse;
@@ -248,6 +252,33 @@ impl<S: Store> Agent<S> {
         let learned = neighbour.learned_max.load(Ordering::Relaxed);
         let link_max = cla.max_bundle_size().map_or(u64::MAX, |m| m as u64);
         let max = link_max.min(learned);
+        if let Forwarding::Custodial { transmission_id, deadline, .. } = forwarding {
+            let inner_len = head.len() as u64 + rest_len;
+            let expires_at = match subject.creation.time {
+                0 => self.inner.clock.now_dtn_ms().saturating_add(subject.lifetime),
+                created => created.saturating_add(subject.lifetime),
+            };
+            let (carrier_head, tail) =
+                self.carrier_for(hop, transmission_id, deadline, inner_len, expires_at);
+            if carrier_head.len() as u64 + inner_len + tail.len() as u64 <= max {
+                let carrier_head = Bytes::from([carrier_head.as_ref(), head.as_ref()].concat());
+                if let Err(error) = cla.send(hop, OutgoingBundle::wrapped(carrier_head, rest, tail)).await {
+                    return Sent::Failed(error);
+                }
+                lock(&neighbour.retry).delay = self.inner.config.forward_retry_min;
+                self.custody_sent(deadline);
+                self.report(&subject, payload_len, Status::Forwarded, ReasonCode::NO_ADDITIONAL_INFORMATION)
+                    .await;
+                return Sent::Done;
+            }
+            // A PDU is not fragmented here: the bundle goes plainly, in fragments, and custody
+            // ends at this node.
+            Counters::bump(&self.inner.counters.custody_too_big);
+            tracing::warn!(
+                store_id = id, source = %subject.source, neighbour = %hop, max,
+                "the bundle is too big for this link inside a BIBE PDU: forwarded without custody"
+            );
+        }
         if head.len() as u64 + rest_len > max {
             let fitting = usize::try_from(max).unwrap_or(usize::MAX);
             // Planned from the (edited) header alone; the payload is streamed fragment by

@@ -6,6 +6,7 @@
 
 mod contacts;
 mod counters;
+pub mod custody;
 pub mod delivery;
 mod expiry;
 pub mod forward;
@@ -24,6 +25,7 @@ pub use reception::PendingReceive;
 
 pub use contacts::ContactEvent;
 pub use counters::AgentStats;
+pub use custody::{CustodyPeer, CustodyPolicy, PeerCustody};
 pub use delivery::{Subscription, Watcher};
 pub use node::{Agent, AgentConfig, AgentError, Delivery, NeighbourInfo, Reception, Route};
 pub use outgoing::{PendingSend, SendRequest};

@@ -59,6 +59,8 @@ pub struct AgentConfig {
     /// resets it.
     pub forward_retry_min: Duration,
     pub forward_retry_max: Duration,
+    /// How custody is taken and handed over ([`super::custody`]).
+    pub custody: super::custody::CustodyPolicy,
 }
 
 impl AgentConfig {
@@ -72,6 +74,7 @@ impl AgentConfig {
             max_in_flight_per_neighbour: 256,
             forward_retry_min: Duration::from_secs(1),
             forward_retry_max: Duration::from_secs(60),
+            custody: super::custody::CustodyPolicy::default(),
         }
     }
 }
@@ -110,6 +113,9 @@ pub enum Reception {
     /// Already delivered or forwarded by this node, which remembers it until it expires
     /// (design §3.7): acknowledged to the sender, not delivered or forwarded again.
     AlreadyHandled,
+    /// A custody record for this node (a BIBE PDU whose bundle was refused, a custody signal):
+    /// acted on, nothing of it stored.
+    Consumed,
 }
 
 /// A bundle handed to a local application; it stays stored until [`Agent::acknowledge`].
@@ -201,6 +207,10 @@ pub(super) struct Inner<S> {
     pub forwarding_overhead: u64,
     /// Where contact starts and ends go ([`Agent::contact_events`]).
     pub contact_events: Mutex<Option<tokio::sync::mpsc::Sender<super::contacts::ContactEvent>>>,
+    /// Custody answers queued since the last signal batch (it goes at once past a threshold).
+    pub signals_waiting: AtomicU64,
+    /// Signals naming unknown transmissions are logged once per window.
+    pub custody_warnings: Mutex<crate::log::RateLimit>,
 }
 
 pub(super) type BoxedTask = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -323,6 +333,8 @@ impl<S: Store> Agent<S> {
                 counters: Counters::default(),
                 forwarding_overhead,
                 contact_events: Mutex::new(None),
+                signals_waiting: AtomicU64::new(0),
+                custody_warnings: Mutex::new(crate::log::RateLimit::new(Duration::from_secs(10))),
             }),
         }
     }
@@ -374,6 +386,7 @@ impl<S: Store> Agent<S> {
             }
         }
         self.dispatch_local_waiting().await?;
+        self.resume_custody().await?;
         self.redispatch().await
     }
 
@@ -386,7 +399,7 @@ impl<S: Store> Agent<S> {
         lifetime_ms: u64,
         flags: BundleFlags,
     ) -> Result<StoreId, AgentError> {
-        let request = SendRequest { source, destination, lifetime_ms, flags };
+        let request = SendRequest { source, destination, lifetime_ms, flags, custody: false };
         Ok(self.send_whole(request, payload).await?.0)
     }
 
@@ -398,10 +411,19 @@ impl<S: Store> Agent<S> {
     }
 
     pub(super) async fn originate(&self, bundle: Bundle) -> Result<StoreId, AgentError> {
+        self.originate_with(bundle, None).await
+    }
+
+    /// [`Agent::originate`], taking the bundle into custody when `custody` is given.
+    pub(super) async fn originate_with(
+        &self,
+        bundle: Bundle,
+        custody: Option<crate::store::CustodyIntake>,
+    ) -> Result<StoreId, AgentError> {
         let id = self
             .inner
             .store
-            .insert(Bytes::from(bundle.encode()), BundleState::WaitingForRoute)
+            .insert_with(Bytes::from(bundle.encode()), BundleState::WaitingForRoute, custody)
             .await?
             .id()
             .ok_or_else(|| AgentError::AlreadyHandled(bundle.id()))?;
@@ -679,6 +701,8 @@ impl<S: Store> Agent<S> {
                 }
             }
             Timer::Contacts => self.on_contact_edges().await,
+            Timer::CustodyRetransmit => self.custody_deadlines_passed().await,
+            Timer::CustodySignals => self.send_signals().await,
             Timer::Housekeeping => {
                 if let Err(error) = self.expire().await {
                     tracing::error!(%error, "expiry failed; tried again at the next round");

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 
 use crate::bundle::{BundleBuilder, BundleFlags, BundleHeader, BundleId, Eid, PayloadEncoder};
-use crate::store::{BundleState, InsertOutcome, Store, StoreId, StreamingInsert};
+use crate::store::{BundleState, CustodyIntake, InsertOutcome, Store, StoreId, StreamingInsert};
 
 use super::counters::Counters;
 use super::node::{Agent, AgentError};
@@ -20,6 +20,9 @@ pub struct SendRequest {
     pub lifetime_ms: u64,
     /// Bundle processing control flags chosen by the application (RFC 9171 §4.2.3).
     pub flags: BundleFlags,
+    /// Custody transfer hop by hop: this node becomes the bundle's first custodian
+    /// ([`super::custody`]).
+    pub custody: bool,
 }
 
 /// A bundle being sent whose payload arrives in chunks ([`Agent::begin_send`]). Nothing is
@@ -31,6 +34,7 @@ pub struct PendingSend<S: Store> {
     insert: S::Pending,
     encoder: PayloadEncoder,
     header: BundleHeader,
+    custody: Option<CustodyIntake>,
 }
 
 impl<S: Store> Agent<S> {
@@ -47,7 +51,8 @@ impl<S: Store> Agent<S> {
             .ok_or(AgentError::Invalid(crate::bundle::BundleError::HeaderTooLarge { limit: head.len() }))?;
         let mut insert = self.inner.store.begin_insert().await?;
         insert.write(&head).await?;
-        Ok(PendingSend { agent: self.clone(), insert, encoder, header })
+        let custody = self.custody_for(&request);
+        Ok(PendingSend { agent: self.clone(), insert, encoder, header, custody })
     }
 
     /// Sends a bundle whose whole payload is in memory; answers once it is durable.
@@ -58,7 +63,14 @@ impl<S: Store> Agent<S> {
     ) -> Result<(StoreId, BundleId), AgentError> {
         let bundle = self.builder_for(&request)?.payload(payload).build()?;
         let bundle_id = bundle.id();
-        Ok((self.originate(bundle).await?, bundle_id))
+        Ok((self.originate_with(bundle, self.custody_for(&request)).await?, bundle_id))
+    }
+
+    /// Whether this node takes an application's bundle into custody: the application asked,
+    /// or the node's policy covers the destination.
+    fn custody_for(&self, request: &SendRequest) -> Option<CustodyIntake> {
+        let wanted = request.custody || self.inner.config.custody.covers(&request.destination);
+        (wanted && !self.is_local(&request.destination)).then_some(CustodyIntake { from: None })
     }
 
     /// The builder for an application's bundle, after checking the source is this node's.
@@ -97,10 +109,10 @@ impl<S: Store> PendingSend<S> {
     /// Completes the bundle, makes it durable and dispatches it. Refuses a payload shorter than
     /// declared. Answers only once the bundle is on disk.
     pub async fn commit(self) -> Result<(StoreId, BundleId), AgentError> {
-        let PendingSend { agent, mut insert, encoder, header } = self;
+        let PendingSend { agent, mut insert, encoder, header, custody } = self;
         let tail = encoder.finish()?;
         insert.write(&tail).await?;
-        let id = match insert.commit(BundleState::WaitingForRoute).await? {
+        let id = match insert.commit_with(BundleState::WaitingForRoute, custody).await? {
             InsertOutcome::Stored(id) | InsertOutcome::Duplicate(id) => id,
             InsertOutcome::AlreadyHandled => return Err(AgentError::AlreadyHandled(header.id())),
         };

@@ -10,7 +10,7 @@ use super::counters::Counters;
 use super::node::{Agent, AgentError, Reception};
 use super::report::Status;
 use crate::admin::ReasonCode;
-use crate::bundle::{Bundle, BundleError};
+use crate::bundle::{Bundle, BundleError, Eid};
 use crate::store::{BundleState, InsertOutcome, StateKind, Store, StreamingInsert};
 
 impl<S: Store> Agent<S> {
@@ -22,9 +22,13 @@ impl<S: Store> Agent<S> {
             Counters::bump(&counters.refused);
             tracing::info!(%error, "a received bundle was refused");
         })?;
+        if let Some(taken) = self.take_custody_record(&bundle).await {
+            return taken;
+        }
         let state = self.initial_state(bundle.primary());
         let recorded = state.kind() == StateKind::WaitingForApplication;
-        match self.inner.store.insert(encoded, state).await? {
+        let intake = self.intake_for(&Eid::Null, 0, &bundle.primary().destination);
+        match self.inner.store.insert_with(encoded, state, intake).await? {
             InsertOutcome::Duplicate(id) => {
                 Counters::bump(&counters.duplicates);
                 Ok(Reception::Duplicate(id))
@@ -140,7 +144,8 @@ impl<S: Store> PendingReceive<S> {
         let counters = &agent.inner.counters;
         let state = header.as_ref().map_or(BundleState::WaitingForRoute, |h| agent.initial_state(&h.primary));
         let recorded = state.kind() == StateKind::WaitingForApplication;
-        let outcome = insert.commit(state).await.inspect_err(|error| {
+        let intake = header.as_ref().and_then(|h| agent.intake_for(&Eid::Null, 0, &h.primary.destination));
+        let outcome = insert.commit_with(state, intake).await.inspect_err(|error| {
             Counters::bump(&counters.refused);
             tracing::info!(%error, "a received bundle was refused");
         })?;

@@ -1,8 +1,8 @@
 //! The agent's timers, sans-IO (design §3.1, after quinn-proto's timer table): deadlines in DTN
 //! milliseconds go in, "what is due now" comes out, and the earliest deadline tells the one
 //! scheduler task how long to sleep on the agent's clock. One table for every timer the agent
-//! has — a retry per neighbour, housekeeping, the contact plan's next edge; custody
-//! retransmission is to join them — so a virtual clock moves them all.
+//! has — a retry per neighbour, housekeeping, the contact plan's next edge, custody
+//! retransmission and the custody signal batch — so a virtual clock moves them all.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -17,6 +17,10 @@ pub enum Timer {
     Housekeeping,
     /// The next start or end of one of this node's planned contacts ([`super::contacts`]).
     Contacts,
+    /// The earliest custodial retransmission deadline ([`super::custody`]).
+    CustodyRetransmit,
+    /// The batch of custody signals owed to other custodians is due.
+    CustodySignals,
 }
 
 /// Timers by deadline; each timer is set at most once.

@@ -304,6 +304,9 @@ struct SendParams {
     from: Option<String>,
     lifetime: Option<String>,
     flags: Option<String>,
+    /// `true`: custody transfer hop by hop, this node the first custodian.
+    #[serde(default)]
+    custody: bool,
 }
 
 /// Flags an application may not set: the agent sets them.
@@ -408,7 +411,13 @@ fn send_request<S: Store>(state: &ApiState<S>, params: SendParams) -> Result<Sen
             "the fragment and admin-record flags are set by the agent, not by applications",
         ));
     }
-    Ok(SendRequest { source, destination, lifetime_ms: lifetime.as_millis() as u64, flags })
+    Ok(SendRequest {
+        source,
+        destination,
+        lifetime_ms: lifetime.as_millis() as u64,
+        flags,
+        custody: params.custody,
+    })
 }
 
 /// The next chunk of a request body; a body that breaks off, or stalls for longer than

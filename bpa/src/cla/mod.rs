@@ -55,16 +55,25 @@ pub enum Refusal {
 pub struct OutgoingBundle {
     head: Bytes,
     rest: PayloadContent,
+    /// Bytes after `rest`: the end of a bundle that encapsulates this one (a BIBE PDU's
+    /// carrier), empty otherwise.
+    tail: Bytes,
 }
 
 impl OutgoingBundle {
     pub fn new(head: Bytes, rest: PayloadContent) -> OutgoingBundle {
-        OutgoingBundle { head, rest }
+        OutgoingBundle { head, rest, tail: Bytes::new() }
+    }
+
+    /// `head ‖ rest ‖ tail`: a bundle whose stored part is wrapped in another (encapsulation,
+    /// as BIBE does), still streamed from the store.
+    pub fn wrapped(head: Bytes, rest: PayloadContent, tail: Bytes) -> OutgoingBundle {
+        OutgoingBundle { head, rest, tail }
     }
 
     /// A whole encoded bundle in memory.
     pub fn from_bytes(bundle: Bytes) -> OutgoingBundle {
-        OutgoingBundle { head: bundle, rest: PayloadContent::Memory(Bytes::new()) }
+        OutgoingBundle { head: bundle, rest: PayloadContent::Memory(Bytes::new()), tail: Bytes::new() }
     }
 
     /// The encoded bundle's length in bytes.
@@ -73,7 +82,7 @@ impl OutgoingBundle {
             PayloadContent::Memory(bytes) => bytes.len() as u64,
             PayloadContent::File(file) => file.len(),
         };
-        self.head.len() as u64 + rest
+        self.head.len() as u64 + rest + self.tail.len() as u64
     }
 
     /// Never true: a bundle has at least a primary and a payload block.
@@ -84,9 +93,9 @@ impl OutgoingBundle {
     /// The whole bundle in memory (for layers that need it whole, and fragmentation).
     pub async fn into_bytes(self) -> std::io::Result<Bytes> {
         match self.rest {
-            PayloadContent::Memory(rest) if rest.is_empty() => Ok(self.head),
+            PayloadContent::Memory(rest) if rest.is_empty() && self.tail.is_empty() => Ok(self.head),
             rest => {
-                let bundle = OutgoingBundle { head: self.head, rest };
+                let bundle = OutgoingBundle { head: self.head, rest, tail: self.tail };
                 let mut out = Vec::with_capacity(usize::try_from(bundle.len()).unwrap_or(0));
                 let mut reader = bundle.into_reader();
                 reader.read_to_end(&mut out).await?;
@@ -98,9 +107,10 @@ impl OutgoingBundle {
     /// The bundle's bytes as a stream.
     pub fn into_reader(self) -> Pin<Box<dyn AsyncRead + Send>> {
         let head = std::io::Cursor::new(self.head);
+        let tail = std::io::Cursor::new(self.tail);
         match self.rest {
-            PayloadContent::Memory(rest) => Box::pin(head.chain(std::io::Cursor::new(rest))),
-            PayloadContent::File(file) => Box::pin(head.chain(file)),
+            PayloadContent::Memory(rest) => Box::pin(head.chain(std::io::Cursor::new(rest)).chain(tail)),
+            PayloadContent::File(file) => Box::pin(head.chain(file).chain(tail)),
         }
     }
 }

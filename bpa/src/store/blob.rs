@@ -245,7 +245,17 @@ impl PendingInsert {
     }
 
     /// Makes the bundle durable and visible. Answers only once it is on disk.
-    pub async fn commit(mut self, state: BundleState) -> Result<InsertOutcome, StoreError> {
+    pub async fn commit(self, state: BundleState) -> Result<InsertOutcome, StoreError> {
+        self.commit_with(state, None).await
+    }
+
+    /// [`PendingInsert::commit`], taking the bundle in under custody when `custody` is given
+    /// (see [`super::SqliteStore::insert_with`]).
+    pub async fn commit_with(
+        mut self,
+        state: BundleState,
+        custody: Option<super::custody::CustodyIntake>,
+    ) -> Result<InsertOutcome, StoreError> {
         let Some((header, check)) = self.header.take() else {
             let prefix = Bytes::from(std::mem::take(&mut self.prefix));
             let error = crate::bundle::Bundle::parse(&prefix, &self.inner.config.parse).err().unwrap_or(
@@ -275,7 +285,14 @@ impl PendingInsert {
         tokio::task::spawn_blocking(move || sync_dir(&dir)).await.map_err(|_| StoreError::Closed)??;
         let outcome = self
             .inner
-            .insert_row(&header, self.written, super::writer::RowData::File(name), state, self.checksum)
+            .insert_row(
+                &header,
+                self.written,
+                super::writer::RowData::File(name),
+                state,
+                self.checksum,
+                custody,
+            )
             .await;
         if !matches!(outcome, Ok(InsertOutcome::Stored(_))) {
             // Duplicate or refused: the file is not the store's.

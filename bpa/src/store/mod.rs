@@ -8,6 +8,7 @@
 //! (group commit): one fsync for many callers, each answered only once its change is durable.
 
 mod blob;
+mod custody;
 mod error;
 mod integrity;
 mod recovery;
@@ -19,6 +20,10 @@ mod wal;
 mod writer;
 
 pub use blob::PendingInsert;
+pub use custody::{
+    CustodyCounts, CustodyInfo, CustodyIntake, CustodyTiming, Forwarding, PendingSignal, SignalEffect,
+    SignalOutcome,
+};
 pub use error::StoreError;
 pub use integrity::{CheckedFile, DamagedBundle, Integrity, is_damage};
 pub use recovery::{RecoveryReport, Survey};
@@ -48,6 +53,58 @@ pub trait Store: Clone + Send + Sync + std::fmt::Debug + 'static {
         encoded: Bytes,
         state: BundleState,
     ) -> impl Future<Output = Result<InsertOutcome, StoreError>> + Send;
+    /// Stores a whole encoded bundle, taking it in under custody when `custody` is given (see
+    /// [`SqliteStore::insert_with`]).
+    fn insert_with(
+        &self,
+        encoded: Bytes,
+        state: BundleState,
+        custody: Option<CustodyIntake>,
+    ) -> impl Future<Output = Result<InsertOutcome, StoreError>> + Send;
+    /// Records a bundle as on its way to a neighbour, custodially if it is custodial and
+    /// `custody` is given.
+    fn begin_forward(
+        &self,
+        id: StoreId,
+        neighbour: &str,
+        custody: Option<CustodyTiming>,
+    ) -> impl Future<Output = Result<Forwarding, StoreError>> + Send;
+    /// Acts on a custody signal from `neighbour`.
+    fn custody_signalled(
+        &self,
+        neighbour: &str,
+        effect: SignalEffect,
+        ranges: Vec<(u64, u64)>,
+    ) -> impl Future<Output = Result<SignalOutcome, StoreError>> + Send;
+    /// Custodial transmissions past their deadline wait for a route again.
+    fn expire_custody(
+        &self,
+        now: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+    /// Queues an answer to another custodian's transmission.
+    fn queue_signal(
+        &self,
+        peer: String,
+        transmission_id: u64,
+        disposition: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Forgets answered transmission IDs.
+    fn signals_sent(&self, sent: Vec<(String, u64)>) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Transmission IDs owed an answer.
+    fn pending_signals(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<PendingSignal>, StoreError>> + Send;
+    /// The earliest custodial retransmission deadline.
+    fn next_custody_deadline(&self) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+    /// A bundle's custody.
+    fn custody_info(
+        &self,
+        id: StoreId,
+    ) -> impl Future<Output = Result<Option<CustodyInfo>, StoreError>> + Send;
+    /// Custody totals.
+    fn custody_counts(&self) -> impl Future<Output = Result<CustodyCounts, StoreError>> + Send;
     /// Starts a streamed insert.
     fn begin_insert(&self) -> impl Future<Output = Result<Self::Pending, StoreError>> + Send;
     /// Changes why a bundle waits.
@@ -135,6 +192,12 @@ pub trait StreamingInsert: Send {
     /// As `write`, taking the bytes of `chunk` (left empty, with a spare buffer's capacity).
     fn write_owned(&mut self, chunk: &mut Vec<u8>) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn commit(self, state: BundleState) -> impl Future<Output = Result<InsertOutcome, StoreError>> + Send;
+    /// As `commit`, taking the bundle in under custody when `custody` is given.
+    fn commit_with(
+        self,
+        state: BundleState,
+        custody: Option<CustodyIntake>,
+    ) -> impl Future<Output = Result<InsertOutcome, StoreError>> + Send;
 }
 
 impl StreamingInsert for PendingInsert {
@@ -150,6 +213,13 @@ impl StreamingInsert for PendingInsert {
     fn commit(self, state: BundleState) -> impl Future<Output = Result<InsertOutcome, StoreError>> + Send {
         PendingInsert::commit(self, state)
     }
+    fn commit_with(
+        self,
+        state: BundleState,
+        custody: Option<CustodyIntake>,
+    ) -> impl Future<Output = Result<InsertOutcome, StoreError>> + Send {
+        PendingInsert::commit_with(self, state, custody)
+    }
 }
 
 impl Store for SqliteStore {
@@ -161,6 +231,66 @@ impl Store for SqliteStore {
         state: BundleState,
     ) -> impl Future<Output = Result<InsertOutcome, StoreError>> + Send {
         SqliteStore::insert(self, encoded, state)
+    }
+    fn insert_with(
+        &self,
+        encoded: Bytes,
+        state: BundleState,
+        custody: Option<CustodyIntake>,
+    ) -> impl Future<Output = Result<InsertOutcome, StoreError>> + Send {
+        SqliteStore::insert_with(self, encoded, state, custody)
+    }
+    fn begin_forward(
+        &self,
+        id: StoreId,
+        neighbour: &str,
+        custody: Option<CustodyTiming>,
+    ) -> impl Future<Output = Result<Forwarding, StoreError>> + Send {
+        SqliteStore::begin_forward(self, id, neighbour, custody)
+    }
+    fn custody_signalled(
+        &self,
+        neighbour: &str,
+        effect: SignalEffect,
+        ranges: Vec<(u64, u64)>,
+    ) -> impl Future<Output = Result<SignalOutcome, StoreError>> + Send {
+        SqliteStore::custody_signalled(self, neighbour, effect, ranges)
+    }
+    fn expire_custody(
+        &self,
+        now: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send {
+        SqliteStore::expire_custody(self, now, limit)
+    }
+    fn queue_signal(
+        &self,
+        peer: String,
+        transmission_id: u64,
+        disposition: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        SqliteStore::queue_signal(self, peer, transmission_id, disposition)
+    }
+    fn signals_sent(&self, sent: Vec<(String, u64)>) -> impl Future<Output = Result<(), StoreError>> + Send {
+        SqliteStore::signals_sent(self, sent)
+    }
+    fn pending_signals(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<PendingSignal>, StoreError>> + Send {
+        SqliteStore::pending_signals(self, limit)
+    }
+    fn next_custody_deadline(&self) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send {
+        SqliteStore::next_custody_deadline(self)
+    }
+    fn custody_info(
+        &self,
+        id: StoreId,
+    ) -> impl Future<Output = Result<Option<CustodyInfo>, StoreError>> + Send {
+        SqliteStore::custody_info(self, id)
+    }
+    fn custody_counts(&self) -> impl Future<Output = Result<CustodyCounts, StoreError>> + Send {
+        SqliteStore::custody_counts(self)
     }
     fn begin_insert(&self) -> impl Future<Output = Result<PendingInsert, StoreError>> + Send {
         SqliteStore::begin_insert(self)

@@ -10,6 +10,10 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tokio::sync::oneshot;
 
 use super::blob::{PendingInsert, store_whole};
+use super::custody::{
+    CustodyCounts, CustodyInfo, CustodyIntake, CustodyTiming, Forwarding, PendingSignal, SignalEffect,
+    SignalOutcome,
+};
 use super::error::StoreError;
 use super::integrity::Integrity;
 use super::recovery::{RecoveryReport, Survey, recover};
@@ -27,7 +31,10 @@ use crate::time::Clock;
 /// 3: a CRC-32C of every bundle's bytes (`checksum`, checked on every read); the bundles this
 /// node delivered or forwarded, remembered until they expire (`handled`). A version 2 database
 /// is upgraded in place (its bundles have no checksum).
-const SCHEMA_VERSION: i64 = 3;
+/// 4: custody ([`super::custody`]): custody columns on `bundles`, the `custody_signals` owed
+/// to other custodians, and `meta` (the custodial transmission counter). Versions 2 and 3 are
+/// upgraded in place.
+const SCHEMA_VERSION: i64 = 4;
 
 /// Upgrades a version 2 database to 3 (the new table comes from [`SCHEMA`]).
 const UPGRADE_FROM_2: &str = "ALTER TABLE bundles ADD COLUMN checksum INTEGER;";
@@ -49,6 +56,10 @@ CREATE TABLE IF NOT EXISTS bundles (
     data BLOB,
     file TEXT,
     checksum INTEGER,
+    custodial INTEGER NOT NULL DEFAULT 0,
+    custody_tid INTEGER,
+    custody_deadline INTEGER,
+    custody_attempts INTEGER NOT NULL DEFAULT 0,
     CHECK ((data IS NULL) <> (file IS NULL))
 );
 CREATE UNIQUE INDEX IF NOT EXISTS bundles_identity ON bundles (source, created, sequence, frag_offset, frag_length);
@@ -256,6 +267,7 @@ impl Inner {
         data: RowData,
         state: BundleState,
         checksum: u32,
+        custody: Option<CustodyIntake>,
     ) -> Result<InsertOutcome, StoreError> {
         let p = &header.primary;
         let received_at = self.clock.now_dtn_ms();
@@ -279,7 +291,7 @@ impl Inner {
             data,
             checksum,
         };
-        self.submit(|reply| WriteOp::Insert { row, reply }).await
+        self.submit(|reply| WriteOp::Insert { row, custody, reply }).await
     }
 
     /// Runs `f` on the reader thread.
@@ -490,12 +502,17 @@ impl SqliteStore {
             conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(db_error(&db_path))?;
         match version {
             0 | SCHEMA_VERSION => {}
-            2 => conn.execute_batch(UPGRADE_FROM_2).map_err(db_error(&db_path))?,
+            2 => {
+                conn.execute_batch(UPGRADE_FROM_2).map_err(db_error(&db_path))?;
+                conn.execute_batch(super::custody::UPGRADE_FROM_3).map_err(db_error(&db_path))?;
+            }
+            3 => conn.execute_batch(super::custody::UPGRADE_FROM_3).map_err(db_error(&db_path))?,
             found => {
                 return Err(StoreError::SchemaVersion { path: db_path, found, expected: SCHEMA_VERSION });
             }
         }
         conn.execute_batch(SCHEMA).map_err(db_error(&db_path))?;
+        conn.execute_batch(super::custody::SCHEMA).map_err(db_error(&db_path))?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(db_error(&db_path))?;
         let report = recover(&mut conn, &db_path, &blobs_dir, wal.clone())?;
         let store = Self::serve(dir, config, clock, Some(conn), wal, lock, report.next_blob_number, true)?;
@@ -534,8 +551,8 @@ impl SqliteStore {
             let conn = open_read_only(&db_path)?;
             let version: i64 =
                 conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(db_error(&db_path))?;
-            // A version 2 store is checked as it is (the daemon upgrades it when it starts).
-            if version != SCHEMA_VERSION && version != 2 {
+            // A version 2 or 3 store is checked as it is (the daemon upgrades it when it starts).
+            if !(2..=SCHEMA_VERSION).contains(&version) {
                 return Err(StoreError::SchemaVersion {
                     path: db_path,
                     found: version,
@@ -543,7 +560,7 @@ impl SqliteStore {
                 });
             }
             let survey = super::recovery::survey(&conn, &db_path, &blobs_dir)?;
-            let checksums = version == SCHEMA_VERSION;
+            let checksums = version >= 3;
             let store =
                 Self::serve(&dir, config, clock, None, wal, lock, survey.next_blob_number, checksums)?;
             Ok((store, survey))
@@ -592,6 +609,7 @@ impl SqliteStore {
             .map_err(StoreError::io("starting the store reader for", &db_path))?;
         let (requests, writer_thread) = match writer {
             Some(conn) => {
+                let last_tid = super::custody::last_transmission_id(&conn).map_err(db_error(&db_path))?;
                 let (tx, rx) = std::sync::mpsc::channel();
                 let writer = Writer {
                     conn,
@@ -599,6 +617,7 @@ impl SqliteStore {
                     blobs_dir: blobs_dir.clone(),
                     quota: Quota { max_bytes: config.max_bytes, max_bundles: config.max_bundles },
                     stats: Arc::clone(&stats),
+                    last_tid,
                 };
                 let thread = std::thread::Builder::new()
                     .name("store-writer".into())
@@ -630,6 +649,19 @@ impl SqliteStore {
     /// Stores a whole encoded bundle; answers once it is durable. A bundle with the same ID
     /// already stored gives [`InsertOutcome::Duplicate`] and nothing is written.
     pub async fn insert(&self, encoded: Bytes, state: BundleState) -> Result<InsertOutcome, StoreError> {
+        self.insert_with(encoded, state, None).await
+    }
+
+    /// [`SqliteStore::insert`], taking the bundle in under custody when `custody` is given: it
+    /// is made custodial, and the custody signal answering its previous custodian queued (a
+    /// duplicate or a bundle already handled answers "redundant", a full store "depleted
+    /// storage"), in the transaction that stores it.
+    pub async fn insert_with(
+        &self,
+        encoded: Bytes,
+        state: BundleState,
+        custody: Option<CustodyIntake>,
+    ) -> Result<InsertOutcome, StoreError> {
         let header = BundleHeader::parse(&encoded, &self.inner.config.parse)?.ok_or_else(|| {
             StoreError::InvalidBundle(
                 crate::bundle::Bundle::parse(&encoded, &self.inner.config.parse)
@@ -642,14 +674,22 @@ impl SqliteStore {
         check.update(&encoded[header.payload.data_offset..]);
         check.finish()?;
         let length = encoded.len() as u64;
-        let _room = self.inner.reserve(length)?;
+        let _room = match self.inner.reserve(length) {
+            Ok(room) => room,
+            Err(error) => {
+                if let Some(CustodyIntake { from: Some((peer, tid)) }) = custody {
+                    self.queue_signal(peer, tid, super::custody::DEPLETED_STORAGE).await?;
+                }
+                return Err(error);
+            }
+        };
         let checksum = super::integrity::extend(0, &encoded);
         let data = store_whole(&self.inner, encoded).await?;
         let file = match &data {
             RowData::File(name) => Some(self.inner.blobs_dir.join(name)),
             RowData::Inline(_) => None,
         };
-        let outcome = self.inner.insert_row(&header, length, data, state, checksum).await;
+        let outcome = self.inner.insert_row(&header, length, data, state, checksum, custody).await;
         if let Some(path) = file
             && !matches!(outcome, Ok(InsertOutcome::Stored(_)))
         {
@@ -671,6 +711,73 @@ impl SqliteStore {
     /// Removes a bundle for a stated reason (logged); answers once durable, with what it was.
     pub async fn delete(&self, id: StoreId, reason: DeleteReason) -> Result<StoredBundle, StoreError> {
         self.inner.submit(|reply| WriteOp::Delete { id, reason, reply }).await
+    }
+
+    /// Records a bundle as on its way to `neighbour`: awaiting custody under a new transmission
+    /// ID when it is custodial and `custody` is given, in flight otherwise. Answers once durable,
+    /// so a custody signal arriving the moment the PDU is out finds the transmission.
+    pub async fn begin_forward(
+        &self,
+        id: StoreId,
+        neighbour: &str,
+        custody: Option<CustodyTiming>,
+    ) -> Result<Forwarding, StoreError> {
+        let neighbour = neighbour.to_string();
+        self.inner.submit(|reply| WriteOp::BeginForward { id, neighbour, custody, reply }).await
+    }
+
+    /// A custody signal from `neighbour` for `ranges` of transmission IDs: the bundles awaiting
+    /// custody from it under those IDs are deleted (released) or wait for a route again
+    /// (refused). IDs naming nothing under way are counted, not acted on.
+    pub async fn custody_signalled(
+        &self,
+        neighbour: &str,
+        effect: SignalEffect,
+        ranges: Vec<(u64, u64)>,
+    ) -> Result<SignalOutcome, StoreError> {
+        let neighbour = neighbour.to_string();
+        self.inner.submit(|reply| WriteOp::Signalled { neighbour, effect, ranges, reply }).await
+    }
+
+    /// Custodial transmissions whose deadline passed by `now` (at most `limit`) wait for a route
+    /// again; returns how many.
+    pub async fn expire_custody(&self, now: u64, limit: usize) -> Result<usize, StoreError> {
+        self.inner.submit(|reply| WriteOp::ExpireCustody { now, limit, reply }).await
+    }
+
+    /// Queues the answer `disposition` to `peer`'s transmission `transmission_id`.
+    pub async fn queue_signal(
+        &self,
+        peer: String,
+        transmission_id: u64,
+        disposition: u64,
+    ) -> Result<(), StoreError> {
+        self.inner.submit(|reply| WriteOp::QueueSignal { peer, transmission_id, disposition, reply }).await
+    }
+
+    /// Forgets answered transmission IDs.
+    pub async fn signals_sent(&self, sent: Vec<(String, u64)>) -> Result<(), StoreError> {
+        self.inner.submit(|reply| WriteOp::SignalsSent { sent, reply }).await
+    }
+
+    /// Up to `limit` transmission IDs owed an answer, by peer and disposition.
+    pub async fn pending_signals(&self, limit: usize) -> Result<Vec<PendingSignal>, StoreError> {
+        self.inner.read(move |c| super::custody::pending_signals(c, limit)).await
+    }
+
+    /// The earliest custodial retransmission deadline.
+    pub async fn next_custody_deadline(&self) -> Result<Option<u64>, StoreError> {
+        self.inner.read(super::custody::next_deadline).await
+    }
+
+    /// A bundle's custody (`None` if it is not held).
+    pub async fn custody_info(&self, id: StoreId) -> Result<Option<CustodyInfo>, StoreError> {
+        self.inner.read(move |c| super::custody::info(c, id)).await
+    }
+
+    /// Custody totals.
+    pub async fn custody_counts(&self) -> Result<CustodyCounts, StoreError> {
+        self.inner.read(super::custody::counts).await
     }
 
     /// What the store knows about one bundle.

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
+use super::custody::{self, CustodyIntake, CustodyTiming, Forwarding, SignalEffect, SignalOutcome};
 use super::error::StoreError;
 use super::sqlite::{Quota, SharedStats, read_row};
 use super::types::{BundleState, DeleteReason, InsertOutcome, StateKind, StoreId, StoreStats, StoredBundle};
@@ -50,7 +51,42 @@ pub(crate) struct NewRow {
 pub(crate) enum WriteOp {
     Insert {
         row: NewRow,
+        /// Taken in under custody: made custodial, its signal queued, in the same transaction.
+        custody: Option<CustodyIntake>,
         reply: oneshot::Sender<Result<InsertOutcome, StoreError>>,
+    },
+    /// Records a bundle as on its way to a neighbour (custodially if it is custodial and
+    /// `custody` is given).
+    BeginForward {
+        id: StoreId,
+        neighbour: String,
+        custody: Option<CustodyTiming>,
+        reply: oneshot::Sender<Result<Forwarding, StoreError>>,
+    },
+    /// A custody signal from `neighbour`: the bundles it names are released or refused.
+    Signalled {
+        neighbour: String,
+        effect: SignalEffect,
+        ranges: Vec<(u64, u64)>,
+        reply: oneshot::Sender<Result<SignalOutcome, StoreError>>,
+    },
+    /// Custodial transmissions past their deadline wait for a route again (at most `limit`).
+    ExpireCustody {
+        now: u64,
+        limit: usize,
+        reply: oneshot::Sender<Result<usize, StoreError>>,
+    },
+    /// A transmission ID to answer with this disposition.
+    QueueSignal {
+        peer: String,
+        transmission_id: u64,
+        disposition: u64,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// Transmission IDs answered: forgotten.
+    SignalsSent {
+        sent: Vec<(String, u64)>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
     },
     SetState {
         id: StoreId,
@@ -87,6 +123,8 @@ pub(crate) struct Writer {
     pub blobs_dir: PathBuf,
     pub quota: Quota,
     pub stats: Arc<SharedStats>,
+    /// The last custodial transmission ID used ([`custody::last_transmission_id`]).
+    pub last_tid: u64,
 }
 
 /// Whether a bundle that leaves for this reason is remembered as handled (design §3.7): a copy
@@ -131,6 +169,39 @@ enum Reply {
     SetState(oneshot::Sender<Result<(), StoreError>>, Result<(), StoreError>),
     Count(oneshot::Sender<Result<usize, StoreError>>, Result<usize, StoreError>),
     Delete(oneshot::Sender<Result<StoredBundle, StoreError>>, Result<StoredBundle, StoreError>),
+    Forward(oneshot::Sender<Result<Forwarding, StoreError>>, Result<Forwarding, StoreError>),
+    Signal(oneshot::Sender<Result<SignalOutcome, StoreError>>, Result<SignalOutcome, StoreError>),
+}
+
+impl Reply {
+    fn fail(self, error: StoreError) {
+        match self {
+            Reply::Insert(tx, _) => drop(tx.send(Err(error))),
+            Reply::SetState(tx, _) => drop(tx.send(Err(error))),
+            Reply::Count(tx, _) => drop(tx.send(Err(error))),
+            Reply::Delete(tx, _) => drop(tx.send(Err(error))),
+            Reply::Forward(tx, _) => drop(tx.send(Err(error))),
+            Reply::Signal(tx, _) => drop(tx.send(Err(error))),
+        }
+    }
+
+    fn send(self) {
+        match self {
+            Reply::Insert(tx, r) => drop(tx.send(r)),
+            Reply::SetState(tx, r) => drop(tx.send(r)),
+            Reply::Count(tx, r) => drop(tx.send(r)),
+            Reply::Delete(tx, r) => drop(tx.send(r)),
+            Reply::Forward(tx, r) => drop(tx.send(r)),
+            Reply::Signal(tx, r) => drop(tx.send(r)),
+        }
+    }
+}
+
+/// The store's totals as a batch changes them.
+struct Totals {
+    bundles: u64,
+    bytes: u64,
+    quarantined: u64,
 }
 
 /// Waits for the next item, then takes whatever else is queued, up to `max` in all: the
@@ -184,9 +255,9 @@ impl Writer {
     fn apply(&mut self, batch: Vec<WriteOp>) {
         let mut replies = Vec::with_capacity(batch.len());
         let mut removed_files = Vec::new();
-        let (mut bundles, mut bytes, mut quarantined) = {
+        let mut totals = {
             let s = self.stats.get();
-            (s.bundles, s.bytes, s.quarantined)
+            Totals { bundles: s.bundles, bytes: s.bytes, quarantined: s.quarantined }
         };
         let db_path = self.db_path.clone();
         let tx = match self.conn.transaction_with_behavior(TransactionBehavior::Immediate) {
@@ -204,19 +275,84 @@ impl Writer {
         let db_error = |source| StoreError::Database { path: db_path.clone(), source };
         for op in batch {
             match op {
-                WriteOp::Insert { row, reply } => {
-                    let result =
-                        insert(&tx, row, &self.quota, &mut bundles, &mut bytes).map_err(|e| match e {
+                WriteOp::Insert { row, custody, reply } => {
+                    let mut result = insert(&tx, row, &self.quota, &mut totals.bundles, &mut totals.bytes)
+                        .map_err(|e| match e {
                             Failure::Store(e) => e,
                             Failure::Db(source) => db_error(source),
                         });
+                    if let Some(intake) = &custody {
+                        let outcome = match &result {
+                            Ok(InsertOutcome::Stored(id) | InsertOutcome::Duplicate(id)) => {
+                                Some(Ok(Some(*id)))
+                            }
+                            Ok(InsertOutcome::AlreadyHandled) => Some(Ok(None)),
+                            Err(StoreError::DepletedStorage { .. }) => Some(Err(())),
+                            Err(_) => None,
+                        };
+                        let stored_now = matches!(result, Ok(InsertOutcome::Stored(_)));
+                        if let Some(outcome) = outcome
+                            && let Err(source) = custody::after_insert(&tx, intake, outcome, stored_now)
+                        {
+                            result = Err(db_error(source));
+                        }
+                    }
                     replies.push(Reply::Insert(reply, result));
+                }
+                WriteOp::BeginForward { id, neighbour, custody, reply } => {
+                    let result = custody::begin_forward(&tx, id, &neighbour, custody, &mut self.last_tid)
+                        .map_err(db_error)
+                        .and_then(|f| f.ok_or(StoreError::NotFound(id)));
+                    replies.push(Reply::Forward(reply, result));
+                }
+                WriteOp::Signalled { neighbour, effect, ranges, reply } => {
+                    let result = (|| {
+                        let (matched, unmatched) =
+                            custody::signalled(&tx, &neighbour, &ranges).map_err(db_error)?;
+                        for &id in &matched {
+                            match effect {
+                                SignalEffect::Release => {
+                                    let reason =
+                                        DeleteReason::CustodyAccepted { neighbour: neighbour.clone() };
+                                    delete_row(
+                                        &tx,
+                                        id,
+                                        reason,
+                                        &self.blobs_dir,
+                                        &mut totals,
+                                        &mut removed_files,
+                                    )
+                                    .map_err(|e| match e {
+                                        Failure::Store(e) => e,
+                                        Failure::Db(source) => db_error(source),
+                                    })?;
+                                }
+                                SignalEffect::Refuse => custody::refused(&tx, id).map_err(db_error)?,
+                            }
+                        }
+                        Ok(SignalOutcome { matched, unmatched })
+                    })();
+                    replies.push(Reply::Signal(reply, result));
+                }
+                WriteOp::ExpireCustody { now, limit, reply } => {
+                    let result = custody::expire_transmissions(&tx, now, limit).map_err(db_error);
+                    replies.push(Reply::Count(reply, result));
+                }
+                WriteOp::QueueSignal { peer, transmission_id, disposition, reply } => {
+                    let result =
+                        custody::queue_signal(&tx, &peer, transmission_id, disposition).map_err(db_error);
+                    replies.push(Reply::SetState(reply, result));
+                }
+                WriteOp::SignalsSent { sent, reply } => {
+                    let result = custody::signals_sent(&tx, &sent).map_err(db_error);
+                    replies.push(Reply::SetState(reply, result));
                 }
                 WriteOp::SetState { id, state, reply } => {
                     // A quarantined bundle stays quarantined: nothing but a delete moves it.
                     let result = tx
                         .prepare_cached(
-                            "UPDATE bundles SET state = ?1, state_arg = ?2 WHERE id = ?3 AND state <> ?4",
+                            "UPDATE bundles SET state = ?1, state_arg = ?2, custody_tid = NULL, custody_deadline = NULL \
+                             WHERE id = ?3 AND state <> ?4",
                         )
                         .and_then(|mut s| {
                             s.execute(params![
@@ -238,7 +374,7 @@ impl Writer {
                         .and_then(|mut s| s.execute(params![StateKind::Quarantined as i64, problem, id]));
                     match result {
                         Ok(1) => {
-                            quarantined += 1;
+                            totals.quarantined += 1;
                             tracing::error!(store_id = id, %problem, "a stored bundle is damaged: quarantined, never served again");
                         }
                         Ok(_) => {}
@@ -261,33 +397,13 @@ impl Writer {
                     replies.push(Reply::Count(reply, result));
                 }
                 WriteOp::Delete { id, reason, reply } => {
-                    let result = delete(&tx, id, remembered(&reason)).map_err(|e| match e {
-                        Failure::Store(e) => e,
-                        Failure::Db(source) => db_error(source),
-                    });
-                    if let Ok((meta, file)) = &result {
-                        bundles -= 1;
-                        bytes -= meta.length;
-                        if meta.state.kind() == StateKind::Quarantined {
-                            quarantined = quarantined.saturating_sub(1);
-                        }
-                        // Delivery and forwarding are the normal way out; the others are news.
-                        match reason {
-                            DeleteReason::Delivered
-                            | DeleteReason::Forwarded { .. }
-                            | DeleteReason::CustodyAccepted { .. }
-                            | DeleteReason::Reassembled => {
-                                tracing::debug!(bundle = %meta.bundle_id, store_id = meta.id, %reason, "bundle left the store")
-                            }
-                            _ => {
-                                tracing::info!(bundle = %meta.bundle_id, store_id = meta.id, %reason, "bundle left the store")
-                            }
-                        }
-                        if let Some(file) = file {
-                            removed_files.push(self.blobs_dir.join(file));
-                        }
-                    }
-                    replies.push(Reply::Delete(reply, result.map(|(meta, _)| meta)));
+                    let result =
+                        delete_row(&tx, id, reason, &self.blobs_dir, &mut totals, &mut removed_files)
+                            .map_err(|e| match e {
+                                Failure::Store(e) => e,
+                                Failure::Db(source) => db_error(source),
+                            });
+                    replies.push(Reply::Delete(reply, result));
                 }
                 WriteOp::Registration { endpoint, registered, at, reply } => {
                     let result = if registered {
@@ -307,17 +423,11 @@ impl Writer {
         if let Err(source) = tx.commit() {
             tracing::error!(%source, "store commit failed; the whole batch is refused");
             for reply in replies {
-                let error =
-                    || StoreError::CommitFailed { path: db_path.clone(), message: source.to_string() };
-                match reply {
-                    Reply::Insert(tx, _) => drop(tx.send(Err(error()))),
-                    Reply::SetState(tx, _) => drop(tx.send(Err(error()))),
-                    Reply::Count(tx, _) => drop(tx.send(Err(error()))),
-                    Reply::Delete(tx, _) => drop(tx.send(Err(error()))),
-                }
+                reply.fail(StoreError::CommitFailed { path: db_path.clone(), message: source.to_string() });
             }
             return;
         }
+        let Totals { bundles, bytes, quarantined } = totals;
         self.stats.set(StoreStats { bundles, bytes, quarantined, ..self.stats.get() });
         // Files of deleted bundles go once their rows are gone for good: a crash before this
         // leaves orphans, which the next open removes.
@@ -328,14 +438,42 @@ impl Writer {
         }
         // Only now durable: answer everyone.
         for reply in replies {
-            match reply {
-                Reply::Insert(tx, r) => drop(tx.send(r)),
-                Reply::SetState(tx, r) => drop(tx.send(r)),
-                Reply::Count(tx, r) => drop(tx.send(r)),
-                Reply::Delete(tx, r) => drop(tx.send(r)),
-            }
+            reply.send();
         }
     }
+}
+
+/// Deletes a bundle (see [`delete`]), keeping the batch's totals and logging why it left.
+fn delete_row(
+    tx: &rusqlite::Transaction<'_>,
+    id: StoreId,
+    reason: DeleteReason,
+    blobs_dir: &std::path::Path,
+    totals: &mut Totals,
+    removed_files: &mut Vec<PathBuf>,
+) -> Result<StoredBundle, Failure> {
+    let (meta, file) = delete(tx, id, remembered(&reason))?;
+    totals.bundles -= 1;
+    totals.bytes -= meta.length;
+    if meta.state.kind() == StateKind::Quarantined {
+        totals.quarantined = totals.quarantined.saturating_sub(1);
+    }
+    // Delivery and forwarding are the normal way out; the others are news.
+    match reason {
+        DeleteReason::Delivered
+        | DeleteReason::Forwarded { .. }
+        | DeleteReason::CustodyAccepted { .. }
+        | DeleteReason::Reassembled => {
+            tracing::debug!(bundle = %meta.bundle_id, store_id = meta.id, %reason, "bundle left the store")
+        }
+        _ => {
+            tracing::info!(bundle = %meta.bundle_id, store_id = meta.id, %reason, "bundle left the store")
+        }
+    }
+    if let Some(file) = file {
+        removed_files.push(blobs_dir.join(file));
+    }
+    Ok(meta)
 }
 
 enum Failure {
@@ -443,6 +581,11 @@ fn fail(op: WriteOp, error: impl Fn() -> StoreError) {
         WriteOp::Delete { reply, .. } => drop(reply.send(Err(error()))),
         WriteOp::Registration { reply, .. } => drop(reply.send(Err(error()))),
         WriteOp::ForgetHandled { reply, .. } => drop(reply.send(Err(error()))),
+        WriteOp::BeginForward { reply, .. } => drop(reply.send(Err(error()))),
+        WriteOp::Signalled { reply, .. } => drop(reply.send(Err(error()))),
+        WriteOp::ExpireCustody { reply, .. } => drop(reply.send(Err(error()))),
+        WriteOp::QueueSignal { reply, .. } => drop(reply.send(Err(error()))),
+        WriteOp::SignalsSent { reply, .. } => drop(reply.send(Err(error()))),
         WriteOp::Quarantine { id, problem } => {
             tracing::error!(store_id = id, %problem, error = %error(), "a damaged bundle could not be quarantined")
         }

@@ -332,7 +332,7 @@ impl<A: BundleSink> Spool<A> {
                 };
                 let c = &self.shared.counters;
                 match reception {
-                    Reception::Accepted(_) => {
+                    Reception::Accepted(_) | Reception::Consumed => {
                         c.imported.fetch_add(1, Ordering::Relaxed);
                         c.bytes_imported.fetch_add(bytes, Ordering::Relaxed);
                     }

@@ -1,0 +1,778 @@
+//! Custody transfer, hop by hop (BIBE custody after draft-ietf-dtn-bibect; design §4).
+//!
+//! A bundle this node holds as custodian (an application asked for custody, the node's policy
+//! covers its destination, or it arrived under custody) goes to the next node inside a BIBE
+//! PDU — an administrative record `[transmission ID, retransmission time, bundle]` in a
+//! carrier bundle from this node to the neighbour — and stays in the store, awaiting custody,
+//! until the neighbour's custody signal releases it ("accepted" or "redundant"). A refusal
+//! puts it back to wait for a route (tried again after the neighbour's retry delay); a
+//! deadline passed without a signal sends it again under a new transmission ID, with the wait
+//! doubled each time up to a cap.
+//!
+//! A node receiving a PDU with a transmission ID stores the encapsulated bundle as its
+//! custodian and, in the same transaction, queues the answer ("accepted"; "redundant" for a
+//! bundle it holds or handled already; "depleted storage" when it has no room). Answers are
+//! sent in batches: after a short delay, or at once when many are waiting, one signal per
+//! custodian and disposition, each a few ranges of IDs ([`crate::admin::CustodySignal`]).
+//!
+//! Everything custody remembers is in the store ([`crate::store::CustodyIntake`] and the
+//! writer's custody operations), and its two timers — the earliest retransmission deadline and
+//! the signal batch — are on the agent's timer table, on its clock.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::counters::Counters;
+use super::node::{Agent, AgentError, Reception, lock, millis, read};
+use super::routing::EidPattern;
+use super::timers::Timer;
+use crate::admin::{
+    AdminRecord, AdminRecordTypes, BibePdu, CustodyDisposition, CustodySignal, KNOWN_BIBE_PDU_CODES,
+};
+use crate::bundle::cbor::{self, Reader};
+use crate::bundle::{BlockFlags, Bundle, BundleBuilder, BundleFlags, CrcType, Eid, PrimaryBlock};
+use crate::store::{
+    CustodyIntake, CustodyTiming, InsertOutcome, PayloadContent, SignalEffect, StateKind, Store, StoreError,
+    StreamingInsert,
+};
+
+/// Whether bundles to a neighbour go under custody.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PeerCustody {
+    /// Never: custody ends here (the neighbour does not speak BIBE).
+    Never,
+    /// Bundles this node holds as custodian go under custody; others plainly.
+    #[default]
+    WhenCustodial,
+    /// Every bundle to this neighbour goes under custody, this node becoming its custodian.
+    Always,
+}
+
+/// Custody settings for neighbours matching a pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustodyPeer {
+    pub node: EidPattern,
+    pub mode: PeerCustody,
+    /// The record type codes to write to it (3/4 by default, 7/8 for ION).
+    pub record_types: AdminRecordTypes,
+    /// The round trip to it and back (the PDU's way there, the signal's way back); when not
+    /// given, the contact plan's light time both ways, else [`CustodyPolicy::round_trip`].
+    pub round_trip: Option<Duration>,
+}
+
+/// How this node takes and hands over custody.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustodyPolicy {
+    /// Per-neighbour settings; the first matching entry applies.
+    pub peers: Vec<CustodyPeer>,
+    /// Bundles for these destinations are taken into custody on this node: those its
+    /// applications send and those received plainly.
+    pub destinations: Vec<EidPattern>,
+    /// The round trip assumed when nothing better is known.
+    pub round_trip: Duration,
+    /// The shortest and the longest wait for a custody signal before sending again.
+    pub retransmit_min: Duration,
+    pub retransmit_max: Duration,
+    /// Answers wait this long to be batched into one signal...
+    pub signal_delay: Duration,
+    /// ...unless this many are waiting: then they go at once.
+    pub signal_batch: usize,
+    /// The lifetime of the signals this node sends.
+    pub signal_lifetime: Duration,
+}
+
+impl Default for CustodyPolicy {
+    fn default() -> Self {
+        CustodyPolicy {
+            peers: Vec::new(),
+            destinations: Vec::new(),
+            round_trip: Duration::from_secs(2),
+            retransmit_min: Duration::from_secs(1),
+            retransmit_max: Duration::from_secs(600),
+            signal_delay: Duration::from_millis(100),
+            signal_batch: 4096,
+            signal_lifetime: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl CustodyPolicy {
+    fn peer(&self, node: &Eid) -> Option<&CustodyPeer> {
+        self.peers.iter().find(|p| p.node.matches(node))
+    }
+
+    /// Whether bundles to `node` go under custody.
+    pub fn mode_for(&self, node: &Eid) -> PeerCustody {
+        self.peer(node).map_or(PeerCustody::WhenCustodial, |p| p.mode)
+    }
+
+    /// The record type codes written to `node`.
+    pub fn record_types_for(&self, node: &Eid) -> AdminRecordTypes {
+        self.peer(node).map_or_else(AdminRecordTypes::default, |p| p.record_types)
+    }
+
+    /// Whether bundles for `destination` are taken into custody here.
+    pub fn covers(&self, destination: &Eid) -> bool {
+        self.destinations.iter().any(|p| p.matches(destination))
+    }
+}
+
+/// Transmission IDs answered per signal bundle at most (each a range of one or more).
+const RANGES_PER_SIGNAL: usize = 1024;
+
+/// Answers read from the store per batch.
+const SIGNAL_PAGE: usize = 16_384;
+
+/// Expired transmissions put back per store operation.
+const EXPIRE_PAGE: usize = 1024;
+
+/// Largest stored administrative record read whole to see whether it is a custody signal.
+const MAX_STORED_SIGNAL: u64 = 1 << 20;
+
+/// Longest carrier payload prefix: `[type, [tid, time, bstr(len)]]` heads, 9 bytes each at most.
+const PDU_PREFIX_MAX: usize = 1 + 9 + 1 + 9 + 9 + 9;
+
+/// The bytes of a carrier bundle around an encapsulated bundle of `inner_len` bytes: the head
+/// (the carrier's primary block, its payload block's head, the BIBE record's head) and the
+/// tail (the carrier's final break). The payload block has no CRC, so the encapsulated bundle
+/// streams through unchanged and uncopied.
+pub fn carrier_parts(
+    primary: &PrimaryBlock,
+    record_type: u64,
+    pdu_head: (u64, u64),
+    inner_len: u64,
+) -> (Vec<u8>, Vec<u8>) {
+    let (transmission_id, retransmission_time) = pdu_head;
+    let mut record = Vec::with_capacity(PDU_PREFIX_MAX);
+    cbor::write_array(&mut record, 2);
+    cbor::write_uint(&mut record, record_type);
+    cbor::write_array(&mut record, 3);
+    cbor::write_uint(&mut record, transmission_id);
+    cbor::write_uint(&mut record, retransmission_time);
+    cbor::write_head(&mut record, cbor::MAJOR_BYTES, inner_len);
+    let payload_len = record.len() as u64 + inner_len;
+    let (mut head, _) = crate::bundle::streamed_head(primary, &[], BlockFlags(0), CrcType::None, payload_len);
+    head.extend_from_slice(&record);
+    (head, vec![cbor::BREAK])
+}
+
+/// Reads the head of a BIBE PDU record from the start of a payload: the record type, the
+/// transmission ID, the retransmission time, the encapsulated bundle's length, and where it
+/// starts. `None` when the payload is not a BIBE PDU (another record), `Err` when it is
+/// malformed.
+fn pdu_head(prefix: &[u8], types: &AdminRecordTypes) -> Result<Option<(u64, u64, u64, usize)>, String> {
+    let mut r = Reader::new(prefix);
+    let problem = |what: &str, e: crate::bundle::CborProblem| format!("{what}: {e}");
+    if r.array().map_err(|e| problem("the record", e))? != Some(2) {
+        return Err("an administrative record is a 2-item array".into());
+    }
+    let record_type = r.uint().map_err(|e| problem("the record type", e))?;
+    if record_type != types.bibe_pdu && !KNOWN_BIBE_PDU_CODES.contains(&record_type) {
+        return Ok(None);
+    }
+    if r.array().map_err(|e| problem("the BIBE PDU", e))? != Some(3) {
+        return Err("a BIBE PDU is a 3-item array".into());
+    }
+    let tid = r.uint().map_err(|e| problem("the transmission ID", e))?;
+    let time = r.uint().map_err(|e| problem("the retransmission time", e))?;
+    let len = r.bytes_head().map_err(|e| problem("the encapsulated bundle", e))?;
+    Ok(Some((tid, time, len, r.position())))
+}
+
+impl<S: Store> Agent<S> {
+    pub(super) fn custody_policy(&self) -> &CustodyPolicy {
+        &self.inner.config.custody
+    }
+
+    /// How a custodial transmission to `hop` is timed, or `None` when bundles to it do not go
+    /// under custody.
+    pub(super) fn custody_timing(&self, hop: &Eid) -> Option<CustodyTiming> {
+        let policy = self.custody_policy();
+        let mode = policy.mode_for(hop);
+        if mode == PeerCustody::Never {
+            return None;
+        }
+        let now = self.inner.clock.now_dtn_ms();
+        let configured = policy.peer(hop).and_then(|p| p.round_trip).map(millis);
+        let planned = || {
+            let router = read(&self.inner.reach).contacts.clone()?;
+            let graph = router.graph();
+            let plan = graph.plan();
+            let local = router.local()?;
+            let there = plan.find(&super::routing::plan_name(hop)?)?;
+            let owlt = plan.owlt(local, there, now)?;
+            Some(owlt.saturating_mul(2).saturating_add(millis(policy.signal_delay)))
+        };
+        let round_trip = configured.or_else(planned).unwrap_or_else(|| millis(policy.round_trip));
+        let min = millis(policy.retransmit_min);
+        let max = millis(policy.retransmit_max).max(min);
+        Some(CustodyTiming {
+            now,
+            round_trip_ms: round_trip.clamp(min, max),
+            max_ms: max,
+            always: mode == PeerCustody::Always,
+        })
+    }
+
+    /// The head and tail of the carrier that takes a bundle of `inner_len` bytes to `hop` under
+    /// custody, transmission `tid`, to be answered by `deadline`; `expires_at` is the bundle's.
+    pub(super) fn carrier_for(
+        &self,
+        hop: &Eid,
+        tid: u64,
+        deadline: u64,
+        inner_len: u64,
+        expires_at: u64,
+    ) -> (Bytes, Bytes) {
+        let now = self.inner.clock.now_dtn_ms();
+        let creation = self.next_timestamp();
+        let primary = PrimaryBlock {
+            flags: BundleFlags(BundleFlags::ADMIN_RECORD),
+            crc_type: CrcType::Crc32c,
+            destination: hop.node_id(),
+            source: self.inner.config.node_id.clone(),
+            report_to: self.inner.config.node_id.clone(),
+            creation,
+            // No longer than the bundle inside, and at least the wait for its signal.
+            lifetime: expires_at.saturating_sub(now).max(deadline.saturating_sub(now)).max(1000),
+            fragment: None,
+        };
+        let types = self.custody_policy().record_types_for(hop);
+        let (head, tail) = carrier_parts(&primary, types.bibe_pdu, (tid, deadline), inner_len);
+        (head.into(), tail.into())
+    }
+
+    /// A custodial transmission is out: its deadline joins the timer table.
+    pub(super) fn custody_sent(&self, deadline: u64) {
+        Counters::bump(&self.inner.counters.custody_sent);
+        self.arm_custody_timer(Timer::CustodyRetransmit, deadline);
+    }
+
+    /// Sets `timer` to `at` unless it is set earlier already.
+    fn arm_custody_timer(&self, timer: Timer, at: u64) {
+        {
+            let mut schedule = lock(&self.inner.schedule);
+            if schedule.timers.deadline(&timer).is_some_and(|set| set <= at) {
+                return;
+            }
+            schedule.timers.set(timer, at);
+        }
+        self.timers_changed();
+    }
+
+    /// Answers queued: the signal batch goes after the delay, or at once when it is full.
+    fn signal_soon(&self) {
+        let waiting = self.inner.signals_waiting.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = self.inner.clock.now_dtn_ms();
+        let policy = self.custody_policy();
+        let at = if waiting >= policy.signal_batch as u64 { now } else { now + millis(policy.signal_delay) };
+        self.arm_custody_timer(Timer::CustodySignals, at);
+    }
+
+    /// Whether a bundle received whole is a custody record for this node (a BIBE PDU or a
+    /// custody signal to its administrative endpoint) and, if so, what taking it did.
+    pub(super) async fn take_custody_record(&self, bundle: &Bundle) -> Option<Result<Reception, AgentError>> {
+        let primary = bundle.primary();
+        if !primary.flags.is_admin_record() || primary.destination != self.inner.config.node_id {
+            return None;
+        }
+        if primary.fragment.is_some() {
+            return None;
+        }
+        let from = primary.source.node_id();
+        let types = self.custody_policy().record_types_for(&from);
+        let payload = bundle.payload().clone();
+        match AdminRecord::decode(&payload, &types) {
+            Ok(AdminRecord::BibePdu(pdu)) => Some(self.decapsulate(&from, pdu).await),
+            Ok(AdminRecord::CustodySignal(signal)) => Some(self.custody_signal(&from, signal).await),
+            _ => None,
+        }
+    }
+
+    /// The intake for a bundle arriving in a PDU with transmission ID `tid` from `from` (0: no
+    /// custody asked), or taken into custody by this node's policy.
+    pub(super) fn intake_for(&self, from: &Eid, tid: u64, destination: &Eid) -> Option<CustodyIntake> {
+        if tid != 0 {
+            Some(CustodyIntake { from: Some((from.to_string(), tid)) })
+        } else if self.custody_policy().covers(destination) && !self.is_local(destination) {
+            Some(CustodyIntake { from: None })
+        } else {
+            None
+        }
+    }
+
+    /// A BIBE PDU from `from`, in memory: the bundle inside is received as if it had come
+    /// alone, and taken into custody if the PDU asks.
+    async fn decapsulate(&self, from: &Eid, pdu: BibePdu) -> Result<Reception, AgentError> {
+        let counters = &self.inner.counters;
+        let tid = pdu.transmission_id;
+        let inner = match Bundle::parse(&pdu.bundle, &self.inner.config.parse) {
+            Ok(inner) => inner,
+            Err(error) => {
+                Counters::bump(&counters.refused);
+                tracing::info!(%error, custodian = %from, transmission_id = tid, "a BIBE PDU holds an invalid bundle");
+                if tid != 0 {
+                    self.refuse_custody(from, tid, CustodyDisposition::BLOCK_UNINTELLIGIBLE).await?;
+                    return Ok(Reception::Consumed);
+                }
+                return Err(error.into());
+            }
+        };
+        let intake = self.intake_for(from, tid, &inner.primary().destination);
+        let asked = intake.as_ref().is_some_and(|i| i.from.is_some());
+        let state = self.initial_state(inner.primary());
+        let recorded = state.kind() == StateKind::WaitingForApplication;
+        let outcome = self.inner.store.insert_with(pdu.bundle.clone(), state, intake).await;
+        self.after_intake(outcome, asked, recorded, Some(inner), None).await
+    }
+
+    /// The payload (`content`, `len` bytes) of a stored administrative record for this node from
+    /// `from`: a BIBE PDU's bundle is streamed into the store and received (memory stays at one
+    /// buffer whatever its size); a custody signal is acted on. Returns whether it was either.
+    pub(super) async fn take_stored_record(
+        &self,
+        from: &Eid,
+        content: PayloadContent,
+        len: u64,
+    ) -> Result<bool, AgentError> {
+        let types = self.custody_policy().record_types_for(from);
+        let mut reader: std::pin::Pin<Box<dyn AsyncRead + Send>> = match content {
+            PayloadContent::Memory(bytes) => Box::pin(std::io::Cursor::new(bytes)),
+            PayloadContent::File(file) => Box::pin(file),
+        };
+        let mut prefix = vec![0u8; PDU_PREFIX_MAX.min(usize::try_from(len).unwrap_or(usize::MAX))];
+        let io = |error: std::io::Error| StoreError::Io {
+            action: "reading",
+            path: "a stored BIBE PDU".into(),
+            source: error,
+        };
+        reader.read_exact(&mut prefix).await.map_err(io)?;
+        let (tid, _, inner_len, at) = match pdu_head(&prefix, &types) {
+            Ok(Some(head)) => head,
+            Ok(None) if len <= MAX_STORED_SIGNAL => {
+                let mut whole = prefix;
+                reader.read_to_end(&mut whole).await.map_err(io)?;
+                return match AdminRecord::decode(&Bytes::from(whole), &types) {
+                    Ok(AdminRecord::CustodySignal(signal)) => {
+                        self.custody_signal(from, signal).await.map(|_| true)
+                    }
+                    _ => Ok(false),
+                };
+            }
+            Ok(None) => return Ok(false),
+            Err(problem) => {
+                tracing::info!(custodian = %from, %problem, "a malformed BIBE PDU was dropped");
+                return Ok(true);
+            }
+        };
+        if (at as u64).saturating_add(inner_len) != len {
+            tracing::info!(custodian = %from, "a BIBE PDU's bundle does not fill its record; dropped");
+            if tid != 0 {
+                self.refuse_custody(from, tid, CustodyDisposition::BLOCK_UNINTELLIGIBLE).await?;
+            }
+            return Ok(true);
+        }
+        let mut insert = self.inner.store.begin_insert().await?;
+        let mut written = prefix.len() - at;
+        let mut failed = insert.write(&prefix[at..]).await.err();
+        let mut buffer = vec![0u8; 64 * 1024];
+        while failed.is_none() && (written as u64) < inner_len {
+            let want = buffer.len().min(usize::try_from(inner_len - written as u64).unwrap_or(usize::MAX));
+            let n = reader.read(&mut buffer[..want]).await.map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            failed = insert.write(&buffer[..n]).await.err();
+            written += n;
+        }
+        let header = insert.header().cloned();
+        let destination = header.as_ref().map(|h| h.primary.destination.clone()).unwrap_or(Eid::Null);
+        let intake = self.intake_for(from, tid, &destination);
+        let asked = intake.as_ref().is_some_and(|i| i.from.is_some());
+        let outcome = match failed {
+            Some(StoreError::InvalidBundle(error)) => Err(StoreError::InvalidBundle(error)),
+            Some(error) => Err(error),
+            None => {
+                let state = header
+                    .as_ref()
+                    .map_or(crate::store::BundleState::WaitingForRoute, |h| self.initial_state(&h.primary));
+                insert.commit_with(state, intake).await
+            }
+        };
+        if let Err(StoreError::InvalidBundle(error)) = &outcome {
+            tracing::info!(%error, custodian = %from, transmission_id = tid, "a BIBE PDU holds an invalid bundle");
+            if tid != 0 {
+                self.refuse_custody(from, tid, CustodyDisposition::BLOCK_UNINTELLIGIBLE).await?;
+            }
+            return Ok(true);
+        }
+        if let Err(StoreError::DepletedStorage { .. }) = &outcome
+            && tid != 0
+        {
+            self.refuse_custody(from, tid, CustodyDisposition::DEPLETED_STORAGE).await?;
+        }
+        let recorded = header
+            .as_ref()
+            .is_some_and(|h| self.initial_state(&h.primary).kind() == StateKind::WaitingForApplication);
+        self.after_intake(outcome, asked, recorded, None, header.map(|h| h.primary)).await.map(|_| true)
+    }
+
+    /// What follows storing a decapsulated bundle: counters, the answer's timer, reception
+    /// reports and dispatch, as for any received bundle.
+    async fn after_intake(
+        &self,
+        outcome: Result<InsertOutcome, StoreError>,
+        custody_asked: bool,
+        recorded: bool,
+        bundle: Option<Bundle>,
+        primary: Option<PrimaryBlock>,
+    ) -> Result<Reception, AgentError> {
+        let counters = &self.inner.counters;
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(StoreError::DepletedStorage { .. }) if custody_asked => {
+                // Refused by a signal, which the store queued with the refusal.
+                Counters::bump(&counters.custody_refused_here);
+                self.signal_soon();
+                return Ok(Reception::Consumed);
+            }
+            Err(error) => return Err(error.into()),
+        };
+        if custody_asked {
+            match outcome {
+                InsertOutcome::Stored(_) => Counters::bump(&counters.custody_accepted),
+                _ => Counters::bump(&counters.custody_redundant),
+            }
+            self.signal_soon();
+        }
+        match outcome {
+            InsertOutcome::Duplicate(id) => {
+                Counters::bump(&counters.duplicates);
+                Ok(Reception::Duplicate(id))
+            }
+            InsertOutcome::AlreadyHandled => {
+                Counters::bump(&counters.duplicates);
+                Ok(Reception::AlreadyHandled)
+            }
+            InsertOutcome::Stored(id) => {
+                Counters::bump(&counters.received);
+                let primary = match (&bundle, primary) {
+                    (Some(bundle), _) => bundle.primary().clone(),
+                    (None, Some(primary)) => primary,
+                    (None, None) => return Ok(Reception::Accepted(id)),
+                };
+                let payload_len = bundle.as_ref().map_or(0, |b| b.payload().len() as u64);
+                self.report(
+                    &primary,
+                    payload_len,
+                    super::report::Status::Received,
+                    crate::admin::ReasonCode::NO_ADDITIONAL_INFORMATION,
+                )
+                .await;
+                self.dispatch_boxed(id, primary, bundle, recorded).await;
+                Ok(Reception::Accepted(id))
+            }
+        }
+    }
+
+    /// [`Agent::dispatch_with`] behind a box: dispatch may deliver locally, which may
+    /// decapsulate again.
+    fn dispatch_boxed(
+        &self,
+        id: crate::store::StoreId,
+        primary: PrimaryBlock,
+        bundle: Option<Bundle>,
+        recorded: bool,
+    ) -> super::node::BoxedFuture<'_> {
+        Box::pin(async move { self.dispatch_with(id, &primary, bundle, recorded).await })
+    }
+
+    /// Queues a refusal to `from`'s transmission `tid`.
+    async fn refuse_custody(&self, from: &Eid, tid: u64, why: CustodyDisposition) -> Result<(), AgentError> {
+        self.inner.store.queue_signal(from.to_string(), tid, why.0).await?;
+        Counters::bump(&self.inner.counters.custody_refused_here);
+        self.signal_soon();
+        Ok(())
+    }
+
+    /// A custody signal from `from`: the transmissions it names are released or refused.
+    async fn custody_signal(&self, from: &Eid, signal: CustodySignal) -> Result<Reception, AgentError> {
+        let counters = &self.inner.counters;
+        Counters::bump(&counters.custody_signals_received);
+        let effect =
+            if signal.disposition.releases_custody() { SignalEffect::Release } else { SignalEffect::Refuse };
+        let outcome =
+            self.inner.store.custody_signalled(&from.to_string(), effect, signal.ranges.clone()).await?;
+        let matched = outcome.matched.len() as u64;
+        match effect {
+            SignalEffect::Release => {
+                counters.custody_released.fetch_add(matched, Ordering::Relaxed);
+            }
+            SignalEffect::Refuse => {
+                counters.custody_refusal(signal.disposition.0, matched);
+                if matched > 0 {
+                    tracing::info!(
+                        neighbour = %from, disposition = signal.disposition.name(), bundles = matched,
+                        "custody refused: the bundles are kept and routed again later"
+                    );
+                    let neighbour = read(&self.inner.reach).neighbours.get(from).cloned();
+                    match neighbour {
+                        Some(neighbour) => {
+                            self.retry_later(from, &neighbour);
+                        }
+                        None => self.redispatch().await?,
+                    }
+                }
+            }
+        }
+        if outcome.unmatched > 0 {
+            counters.custody_signal_ids_ignored.fetch_add(outcome.unmatched, Ordering::Relaxed);
+            let allowed = lock(&self.inner.custody_warnings).allow(std::time::Instant::now());
+            if let Some(suppressed) = allowed {
+                tracing::warn!(
+                    neighbour = %from, disposition = signal.disposition.name(), ids = outcome.unmatched,
+                    earlier_warnings_not_logged = suppressed,
+                    "a custody signal names transmissions not awaiting its sender's custody (never sent, sent elsewhere, or answered already); ignored"
+                );
+            }
+        }
+        Ok(Reception::Consumed)
+    }
+
+    /// The signal batch is due: every queued answer goes, one signal bundle per custodian and
+    /// disposition (split past [`RANGES_PER_SIGNAL`] ranges), then is forgotten.
+    pub(super) async fn send_signals(&self) {
+        self.inner.signals_waiting.store(0, Ordering::Relaxed);
+        let pending = match self.inner.store.pending_signals(SIGNAL_PAGE).await {
+            Ok(pending) => pending,
+            Err(error) => {
+                tracing::error!(%error, "queued custody signals cannot be read; tried again shortly");
+                let at = self.inner.clock.now_dtn_ms() + millis(self.custody_policy().retransmit_min);
+                self.arm_custody_timer(Timer::CustodySignals, at);
+                return;
+            }
+        };
+        let full = pending.len() == SIGNAL_PAGE;
+        let mut groups: Vec<((String, u64), Vec<u64>)> = Vec::new();
+        for row in pending {
+            let key = (row.peer, row.disposition);
+            match groups.last_mut() {
+                Some((k, ids)) if *k == key => ids.push(row.transmission_id),
+                _ => groups.push((key, vec![row.transmission_id])),
+            }
+        }
+        for ((peer, disposition), ids) in groups {
+            let Ok(to) = peer.parse::<Eid>() else {
+                tracing::error!(%peer, "a queued custody signal names no valid node; dropped");
+                let sent = ids.into_iter().map(|id| (peer.clone(), id)).collect();
+                let _ = self.inner.store.signals_sent(sent).await;
+                continue;
+            };
+            let signal = CustodySignal::for_ids(CustodyDisposition(disposition), ids.iter().copied());
+            let types = self.custody_policy().record_types_for(&to);
+            let mut ok = true;
+            for ranges in signal.ranges.chunks(RANGES_PER_SIGNAL) {
+                let record = AdminRecord::CustodySignal(CustodySignal {
+                    disposition: signal.disposition,
+                    ranges: ranges.to_vec(),
+                });
+                if let Err(error) = self.send_admin_record(&to, record.encode(&types)).await {
+                    tracing::error!(%error, custodian = %to, "a custody signal could not be stored; tried again shortly");
+                    ok = false;
+                    break;
+                }
+                Counters::bump(&self.inner.counters.custody_signals_sent);
+            }
+            if ok {
+                let sent = ids.into_iter().map(|id| (peer.clone(), id)).collect();
+                if let Err(error) = self.inner.store.signals_sent(sent).await {
+                    tracing::error!(%error, "answered custody transmissions could not be forgotten; answered again later");
+                }
+            } else {
+                let at = self.inner.clock.now_dtn_ms() + millis(self.custody_policy().retransmit_min);
+                self.arm_custody_timer(Timer::CustodySignals, at);
+            }
+        }
+        if full {
+            self.arm_custody_timer(Timer::CustodySignals, self.inner.clock.now_dtn_ms());
+        }
+    }
+
+    /// Sends an administrative record to `to`'s administrative endpoint: straight to it when
+    /// it is a neighbour now (a signal needs no room in the store, so a node whose store is
+    /// full can still refuse; a signal lost on the way is made up for by the custodian's
+    /// retransmission), else stored and routed like any bundle.
+    async fn send_admin_record(&self, to: &Eid, payload: Vec<u8>) -> Result<(), AgentError> {
+        let lifetime = millis(self.custody_policy().signal_lifetime);
+        let node = &self.inner.config.node_id;
+        let bundle = BundleBuilder::new(node.clone(), to.node_id(), self.next_timestamp(), lifetime)
+            .flags(BundleFlags(BundleFlags::ADMIN_RECORD))
+            .payload(payload)
+            .build()?;
+        let neighbour = read(&self.inner.reach).neighbours.get(&to.node_id()).cloned();
+        if let Some(neighbour) = neighbour {
+            let encoded = Bytes::from(bundle.encode());
+            match neighbour.cla.send(&to.node_id(), crate::cla::OutgoingBundle::from_bytes(encoded)).await {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    tracing::debug!(%error, custodian = %to, "a custody signal could not go straight to its custodian; stored and routed")
+                }
+            }
+        }
+        self.originate(bundle).await.map(drop)
+    }
+
+    /// Retransmission deadlines are due: those transmissions wait for a route again (and go
+    /// under a new transmission ID, after a longer wait), and the timer moves to the next.
+    pub(super) async fn custody_deadlines_passed(&self) {
+        let now = self.inner.clock.now_dtn_ms();
+        let mut total = 0u64;
+        loop {
+            match self.inner.store.expire_custody(now, EXPIRE_PAGE).await {
+                Ok(n) => {
+                    total += n as u64;
+                    if n < EXPIRE_PAGE {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "custodial transmissions past their deadline could not be reset; tried again shortly");
+                    let at = now + millis(self.custody_policy().retransmit_min);
+                    self.arm_custody_timer(Timer::CustodyRetransmit, at);
+                    return;
+                }
+            }
+        }
+        if total > 0 {
+            self.inner.counters.custody_retransmitted.fetch_add(total, Ordering::Relaxed);
+            tracing::info!(bundles = total, "no custody signal came in time: sent again");
+            if let Err(error) = self.redispatch().await {
+                tracing::error!(%error, "bundles to send again could not be dispatched");
+            }
+        }
+        self.rearm_custody_deadline().await;
+    }
+
+    /// The retransmission timer at the earliest deadline in the store.
+    async fn rearm_custody_deadline(&self) {
+        match self.inner.store.next_custody_deadline().await {
+            Ok(Some(at)) => self.arm_custody_timer(Timer::CustodyRetransmit, at),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::error!(%error, "the next custody deadline cannot be read; looked at again shortly");
+                let at = self.inner.clock.now_dtn_ms() + millis(self.custody_policy().retransmit_min);
+                self.arm_custody_timer(Timer::CustodyRetransmit, at);
+            }
+        }
+    }
+
+    /// At start: custody resumes where the store left it — retransmissions at their stored
+    /// deadlines, answers still owed sent now.
+    pub(super) async fn resume_custody(&self) -> Result<(), AgentError> {
+        self.rearm_custody_deadline().await;
+        if !self.inner.store.pending_signals(1).await?.is_empty() {
+            self.arm_custody_timer(Timer::CustodySignals, self.inner.clock.now_dtn_ms());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::CreationTimestamp;
+
+    #[test]
+    fn a_carrier_built_around_a_bundle_parses_and_its_record_decodes_to_the_bundle() {
+        let inner = BundleBuilder::new(
+            Eid::ipn(1, 1),
+            Eid::ipn(3, 1),
+            CreationTimestamp { time: 1_000, sequence: 4 },
+            60_000,
+        )
+        .payload(Bytes::from_static(b"under custody"))
+        .build()
+        .expect("bundle")
+        .encode();
+        let primary = PrimaryBlock {
+            flags: BundleFlags(BundleFlags::ADMIN_RECORD),
+            crc_type: CrcType::Crc32c,
+            destination: Eid::ipn(2, 0),
+            source: Eid::ipn(1, 0),
+            report_to: Eid::ipn(1, 0),
+            creation: CreationTimestamp { time: 2_000, sequence: 0 },
+            lifetime: 60_000,
+            fragment: None,
+        };
+        for code in [3, 7, 64443] {
+            let (head, tail) = carrier_parts(&primary, code, (42, 9_999), inner.len() as u64);
+            let whole = Bytes::from([head.as_slice(), &inner, &tail].concat());
+            let carrier =
+                Bundle::parse(&whole, &crate::bundle::ParseOptions::default()).expect("carrier parses");
+            assert!(carrier.primary().flags.is_admin_record());
+            let payload = Bytes::copy_from_slice(carrier.payload());
+            let record = AdminRecord::decode(&payload, &AdminRecordTypes::default()).expect("record");
+            assert_eq!(
+                record,
+                AdminRecord::BibePdu(BibePdu {
+                    transmission_id: 42,
+                    retransmission_time: 9_999,
+                    bundle: Bytes::from(inner.clone())
+                })
+            );
+            let head = pdu_head(&payload[..PDU_PREFIX_MAX], &AdminRecordTypes::default()).expect("head");
+            let (tid, time, len, at) = head.expect("a PDU");
+            assert_eq!((tid, time, len), (42, 9_999, inner.len() as u64));
+            assert_eq!(&payload[at..], &inner[..]);
+        }
+    }
+
+    #[test]
+    fn a_pdu_head_tells_other_records_and_malformed_ones_apart() {
+        let signal = AdminRecord::CustodySignal(CustodySignal::for_ids(CustodyDisposition::ACCEPTED, [1]))
+            .encode(&AdminRecordTypes::default());
+        assert_eq!(pdu_head(&signal, &AdminRecordTypes::default()), Ok(None));
+        assert_eq!(
+            pdu_head(&[0x83, 0x03], &AdminRecordTypes::default()),
+            Err("an administrative record is a 2-item array".to_string())
+        );
+        assert_eq!(
+            pdu_head(&[0x82, 0x03, 0x82], &AdminRecordTypes::default()),
+            Err("a BIBE PDU is a 3-item array".to_string())
+        );
+        assert!(pdu_head(&[0x82, 0x03, 0x83, 0x01], &AdminRecordTypes::default()).is_err());
+    }
+
+    #[test]
+    fn the_policy_takes_the_first_matching_peer_and_defaults_to_custody_when_custodial() {
+        let policy = CustodyPolicy {
+            peers: vec![
+                CustodyPeer {
+                    node: EidPattern::Node(Eid::ipn(5, 0)),
+                    mode: PeerCustody::Never,
+                    record_types: AdminRecordTypes::default(),
+                    round_trip: None,
+                },
+                CustodyPeer {
+                    node: EidPattern::AnyIpn,
+                    mode: PeerCustody::Always,
+                    record_types: AdminRecordTypes::ION,
+                    round_trip: Some(Duration::from_secs(9)),
+                },
+            ],
+            destinations: vec![EidPattern::Node(Eid::ipn(9, 0))],
+            ..CustodyPolicy::default()
+        };
+        assert_eq!(policy.mode_for(&Eid::ipn(5, 0)), PeerCustody::Never);
+        assert_eq!(policy.mode_for(&Eid::ipn(6, 0)), PeerCustody::Always);
+        assert_eq!(policy.record_types_for(&Eid::ipn(6, 0)), AdminRecordTypes::ION);
+        let dtn: Eid = "dtn://relay/".parse().expect("eid");
+        assert_eq!(policy.mode_for(&dtn), PeerCustody::WhenCustodial);
+        assert_eq!(policy.record_types_for(&dtn), AdminRecordTypes::default());
+        assert!(policy.covers(&Eid::ipn(9, 3)));
+        assert!(!policy.covers(&Eid::ipn(8, 3)));
+    }
+}

@@ -1,0 +1,397 @@
+//! Custody transfer hop by hop (issue 18), on virtual time: agents with their own stores on
+//! disk, linked both ways by in-memory layers (some of which lose custody signals), one manual
+//! clock that the tests move past retransmission deadlines and signal delays.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bpa::admin::{AdminRecord, AdminRecordTypes, CustodyDisposition, CustodySignal};
+use bpa::agent::delivery::Subscription;
+use bpa::agent::node::{Agent, AgentConfig, Delivery, Route};
+use bpa::agent::outgoing::SendRequest;
+use bpa::bundle::{Bundle, BundleBuilder, BundleFlags, CreationTimestamp, Eid, ParseOptions};
+use bpa::cla::memory::MemoryLink;
+use bpa::cla::{ClaFuture, ConvergenceLayer, OutgoingBundle};
+use bpa::store::{BundleState, SqliteStore, StoreConfig};
+use bpa::time::{Clock, ManualClock};
+use bytes::Bytes;
+
+const START: u64 = 800_000_000_000;
+
+type Node = Agent<SqliteStore>;
+
+struct Net {
+    clock: Arc<ManualClock>,
+    nodes: Vec<Node>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+async fn node(
+    n: u32,
+    clock: &Arc<ManualClock>,
+    store: StoreConfig,
+    tune: impl FnOnce(&mut AgentConfig),
+) -> (Node, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shared: Arc<dyn Clock> = clock.clone();
+    let (store, _) = SqliteStore::open(dir.path(), store, Arc::clone(&shared)).await.expect("store");
+    let mut config = AgentConfig::new(Eid::ipn(n, 0));
+    tune(&mut config);
+    let agent = Agent::new(config, store, shared);
+    agent.start().await.expect("start");
+    (agent, dir)
+}
+
+/// A link that drops the next `drop_signals` custody signals it is given (reporting them sent,
+/// as a datagram layer would), and counts those it carries.
+#[derive(Debug)]
+struct SignalLosingLink {
+    inner: MemoryLink<SqliteStore>,
+    drop_signals: Arc<AtomicU64>,
+    signals_carried: Arc<AtomicU64>,
+}
+
+fn is_custody_signal(bytes: &Bytes) -> bool {
+    let Ok(bundle) = Bundle::parse(bytes, &ParseOptions::default()) else { return false };
+    bundle.primary().flags.is_admin_record()
+        && matches!(
+            AdminRecord::decode(&Bytes::copy_from_slice(bundle.payload()), &AdminRecordTypes::default()),
+            Ok(AdminRecord::CustodySignal(_))
+        )
+}
+
+impl ConvergenceLayer for SignalLosingLink {
+    fn name(&self) -> &str {
+        "lossy"
+    }
+
+    fn send(&self, peer: &Eid, bundle: OutgoingBundle) -> ClaFuture<'_, ()> {
+        let peer = peer.clone();
+        Box::pin(async move {
+            let bytes = bundle.into_bytes().await.expect("bytes");
+            if is_custody_signal(&bytes) {
+                let dropped = self
+                    .drop_signals
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+                if dropped {
+                    return Ok(());
+                }
+                self.signals_carried.fetch_add(1, Ordering::SeqCst);
+            }
+            self.inner.send(&peer, OutgoingBundle::from_bytes(bytes)).await
+        })
+    }
+}
+
+/// Counters of one directed link.
+#[derive(Clone, Default)]
+struct LinkCounters {
+    drop_signals: Arc<AtomicU64>,
+    signals_carried: Arc<AtomicU64>,
+}
+
+async fn link(from: &Node, to: &Node) -> LinkCounters {
+    let counters = LinkCounters::default();
+    let (inner, _) = MemoryLink::new(to.clone());
+    let cla = SignalLosingLink {
+        inner,
+        drop_signals: Arc::clone(&counters.drop_signals),
+        signals_carried: Arc::clone(&counters.signals_carried),
+    };
+    from.neighbour_up(to.node_id().clone(), Arc::new(cla)).await.expect("up");
+    counters
+}
+
+impl Net {
+    /// Nodes 1..=n in a chain, linked both ways, each routing to the far end through its
+    /// neighbour; `configs` tunes node i (its store, its agent).
+    async fn chain(
+        n: u32,
+        tune: impl Fn(u32, &mut AgentConfig),
+        store: impl Fn(u32) -> StoreConfig,
+    ) -> (Net, Vec<(LinkCounters, LinkCounters)>) {
+        let clock = Arc::new(ManualClock::new(START));
+        let mut nodes = Vec::new();
+        let mut dirs = Vec::new();
+        for i in 1..=n {
+            let (agent, dir) = node(i, &clock, store(i), |c| tune(i, c)).await;
+            nodes.push(agent);
+            dirs.push(dir);
+        }
+        let mut links = Vec::new();
+        for i in 0..(n as usize - 1) {
+            let forward = link(&nodes[i], &nodes[i + 1]).await;
+            let back = link(&nodes[i + 1], &nodes[i]).await;
+            links.push((forward, back));
+        }
+        for (i, from) in nodes.iter().enumerate() {
+            for j in 0..n as usize {
+                let via = if j > i + 1 {
+                    Some(i + 1)
+                } else if j + 1 < i {
+                    Some(i - 1)
+                } else {
+                    None
+                };
+                if let Some(via) = via {
+                    let route = Route { to: Eid::ipn(j as u32 + 1, 0), via: Eid::ipn(via as u32 + 1, 0) };
+                    from.add_route(route).await.expect("route");
+                }
+            }
+        }
+        (Net { clock, nodes, _dirs: dirs }, links)
+    }
+
+    fn node(&self, n: u32) -> &Node {
+        &self.nodes[n as usize - 1]
+    }
+
+    /// Moves the clock on in steps of `step_ms`, letting the nodes act after each, until
+    /// `done` holds; panics after `max_ms` of virtual time.
+    async fn run_until(&self, what: &str, step_ms: u64, max_ms: u64, done: impl Fn(&Net) -> bool) {
+        let mut moved = 0;
+        loop {
+            for _ in 0..20 {
+                if done(self) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            assert!(moved < max_ms, "{what}: not after {moved} ms of virtual time");
+            self.clock.advance(step_ms);
+            moved += step_ms;
+        }
+    }
+
+    fn held(&self, n: u32) -> u64 {
+        self.node(n).store().stats().bundles
+    }
+}
+
+fn request(from: Eid, to: Eid) -> SendRequest {
+    SendRequest {
+        source: from,
+        destination: to,
+        lifetime_ms: 3_600_000,
+        flags: BundleFlags::default(),
+        custody: true,
+    }
+}
+
+async fn expect_delivery(app: &mut Subscription) -> Delivery {
+    tokio::time::timeout(Duration::from_secs(20), app.recv())
+        .await
+        .expect("a delivery in time")
+        .expect("open")
+}
+
+async fn counts(node: &Node) -> bpa::store::CustodyCounts {
+    node.store().custody_counts().await.expect("counts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custody_crosses_a_chain_and_each_custodian_is_released_by_the_next() {
+    let (net, links) = Net::chain(3, |_, _| {}, |_| StoreConfig::default()).await;
+    let mut app = net.node(3).register(Eid::ipn(3, 1)).await.expect("register");
+    net.node(1)
+        .send_whole(request(Eid::ipn(1, 1), Eid::ipn(3, 1)), Bytes::from_static(b"in custody"))
+        .await
+        .expect("send");
+    let delivery = expect_delivery(&mut app).await;
+    assert_eq!(delivery.bundle.payload().as_ref(), b"in custody");
+    // Delivered as the bundle sent, not as its PDU: the previous node is B.
+    assert_eq!(delivery.bundle.previous_node(), Some(Eid::ipn(2, 0)));
+    net.node(3).acknowledge(&delivery).await.expect("ack");
+    net.run_until("every custodian released", 50, 5_000, |net| {
+        net.held(1) == 0 && net.held(2) == 0 && net.held(3) == 0
+    })
+    .await;
+    let (a, b, c) = (net.node(1).stats().custody, net.node(2).stats().custody, net.node(3).stats().custody);
+    assert_eq!((a.sent, a.released, a.retransmitted), (1, 1, 0));
+    assert_eq!((b.accepted, b.sent, b.released, b.signals_sent), (1, 1, 1, 1));
+    assert_eq!((c.accepted, c.signals_sent, c.sent), (1, 1, 0));
+    assert_eq!(links[0].1.signals_carried.load(Ordering::SeqCst), 1);
+    for n in 1..=3 {
+        assert_eq!(counts(net.node(n)).await, bpa::store::CustodyCounts::default(), "node {n}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_signal_is_made_up_for_by_retransmission_answered_redundant_and_delivered_once() {
+    let (net, links) = Net::chain(3, |_, _| {}, |_| StoreConfig::default()).await;
+    // C's first signal to B is lost.
+    links[1].1.drop_signals.store(1, Ordering::SeqCst);
+    let mut app = net.node(3).register(Eid::ipn(3, 1)).await.expect("register");
+    net.node(1)
+        .send_whole(request(Eid::ipn(1, 1), Eid::ipn(3, 1)), Bytes::from_static(b"once"))
+        .await
+        .expect("send");
+    let delivery = expect_delivery(&mut app).await;
+    net.node(3).acknowledge(&delivery).await.expect("ack");
+    // B holds the bundle, awaiting custody, with its deadline stored.
+    net.run_until("A released, B awaiting C", 50, 1_000, |net| net.held(1) == 0).await;
+    let held = net.node(2).store().list(0, 10).await.expect("list");
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].state, BundleState::AwaitingCustody { neighbour: "ipn:3.0".into() });
+    let info = net.node(2).store().custody_info(held[0].id).await.expect("info").expect("held");
+    let (first_tid, deadline) = info.transmission.expect("a transmission under way");
+    assert!(info.custodial);
+    assert_eq!(info.attempts, 1);
+    // Nothing happens before the deadline; after it, B sends again and C answers "redundant".
+    net.clock.advance(deadline - net.clock.now_dtn_ms() - 1);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(net.node(2).stats().custody.retransmitted, 0);
+    net.run_until("B released after retransmitting", 50, 10_000, |net| net.held(2) == 0).await;
+    let (b, c) = (net.node(2).stats().custody, net.node(3).stats().custody);
+    assert_eq!((b.sent, b.retransmitted, b.released), (2, 1, 1));
+    assert_eq!((c.accepted, c.redundant), (1, 1));
+    assert!(first_tid > 0);
+    // Exactly one copy reached the application.
+    net.clock.advance(60_000);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(app.try_recv().is_err(), "a second copy was delivered");
+    assert_eq!(net.held(3), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_store_refuses_custody_and_the_custodian_keeps_the_bundle_until_there_is_room() {
+    let store = |n| StoreConfig { max_bundles: if n == 3 { 1 } else { u64::MAX }, ..StoreConfig::default() };
+    let (net, _links) = Net::chain(3, |_, _| {}, store).await;
+    // C's one place is taken by a bundle for an application that has not read it.
+    let filler = net
+        .node(3)
+        .send(
+            Eid::ipn(3, 1),
+            Eid::ipn(3, 9),
+            Bytes::from_static(b"filler"),
+            3_600_000,
+            BundleFlags::default(),
+        )
+        .await
+        .expect("filler");
+    let mut app = net.node(3).register(Eid::ipn(3, 1)).await.expect("register");
+    net.node(1)
+        .send_whole(request(Eid::ipn(1, 1), Eid::ipn(3, 1)), Bytes::from_static(b"wait"))
+        .await
+        .expect("send");
+    net.run_until("C refused custody", 50, 5_000, |net| net.node(2).stats().custody.refused[4] >= 1).await;
+    assert_eq!(net.node(3).stats().custody.refused_here, 1);
+    assert_eq!(net.held(2), 1, "B keeps the bundle");
+    assert!(app.try_recv().is_err());
+    // Room at C: B's next attempt is accepted.
+    assert!(net.node(3).delete_on_request(filler).await.expect("delete"));
+    let delivery = expect_delivery_while(&net, &mut app).await;
+    assert_eq!(delivery.bundle.payload().as_ref(), b"wait");
+    net.node(3).acknowledge(&delivery).await.expect("ack");
+    net.run_until("B released", 100, 10_000, |net| net.held(2) == 0).await;
+}
+
+/// Waits for a delivery while moving the clock (a retry timer stands between).
+async fn expect_delivery_while(net: &Net, app: &mut Subscription) -> Delivery {
+    for _ in 0..400 {
+        if let Ok(delivery) = app.try_recv() {
+            return delivery;
+        }
+        net.clock.advance(250);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no delivery");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_naming_transmissions_never_sent_is_ignored() {
+    let (net, _links) = Net::chain(2, |_, _| {}, |_| StoreConfig::default()).await;
+    // Nothing awaits custody at A; a signal from B names IDs anyway.
+    let signal = AdminRecord::CustodySignal(CustodySignal {
+        disposition: CustodyDisposition::ACCEPTED,
+        ranges: vec![(1, 5), (1 << 40, u64::MAX >> 1)],
+    });
+    let bundle = BundleBuilder::new(
+        Eid::ipn(2, 0),
+        Eid::ipn(1, 0),
+        CreationTimestamp { time: START, sequence: 1 },
+        60_000,
+    )
+    .flags(BundleFlags(BundleFlags::ADMIN_RECORD))
+    .payload(signal.encode(&AdminRecordTypes::default()))
+    .build()
+    .expect("signal bundle");
+    let reception = net.node(1).receive(Bytes::from(bundle.encode())).await.expect("taken");
+    assert_eq!(reception, bpa::agent::Reception::Consumed);
+    let stats = net.node(1).stats().custody;
+    assert_eq!(stats.signals_received, 1);
+    assert_eq!(stats.released, 0);
+    assert_eq!(stats.signal_ids_ignored, 5 + (u64::MAX >> 1));
+    // A transmission to B under way is not released by a signal from another node.
+    net.node(1)
+        .send_whole(request(Eid::ipn(1, 1), Eid::ipn(2, 1)), Bytes::from_static(b"x"))
+        .await
+        .expect("send");
+    let foreign = BundleBuilder::new(
+        Eid::ipn(7, 0),
+        Eid::ipn(1, 0),
+        CreationTimestamp { time: START, sequence: 2 },
+        60_000,
+    )
+    .flags(BundleFlags(BundleFlags::ADMIN_RECORD))
+    .payload(
+        AdminRecord::CustodySignal(CustodySignal {
+            disposition: CustodyDisposition::ACCEPTED,
+            ranges: vec![(1, 1)],
+        })
+        .encode(&AdminRecordTypes::default()),
+    )
+    .build()
+    .expect("foreign signal");
+    net.node(1).receive(Bytes::from(foreign.encode())).await.expect("taken");
+    assert_eq!(net.node(1).stats().custody.released, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_bundles_are_accepted_by_one_signal_of_a_few_ranges() {
+    const N: u64 = 10_000;
+    let (net, links) = Net::chain(
+        2,
+        |_, c| {
+            c.custody.signal_batch = 1_000_000;
+            c.custody.signal_delay = Duration::from_secs(1);
+            c.custody.round_trip = Duration::from_secs(60);
+        },
+        |_| StoreConfig::default(),
+    )
+    .await;
+    // B is the destination: its application endpoint holds them (custody ends at delivery).
+    let sends = (0..N).map(|i| {
+        let node = net.node(1).clone();
+        async move {
+            let payload = Bytes::from(format!("bundle {i}"));
+            node.send_whole(request(Eid::ipn(1, 1), Eid::ipn(2, 1)), payload).await.expect("send");
+        }
+    });
+    futures_join_all(sends).await;
+    net.run_until("all stored at B", 10, 500, |net| net.held(2) == N).await;
+    assert_eq!(net.node(2).stats().custody.signals_sent, 0, "the batch waits for its delay");
+    net.run_until("A released", 200, 5_000, |net| net.held(1) == 0).await;
+    let (a, b) = (net.node(1).stats().custody, net.node(2).stats().custody);
+    assert_eq!((a.sent, a.released, a.retransmitted), (N, N, 0));
+    assert_eq!((b.accepted, b.signals_sent), (N, 1));
+    assert_eq!(links[0].1.signals_carried.load(Ordering::SeqCst), 1);
+}
+
+/// Runs the futures a few hundred at a time.
+async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) {
+    let mut set = tokio::task::JoinSet::new();
+    for future in futures {
+        if set.len() >= 256 {
+            set.join_next().await.expect("task").expect("join");
+        }
+        set.spawn(future);
+    }
+    while let Some(done) = set.join_next().await {
+        done.expect("join");
+    }
+}
