@@ -43,6 +43,10 @@ pub struct SendArgs {
     /// Status reports to ask for: received, forwarded, delivered, deleted (comma-separated).
     #[arg(long, value_delimiter = ',')]
     report: Vec<String>,
+    /// Custody transfer hop by hop: this node keeps the bundle until the next custodian takes
+    /// it, and sends it again until one does (docs/custody.md).
+    #[arg(long)]
+    custody: bool,
     /// Print the answer as JSON.
     #[arg(long)]
     json: bool,
@@ -169,6 +173,9 @@ async fn send_async(client: Client, args: SendArgs) -> anyhow::Result<ExitCode> 
     }
     if flags != 0 {
         path.push_str(&format!("&flags={flags}"));
+    }
+    if args.custody {
+        path.push_str("&custody=true");
     }
     // The payload streams to the daemon, which streams it into its store: neither side holds
     // it in memory. Standard input goes chunked (its length is not known in advance).
@@ -700,6 +707,19 @@ pub fn status(client: Client, json_out: bool) -> anyhow::Result<ExitCode> {
         if let Some(counters) = status["counters"].as_object() {
             let line: Vec<String> = counters.iter().map(|(k, v)| format!("{k} {v}")).collect();
             println!("counters    {}", line.join(", "));
+        }
+        let custody = &status["custody"];
+        if custody.is_object() {
+            println!(
+                "custody     held {}, awaiting a signal {}, signals owed {}; sent {}, released {}, retransmitted {}, accepted {}, redundant {}, refused here {}",
+                custody["held"], custody["outstanding"], custody["signals_pending"], custody["sent"],
+                custody["released"], custody["retransmitted"], custody["accepted"], custody["redundant"],
+                custody["refused_here"],
+            );
+            if let Some(refused) = custody["refused_by_next"].as_object().filter(|r| !r.is_empty()) {
+                let line: Vec<String> = refused.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                println!("  refused by the next custodian: {}", line.join(", "));
+            }
         }
         Ok(ExitCode::SUCCESS)
     })

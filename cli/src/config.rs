@@ -46,6 +46,108 @@ pub struct Config {
     pub serial: Vec<SerialEntry>,
     #[serde(default)]
     pub spool: Vec<SpoolEntry>,
+    #[serde(default)]
+    pub custody: CustodySection,
+}
+
+/// `[custody]`: custody transfer hop by hop (BIBE; docs/custody.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustodySection {
+    /// Bundles to these destinations are taken into custody here (sent or received plainly).
+    #[serde(default, deserialize_with = "patterns")]
+    pub destinations: Vec<EidPattern>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub round_trip: Option<Duration>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub retransmit_min: Option<Duration>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub retransmit_max: Option<Duration>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub signal_delay: Option<Duration>,
+    pub signal_batch: Option<usize>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub signal_lifetime: Option<Duration>,
+    #[serde(default)]
+    pub peers: Vec<CustodyPeerEntry>,
+}
+
+/// `[[custody.peers]]`: how custody goes to neighbours matching `node`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustodyPeerEntry {
+    #[serde(deserialize_with = "pattern")]
+    pub node: EidPattern,
+    /// `never`, `custodial` (the default) or `always`.
+    #[serde(default)]
+    pub mode: CustodyMode,
+    /// Record type codes written to it: `default` (3/4), `ion` (7/8), `pyd3tn` (64443/4), or
+    /// the numbers with `bibe_pdu_type` and `custody_signal_type`.
+    pub record_types: Option<RecordTypesName>,
+    pub bibe_pdu_type: Option<u64>,
+    pub custody_signal_type: Option<u64>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub round_trip: Option<Duration>,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CustodyMode {
+    Never,
+    #[default]
+    Custodial,
+    Always,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordTypesName {
+    Default,
+    Ion,
+    Pyd3tn,
+}
+
+impl CustodySection {
+    /// The agent's custody policy: the defaults, with what this section sets.
+    pub fn policy(&self) -> bpa::agent::CustodyPolicy {
+        use bpa::admin::AdminRecordTypes;
+        use bpa::agent::{CustodyPeer, CustodyPolicy, PeerCustody};
+        let defaults = CustodyPolicy::default();
+        let peers = self
+            .peers
+            .iter()
+            .map(|p| {
+                let named = match p.record_types {
+                    None | Some(RecordTypesName::Default) => AdminRecordTypes::default(),
+                    Some(RecordTypesName::Ion) => AdminRecordTypes::ION,
+                    Some(RecordTypesName::Pyd3tn) => AdminRecordTypes { bibe_pdu: 64443, custody_signal: 4 },
+                };
+                CustodyPeer {
+                    node: p.node.clone(),
+                    mode: match p.mode {
+                        CustodyMode::Never => PeerCustody::Never,
+                        CustodyMode::Custodial => PeerCustody::WhenCustodial,
+                        CustodyMode::Always => PeerCustody::Always,
+                    },
+                    record_types: AdminRecordTypes {
+                        bibe_pdu: p.bibe_pdu_type.unwrap_or(named.bibe_pdu),
+                        custody_signal: p.custody_signal_type.unwrap_or(named.custody_signal),
+                    },
+                    round_trip: p.round_trip,
+                }
+            })
+            .collect();
+        CustodyPolicy {
+            peers,
+            destinations: self.destinations.clone(),
+            round_trip: self.round_trip.unwrap_or(defaults.round_trip),
+            retransmit_min: self.retransmit_min.unwrap_or(defaults.retransmit_min),
+            retransmit_max: self.retransmit_max.unwrap_or(defaults.retransmit_max),
+            signal_delay: self.signal_delay.unwrap_or(defaults.signal_delay),
+            signal_batch: self.signal_batch.unwrap_or(defaults.signal_batch).max(1),
+            signal_lifetime: self.signal_lifetime.unwrap_or(defaults.signal_lifetime),
+        }
+    }
 }
 
 /// `[[spool]]`: a directory (a removable medium's mount point) carried between nodes.
@@ -399,6 +501,11 @@ fn node_eid_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Eid>, D
 fn pattern<'de, D: serde::Deserializer<'de>>(d: D) -> Result<EidPattern, D::Error> {
     let text = String::deserialize(d)?;
     text.parse().map_err(serde::de::Error::custom)
+}
+
+fn patterns<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<EidPattern>, D::Error> {
+    let texts = Vec::<String>::deserialize(d)?;
+    texts.iter().map(|text| text.parse().map_err(serde::de::Error::custom)).collect()
 }
 
 fn duration_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {

@@ -24,7 +24,7 @@ mod timers;
 pub use reception::PendingReceive;
 
 pub use contacts::ContactEvent;
-pub use counters::AgentStats;
+pub use counters::{AgentStats, CustodyStats};
 pub use custody::{CustodyPeer, CustodyPolicy, PeerCustody};
 pub use delivery::{Subscription, Watcher};
 pub use node::{Agent, AgentConfig, AgentError, Delivery, NeighbourInfo, Reception, Route};

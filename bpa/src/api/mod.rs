@@ -195,6 +195,7 @@ async fn status<S: Store>(State(state): Shared<S>) -> Result<Response, ApiError>
         "uptime_seconds": state.started.elapsed().as_secs(),
         "store": json::store_stats(agent.store().stats()),
         "counters": json::agent_stats(&agent.stats()),
+        "custody": json::custody(&agent.stats().custody, &agent.store().custody_counts().await?),
         "neighbours": agent.neighbours().iter().map(|n| json!({
             "node_id": n.node_id.to_string(), "cla": n.cla, "in_flight": n.in_flight,
         })).collect::<Vec<_>>(),
@@ -219,6 +220,43 @@ async fn metrics<S: Store>(State(state): Shared<S>) -> Response {
             "# HELP dtn_bundles_{name}_total {help}\n# TYPE dtn_bundles_{name}_total counter\n"
         ));
         text.push_str(&format!("dtn_bundles_{name}_total {value}\n"));
+    }
+    let custody = agent.stats().custody;
+    for (name, help, value) in custody.named() {
+        text.push_str(&format!(
+            "# HELP dtn_custody_{name}_total {help}\n# TYPE dtn_custody_{name}_total counter\n\
+             dtn_custody_{name}_total {value}\n"
+        ));
+    }
+    text.push_str(
+        "# HELP dtn_custody_refused_total our custodial transmissions refused by the next custodian, by disposition\n\
+         # TYPE dtn_custody_refused_total counter\n",
+    );
+    for (code, value) in custody.refused.iter().enumerate() {
+        let disposition = if code == 9 {
+            "other".to_string()
+        } else {
+            crate::admin::CustodyDisposition(code as u64).name().replace(' ', "_")
+        };
+        text.push_str(&format!("dtn_custody_refused_total{{disposition=\"{disposition}\"}} {value}\n"));
+    }
+    if let Ok(counts) = agent.store().custody_counts().await {
+        let gauges = [
+            ("dtn_custody_held", "bundles this node holds as custodian", counts.held),
+            (
+                "dtn_custody_outstanding",
+                "custodial transmissions awaiting a custody signal",
+                counts.outstanding,
+            ),
+            (
+                "dtn_custody_signals_pending",
+                "custody answers owed to other custodians",
+                counts.signals_pending,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"));
+        }
     }
     let store = agent.store().stats();
     let gauges = [
@@ -659,6 +697,10 @@ async fn show_bundle<S: Store>(
         return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no bundle with store id {id}")));
     };
     let mut body = json::stored_bundle(&meta);
+    let custody = agent.store().custody_info(id).await?;
+    if let (Some(custody), Some(map)) = (custody, body.as_object_mut()) {
+        map.insert("custody".into(), json::custody_info(&custody, agent.node_id(), &meta.state));
+    }
     if let (Some(bundle), Some(map)) = (agent.load(id).await, body.as_object_mut()) {
         map.insert("bundle".into(), json::bundle(&bundle));
     }

@@ -677,10 +677,22 @@ impl SqliteStore {
         let _room = match self.inner.reserve(length) {
             Ok(room) => room,
             Err(error) => {
+                // A full store still knows what it holds or handled: a copy is a duplicate,
+                // not a refusal (and, under custody, answered "redundant").
+                let bundle_id = header.id();
+                let outcome = match self.find(&bundle_id).await? {
+                    Some(id) => Some(InsertOutcome::Duplicate(id)),
+                    None if self.known(&bundle_id).await? => Some(InsertOutcome::AlreadyHandled),
+                    None => None,
+                };
                 if let Some(CustodyIntake { from: Some((peer, tid)) }) = custody {
-                    self.queue_signal(peer, tid, super::custody::DEPLETED_STORAGE).await?;
+                    let disposition = match outcome {
+                        Some(_) => super::custody::REDUNDANT,
+                        None => super::custody::DEPLETED_STORAGE,
+                    };
+                    self.queue_signal(peer, tid, disposition).await?;
                 }
-                return Err(error);
+                return outcome.ok_or(error);
             }
         };
         let checksum = super::integrity::extend(0, &encoded);
