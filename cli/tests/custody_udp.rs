@@ -26,7 +26,7 @@ fn lossy_relay(listen: u16, to: u16, one_in: u64, seed: u64, stop: Arc<AtomicBoo
         while !stop.load(Ordering::Relaxed) {
             let Ok((n, _)) = socket.recv_from(&mut buffer) else { continue };
             state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-            if (state >> 33) % one_in == 0 {
+            if (state >> 33).is_multiple_of(one_in) {
                 dropped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }

@@ -37,14 +37,11 @@ async fn pyd3tn_bibe_pdus_are_decapsulated_and_answered_and_ours_decode_in_pyd3t
     let address = layer.listen("127.0.0.1:0".parse().expect("address")).await.expect("listen");
     let listen = free_port();
     let mut child = Reaped(
-        pyd3tn_script(
-            "pyd3tn_bibe.py",
-            &["exchange", &address.port().to_string(), &listen.to_string(), "1"],
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start pyD3TN"),
+        pyd3tn_script("pyd3tn_bibe.py", &["exchange", &address.port().to_string(), &listen.to_string(), "1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start pyD3TN"),
     );
     let mut lines = BufReader::new(child.0.stdout.take().expect("stdout")).lines();
     let first = tokio::task::block_in_place(|| lines.next()).expect("a line").expect("read");

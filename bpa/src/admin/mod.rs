@@ -111,6 +111,59 @@ pub struct BibePdu {
     pub bundle: Bytes,
 }
 
+/// The head of a BIBE PDU record read from the first bytes of a payload, without the bundle
+/// inside: what a node needs to stream that bundle on from where it is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BibePduHead {
+    pub transmission_id: u64,
+    pub retransmission_time: u64,
+    /// The encapsulated bundle's length, and where in the payload it starts.
+    pub bundle_length: u64,
+    pub bundle_offset: usize,
+}
+
+impl BibePduHead {
+    /// At most this many bytes hold the head: `[type, [id, time, bstr(len)]]` heads.
+    pub const MAX_LEN: usize = 1 + 9 + 1 + 9 + 9 + 9;
+
+    /// Reads the head from `prefix` (the payload's first bytes, [`BibePduHead::MAX_LEN`] or
+    /// all of it if shorter). `Ok(None)`: the record is not a BIBE PDU under any code known or
+    /// in `types`.
+    pub fn decode(prefix: &[u8], types: &AdminRecordTypes) -> Result<Option<BibePduHead>, AdminError> {
+        let mut r = Reader::new(prefix);
+        let at = r.position();
+        match r.array().map_err(cbor_err("the administrative record", at))? {
+            Some(2) => {}
+            Some(found) => return Err(AdminError::RecordLength { found }),
+            None => {
+                return Err(AdminError::Cbor {
+                    field: "the administrative record",
+                    offset: at,
+                    problem: CborProblem::Unexpected {
+                        expected: "a definite-length array",
+                        found: "an indefinite-length array",
+                    },
+                });
+            }
+        }
+        let record_type = read_uint(&mut r, "the record type code")?;
+        if record_type != types.bibe_pdu && !KNOWN_BIBE_PDU_CODES.contains(&record_type) {
+            return Ok(None);
+        }
+        read_array(&mut r, "the BIBE PDU", &[3], "3", "draft-ietf-dtn-bibect")?;
+        let transmission_id = read_uint(&mut r, "the transmission ID")?;
+        let retransmission_time = read_uint(&mut r, "the retransmission time")?;
+        let at = r.position();
+        let bundle_length = r.bytes_head().map_err(cbor_err("the encapsulated bundle", at))?;
+        Ok(Some(BibePduHead {
+            transmission_id,
+            retransmission_time,
+            bundle_length,
+            bundle_offset: r.position(),
+        }))
+    }
+}
+
 /// Custody disposition codes of a custody signal (draft-ietf-dtn-bibect).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CustodyDisposition(pub u64);

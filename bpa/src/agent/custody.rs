@@ -29,10 +29,8 @@ use super::counters::Counters;
 use super::node::{Agent, AgentError, Reception, lock, millis, read};
 use super::routing::EidPattern;
 use super::timers::Timer;
-use crate::admin::{
-    AdminRecord, AdminRecordTypes, BibePdu, CustodyDisposition, CustodySignal, KNOWN_BIBE_PDU_CODES,
-};
-use crate::bundle::cbor::{self, Reader};
+use crate::admin::{AdminRecord, AdminRecordTypes, BibePdu, BibePduHead, CustodyDisposition, CustodySignal};
+use crate::bundle::cbor;
 use crate::bundle::{BlockFlags, Bundle, BundleBuilder, BundleFlags, CrcType, Eid, PrimaryBlock};
 use crate::store::{
     CustodyIntake, CustodyTiming, InsertOutcome, PayloadContent, SignalEffect, StateKind, Store, StoreError,
@@ -132,8 +130,8 @@ const EXPIRE_PAGE: usize = 1024;
 /// Largest stored administrative record read whole to see whether it is a custody signal.
 const MAX_STORED_SIGNAL: u64 = 1 << 20;
 
-/// Longest carrier payload prefix: `[type, [tid, time, bstr(len)]]` heads, 9 bytes each at most.
-const PDU_PREFIX_MAX: usize = 1 + 9 + 1 + 9 + 9 + 9;
+/// Longest carrier payload prefix before the encapsulated bundle.
+const PDU_PREFIX_MAX: usize = BibePduHead::MAX_LEN;
 
 /// The bytes of a carrier bundle around an encapsulated bundle of `inner_len` bytes: the head
 /// (the carrier's primary block, its payload block's head, the BIBE record's head) and the
@@ -157,29 +155,6 @@ pub fn carrier_parts(
     let (mut head, _) = crate::bundle::streamed_head(primary, &[], BlockFlags(0), CrcType::None, payload_len);
     head.extend_from_slice(&record);
     (head, vec![cbor::BREAK])
-}
-
-/// Reads the head of a BIBE PDU record from the start of a payload: the record type, the
-/// transmission ID, the retransmission time, the encapsulated bundle's length, and where it
-/// starts. `None` when the payload is not a BIBE PDU (another record), `Err` when it is
-/// malformed.
-fn pdu_head(prefix: &[u8], types: &AdminRecordTypes) -> Result<Option<(u64, u64, u64, usize)>, String> {
-    let mut r = Reader::new(prefix);
-    let problem = |what: &str, e: crate::bundle::CborProblem| format!("{what}: {e}");
-    if r.array().map_err(|e| problem("the record", e))? != Some(2) {
-        return Err("an administrative record is a 2-item array".into());
-    }
-    let record_type = r.uint().map_err(|e| problem("the record type", e))?;
-    if record_type != types.bibe_pdu && !KNOWN_BIBE_PDU_CODES.contains(&record_type) {
-        return Ok(None);
-    }
-    if r.array().map_err(|e| problem("the BIBE PDU", e))? != Some(3) {
-        return Err("a BIBE PDU is a 3-item array".into());
-    }
-    let tid = r.uint().map_err(|e| problem("the transmission ID", e))?;
-    let time = r.uint().map_err(|e| problem("the retransmission time", e))?;
-    let len = r.bytes_head().map_err(|e| problem("the encapsulated bundle", e))?;
-    Ok(Some((tid, time, len, r.position())))
 }
 
 impl<S: Store> Agent<S> {
@@ -350,8 +325,8 @@ impl<S: Store> Agent<S> {
             source: error,
         };
         reader.read_exact(&mut prefix).await.map_err(io)?;
-        let (tid, _, inner_len, at) = match pdu_head(&prefix, &types) {
-            Ok(Some(head)) => head,
+        let (tid, inner_len, at) = match BibePduHead::decode(&prefix, &types) {
+            Ok(Some(head)) => (head.transmission_id, head.bundle_length, head.bundle_offset),
             Ok(None) if len <= MAX_STORED_SIGNAL => {
                 let mut whole = prefix;
                 reader.read_to_end(&mut whole).await.map_err(io)?;
@@ -363,8 +338,8 @@ impl<S: Store> Agent<S> {
                 };
             }
             Ok(None) => return Ok(false),
-            Err(problem) => {
-                tracing::info!(custodian = %from, %problem, "a malformed BIBE PDU was dropped");
+            Err(error) => {
+                tracing::info!(custodian = %from, %error, "a malformed BIBE PDU was dropped");
                 return Ok(true);
             }
         };
@@ -723,27 +698,35 @@ mod tests {
                     bundle: Bytes::from(inner.clone())
                 })
             );
-            let head = pdu_head(&payload[..PDU_PREFIX_MAX], &AdminRecordTypes::default()).expect("head");
-            let (tid, time, len, at) = head.expect("a PDU");
-            assert_eq!((tid, time, len), (42, 9_999, inner.len() as u64));
-            assert_eq!(&payload[at..], &inner[..]);
+            let head = BibePduHead::decode(&payload[..PDU_PREFIX_MAX], &AdminRecordTypes::default())
+                .expect("head")
+                .expect("a PDU");
+            assert_eq!(
+                (head.transmission_id, head.retransmission_time, head.bundle_length),
+                (42, 9_999, inner.len() as u64)
+            );
+            assert_eq!(&payload[head.bundle_offset..], &inner[..]);
         }
     }
 
     #[test]
     fn a_pdu_head_tells_other_records_and_malformed_ones_apart() {
+        let types = AdminRecordTypes::default();
         let signal = AdminRecord::CustodySignal(CustodySignal::for_ids(CustodyDisposition::ACCEPTED, [1]))
-            .encode(&AdminRecordTypes::default());
-        assert_eq!(pdu_head(&signal, &AdminRecordTypes::default()), Ok(None));
+            .encode(&types);
+        assert_eq!(BibePduHead::decode(&signal, &types), Ok(None));
         assert_eq!(
-            pdu_head(&[0x83, 0x03], &AdminRecordTypes::default()),
-            Err("an administrative record is a 2-item array".to_string())
+            BibePduHead::decode(&[0x83, 0x03], &types),
+            Err(crate::admin::AdminError::RecordLength { found: 3 })
         );
-        assert_eq!(
-            pdu_head(&[0x82, 0x03, 0x82], &AdminRecordTypes::default()),
-            Err("a BIBE PDU is a 3-item array".to_string())
-        );
-        assert!(pdu_head(&[0x82, 0x03, 0x83, 0x01], &AdminRecordTypes::default()).is_err());
+        assert!(matches!(
+            BibePduHead::decode(&[0x82, 0x03, 0x82], &types),
+            Err(crate::admin::AdminError::ContentLength { record: "the BIBE PDU", found: 2, .. })
+        ));
+        assert!(matches!(
+            BibePduHead::decode(&[0x82, 0x03, 0x83, 0x01], &types),
+            Err(crate::admin::AdminError::Cbor { field: "the retransmission time", .. })
+        ));
     }
 
     #[test]

@@ -880,7 +880,7 @@ async fn a_version_3_store_is_upgraded_to_4_with_its_bundles() {
     drop(conn);
     let (store, _) = open(dir.path(), StoreConfig::default()).await;
     assert_eq!(store.get(id).await.unwrap().unwrap().state, BundleState::WaitingForRoute);
-    assert_eq!(store.custody_info(id).await.unwrap().unwrap().custodial, false);
+    assert!(!store.custody_info(id).await.unwrap().unwrap().custodial);
     assert_eq!(store.begin_forward(id, "ipn:3.0", timing(NOW)).await.unwrap(), Forwarding::Plain);
     store.close().await;
     let conn = rusqlite::Connection::open(dir.path().join("store.sqlite")).unwrap();
