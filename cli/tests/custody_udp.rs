@@ -1,8 +1,8 @@
 //! Custody over a lossy datagram path, through the real `dtn` binary (issue 18): three daemons
 //! A → B → C over UDP, every datagram in both directions passing a relay that drops one in ten;
 //! 1,000 bundles sent with custody reach C's application exactly once, and afterwards no
-//! custodian holds anything. A is then killed (SIGKILL) mid-custody and restarted: what it held
-//! goes on from the store.
+//! custodian holds anything. And B, the middle custodian, killed (SIGKILL) while awaiting C's
+//! signal and started again, resumes its transmission as stored (same ID, same deadline).
 
 mod common;
 
@@ -152,48 +152,68 @@ fn custody_over_udp_losing_one_datagram_in_ten_delivers_a_thousand_bundles_exact
 
 #[test]
 fn a_custodian_killed_mid_custody_resumes_from_its_store() {
-    let (a_port, b_port) = (free_port(), free_port());
-    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().expect("dir")).collect();
-    // B is not running yet: A's custodial transmissions go unanswered.
+    // A → B → C over UDP; C is down at first, so B's custodial transmissions go unanswered.
+    let (a_port, b_port, c_port) = (free_port(), free_port(), free_port());
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
     let slow = "[custody]\nround_trip = \"5s\"\nretransmit_min = \"5s\"\nretransmit_max = \"5s\"\nsignal_delay = \"50ms\"\n";
-    let udp = |listen: u16, peer: u16, id: &str| {
-        format!(
-            "{slow}[udp]\nlisten = [\"127.0.0.1:{listen}\"]\n[[udp.peers]]\naddress = \"127.0.0.1:{peer}\"\nnode_id = \"{id}\"\n"
-        )
+    let udp = |listen: u16, peers: &[(u16, &str)], routes: &str| {
+        let mut text = format!("{slow}{routes}[udp]\nlisten = [\"127.0.0.1:{listen}\"]\n");
+        for (port, id) in peers {
+            text.push_str(&format!("[[udp.peers]]\naddress = \"127.0.0.1:{port}\"\nnode_id = \"{id}\"\n"));
+        }
+        text
     };
-    common::write_config(dirs[0].path(), "ipn:1.0", &udp(a_port, b_port, "ipn:2.0"));
-    common::write_config(dirs[1].path(), "ipn:2.0", &udp(b_port, a_port, "ipn:1.0"));
+    let to_c = "[[routes]]\nto = \"ipn:3.*\"\nvia = \"ipn:2.0\"\n";
+    common::write_config(dirs[0].path(), "ipn:1.0", &udp(a_port, &[(b_port, "ipn:2.0")], to_c));
+    common::write_config(
+        dirs[1].path(),
+        "ipn:2.0",
+        &udp(b_port, &[(a_port, "ipn:1.0"), (c_port, "ipn:3.0")], ""),
+    );
+    common::write_config(dirs[2].path(), "ipn:3.0", &udp(c_port, &[(b_port, "ipn:2.0")], ""));
+    let b = Daemon::start(dirs[1].path());
     let a = Daemon::start(dirs[0].path());
     let file = dirs[0].path().join("payload");
     std::fs::write(&file, b"kept across a kill").expect("payload");
-    let out = a.dtn(&["send", "--to", "ipn:2.5", "--custody", "--json", &file.display().to_string()]);
+    let out = a.dtn(&["send", "--to", "ipn:3.5", "--custody", "--json", &file.display().to_string()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let sent: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let id = sent["id"].as_u64().expect("id");
-    let shown = |a: &Daemon| -> serde_json::Value {
-        serde_json::from_slice(&a.dtn(&["bundles", "show", &id.to_string(), "--json"]).stdout).expect("show")
+    // B takes custody (A is released) and sends on to C, which does not answer.
+    wait_for("A released by B", Duration::from_secs(20), || status(&a)["store"]["bundles"] == 0);
+    let held = |b: &Daemon| -> Vec<serde_json::Value> {
+        let out = b.dtn(&["bundles", "list", "--json"]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .expect("list")
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     };
-    wait_for("sent under custody", Duration::from_secs(10), || {
-        shown(&a)["custody"]["transmission_id"].is_u64()
+    wait_for("B awaiting C", Duration::from_secs(10), || {
+        held(&b).first().is_some_and(|x| x["state"] == "awaiting_custody")
     });
-    let before = shown(&a);
-    assert_eq!(before["custody"]["custodian"], "ipn:1.0");
-    assert_eq!(before["custody"]["awaiting_signal_from"], "ipn:2.0");
+    let id = held(&b)[0]["id"].as_u64().expect("id");
+    let shown = |b: &Daemon| -> serde_json::Value {
+        serde_json::from_slice(&b.dtn(&["bundles", "show", &id.to_string(), "--json"]).stdout).expect("show")
+    };
+    let before = shown(&b);
+    assert_eq!(before["custody"]["custodian"], "ipn:2.0", "{before}");
+    assert_eq!(before["custody"]["awaiting_signal_from"], "ipn:3.0");
     assert!(before["custody"]["retransmit_at"].is_string(), "{before}");
-    let a_dir = a.sigkill();
-    let a = Daemon::start(&a_dir);
-    let after = shown(&a);
+    let b_dir = b.sigkill();
+    let b = Daemon::start(&b_dir);
+    let after = shown(&b);
     assert_eq!(
         after["custody"]["transmission_id"], before["custody"]["transmission_id"],
         "resumed as stored"
     );
     assert_eq!(after["custody"]["retransmit_at"], before["custody"]["retransmit_at"]);
-    // B comes up: the next retransmission reaches it, and A is released.
-    let b = Daemon::start(dirs[1].path());
-    let out = b.dtn(&["recv", "--endpoint", "ipn:2.5", "--wait", "30s"]);
+    // C comes up: B's retransmission at the stored deadline reaches it, and B is released.
+    let c = Daemon::start(dirs[2].path());
+    let out = c.dtn(&["recv", "--endpoint", "ipn:3.5", "--wait", "30s"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(out.stdout, b"kept across a kill");
-    wait_for("A released", Duration::from_secs(30), || status(&a)["store"]["bundles"] == 0);
-    let sa = status(&a);
-    assert!(sa["custody"]["retransmitted"].as_u64().expect("n") >= 1, "{}", sa["custody"]);
+    wait_for("B released", Duration::from_secs(30), || status(&b)["store"]["bundles"] == 0);
+    let sb = status(&b);
+    assert!(sb["custody"]["retransmitted"].as_u64().expect("n") >= 1, "{}", sb["custody"]);
+    let out = c.dtn(&["recv", "--endpoint", "ipn:3.5", "--wait", "1s"]);
+    assert_eq!(out.status.code(), Some(2), "delivered once");
 }
