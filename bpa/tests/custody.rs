@@ -187,6 +187,18 @@ async fn expect_delivery(app: &mut Subscription) -> Delivery {
         .expect("open")
 }
 
+/// Waits until `node` owes no answer: a signal sent straight to its custodian is forgotten
+/// once the send returns, which can be after the custodian acted on it.
+async fn settled(node: &Node) {
+    for _ in 0..500 {
+        if node.store().pending_signals(1).await.expect("pending").is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("answers still owed");
+}
+
 async fn counts(node: &Node) -> bpa::store::CustodyCounts {
     node.store().custody_counts().await.expect("counts")
 }
@@ -205,7 +217,11 @@ async fn custody_crosses_a_chain_and_each_custodian_is_released_by_the_next() {
     assert_eq!(delivery.bundle.previous_node(), Some(Eid::ipn(2, 0)));
     net.node(3).acknowledge(&delivery).await.expect("ack");
     net.run_until("every custodian released", 50, 5_000, |net| {
-        net.held(1) == 0 && net.held(2) == 0 && net.held(3) == 0
+        net.held(1) == 0
+            && net.held(2) == 0
+            && net.held(3) == 0
+            && net.node(1).stats().custody.released == 1
+            && net.node(2).stats().custody.released == 1
     })
     .await;
     let (a, b, c) = (net.node(1).stats().custody, net.node(2).stats().custody, net.node(3).stats().custody);
@@ -214,6 +230,7 @@ async fn custody_crosses_a_chain_and_each_custodian_is_released_by_the_next() {
     assert_eq!((c.accepted, c.signals_sent, c.sent), (1, 1, 0));
     assert_eq!(links[0].1.signals_carried.load(Ordering::SeqCst), 1);
     for n in 1..=3 {
+        settled(net.node(n)).await;
         assert_eq!(counts(net.node(n)).await, bpa::store::CustodyCounts::default(), "node {n}");
     }
 }
@@ -243,7 +260,10 @@ async fn a_lost_signal_is_made_up_for_by_retransmission_answered_redundant_and_d
     net.clock.advance(deadline - net.clock.now_dtn_ms() - 1);
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(net.node(2).stats().custody.retransmitted, 0);
-    net.run_until("B released after retransmitting", 50, 10_000, |net| net.held(2) == 0).await;
+    net.run_until("B released after retransmitting", 50, 10_000, |net| {
+        net.held(2) == 0 && net.node(2).stats().custody.released == 1
+    })
+    .await;
     let (b, c) = (net.node(2).stats().custody, net.node(3).stats().custody);
     assert_eq!((b.sent, b.retransmitted, b.released), (2, 1, 1));
     assert_eq!((c.accepted, c.redundant), (1, 1));
@@ -373,7 +393,12 @@ async fn ten_thousand_bundles_are_accepted_by_one_signal_of_a_few_ranges() {
     futures_join_all(sends).await;
     net.run_until("all stored at B", 10, 500, |net| net.held(2) == N).await;
     assert_eq!(net.node(2).stats().custody.signals_sent, 0, "the batch waits for its delay");
-    net.run_until("A released", 200, 5_000, |net| net.held(1) == 0).await;
+    net.run_until("A released", 200, 5_000, |net| {
+        net.held(1) == 0
+            && net.node(1).stats().custody.released == N
+            && net.node(2).stats().custody.signals_sent == 1
+    })
+    .await;
     let (a, b) = (net.node(1).stats().custody, net.node(2).stats().custody);
     assert_eq!((a.sent, a.released, a.retransmitted), (N, N, 0));
     assert_eq!((b.accepted, b.signals_sent), (N, 1));
@@ -394,4 +419,99 @@ async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
     while let Some(done) = set.join_next().await {
         done.expect("join");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wait_for_a_signal_is_the_contact_plans_round_trip() {
+    let (net, links) = Net::chain(2, |_, _| {}, |_| StoreConfig::default()).await;
+    // A light time of 10 s each way to B: the first wait is 2 × 10 s + the signal delay.
+    let plan = "a contact +0 +86400 1 2 100000\na contact +0 +86400 2 1 100000\na range +0 +86400 1 2 10\n";
+    net.node(1).set_contact_plan(routing::ion::parse(plan, START).expect("plan"));
+    links[0].1.drop_signals.store(1, Ordering::SeqCst);
+    let sent_at = net.clock.now_dtn_ms();
+    let id = net
+        .node(1)
+        .send_whole(request(Eid::ipn(1, 1), Eid::ipn(2, 1)), Bytes::from_static(b"far"))
+        .await
+        .expect("send")
+        .0;
+    net.run_until("B took custody", 10, 1_000, |net| net.node(2).stats().custody.accepted == 1).await;
+    let info = net.node(1).store().custody_info(id).await.expect("info").expect("held");
+    let (_, deadline) = info.transmission.expect("under way");
+    assert_eq!(deadline - sent_at, 20_100, "the plan's round trip, not the default");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pdu_holding_no_valid_bundle_is_refused_as_block_unintelligible() {
+    let (net, _links) = Net::chain(2, |_, _| {}, |_| StoreConfig::default()).await;
+    let record = AdminRecord::BibePdu(bpa::admin::BibePdu {
+        transmission_id: 41,
+        retransmission_time: START + 5_000,
+        bundle: Bytes::from_static(b"\x9f\x00\xff"),
+    });
+    let carrier = BundleBuilder::new(
+        Eid::ipn(1, 0),
+        Eid::ipn(2, 0),
+        CreationTimestamp { time: START, sequence: 9 },
+        60_000,
+    )
+    .flags(BundleFlags(BundleFlags::ADMIN_RECORD))
+    .payload(record.encode(&AdminRecordTypes::default()))
+    .build()
+    .expect("carrier");
+    let reception = net.node(2).receive(Bytes::from(carrier.encode())).await.expect("taken");
+    assert_eq!(reception, bpa::agent::Reception::Consumed);
+    let pending = net.node(2).store().pending_signals(10).await.expect("pending");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        (pending[0].transmission_id, pending[0].disposition),
+        (41, CustodyDisposition::BLOCK_UNINTELLIGIBLE.0)
+    );
+    assert_eq!(net.node(2).stats().custody.refused_here, 1);
+    // The refusal goes to A, which had sent nothing under that ID: ignored there.
+    net.run_until("A got the refusal", 20, 2_000, |net| net.node(1).stats().custody.signals_received == 1)
+        .await;
+    assert_eq!(net.node(1).stats().custody.signal_ids_ignored, 1);
+    settled(net.node(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_is_not_the_pdus_destination_relays_it_like_any_bundle() {
+    let (net, _links) = Net::chain(3, |_, _| {}, |_| StoreConfig::default()).await;
+    let mut app = net.node(3).register(Eid::ipn(3, 1)).await.expect("register");
+    let inner = BundleBuilder::new(
+        Eid::ipn(1, 1),
+        Eid::ipn(3, 1),
+        CreationTimestamp { time: START, sequence: 1 },
+        60_000,
+    )
+    .payload(Bytes::from_static(b"relayed inside"))
+    .build()
+    .expect("inner");
+    let record = AdminRecord::BibePdu(bpa::admin::BibePdu {
+        transmission_id: 5,
+        retransmission_time: START + 60_000,
+        bundle: Bytes::from(inner.encode()),
+    });
+    // A carrier from A straight to C, handed to B.
+    let carrier = BundleBuilder::new(
+        Eid::ipn(1, 0),
+        Eid::ipn(3, 0),
+        CreationTimestamp { time: START, sequence: 2 },
+        60_000,
+    )
+    .flags(BundleFlags(BundleFlags::ADMIN_RECORD))
+    .payload(record.encode(&AdminRecordTypes::default()))
+    .build()
+    .expect("carrier");
+    let reception = net.node(2).receive(Bytes::from(carrier.encode())).await.expect("stored");
+    assert!(matches!(reception, bpa::agent::Reception::Accepted(_)), "{reception:?}");
+    let delivery = expect_delivery(&mut app).await;
+    assert_eq!(delivery.bundle.payload().as_ref(), b"relayed inside");
+    assert_eq!(net.node(2).stats().custody.accepted, 0, "B only relayed it");
+    assert_eq!(net.node(3).stats().custody.accepted, 1);
+    // C's signal goes to A (through B), which sent nothing under ID 5 itself.
+    net.run_until("A got C's signal", 20, 2_000, |net| net.node(1).stats().custody.signals_received == 1)
+        .await;
+    assert_eq!(net.node(1).stats().custody.signal_ids_ignored, 1);
 }

@@ -129,3 +129,56 @@ fn serial_mistakes_are_named_with_their_key() {
         assert!(text(&out.stderr).contains(expected), "{body}: {}", text(&out.stderr));
     }
 }
+
+/// Custody over the line (issue 18): a bundle that fits a frame inside its PDU goes under
+/// custody and B's signal comes back over the line; one too big for a frame inside a PDU is
+/// forwarded plainly in fragments (custody ends at A, counted as `too_big`).
+#[test]
+fn custody_over_a_serial_line_and_a_bundle_too_big_for_a_pdu_goes_plainly() {
+    let (a_tty, b_tty) = serial_line();
+    let (a_dir, b_dir) = (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"));
+    let custody = "[custody]\nsignal_delay = \"50ms\"\n";
+    config(
+        a_dir.path(),
+        "ipn:1.0",
+        &format!(
+            "{custody}[[serial]]\ndevice = \"{a_tty}\"\nbaud = 115200\nnode_id = \"ipn:2.0\"\nmax_frame = 1024\n"
+        ),
+    );
+    config(
+        b_dir.path(),
+        "ipn:2.0",
+        &format!(
+            "{custody}[[serial]]\ndevice = \"{b_tty}\"\nbaud = 115200\nnode_id = \"ipn:1.0\"\nmax_frame = 1024\n"
+        ),
+    );
+    let a = Daemon::start(a_dir.path());
+    let b = Daemon::start(b_dir.path());
+    let status = |d: &Daemon| -> serde_json::Value {
+        serde_json::from_slice(&d.dtn(&["status", "--json"]).stdout).expect("json")
+    };
+    let small = a_dir.path().join("small");
+    std::fs::write(&small, vec![b's'; 300]).expect("small");
+    let out = a.dtn(&["send", "--to", "ipn:2.5", "--custody", &small.display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = b.dtn(&["recv", "--endpoint", "ipn:2.5", "--wait", "30s"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(out.stdout, vec![b's'; 300]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(&a)["custody"]["released"] != 1 {
+        assert!(Instant::now() < deadline, "A never released: {}", status(&a)["custody"]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let big = a_dir.path().join("big");
+    let payload: Vec<u8> = (0..5_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&big, &payload).expect("big");
+    let out = a.dtn(&["send", "--to", "ipn:2.5", "--custody", &big.display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = b.dtn(&["recv", "--endpoint", "ipn:2.5", "--wait", "30s"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.stdout == payload, "the large payload arrived changed");
+    let sa = status(&a);
+    assert_eq!(sa["custody"]["too_big"], 1, "{}", sa["custody"]);
+    assert_eq!(sa["store"]["bundles"], 0, "forwarded plainly, it left A");
+    assert_eq!(status(&b)["custody"]["accepted"], 1);
+}

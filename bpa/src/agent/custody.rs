@@ -476,7 +476,6 @@ impl<S: Store> Agent<S> {
     /// A custody signal from `from`: the transmissions it names are released or refused.
     async fn custody_signal(&self, from: &Eid, signal: CustodySignal) -> Result<Reception, AgentError> {
         let counters = &self.inner.counters;
-        Counters::bump(&counters.custody_signals_received);
         let effect =
             if signal.disposition.releases_custody() { SignalEffect::Release } else { SignalEffect::Refuse };
         let outcome =
@@ -514,6 +513,8 @@ impl<S: Store> Agent<S> {
                 );
             }
         }
+        // Counted once acted on, so a count seen means its effects are there.
+        Counters::bump(&counters.custody_signals_received);
         Ok(Reception::Consumed)
     }
 

@@ -173,6 +173,8 @@ pub(crate) fn queue_signal(
 
 /// Records a bundle as on its way to `neighbour`: in flight, or, when it is custodial and
 /// `custody` is given, awaiting custody under the next transmission ID (`last_tid` counts them).
+/// `None` when it is gone or not waiting to be sent (already on its way, awaiting custody,
+/// quarantined).
 pub(crate) fn begin_forward(
     tx: &Transaction<'_>,
     id: StoreId,
@@ -185,7 +187,10 @@ pub(crate) fn begin_forward(
         .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
     let Some((state, custodial, attempts)) = row else { return Ok(None) };
-    if state == StateKind::Quarantined as i64 {
+    // Only a bundle waiting for a route, or queued for a detour, is sent: one already on its
+    // way or awaiting custody (a page read before it was sent, taken up after) is not sent
+    // twice, nor one quarantined meanwhile.
+    if state != StateKind::WaitingForRoute as i64 && state != StateKind::QueuedFor as i64 {
         return Ok(None);
     }
     match custody {
