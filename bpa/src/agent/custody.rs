@@ -121,6 +121,10 @@ impl CustodyPolicy {
 /// Transmission IDs answered per signal bundle at most (each a range of one or more).
 const RANGES_PER_SIGNAL: usize = 1024;
 
+/// Senders whose ignored signals are rate-limited one by one; past this many the table starts
+/// again (a flood of senders cannot grow it).
+pub(super) const WARNED_PEERS: usize = 256;
+
 /// Answers read from the store per batch.
 const SIGNAL_PAGE: usize = 16_384;
 
@@ -504,7 +508,16 @@ impl<S: Store> Agent<S> {
         }
         if outcome.unmatched > 0 {
             counters.custody_signal_ids_ignored.fetch_add(outcome.unmatched, Ordering::Relaxed);
-            let allowed = lock(&self.inner.custody_warnings).allow(std::time::Instant::now());
+            let allowed = {
+                let mut warnings = lock(&self.inner.custody_warnings);
+                if warnings.len() >= WARNED_PEERS && !warnings.contains_key(from) {
+                    warnings.clear();
+                }
+                warnings
+                    .entry(from.clone())
+                    .or_insert_with(|| crate::log::RateLimit::new(Duration::from_secs(10)))
+                    .allow(std::time::Instant::now())
+            };
             if let Some(suppressed) = allowed {
                 tracing::warn!(
                     neighbour = %from, disposition = signal.disposition.name(), ids = outcome.unmatched,

@@ -209,8 +209,9 @@ pub(super) struct Inner<S> {
     pub contact_events: Mutex<Option<tokio::sync::mpsc::Sender<super::contacts::ContactEvent>>>,
     /// Custody answers queued since the last signal batch (it goes at once past a threshold).
     pub signals_waiting: AtomicU64,
-    /// Signals naming unknown transmissions are logged once per window.
-    pub custody_warnings: Mutex<crate::log::RateLimit>,
+    /// Signals naming unknown transmissions are logged once per window per sender (at most
+    /// [`super::custody::WARNED_PEERS`] senders remembered).
+    pub custody_warnings: Mutex<HashMap<Eid, crate::log::RateLimit>>,
 }
 
 pub(super) type BoxedTask = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -334,7 +335,7 @@ impl<S: Store> Agent<S> {
                 forwarding_overhead,
                 contact_events: Mutex::new(None),
                 signals_waiting: AtomicU64::new(0),
-                custody_warnings: Mutex::new(crate::log::RateLimit::new(Duration::from_secs(10))),
+                custody_warnings: Mutex::new(HashMap::new()),
             }),
         }
     }
