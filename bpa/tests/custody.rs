@@ -515,3 +515,27 @@ async fn a_node_that_is_not_the_pdus_destination_relays_it_like_any_bundle() {
         .await;
     assert_eq!(net.node(1).stats().custody.signal_ids_ignored, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nodes_policy_takes_bundles_for_its_destinations_into_custody() {
+    let (net, _links) = Net::chain(
+        3,
+        |n, c| {
+            if n == 2 {
+                c.custody.destinations = vec!["ipn:3.*".parse().expect("pattern")];
+            }
+        },
+        |_| StoreConfig::default(),
+    )
+    .await;
+    let mut app = net.node(3).register(Eid::ipn(3, 1)).await.expect("register");
+    let plain = SendRequest { custody: false, ..request(Eid::ipn(1, 1), Eid::ipn(3, 1)) };
+    net.node(1).send_whole(plain, Bytes::from_static(b"plain to B, custodial from B")).await.expect("send");
+    let delivery = expect_delivery(&mut app).await;
+    net.node(3).acknowledge(&delivery).await.expect("ack");
+    net.run_until("B released by C", 20, 2_000, |net| net.node(2).stats().custody.released == 1).await;
+    let (a, b, c) = (net.node(1).stats().custody, net.node(2).stats().custody, net.node(3).stats().custody);
+    assert_eq!(a.sent, 0, "A forwards it plainly");
+    assert_eq!((b.accepted, b.sent), (0, 1), "B took it into custody by policy, not from a PDU");
+    assert_eq!(c.accepted, 1);
+}

@@ -271,16 +271,20 @@ impl<S: Store> Agent<S> {
         }
     }
 
-    /// The intake for a bundle arriving in a PDU with transmission ID `tid` from `from` (0: no
-    /// custody asked), or taken into custody by this node's policy.
-    pub(super) fn intake_for(&self, from: &Eid, tid: u64, destination: &Eid) -> Option<CustodyIntake> {
-        if tid != 0 {
-            Some(CustodyIntake { from: Some((from.to_string(), tid)) })
-        } else if self.custody_policy().covers(destination) && !self.is_local(destination) {
-            Some(CustodyIntake { from: None })
-        } else {
-            None
+    /// The intake for a bundle arriving in a PDU from `from` with transmission ID `tid` (0: no
+    /// custody asked, so only this node's policy can make it custodial).
+    fn pdu_intake(&self, from: &Eid, tid: u64, destination: &Eid) -> Option<CustodyIntake> {
+        match tid {
+            0 => self.policy_intake(destination),
+            tid => Some(CustodyIntake { from: Some((from.to_string(), tid)) }),
         }
+    }
+
+    /// The intake for a bundle this node takes into custody by its own policy (`[custody]
+    /// destinations`), not for one of its own endpoints.
+    pub(super) fn policy_intake(&self, destination: &Eid) -> Option<CustodyIntake> {
+        (self.custody_policy().covers(destination) && !self.is_local(destination))
+            .then_some(CustodyIntake { from: None })
     }
 
     /// A BIBE PDU from `from`, in memory: the bundle inside is received as if it had come
@@ -300,7 +304,7 @@ impl<S: Store> Agent<S> {
                 return Err(error.into());
             }
         };
-        let intake = self.intake_for(from, tid, &inner.primary().destination);
+        let intake = self.pdu_intake(from, tid, &inner.primary().destination);
         let asked = intake.as_ref().is_some_and(|i| i.from.is_some());
         let state = self.initial_state(inner.primary());
         let recorded = state.kind() == StateKind::WaitingForApplication;
@@ -369,7 +373,7 @@ impl<S: Store> Agent<S> {
         }
         let header = insert.header().cloned();
         let destination = header.as_ref().map(|h| h.primary.destination.clone()).unwrap_or(Eid::Null);
-        let intake = self.intake_for(from, tid, &destination);
+        let intake = self.pdu_intake(from, tid, &destination);
         let asked = intake.as_ref().is_some_and(|i| i.from.is_some());
         let outcome = match failed {
             Some(StoreError::InvalidBundle(error)) => Err(StoreError::InvalidBundle(error)),

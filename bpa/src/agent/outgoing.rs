@@ -69,8 +69,10 @@ impl<S: Store> Agent<S> {
     /// Whether this node takes an application's bundle into custody: the application asked,
     /// or the node's policy covers the destination.
     fn custody_for(&self, request: &SendRequest) -> Option<CustodyIntake> {
-        let wanted = request.custody || self.inner.config.custody.covers(&request.destination);
-        (wanted && !self.is_local(&request.destination)).then_some(CustodyIntake { from: None })
+        if request.custody && !self.is_local(&request.destination) {
+            return Some(CustodyIntake { from: None });
+        }
+        self.policy_intake(&request.destination)
     }
 
     /// The builder for an application's bundle, after checking the source is this node's.

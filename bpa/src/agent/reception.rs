@@ -10,7 +10,7 @@ use super::counters::Counters;
 use super::node::{Agent, AgentError, Reception};
 use super::report::Status;
 use crate::admin::ReasonCode;
-use crate::bundle::{Bundle, BundleError, Eid};
+use crate::bundle::{Bundle, BundleError};
 use crate::store::{BundleState, InsertOutcome, StateKind, Store, StreamingInsert};
 
 impl<S: Store> Agent<S> {
@@ -27,7 +27,7 @@ impl<S: Store> Agent<S> {
         }
         let state = self.initial_state(bundle.primary());
         let recorded = state.kind() == StateKind::WaitingForApplication;
-        let intake = self.intake_for(&Eid::Null, 0, &bundle.primary().destination);
+        let intake = self.policy_intake(&bundle.primary().destination);
         match self.inner.store.insert_with(encoded, state, intake).await? {
             InsertOutcome::Duplicate(id) => {
                 Counters::bump(&counters.duplicates);
@@ -144,7 +144,7 @@ impl<S: Store> PendingReceive<S> {
         let counters = &agent.inner.counters;
         let state = header.as_ref().map_or(BundleState::WaitingForRoute, |h| agent.initial_state(&h.primary));
         let recorded = state.kind() == StateKind::WaitingForApplication;
-        let intake = header.as_ref().and_then(|h| agent.intake_for(&Eid::Null, 0, &h.primary.destination));
+        let intake = header.as_ref().and_then(|h| agent.policy_intake(&h.primary.destination));
         let outcome = insert.commit_with(state, intake).await.inspect_err(|error| {
             Counters::bump(&counters.refused);
             tracing::info!(%error, "a received bundle was refused");
