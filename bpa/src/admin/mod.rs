@@ -77,6 +77,26 @@ pub(crate) fn read_uint(r: &mut Reader<'_>, field: &'static str) -> Result<u64, 
     r.uint().map_err(cbor_err(field, at))
 }
 
+/// Reads an administrative record's head, `[type, ...` (RFC 9171 §6.1): its record type code.
+fn read_record_type(r: &mut Reader<'_>) -> Result<u64, AdminError> {
+    let at = r.position();
+    match r.array().map_err(cbor_err("the administrative record", at))? {
+        Some(2) => {}
+        Some(found) => return Err(AdminError::RecordLength { found }),
+        None => {
+            return Err(AdminError::Cbor {
+                field: "the administrative record",
+                offset: at,
+                problem: CborProblem::Unexpected {
+                    expected: "a definite-length array",
+                    found: "an indefinite-length array",
+                },
+            });
+        }
+    }
+    read_uint(r, "the record type code")
+}
+
 /// Reads a definite-length array head with one of the allowed lengths.
 pub(crate) fn read_array(
     r: &mut Reader<'_>,
@@ -131,22 +151,7 @@ impl BibePduHead {
     /// in `types`.
     pub fn decode(prefix: &[u8], types: &AdminRecordTypes) -> Result<Option<BibePduHead>, AdminError> {
         let mut r = Reader::new(prefix);
-        let at = r.position();
-        match r.array().map_err(cbor_err("the administrative record", at))? {
-            Some(2) => {}
-            Some(found) => return Err(AdminError::RecordLength { found }),
-            None => {
-                return Err(AdminError::Cbor {
-                    field: "the administrative record",
-                    offset: at,
-                    problem: CborProblem::Unexpected {
-                        expected: "a definite-length array",
-                        found: "an indefinite-length array",
-                    },
-                });
-            }
-        }
-        let record_type = read_uint(&mut r, "the record type code")?;
+        let record_type = read_record_type(&mut r)?;
         if record_type != types.bibe_pdu && !KNOWN_BIBE_PDU_CODES.contains(&record_type) {
             return Ok(None);
         }
@@ -246,22 +251,7 @@ impl AdminRecord {
     /// for a peer to the known ones.
     pub fn decode(payload: &Bytes, types: &AdminRecordTypes) -> Result<AdminRecord, AdminError> {
         let mut r = Reader::new(payload);
-        let at = r.position();
-        match r.array().map_err(cbor_err("the administrative record", at))? {
-            Some(2) => {}
-            Some(found) => return Err(AdminError::RecordLength { found }),
-            None => {
-                return Err(AdminError::Cbor {
-                    field: "the administrative record",
-                    offset: at,
-                    problem: CborProblem::Unexpected {
-                        expected: "a definite-length array",
-                        found: "an indefinite-length array",
-                    },
-                });
-            }
-        }
-        let record_type = read_uint(&mut r, "the record type code")?;
+        let record_type = read_record_type(&mut r)?;
         let record = if record_type == RECORD_STATUS_REPORT {
             AdminRecord::StatusReport(StatusReport::decode(&mut r)?)
         } else if record_type == types.bibe_pdu || KNOWN_BIBE_PDU_CODES.contains(&record_type) {
