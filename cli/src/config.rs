@@ -783,6 +783,25 @@ data_dir = "{data_dir}"
 # plan = "contacts.rc"
 # The plan's form when its name and content do not tell: ion, hdtn, tvgutil or toml.
 # format = "ion"
+
+[custody]
+# Custody transfer hop by hop (BIBE, docs/custody.md): a custodial bundle stays in the store
+# until the next custodian's signal takes it over, and is sent again until one does.
+# Applications ask with `dtn send --custody`; bundles to these destinations are custodial here.
+# destinations = ["ipn:9.*"]
+# round_trip = "2s"
+# retransmit_min = "1s"
+# retransmit_max = "10m"
+# signal_delay = "100ms"
+# signal_batch = 4096
+# signal_lifetime = "1h"
+# One table per neighbour pattern (first match): mode never | custodial | always; record_types
+# default (3/4) | ion (7/8) | pyd3tn (64443/4); the round trip to it.
+# [[custody.peers]]
+# node = "ipn:5.0"
+# mode = "custodial"
+# record_types = "ion"
+# round_trip = "30s"
 "#,
         data_dir = data_dir.display()
     )
@@ -806,6 +825,35 @@ mod tests {
                 .expect_err("an endpoint is not a node")
                 .contains("ipn:2.1 is not a node ID")
         );
+    }
+
+    #[test]
+    fn the_custody_section_becomes_the_agents_policy_and_mistakes_are_named() {
+        let config = Config::parse(
+            "[custody]\ndestinations = [\"ipn:9.*\"]\nretransmit_max = \"1h\"\nsignal_batch = 0\n\
+             [[custody.peers]]\nnode = \"ipn:5.0\"\nmode = \"never\"\n\
+             [[custody.peers]]\nnode = \"ipn:*.*\"\nrecord_types = \"ion\"\ncustody_signal_type = 40\nround_trip = \"30s\"\n",
+        )
+        .expect("parses");
+        let policy = config.custody.policy();
+        assert!(policy.covers(&Eid::ipn(9, 1)));
+        assert_eq!(policy.retransmit_max, Duration::from_secs(3600));
+        assert_eq!(policy.signal_batch, 1, "at least one answer per batch");
+        assert_eq!(policy.mode_for(&Eid::ipn(5, 0)), bpa::agent::PeerCustody::Never);
+        assert_eq!(policy.mode_for(&Eid::ipn(6, 0)), bpa::agent::PeerCustody::WhenCustodial);
+        assert_eq!(
+            policy.record_types_for(&Eid::ipn(6, 0)),
+            bpa::admin::AdminRecordTypes { bibe_pdu: 7, custody_signal: 40 }
+        );
+        assert_eq!(policy.peers[1].round_trip, Some(Duration::from_secs(30)));
+        let bad = Config::parse("[[custody.peers]]\nnode = \"ipn:5.0\"\nmode = \"sometimes\"\n")
+            .expect_err("no such mode");
+        assert!(
+            bad.contains("unknown variant `sometimes`, expected one of `never`, `custodial`, `always`"),
+            "{bad}"
+        );
+        let bad = Config::parse("[custody]\ndestinations = [\"ipn:x\"]\n").expect_err("no pattern");
+        assert!(bad.contains("is not an EID pattern"), "{bad}");
     }
 
     #[test]
