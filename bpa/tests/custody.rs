@@ -50,6 +50,9 @@ struct SignalLosingLink {
     inner: MemoryLink<SqliteStore>,
     drop_signals: Arc<AtomicU64>,
     signals_carried: Arc<AtomicU64>,
+    /// Fragments seen; the one numbered `drop_fragment` (from 1) is lost.
+    fragments_seen: Arc<AtomicU64>,
+    drop_fragment: Arc<AtomicU64>,
 }
 
 fn is_custody_signal(bytes: &Bytes) -> bool {
@@ -66,6 +69,10 @@ impl ConvergenceLayer for SignalLosingLink {
         "lossy"
     }
 
+    fn max_bundle_size(&self) -> Option<usize> {
+        self.inner.max_bundle_size()
+    }
+
     fn send(&self, peer: &Eid, bundle: OutgoingBundle) -> ClaFuture<'_, ()> {
         let peer = peer.clone();
         Box::pin(async move {
@@ -80,6 +87,14 @@ impl ConvergenceLayer for SignalLosingLink {
                 }
                 self.signals_carried.fetch_add(1, Ordering::SeqCst);
             }
+            let is_fragment =
+                Bundle::parse(&bytes, &ParseOptions::default()).is_ok_and(|b| b.primary().fragment.is_some());
+            if is_fragment {
+                let seen = self.fragments_seen.fetch_add(1, Ordering::SeqCst) + 1;
+                if seen == self.drop_fragment.load(Ordering::SeqCst) {
+                    return Ok(());
+                }
+            }
             self.inner.send(&peer, OutgoingBundle::from_bytes(bytes)).await
         })
     }
@@ -90,15 +105,28 @@ impl ConvergenceLayer for SignalLosingLink {
 struct LinkCounters {
     drop_signals: Arc<AtomicU64>,
     signals_carried: Arc<AtomicU64>,
+    fragments_seen: Arc<AtomicU64>,
+    drop_fragment: Arc<AtomicU64>,
 }
 
 async fn link(from: &Node, to: &Node) -> LinkCounters {
+    link_of_size(from, to, None).await
+}
+
+/// A link taking bundles of at most `max` bytes (larger ones are fragmented first).
+async fn link_of_size(from: &Node, to: &Node, max: Option<usize>) -> LinkCounters {
     let counters = LinkCounters::default();
     let (inner, _) = MemoryLink::new(to.clone());
+    let inner = match max {
+        Some(max) => inner.with_max_bundle_size(max),
+        None => inner,
+    };
     let cla = SignalLosingLink {
         inner,
         drop_signals: Arc::clone(&counters.drop_signals),
         signals_carried: Arc::clone(&counters.signals_carried),
+        fragments_seen: Arc::clone(&counters.fragments_seen),
+        drop_fragment: Arc::clone(&counters.drop_fragment),
     };
     from.neighbour_up(to.node_id().clone(), Arc::new(cla)).await.expect("up");
     counters
@@ -538,4 +566,40 @@ async fn the_nodes_policy_takes_bundles_for_its_destinations_into_custody() {
     assert_eq!(a.sent, 0, "A forwards it plainly");
     assert_eq!((b.accepted, b.sent), (0, 1), "B took it into custody by policy, not from a PDU");
     assert_eq!(c.accepted, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carrier_too_big_for_the_link_goes_in_fragments_and_a_lost_one_costs_a_retransmission() {
+    let clock = Arc::new(ManualClock::new(START));
+    let (a, _a_dir) = node(1, &clock, StoreConfig::default(), |_| {}).await;
+    let (b, _b_dir) = node(2, &clock, StoreConfig::default(), |_| {}).await;
+    let net = Net { clock: Arc::clone(&clock), nodes: vec![a.clone(), b.clone()], _dirs: vec![] };
+    // 16 KiB frames; a bundle of 200 KiB, stored in its own file at A.
+    let forward = link_of_size(&a, &b, Some(16 * 1024)).await;
+    link(&b, &a).await;
+    forward.drop_fragment.store(3, Ordering::SeqCst);
+    let mut app = b.register(Eid::ipn(2, 1)).await.expect("register");
+    let payload: Vec<u8> = (0..200 * 1024u32).map(|i| (i % 251) as u8).collect();
+    a.send_whole(request(Eid::ipn(1, 1), Eid::ipn(2, 1)), Bytes::from(payload.clone())).await.expect("send");
+    // The first carrier lost a fragment: nothing is delivered until A sends again.
+    net.run_until("A sent every fragment once", 10, 1_000, |_| {
+        forward.fragments_seen.load(Ordering::SeqCst) >= 13
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(app.try_recv().is_err(), "delivered from an incomplete carrier");
+    let delivery = expect_delivery_while(&net, &mut app).await;
+    assert!(delivery.bundle.payload().as_ref() == payload.as_slice(), "the payload arrived changed");
+    b.acknowledge(&delivery).await.expect("ack");
+    net.run_until("A released", 50, 10_000, |net| {
+        net.held(1) == 0 && net.node(1).stats().custody.released == 1
+    })
+    .await;
+    let custody = a.stats().custody;
+    assert_eq!((custody.sent, custody.retransmitted, custody.fragmented), (2, 1, 2));
+    assert_eq!(b.stats().custody.accepted, 1);
+    assert_eq!(b.stats().reassembled, 1);
+    net.clock.advance(60_000);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(app.try_recv().is_err(), "a second copy was delivered");
 }

@@ -130,11 +130,11 @@ fn serial_mistakes_are_named_with_their_key() {
     }
 }
 
-/// Custody over the line (issue 18): a bundle that fits a frame inside its PDU goes under
-/// custody and B's signal comes back over the line; one too big for a frame inside a PDU is
-/// forwarded plainly in fragments (custody ends at A, counted as `too_big`).
+/// Custody over the line (issue 18): a bundle whose PDU fits a frame goes under custody and B's
+/// signal comes back over the line; one whose PDU does not goes in carrier fragments, which B
+/// reassembles before it takes custody of the bundle inside.
 #[test]
-fn custody_over_a_serial_line_and_a_bundle_too_big_for_a_pdu_goes_plainly() {
+fn custody_over_a_serial_line_whole_and_in_carrier_fragments() {
     let (a_tty, b_tty) = serial_line();
     let (a_dir, b_dir) = (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"));
     let custody = "[custody]\nsignal_delay = \"50ms\"\n";
@@ -177,8 +177,16 @@ fn custody_over_a_serial_line_and_a_bundle_too_big_for_a_pdu_goes_plainly() {
     let out = b.dtn(&["recv", "--endpoint", "ipn:2.5", "--wait", "30s"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(out.stdout == payload, "the large payload arrived changed");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(&a)["custody"]["released"] != 2 {
+        assert!(Instant::now() < deadline, "A never released: {}", status(&a)["custody"]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let sa = status(&a);
-    assert_eq!(sa["custody"]["too_big"], 1, "{}", sa["custody"]);
-    assert_eq!(sa["store"]["bundles"], 0, "forwarded plainly, it left A");
-    assert_eq!(status(&b)["custody"]["accepted"], 1);
+    assert_eq!(sa["custody"]["fragmented"], 1, "{}", sa["custody"]);
+    assert!(sa["counters"]["fragments_sent"].as_u64().expect("n") >= 5, "{}", sa["counters"]);
+    assert_eq!(sa["store"]["bundles"], 0);
+    let sb = status(&b);
+    assert_eq!(sb["custody"]["accepted"], 2, "{}", sb["custody"]);
+    assert_eq!(sb["counters"]["reassembled"], 1, "{}", sb["counters"]);
 }

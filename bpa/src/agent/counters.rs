@@ -27,7 +27,7 @@ pub(super) struct Counters {
     pub custody_signals_sent: AtomicU64,
     pub custody_signals_received: AtomicU64,
     pub custody_signal_ids_ignored: AtomicU64,
-    pub custody_too_big: AtomicU64,
+    pub custody_fragmented: AtomicU64,
     /// Refusals received, by disposition code (0–8; 9 for any other code).
     pub custody_refused: [AtomicU64; 10],
 }
@@ -70,7 +70,7 @@ impl Counters {
                 signals_sent: get(&self.custody_signals_sent),
                 signals_received: get(&self.custody_signals_received),
                 signal_ids_ignored: get(&self.custody_signal_ids_ignored),
-                too_big: get(&self.custody_too_big),
+                fragmented: get(&self.custody_fragmented),
                 refused: std::array::from_fn(|i| get(&self.custody_refused[i])),
             },
         }
@@ -132,8 +132,8 @@ pub struct CustodyStats {
     pub signals_received: u64,
     /// Transmission IDs named by signals that matched nothing awaiting custody.
     pub signal_ids_ignored: u64,
-    /// Custodial bundles forwarded without custody: too big for the link inside a PDU.
-    pub too_big: u64,
+    /// Custodial transmissions whose carrier went in fragments (too big for the link whole).
+    pub fragmented: u64,
     /// Our transmissions refused by the next custodian, by disposition code (index 9: others).
     pub refused: [u64; 10],
 }
@@ -155,7 +155,7 @@ impl CustodyStats {
                 "transmission IDs in signals that matched nothing",
                 self.signal_ids_ignored,
             ),
-            ("too_big", "custodial bundles forwarded without custody: too big for a PDU", self.too_big),
+            ("fragmented", "custodial transmissions whose carrier went in fragments", self.fragmented),
         ]
     }
 }

@@ -137,28 +137,49 @@ const MAX_STORED_SIGNAL: u64 = 1 << 20;
 /// Longest carrier payload prefix before the encapsulated bundle.
 const PDU_PREFIX_MAX: usize = BibePduHead::MAX_LEN;
 
-/// The bytes of a carrier bundle around an encapsulated bundle of `inner_len` bytes: the head
-/// (the carrier's primary block, its payload block's head, the BIBE record's head) and the
-/// tail (the carrier's final break). The payload block has no CRC, so the encapsulated bundle
-/// streams through unchanged and uncopied.
-pub fn carrier_parts(
-    primary: &PrimaryBlock,
-    record_type: u64,
-    pdu_head: (u64, u64),
-    inner_len: u64,
-) -> (Vec<u8>, Vec<u8>) {
-    let (transmission_id, retransmission_time) = pdu_head;
-    let mut record = Vec::with_capacity(PDU_PREFIX_MAX);
-    cbor::write_array(&mut record, 2);
-    cbor::write_uint(&mut record, record_type);
-    cbor::write_array(&mut record, 3);
-    cbor::write_uint(&mut record, transmission_id);
-    cbor::write_uint(&mut record, retransmission_time);
-    cbor::write_head(&mut record, cbor::MAJOR_BYTES, inner_len);
-    let payload_len = record.len() as u64 + inner_len;
-    let (mut head, _) = crate::bundle::streamed_head(primary, &[], BlockFlags(0), CrcType::None, payload_len);
-    head.extend_from_slice(&record);
-    (head, vec![cbor::BREAK])
+/// A carrier bundle around an encapsulated bundle of `inner_len` bytes: `bundle_head` (the
+/// carrier's primary block and its payload block's head), `record_head` (the BIBE record's head,
+/// the first bytes of the payload), the encapsulated bundle, then `tail` (the carrier's final
+/// break). The payload block has no CRC, so the encapsulated bundle streams through unchanged
+/// and uncopied — whole, or cut into the carrier's fragments when the link needs them.
+#[derive(Debug, Clone)]
+pub struct Carrier {
+    pub bundle_head: Bytes,
+    pub record_head: Bytes,
+    pub tail: Bytes,
+    /// The carrier's payload length: the record's head and the encapsulated bundle.
+    pub payload_len: u64,
+}
+
+impl Carrier {
+    pub fn new(primary: &PrimaryBlock, record_type: u64, pdu_head: (u64, u64), inner_len: u64) -> Carrier {
+        let (transmission_id, retransmission_time) = pdu_head;
+        let mut record = Vec::with_capacity(PDU_PREFIX_MAX);
+        cbor::write_array(&mut record, 2);
+        cbor::write_uint(&mut record, record_type);
+        cbor::write_array(&mut record, 3);
+        cbor::write_uint(&mut record, transmission_id);
+        cbor::write_uint(&mut record, retransmission_time);
+        cbor::write_head(&mut record, cbor::MAJOR_BYTES, inner_len);
+        let payload_len = record.len() as u64 + inner_len;
+        let (head, _) = crate::bundle::streamed_head(primary, &[], BlockFlags(0), CrcType::None, payload_len);
+        Carrier {
+            bundle_head: head.into(),
+            record_head: record.into(),
+            tail: Bytes::from_static(&[cbor::BREAK]),
+            payload_len,
+        }
+    }
+
+    /// The carrier's whole length.
+    pub fn len(&self) -> u64 {
+        self.bundle_head.len() as u64 + self.payload_len + self.tail.len() as u64
+    }
+
+    /// Never true: a carrier has a primary block and a record at least.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
 }
 
 impl<S: Store> Agent<S> {
@@ -196,8 +217,8 @@ impl<S: Store> Agent<S> {
         })
     }
 
-    /// The head and tail of the carrier that takes a bundle of `inner_len` bytes to `hop` under
-    /// custody, transmission `tid`, to be answered by `deadline`; `expires_at` is the bundle's.
+    /// The carrier that takes a bundle of `inner_len` bytes to `hop` under custody, transmission
+    /// `tid`, to be answered by `deadline`; `expires_at` is the bundle's.
     pub(super) fn carrier_for(
         &self,
         hop: &Eid,
@@ -205,7 +226,7 @@ impl<S: Store> Agent<S> {
         deadline: u64,
         inner_len: u64,
         expires_at: u64,
-    ) -> (Bytes, Bytes) {
+    ) -> Carrier {
         let now = self.inner.clock.now_dtn_ms();
         let creation = self.next_timestamp();
         let primary = PrimaryBlock {
@@ -215,13 +236,18 @@ impl<S: Store> Agent<S> {
             source: self.inner.config.node_id.clone(),
             report_to: self.inner.config.node_id.clone(),
             creation,
-            // No longer than the bundle inside, and at least the wait for its signal.
-            lifetime: expires_at.saturating_sub(now).max(deadline.saturating_sub(now)).max(1000),
+            // Twice the wait for its signal (after which a new carrier goes: fragments of this
+            // one left behind at the neighbour need not outlive that), never past the bundle
+            // inside, and a second at least.
+            lifetime: deadline
+                .saturating_sub(now)
+                .saturating_mul(2)
+                .min(expires_at.saturating_sub(now))
+                .max(1000),
             fragment: None,
         };
         let types = self.custody_policy().record_types_for(hop);
-        let (head, tail) = carrier_parts(&primary, types.bibe_pdu, (tid, deadline), inner_len);
-        (head.into(), tail.into())
+        Carrier::new(&primary, types.bibe_pdu, (tid, deadline), inner_len)
     }
 
     /// A custodial transmission is out: its deadline joins the timer table.
@@ -701,12 +727,16 @@ mod tests {
             fragment: None,
         };
         for code in [3, 7, 64443] {
-            let (head, tail) = carrier_parts(&primary, code, (42, 9_999), inner.len() as u64);
-            let whole = Bytes::from([head.as_slice(), &inner, &tail].concat());
-            let carrier =
+            let carrier = Carrier::new(&primary, code, (42, 9_999), inner.len() as u64);
+            let whole = Bytes::from(
+                [carrier.bundle_head.as_ref(), carrier.record_head.as_ref(), &inner, carrier.tail.as_ref()]
+                    .concat(),
+            );
+            assert_eq!(carrier.len(), whole.len() as u64);
+            let parsed =
                 Bundle::parse(&whole, &crate::bundle::ParseOptions::default()).expect("carrier parses");
-            assert!(carrier.primary().flags.is_admin_record());
-            let payload = Bytes::copy_from_slice(carrier.payload());
+            assert!(parsed.primary().flags.is_admin_record());
+            let payload = Bytes::copy_from_slice(parsed.payload());
             let record = AdminRecord::decode(&payload, &AdminRecordTypes::default()).expect("record");
             assert_eq!(
                 record,

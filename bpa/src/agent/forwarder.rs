@@ -258,26 +258,55 @@ impl<S: Store> Agent<S> {
                 0 => self.inner.clock.now_dtn_ms().saturating_add(subject.lifetime),
                 created => created.saturating_add(subject.lifetime),
             };
-            let (carrier_head, tail) =
-                self.carrier_for(hop, transmission_id, deadline, inner_len, expires_at);
-            if carrier_head.len() as u64 + inner_len + tail.len() as u64 <= max {
-                let carrier_head = Bytes::from([carrier_head.as_ref(), head.as_ref()].concat());
-                if let Err(error) = cla.send(hop, OutgoingBundle::wrapped(carrier_head, rest, tail)).await {
+            let carrier = self.carrier_for(hop, transmission_id, deadline, inner_len, expires_at);
+            if carrier.len() <= max {
+                let carrier_head = Bytes::from(
+                    [carrier.bundle_head.as_ref(), carrier.record_head.as_ref(), head.as_ref()].concat(),
+                );
+                if let Err(error) =
+                    cla.send(hop, OutgoingBundle::wrapped(carrier_head, rest, carrier.tail)).await
+                {
                     return Sent::Failed(error);
                 }
-                lock(&neighbour.retry).delay = self.inner.config.forward_retry_min;
-                self.custody_sent(deadline);
-                self.report(&subject, payload_len, Status::Forwarded, ReasonCode::NO_ADDITIONAL_INFORMATION)
-                    .await;
-                return Sent::Done;
+            } else {
+                // The carrier is fragmented (RFC 9171 §5.8) like any bundle too big for the
+                // link; the neighbour reassembles it, then takes the bundle inside.
+                let fitting = usize::try_from(max).unwrap_or(usize::MAX);
+                let carrier_header = match crate::bundle::BundleHeader::parse(&carrier.bundle_head, parse) {
+                    Ok(Some(header)) => header,
+                    other => {
+                        tracing::error!(
+                            ?other,
+                            store_id = id,
+                            "a carrier this node built does not parse: not sent"
+                        );
+                        return Sent::Gone;
+                    }
+                };
+                let plan = match fragment_plan(&carrier_header, fitting) {
+                    Ok(plan) => plan,
+                    Err(error) => {
+                        Counters::bump(&self.inner.counters.too_big);
+                        tracing::warn!(
+                            %error, store_id = id, neighbour = %hop, max,
+                            "a custodial bundle cannot be fragmented to fit this link; it waits for another route or its expiry"
+                        );
+                        return Sent::Gone;
+                    }
+                };
+                Counters::bump(&self.inner.counters.custody_fragmented);
+                let lead = Bytes::from([carrier.record_head.as_ref(), head.as_ref()].concat());
+                if let Err(sent) =
+                    self.send_fragments(id, plan, carrier.payload_len, lead, rest, hop, neighbour).await
+                {
+                    return sent;
+                }
             }
-            // A PDU is not fragmented here: the bundle goes plainly, in fragments, and custody
-            // ends at this node.
-            Counters::bump(&self.inner.counters.custody_too_big);
-            tracing::warn!(
-                store_id = id, source = %subject.source, neighbour = %hop, max,
-                "the bundle is too big for this link inside a BIBE PDU: forwarded without custody"
-            );
+            lock(&neighbour.retry).delay = self.inner.config.forward_retry_min;
+            self.custody_sent(deadline);
+            self.report(&subject, payload_len, Status::Forwarded, ReasonCode::NO_ADDITIONAL_INFORMATION)
+                .await;
+            return Sent::Done;
         }
         if head.len() as u64 + rest_len > max {
             let fitting = usize::try_from(max).unwrap_or(usize::MAX);
@@ -300,7 +329,9 @@ impl<S: Store> Agent<S> {
                 }
             };
             let payload_len = header.payload.data_length;
-            if let Err(sent) = self.send_fragments(id, plan, payload_len, rest, hop, neighbour).await {
+            if let Err(sent) =
+                self.send_fragments(id, plan, payload_len, Bytes::new(), rest, hop, neighbour).await
+            {
                 return sent;
             }
         } else if let Err(error) = cla.send(hop, OutgoingBundle::new(head, rest)).await {
@@ -373,16 +404,20 @@ impl<S: Store> Agent<S> {
         Some(delay)
     }
 
-    /// Sends a bundle's payload (`rest`: the payload content, then its CRC field and the final
-    /// break) in the fragments of `plan` (RFC 9171 §5.8). A payload in memory is cut without a
+    /// Sends a bundle's payload — `lead` (bytes in memory before the stored part: a carrier's
+    /// record head and the encapsulated bundle's head; empty otherwise), then `rest` (the stored
+    /// bundle's payload content, its CRC field and final break), the first `payload_len` bytes
+    /// of that — in the fragments of `plan` (RFC 9171 §5.8). A payload in memory is cut without a
     /// copy. One in a file is read one fragment's bytes at a time, after a checking pass over
     /// it that keeps nothing (the store's check completes only at the end of the file), so no
     /// fragment of a damaged bundle is ever sent.
+    #[allow(clippy::too_many_arguments)]
     async fn send_fragments(
         &self,
         id: StoreId,
         plan: FragmentPlan,
         payload_len: u64,
+        lead: Bytes,
         rest: PayloadContent,
         hop: &Eid,
         neighbour: &Neighbour,
@@ -395,6 +430,11 @@ impl<S: Store> Agent<S> {
         };
         let file = match rest {
             PayloadContent::Memory(bytes) => {
+                let bytes = if lead.is_empty() {
+                    bytes
+                } else {
+                    Bytes::from([lead.as_ref(), bytes.as_ref()].concat())
+                };
                 let mut at = 0usize;
                 while at < length.min(bytes.len()) {
                     let n = plan.chunk_len(at, length - at).map_err(|_| Sent::Gone)?;
@@ -425,7 +465,7 @@ impl<S: Store> Agent<S> {
                 return Err(Sent::Gone);
             }
         };
-        let mut payload = OutgoingBundle::new(Bytes::new(), rest).into_reader();
+        let mut payload = OutgoingBundle::new(lead, rest).into_reader();
         let length = usize::try_from(payload_len).map_err(|_| Sent::Gone)?;
         let mut at = 0usize;
         while at < length {
