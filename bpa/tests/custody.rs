@@ -603,3 +603,71 @@ async fn a_carrier_too_big_for_the_link_goes_in_fragments_and_a_lost_one_costs_a
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(app.try_recv().is_err(), "a second copy was delivered");
 }
+
+/// The custodian "crashes" (its agent and store dropped without closing, as a kill leaves them)
+/// and starts again from its data directory: its transmission resumes at the stored deadline,
+/// not before, on virtual time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custodian_started_again_retransmits_at_the_stored_deadline() {
+    let clock = Arc::new(ManualClock::new(START));
+    let (a, a_dir) = node(1, &clock, StoreConfig::default(), |_| {}).await;
+    let (b, _b_dir) = node(2, &clock, StoreConfig::default(), |_| {}).await;
+    link(&a, &b).await;
+    let back = link(&b, &a).await;
+    back.drop_signals.store(1, Ordering::SeqCst);
+    let id = a
+        .send_whole(request(Eid::ipn(1, 1), Eid::ipn(2, 1)), Bytes::from_static(b"x"))
+        .await
+        .expect("send")
+        .0;
+    let mut info = None;
+    for _ in 0..500 {
+        info = a.store().custody_info(id).await.expect("info").and_then(|i| i.transmission);
+        if info.is_some() && b.stats().custody.signals_sent == 1 {
+            break;
+        }
+        clock.advance(20);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let (tid, deadline) = info.expect("awaiting custody");
+    assert_eq!(b.stats().custody.accepted, 1, "B has it; its signal was lost");
+    // The crash: B forgets its link to A, A is dropped with everything it held in memory.
+    b.neighbour_down(&Eid::ipn(1, 0));
+    drop(a);
+    let shared: Arc<dyn Clock> = clock.clone();
+    let mut reopened = None;
+    for _ in 0..500 {
+        match SqliteStore::open(a_dir.path(), StoreConfig::default(), Arc::clone(&shared)).await {
+            Ok((store, _)) => {
+                reopened = Some(store);
+                break;
+            }
+            Err(bpa::store::StoreError::Locked { .. }) => tokio::time::sleep(Duration::from_millis(10)).await,
+            Err(error) => panic!("reopen: {error}"),
+        }
+    }
+    let a = Agent::new(AgentConfig::new(Eid::ipn(1, 0)), reopened.expect("the old store let go"), shared);
+    link(&a, &b).await;
+    link(&b, &a).await;
+    a.start().await.expect("start");
+    let info = a.store().custody_info(id).await.expect("info").expect("still held");
+    assert_eq!(info.transmission, Some((tid, deadline)), "as stored");
+    // Not before the deadline...
+    clock.advance(deadline - clock.now_dtn_ms() - 1);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(a.stats().custody.retransmitted, 0);
+    // ...at it: sent again, answered redundant, released.
+    clock.advance(1);
+    for _ in 0..500 {
+        if a.store().stats().bundles == 0 && a.stats().custody.released == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        clock.advance(20); // B's signal batch waits 100 ms
+    }
+    assert_eq!(a.store().stats().bundles, 0, "released after the retransmission");
+    assert_eq!(a.stats().custody.retransmitted, 1);
+    assert_eq!(b.stats().custody.redundant, 1);
+    let info = a.store().custody_info(id).await.expect("info");
+    assert!(info.is_none(), "gone from the store");
+}
