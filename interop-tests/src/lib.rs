@@ -117,6 +117,27 @@ pub fn pyd3tn_script(script: &str, args: &[&str]) -> std::process::Command {
     command
 }
 
+/// Starts a pyD3TN script that listens and says so on its first line of output; answers once
+/// it has said so, with the child and the rest of its output, a line at a time. Call from a
+/// blocking context (`tokio::task::block_in_place` in async tests).
+pub fn pyd3tn_listening(
+    script: &str,
+    args: &[&str],
+) -> (Reaped, std::io::Lines<std::io::BufReader<std::process::ChildStdout>>) {
+    use std::io::BufRead;
+    let mut child = Reaped(
+        pyd3tn_script(script, args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start pyD3TN"),
+    );
+    let mut lines = std::io::BufReader::new(child.0.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a line").expect("read");
+    assert!(first.contains("listening"), "{first}");
+    (child, lines)
+}
+
 /// A child process killed (by its PID) and reaped when dropped, however the test ends.
 #[derive(Debug)]
 pub struct Reaped(pub std::process::Child);

@@ -5,8 +5,6 @@
 //! pyD3TN as a BIBE PDU its own decoder reads. The Python side is
 //! `interop-tests/py/pyd3tn_bibe.py`.
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::time::Duration;
 
 use bpa::admin::AdminRecordTypes;
@@ -20,7 +18,7 @@ use bpa::testing::{agent_on_disk, take_payloads};
 use bytes::Bytes;
 use convergence_layers::framed::{Framed, FramedConfig, Framing};
 use interop_tests::dtnd::free_port;
-use interop_tests::{Reaped, pyd3tn_script};
+use interop_tests::pyd3tn_listening;
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,16 +34,12 @@ async fn pyd3tn_bibe_pdus_are_decapsulated_and_answered_and_ours_decode_in_pyd3t
     let layer = Framed::new(agent.clone(), FramedConfig::new(Framing::Mtcp));
     let address = layer.listen("127.0.0.1:0".parse().expect("address")).await.expect("listen");
     let listen = free_port();
-    let mut child = Reaped(
-        pyd3tn_script("pyd3tn_bibe.py", &["exchange", &address.port().to_string(), &listen.to_string(), "1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start pyD3TN"),
-    );
-    let mut lines = BufReader::new(child.0.stdout.take().expect("stdout")).lines();
-    let first = tokio::task::block_in_place(|| lines.next()).expect("a line").expect("read");
-    assert!(first.contains("listening"), "{first}");
+    let (mut child, mut lines) = tokio::task::block_in_place(|| {
+        pyd3tn_listening(
+            "pyd3tn_bibe.py",
+            &["exchange", &address.port().to_string(), &listen.to_string(), "1"],
+        )
+    });
     layer.connect_forever(format!("127.0.0.1:{listen}"), Eid::ipn(9, 0));
 
     // pyD3TN → us: three PDUs, their bundles delivered as sent.

@@ -5,8 +5,7 @@
 //! decoder and decoded by its bundle decoder. pyD3TN asks for no acknowledgements, so none are
 //! used. The Python side is `interop-tests/py/pyd3tn_tcpcl.py`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use bpa::agent::node::AgentConfig;
@@ -16,7 +15,7 @@ use bpa::testing::{agent_on_disk, eventually, send_streamed, take_payloads};
 use convergence_layers::tcpcl3::driver::{Tcpcl3, Tcpcl3Config};
 use convergence_layers::tcpcl3::session::SessionConfig;
 use interop_tests::dtnd::free_port;
-use interop_tests::{Reaped, pyd3tn_script};
+use interop_tests::{pyd3tn_listening, pyd3tn_script};
 use serde_json::Value;
 
 fn python(args: &[&str]) -> Command {
@@ -44,16 +43,9 @@ async fn pyd3tn_bundles_arrive_over_tcpcl3_and_ours_decode_in_pyd3tn() {
 
     // us → pyD3TN: pyD3TN listens; our node dials it as ipn:3.0.
     let port = free_port();
-    let mut child = Reaped(
-        python(&["receive", &port.to_string(), "3"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start pyD3TN"),
-    );
-    let mut lines = BufReader::new(child.0.stdout.take().expect("stdout")).lines();
-    let first = tokio::task::block_in_place(|| lines.next()).expect("a line").expect("read");
-    assert!(first.contains("listening"), "{first}");
+    let (mut child, mut lines) = tokio::task::block_in_place(|| {
+        pyd3tn_listening("pyd3tn_tcpcl.py", &["receive", &port.to_string(), "3"])
+    });
     layer.connect_forever(format!("127.0.0.1:{port}"), Some(Eid::ipn(3, 0)));
     eventually("connected to pyD3TN", || agent.neighbours().iter().any(|n| n.node_id == Eid::ipn(3, 0)))
         .await;
