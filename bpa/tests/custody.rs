@@ -671,3 +671,37 @@ async fn a_custodian_started_again_retransmits_at_the_stored_deadline() {
     let info = a.store().custody_info(id).await.expect("info");
     assert!(info.is_none(), "gone from the store");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_no_way_on_refuses_custody_as_no_route_then_as_no_timely_contact() {
+    let (net, _links) = Net::chain(
+        2,
+        |n, c| {
+            if n == 2 {
+                c.custody.refuse_unroutable = true;
+            }
+        },
+        |_| StoreConfig::default(),
+    )
+    .await;
+    // A routes ipn:7.* through B; B knows no way to node 7.
+    let to_seven =
+        bpa::agent::StaticRoute { pattern: "ipn:7.*".parse().expect("pattern"), via: Eid::ipn(2, 0) };
+    net.node(1).add_static_route(to_seven).await.expect("route");
+    net.node(1)
+        .send_whole(request(Eid::ipn(1, 1), Eid::ipn(7, 1)), Bytes::from_static(b"nowhere"))
+        .await
+        .expect("send");
+    net.run_until("B refused: no route", 20, 2_000, |net| net.node(1).stats().custody.refused[6] == 1).await;
+    assert_eq!(net.held(1), 1, "A keeps it");
+    assert_eq!(net.held(2), 0, "B stored nothing");
+    // B gets a plan that knows node 7, but its only contact comes after the bundle expires.
+    let plan = "a contact +7200 +7300 2 7 100000\na range +7200 +7300 2 7 1\n";
+    net.node(2).set_contact_plan(routing::ion::parse(plan, START).expect("plan"));
+    net.run_until("B refused: no timely contact", 100, 10_000, |net| {
+        net.node(1).stats().custody.refused[7] >= 1
+    })
+    .await;
+    assert_eq!(net.held(1), 1, "A still keeps it");
+    assert_eq!(net.node(2).stats().custody.accepted, 0);
+}

@@ -68,6 +68,8 @@ pub struct CustodySection {
     pub signal_batch: Option<usize>,
     #[serde(default, deserialize_with = "duration_opt")]
     pub signal_lifetime: Option<Duration>,
+    /// Refuse custody ("no known route", "no timely contact") of bundles with no way on.
+    pub refuse_unroutable: Option<bool>,
     #[serde(default)]
     pub peers: Vec<CustodyPeerEntry>,
 }
@@ -146,6 +148,7 @@ impl CustodySection {
             signal_delay: self.signal_delay.unwrap_or(defaults.signal_delay),
             signal_batch: self.signal_batch.unwrap_or(defaults.signal_batch).max(1),
             signal_lifetime: self.signal_lifetime.unwrap_or(defaults.signal_lifetime),
+            refuse_unroutable: self.refuse_unroutable.unwrap_or(defaults.refuse_unroutable),
         }
     }
 }
@@ -795,6 +798,8 @@ data_dir = "{data_dir}"
 # signal_delay = "100ms"
 # signal_batch = 4096
 # signal_lifetime = "1h"
+# Refuse custody ("no known route" / "no timely contact") of bundles with no way on from here.
+# refuse_unroutable = false
 # One table per neighbour pattern (first match): mode never | custodial | always; record_types
 # default (3/4) | ion (7/8) | pyd3tn (64443/4); the round trip to it.
 # [[custody.peers]]

@@ -80,6 +80,12 @@ pub struct CustodyPolicy {
     pub signal_batch: usize,
     /// The lifetime of the signals this node sends.
     pub signal_lifetime: Duration,
+    /// Refuse custody of a bundle this node has no way to forward: "no known route" when no
+    /// neighbour, static route or router leads to its destination and the contact plan (if any)
+    /// does not know the node; "no timely contact" when the plan knows the node but no route
+    /// reaches it before the bundle expires. Off by default: a node that learns its routes
+    /// later (a neighbour that turns up, a plan loaded later) takes the bundle and waits.
+    pub refuse_unroutable: bool,
 }
 
 impl Default for CustodyPolicy {
@@ -93,6 +99,7 @@ impl Default for CustodyPolicy {
             signal_delay: Duration::from_millis(100),
             signal_batch: 4096,
             signal_lifetime: Duration::from_secs(3600),
+            refuse_unroutable: false,
         }
     }
 }
@@ -297,6 +304,44 @@ impl<S: Store> Agent<S> {
         }
     }
 
+    /// Why this node refuses custody of a bundle (`primary`, `size` bytes) it has no way to
+    /// forward, when `refuse_unroutable` is set; `None`: it takes it.
+    fn unroutable(&self, primary: &PrimaryBlock, size: u64) -> Option<CustodyDisposition> {
+        if !self.custody_policy().refuse_unroutable {
+            return None;
+        }
+        let destination = &primary.destination;
+        if self.is_local(destination) {
+            return None;
+        }
+        let contacts = {
+            use routing::Router as _;
+            let reach = read(&self.inner.reach);
+            if reach.neighbours.contains_key(&destination.node_id())
+                || !reach.static_routes.next_hops(destination).is_empty()
+                || reach.router.as_ref().is_some_and(|r| !r.next_hops(destination).is_empty())
+            {
+                return None;
+            }
+            reach.contacts.clone()
+        };
+        let Some(contacts) = contacts else { return Some(CustodyDisposition::NO_ROUTE) };
+        let now = self.inner.clock.now_dtn_ms();
+        let expiry = match primary.creation.time {
+            0 => now.saturating_add(primary.lifetime),
+            created => created.saturating_add(primary.lifetime),
+        };
+        use routing::Router as _;
+        let request =
+            routing::RouteRequest { destination, size, expiry, previous_hop: None, critical: false, now };
+        if !contacts.route(&request).is_empty() {
+            return None;
+        }
+        let planned = super::routing::plan_name(destination)
+            .is_some_and(|name| contacts.graph().plan().find(&name).is_some());
+        Some(if planned { CustodyDisposition::NO_TIMELY_CONTACT } else { CustodyDisposition::NO_ROUTE })
+    }
+
     /// The intake for a bundle arriving in a PDU from `from` with transmission ID `tid` (0: no
     /// custody asked, so only this node's policy can make it custodial).
     fn pdu_intake(&self, from: &Eid, tid: u64, destination: &Eid) -> Option<CustodyIntake> {
@@ -330,6 +375,13 @@ impl<S: Store> Agent<S> {
                 return Err(error.into());
             }
         };
+        if tid != 0
+            && let Some(why) = self.unroutable(inner.primary(), pdu.bundle.len() as u64)
+        {
+            tracing::info!(custodian = %from, transmission_id = tid, destination = %inner.primary().destination, refusal = why.name(), "custody refused");
+            self.refuse_custody(from, tid, why).await?;
+            return Ok(Reception::Consumed);
+        }
         let intake = self.pdu_intake(from, tid, &inner.primary().destination);
         let asked = intake.as_ref().is_some_and(|i| i.from.is_some());
         let state = self.initial_state(inner.primary());
@@ -398,6 +450,15 @@ impl<S: Store> Agent<S> {
             written += n;
         }
         let header = insert.header().cloned();
+        if failed.is_none()
+            && tid != 0
+            && let Some(why) = header.as_ref().and_then(|h| self.unroutable(&h.primary, inner_len))
+        {
+            drop(insert); // nothing of it stays
+            tracing::info!(custodian = %from, transmission_id = tid, refusal = why.name(), "custody refused");
+            self.refuse_custody(from, tid, why).await?;
+            return Ok(true);
+        }
         let destination = header.as_ref().map(|h| h.primary.destination.clone()).unwrap_or(Eid::Null);
         let intake = self.pdu_intake(from, tid, &destination);
         let asked = intake.as_ref().is_some_and(|i| i.from.is_some());
