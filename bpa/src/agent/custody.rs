@@ -573,9 +573,19 @@ impl<S: Store> Agent<S> {
         let counters = &self.inner.counters;
         let effect =
             if signal.disposition.releases_custody() { SignalEffect::Release } else { SignalEffect::Refuse };
-        let outcome =
-            self.inner.store.custody_signalled(&from.to_string(), effect, signal.ranges.clone()).await?;
-        let matched = outcome.matched.len() as u64;
+        // Applied in passes of a bounded number of bundles; what a pass acted on no longer
+        // matches, so each pass takes the next ones.
+        let mut matched = 0u64;
+        loop {
+            let outcome =
+                self.inner.store.custody_signalled(&from.to_string(), effect, signal.ranges.clone()).await?;
+            matched += outcome.matched.len() as u64;
+            if outcome.complete {
+                break;
+            }
+        }
+        let named = signal.ranges.iter().fold(0u64, |sum, &(_, count)| sum.saturating_add(count));
+        let unmatched = named.saturating_sub(matched);
         match effect {
             SignalEffect::Release => {
                 counters.custody_released.fetch_add(matched, Ordering::Relaxed);
@@ -597,8 +607,8 @@ impl<S: Store> Agent<S> {
                 }
             }
         }
-        if outcome.unmatched > 0 {
-            counters.custody_signal_ids_ignored.fetch_add(outcome.unmatched, Ordering::Relaxed);
+        if unmatched > 0 {
+            counters.custody_signal_ids_ignored.fetch_add(unmatched, Ordering::Relaxed);
             let allowed = {
                 let mut warnings = lock(&self.inner.custody_warnings);
                 if warnings.len() >= WARNED_PEERS && !warnings.contains_key(from) {
@@ -611,7 +621,7 @@ impl<S: Store> Agent<S> {
             };
             if let Some(suppressed) = allowed {
                 tracing::warn!(
-                    neighbour = %from, disposition = signal.disposition.name(), ids = outcome.unmatched,
+                    neighbour = %from, disposition = signal.disposition.name(), ids = unmatched,
                     earlier_warnings_not_logged = suppressed,
                     "a custody signal names transmissions not awaiting its sender's custody (never sent, sent elsewhere, or answered already); ignored"
                 );

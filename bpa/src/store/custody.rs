@@ -59,12 +59,17 @@ pub enum Forwarding {
 /// What a custody signal did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SignalOutcome {
-    /// Bundles released (deleted) or refused (waiting for a route again).
+    /// Bundles released (deleted) or refused (waiting for a route again) by this pass.
     pub matched: Vec<StoreId>,
-    /// Transmission IDs the signal covered that name no transmission to its sender under way
-    /// (never sent, sent to another node, or answered already).
-    pub unmatched: u64,
+    /// Every transmission the signal names was acted on. `false` when the pass stopped at its
+    /// limit ([`SIGNAL_PASS_LIMIT`]): the same signal is applied again for the rest (what was
+    /// acted on no longer matches).
+    pub complete: bool,
 }
+
+/// Most bundles one pass of a signal acts on, so one transaction stays short however many
+/// transmissions a signal names.
+pub const SIGNAL_PASS_LIMIT: usize = 4096;
 
 /// A transmission ID received under custody and not yet answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,37 +236,51 @@ pub(crate) fn begin_forward(
 }
 
 /// The bundles a signal from `neighbour` names: awaiting custody from it under a transmission
-/// ID in one of `ranges`. Bounded by the transmissions under way, however wide the ranges.
+/// ID in one of `ranges`, at most `limit` of them; `true` when there are no more. Bounded by
+/// the limit, however wide the ranges.
 pub(crate) fn signalled(
     tx: &Transaction<'_>,
     neighbour: &str,
     ranges: &[(u64, u64)],
-) -> rusqlite::Result<(Vec<StoreId>, u64)> {
+    limit: usize,
+) -> rusqlite::Result<(Vec<StoreId>, bool)> {
     let mut matched = Vec::new();
-    let mut unmatched = 0u64;
     let mut select = tx.prepare_cached(
-        "SELECT id FROM bundles WHERE custody_tid BETWEEN ?1 AND ?2 AND state = ?3 AND state_arg = ?4",
+        "SELECT id FROM bundles WHERE custody_tid BETWEEN ?1 AND ?2 AND state = ?3 AND state_arg = ?4 LIMIT ?5",
     )?;
     for &(first, count) in ranges {
         // Transmission IDs are positive and below 2^63 as this node writes them.
-        let last = first.saturating_add(count - 1).min(i64::MAX as u64);
-        if first > last {
-            unmatched = unmatched.saturating_add(count);
+        let last = first.saturating_add(count.saturating_sub(1)).min(i64::MAX as u64);
+        if first > last || count == 0 {
             continue;
         }
-        let before = matched.len();
+        // One more than the room left tells whether the range holds more.
+        let room = limit - matched.len();
         let rows = select.query_map(
-            params![to_sql(first), to_sql(last), StateKind::AwaitingCustody as i64, neighbour],
+            params![
+                to_sql(first),
+                to_sql(last),
+                StateKind::AwaitingCustody as i64,
+                neighbour,
+                (room + 1) as i64
+            ],
             |r| r.get::<_, i64>(0),
         )?;
         for id in rows {
+            if matched.len() == limit {
+                return Ok((deduplicated(matched), false));
+            }
             matched.push(id?);
         }
-        unmatched = unmatched.saturating_add(count - (matched.len() - before) as u64);
     }
-    matched.sort_unstable();
-    matched.dedup();
-    Ok((matched, unmatched))
+    Ok((deduplicated(matched), true))
+}
+
+/// Overlapping ranges name a bundle more than once: it is acted on once.
+fn deduplicated(mut ids: Vec<StoreId>) -> Vec<StoreId> {
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 /// A refused transmission: the bundle waits for a route again (still custodial).

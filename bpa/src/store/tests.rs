@@ -822,17 +822,18 @@ async fn signals_act_only_on_transmissions_to_their_sender_and_a_release_is_reme
     store.begin_forward(b, "ipn:3.0", timing(NOW)).await.unwrap();
     // From another node: nothing.
     let other = store.custody_signalled("ipn:4.0", SignalEffect::Release, vec![(1, 2)]).await.unwrap();
-    assert_eq!(other, SignalOutcome { matched: vec![], unmatched: 2 });
+    assert_eq!(other, SignalOutcome { matched: vec![], complete: true });
     // A refusal of the first: it waits again, still custodial.
     let refused = store.custody_signalled("ipn:3.0", SignalEffect::Refuse, vec![(1, 1)]).await.unwrap();
-    assert_eq!(refused, SignalOutcome { matched: vec![a], unmatched: 0 });
+    assert_eq!(refused, SignalOutcome { matched: vec![a], complete: true });
     assert_eq!(store.get(a).await.unwrap().unwrap().state, BundleState::WaitingForRoute);
     assert!(store.custody_info(a).await.unwrap().unwrap().custodial);
     // A release naming both (and more): the second goes, remembered as handled.
-    let released =
-        store.custody_signalled("ipn:3.0", SignalEffect::Release, vec![(1, 1), (2, u64::MAX)]).await.unwrap();
-    assert_eq!(released.matched, vec![b]);
-    assert_eq!(released.unmatched, 1 + (u64::MAX - 1));
+    let released = store
+        .custody_signalled("ipn:3.0", SignalEffect::Release, vec![(1, 1), (2, u64::MAX), (1, 3)])
+        .await
+        .unwrap();
+    assert_eq!(released, SignalOutcome { matched: vec![b], complete: true }, "overlapping ranges act once");
     assert!(store.get(b).await.unwrap().is_none());
     let id = crate::bundle::Bundle::parse(&bundle(2, 10), &Default::default()).unwrap().id();
     assert!(store.known(&id).await.unwrap(), "a released bundle arriving again is a duplicate");
@@ -886,4 +887,26 @@ async fn a_version_3_store_is_upgraded_to_4_with_its_bundles() {
     let conn = rusqlite::Connection::open(dir.path().join("store.sqlite")).unwrap();
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
     assert_eq!(version, 4);
+}
+
+#[tokio::test]
+async fn a_signal_naming_more_transmissions_than_a_pass_takes_is_applied_in_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path(), StoreConfig::default()).await;
+    let n = custody::SIGNAL_PASS_LIMIT as u64 + 10;
+    for i in 0..n {
+        let id = store
+            .insert_with(bundle(i, 1), BundleState::WaitingForRoute, Some(CustodyIntake { from: None }))
+            .await
+            .unwrap()
+            .id()
+            .unwrap();
+        store.begin_forward(id, "ipn:3.0", timing(NOW)).await.unwrap();
+    }
+    let first = store.custody_signalled("ipn:3.0", SignalEffect::Release, vec![(1, n)]).await.unwrap();
+    assert_eq!((first.matched.len(), first.complete), (custody::SIGNAL_PASS_LIMIT, false));
+    let second = store.custody_signalled("ipn:3.0", SignalEffect::Release, vec![(1, n)]).await.unwrap();
+    assert_eq!((second.matched.len(), second.complete), (10, true));
+    assert_eq!(store.stats().bundles, 0);
+    store.close().await;
 }

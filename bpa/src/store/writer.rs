@@ -307,8 +307,9 @@ impl Writer {
                 }
                 WriteOp::Signalled { neighbour, effect, ranges, reply } => {
                     let result = (|| {
-                        let (matched, unmatched) =
-                            custody::signalled(&tx, &neighbour, &ranges).map_err(db_error)?;
+                        let (matched, complete) =
+                            custody::signalled(&tx, &neighbour, &ranges, custody::SIGNAL_PASS_LIMIT)
+                                .map_err(db_error)?;
                         for &id in &matched {
                             match effect {
                                 SignalEffect::Release => {
@@ -330,7 +331,7 @@ impl Writer {
                                 SignalEffect::Refuse => custody::refused(&tx, id).map_err(db_error)?,
                             }
                         }
-                        Ok(SignalOutcome { matched, unmatched })
+                        Ok(SignalOutcome { matched, complete })
                     })();
                     replies.push(Reply::Signal(reply, result));
                 }
