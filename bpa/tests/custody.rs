@@ -705,3 +705,94 @@ async fn a_node_with_no_way_on_refuses_custody_as_no_route_then_as_no_timely_con
     assert_eq!(net.held(1), 1, "A still keeps it");
     assert_eq!(net.node(2).stats().custody.accepted, 0);
 }
+
+/// A carrier arriving in pieces (as TCPCL, STCP, MTCP and the spool hand them over) is taken
+/// apart as it streams: the bundle inside is what the store holds, whatever the cut; a carrier
+/// whose own CRC fails is refused with nothing stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_carrier_is_decapsulated_on_the_way_in_and_checked() {
+    let clock = Arc::new(ManualClock::new(START));
+    let (b, _dir) =
+        node(2, &clock, StoreConfig { inline_threshold: 1024, ..StoreConfig::default() }, |_| {}).await;
+    let payload: Vec<u8> = (0..30_000u32).map(|i| (i % 249) as u8).collect();
+    let carrier = |sequence: u64, tid: u64, crc: bpa::bundle::CrcType| {
+        let inner = BundleBuilder::new(
+            Eid::ipn(1, 1),
+            Eid::ipn(2, 1),
+            CreationTimestamp { time: START, sequence },
+            600_000,
+        )
+        .payload(Bytes::from(payload.clone()))
+        .build()
+        .expect("inner");
+        let record = AdminRecord::BibePdu(bpa::admin::BibePdu {
+            transmission_id: tid,
+            retransmission_time: START + 5_000,
+            bundle: Bytes::from(inner.encode()),
+        });
+        BundleBuilder::new(
+            Eid::ipn(1, 0),
+            Eid::ipn(2, 0),
+            CreationTimestamp { time: START, sequence: 1000 + sequence },
+            600_000,
+        )
+        .flags(BundleFlags(BundleFlags::ADMIN_RECORD))
+        .block_crc(crc)
+        .payload(record.encode(&AdminRecordTypes::default()))
+        .build()
+        .expect("carrier")
+        .encode()
+    };
+    let mut app = b.register(Eid::ipn(2, 1)).await.expect("register");
+    for (sequence, cut, crc) in [
+        (1, 1usize, bpa::bundle::CrcType::None),
+        (2, 7, bpa::bundle::CrcType::Crc16),
+        (3, 4096, bpa::bundle::CrcType::Crc32c),
+        (4, 1 << 20, bpa::bundle::CrcType::Crc32c),
+    ] {
+        let bytes = carrier(sequence, 40 + sequence, crc);
+        let mut pending = b.begin_receive().await.expect("begin");
+        for chunk in bytes.chunks(cut) {
+            pending.write(chunk).await.expect("write");
+        }
+        let reception = pending.commit().await.expect("commit");
+        assert!(matches!(reception, bpa::agent::Reception::Accepted(_)), "cut {cut}: {reception:?}");
+        let delivery = expect_delivery(&mut app).await;
+        assert!(
+            delivery.bundle.payload().as_ref() == payload.as_slice(),
+            "cut {cut}: the payload arrived changed"
+        );
+        assert_eq!(
+            delivery.bundle.primary().creation.sequence,
+            sequence,
+            "the bundle inside, not the carrier"
+        );
+        b.acknowledge(&delivery).await.expect("ack");
+        assert_eq!(b.store().stats().bundles, 0, "cut {cut}: the carrier was never stored");
+    }
+    // Only the bundles inside were received: a carrier stored first would count too.
+    assert_eq!(b.stats().received, 4);
+    let answers: Vec<u64> =
+        b.store().pending_signals(10).await.expect("pending").iter().map(|p| p.transmission_id).collect();
+    assert!(answers.iter().all(|tid| (41..=44).contains(tid)));
+    // A flipped byte in the carrier's payload CRC: refused, nothing stored, no answer queued.
+    let mut bytes = carrier(5, 45, bpa::bundle::CrcType::Crc32c);
+    let at = bytes.len() - 3;
+    bytes[at] ^= 0x40;
+    let mut pending = b.begin_receive().await.expect("begin");
+    for chunk in bytes.chunks(4096) {
+        pending.write(chunk).await.expect("write");
+    }
+    let refused = pending.commit().await.expect_err("a damaged carrier");
+    assert!(matches!(refused, bpa::agent::AgentError::Invalid(_)), "{refused}");
+    assert_eq!(b.store().stats().bundles, 0);
+    let pending_tids: Vec<u64> =
+        b.store().pending_signals(10).await.expect("pending").iter().map(|p| p.transmission_id).collect();
+    assert!(!pending_tids.contains(&45), "a damaged carrier's ID is not answered");
+    // Cut short: refused too.
+    let bytes = carrier(6, 46, bpa::bundle::CrcType::None);
+    let mut pending = b.begin_receive().await.expect("begin");
+    pending.write(&bytes[..bytes.len() - 500]).await.expect("write");
+    assert!(pending.commit().await.is_err());
+    assert_eq!(b.store().stats().bundles, 0);
+}

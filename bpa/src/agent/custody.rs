@@ -189,7 +189,158 @@ impl Carrier {
     }
 }
 
+/// What the first bytes of a bundle arriving in pieces say ([`Agent::sniff_carrier`]).
+pub(super) enum Sniffed {
+    /// Its header (and its record's head) are not all here yet.
+    NeedMore,
+    /// Not a BIBE carrier for this node: stored as it comes.
+    Plain,
+    /// A carrier for this node: the bundle inside goes to the store.
+    Carrier(Box<Decapsulation>),
+}
+
+/// A BIBE carrier for this node arriving in pieces: the bundle inside streams into the store,
+/// the carrier is checked as it passes (its payload CRC and end, [`crate::bundle::PayloadCheck`])
+/// and never stored.
+#[derive(Debug)]
+pub(super) struct Decapsulation {
+    /// The custodian (the carrier's source node) and its transmission ID (0: no custody).
+    pub from: Eid,
+    pub tid: u64,
+    /// Where the carrier's payload starts, and the bundle inside it, and its length.
+    data_offset: usize,
+    inner_start: usize,
+    pub inner_len: u64,
+    /// Bytes of the bundle inside still to come.
+    remaining: u64,
+    /// The carrier's payload check, fed every byte after the payload's start.
+    check: crate::bundle::PayloadCheck,
+}
+
+impl Decapsulation {
+    /// The carrier's first bytes (those its header was read from): the part of the bundle
+    /// inside among them.
+    pub fn start<'a>(&mut self, kept: &'a [u8]) -> &'a [u8] {
+        self.check.update(&kept[self.data_offset.min(kept.len())..]);
+        let inner = &kept[self.inner_start.min(kept.len())..];
+        let n = usize::try_from(self.remaining).unwrap_or(usize::MAX).min(inner.len());
+        self.remaining -= n as u64;
+        &inner[..n]
+    }
+
+    /// The next bytes of the carrier: the part of the bundle inside among them (the rest is
+    /// the carrier's end, checked at the commit).
+    pub fn take<'a>(&mut self, chunk: &'a [u8]) -> &'a [u8] {
+        self.check.update(chunk);
+        let n = usize::try_from(self.remaining).unwrap_or(usize::MAX).min(chunk.len());
+        self.remaining -= n as u64;
+        &chunk[..n]
+    }
+}
+
 impl<S: Store> Agent<S> {
+    /// Tells from the first bytes of a bundle arriving in pieces whether it is a BIBE carrier
+    /// for this node that it can take apart as it streams (a whole one, whose header meets the
+    /// agent's parse policy, with a well-formed PDU filling its payload).
+    pub(super) fn sniff_carrier(&self, kept: &[u8]) -> Sniffed {
+        let prefix = Bytes::copy_from_slice(kept);
+        let options = &self.inner.config.parse;
+        let header = match crate::bundle::BundleHeader::parse(&prefix, options) {
+            Ok(Some(header)) => header,
+            Ok(None) => return Sniffed::NeedMore,
+            Err(_) => return Sniffed::Plain,
+        };
+        let primary = &header.primary;
+        let policy_refuses = (header.primary_crc_missing() && !options.accept_primary_without_crc)
+            || (header.bundle_age_missing() && !options.accept_missing_bundle_age);
+        if !primary.flags.is_admin_record()
+            || primary.destination != self.inner.config.node_id
+            || primary.fragment.is_some()
+            || policy_refuses
+        {
+            return Sniffed::Plain;
+        }
+        let start = header.payload.data_offset;
+        let length = header.payload.data_length;
+        let need = start.saturating_add(usize::try_from(length.min(PDU_PREFIX_MAX as u64)).unwrap_or(0));
+        if kept.len() < need {
+            return Sniffed::NeedMore;
+        }
+        let from = primary.source.node_id();
+        let types = self.custody_policy().record_types_for(&from);
+        match BibePduHead::decode(&kept[start..need], &types) {
+            Ok(Some(head)) if (head.bundle_offset as u64).checked_add(head.bundle_length) == Some(length) => {
+                Sniffed::Carrier(Box::new(Decapsulation {
+                    from,
+                    tid: head.transmission_id,
+                    data_offset: start,
+                    inner_start: start + head.bundle_offset,
+                    inner_len: head.bundle_length,
+                    remaining: head.bundle_length,
+                    check: crate::bundle::PayloadCheck::new(&header, kept),
+                }))
+            }
+            _ => Sniffed::Plain,
+        }
+    }
+
+    /// The bundle inside a carrier could not be stored (`error`): a custodian is told why
+    /// when the store can say (no room, an invalid bundle); the layer refuses the carrier.
+    pub(super) async fn carrier_failed(&self, carrier: &Decapsulation, error: &StoreError) {
+        if carrier.tid == 0 {
+            return;
+        }
+        let why = match error {
+            StoreError::DepletedStorage { .. } => CustodyDisposition::DEPLETED_STORAGE,
+            StoreError::InvalidBundle(_) => CustodyDisposition::BLOCK_UNINTELLIGIBLE,
+            _ => return,
+        };
+        if let Err(error) = self.refuse_custody(&carrier.from, carrier.tid, why).await {
+            tracing::warn!(%error, custodian = %carrier.from, "a custody refusal could not be queued");
+        }
+    }
+
+    /// The whole carrier has passed: checked to its end; the bundle inside is taken (custody
+    /// and all) as [`Agent::decapsulate`] takes one from a PDU in memory.
+    pub(super) async fn finish_carrier(
+        &self,
+        carrier: Decapsulation,
+        insert: S::Pending,
+    ) -> Result<Reception, AgentError> {
+        let Decapsulation { from, tid, inner_len, check, .. } = carrier;
+        if let Err(error) = check.finish() {
+            Counters::bump(&self.inner.counters.refused);
+            tracing::info!(%error, custodian = %from, "a received BIBE carrier was refused");
+            return Err(AgentError::Invalid(error));
+        }
+        let header = insert.header().cloned();
+        if tid != 0
+            && let Some(why) = header.as_ref().and_then(|h| self.unroutable(&h.primary, inner_len))
+        {
+            drop(insert); // nothing of it stays
+            tracing::info!(custodian = %from, transmission_id = tid, refusal = why.name(), "custody refused");
+            self.refuse_custody(&from, tid, why).await?;
+            return Ok(Reception::Consumed);
+        }
+        let destination = header.as_ref().map(|h| h.primary.destination.clone()).unwrap_or(Eid::Null);
+        let intake = self.pdu_intake(&from, tid, &destination);
+        let asked = intake.as_ref().is_some_and(|i| i.from.is_some());
+        let state = header
+            .as_ref()
+            .map_or(crate::store::BundleState::WaitingForRoute, |h| self.initial_state(&h.primary));
+        let recorded = state.kind() == StateKind::WaitingForApplication;
+        let outcome = insert.commit_with(state, intake).await;
+        if let Err(StoreError::InvalidBundle(error)) = &outcome {
+            Counters::bump(&self.inner.counters.refused);
+            tracing::info!(%error, custodian = %from, transmission_id = tid, "a BIBE PDU holds an invalid bundle");
+            if tid != 0 {
+                self.refuse_custody(&from, tid, CustodyDisposition::BLOCK_UNINTELLIGIBLE).await?;
+                return Ok(Reception::Consumed);
+            }
+        }
+        self.after_intake(outcome, asked, recorded, None, header.map(|h| h.primary)).await
+    }
+
     pub(super) fn custody_policy(&self) -> &CustodyPolicy {
         &self.inner.config.custody
     }

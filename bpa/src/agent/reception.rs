@@ -59,13 +59,34 @@ impl<S: Store> Agent<S> {
 /// go straight to the store, checked as they stream, so receiving a bundle of any size takes a
 /// few buffers of memory. Nothing is stored, and nothing left behind, until
 /// [`PendingReceive::commit`] returns; dropping it abandons the bundle.
+///
+/// A BIBE carrier for this node is told apart by its first bytes: its payload (the bundle
+/// inside) goes to the store instead of the carrier, which is checked as it passes but never
+/// stored — a custodial bundle of any size is written once at each hop ([`super::custody`]).
 #[derive(Debug)]
 pub struct PendingReceive<S: Store> {
     agent: Agent<S>,
     insert: S::Pending,
     /// The header has been checked against the agent's parse policy.
     policy_checked: bool,
+    arriving: Arriving,
 }
+
+/// Where the bytes of a bundle being received go.
+#[derive(Debug)]
+enum Arriving {
+    /// The first bytes, kept (at most [`SNIFF_MAX`]) until its header says whether the bundle
+    /// is a BIBE carrier for this node.
+    Sniffing(Vec<u8>),
+    /// To the store, as they come.
+    Stored,
+    /// A carrier: the bundle inside goes to the store.
+    Decapsulating(Box<super::custody::Decapsulation>),
+}
+
+/// Most bytes kept while a bundle's header is awaited; a header longer than that is stored
+/// as it comes (and is no carrier this node decapsulates on the way).
+const SNIFF_MAX: usize = 64 * 1024;
 
 impl<S: Store> Agent<S> {
     /// Starts receiving a bundle whose bytes arrive in pieces (RFC 9171 §5.6).
@@ -74,6 +95,7 @@ impl<S: Store> Agent<S> {
             agent: self.clone(),
             insert: self.inner.store.begin_insert().await?,
             policy_checked: false,
+            arriving: Arriving::Sniffing(Vec::new()),
         })
     }
 }
@@ -82,8 +104,62 @@ impl<S: Store> PendingReceive<S> {
     /// The next bytes of the bundle; an error means the bundle is refused (invalid, too large,
     /// or the store failed) and the rest of it is to be dropped.
     pub async fn write(&mut self, chunk: &[u8]) -> Result<(), AgentError> {
-        self.insert.write(chunk).await.inspect_err(|_| Counters::bump(&self.agent.inner.counters.refused))?;
+        match &mut self.arriving {
+            Arriving::Stored => {
+                self.insert
+                    .write(chunk)
+                    .await
+                    .inspect_err(|_| Counters::bump(&self.agent.inner.counters.refused))?;
+            }
+            Arriving::Sniffing(kept) => {
+                kept.extend_from_slice(chunk);
+                self.sniff().await?;
+            }
+            Arriving::Decapsulating(carrier) => {
+                let inner = carrier.take(chunk);
+                self.write_inner(inner).await?;
+            }
+        }
         self.check_policy()
+    }
+
+    /// Decides from the bytes kept so far whether the bundle is a carrier for this node.
+    async fn sniff(&mut self) -> Result<(), AgentError> {
+        let Arriving::Sniffing(kept) = &mut self.arriving else { return Ok(()) };
+        match self.agent.sniff_carrier(kept) {
+            super::custody::Sniffed::NeedMore if kept.len() < SNIFF_MAX => Ok(()),
+            super::custody::Sniffed::NeedMore | super::custody::Sniffed::Plain => {
+                let kept = std::mem::take(kept);
+                self.arriving = Arriving::Stored;
+                self.insert
+                    .write(&kept)
+                    .await
+                    .inspect_err(|_| Counters::bump(&self.agent.inner.counters.refused))?;
+                Ok(())
+            }
+            super::custody::Sniffed::Carrier(carrier) => {
+                let kept = std::mem::take(kept);
+                let mut carrier = carrier;
+                let inner = carrier.start(&kept).to_vec();
+                self.arriving = Arriving::Decapsulating(carrier);
+                self.write_inner(&inner).await
+            }
+        }
+    }
+
+    /// Bytes of the bundle inside a carrier, to the store.
+    async fn write_inner(&mut self, inner: &[u8]) -> Result<(), AgentError> {
+        if inner.is_empty() {
+            return Ok(());
+        }
+        if let Err(error) = self.insert.write(inner).await {
+            Counters::bump(&self.agent.inner.counters.refused);
+            if let Arriving::Decapsulating(carrier) = &self.arriving {
+                self.agent.carrier_failed(carrier, &error).await;
+            }
+            return Err(error.into());
+        }
+        Ok(())
     }
 
     /// The agent's parse policy (its `[accept]` switches), the same for bundles received whole
@@ -116,6 +192,11 @@ impl<S: Store> PendingReceive<S> {
     /// As [`PendingReceive::write`], taking the bytes of `chunk` rather than copying them:
     /// `chunk` comes back empty, with the capacity of a buffer written earlier.
     pub async fn write_owned(&mut self, chunk: &mut Vec<u8>) -> Result<(), AgentError> {
+        if !matches!(self.arriving, Arriving::Stored) {
+            let result = self.write(chunk).await;
+            chunk.clear();
+            return result;
+        }
         self.insert
             .write_owned(chunk)
             .await
@@ -128,9 +209,18 @@ impl<S: Store> PendingReceive<S> {
     /// RFC 9174 §5.2.4) rather than receive it all to find a duplicate at the commit.
     pub fn already_held(&self) -> impl Future<Output = Result<Option<bool>, AgentError>> + Send + 'static {
         // Nothing of `self` is held across the look-up (a pending insert need not be `Sync`).
-        let id = self.insert.header().map(|header| header.id());
+        // A carrier is never held (each is new); the bundle inside, if it is, is answered
+        // "redundant" at the commit, which a refusal of the transfer would keep from happening.
+        let id = match self.arriving {
+            Arriving::Stored => self.insert.header().map(|header| header.id()),
+            Arriving::Sniffing(_) | Arriving::Decapsulating(_) => None,
+        };
+        let carrier = matches!(self.arriving, Arriving::Decapsulating(_));
         let store = self.agent.inner.store.clone();
         async move {
+            if carrier {
+                return Ok(Some(false));
+            }
             let Some(id) = id else { return Ok(None) };
             Ok(Some(store.known(&id).await?))
         }
@@ -139,7 +229,13 @@ impl<S: Store> PendingReceive<S> {
     /// The bundle is complete: it is checked to its end, made durable and dispatched. `Ok`
     /// means it is durable here and the layer may acknowledge it to the sender.
     pub async fn commit(self) -> Result<Reception, AgentError> {
-        let PendingReceive { agent, insert, .. } = self;
+        let PendingReceive { agent, insert, arriving, .. } = self;
+        match arriving {
+            Arriving::Stored => {}
+            // Never long enough to decide: the whole bundle is here, in memory.
+            Arriving::Sniffing(kept) => return agent.receive(Bytes::from(kept)).await,
+            Arriving::Decapsulating(carrier) => return agent.finish_carrier(*carrier, insert).await,
+        }
         let header = insert.header().cloned();
         let counters = &agent.inner.counters;
         let state = header.as_ref().map_or(BundleState::WaitingForRoute, |h| agent.initial_state(&h.primary));
