@@ -789,6 +789,21 @@ async fn a_streamed_carrier_is_decapsulated_on_the_way_in_and_checked() {
     let pending_tids: Vec<u64> =
         b.store().pending_signals(10).await.expect("pending").iter().map(|p| p.transmission_id).collect();
     assert!(!pending_tids.contains(&45), "a damaged carrier's ID is not answered");
+    // Bytes going on past the carrier's end: refused as soon as they pass what an end can hold.
+    let mut bytes = carrier(7, 47, bpa::bundle::CrcType::None);
+    bytes.extend_from_slice(&[0u8; 4096]);
+    let mut pending = b.begin_receive().await.expect("begin");
+    let mut refused = None;
+    for chunk in bytes.chunks(1000) {
+        if let Err(error) = pending.write(chunk).await {
+            refused = Some(error);
+            break;
+        }
+    }
+    let refused = refused.expect("refused while it streams");
+    assert!(refused.to_string().contains("follow"), "{refused}");
+    drop(pending);
+    assert_eq!(b.store().stats().bundles, 0);
     // Cut short: refused too.
     let bytes = carrier(6, 46, bpa::bundle::CrcType::None);
     let mut pending = b.begin_receive().await.expect("begin");

@@ -211,8 +211,9 @@ pub(super) struct Decapsulation {
     data_offset: usize,
     inner_start: usize,
     pub inner_len: u64,
-    /// Bytes of the bundle inside still to come.
+    /// Bytes of the bundle inside still to come, and bytes seen after it.
     remaining: u64,
+    after: u64,
     /// The carrier's payload check, fed every byte after the payload's start.
     check: crate::bundle::PayloadCheck,
 }
@@ -220,23 +221,38 @@ pub(super) struct Decapsulation {
 impl Decapsulation {
     /// The carrier's first bytes (those its header was read from): the part of the bundle
     /// inside among them.
-    pub fn start<'a>(&mut self, kept: &'a [u8]) -> &'a [u8] {
-        self.check.update(&kept[self.data_offset.min(kept.len())..]);
-        let inner = &kept[self.inner_start.min(kept.len())..];
-        let n = usize::try_from(self.remaining).unwrap_or(usize::MAX).min(inner.len());
-        self.remaining -= n as u64;
-        &inner[..n]
+    pub fn start<'a>(&mut self, kept: &'a [u8]) -> Result<&'a [u8], crate::bundle::BundleError> {
+        let payload = &kept[self.data_offset.min(kept.len())..];
+        let from_inner = self.inner_start.min(kept.len()) - self.data_offset.min(kept.len());
+        // The record's head goes to the check only; the rest is taken as any later bytes.
+        self.check.update(&payload[..from_inner]);
+        self.take(&payload[from_inner..])
     }
 
     /// The next bytes of the carrier: the part of the bundle inside among them (the rest is
-    /// the carrier's end, checked at the commit).
-    pub fn take<'a>(&mut self, chunk: &'a [u8]) -> &'a [u8] {
+    /// the carrier's end, checked at the commit). Refused once more bytes follow the bundle
+    /// inside than a carrier's end can hold (its payload CRC and breaks), so a sender cannot
+    /// keep one open with bytes that go nowhere.
+    pub fn take<'a>(&mut self, chunk: &'a [u8]) -> Result<&'a [u8], crate::bundle::BundleError> {
         self.check.update(chunk);
         let n = usize::try_from(self.remaining).unwrap_or(usize::MAX).min(chunk.len());
         self.remaining -= n as u64;
-        &chunk[..n]
+        self.after += (chunk.len() - n) as u64;
+        if self.after > CARRIER_END_MAX {
+            return Err(crate::bundle::BundleError::TrailingBytes {
+                offset: self
+                    .inner_start
+                    .saturating_add(usize::try_from(self.inner_len).unwrap_or(usize::MAX)),
+                count: usize::try_from(self.after).unwrap_or(usize::MAX),
+            });
+        }
+        Ok(&chunk[..n])
     }
 }
+
+/// Most bytes after the bundle inside a carrier: a payload CRC field (5 bytes at most), the
+/// payload block's break if indefinite, the bundle's final break.
+const CARRIER_END_MAX: u64 = 16;
 
 impl<S: Store> Agent<S> {
     /// Tells from the first bytes of a bundle arriving in pieces whether it is a BIBE carrier
@@ -277,6 +293,7 @@ impl<S: Store> Agent<S> {
                     inner_start: start + head.bundle_offset,
                     inner_len: head.bundle_length,
                     remaining: head.bundle_length,
+                    after: 0,
                     check: crate::bundle::PayloadCheck::new(&header, kept),
                 }))
             }

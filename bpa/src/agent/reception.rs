@@ -116,7 +116,11 @@ impl<S: Store> PendingReceive<S> {
                 self.sniff().await?;
             }
             Arriving::Decapsulating(carrier) => {
-                let inner = carrier.take(chunk);
+                let inner = carrier.take(chunk).map_err(|error| {
+                    Counters::bump(&self.agent.inner.counters.refused);
+                    tracing::info!(%error, "a received BIBE carrier was refused");
+                    AgentError::Invalid(error)
+                })?;
                 self.write_inner(inner).await?;
             }
         }
@@ -140,7 +144,14 @@ impl<S: Store> PendingReceive<S> {
             super::custody::Sniffed::Carrier(carrier) => {
                 let kept = std::mem::take(kept);
                 let mut carrier = carrier;
-                let inner = carrier.start(&kept).to_vec();
+                let inner = match carrier.start(&kept) {
+                    Ok(inner) => inner.to_vec(),
+                    Err(error) => {
+                        Counters::bump(&self.agent.inner.counters.refused);
+                        tracing::info!(%error, "a received BIBE carrier was refused");
+                        return Err(AgentError::Invalid(error));
+                    }
+                };
                 self.arriving = Arriving::Decapsulating(carrier);
                 self.write_inner(&inner).await
             }
