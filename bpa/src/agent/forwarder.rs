@@ -189,9 +189,25 @@ impl<S: Store> Agent<S> {
                             "forwarding failed; the bundle waits for the next chance"
                         );
                     }
+                    // The neighbour may have come up again while this send failed: its new
+                    // queue read the store before this bundle was waiting again (or while this
+                    // send still held it), so it looks again, now the bundle is free.
+                    drop(guard);
+                    self.rescan_if_replaced(&hop, &neighbour);
                 }
             }
             return;
+        }
+    }
+
+    /// Tells the queue of `hop` to read the store again if it is not `ours` (the neighbour went
+    /// down and came up while a send of ours was under way).
+    fn rescan_if_replaced(&self, hop: &Eid, ours: &Neighbour) {
+        let reach = super::node::read(&self.inner.reach);
+        if let Some(current) = reach.neighbours.get(&hop.node_id())
+            && !std::sync::Arc::ptr_eq(&current.queue, &ours.queue)
+        {
+            current.queue.rescan();
         }
     }
 
