@@ -110,8 +110,10 @@ pub enum RecordTypesName {
 }
 
 impl CustodySection {
-    /// The agent's custody policy: the defaults, with what this section sets.
-    pub fn policy(&self) -> bpa::agent::CustodyPolicy {
+    /// The agent's custody policy: the defaults, with what this section sets. Refuses record
+    /// type codes that would be read as another record (a status report, or the other BIBE
+    /// record under a code every node knows).
+    pub fn policy(&self) -> anyhow::Result<bpa::agent::CustodyPolicy> {
         use bpa::admin::AdminRecordTypes;
         use bpa::agent::{CustodyPeer, CustodyPolicy, PeerCustody};
         let defaults = CustodyPolicy::default();
@@ -124,22 +126,37 @@ impl CustodySection {
                     Some(RecordTypesName::Ion) => AdminRecordTypes::ION,
                     Some(RecordTypesName::Pyd3tn) => AdminRecordTypes { bibe_pdu: 64443, custody_signal: 4 },
                 };
-                CustodyPeer {
+                let record_types = AdminRecordTypes {
+                    bibe_pdu: p.bibe_pdu_type.unwrap_or(named.bibe_pdu),
+                    custody_signal: p.custody_signal_type.unwrap_or(named.custody_signal),
+                };
+                let clash = record_types.bibe_pdu == record_types.custody_signal
+                    || [record_types.bibe_pdu, record_types.custody_signal].contains(&bpa::admin::RECORD_STATUS_REPORT)
+                    || bpa::admin::KNOWN_CUSTODY_SIGNAL_CODES.contains(&record_types.bibe_pdu)
+                    || bpa::admin::KNOWN_BIBE_PDU_CODES.contains(&record_types.custody_signal);
+                if clash {
+                    anyhow::bail!(
+                        "[[custody.peers]] {}: record types {} (BIBE PDU) and {} (custody signal) would be read as other \
+                         records: use two different codes, not 1 (status report), not a known signal code (4, 8) for \
+                         the PDU nor a known PDU code (3, 7, 64443) for the signal",
+                        p.node,
+                        record_types.bibe_pdu,
+                        record_types.custody_signal
+                    );
+                }
+                Ok(CustodyPeer {
                     node: p.node.clone(),
                     mode: match p.mode {
                         CustodyMode::Never => PeerCustody::Never,
                         CustodyMode::Custodial => PeerCustody::WhenCustodial,
                         CustodyMode::Always => PeerCustody::Always,
                     },
-                    record_types: AdminRecordTypes {
-                        bibe_pdu: p.bibe_pdu_type.unwrap_or(named.bibe_pdu),
-                        custody_signal: p.custody_signal_type.unwrap_or(named.custody_signal),
-                    },
+                    record_types,
                     round_trip: p.round_trip,
-                }
+                })
             })
-            .collect();
-        CustodyPolicy {
+            .collect::<anyhow::Result<_>>()?;
+        Ok(CustodyPolicy {
             peers,
             destinations: self.destinations.clone(),
             round_trip: self.round_trip.unwrap_or(defaults.round_trip),
@@ -149,7 +166,7 @@ impl CustodySection {
             signal_batch: self.signal_batch.unwrap_or(defaults.signal_batch).max(1),
             signal_lifetime: self.signal_lifetime.unwrap_or(defaults.signal_lifetime),
             refuse_unroutable: self.refuse_unroutable.unwrap_or(defaults.refuse_unroutable),
-        }
+        })
     }
 }
 
@@ -840,7 +857,7 @@ mod tests {
              [[custody.peers]]\nnode = \"ipn:*.*\"\nrecord_types = \"ion\"\ncustody_signal_type = 40\nround_trip = \"30s\"\n",
         )
         .expect("parses");
-        let policy = config.custody.policy();
+        let policy = config.custody.policy().expect("a valid policy");
         assert!(policy.covers(&Eid::ipn(9, 1)));
         assert_eq!(policy.retransmit_max, Duration::from_secs(3600));
         assert_eq!(policy.signal_batch, 1, "at least one answer per batch");
@@ -859,6 +876,16 @@ mod tests {
         );
         let bad = Config::parse("[custody]\ndestinations = [\"ipn:x\"]\n").expect_err("no pattern");
         assert!(bad.contains("is not an EID pattern"), "{bad}");
+        for (pdu, signal) in [(1, 4), (3, 1), (5, 5), (8, 9), (10, 7)] {
+            let text = format!(
+                "[[custody.peers]]\nnode = \"ipn:5.0\"\nbibe_pdu_type = {pdu}\ncustody_signal_type = {signal}\n"
+            );
+            let error = Config::parse(&text).expect("parses").custody.policy().expect_err("clashing codes");
+            assert!(error.to_string().contains("would be read as other records"), "{error}");
+        }
+        let text =
+            "[[custody.peers]]\nnode = \"ipn:5.0\"\nbibe_pdu_type = 40000\ncustody_signal_type = 40001\n";
+        assert!(Config::parse(text).expect("parses").custody.policy().is_ok(), "private codes are fine");
     }
 
     #[test]

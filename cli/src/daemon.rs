@@ -92,7 +92,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
     if let Some(n) = config.agent.max_in_flight_per_neighbour {
         agent_config.max_in_flight_per_neighbour = n;
     }
-    agent_config.custody = config.custody.policy();
+    agent_config.custody = config.custody.policy()?;
     let agent = Agent::new(agent_config, store.clone(), Arc::clone(&clock));
     for route in &config.routes {
         agent.add_static_route(StaticRoute { pattern: route.to.clone(), via: route.via.clone() }).await?;

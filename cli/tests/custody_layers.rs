@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, free_port, text};
+use common::{Daemon, free_port};
 
 fn status(daemon: &Daemon) -> serde_json::Value {
     serde_json::from_slice(&daemon.dtn(&["status", "--json"]).stdout).expect("status json")
@@ -73,20 +73,9 @@ fn custody_works_over_tcpcl_tcpcl3_stcp_mtcp_and_the_spool() {
         common::write_config(b_dir.path(), "ipn:2.0", &format!("{CUSTODY}{b_conf}"));
         let b = Daemon::start(b_dir.path());
         let a = Daemon::start(a_dir.path());
-        let small = a_dir.path().join("small");
-        let big = a_dir.path().join("big");
-        std::fs::write(&small, b"small under custody").expect("small");
-        std::fs::write(&big, &large).expect("big");
-        for file in [&small, &big] {
-            let out = a.dtn(&["send", "--to", "ipn:2.5", "--custody", &file.display().to_string()]);
-            assert!(out.status.success(), "{layer}: {}", text(&out.stderr));
-        }
-        let mut got = Vec::new();
-        for _ in 0..2 {
-            let out = b.dtn(&["recv", "--endpoint", "ipn:2.5", "--wait", "60s"]);
-            assert!(out.status.success(), "{layer}: {}", text(&out.stderr));
-            got.push(out.stdout);
-        }
+        common::send_file(&a, a_dir.path(), "small", "ipn:2.5", b"small under custody", &["--custody"]);
+        common::send_file(&a, a_dir.path(), "big", "ipn:2.5", &large, &["--custody"]);
+        let mut got = [common::recv_one(&b, "ipn:2.5"), common::recv_one(&b, "ipn:2.5")];
         got.sort_by_key(|p| p.len());
         assert_eq!(got[0], b"small under custody", "{layer}");
         assert!(got[1] == large, "{layer}: the large bundle arrived changed");

@@ -75,22 +75,12 @@ fn two_daemons_move_files_both_ways_over_tcpcl3() {
     );
     let b = Daemon::start(b_dir.path());
     let a = Daemon::start(a_dir.path());
-    let file = a_dir.path().join("payload.bin");
     let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
-    std::fs::write(&file, &payload).expect("payload");
-    let out = a.dtn(&["send", "--to", "ipn:2.5", &file.display().to_string()]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = b.dtn(&["recv", "--endpoint", "ipn:2.5", "--wait", "30s"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(out.stdout == payload, "the payload arrived changed");
+    common::send_file(&a, a_dir.path(), "payload.bin", "ipn:2.5", &payload, &[]);
+    assert!(common::recv_one(&b, "ipn:2.5") == payload, "the payload arrived changed");
     // Back over the connection A dialled: B learnt A's node ID from its contact header.
-    let back = b_dir.path().join("back.txt");
-    std::fs::write(&back, b"answer").expect("file");
-    let out = b.dtn(&["send", "--to", "ipn:1.9", &back.display().to_string()]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = a.dtn(&["recv", "--endpoint", "ipn:1.9", "--wait", "30s"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(out.stdout, b"answer");
+    common::send_file(&b, b_dir.path(), "back.txt", "ipn:1.9", b"answer", &[]);
+    assert_eq!(common::recv_one(&a, "ipn:1.9"), b"answer");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let status = text(&a.dtn(&["status"]).stdout);

@@ -61,21 +61,11 @@ fn two_daemons_exchange_files_over_a_serial_line() {
     );
     let a = Daemon::start(a_dir.path());
     let b = Daemon::start(b_dir.path());
-    let file = a_dir.path().join("payload.bin");
     let payload: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
-    std::fs::write(&file, &payload).expect("payload");
-    let out = a.dtn(&["send", "--to", "ipn:2.5", &file.display().to_string()]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = b.dtn(&["recv", "--endpoint", "ipn:2.5", "--wait", "30s"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(out.stdout == payload, "the payload arrived changed");
-    let back = b_dir.path().join("back.txt");
-    std::fs::write(&back, b"over the line and back").expect("file");
-    let out = b.dtn(&["send", "--to", "ipn:1.9", &back.display().to_string()]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = a.dtn(&["recv", "--endpoint", "ipn:1.9", "--wait", "30s"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(out.stdout, b"over the line and back");
+    common::send_file(&a, a_dir.path(), "payload.bin", "ipn:2.5", &payload, &[]);
+    assert!(common::recv_one(&b, "ipn:2.5") == payload, "the payload arrived changed");
+    common::send_file(&b, b_dir.path(), "back.txt", "ipn:1.9", b"over the line and back", &[]);
+    assert_eq!(common::recv_one(&a, "ipn:1.9"), b"over the line and back");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let status = text(&a.dtn(&["status"]).stdout);
@@ -157,26 +147,16 @@ fn custody_over_a_serial_line_whole_and_in_carrier_fragments() {
     let status = |d: &Daemon| -> serde_json::Value {
         serde_json::from_slice(&d.dtn(&["status", "--json"]).stdout).expect("json")
     };
-    let small = a_dir.path().join("small");
-    std::fs::write(&small, vec![b's'; 300]).expect("small");
-    let out = a.dtn(&["send", "--to", "ipn:2.5", "--custody", &small.display().to_string()]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = b.dtn(&["recv", "--endpoint", "ipn:2.5", "--wait", "30s"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(out.stdout, vec![b's'; 300]);
+    common::send_file(&a, a_dir.path(), "small", "ipn:2.5", &[b's'; 300], &["--custody"]);
+    assert_eq!(common::recv_one(&b, "ipn:2.5"), vec![b's'; 300]);
     let deadline = Instant::now() + Duration::from_secs(30);
     while status(&a)["custody"]["released"] != 1 {
         assert!(Instant::now() < deadline, "A never released: {}", status(&a)["custody"]);
         std::thread::sleep(Duration::from_millis(100));
     }
-    let big = a_dir.path().join("big");
     let payload: Vec<u8> = (0..5_000u32).map(|i| (i % 253) as u8).collect();
-    std::fs::write(&big, &payload).expect("big");
-    let out = a.dtn(&["send", "--to", "ipn:2.5", "--custody", &big.display().to_string()]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = b.dtn(&["recv", "--endpoint", "ipn:2.5", "--wait", "30s"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(out.stdout == payload, "the large payload arrived changed");
+    common::send_file(&a, a_dir.path(), "big", "ipn:2.5", &payload, &["--custody"]);
+    assert!(common::recv_one(&b, "ipn:2.5") == payload, "the large payload arrived changed");
     let deadline = Instant::now() + Duration::from_secs(30);
     while status(&a)["custody"]["released"] != 2 {
         assert!(Instant::now() < deadline, "A never released: {}", status(&a)["custody"]);

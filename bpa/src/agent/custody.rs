@@ -150,7 +150,7 @@ const PDU_PREFIX_MAX: usize = BibePduHead::MAX_LEN;
 /// break). The payload block has no CRC, so the encapsulated bundle streams through unchanged
 /// and uncopied — whole, or cut into the carrier's fragments when the link needs them.
 #[derive(Debug, Clone)]
-pub struct Carrier {
+pub(crate) struct Carrier {
     pub bundle_head: Bytes,
     pub record_head: Bytes,
     pub tail: Bytes,
@@ -182,12 +182,10 @@ impl Carrier {
     pub fn len(&self) -> u64 {
         self.bundle_head.len() as u64 + self.payload_len + self.tail.len() as u64
     }
-
-    /// Never true: a carrier has a primary block and a record at least.
-    pub fn is_empty(&self) -> bool {
-        false
-    }
 }
+
+/// Most bytes of a bundle arriving in pieces looked at to tell a carrier from other bundles.
+pub(super) const SNIFF_MAX: usize = 64 * 1024;
 
 /// What the first bytes of a bundle arriving in pieces say ([`Agent::sniff_carrier`]).
 pub(super) enum Sniffed {
@@ -259,12 +257,13 @@ impl<S: Store> Agent<S> {
     /// for this node that it can take apart as it streams (a whole one, whose header meets the
     /// agent's parse policy, with a well-formed PDU filling its payload).
     pub(super) fn sniff_carrier(&self, kept: &[u8]) -> Sniffed {
-        let prefix = Bytes::copy_from_slice(kept);
+        // A header (and a record's head) longer than this is no carrier taken apart on the way.
+        let prefix = Bytes::copy_from_slice(&kept[..kept.len().min(SNIFF_MAX)]);
         let options = &self.inner.config.parse;
         let header = match crate::bundle::BundleHeader::parse(&prefix, options) {
             Ok(Some(header)) => header,
-            Ok(None) => return Sniffed::NeedMore,
-            Err(_) => return Sniffed::Plain,
+            Ok(None) if kept.len() < SNIFF_MAX => return Sniffed::NeedMore,
+            Ok(None) | Err(_) => return Sniffed::Plain,
         };
         let primary = &header.primary;
         let policy_refuses = (header.primary_crc_missing() && !options.accept_primary_without_crc)
@@ -279,8 +278,8 @@ impl<S: Store> Agent<S> {
         let start = header.payload.data_offset;
         let length = header.payload.data_length;
         let need = start.saturating_add(usize::try_from(length.min(PDU_PREFIX_MAX as u64)).unwrap_or(0));
-        if kept.len() < need {
-            return Sniffed::NeedMore;
+        if prefix.len() < need {
+            return if kept.len() < SNIFF_MAX { Sniffed::NeedMore } else { Sniffed::Plain };
         }
         let from = primary.source.node_id();
         let types = self.custody_policy().record_types_for(&from);
@@ -495,10 +494,7 @@ impl<S: Store> Agent<S> {
         };
         let Some(contacts) = contacts else { return Some(CustodyDisposition::NO_ROUTE) };
         let now = self.inner.clock.now_dtn_ms();
-        let expiry = match primary.creation.time {
-            0 => now.saturating_add(primary.lifetime),
-            created => created.saturating_add(primary.lifetime),
-        };
+        let expiry = primary.expiry(now);
         use routing::Router as _;
         let request =
             routing::RouteRequest { destination, size, expiry, previous_hop: None, critical: false, now };

@@ -270,10 +270,7 @@ impl<S: Store> Agent<S> {
         let max = link_max.min(learned);
         if let Forwarding::Custodial { transmission_id, deadline, .. } = forwarding {
             let inner_len = head.len() as u64 + rest_len;
-            let expires_at = match subject.creation.time {
-                0 => self.inner.clock.now_dtn_ms().saturating_add(subject.lifetime),
-                created => created.saturating_add(subject.lifetime),
-            };
+            let expires_at = subject.expiry(self.inner.clock.now_dtn_ms());
             let carrier = self.carrier_for(hop, transmission_id, deadline, inner_len, expires_at);
             if carrier.len() <= max {
                 let carrier_head = Bytes::from(

@@ -75,18 +75,14 @@ pub struct PendingReceive<S: Store> {
 /// Where the bytes of a bundle being received go.
 #[derive(Debug)]
 enum Arriving {
-    /// The first bytes, kept (at most [`SNIFF_MAX`]) until its header says whether the bundle
-    /// is a BIBE carrier for this node.
+    /// The first bytes, kept (fewer than [`super::custody::SNIFF_MAX`]) until its header says
+    /// whether the bundle is a BIBE carrier for this node.
     Sniffing(Vec<u8>),
     /// To the store, as they come.
     Stored,
     /// A carrier: the bundle inside goes to the store.
     Decapsulating(Box<super::custody::Decapsulation>),
 }
-
-/// Most bytes kept while a bundle's header is awaited; a header longer than that is stored
-/// as it comes (and is no carrier this node decapsulates on the way).
-const SNIFF_MAX: usize = 64 * 1024;
 
 impl<S: Store> Agent<S> {
     /// Starts receiving a bundle whose bytes arrive in pieces (RFC 9171 §5.6).
@@ -112,8 +108,13 @@ impl<S: Store> PendingReceive<S> {
                     .inspect_err(|_| Counters::bump(&self.agent.inner.counters.refused))?;
             }
             Arriving::Sniffing(kept) => {
-                kept.extend_from_slice(chunk);
-                self.sniff().await?;
+                // Most bundles say what they are in their first chunk, looked at where it is;
+                // only a header cut across chunks is gathered first.
+                let gathered = (!kept.is_empty()).then(|| {
+                    kept.extend_from_slice(chunk);
+                    std::mem::take(kept)
+                });
+                self.sniff(gathered.as_deref().unwrap_or(chunk)).await?;
             }
             Arriving::Decapsulating(carrier) => {
                 let inner = carrier.take(chunk).map_err(|error| {
@@ -127,33 +128,31 @@ impl<S: Store> PendingReceive<S> {
         self.check_policy()
     }
 
-    /// Decides from the bytes kept so far whether the bundle is a carrier for this node.
-    async fn sniff(&mut self) -> Result<(), AgentError> {
-        let Arriving::Sniffing(kept) = &mut self.arriving else { return Ok(()) };
-        match self.agent.sniff_carrier(kept) {
-            super::custody::Sniffed::NeedMore if kept.len() < SNIFF_MAX => Ok(()),
-            super::custody::Sniffed::NeedMore | super::custody::Sniffed::Plain => {
-                let kept = std::mem::take(kept);
+    /// Decides from `seen` (the bundle's first bytes) whether it is a carrier for this node,
+    /// and sends them on accordingly; keeps them while that cannot be told yet.
+    async fn sniff(&mut self, seen: &[u8]) -> Result<(), AgentError> {
+        match self.agent.sniff_carrier(seen) {
+            super::custody::Sniffed::NeedMore => {
+                // Shorter than SNIFF_MAX: the header is not all here yet.
+                self.arriving = Arriving::Sniffing(seen.to_vec());
+                Ok(())
+            }
+            super::custody::Sniffed::Plain => {
                 self.arriving = Arriving::Stored;
                 self.insert
-                    .write(&kept)
+                    .write(seen)
                     .await
                     .inspect_err(|_| Counters::bump(&self.agent.inner.counters.refused))?;
                 Ok(())
             }
-            super::custody::Sniffed::Carrier(carrier) => {
-                let kept = std::mem::take(kept);
-                let mut carrier = carrier;
-                let inner = match carrier.start(&kept) {
-                    Ok(inner) => inner.to_vec(),
-                    Err(error) => {
-                        Counters::bump(&self.agent.inner.counters.refused);
-                        tracing::info!(%error, "a received BIBE carrier was refused");
-                        return Err(AgentError::Invalid(error));
-                    }
-                };
+            super::custody::Sniffed::Carrier(mut carrier) => {
+                let inner = carrier.start(seen).map_err(|error| {
+                    Counters::bump(&self.agent.inner.counters.refused);
+                    tracing::info!(%error, "a received BIBE carrier was refused");
+                    AgentError::Invalid(error)
+                })?;
                 self.arriving = Arriving::Decapsulating(carrier);
-                self.write_inner(&inner).await
+                self.write_inner(inner).await
             }
         }
     }

@@ -43,6 +43,16 @@ pub struct PrimaryBlock {
 }
 
 impl PrimaryBlock {
+    /// When the bundle's lifetime ends (DTN ms, RFC 9171 §4.2.2): its creation time plus its
+    /// lifetime, or, for a bundle from a source without a clock (creation time 0), `now` plus
+    /// its lifetime — the most it can have left.
+    pub fn expiry(&self, now: u64) -> u64 {
+        match self.creation.time {
+            0 => now.saturating_add(self.lifetime),
+            created => created.saturating_add(self.lifetime),
+        }
+    }
+
     /// Number of array items the block must have for its flags and CRC type.
     fn expected_items(flags: BundleFlags, crc_type: CrcType) -> u64 {
         8 + if flags.is_fragment() { 2 } else { 0 } + u64::from(crc_type != CrcType::None)

@@ -159,3 +159,23 @@ pub fn write_config(dir: &Path, node: &str, body: &str) {
     std::fs::write(dir.join("node.toml"), format!("node_id = \"{node}\"\ndata_dir = \"data\"\n{body}"))
         .expect("config");
 }
+
+/// Sends `payload` to `to` through `daemon` with `dtn send` (from a file named `name` in
+/// `dir`), with `extra` options; fails the test on an error.
+pub fn send_file(daemon: &Daemon, dir: &Path, name: &str, to: &str, payload: &[u8], extra: &[&str]) {
+    let file = dir.join(name);
+    std::fs::write(&file, payload).expect("payload file");
+    let path = file.display().to_string();
+    let mut args = vec!["send", "--to", to];
+    args.extend_from_slice(extra);
+    args.push(&path);
+    let out = daemon.dtn(&args);
+    assert!(out.status.success(), "dtn send: {}", text(&out.stderr));
+}
+
+/// One bundle for `endpoint` through `daemon` with `dtn recv` (waiting up to 30 s): its payload.
+pub fn recv_one(daemon: &Daemon, endpoint: &str) -> Vec<u8> {
+    let out = daemon.dtn(&["recv", "--endpoint", endpoint, "--wait", "30s"]);
+    assert!(out.status.success(), "dtn recv: {}", text(&out.stderr));
+    out.stdout
+}
