@@ -96,3 +96,72 @@ async fn a_thousand_fragments_of_64_mib_shuffled_duplicated_and_overlapping_make
     assert!(node.acknowledge_stored(&endpoint, id).await.expect("ack"));
     assert_eq!(node.store().stats().bundles, 0);
 }
+
+/// A fragment of the ADU `(ipn:1.1, NOW, 1)` for `ipn:2.5`: `payload` at `offset` of an ADU of
+/// `total` bytes.
+fn piece(offset: u64, total: u64, payload: &[u8]) -> Bytes {
+    BundleBuilder::new(
+        Eid::ipn(1, 1),
+        Eid::ipn(2, 5),
+        CreationTimestamp { time: NOW, sequence: 1 },
+        3_600_000,
+    )
+    .fragment(offset, total)
+    .payload(payload.to_vec())
+    .build()
+    .expect("fragment")
+    .encode()
+    .into()
+}
+
+/// Issue 25, fault 7: fragments forged in the ADU's name — claiming another total length for
+/// the very first fragment, or an offset far past the end — arrive before the genuine ones; the
+/// genuine set still makes one delivery, byte for byte. (Before the fix: the genuine first
+/// fragment was taken for a duplicate of the forged one, and the ADU never completed.) A forger
+/// who sends a *complete* ADU, or a whole bundle, in the source's name first still takes the
+/// bundle's ID: only BPSec (RFC 9172) tells the two apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_fragments_neither_hide_nor_block_a_genuine_adu() {
+    let adu: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    let total = adu.len() as u64;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock: Arc<dyn bpa::time::Clock> = Arc::new(ManualClock::new(NOW));
+    let (store, _) =
+        SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&clock)).await.expect("store");
+    let node = Agent::new(AgentConfig::new(Eid::ipn(2, 0)), store, clock);
+    // The forgeries: the genuine first fragment's ID with another ADU length, and a fragment
+    // a terabyte in.
+    let forged = [piece(0, total * 2, &[0xee; 2_500]), piece(1 << 40, (1 << 40) + 100, &[0xee; 100])];
+    for bundle in &forged {
+        node.receive(bundle.clone()).await.expect("a forged fragment is stored like any other");
+    }
+    // The genuine fragments, in an order of their own.
+    for offset in [7_500u64, 0, 5_000, 2_500] {
+        let at = offset as usize;
+        let reception = node.receive(piece(offset, total, &adu[at..at + 2_500])).await.expect("receive");
+        assert!(
+            matches!(reception, bpa::agent::Reception::Accepted(_)),
+            "the genuine fragment at {offset} is not taken for a duplicate of a forged one: {reception:?}"
+        );
+    }
+    assert_eq!(node.stats().reassembled, 1);
+    let endpoint = Eid::ipn(2, 5);
+    let mut delivered = Vec::new();
+    while let Some((id, header, content)) = node.oldest_waiting(&endpoint).await.expect("read") {
+        assert_eq!(header.primary.fragment, None);
+        let bytes = match content {
+            PayloadContent::Memory(bytes) => bytes.to_vec(),
+            PayloadContent::File(mut reader) => {
+                let mut bytes = Vec::new();
+                reader.read_to_end(&mut bytes).await.expect("read");
+                bytes
+            }
+        };
+        delivered.push(bytes);
+        assert!(node.acknowledge_stored(&endpoint, id).await.expect("ack"));
+    }
+    assert_eq!(delivered.len(), 1);
+    assert!(delivered[0] == adu, "the genuine ADU, byte for byte");
+    // What the forgeries left (two incomplete ADUs) waits to expire; nothing of the genuine.
+    assert_eq!(node.store().stats().bundles, 2);
+}

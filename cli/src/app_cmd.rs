@@ -614,7 +614,7 @@ pub fn status(client: Client, json_out: bool) -> anyhow::Result<ExitCode> {
             }
             if layer.get("files_exported").is_some() {
                 println!(
-                    "  {}: {} files / {} bytes exported, {} files / {} bytes imported; {} duplicates skipped; left alone: {} half-written, {} not bundles; {} export errors",
+                    "  {}: {} files / {} bytes exported, {} files / {} bytes imported; {} duplicates skipped; left alone: {} half-written, {} not bundles, {} unsafe; {} export errors",
                     if layer["present"].as_bool() == Some(true) { "present" } else { "not there" },
                     layer["files_exported"],
                     layer["bytes_exported"],
@@ -623,6 +623,7 @@ pub fn status(client: Client, json_out: bool) -> anyhow::Result<ExitCode> {
                     layer["duplicates_skipped"],
                     layer["half_written_left"],
                     layer["not_bundles_left"],
+                    layer["unsafe_entries_left"],
                     layer["export_errors"],
                 );
             } else if layer.get("crc_failures").is_some() {

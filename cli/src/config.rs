@@ -48,8 +48,28 @@ pub struct Config {
     pub spool: Vec<SpoolEntry>,
     #[serde(default)]
     pub custody: CustodySection,
+    #[serde(default)]
+    pub connections: ConnectionsSection,
 }
 
+/// `[connections]`: what every stream layer's listener (TCPCLv4, TCPCLv3, STCP, MTCP) allows
+/// the peers that connect to it (docs/convergence-layers.md, "Connections from peers").
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionsSection {
+    /// Connections peers may have open at once, per listener; past it the one idle longest
+    /// is shed for a newcomer.
+    pub max: Option<usize>,
+    /// Of those, from one IP address.
+    pub max_per_address: Option<usize>,
+    /// A contact header (TCPCL) or first frame (STCP, MTCP) within this, or the connection is
+    /// closed.
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub handshake_timeout: Option<Duration>,
+    /// A connection on which nothing arrives for this long is closed, whatever its keepalive.
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub idle_timeout: Option<Duration>,
+}
 /// `[custody]`: custody transfer hop by hop (BIBE; docs/custody.md).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -299,6 +319,11 @@ pub struct UdpPeerEntry {
     /// Bytes per second sent to it at most: a number, or with a unit ("1 Mbit/s").
     #[serde(default, deserialize_with = "rate_opt")]
     pub rate: Option<u64>,
+    /// Where its datagrams come from, when not from `address` (a port of 0: any port of that
+    /// IP; ION's udpclo sends from a new port each time). Custody signals, BIBE PDUs and status
+    /// reports for this node in its name are refused from anywhere else.
+    #[serde(default)]
+    pub sends_from: Vec<std::net::SocketAddr>,
 }
 
 fn rate_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
@@ -325,6 +350,10 @@ pub struct FramedSection {
     /// STCP only: a keepalive after this long without sending ("0s": none).
     #[serde(default, deserialize_with = "duration_opt")]
     pub keepalive: Option<Duration>,
+    /// A bundle part-way in that receives nothing for this long is dropped and its connection
+    /// closed.
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub stall_timeout: Option<Duration>,
     #[serde(default)]
     pub peers: Vec<FramedPeer>,
 }
@@ -448,6 +477,8 @@ pub struct ApiSection {
     pub body_idle_timeout: Option<Duration>,
     /// Most API connections served at once (256); more wait.
     pub max_connections: Option<usize>,
+    /// Largest contact plan `dtn plan load` (`POST /v1/plan`) may give, in bytes (64 MiB).
+    pub max_plan: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -658,6 +689,8 @@ data_dir = "{data_dir}"
 # header_timeout = "30s"
 # body_idle_timeout = "60s"
 # max_connections = 256
+# The largest contact plan `dtn plan load` may give, in bytes.
+# max_plan = 67108864
 
 [store]
 # Refuse new bundles beyond these totals (reason: depleted storage). No limit unless set;
@@ -731,6 +764,8 @@ data_dir = "{data_dir}"
 # listen = ["0.0.0.0:4456"]
 # max_bundle_size = 17179869184
 # keepalive = "15s"
+# A bundle part-way in that receives nothing for this long is dropped, its connection closed.
+# stall_timeout = "2m"
 # [[stcp.peers]]
 # address = "192.0.2.8:4456"
 # node_id = "ipn:8.0"
@@ -740,6 +775,7 @@ data_dir = "{data_dir}"
 # dtn7-rs listens on 16162.
 # listen = ["0.0.0.0:16162"]
 # max_bundle_size = 17179869184
+# stall_timeout = "2m"
 # [[mtcp.peers]]
 # address = "192.0.2.9:16162"
 # node_id = "ipn:9.0"
@@ -762,6 +798,16 @@ data_dir = "{data_dir}"
 # [[tcpcl3.peers]]
 # address = "192.0.2.11:4556"
 # node_id = "ipn:11.0"
+
+[connections]
+# What the stream layers' listeners (tcpcl, tcpcl3, stcp, mtcp) allow peers that connect. Past
+# `max` (or `max_per_address` from one IP), the connection idle longest is shed for a newcomer.
+# Every connection must send its contact header or first frame within handshake_timeout, and
+# is closed after idle_timeout with nothing received, whatever its keepalive (even none).
+# max = 256
+# max_per_address = 32
+# handshake_timeout = "30s"
+# idle_timeout = "5m"
 
 # Serial lines, one [[serial]] table each: a cable or a radio modem to one peer. Frames are
 # COBS with a CRC-32C (or SLIP, for HDTN's slip_over_uart); bundles larger than max_frame are
@@ -795,6 +841,9 @@ data_dir = "{data_dir}"
 # address = "192.0.2.10:4556"
 # node_id = "ipn:10.0"
 # rate = "10 Mbit/s"
+# Where its datagrams come from, if not from `address`; port 0 stands for any port (ION: "IP:0").
+# Custody signals, BIBE PDUs and reports in its name from anywhere else are refused.
+# sends_from = ["192.0.2.10:4556"]
 
 [routing]
 # A contact plan, loaded at start (relative times count from then); `dtn plan load` replaces it

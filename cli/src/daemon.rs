@@ -113,7 +113,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
     let tcpcl = start_tcpcl(&config, &agent).await?;
     let mut framed = Vec::new();
     for (framing, section) in [(Framing::Stcp, &config.stcp), (Framing::Mtcp, &config.mtcp)] {
-        if let Some(started) = start_framed(framing, section, &agent).await? {
+        if let Some(started) = start_framed(framing, section, &config, &agent).await? {
             framed.push(started);
         }
     }
@@ -144,6 +144,10 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
     let mut api_config = ApiConfig { spool_dir: data_dir.join("spool"), ..ApiConfig::default() };
     private_dir(&api_config.spool_dir)
         .with_context(|| format!("cannot create the spool directory {}", api_config.spool_dir.display()))?;
+    if let Some(v) = config.api.max_plan {
+        anyhow::ensure!(v > 0, "api.max_plan = 0 would refuse every plan: give a size in bytes");
+        api_config.max_plan = v;
+    }
     if let Some(v) = config.api.max_payload {
         api_config.max_payload = v;
     }
@@ -227,7 +231,8 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
     };
     // Spool requests name directories to write and read: on the private Unix socket only, never
     // on api.tcp (which any local user can reach).
-    let unix_router = bpa::api::router(state(agent.clone())).merge(spool_routes(agent.clone()));
+    let unix_router =
+        bpa::api::router(state(agent.clone())).merge(spool_routes(agent.clone(), data_dir.clone()));
     let unix_server = bpa::api::serve(listener, unix_router, limits, stopped(stop_rx.clone()));
     let tcp_server = tcp.map(|listener| {
         bpa::api::serve(listener, bpa::api::router(state(agent.clone())), limits, stopped(stop_rx.clone()))
@@ -350,8 +355,12 @@ async fn start_tcpcl(
     if let Some(v) = section.ignore_peer_transfer_mru {
         session.ignore_peer_transfer_mru = v;
     }
+    let connections = connection_settings(config)?;
+    session.negotiation_timeout = connections.handshake_timeout;
+    session.idle_timeout = connections.idle_timeout;
     let mut tcpcl_config = TcpclConfig::new(session);
     tcpcl_config.tls = tls;
+    tcpcl_config.limits = connections.limits;
     if let Some(v) = section.reconnect_max {
         tcpcl_config.reconnect_max = v.max(tcpcl_config.reconnect_min);
     }
@@ -493,12 +502,67 @@ fn manage_contacts(dialers: HashMap<Eid, Dialer>, mut events: tokio::sync::mpsc:
 type StartedFramed = (Framed<Agent<SqliteStore>>, Vec<SocketAddr>, Vec<(String, Eid)>);
 
 /// Starts STCP or MTCP if its section has anything to do: listeners and peers.
+/// `[connections]`, checked: the listeners' bounds and every stream layer's deadlines.
+#[derive(Debug, Clone, Copy)]
+struct ConnectionSettings {
+    limits: convergence_layers::listener::ConnectionLimits,
+    handshake_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+fn connection_settings(config: &Config) -> anyhow::Result<ConnectionSettings> {
+    let section = &config.connections;
+    let mut settings = ConnectionSettings {
+        limits: convergence_layers::listener::ConnectionLimits::default(),
+        handshake_timeout: Duration::from_secs(30),
+        idle_timeout: convergence_layers::listener::DEFAULT_IDLE_TIMEOUT,
+    };
+    if let Some(v) = section.max {
+        anyhow::ensure!(v > 0, "connections.max = 0 would refuse every peer: give a number of connections");
+        settings.limits.max_connections = v;
+    }
+    if let Some(v) = section.max_per_address {
+        anyhow::ensure!(
+            v > 0,
+            "connections.max_per_address = 0 would refuse every peer: give a number of connections"
+        );
+        settings.limits.max_per_address = v;
+    }
+    if let Some(v) = section.handshake_timeout {
+        anyhow::ensure!(
+            !v.is_zero(),
+            "connections.handshake_timeout = 0 would close every connection: give a duration (\"30s\")"
+        );
+        settings.handshake_timeout = v;
+    }
+    if let Some(v) = section.idle_timeout {
+        anyhow::ensure!(
+            !v.is_zero(),
+            "connections.idle_timeout = 0 would close every connection: give a duration (\"5m\")"
+        );
+        settings.idle_timeout = v;
+    }
+    Ok(settings)
+}
+
 async fn start_framed(
     framing: Framing,
     section: &crate::config::FramedSection,
+    config: &Config,
     agent: &Agent<SqliteStore>,
 ) -> anyhow::Result<Option<StartedFramed>> {
     let mut layer_config = FramedConfig::new(framing);
+    let connections = connection_settings(config)?;
+    layer_config.limits = connections.limits;
+    layer_config.first_frame_timeout = connections.handshake_timeout;
+    layer_config.idle_timeout = connections.idle_timeout;
+    if let Some(v) = section.stall_timeout {
+        anyhow::ensure!(
+            !v.is_zero(),
+            "{framing}.stall_timeout = 0 would cut off every bundle: give a duration (\"2m\")"
+        );
+        layer_config.stall_timeout = v;
+    }
     if let Some(v) = section.max_bundle_size {
         anyhow::ensure!(
             v > 0,
@@ -531,7 +595,7 @@ async fn start_framed(
 
 /// `POST /v1/spool/export?dir=DIR&for=NODE` and `POST /v1/spool/import?dir=DIR[&for=NODE...]`:
 /// `dtn spool` through the running daemon (docs/api.md).
-fn spool_routes(agent: Agent<SqliteStore>) -> axum::Router {
+fn spool_routes(agent: Agent<SqliteStore>, data_dir: PathBuf) -> axum::Router {
     use axum::extract::Query;
     use axum::http::StatusCode;
     use axum::response::IntoResponse;
@@ -565,14 +629,17 @@ fn spool_routes(agent: Agent<SqliteStore>) -> axum::Router {
             "duplicates": stats.duplicates,
             "half_written": stats.half_written,
             "not_bundles": stats.not_bundles,
+            "unsafe_entries": stats.unsafe_entries,
         })
     }
     let export_agent = agent.clone();
+    let export_data_dir = data_dir.clone();
     axum::Router::new()
         .route(
             "/v1/spool/export",
             axum::routing::post(move |Query(query): Query<Vec<(String, String)>>| {
                 let agent = export_agent.clone();
+                let data_dir = export_data_dir.clone();
                 async move {
                     let (dir, nodes) = match parse(&query) {
                         Ok(parsed) => parsed,
@@ -581,7 +648,7 @@ fn spool_routes(agent: Agent<SqliteStore>) -> axum::Router {
                     let [node] = nodes.as_slice() else {
                         return refused(StatusCode::BAD_REQUEST, "give exactly one node: for=NODE");
                     };
-                    match crate::spool_cmd::export_once(&agent, &dir, node).await {
+                    match crate::spool_cmd::export_once(&agent, &dir, node, &data_dir).await {
                         Ok(stats) => axum::Json(counters(&stats)).into_response(),
                         Err(error) => refused(StatusCode::CONFLICT, format!("{error:#}")),
                     }
@@ -592,12 +659,13 @@ fn spool_routes(agent: Agent<SqliteStore>) -> axum::Router {
             "/v1/spool/import",
             axum::routing::post(move |Query(query): Query<Vec<(String, String)>>| {
                 let agent = agent.clone();
+                let data_dir = data_dir.clone();
                 async move {
                     let (dir, nodes) = match parse(&query) {
                         Ok(parsed) => parsed,
                         Err(error) => return refused(StatusCode::BAD_REQUEST, error),
                     };
-                    match crate::spool_cmd::import_once(&agent, &dir, &nodes).await {
+                    match crate::spool_cmd::import_once(&agent, &dir, &nodes, &data_dir).await {
                         Ok(stats) => axum::Json(counters(&stats)).into_response(),
                         Err(error) => refused(StatusCode::CONFLICT, format!("{error:#}")),
                     }
@@ -659,6 +727,7 @@ fn start_spools(
         let mut spool_config = SpoolConfig::new(&entry.dir);
         spool_config.peers = entry.peers.clone();
         spool_config.import_for = entry.import_for.clone();
+        spool_config.keep_out = vec![data_dir.to_path_buf()];
         if let Some(v) = entry.scan_interval {
             anyhow::ensure!(!v.is_zero(), "{key}: scan_interval = 0: give a duration (\"2s\")");
             spool_config.scan_interval = v;
@@ -690,6 +759,7 @@ fn spool_json(spool: &Spool<Agent<SqliteStore>>) -> serde_json::Value {
         "duplicates_skipped": stats.duplicates,
         "half_written_left": stats.half_written,
         "not_bundles_left": stats.not_bundles,
+        "unsafe_entries_left": stats.unsafe_entries,
         "export_errors": stats.export_errors,
     })
 }
@@ -749,7 +819,11 @@ async fn start_tcpcl3(config: &Config, agent: &Agent<SqliteStore>) -> anyhow::Re
         anyhow::ensure!(v > 0, "tcpcl3.max_bundle_size = 0 would refuse every bundle: give a size in bytes");
         session.max_bundle_size = v;
     }
+    let connections = connection_settings(config)?;
+    session.header_timeout = connections.handshake_timeout;
+    session.idle_timeout = connections.idle_timeout;
     let mut layer_config = Tcpcl3Config::new(session);
+    layer_config.limits = connections.limits;
     if let Some(v) = section.segment_size {
         anyhow::ensure!(v > 0, "tcpcl3.segment_size = 0: give the largest data segment in bytes");
         layer_config.segment_size = v;
@@ -844,7 +918,12 @@ async fn start_udp(
     let mut peers = Vec::new();
     for entry in &section.peers {
         anyhow::ensure!(entry.rate != Some(0), "udp.peers: rate 0 would send nothing to {}", entry.address);
-        let peer = UdpPeer { address: entry.address, node_id: entry.node_id.clone(), rate: entry.rate };
+        let peer = UdpPeer {
+            address: entry.address,
+            node_id: entry.node_id.clone(),
+            rate: entry.rate,
+            sends_from: entry.sends_from.clone(),
+        };
         udp.add_peer(peer.clone()).await.with_context(|| format!("udp.peers = {}", entry.address))?;
         peers.push(peer);
     }
@@ -893,6 +972,7 @@ fn framed_json(
         "bundles_refused": stats.bundles_refused,
         "bad_frames": stats.bad_frames,
         "bundles_cut_off": stats.bundles_cut_off,
+        "timed_out": stats.timed_out,
     })
 }
 

@@ -128,6 +128,29 @@ enum Command {
     Man,
 }
 
+/// Every field of every log line, as text, with outsiders' characters escaped (design §3.10):
+/// a file name on a medium, a peer's text or an error quoting either can never end a line,
+/// forge the next or drive the terminal — one place, whatever logged it.
+fn escaping_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
+    use tracing_subscriber::field::MakeExt as _;
+    tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+        let text = format!("{value:?}");
+        if field.name() == "message" {
+            bpa::log::write_escaped(writer, &text)
+        } else {
+            write!(writer, "{field}=")?;
+            bpa::log::write_escaped(writer, &text)
+        }
+    })
+    .delimited(" ")
+}
+
+/// mimalloc rather than the C library's allocator: it hands freed memory back to the system
+/// (glibc's keeps a fragmented heap — a million-contact plan replaced by a small one left the
+/// daemon at 128 MiB, 25 MiB once trimmed).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr. The daemon logs what it does; the tools only warnings.
@@ -140,7 +163,8 @@ fn main() -> ExitCode {
     let logs =
         tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).with_ansi(colour);
     match cli.log_format {
-        LogFormat::Text => logs.init(),
+        LogFormat::Text => logs.fmt_fields(escaping_fields()).init(),
+        // JSON escapes control characters itself.
         LogFormat::Json => logs.json().init(),
     }
     let client = |daemon: &app_cmd::DaemonSocket| client::Client::new(daemon.socket.clone());

@@ -68,7 +68,7 @@ pub fn run(command: SpoolCommand) -> anyhow::Result<ExitCode> {
 async fn open(
     config_path: Option<PathBuf>,
     create: bool,
-) -> anyhow::Result<(Agent<SqliteStore>, SqliteStore)> {
+) -> anyhow::Result<(Agent<SqliteStore>, SqliteStore, PathBuf)> {
     let config = match &config_path {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -94,7 +94,7 @@ async fn open(
     };
     agent_config.echo = false;
     let agent = Agent::new(agent_config, store.clone(), Arc::new(SystemClock));
-    Ok((agent, store))
+    Ok((agent, store, data_dir))
 }
 
 /// Writes the bundles `agent` holds for `node` into `dir`, once; answers the spool's counters.
@@ -103,6 +103,7 @@ pub(crate) async fn export_once(
     agent: &Agent<SqliteStore>,
     dir: &Path,
     node: &Eid,
+    data_dir: &Path,
 ) -> anyhow::Result<convergence_layers::spool::SpoolStats> {
     if agent.neighbours().iter().any(|n| n.node_id == *node) {
         anyhow::bail!("{node} is connected now: its bundles go over that link, not to the spool");
@@ -111,6 +112,7 @@ pub(crate) async fn export_once(
         .with_context(|| format!("cannot create the spool directory {}", dir.display()))?;
     let mut spool_config = SpoolConfig::new(dir);
     spool_config.peers = vec![node.clone()];
+    spool_config.keep_out = vec![data_dir.to_path_buf()];
     let spool = Spool::new(agent.clone(), spool_config);
     spool.scan().await;
     // Done when nothing is on its way to the spool and nothing more was written for a while.
@@ -141,10 +143,12 @@ pub(crate) async fn import_once(
     agent: &Agent<SqliteStore>,
     dir: &Path,
     nodes: &[Eid],
+    data_dir: &Path,
 ) -> anyhow::Result<convergence_layers::spool::SpoolStats> {
     anyhow::ensure!(dir.is_dir(), "{} is not a directory (is the medium mounted?)", dir.display());
     let mut spool_config = SpoolConfig::new(dir);
     spool_config.import_for = nodes.iter().map(Eid::node_id).collect();
+    spool_config.keep_out = vec![data_dir.to_path_buf()];
     let spool = Spool::new(agent.clone(), spool_config);
     spool.scan().await;
     Ok(spool.stats())
@@ -168,11 +172,12 @@ fn report_import(
     duplicates: u64,
     half_written: u64,
     not_bundles: u64,
+    unsafe_entries: u64,
 ) {
     println!(
         "imported {imported} bundles ({bytes} bytes) from {}; {duplicates} already here (removed); left alone: \
-         {half_written} half-written, {not_bundles} not bundles",
-        dir.display()
+         {half_written} half-written, {not_bundles} not bundles, {unsafe_entries} links, FIFOs or other unsafe entries",
+        bpa::log::Escaped(dir.display())
     );
 }
 
@@ -189,9 +194,9 @@ async fn export(dir: &Path, node: Eid, config: Option<PathBuf>) -> anyhow::Resul
         let n = |k: &str| answer[k].as_u64().unwrap_or(0);
         return Ok(report_export(&node, &dir, n("exported"), n("bytes_exported"), n("export_errors")));
     }
-    let (agent, store) = open(config, false).await?;
+    let (agent, store, data_dir) = open(config, false).await?;
     agent.start().await.context("cannot pick up the bundles the store holds")?;
-    let stats = export_once(&agent, &dir, &node).await;
+    let stats = export_once(&agent, &dir, &node, &data_dir).await;
     drop(agent);
     store.close().await;
     let stats = stats?;
@@ -214,12 +219,13 @@ async fn import(dir: &Path, nodes: Vec<Eid>, config: Option<PathBuf>) -> anyhow:
             n("duplicates"),
             n("half_written"),
             n("not_bundles"),
+            n("unsafe_entries"),
         );
         return Ok(ExitCode::SUCCESS);
     }
     anyhow::ensure!(dir.is_dir(), "{} is not a directory (is the medium mounted?)", dir.display());
-    let (agent, store) = open(config, true).await?;
-    let stats = import_once(&agent, &dir, &nodes).await;
+    let (agent, store, data_dir) = open(config, true).await?;
+    let stats = import_once(&agent, &dir, &nodes, &data_dir).await;
     drop(agent);
     store.close().await;
     let stats = stats?;
@@ -230,6 +236,7 @@ async fn import(dir: &Path, nodes: Vec<Eid>, config: Option<PathBuf>) -> anyhow:
         stats.duplicates,
         stats.half_written,
         stats.not_bundles,
+        stats.unsafe_entries,
     );
     Ok(ExitCode::SUCCESS)
 }

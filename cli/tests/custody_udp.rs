@@ -37,10 +37,15 @@ fn lossy_relay(listen: u16, to: u16, one_in: u64, seed: u64, stop: Arc<AtomicBoo
 
 const CUSTODY: &str = "[custody]\nround_trip = \"400ms\"\nretransmit_min = \"400ms\"\nretransmit_max = \"4s\"\nsignal_delay = \"50ms\"\n";
 
-fn node_config(dir: &Path, node: &str, listen: u16, peers: &[(u16, &str)], routes: &str) {
+/// A node listening on `listen`, with peers `(port sent to, node ID, port its datagrams come
+/// from)`: each peer is reached through a relay and heard from through another, so its
+/// datagrams come from the other relay's port (`sends_from`).
+fn node_config(dir: &Path, node: &str, listen: u16, peers: &[(u16, &str, u16)], routes: &str) {
     let mut body = format!("{CUSTODY}{routes}[udp]\nlisten = [\"127.0.0.1:{listen}\"]\n");
-    for (port, id) in peers {
-        body.push_str(&format!("[[udp.peers]]\naddress = \"127.0.0.1:{port}\"\nnode_id = \"{id}\"\n"));
+    for (port, id, from) in peers {
+        body.push_str(&format!(
+            "[[udp.peers]]\naddress = \"127.0.0.1:{port}\"\nnode_id = \"{id}\"\nsends_from = [\"127.0.0.1:{from}\"]\n"
+        ));
     }
     common::write_config(dir, node, &body);
 }
@@ -74,15 +79,15 @@ fn custody_over_udp_losing_one_datagram_in_ten_delivers_a_thousand_bundles_exact
         dirs[0].path(),
         "ipn:1.0",
         a_port,
-        &[(ab, "ipn:2.0")],
+        &[(ab, "ipn:2.0", ba)],
         "[[routes]]\nto = \"ipn:3.*\"\nvia = \"ipn:2.0\"\n",
     );
-    node_config(dirs[1].path(), "ipn:2.0", b_port, &[(ba, "ipn:1.0"), (bc, "ipn:3.0")], "");
+    node_config(dirs[1].path(), "ipn:2.0", b_port, &[(ba, "ipn:1.0", ab), (bc, "ipn:3.0", cb)], "");
     node_config(
         dirs[2].path(),
         "ipn:3.0",
         c_port,
-        &[(cb, "ipn:2.0")],
+        &[(cb, "ipn:2.0", bc)],
         "[[routes]]\nto = \"ipn:1.*\"\nvia = \"ipn:2.0\"\n",
     );
     let c = Daemon::start(dirs[2].path());

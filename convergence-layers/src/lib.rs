@@ -2,7 +2,7 @@
 //! implements [`bpa::cla::ConvergenceLayer`].
 
 pub mod framed;
-mod listener;
+pub mod listener;
 pub mod serial;
 pub mod spool;
 pub mod tcpcl;

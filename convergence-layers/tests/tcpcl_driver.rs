@@ -515,31 +515,49 @@ async fn a_segment_over_the_announced_segment_mru_ends_the_session() {
     assert!(blob_files(&a).is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_listener_holds_at_most_256_connections_and_closes_more_at_once() {
-    let (_node, address) = listening(2).await;
-    // 256 connections that say nothing (each waits up to the 30 s negotiation timeout).
-    let mut open = Vec::new();
-    for _ in 0..256 {
-        open.push(TcpStream::connect(address).await.expect("connect"));
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    // The next one is closed at once.
-    let mut extra = TcpStream::connect(address).await.expect("connect");
+/// A connection from the loopback address `local`.
+async fn connect_from(local: &str, to: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind(format!("{local}:0").parse().expect("local")).expect("bind");
+    socket.connect(to).await.expect("connect")
+}
+
+/// Whether the daemon closed `stream` within a second (a read ends or fails), rather than kept
+/// it open (the read waits).
+async fn closed_soon(stream: &mut TcpStream) -> bool {
     let mut byte = [0u8; 1];
-    let read =
-        tokio::time::timeout(Duration::from_secs(5), extra.read(&mut byte)).await.expect("closed in time");
-    assert!(matches!(read, Ok(0) | Err(_)), "the 257th connection was closed: {read:?}");
-    // Those already open still are.
-    let still = tokio::time::timeout(Duration::from_millis(300), open[0].read(&mut byte)).await;
-    assert!(
-        still.is_err() || matches!(still, Ok(Ok(n)) if n > 0),
-        "the first connection is still open: {still:?}"
-    );
-    // One closes: room for one more.
-    drop(open.pop());
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut again = TcpStream::connect(address).await.expect("connect");
-    let read = tokio::time::timeout(Duration::from_millis(500), again.read(&mut byte)).await;
-    assert!(read.is_err() || matches!(read, Ok(Ok(n)) if n > 0), "accepted again: {read:?}");
+    matches!(tokio::time::timeout(Duration::from_secs(1), stream.read(&mut byte)).await, Ok(Ok(0) | Err(_)))
+}
+
+/// Issue 25, fault 8: past the listener's bound a new connection is not refused: the one that
+/// has gone longest without a bundle is shed for it — among those of the same address when
+/// that address's own bound is the one reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_listener_sheds_the_idlest_connection_and_one_address_cannot_take_them_all() {
+    let mut config = config();
+    config.limits = convergence_layers::listener::ConnectionLimits { max_connections: 8, max_per_address: 4 };
+    let node = node_with(2, StoreConfig::default(), config).await;
+    let address = node.tcpcl.listen("127.0.0.1:0".parse().expect("address")).await.expect("listen");
+    // Four from each of two addresses, silent: the listener is full.
+    let mut first = Vec::new();
+    let mut second = Vec::new();
+    for _ in 0..4 {
+        first.push(connect_from("127.0.0.2", address).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..4 {
+        second.push(connect_from("127.0.0.3", address).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A fifth from the first address sheds that address's oldest, not the other's.
+    let mut fifth = connect_from("127.0.0.2", address).await;
+    assert!(closed_soon(&mut first[0]).await, "the address's idlest was shed");
+    assert!(!closed_soon(&mut second[0]).await, "another address's connection is kept");
+    assert!(!closed_soon(&mut fifth).await, "the newcomer is kept");
+    // A newcomer from a third address sheds the idlest of all: the first address's second.
+    let mut third = connect_from("127.0.0.4", address).await;
+    assert!(closed_soon(&mut first[1]).await, "the idlest of all was shed");
+    assert!(!closed_soon(&mut third).await, "the newcomer is kept");
+    assert!(!closed_soon(&mut second[0]).await);
 }

@@ -42,7 +42,12 @@ async fn bundles_up_to_1_mib_cross_in_datagrams_fragmented_and_reassembled() {
     let b = node(2, UdpConfig::default()).await;
     // Paced at 20 MB/s: a 1 MiB bundle's datagrams at once would overrun a receive buffer the
     // kernel may cap below 1 MiB (UDP loses what it cannot hold).
-    let peer = UdpPeer { address: b.address, node_id: Eid::ipn(2, 0), rate: Some(20_000_000) };
+    let peer = UdpPeer {
+        address: b.address,
+        node_id: Eid::ipn(2, 0),
+        rate: Some(20_000_000),
+        sends_from: Vec::new(),
+    };
     a.udp.add_peer(peer).await.expect("peer");
     let payloads = [pattern(1, 1), pattern(1024, 2), pattern(1 << 20, 3)];
     for p in &payloads {
@@ -85,7 +90,12 @@ async fn with_a_tenth_of_datagrams_lost_what_arrives_is_whole_and_counted() {
     let (shim, passed) = lossy_shim(b.address, 10).await;
     // Paced, so that the loopback's buffers never drop anything the shim did not.
     a.udp
-        .add_peer(UdpPeer { address: shim, node_id: Eid::ipn(2, 0), rate: Some(2_000_000) })
+        .add_peer(UdpPeer {
+            address: shim,
+            node_id: Eid::ipn(2, 0),
+            rate: Some(2_000_000),
+            sends_from: Vec::new(),
+        })
         .await
         .expect("peer");
     for i in 0..200u32 {
@@ -129,7 +139,10 @@ async fn junk_keepalives_and_strangers_are_counted_and_dropped() {
     }
     // A real bundle still goes through.
     let a = node(1, UdpConfig::default()).await;
-    a.udp.add_peer(UdpPeer { address: b.address, node_id: Eid::ipn(2, 0), rate: None }).await.expect("peer");
+    a.udp
+        .add_peer(UdpPeer { address: b.address, node_id: Eid::ipn(2, 0), rate: None, sends_from: Vec::new() })
+        .await
+        .expect("peer");
     send_streamed(&a.agent, Eid::ipn(1, 1), Eid::ipn(2, 1), b"after the junk").await;
     let got = take_payloads(&b.agent, &Eid::ipn(2, 1), 1, Duration::from_secs(30)).await;
     assert_eq!(got, vec![b"after the junk".to_vec()]);
@@ -150,8 +163,12 @@ async fn bundles_cross_over_ipv6_and_a_node_bound_to_both_families_answers_each(
     let b_address = b.bind("[::1]:0".parse().expect("address")).await.expect("bind v6");
     let c_address = c.bind("127.0.0.1:0".parse().expect("address")).await.expect("bind v4");
     assert!(b_address.is_ipv6());
-    a.add_peer(UdpPeer { address: b_address, node_id: Eid::ipn(2, 0), rate: None }).await.expect("peer");
-    a.add_peer(UdpPeer { address: c_address, node_id: Eid::ipn(3, 0), rate: None }).await.expect("peer");
+    a.add_peer(UdpPeer { address: b_address, node_id: Eid::ipn(2, 0), rate: None, sends_from: Vec::new() })
+        .await
+        .expect("peer");
+    a.add_peer(UdpPeer { address: c_address, node_id: Eid::ipn(3, 0), rate: None, sends_from: Vec::new() })
+        .await
+        .expect("peer");
     send_streamed(&a_agent, Eid::ipn(1, 1), Eid::ipn(2, 1), &pattern(1000, 5)).await;
     send_streamed(&a_agent, Eid::ipn(1, 1), Eid::ipn(3, 1), &pattern(1000, 6)).await;
     assert_eq!(

@@ -48,6 +48,7 @@ impl Node {
             address: dtnd.address().parse().expect("address"),
             node_id: "dtn://nodeA/".parse().expect("EID"),
             rate: Some(20_000_000),
+            sends_from: Vec::new(),
         };
         self.udp.add_peer(peer).await.expect("peer");
     }

@@ -18,6 +18,8 @@ pub(super) struct Counters {
     pub discarded: AtomicU64,
     pub reports_sent: AtomicU64,
     pub store_errors: AtomicU64,
+    pub logs_suppressed: AtomicU64,
+    pub impostors: AtomicU64,
     pub custody_sent: AtomicU64,
     pub custody_released: AtomicU64,
     pub custody_retransmitted: AtomicU64,
@@ -60,6 +62,8 @@ impl Counters {
             discarded: get(&self.discarded),
             reports_sent: get(&self.reports_sent),
             store_errors: get(&self.store_errors),
+            logs_suppressed: get(&self.logs_suppressed),
+            impostors: get(&self.impostors),
             custody: CustodyStats {
                 sent: get(&self.custody_sent),
                 released: get(&self.custody_released),
@@ -109,6 +113,11 @@ pub struct AgentStats {
     pub reports_sent: u64,
     /// Store operations on a bundle that failed (each logged with the bundle's store id).
     pub store_errors: u64,
+    /// Log lines peers provoked that were left out (one line per kind per window is written).
+    pub logs_suppressed: u64,
+    /// Administrative records in a neighbour's name that came from an address that is not the
+    /// neighbour's (design §3.10): refused.
+    pub impostors: u64,
     pub custody: CustodyStats,
 }
 
@@ -178,6 +187,23 @@ impl AgentStats {
             ("discarded", "bundles deleted for another reason", self.discarded),
             ("reports_sent", "status reports sent", self.reports_sent),
             ("store_errors", "store operations on a bundle that failed (each logged)", self.store_errors),
+        ]
+    }
+
+    /// The counters about peers rather than bundles, with their Prometheus names (after
+    /// `dtn_`) and help texts.
+    pub fn named_peers(&self) -> [(&'static str, &'static str, u64); 2] {
+        [
+            (
+                "logs_suppressed",
+                "log lines peers provoked that were left out (one per kind per 10 s is written)",
+                self.logs_suppressed,
+            ),
+            (
+                "impostors",
+                "administrative records in a neighbour's name from an address not its own, refused",
+                self.impostors,
+            ),
         ]
     }
 }

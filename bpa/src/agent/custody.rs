@@ -325,16 +325,14 @@ impl<S: Store> Agent<S> {
     ) -> Result<Reception, AgentError> {
         let Decapsulation { from, tid, inner_len, check, .. } = carrier;
         if let Err(error) = check.finish() {
-            Counters::bump(&self.inner.counters.refused);
-            tracing::info!(%error, custodian = %from, "a received BIBE carrier was refused");
-            return Err(AgentError::Invalid(error));
+            return Err(self.carrier_refused(error));
         }
         let header = insert.header().cloned();
         if tid != 0
             && let Some(why) = header.as_ref().and_then(|h| self.unroutable(&h.primary, inner_len))
         {
             drop(insert); // nothing of it stays
-            tracing::info!(custodian = %from, transmission_id = tid, refusal = why.name(), "custody refused");
+            self.log_custody_refused(&from.to_string(), tid, why, None);
             self.refuse_custody(&from, tid, why).await?;
             return Ok(Reception::Consumed);
         }
@@ -531,7 +529,9 @@ impl<S: Store> Agent<S> {
             Ok(inner) => inner,
             Err(error) => {
                 Counters::bump(&counters.refused);
-                tracing::info!(%error, custodian = %from, transmission_id = tid, "a BIBE PDU holds an invalid bundle");
+                if let Some(suppressed) = self.provoked(super::warnings::Provoked::InvalidPdu) {
+                    tracing::info!(error = %crate::log::Escaped(&error), custodian = %from, transmission_id = tid, earlier_of_this_kind_not_logged = suppressed, "a BIBE PDU holds an invalid bundle");
+                }
                 if tid != 0 {
                     self.refuse_custody(from, tid, CustodyDisposition::BLOCK_UNINTELLIGIBLE).await?;
                     return Ok(Reception::Consumed);
@@ -542,7 +542,7 @@ impl<S: Store> Agent<S> {
         if tid != 0
             && let Some(why) = self.unroutable(inner.primary(), pdu.bundle.len() as u64)
         {
-            tracing::info!(custodian = %from, transmission_id = tid, destination = %inner.primary().destination, refusal = why.name(), "custody refused");
+            self.log_custody_refused(&from.to_string(), tid, why, Some(&inner.primary().destination));
             self.refuse_custody(from, tid, why).await?;
             return Ok(Reception::Consumed);
         }
@@ -619,7 +619,7 @@ impl<S: Store> Agent<S> {
             && let Some(why) = header.as_ref().and_then(|h| self.unroutable(&h.primary, inner_len))
         {
             drop(insert); // nothing of it stays
-            tracing::info!(custodian = %from, transmission_id = tid, refusal = why.name(), "custody refused");
+            self.log_custody_refused(&from.to_string(), tid, why, None);
             self.refuse_custody(from, tid, why).await?;
             return Ok(true);
         }
@@ -724,6 +724,26 @@ impl<S: Store> Agent<S> {
         Box::pin(async move { self.dispatch_with(id, &primary, bundle, recorded).await })
     }
 
+    /// Logs (rate-limited: a peer provokes it) custody refused to `custodian`'s transmission.
+    fn log_custody_refused(
+        &self,
+        custodian: &str,
+        tid: u64,
+        why: CustodyDisposition,
+        destination: Option<&Eid>,
+    ) {
+        if let Some(suppressed) = self.provoked(super::warnings::Provoked::CustodyRefused) {
+            tracing::info!(
+                custodian,
+                transmission_id = tid,
+                destination = destination.map(tracing::field::display),
+                refusal = why.name(),
+                earlier_of_this_kind_not_logged = suppressed,
+                "custody refused"
+            );
+        }
+    }
+
     /// Queues a refusal to `from`'s transmission `tid`.
     async fn refuse_custody(&self, from: &Eid, tid: u64, why: CustodyDisposition) -> Result<(), AgentError> {
         self.inner.store.queue_signal(from.to_string(), tid, why.0).await?;
@@ -773,16 +793,7 @@ impl<S: Store> Agent<S> {
         }
         if unmatched > 0 {
             counters.custody_signal_ids_ignored.fetch_add(unmatched, Ordering::Relaxed);
-            let allowed = {
-                let mut warnings = lock(&self.inner.custody_warnings);
-                if warnings.len() >= WARNED_PEERS && !warnings.contains_key(from) {
-                    warnings.clear();
-                }
-                warnings
-                    .entry(from.clone())
-                    .or_insert_with(|| crate::log::RateLimit::new(Duration::from_secs(10)))
-                    .allow(std::time::Instant::now())
-            };
+            let allowed = lock(&self.inner.custody_warnings).allow(from.clone(), std::time::Instant::now());
             if let Some(suppressed) = allowed {
                 tracing::warn!(
                     neighbour = %from, disposition = signal.disposition.name(), ids = unmatched,

@@ -133,10 +133,14 @@ fn travels_with_every_fragment(block: &CanonicalBlock) -> bool {
     matches!(block.block_type, PREVIOUS_NODE | BUNDLE_AGE | HOP_COUNT)
 }
 
-/// The name of the ADU a bundle or fragment belongs to: source, creation time and sequence
-/// number (RFC 9171 §5.9), as the store records it for fragments awaiting reassembly.
+/// The name of the ADU a fragment belongs to, as the store records it for fragments awaiting
+/// reassembly: source, creation time and sequence number (RFC 9171 §5.9) — and the total ADU
+/// length the fragment claims, so a fragment contradicting the others on it (forged, or from a
+/// broken sender) starts an ADU of its own and cannot keep a consistent set from completing.
+/// (The store's upgrade to schema 5 makes older keys into these by appending the length.)
 pub fn adu_key(primary: &crate::bundle::PrimaryBlock) -> String {
-    format!("{} {} {}", primary.source, primary.creation.time, primary.creation.sequence)
+    let total = primary.fragment.map_or(0, |f| f.total_adu_length);
+    format!("{} {} {} {total}", primary.source, primary.creation.time, primary.creation.sequence)
 }
 
 /// Why a fragment does not belong to, or cannot complete, a reassembly.

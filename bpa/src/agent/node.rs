@@ -101,6 +101,11 @@ pub enum AgentError {
          a new bundle needs a new creation timestamp (is the clock behind?)"
     )]
     AlreadyHandled(crate::bundle::BundleId),
+    #[error(
+        "an administrative record in the name of {claimed} came from {sender}, which is not where \
+         {claimed} sends from: refused (if it is {claimed}, set sends_from for it)"
+    )]
+    Impostor { claimed: Eid, sender: String },
 }
 
 /// The answer to a received bundle.
@@ -210,8 +215,10 @@ pub(super) struct Inner<S> {
     /// Custody answers queued since the last signal batch (it goes at once past a threshold).
     pub signals_waiting: AtomicU64,
     /// Signals naming unknown transmissions are logged once per window per sender (at most
-    /// [`super::custody::WARNED_PEERS`] senders remembered).
-    pub custody_warnings: Mutex<HashMap<Eid, crate::log::RateLimit>>,
+    /// [`super::custody::WARNED_PEERS`] senders remembered, the rest sharing one window).
+    pub custody_warnings: Mutex<crate::log::RateLimits<Eid>>,
+    /// Log lines peers provoke, one per kind per window ([`super::warnings`]).
+    pub provoked: Mutex<super::warnings::ProvokedLimits>,
 }
 
 pub(super) type BoxedTask = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -335,7 +342,11 @@ impl<S: Store> Agent<S> {
                 forwarding_overhead,
                 contact_events: Mutex::new(None),
                 signals_waiting: AtomicU64::new(0),
-                custody_warnings: Mutex::new(HashMap::new()),
+                custody_warnings: Mutex::new(crate::log::RateLimits::new(
+                    Duration::from_secs(10),
+                    super::custody::WARNED_PEERS,
+                )),
+                provoked: Mutex::new(super::warnings::limits()),
             }),
         }
     }

@@ -29,16 +29,22 @@ const PAGE: usize = 1024;
 /// Bytes copied at a time from a fragment into the reassembled bundle.
 const CHUNK: usize = 64 * 1024;
 
-/// ADUs whose coverage is kept in memory; past it the oldest is forgotten (and read from the
-/// store again if another of its fragments arrives).
+/// ADUs whose coverage is kept in memory; past it the oldest of the source tracking the most is
+/// forgotten (and read from the store again if another of its fragments arrives).
 const MAX_TRACKED_ADUS: usize = 4096;
 
-/// The ranges of each ADU the stored fragments cover, for the ADUs being reassembled.
+/// ADUs of one source whose coverage is kept in memory; past it that source's oldest is
+/// forgotten. A source (or a sender using its name) flooding fragments of new ADUs displaces
+/// only its own, never another source's reassembly.
+const MAX_TRACKED_PER_SOURCE: usize = 256;
+
+/// The ranges of each ADU the stored fragments cover, for the ADUs being reassembled (bounded
+/// in all and per source).
 #[derive(Debug, Default)]
 pub struct Coverage {
     adus: std::collections::HashMap<String, Covered>,
-    /// Oldest first, for forgetting.
-    order: std::collections::VecDeque<String>,
+    /// Each source's ADUs tracked, oldest first, for forgetting.
+    by_source: std::collections::HashMap<String, std::collections::VecDeque<String>>,
 }
 
 /// Disjoint covered ranges of one ADU, start → end, merged as fragments arrive.
@@ -77,19 +83,47 @@ impl Covered {
 impl Coverage {
     fn forget(&mut self, adu: &str) {
         if self.adus.remove(adu).is_some() {
-            self.order.retain(|a| a != adu);
+            let source = source_of(adu);
+            if let Some(adus) = self.by_source.get_mut(source) {
+                adus.retain(|a| a != adu);
+                if adus.is_empty() {
+                    self.by_source.remove(source);
+                }
+            }
+        }
+    }
+
+    /// Forgets the oldest ADU of `source`.
+    fn forget_oldest_of(&mut self, source: &str) {
+        if let Some(oldest) = self.by_source.get(source).and_then(|adus| adus.front()).cloned() {
+            self.forget(&oldest);
         }
     }
 
     fn track(&mut self, adu: &str, covered: Covered) -> &mut Covered {
-        if self.adus.len() >= MAX_TRACKED_ADUS
-            && let Some(oldest) = self.order.pop_front()
-        {
-            self.adus.remove(&oldest);
+        let source = source_of(adu).to_owned();
+        if !self.adus.contains_key(adu) {
+            if self.by_source.get(&source).is_some_and(|adus| adus.len() >= MAX_TRACKED_PER_SOURCE) {
+                self.forget_oldest_of(&source);
+            } else if self.adus.len() >= MAX_TRACKED_ADUS {
+                // Bounded: at most MAX_TRACKED_ADUS / MAX_TRACKED_PER_SOURCE * 2 sources are
+                // looked through, and none can hold more than its share.
+                let busiest =
+                    self.by_source.iter().max_by_key(|(_, adus)| adus.len()).map(|(s, _)| s.clone());
+                if let Some(busiest) = busiest {
+                    self.forget_oldest_of(&busiest);
+                }
+            }
+            self.by_source.entry(source).or_default().push_back(adu.to_owned());
         }
-        self.order.push_back(adu.to_owned());
         self.adus.entry(adu.to_owned()).or_insert(covered)
     }
+}
+
+/// The source part of an ADU key ([`super::fragment::adu_key`]: `source time sequence total`;
+/// an EID holds no space).
+fn source_of(adu: &str) -> &str {
+    adu.split(' ').next().unwrap_or(adu)
 }
 
 /// One stored fragment of an ADU: where its payload goes.
@@ -97,6 +131,9 @@ impl Coverage {
 struct Extent {
     start: u64,
     end: u64,
+    /// The ADU length the fragment claims (its key names it too: they agree but for a row
+    /// stored before schema 5 whose header could not be read).
+    adu_length: u64,
     id: StoreId,
 }
 
@@ -105,8 +142,6 @@ struct Extent {
 enum ReassemblyError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("the fragment stored as {id} is not of this ADU: {why}; it waits to expire")]
-    Misfit { id: StoreId, why: String },
     #[error("bytes {from}..{to} of the ADU are not in any readable fragment")]
     Gap { from: u64, to: u64 },
     #[error("the reassembled bundle is invalid: {0}")]
@@ -142,8 +177,8 @@ impl<S: Store> Agent<S> {
             match coverage.adus.get_mut(adu) {
                 Some(covered) => match self.inner.store.get(id).await {
                     Ok(Some(stored)) => {
-                        if let Some((offset, length)) = stored.bundle_id.fragment {
-                            covered.add(offset, offset.saturating_add(length));
+                        if let Some(fragment) = stored.bundle_id.fragment {
+                            covered.add(fragment.offset, fragment.end());
                         }
                         covered.covers(total)
                     }
@@ -186,13 +221,12 @@ impl<S: Store> Agent<S> {
                 return;
             }
         };
-        // The offset-0 fragment gives the ADU's length and the bundle's blocks.
-        let Some(first) = extents.iter().find(|e| e.start == 0 && e.end > 0) else { return };
-        if reach(&extents) < extents.iter().map(|e| e.end).max().unwrap_or(0) {
-            return; // a hole before the last byte received
-        }
+        // The offset-0 fragment gives the ADU's length and the bundle's blocks; only fragments
+        // that agree with it on the length count (the key says so too).
+        let Some(first) = extents.iter().find(|e| e.start == 0 && e.end > 0).copied() else { return };
         let Some((header, _)) = self.open_payload(first.id).await else { return };
         let Some(total) = header.primary.fragment.map(|f| f.total_adu_length) else { return };
+        let extents: Vec<Extent> = extents.into_iter().filter(|e| e.adu_length == total).collect();
         if reach(&extents) < total {
             return;
         }
@@ -226,8 +260,13 @@ impl<S: Store> Agent<S> {
             let Some(last) = page.last() else { break };
             after = last.id;
             extents.extend(page.iter().filter_map(|meta| {
-                let (offset, length) = meta.bundle_id.fragment?;
-                Some(Extent { start: offset, end: offset.saturating_add(length), id: meta.id })
+                let fragment = meta.bundle_id.fragment?;
+                Some(Extent {
+                    start: fragment.offset,
+                    end: fragment.end(),
+                    adu_length: fragment.adu_length,
+                    id: meta.id,
+                })
             }));
         }
         extents.sort_unstable();
@@ -270,21 +309,25 @@ impl<S: Store> Agent<S> {
             let Some((fragment, content)) = self.open_payload(extent.id).await else {
                 continue; // gone or damaged (logged): another fragment may cover its bytes
             };
-            let misfit = |why: String| ReassemblyError::Misfit { id: extent.id, why };
-            match fragment.primary.fragment {
-                Some(info) if info.total_adu_length == total => {}
-                Some(info) => {
-                    return Err(misfit(format!(
-                        "its ADU is {} bytes, the first fragment's {total}",
-                        info.total_adu_length
-                    )));
+            // A fragment that does not fit (its row said otherwise than its bytes do) is passed
+            // over, not allowed to abandon the ADU: another may cover its bytes, else the gap
+            // is reported below.
+            let misfit = match fragment.primary.fragment {
+                Some(info) if info.total_adu_length != total => {
+                    Some(format!("its ADU is {} bytes, the first fragment's {total}", info.total_adu_length))
                 }
-                None => return Err(misfit("it is not a fragment".into())),
-            }
-            if fragment.primary.source != first.primary.source
-                || fragment.primary.creation != first.primary.creation
-            {
-                return Err(misfit("another source or creation timestamp".into()));
+                None => Some("it is not a fragment".into()),
+                Some(_)
+                    if fragment.primary.source != first.primary.source
+                        || fragment.primary.creation != first.primary.creation =>
+                {
+                    Some("another source or creation timestamp".into())
+                }
+                Some(_) => None,
+            };
+            if let Some(why) = misfit {
+                tracing::warn!(store_id = extent.id, %why, "a fragment does not fit its ADU: passed over; it waits to expire");
+                continue;
             }
             // Bytes before `written` are held already; the rest is copied.
             let skip = written - extent.start;
@@ -356,18 +399,36 @@ mod tests {
         covered.add(3, 3);
         assert!(covered.covers(20));
         assert_eq!(covered.ranges.into_iter().collect::<Vec<_>>(), vec![(0, 20)]);
-        // Forgetting the oldest past the cap.
+    }
+
+    #[test]
+    fn coverage_is_bounded_per_source_and_a_flood_displaces_only_its_own() {
+        let key = |source: &str, i: usize| format!("{source} 5 {i} 100");
         let mut coverage = Coverage::default();
-        for i in 0..MAX_TRACKED_ADUS + 1 {
-            coverage.track(&i.to_string(), Covered::default());
+        // A genuine source's ADUs in progress, then a flood of new ADUs in another's name.
+        for i in 0..10 {
+            coverage.track(&key("ipn:1.1", i), Covered::default());
+        }
+        for i in 0..MAX_TRACKED_PER_SOURCE * 40 {
+            coverage.track(&key("ipn:66.1", i), Covered::default());
+        }
+        assert_eq!(coverage.adus.len(), 10 + MAX_TRACKED_PER_SOURCE);
+        assert!((0..10).all(|i| coverage.adus.contains_key(&key("ipn:1.1", i))), "untouched");
+        assert!(!coverage.adus.contains_key(&key("ipn:66.1", 0)), "the flood's oldest went first");
+        // Many sources at once: the total stays bounded, the busiest giving way first.
+        for source in 0..MAX_TRACKED_ADUS {
+            coverage.track(&key(&format!("ipn:{}.1", 1000 + source), 0), Covered::default());
         }
         assert_eq!(coverage.adus.len(), MAX_TRACKED_ADUS);
-        assert!(!coverage.adus.contains_key("0"));
+        let tracked: usize = coverage.by_source.values().map(|a| a.len()).sum();
+        assert_eq!(tracked, MAX_TRACKED_ADUS, "the two maps agree");
+        coverage.forget(&key("ipn:1000.1", 0));
+        assert!(!coverage.by_source.contains_key("ipn:1000.1"), "an emptied source is dropped");
     }
 
     #[test]
     fn reach_stops_at_the_first_hole_and_counts_overlaps_once() {
-        let e = |start, end| Extent { start, end, id: 0 };
+        let e = |start, end| Extent { start, end, adu_length: 30, id: 0 };
         assert_eq!(reach(&[]), 0);
         assert_eq!(reach(&[e(0, 10), e(5, 20), e(20, 30)]), 30);
         assert_eq!(reach(&[e(0, 10), e(0, 10), e(11, 30)]), 10);

@@ -11,17 +11,32 @@ use super::node::{Agent, AgentError, Reception};
 use super::report::Status;
 use crate::admin::ReasonCode;
 use crate::bundle::{Bundle, BundleError};
+use crate::cla::Sender;
 use crate::store::{BundleState, InsertOutcome, StateKind, Store, StreamingInsert};
 
 impl<S: Store> Agent<S> {
     /// A bundle from a convergence layer (RFC 9171 §5.6). `Ok` means it is durable here: the
     /// layer may acknowledge it to the sender.
     pub async fn receive(&self, encoded: Bytes) -> Result<Reception, AgentError> {
+        self.receive_from(encoded, None).await
+    }
+
+    /// As [`Agent::receive`], from a `sender` the layer can check claims against
+    /// ([`Sender`]): an administrative record for this node — whole or a fragment of one, since
+    /// a reassembled record is acted on too — in the name of a node that cannot have sent it
+    /// is refused ([`AgentError::Impostor`]), counted and logged (rate-limited).
+    pub async fn receive_from(
+        &self,
+        encoded: Bytes,
+        sender: Option<&dyn Sender>,
+    ) -> Result<Reception, AgentError> {
         let counters = &self.inner.counters;
-        let bundle = Bundle::parse(&encoded, &self.inner.config.parse).inspect_err(|error| {
-            Counters::bump(&counters.refused);
-            tracing::info!(%error, "a received bundle was refused");
-        })?;
+        let bundle = Bundle::parse(&encoded, &self.inner.config.parse)
+            .map_err(AgentError::Invalid)
+            .inspect_err(|error| self.log_refusal(error))?;
+        if let Some(sender) = sender {
+            self.check_sender(bundle.primary(), sender)?;
+        }
         if let Some(taken) = self.take_custody_record(&bundle).await {
             return taken;
         }
@@ -52,6 +67,30 @@ impl<S: Store> Agent<S> {
                 Ok(Reception::Accepted(id))
             }
         }
+    }
+}
+
+impl<S: Store> Agent<S> {
+    /// Refuses a record for this node in the name of a node `sender` cannot speak for.
+    fn check_sender(
+        &self,
+        primary: &crate::bundle::PrimaryBlock,
+        sender: &dyn Sender,
+    ) -> Result<(), AgentError> {
+        if !primary.flags.is_admin_record() || primary.destination.node_id() != self.inner.config.node_id {
+            return Ok(());
+        }
+        let claimed = primary.source.node_id();
+        if sender.may_speak_for(&claimed) {
+            return Ok(());
+        }
+        Counters::bump(&self.inner.counters.impostors);
+        Counters::bump(&self.inner.counters.refused);
+        let error = AgentError::Impostor { claimed, sender: sender.describe() };
+        if let Some(suppressed) = self.provoked(super::warnings::Provoked::Impostor) {
+            tracing::warn!(error = %crate::log::Escaped(&error), earlier_of_this_kind_not_logged = suppressed, "a bundle was refused");
+        }
+        Err(error)
     }
 }
 
@@ -117,11 +156,7 @@ impl<S: Store> PendingReceive<S> {
                 self.sniff(gathered.as_deref().unwrap_or(chunk)).await?;
             }
             Arriving::Decapsulating(carrier) => {
-                let inner = carrier.take(chunk).map_err(|error| {
-                    Counters::bump(&self.agent.inner.counters.refused);
-                    tracing::info!(%error, "a received BIBE carrier was refused");
-                    AgentError::Invalid(error)
-                })?;
+                let inner = carrier.take(chunk).map_err(|error| self.agent.carrier_refused(error))?;
                 self.write_inner(inner).await?;
             }
         }
@@ -146,11 +181,7 @@ impl<S: Store> PendingReceive<S> {
                 Ok(())
             }
             super::custody::Sniffed::Carrier(mut carrier) => {
-                let inner = carrier.start(seen).map_err(|error| {
-                    Counters::bump(&self.agent.inner.counters.refused);
-                    tracing::info!(%error, "a received BIBE carrier was refused");
-                    AgentError::Invalid(error)
-                })?;
+                let inner = carrier.start(seen).map_err(|error| self.agent.carrier_refused(error))?;
                 self.arriving = Arriving::Decapsulating(carrier);
                 self.write_inner(inner).await
             }
@@ -191,9 +222,9 @@ impl<S: Store> PendingReceive<S> {
         };
         match refusal {
             Some(error) => {
-                Counters::bump(&self.agent.inner.counters.refused);
-                tracing::info!(%error, "a received bundle was refused");
-                Err(AgentError::Invalid(error))
+                let error = AgentError::Invalid(error);
+                self.agent.log_refusal(&error);
+                Err(error)
             }
             None => Ok(()),
         }
@@ -251,10 +282,8 @@ impl<S: Store> PendingReceive<S> {
         let state = header.as_ref().map_or(BundleState::WaitingForRoute, |h| agent.initial_state(&h.primary));
         let recorded = state.kind() == StateKind::WaitingForApplication;
         let intake = header.as_ref().and_then(|h| agent.policy_intake(&h.primary.destination));
-        let outcome = insert.commit_with(state, intake).await.inspect_err(|error| {
-            Counters::bump(&counters.refused);
-            tracing::info!(%error, "a received bundle was refused");
-        })?;
+        let outcome =
+            insert.commit_with(state, intake).await.inspect_err(|error| agent.log_store_refusal(error))?;
         match (outcome, header) {
             (InsertOutcome::Duplicate(id), _) => {
                 Counters::bump(&counters.duplicates);

@@ -19,8 +19,12 @@ pub fn store_stats(stats: StoreStats) -> Value {
 }
 
 pub fn agent_stats(stats: &AgentStats) -> Value {
-    let map: serde_json::Map<String, Value> =
-        stats.named().iter().map(|(name, _, value)| (name.to_string(), json!(value))).collect();
+    let map: serde_json::Map<String, Value> = stats
+        .named()
+        .iter()
+        .chain(stats.named_peers().iter())
+        .map(|(name, _, value)| (name.to_string(), json!(value)))
+        .collect();
     Value::Object(map)
 }
 

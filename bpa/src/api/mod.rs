@@ -59,6 +59,9 @@ pub struct ApiConfig {
     pub spool_dir: PathBuf,
     /// A request body that sends nothing for this long is cut off (408).
     pub body_idle_timeout: Duration,
+    /// Largest contact plan `POST /v1/plan` takes, in bytes of text (a plan takes several
+    /// times its text in memory while it is parsed and prepared).
+    pub max_plan: u64,
 }
 
 impl Default for ApiConfig {
@@ -69,6 +72,7 @@ impl Default for ApiConfig {
             default_lifetime: Duration::from_secs(24 * 3600),
             spool_dir: std::env::temp_dir(),
             body_idle_timeout: Duration::from_secs(60),
+            max_plan: plan::DEFAULT_MAX_PLAN_BYTES,
         }
     }
 }
@@ -107,7 +111,7 @@ pub fn router<S: Store>(state: ApiState<S>) -> Router {
         .route("/v1/bundles/{id}", get(show_bundle::<S>).delete(delete_bundle::<S>))
         .route("/v1/route", get(plan::route::<S>))
         .route("/v1/contacts", get(plan::contacts::<S>))
-        .route("/v1/plan", post(plan::load::<S>).layer(DefaultBodyLimit::max(plan::MAX_PLAN_BYTES)))
+        .route("/v1/plan", post(plan::load::<S>).layer(DefaultBodyLimit::disable()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(Arc::new(state))
@@ -144,7 +148,8 @@ impl From<AgentError> for ApiError {
             AgentError::Invalid(_)
             | AgentError::NotLocal { .. }
             | AgentError::ForeignSource { .. }
-            | AgentError::PayloadLength(_) => StatusCode::BAD_REQUEST,
+            | AgentError::PayloadLength(_)
+            | AgentError::Impostor { .. } => StatusCode::BAD_REQUEST,
             AgentError::Store(StoreError::InvalidBundle(BundleError::TooLarge { .. })) => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
@@ -222,6 +227,11 @@ async fn metrics<S: Store>(State(state): Shared<S>) -> Response {
         text.push_str(&format!("dtn_bundles_{name}_total {value}\n"));
     }
     let custody = agent.stats().custody;
+    for (name, help, value) in agent.stats().named_peers() {
+        text.push_str(&format!(
+            "# HELP dtn_{name}_total {help}\n# TYPE dtn_{name}_total counter\ndtn_{name}_total {value}\n"
+        ));
+    }
     for (name, help, value) in custody.named() {
         text.push_str(&format!(
             "# HELP dtn_custody_{name}_total {help}\n# TYPE dtn_custody_{name}_total counter\n\
@@ -460,7 +470,7 @@ fn send_request<S: Store>(state: &ApiState<S>, params: SendParams) -> Result<Sen
 
 /// The next chunk of a request body; a body that breaks off, or stalls for longer than
 /// `idle`, is the client's error.
-async fn next_chunk(body: &mut Body, idle: Duration) -> Result<Option<Bytes>, ApiError> {
+pub(super) async fn next_chunk(body: &mut Body, idle: Duration) -> Result<Option<Bytes>, ApiError> {
     use http_body_util::BodyExt;
     loop {
         let Ok(frame) = tokio::time::timeout(idle, body.frame()).await else {

@@ -16,8 +16,9 @@ use super::{ApiError, ApiState, parse_eid, query};
 use crate::agent::routing::plan_endpoint;
 use crate::store::Store;
 
-/// The largest plan `POST /v1/plan` takes (a million contacts is ~60 MB of text).
-pub const MAX_PLAN_BYTES: usize = 256 * 1024 * 1024;
+/// The largest plan `POST /v1/plan` takes by default ([`super::ApiConfig::max_plan`]): a million
+/// contacts is ~40–60 MB of text, and a plan takes several times its text while it is parsed.
+pub const DEFAULT_MAX_PLAN_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Contacts `GET /v1/contacts` lists at most.
 const MAX_CONTACTS: usize = 1_000_000;
@@ -114,9 +115,36 @@ pub(super) struct PlanParams {
 pub(super) async fn load<S: Store>(
     State(state): State<Arc<ApiState<S>>>,
     params: Result<Query<PlanParams>, QueryRejection>,
-    body: Bytes,
+    request_headers: axum::http::HeaderMap,
+    mut body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let params = query(params)?;
+    let max = state.config.max_plan;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the plan is larger than the {max} bytes this node takes ([api] max_plan): raise the limit, \
+                 or give the node a smaller plan (fewer contacts, a shorter horizon)"
+            ),
+        )
+    };
+    // Refused from its Content-Length before a byte is read; a body without one is counted.
+    let declared = request_headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(too_large());
+    }
+    let mut body_bytes = Vec::with_capacity(declared.map_or(0, |n| usize::try_from(n).unwrap_or(0)));
+    while let Some(chunk) = super::next_chunk(&mut body, state.config.body_idle_timeout).await? {
+        if (body_bytes.len() + chunk.len()) as u64 > max {
+            return Err(too_large());
+        }
+        body_bytes.extend_from_slice(&chunk);
+    }
+    let body = Bytes::from(body_bytes);
     let text = std::str::from_utf8(&body)
         .map_err(|e| ApiError::bad_request(format!("the plan is not UTF-8 text: {e}")))?;
     let format = match &params.format {

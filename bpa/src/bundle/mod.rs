@@ -37,20 +37,41 @@ pub use stream::PayloadCheck;
 use parse::{Mode, scan};
 
 /// The identity of a bundle (RFC 9171 §5.9 uses it for duplicates and reassembly): source,
-/// creation timestamp, and for fragments the offset and payload length.
+/// creation timestamp, and for fragments the offset and payload length — and here also the total
+/// ADU length the fragment claims, so two fragments that agree on the rest but contradict each
+/// other on the ADU's length (one of them forged, or a broken sender) are two bundles, kept
+/// apart, rather than the second taken for a duplicate of the first.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BundleId {
     pub source: Eid,
     pub creation: CreationTimestamp,
-    /// `(fragment offset, payload length)` for a fragment.
-    pub fragment: Option<(u64, u64)>,
+    pub fragment: Option<FragmentId>,
+}
+
+/// Where a fragment's payload sits in its ADU (RFC 9171 §4.3.1, §5.8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FragmentId {
+    pub offset: u64,
+    /// The fragment's payload length.
+    pub length: u64,
+    /// The total ADU length it claims.
+    pub adu_length: u64,
+}
+
+impl FragmentId {
+    /// One past the fragment's last byte in the ADU.
+    pub fn end(&self) -> u64 {
+        self.offset.saturating_add(self.length)
+    }
 }
 
 impl std::fmt::Display for BundleId {
+    /// The RFC's identity (the ADU length is not part of it): `source/time/sequence`, and
+    /// `/offset+length` for a fragment.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}/{}", self.source, self.creation.time, self.creation.sequence)?;
-        if let Some((offset, length)) = self.fragment {
-            write!(f, "/{offset}+{length}")?;
+        if let Some(fragment) = self.fragment {
+            write!(f, "/{}+{}", fragment.offset, fragment.length)?;
         }
         Ok(())
     }
@@ -161,7 +182,11 @@ impl Bundle {
         BundleId {
             source: self.primary.source.clone(),
             creation: self.primary.creation,
-            fragment: self.primary.fragment.map(|f| (f.offset, self.payload().len() as u64)),
+            fragment: self.primary.fragment.map(|f| FragmentId {
+                offset: f.offset,
+                length: self.payload().len() as u64,
+                adu_length: f.total_adu_length,
+            }),
         }
     }
 
@@ -335,7 +360,11 @@ impl BundleHeader {
         BundleId {
             source: self.primary.source.clone(),
             creation: self.primary.creation,
-            fragment: self.primary.fragment.map(|f| (f.offset, self.payload.data_length)),
+            fragment: self.primary.fragment.map(|f| FragmentId {
+                offset: f.offset,
+                length: self.payload.data_length,
+                adu_length: f.total_adu_length,
+            }),
         }
     }
 

@@ -291,7 +291,7 @@ fn fragments_must_lie_within_the_adu() {
     );
     p.fragment = Some(FragmentInfo { offset: 8, total_adu_length: 12 });
     let ok = parse(&raw(&p, &[payload()])).unwrap();
-    assert_eq!(ok.id().fragment, Some((8, 4)));
+    assert_eq!(ok.id().fragment, Some(FragmentId { offset: 8, length: 4, adu_length: 12 }));
 }
 
 #[test]

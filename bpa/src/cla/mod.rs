@@ -115,6 +115,24 @@ impl OutgoingBundle {
     }
 }
 
+/// What a convergence layer can prove of who handed it a bundle (design §3.10): a layer that
+/// knows its neighbours by address (UDP) checks that a bundle in a neighbour's name came from
+/// that neighbour's address. The agent asks only of what it acts on in the sender's name —
+/// administrative records for this node (custody signals, BIBE PDUs, status reports) — and
+/// refuses those that fail (counted as `impostors`). Until BPSec, this is all the proof there
+/// is: it stops a stranger elsewhere on the network, not one who can send from the neighbour's
+/// own address (another program on its host, or a forger on its path).
+pub trait Sender: Send + Sync + std::fmt::Debug {
+    /// Whether a bundle whose source is `node` (a node ID) can have come from this sender:
+    /// `false` when the layer reaches `node` at an address this sender does not send from.
+    /// A node the layer does not know answers `true` (a bundle may come from anywhere through a
+    /// relay; the layer has nothing to check it against).
+    fn may_speak_for(&self, node: &Eid) -> bool;
+
+    /// The sender as a log names it (its address).
+    fn describe(&self) -> String;
+}
+
 /// A future a convergence layer returns.
 pub type ClaFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, ClaError>> + Send + 'a>>;
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{ConvergenceLayer, Refusal};
+use super::{ConvergenceLayer, Refusal, Sender};
 use crate::agent::node::{Agent, AgentError, PendingReceive, Reception};
 use crate::bundle::Eid;
 use crate::store::{Store, StoreError};
@@ -24,6 +24,14 @@ pub trait BundleSink: Clone + Send + Sync + std::fmt::Debug + 'static {
     /// A whole received bundle (RFC 9171 §5.6). `Ok` means durable: the layer may acknowledge
     /// it to the peer.
     fn receive(&self, encoded: Bytes) -> impl Future<Output = Result<Reception, AgentError>> + Send;
+
+    /// As [`BundleSink::receive`], from a `sender` the layer can check claims against: what the
+    /// agent would act on in a neighbour's name is refused when it cannot have come from it.
+    fn receive_from(
+        &self,
+        encoded: Bytes,
+        sender: &dyn Sender,
+    ) -> impl Future<Output = Result<Reception, AgentError>> + Send;
 
     /// Starts receiving a bundle whose bytes arrive in pieces.
     fn begin_receive(&self) -> impl Future<Output = Result<Self::Incoming, AgentError>> + Send;
@@ -66,7 +74,8 @@ impl AgentError {
             | AgentError::PayloadLength(_)
             | AgentError::NotLocal { .. }
             | AgentError::ForeignSource { .. }
-            | AgentError::AlreadyHandled(_) => Refusal::NotAcceptable,
+            | AgentError::AlreadyHandled(_)
+            | AgentError::Impostor { .. } => Refusal::NotAcceptable,
         }
     }
 }
@@ -79,6 +88,13 @@ impl<S: Store> BundleSink for Agent<S> {
     }
     fn receive(&self, encoded: Bytes) -> impl Future<Output = Result<Reception, AgentError>> + Send {
         Agent::receive(self, encoded)
+    }
+    fn receive_from(
+        &self,
+        encoded: Bytes,
+        sender: &dyn Sender,
+    ) -> impl Future<Output = Result<Reception, AgentError>> + Send {
+        Agent::receive_from(self, encoded, Some(sender))
     }
     fn begin_receive(&self) -> impl Future<Output = Result<PendingReceive<S>, AgentError>> + Send {
         Agent::begin_receive(self)

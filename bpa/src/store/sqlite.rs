@@ -21,7 +21,7 @@ use super::types::{
     BundleData, BundleState, DeleteReason, InsertOutcome, StateKind, StoreId, StoreStats, StoredBundle,
 };
 use super::writer::{NewRow, RowData, WriteOp, Writer};
-use crate::bundle::{BundleHeader, BundleId, CreationTimestamp, Eid, ParseOptions};
+use crate::bundle::{BundleHeader, BundleId, CreationTimestamp, Eid, FragmentId, ParseOptions};
 use crate::time::Clock;
 
 /// The schema this code writes; a database with another version is refused.
@@ -32,12 +32,86 @@ use crate::time::Clock;
 /// node delivered or forwarded, remembered until they expire (`handled`). A version 2 database
 /// is upgraded in place (its bundles have no checksum).
 /// 4: custody ([`super::custody`]): custody columns on `bundles`, the `custody_signals` owed
-/// to other custodians, and `meta` (the custodial transmission counter). Versions 2 and 3 are
-/// upgraded in place.
-const SCHEMA_VERSION: i64 = 4;
+/// to other custodians, and `meta` (the custodial transmission counter).
+/// 5: a fragment's identity includes the total ADU length it claims (`frag_total`, -1 for a
+/// whole bundle), so contradictory fragments are kept apart ([`crate::bundle::BundleId`]).
+/// Versions 2 to 4 are upgraded in place ([`upgrade_to_5`] fills `frag_total` in from the
+/// fragments' own headers).
+const SCHEMA_VERSION: i64 = 5;
 
 /// Upgrades a version 2 database to 3 (the new table comes from [`SCHEMA`]).
 const UPGRADE_FROM_2: &str = "ALTER TABLE bundles ADD COLUMN checksum INTEGER;";
+
+/// Upgrades a version 4 (or 2, 3 once upgraded to 4) database's tables to 5: the identity
+/// with the ADU length; `handled` is made again with it in its key (its fragments' lengths are
+/// not known: -1, which matches any). [`upgrade_to_5`] fills in the held fragments'.
+const UPGRADE_TO_5: &str = "
+ALTER TABLE bundles ADD COLUMN frag_total INTEGER NOT NULL DEFAULT -1;
+DROP INDEX IF EXISTS bundles_identity;
+CREATE TABLE handled_5 (
+    source TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    sequence INTEGER NOT NULL,
+    frag_offset INTEGER NOT NULL,
+    frag_length INTEGER NOT NULL,
+    frag_total INTEGER NOT NULL DEFAULT -1,
+    expires_at INTEGER NOT NULL,
+    outcome INTEGER NOT NULL,
+    PRIMARY KEY (source, created, sequence, frag_offset, frag_length, frag_total)
+) WITHOUT ROWID;
+INSERT INTO handled_5 (source, created, sequence, frag_offset, frag_length, frag_total, expires_at, outcome)
+    SELECT source, created, sequence, frag_offset, frag_length, -1, expires_at, outcome FROM handled;
+DROP TABLE handled;
+ALTER TABLE handled_5 RENAME TO handled;
+";
+
+/// The most of a stored fragment read to find its ADU length while upgrading.
+const UPGRADE_HEADER_BYTES: usize = 1 << 20;
+
+/// Fills in `frag_total` for the fragments held (read from each one's primary block) and names
+/// those awaiting reassembly by the ADU key that includes it
+/// ([`crate::agent::fragment::adu_key`]: the old key and the length). A fragment whose header
+/// cannot be read keeps -1 (it waits to expire, as a damaged one would).
+fn upgrade_to_5(conn: &mut Connection, db_path: &Path, blobs_dir: &Path) -> Result<(), StoreError> {
+    let tx = conn.transaction().map_err(db_error(db_path))?;
+    let rows: Vec<(i64, Option<Vec<u8>>, Option<String>)> = {
+        let mut select = tx
+            .prepare("SELECT id, substr(data, 1, ?1), file FROM bundles WHERE frag_offset <> -1")
+            .map_err(db_error(db_path))?;
+        select
+            .query_map([UPGRADE_HEADER_BYTES as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .and_then(Iterator::collect)
+            .map_err(db_error(db_path))?
+    };
+    for (id, data, file) in rows {
+        let head = match (data, file) {
+            (Some(data), _) => data,
+            (None, Some(file)) => {
+                use std::io::Read as _;
+                let mut head = Vec::new();
+                let read = std::fs::File::open(blobs_dir.join(&file))
+                    .and_then(|f| f.take(UPGRADE_HEADER_BYTES as u64).read_to_end(&mut head));
+                if read.is_err() {
+                    continue;
+                }
+                head
+            }
+            (None, None) => continue,
+        };
+        let total = BundleHeader::parse(&Bytes::from(head), &ParseOptions::lenient())
+            .ok()
+            .flatten()
+            .and_then(|header| header.primary.fragment.map(|f| f.total_adu_length));
+        let Some(total) = total else { continue };
+        tx.execute(
+            "UPDATE bundles SET frag_total = ?1, \
+             state_arg = CASE WHEN state = ?2 THEN state_arg || ' ' || ?1 ELSE state_arg END WHERE id = ?3",
+            rusqlite::params![super::writer::to_sql(total), StateKind::AwaitingReassembly as i64, id],
+        )
+        .map_err(db_error(db_path))?;
+    }
+    tx.commit().map_err(db_error(db_path))
+}
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS bundles (
@@ -56,13 +130,14 @@ CREATE TABLE IF NOT EXISTS bundles (
     data BLOB,
     file TEXT,
     checksum INTEGER,
+    frag_total INTEGER NOT NULL DEFAULT -1,
     custodial INTEGER NOT NULL DEFAULT 0,
     custody_tid INTEGER,
     custody_deadline INTEGER,
     custody_attempts INTEGER NOT NULL DEFAULT 0,
     CHECK ((data IS NULL) <> (file IS NULL))
 );
-CREATE UNIQUE INDEX IF NOT EXISTS bundles_identity ON bundles (source, created, sequence, frag_offset, frag_length);
+CREATE UNIQUE INDEX IF NOT EXISTS bundles_identity_5 ON bundles (source, created, sequence, frag_offset, frag_length, frag_total);
 CREATE INDEX IF NOT EXISTS bundles_expiry ON bundles (expires_at);
 CREATE INDEX IF NOT EXISTS bundles_state ON bundles (state, state_arg);
 CREATE INDEX IF NOT EXISTS bundles_destination ON bundles (destination);
@@ -78,9 +153,10 @@ CREATE TABLE IF NOT EXISTS handled (
     sequence INTEGER NOT NULL,
     frag_offset INTEGER NOT NULL,
     frag_length INTEGER NOT NULL,
+    frag_total INTEGER NOT NULL DEFAULT -1,
     expires_at INTEGER NOT NULL,
     outcome INTEGER NOT NULL,
-    PRIMARY KEY (source, created, sequence, frag_offset, frag_length)
+    PRIMARY KEY (source, created, sequence, frag_offset, frag_length, frag_total)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS handled_expiry ON handled (expires_at);
 ";
@@ -98,7 +174,7 @@ fn take_lock(lock: &std::fs::File, dir: &Path, lock_path: &Path) -> Result<(), S
 
 /// The columns [`read_row`] reads, in order.
 pub(crate) const ROW_COLUMNS: &str = "id, source, created, sequence, frag_offset, frag_length, destination, received_at, expires_at, length, \
-     state, state_arg, file";
+     state, state_arg, file, frag_total";
 
 /// Settings of the embedded store.
 #[derive(Debug, Clone)]
@@ -282,7 +358,11 @@ impl Inner {
             source: p.source.to_string(),
             created: p.creation.time,
             sequence: p.creation.sequence,
-            fragment: p.fragment.map(|f| (f.offset, header.payload.data_length)),
+            fragment: p.fragment.map(|f| FragmentId {
+                offset: f.offset,
+                length: header.payload.data_length,
+                adu_length: f.total_adu_length,
+            }),
             destination: p.destination.to_string(),
             received_at,
             expires_at: created_at.saturating_add(p.lifetime),
@@ -350,6 +430,7 @@ pub(crate) fn read_row(
     let destination: String = r.get(6)?;
     let frag_offset: i64 = r.get(4)?;
     let frag_length: i64 = r.get(5)?;
+    let frag_total: i64 = r.get(13)?;
     let state_code: i64 = r.get(10)?;
     let state_arg: Option<String> = r.get(11)?;
     let file: Option<String> = r.get(12)?;
@@ -369,8 +450,11 @@ pub(crate) fn read_row(
             bundle_id: BundleId {
                 source,
                 creation: CreationTimestamp { time: created as u64, sequence: sequence as u64 },
-                fragment: (frag_offset != -1 || frag_length != -1)
-                    .then_some((frag_offset as u64, frag_length as u64)),
+                fragment: (frag_offset != -1 || frag_length != -1).then_some(FragmentId {
+                    offset: frag_offset as u64,
+                    length: frag_length as u64,
+                    adu_length: frag_total as u64,
+                }),
             },
             destination,
             received_at: received_at as u64,
@@ -502,11 +586,16 @@ impl SqliteStore {
             conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(db_error(&db_path))?;
         match version {
             0 | SCHEMA_VERSION => {}
-            2 => {
-                conn.execute_batch(UPGRADE_FROM_2).map_err(db_error(&db_path))?;
-                conn.execute_batch(super::custody::UPGRADE_FROM_3).map_err(db_error(&db_path))?;
+            2..=4 => {
+                if version == 2 {
+                    conn.execute_batch(UPGRADE_FROM_2).map_err(db_error(&db_path))?;
+                }
+                if version <= 3 {
+                    conn.execute_batch(super::custody::UPGRADE_FROM_3).map_err(db_error(&db_path))?;
+                }
+                conn.execute_batch(UPGRADE_TO_5).map_err(db_error(&db_path))?;
+                upgrade_to_5(&mut conn, &db_path, &blobs_dir)?;
             }
-            3 => conn.execute_batch(super::custody::UPGRADE_FROM_3).map_err(db_error(&db_path))?,
             found => {
                 return Err(StoreError::SchemaVersion { path: db_path, found, expected: SCHEMA_VERSION });
             }

@@ -78,7 +78,7 @@ async fn duplicates_are_detected_by_bundle_id() {
     let mut id =
         crate::bundle::Bundle::parse(&bundle(1, 10), &crate::bundle::ParseOptions::default()).unwrap().id();
     assert_eq!(store.find(&id).await.unwrap(), Some(first.id().unwrap()));
-    id.fragment = Some((0, 10));
+    id.fragment = Some(crate::bundle::FragmentId { offset: 0, length: 10, adu_length: 10 });
     assert_eq!(store.find(&id).await.unwrap(), None, "a fragment is another bundle");
     id.fragment = None;
     id.creation.sequence = 2;
@@ -871,6 +871,7 @@ async fn a_version_3_store_is_upgraded_to_4_with_its_bundles() {
     let id = store.insert(bundle(1, 10), BundleState::WaitingForRoute).await.unwrap().id().unwrap();
     store.close().await;
     let conn = rusqlite::Connection::open(dir.path().join("store.sqlite")).unwrap();
+    conn.execute_batch(DOWNGRADE_TO_4).unwrap();
     conn.execute_batch(
         "DROP INDEX bundles_custody_tid; DROP INDEX bundles_custody_deadline; DROP INDEX bundles_custodial;
          ALTER TABLE bundles DROP COLUMN custodial; ALTER TABLE bundles DROP COLUMN custody_tid;
@@ -886,7 +887,102 @@ async fn a_version_3_store_is_upgraded_to_4_with_its_bundles() {
     store.close().await;
     let conn = rusqlite::Connection::open(dir.path().join("store.sqlite")).unwrap();
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
+}
+
+/// Makes a version 5 database into the version 4 it would have been: no ADU length in the
+/// identity, the ADU keys of fragments awaiting reassembly without it.
+const DOWNGRADE_TO_4: &str = "
+UPDATE bundles SET state_arg = substr(state_arg, 1, length(state_arg) - length(frag_total) - 1)
+    WHERE state = 5;
+DROP INDEX bundles_identity_5;
+ALTER TABLE bundles DROP COLUMN frag_total;
+CREATE UNIQUE INDEX bundles_identity ON bundles (source, created, sequence, frag_offset, frag_length);
+CREATE TABLE handled_4 (source TEXT NOT NULL, created INTEGER NOT NULL, sequence INTEGER NOT NULL,
+    frag_offset INTEGER NOT NULL, frag_length INTEGER NOT NULL, expires_at INTEGER NOT NULL,
+    outcome INTEGER NOT NULL, PRIMARY KEY (source, created, sequence, frag_offset, frag_length)) WITHOUT ROWID;
+INSERT INTO handled_4 SELECT source, created, sequence, frag_offset, frag_length, expires_at, outcome FROM handled;
+DROP TABLE handled;
+ALTER TABLE handled_4 RENAME TO handled;
+PRAGMA user_version = 4;
+";
+
+/// A fragment of an ADU of `total` bytes at `offset`, `len` bytes of payload.
+fn fragment(offset: u64, len: usize, total: u64) -> Bytes {
+    BundleBuilder::new(
+        Eid::ipn(1, 1),
+        Eid::ipn(2, 1),
+        CreationTimestamp { time: NOW - 1000, sequence: 9 },
+        60_000,
+    )
+    .fragment(offset, total)
+    .payload(vec![7u8; len])
+    .build()
+    .unwrap()
+    .encode()
+    .into()
+}
+
+#[tokio::test]
+async fn a_version_4_store_is_upgraded_to_5_its_fragments_keyed_by_their_adu_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path(), small_inline()).await;
+    let awaiting =
+        |total: u64| BundleState::AwaitingReassembly { adu: format!("ipn:1.1 {} 9 {total}", NOW - 1000) };
+    // One fragment inline, one in a file, both awaiting reassembly; a whole bundle handled.
+    let small = store.insert(fragment(0, 100, 3000), awaiting(3000)).await.unwrap().id().unwrap();
+    let large = store.insert(fragment(100, 2000, 3000), awaiting(3000)).await.unwrap().id().unwrap();
+    assert!(store.get(large).await.unwrap().unwrap().in_file);
+    let whole = store.insert(bundle(1, 10), BundleState::WaitingForRoute).await.unwrap().id().unwrap();
+    Store::delete(&store, whole, DeleteReason::Forwarded { neighbour: "ipn:9.0".into() }).await.unwrap();
+    store.close().await;
+    let conn = rusqlite::Connection::open(dir.path().join("store.sqlite")).unwrap();
+    conn.execute_batch(DOWNGRADE_TO_4).unwrap();
+    let old_key: String =
+        conn.query_row("SELECT state_arg FROM bundles WHERE id = ?1", [small], |r| r.get(0)).unwrap();
+    assert_eq!(old_key, format!("ipn:1.1 {} 9", NOW - 1000), "the version 4 key");
+    drop(conn);
+
+    let (store, _) = open(dir.path(), small_inline()).await;
+    for id in [small, large] {
+        let meta = store.get(id).await.unwrap().unwrap();
+        assert_eq!(meta.state, awaiting(3000), "named by the new key");
+        assert_eq!(meta.bundle_id.fragment.map(|f| f.adu_length), Some(3000));
+    }
+    // The same fragments again are duplicates; one claiming another ADU length is not.
+    assert_eq!(
+        store.insert(fragment(0, 100, 3000), awaiting(3000)).await.unwrap(),
+        InsertOutcome::Duplicate(small)
+    );
+    let other = store.insert(fragment(0, 100, 999), awaiting(999)).await.unwrap();
+    assert!(matches!(other, InsertOutcome::Stored(id) if id != small), "{other:?}");
+    // The bundle remembered before the upgrade is still remembered.
+    assert_eq!(
+        store.insert(bundle(1, 10), BundleState::WaitingForRoute).await.unwrap(),
+        InsertOutcome::AlreadyHandled
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn fragments_that_contradict_each_other_on_the_adu_length_are_two_bundles() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path(), StoreConfig::default()).await;
+    let forged = store.insert(fragment(0, 100, 1_000_000), BundleState::WaitingForRoute).await.unwrap();
+    let genuine = store.insert(fragment(0, 100, 200), BundleState::WaitingForRoute).await.unwrap();
+    let (InsertOutcome::Stored(forged), InsertOutcome::Stored(genuine)) = (forged, genuine) else {
+        panic!("both stored: {forged:?} {genuine:?}");
+    };
+    assert_ne!(forged, genuine);
+    let id = |total| {
+        crate::bundle::Bundle::parse(&fragment(0, 100, total), &crate::bundle::ParseOptions::default())
+            .unwrap()
+            .id()
+    };
+    assert_eq!(store.find(&id(200)).await.unwrap(), Some(genuine));
+    assert_eq!(store.find(&id(1_000_000)).await.unwrap(), Some(forged));
+    assert_eq!(store.find(&id(300)).await.unwrap(), None);
+    store.close().await;
 }
 
 #[tokio::test]

@@ -18,6 +18,7 @@ use super::custody::{self, CustodyIntake, CustodyTiming, Forwarding, SignalEffec
 use super::error::StoreError;
 use super::sqlite::{Quota, SharedStats, read_row};
 use super::types::{BundleState, DeleteReason, InsertOutcome, StateKind, StoreId, StoreStats, StoredBundle};
+use crate::bundle::FragmentId;
 
 /// Most requests applied in one transaction.
 const MAX_BATCH: usize = 4096;
@@ -37,7 +38,7 @@ pub(crate) struct NewRow {
     pub created: u64,
     pub sequence: u64,
     /// `(offset, payload length)` for fragments.
-    pub fragment: Option<(u64, u64)>,
+    pub fragment: Option<FragmentId>,
     pub destination: String,
     pub received_at: u64,
     pub expires_at: u64,
@@ -151,14 +152,18 @@ pub(crate) fn was_handled(
     source: &str,
     created: u64,
     sequence: u64,
-    fragment: Option<(u64, u64)>,
+    fragment: Option<FragmentId>,
 ) -> rusqlite::Result<bool> {
-    let (frag_offset, frag_length) = fragment_columns(fragment);
+    let (frag_offset, frag_length, frag_total) = fragment_columns(fragment);
+    // A fragment remembered before schema 5 has no ADU length (-1): it matches any.
     conn.prepare_cached(
         "SELECT 1 FROM handled WHERE source = ?1 AND created = ?2 AND sequence = ?3 \
-         AND frag_offset = ?4 AND frag_length = ?5",
+         AND frag_offset = ?4 AND frag_length = ?5 AND frag_total IN (?6, -1)",
     )?
-    .query_row(params![source, to_sql(created), to_sql(sequence), frag_offset, frag_length], |_| Ok(()))
+    .query_row(
+        params![source, to_sql(created), to_sql(sequence), frag_offset, frag_length, frag_total],
+        |_| Ok(()),
+    )
     .optional()
     .map(|found| found.is_some())
 }
@@ -218,9 +223,9 @@ pub(crate) fn next_batch<T>(queue: &Receiver<T>, max: usize) -> Option<Vec<T>> {
     Some(batch)
 }
 
-/// A fragment's offset and length columns; -1, -1 for a whole bundle.
-fn fragment_columns(fragment: Option<(u64, u64)>) -> (i64, i64) {
-    fragment.map_or((-1, -1), |(offset, length)| (to_sql(offset), to_sql(length)))
+/// A fragment's offset, length and ADU length columns; -1, -1, -1 for a whole bundle.
+pub(crate) fn fragment_columns(fragment: Option<FragmentId>) -> (i64, i64, i64) {
+    fragment.map_or((-1, -1, -1), |f| (to_sql(f.offset), to_sql(f.length), to_sql(f.adu_length)))
 }
 
 /// The store id of the bundle (or fragment) with this identity (RFC 9171 §5.9), if held.
@@ -229,14 +234,17 @@ pub(crate) fn find_identity(
     source: &str,
     created: u64,
     sequence: u64,
-    fragment: Option<(u64, u64)>,
+    fragment: Option<FragmentId>,
 ) -> rusqlite::Result<Option<i64>> {
-    let (frag_offset, frag_length) = fragment_columns(fragment);
+    let (frag_offset, frag_length, frag_total) = fragment_columns(fragment);
     conn.prepare_cached(
         "SELECT id FROM bundles WHERE source = ?1 AND created = ?2 AND sequence = ?3 \
-         AND frag_offset = ?4 AND frag_length = ?5",
+         AND frag_offset = ?4 AND frag_length = ?5 AND frag_total = ?6",
     )?
-    .query_row(params![source, to_sql(created), to_sql(sequence), frag_offset, frag_length], |r| r.get(0))
+    .query_row(
+        params![source, to_sql(created), to_sql(sequence), frag_offset, frag_length, frag_total],
+        |r| r.get(0),
+    )
     .optional()
 }
 
@@ -387,8 +395,8 @@ impl Writer {
                 WriteOp::ForgetHandled { now, limit, reply } => {
                     let result = tx
                         .prepare_cached(
-                            "DELETE FROM handled WHERE (source, created, sequence, frag_offset, frag_length) IN \
-                             (SELECT source, created, sequence, frag_offset, frag_length FROM handled \
+                            "DELETE FROM handled WHERE (source, created, sequence, frag_offset, frag_length, frag_total) IN \
+                             (SELECT source, created, sequence, frag_offset, frag_length, frag_total FROM handled \
                               WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2)",
                         )
                         .and_then(|mut s| {
@@ -495,7 +503,7 @@ fn insert(
     bundles: &mut u64,
     bytes: &mut u64,
 ) -> Result<InsertOutcome, Failure> {
-    let (frag_offset, frag_length) = fragment_columns(row.fragment);
+    let (frag_offset, frag_length, frag_total) = fragment_columns(row.fragment);
     if let Some(id) = find_identity(tx, &row.source, row.created, row.sequence, row.fragment)? {
         return Ok(InsertOutcome::Duplicate(id));
     }
@@ -517,8 +525,8 @@ fn insert(
     };
     tx.prepare_cached(
         "INSERT INTO bundles (source, created, sequence, frag_offset, frag_length, destination, received_at, \
-         expires_at, length, state, state_arg, data, file, checksum) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+         expires_at, length, state, state_arg, data, file, checksum, frag_total) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
         row.source,
@@ -534,7 +542,8 @@ fn insert(
         row.state.argument(),
         data,
         file,
-        i64::from(row.checksum)
+        i64::from(row.checksum),
+        frag_total
     ])?;
     *bundles += 1;
     *bytes += row.length;
@@ -556,10 +565,10 @@ fn delete(
     let (meta, file) = found.map_err(Failure::Store)?;
     if let Some(outcome) = remember {
         let id = &meta.bundle_id;
-        let (frag_offset, frag_length) = fragment_columns(id.fragment);
+        let (frag_offset, frag_length, frag_total) = fragment_columns(id.fragment);
         tx.prepare_cached(
-            "INSERT INTO handled (source, created, sequence, frag_offset, frag_length, expires_at, outcome) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+            "INSERT INTO handled (source, created, sequence, frag_offset, frag_length, frag_total, expires_at, outcome) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
         )?
         .execute(params![
             id.source.to_string(),
@@ -567,6 +576,7 @@ fn delete(
             to_sql(id.creation.sequence),
             frag_offset,
             frag_length,
+            frag_total,
             meta.expires_at.min(i64::MAX as u64) as i64,
             outcome as i64
         ])?;

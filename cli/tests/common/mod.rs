@@ -40,6 +40,44 @@ impl Daemon {
         Daemon::adopt(child, dir)
     }
 
+    /// As [`Daemon::start`] (the config must be there), its log (stderr) written to
+    /// `dir/daemon.log` for the test to read ([`Daemon::log`]).
+    pub fn start_logged(dir: &Path) -> Daemon {
+        let log = std::fs::File::create(dir.join("daemon.log")).expect("log file");
+        let child = Command::new(DTN)
+            .args(["daemon", "--config"])
+            .arg(dir.join("node.toml"))
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start the daemon");
+        Daemon::adopt(child, dir)
+    }
+
+    /// What the daemon has logged so far (started with [`Daemon::start_logged`]).
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(self.dir.join("daemon.log")).unwrap_or_default()).into_owned()
+    }
+
+    /// The daemon's `dtn status --json`.
+    pub fn status(&self) -> serde_json::Value {
+        let out = self.dtn(&["status", "--json"]);
+        assert!(out.status.success(), "dtn status: {}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("status json")
+    }
+
+    /// The status of its convergence layer `name` (the first of that name).
+    pub fn layer(&self, name: &str) -> serde_json::Value {
+        let status = self.status();
+        status["convergence_layers"]
+            .as_array()
+            .and_then(|layers| layers.iter().find(|l| l["name"] == name).cloned())
+            .unwrap_or_else(|| panic!("no {name} layer in {status}"))
+    }
+
     /// A daemon started otherwise (under another umask, say), once it listens.
     pub fn adopt(child: Child, dir: &Path) -> Daemon {
         let daemon = Daemon { child, dir: dir.to_path_buf() };
@@ -158,6 +196,15 @@ pub fn write_noise_file(path: &Path, chunks: u64) {
 pub fn write_config(dir: &Path, node: &str, body: &str) {
     std::fs::write(dir.join("node.toml"), format!("node_id = \"{node}\"\ndata_dir = \"data\"\n{body}"))
         .expect("config");
+}
+
+/// Waits (up to 30 s) until `check` holds; fails the test naming `what` otherwise.
+pub fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Sends `payload` to `to` through `daemon` with `dtn send` (from a file named `name` in

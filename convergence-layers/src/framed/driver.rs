@@ -32,6 +32,18 @@ pub struct FramedConfig {
     pub keepalive: Option<Duration>,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
+    /// A bundle part-way in that receives nothing for this long is dropped and its connection
+    /// closed (as TCPCLv3's stall timeout; neither protocol has a keepalive to wait for).
+    pub stall_timeout: Duration,
+    /// A connection a peer opened that sends no first byte within this is closed.
+    pub first_frame_timeout: Duration,
+    /// A connection a peer opened on which nothing arrives for this long, between bundles, is
+    /// closed (ION's STCP keepalives keep its own open; a peer that reconnects when it has
+    /// something to send loses nothing). Connections this node dialled are kept.
+    pub idle_timeout: Duration,
+    /// How many connections peers may open at once, in all and from one address
+    /// ([`crate::listener`]).
+    pub limits: crate::listener::ConnectionLimits,
 }
 
 impl FramedConfig {
@@ -43,6 +55,10 @@ impl FramedConfig {
             keepalive: (framing == Framing::Stcp).then_some(Duration::from_secs(15)),
             reconnect_min: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(60),
+            stall_timeout: Duration::from_secs(120),
+            first_frame_timeout: Duration::from_secs(30),
+            idle_timeout: crate::listener::DEFAULT_IDLE_TIMEOUT,
+            limits: crate::listener::ConnectionLimits::default(),
         }
     }
 }
@@ -67,6 +83,8 @@ pub struct FramedCounters {
     pub bad_frames: AtomicU64,
     /// Bundles cut off with their connection (dropped whole).
     pub bundles_cut_off: AtomicU64,
+    /// Connections closed for sending nothing in time (no first frame, idle, a stalled bundle).
+    pub timed_out: AtomicU64,
 }
 
 /// A snapshot of [`FramedCounters`] and the connections, for status.
@@ -79,6 +97,8 @@ pub struct FramedStats {
     pub bundles_refused: u64,
     pub bad_frames: u64,
     pub bundles_cut_off: u64,
+    /// Connections closed for sending nothing in time (no first frame, idle, a stalled bundle).
+    pub timed_out: u64,
     /// The peers connected now, by node ID.
     pub connected: Vec<Eid>,
 }
@@ -152,18 +172,29 @@ impl<A: BundleSink> Framed<A> {
         tracing::info!(%framing, address = %bound, "listening");
         let layer = self.clone();
         let shutdown = self.shared.shutdown.subscribe();
-        crate::listener::accept_bounded(listener, framing.name(), shutdown, move |stream, peer| {
-            let layer = layer.clone();
-            let mut shutdown = layer.shared.shutdown.subscribe();
-            async move {
-                let (reader, _writer) = stream.into_split();
-                // A shutdown closes the connection (a bundle being read is dropped whole).
-                tokio::select! {
-                    () = layer.read_bundles(reader, peer.to_string()) => {}
-                    _ = shutdown.changed() => {}
+        let limits = self.shared.config.limits;
+        crate::listener::accept_bounded(
+            listener,
+            framing.name(),
+            limits,
+            shutdown,
+            move |stream, peer, activity| {
+                let layer = layer.clone();
+                let mut shutdown = layer.shared.shutdown.subscribe();
+                async move {
+                    let (reader, _writer) = stream.into_split();
+                    // A shutdown closes the connection, and so does shedding it for a newcomer (a
+                    // bundle being read is dropped whole; nothing else of it is registered).
+                    tokio::select! {
+                        () = layer.read_bundles(reader, peer.to_string(), Some(&activity)) => {}
+                        _ = shutdown.changed() => {}
+                        () = activity.shed() => {
+                            tracing::info!(%framing, %peer, "connection shed: the listener's connections were all taken and this one was the idlest");
+                        }
+                    }
                 }
-            }
-        });
+            },
+        );
         Ok(bound)
     }
 
@@ -230,6 +261,7 @@ impl<A: BundleSink> Framed<A> {
             bundles_refused: c.bundles_refused.load(Ordering::Relaxed),
             bad_frames: c.bad_frames.load(Ordering::Relaxed),
             bundles_cut_off: c.bundles_cut_off.load(Ordering::Relaxed),
+            timed_out: c.timed_out.load(Ordering::Relaxed),
             connected,
         }
     }
@@ -249,7 +281,7 @@ impl<A: BundleSink> Framed<A> {
         let shutdown = self.shared.shutdown.subscribe();
         tokio::select! {
             () = self.write_bundles(writer, queue, shutdown) => {}
-            () = self.read_bundles(reader, address.clone()) => {}
+            () = self.read_bundles(reader, address.clone(), None) => {}
         }
         lock(&self.shared.routes).remove(&node);
         self.shared.agent.neighbour_down(&node);
@@ -378,8 +410,16 @@ impl<A: BundleSink> Framed<A> {
     }
 
     /// Reads bundles from a connection into the agent until it ends. A bundle the agent refuses
-    /// is dropped (the framing goes on); a frame that cannot be taken ends the connection.
-    async fn read_bundles<R: AsyncRead + Unpin>(&self, mut reader: R, from: String) {
+    /// is dropped (the framing goes on); a frame that cannot be taken ends the connection, and
+    /// so does silence: inside a bundle for the stall timeout, and on a connection the peer
+    /// opened (`accepted`) before its first frame or between bundles for the first-frame and
+    /// idle timeouts.
+    async fn read_bundles<R: AsyncRead + Unpin>(
+        &self,
+        mut reader: R,
+        from: String,
+        accepted: Option<&crate::listener::Activity>,
+    ) {
         let framing = self.framing();
         let counters = &self.shared.counters;
         let mut decoder = FrameDecoder::new(framing, self.shared.config.max_bundle_size);
@@ -390,11 +430,35 @@ impl<A: BundleSink> Framed<A> {
         let mut refused_reason: Option<String> = None;
         let warnings = Arc::new(Mutex::new(bpa::log::RateLimit::new(Duration::from_secs(60))));
         let commits = Arc::new(tokio::sync::Semaphore::new(MAX_COMMITS));
+        let config = &self.shared.config;
+        let mut heard = false;
         loop {
-            let n = match reader.read(&mut buffer).await {
+            let (limit, silence) = if inside {
+                (Some(config.stall_timeout), "nothing more of the bundle it was sending")
+            } else if accepted.is_none() {
+                (None, "")
+            } else if heard {
+                (Some(config.idle_timeout), "nothing (idle)")
+            } else {
+                (Some(config.first_frame_timeout), "no first frame")
+            };
+            let read = reader.read(&mut buffer);
+            let read = match limit {
+                Some(limit) => match tokio::time::timeout(limit, read).await {
+                    Ok(read) => read,
+                    Err(_) => {
+                        counters.timed_out.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(%framing, %from, "connection closed: the peer sent {silence} for {limit:?}");
+                        break;
+                    }
+                },
+                None => read.await,
+            };
+            let n = match read {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            heard = true;
             counters.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
             let mut at = 0;
             loop {
@@ -411,6 +475,9 @@ impl<A: BundleSink> Framed<A> {
                     None => break,
                     Some(FrameEvent::Start { length }) => {
                         inside = true;
+                        if let Some(activity) = accepted {
+                            activity.bundle_started();
+                        }
                         refused_reason = None;
                         // Small bundles are collected and handed over whole (cheaper), larger
                         // ones streamed into the store.
@@ -444,6 +511,9 @@ impl<A: BundleSink> Framed<A> {
                     },
                     Some(FrameEvent::End) => {
                         inside = false;
+                        if let Some(activity) = accepted {
+                            activity.bundle_ended();
+                        }
                         match incoming.take() {
                             Some(pending) => {
                                 // Committed beside the next bundles' reading (each commit waits

@@ -8,10 +8,15 @@
 //!
 //! Writes are atomic: a temporary name, the data, fsync, rename, fsync of the directory. A file
 //! with a temporary name (its writer died) or that is not a bundle is left alone and reported
-//! once; a medium that is read-only or full fails the export with a clear reason (logged once a
-//! minute) and the bundle stays in the store for the next try.
+//! once — and looked at again if its size or modification time changes (a copy that was still
+//! being written when seen); a medium that is read-only or full fails the export with a clear
+//! reason (logged once a minute) and the bundle stays in the store for the next try.
+//!
+//! The medium is hostile (design §3.10, [`super::medium`]): no symbolic link is followed, only
+//! regular files are opened, a file is removed only if it is the one imported, and the spool
+//! directory is refused if it leads into the node's own data directory.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,6 +30,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use super::layout::{BUNDLE_SUFFIX, TEMPORARY_PREFIX, bundle_file, node_dir};
+use super::medium::{EntryError, MediumDir, Stamp, Unsafe};
+use bpa::log::Escaped;
 
 /// How the spool behaves.
 #[derive(Debug, Clone)]
@@ -37,6 +44,9 @@ pub struct SpoolConfig {
     pub import_for: Vec<Eid>,
     /// How often the directory is looked at.
     pub scan_interval: Duration,
+    /// Directories the spool must never reach (the node's data directory): a spool directory
+    /// that leads into one is not used.
+    pub keep_out: Vec<PathBuf>,
 }
 
 impl SpoolConfig {
@@ -46,6 +56,7 @@ impl SpoolConfig {
             peers: Vec::new(),
             import_for: Vec::new(),
             scan_interval: Duration::from_secs(2),
+            keep_out: Vec::new(),
         }
     }
 }
@@ -63,6 +74,10 @@ pub enum ExportError {
     Io { path: PathBuf, error: std::io::Error },
     #[error("the bundle's header could not be read to name its file: {0}")]
     Header(String),
+    #[error("the medium's directory {} is {kind}: nothing is written there", Escaped(path.display()))]
+    Unsafe { path: PathBuf, kind: Unsafe },
+    #[error("the spool directory {} leads into {}: it is not used", Escaped(dir.display()), Escaped(keep_out.display()))]
+    KeptOut { dir: PathBuf, keep_out: PathBuf },
 }
 
 /// A snapshot of the spool's counters.
@@ -80,6 +95,10 @@ pub struct SpoolStats {
     pub half_written: u64,
     /// Files that are not bundles (or not ones this node takes): left alone.
     pub not_bundles: u64,
+    /// Symbolic links, FIFOs, devices and other entries that are not what the spool expects
+    /// (a node's directory that is not a directory, a bundle file that is not a regular file):
+    /// never followed or opened.
+    pub unsafe_entries: u64,
     pub export_errors: u64,
 }
 
@@ -92,6 +111,7 @@ struct Counters {
     duplicates: AtomicU64,
     half_written: AtomicU64,
     not_bundles: AtomicU64,
+    unsafe_entries: AtomicU64,
     export_errors: AtomicU64,
 }
 
@@ -112,7 +132,9 @@ struct Shared<A: BundleSink> {
     counters: Counters,
     present: watch::Sender<bool>,
     shutdown: watch::Sender<bool>,
-    reported: Mutex<HashSet<PathBuf>>,
+    /// Entries reported as left alone, with how they looked then (`None`: whatever they look
+    /// like later); at most [`MAX_REPORTED`].
+    reported: Mutex<HashMap<PathBuf, Option<Stamp>>>,
     warnings: Mutex<bpa::log::RateLimit>,
     /// Distinguishes temporary names of concurrent writes.
     next_temporary: AtomicU64,
@@ -152,7 +174,7 @@ impl<A: BundleSink> Spool<A> {
                 counters: Counters::default(),
                 present,
                 shutdown,
-                reported: Mutex::new(HashSet::new()),
+                reported: Mutex::new(HashMap::new()),
                 warnings: Mutex::new(bpa::log::RateLimit::new(Duration::from_secs(60))),
                 next_temporary: AtomicU64::new(0),
             }),
@@ -189,6 +211,7 @@ impl<A: BundleSink> Spool<A> {
             duplicates: c.duplicates.load(Ordering::Relaxed),
             half_written: c.half_written.load(Ordering::Relaxed),
             not_bundles: c.not_bundles.load(Ordering::Relaxed),
+            unsafe_entries: c.unsafe_entries.load(Ordering::Relaxed),
             export_errors: c.export_errors.load(Ordering::Relaxed),
         }
     }
@@ -244,14 +267,14 @@ impl<A: BundleSink> Spool<A> {
         let present = tokio::fs::metadata(dir).await.is_ok_and(|m| m.is_dir());
         let was = self.shared.present.send_replace(present);
         if present && !was {
-            tracing::info!(dir = %dir.display(), peers = self.shared.config.peers.len(), "spool directory present");
+            tracing::info!(dir = %Escaped(dir.display()), peers = self.shared.config.peers.len(), "spool directory present");
             for peer in &self.shared.config.peers {
                 if let Err(error) = self.shared.agent.neighbour_up(peer.clone(), self.link()).await {
                     tracing::error!(%error, neighbour = %peer, "the agent did not take the spool neighbour");
                 }
             }
         } else if !present && was {
-            tracing::info!(dir = %dir.display(), "spool directory gone (medium removed?)");
+            tracing::info!(dir = %Escaped(dir.display()), "spool directory gone (medium removed?)");
             for peer in &self.shared.config.peers {
                 self.shared.agent.neighbour_down(peer);
             }
@@ -259,77 +282,226 @@ impl<A: BundleSink> Spool<A> {
         if !present {
             return;
         }
+        if let Err(error) = self.check_kept_out().await {
+            self.report_once(dir, None, &self.shared.counters.unsafe_entries, &error.to_string());
+            return;
+        }
         let mut nodes = vec![self.shared.agent.node_id().clone()];
         nodes.extend(self.shared.config.import_for.iter().cloned());
         for node in nodes {
-            self.import_dir(&dir.join(node_dir(&node))).await;
+            self.import_dir(&node_dir(&node)).await;
         }
     }
 
-    async fn import_dir(&self, dir: &Path) {
-        let Ok(mut entries) = tokio::fs::read_dir(dir).await else { return };
-        // Files are taken in several at a time (each waits for the store's group commit), at
-        // most IMPORTS_AT_ONCE, their removals made durable with one sync of the directory.
+    /// Refuses a spool directory that leads into a directory it must keep out of (the data
+    /// directory): a medium's directory may be a link to anywhere.
+    async fn check_kept_out(&self) -> Result<(), ExportError> {
+        let config = &self.shared.config;
+        if config.keep_out.is_empty() {
+            return Ok(());
+        }
+        let (dir, keep_out) = (config.dir.clone(), config.keep_out.clone());
+        let found = tokio::task::spawn_blocking(move || {
+            let real = std::fs::canonicalize(&dir).ok()?;
+            keep_out.into_iter().find(|out| {
+                std::fs::canonicalize(out).is_ok_and(|out| real.starts_with(&out) || out.starts_with(&real))
+            })
+        })
+        .await
+        .ok()
+        .flatten();
+        match found {
+            Some(keep_out) => Err(ExportError::KeptOut { dir: config.dir.clone(), keep_out }),
+            None => Ok(()),
+        }
+    }
+
+    /// Imports what the node sub-directory `name` holds.
+    async fn import_dir(&self, name: &str) {
+        let root = self.shared.config.dir.clone();
+        let path = root.join(name);
+        let opened = {
+            let name = name.to_string();
+            tokio::task::spawn_blocking(move || MediumDir::open(&root, &name)).await
+        };
+        let dir = match opened {
+            Ok(Ok(dir)) => Arc::new(dir),
+            Ok(Err(EntryError::Missing)) | Err(_) => return,
+            Ok(Err(EntryError::Unsafe(kind))) => {
+                self.report_once(
+                    &path,
+                    None,
+                    &self.shared.counters.unsafe_entries,
+                    &format!("the medium's directory for this node is {kind}: nothing in it is imported"),
+                );
+                return;
+            }
+            Ok(Err(EntryError::Io(error))) => {
+                self.warn_limited(
+                    &path,
+                    &error,
+                    "the medium's directory could not be opened; tried again at the next scan",
+                );
+                return;
+            }
+        };
+        // The names stream from the directory as they are read (however many there are), at
+        // most a few waiting; files are taken in several at a time (each waits for the store's
+        // group commit), at most IMPORTS_AT_ONCE, their removals made durable with one sync.
+        let (names_tx, mut names) = tokio::sync::mpsc::channel::<String>(IMPORTS_AT_ONCE);
+        let lister = {
+            let dir = Arc::clone(&dir);
+            tokio::task::spawn_blocking(move || {
+                dir.names(|name| names_tx.blocking_send(name.to_string()).is_ok())
+            })
+        };
         let mut importing = tokio::task::JoinSet::new();
         let mut removed = false;
-        while let Ok(Some(entry)) = entries.next_entry().await {
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
+        while let Some(name) = names.recv().await {
+            let path = dir.path().join(&name);
             if name.starts_with(TEMPORARY_PREFIX) {
                 self.left_alone(
-                    &path,
+                    &dir,
+                    &name,
                     &self.shared.counters.half_written,
                     "a half-written file (its writer did not finish): left alone",
-                );
+                )
+                .await;
             } else if name.ends_with(BUNDLE_SUFFIX) {
-                if lock(&self.shared.reported).contains(&path) {
+                if !self.changed_since_reported(&dir, &name, &path).await {
                     continue;
                 }
                 while importing.len() >= IMPORTS_AT_ONCE {
                     removed |= importing.join_next().await.and_then(Result::ok).unwrap_or(false);
                 }
                 let spool = self.clone();
-                importing.spawn(async move { spool.import_file(&path).await });
+                let dir = Arc::clone(&dir);
+                importing.spawn(async move { spool.import_file(&dir, &name).await });
             } else {
-                self.left_alone(&path, &self.shared.counters.not_bundles, "not a bundle file: left alone");
+                self.left_alone(
+                    &dir,
+                    &name,
+                    &self.shared.counters.not_bundles,
+                    "not a bundle file: left alone",
+                )
+                .await;
             }
+        }
+        if let Ok(Err(error)) = lister.await {
+            self.warn_limited(dir.path(), &error, "the medium's directory could not be read to its end");
         }
         while let Some(done) = importing.join_next().await {
             removed |= done.unwrap_or(false);
         }
         if removed {
-            sync_dir(dir).await;
+            let dir = Arc::clone(&dir);
+            let _ = tokio::task::spawn_blocking(move || dir.sync()).await;
         }
     }
 
-    /// Counts and reports a file left on the medium, once.
-    fn left_alone(&self, path: &Path, counter: &AtomicU64, what: &str) {
-        let mut reported = lock(&self.shared.reported);
-        if reported.contains(path) {
+    /// Whether `name` is to be looked at: never reported, or changed since (its size, its
+    /// modification time or the file itself) — a copy that was still being written when it was
+    /// left alone is taken once it is whole.
+    async fn changed_since_reported(&self, dir: &Arc<MediumDir>, name: &str, path: &Path) -> bool {
+        let reported = lock(&self.shared.reported).get(path).copied();
+        let Some(then) = reported else { return true };
+        let Some(then) = then else { return false };
+        let now = {
+            let (dir, name) = (Arc::clone(dir), name.to_string());
+            tokio::task::spawn_blocking(move || dir.stamp(&name).ok()).await.ok().flatten()
+        };
+        if now.is_some_and(|now| now != then) {
+            lock(&self.shared.reported).remove(path);
+            return true;
+        }
+        false
+    }
+
+    /// Counts and reports a file left on the medium, once (again only if it changes).
+    async fn left_alone(&self, dir: &Arc<MediumDir>, name: &str, counter: &AtomicU64, what: &str) {
+        let path = dir.path().join(name);
+        if lock(&self.shared.reported).contains_key(&path) {
             return;
         }
-        if reported.len() >= MAX_REPORTED {
-            reported.clear();
+        let stamp = {
+            let (dir, name) = (Arc::clone(dir), name.to_string());
+            tokio::task::spawn_blocking(move || dir.stamp(&name).ok()).await.ok().flatten()
+        };
+        self.report_once(&path, stamp, counter, what);
+    }
+
+    /// Counts and reports `path` (as it looked: `stamp`) once.
+    fn report_once(&self, path: &Path, stamp: Option<Stamp>, counter: &AtomicU64, what: &str) {
+        {
+            let mut reported = lock(&self.shared.reported);
+            if reported.contains_key(path) {
+                return;
+            }
+            if reported.len() >= MAX_REPORTED {
+                reported.clear();
+            }
+            reported.insert(path.to_path_buf(), stamp);
         }
-        reported.insert(path.to_path_buf());
         counter.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(path = %path.display(), "{what}");
+        tracing::warn!(path = %Escaped(path.display()), "{}", Escaped(what));
+    }
+
+    /// Logs a failure to read the medium, at most once a minute.
+    fn warn_limited(&self, path: &Path, error: &dyn std::fmt::Display, what: &str) {
+        if let Some(suppressed) = lock(&self.shared.warnings).allow(std::time::Instant::now()) {
+            tracing::warn!(path = %Escaped(path.display()), error = %Escaped(error), earlier_not_logged = suppressed, "{what}");
+        }
     }
 
     /// Takes one file in; answers whether it was removed from the medium (its directory then
     /// wants a sync).
-    async fn import_file(&self, path: &Path) -> bool {
-        let result = self.take_in(path).await;
-        match result {
-            Ok((reception, bytes)) => {
-                // Durable here: the file may go.
-                let removed = match tokio::fs::remove_file(path).await {
-                    Ok(()) => true,
-                    Err(error) => {
-                        tracing::warn!(path = %path.display(), %error, "imported, but the file could not be removed from the medium (it will be recognised and skipped next time)");
+    async fn import_file(&self, dir: &Arc<MediumDir>, name: &str) -> bool {
+        let opened = {
+            let (dir, name) = (Arc::clone(dir), name.to_string());
+            tokio::task::spawn_blocking(move || dir.open_file(&name)).await
+        };
+        let path = dir.path().join(name);
+        let (file, stamp) = match opened {
+            Ok(Ok(opened)) => opened,
+            Ok(Err(EntryError::Missing)) | Err(_) => return false,
+            Ok(Err(EntryError::Unsafe(Unsafe::Replaced))) => return false,
+            Ok(Err(EntryError::Unsafe(kind))) => {
+                // Reported with how it looks now: replaced by a regular file, it is taken.
+                self.left_alone(
+                    dir,
+                    name,
+                    &self.shared.counters.unsafe_entries,
+                    &format!("{kind}: left alone"),
+                )
+                .await;
+                return false;
+            }
+            Ok(Err(EntryError::Io(error))) => {
+                self.warn_limited(
+                    &path,
+                    &error,
+                    "a spool file could not be opened; tried again at the next scan",
+                );
+                return false;
+            }
+        };
+        let result = self.take_in(&path, tokio::fs::File::from_std(file), stamp.size).await;
+        // Durable here (or known already): the file may go — if it is still the one read.
+        let remove = || {
+            let (dir, name, path) = (Arc::clone(dir), name.to_string(), path.clone());
+            async move {
+                match tokio::task::spawn_blocking(move || dir.remove_if_same(&name, &stamp)).await {
+                    Ok(Ok(removed)) => removed,
+                    Ok(Err(error)) => {
+                        self.warn_limited(&path, &error, "imported, but the file could not be removed from the medium (it will be recognised and skipped next time)");
                         false
                     }
-                };
+                    Err(_) => false,
+                }
+            }
+        };
+        match result {
+            Ok((reception, bytes)) => {
                 let c = &self.shared.counters;
                 match reception {
                     Reception::Accepted(_) | Reception::Consumed => {
@@ -340,15 +512,18 @@ impl<A: BundleSink> Spool<A> {
                         c.duplicates.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                removed
+                remove().await
             }
             Err(Some(AgentError::AlreadyHandled(_))) => {
                 self.shared.counters.duplicates.fetch_add(1, Ordering::Relaxed);
-                tokio::fs::remove_file(path).await.is_ok()
+                remove().await
             }
             Err(Some(error)) if error.refusal() == Refusal::NotAcceptable => {
-                self.left_alone(
-                    path,
+                // Looked at again if it changes: a copy still being written reads as a bundle
+                // cut short.
+                self.report_once(
+                    &path,
+                    Some(stamp),
                     &self.shared.counters.not_bundles,
                     &format!("not a bundle this node takes ({error}): left alone"),
                 );
@@ -356,20 +531,25 @@ impl<A: BundleSink> Spool<A> {
             }
             Err(Some(error)) => {
                 // No room or a store failure: tried again at the next scan.
-                if let Some(suppressed) = lock(&self.shared.warnings).allow(std::time::Instant::now()) {
-                    tracing::warn!(path = %path.display(), %error, earlier_not_logged = suppressed, "a spool file could not be imported now; it stays on the medium");
-                }
+                self.warn_limited(
+                    &path,
+                    &error,
+                    "a spool file could not be imported now; it stays on the medium",
+                );
                 false
             }
             Err(None) => false,
         }
     }
 
-    /// Streams a file into the store; `Err(None)` when the file could not be read (gone, a
-    /// medium pulled out).
-    async fn take_in(&self, path: &Path) -> Result<(Reception, u64), Option<AgentError>> {
-        let mut file = tokio::fs::File::open(path).await.map_err(|_| None)?;
-        let length = file.metadata().await.map_err(|_| None)?.len();
+    /// Streams an open file (of `length` bytes when opened) into the store; `Err(None)` when
+    /// it could not be read (a medium pulled out).
+    async fn take_in(
+        &self,
+        path: &Path,
+        mut file: tokio::fs::File,
+        length: u64,
+    ) -> Result<(Reception, u64), Option<AgentError>> {
         let mut pending = self.shared.agent.begin_receive().await.map_err(Some)?;
         let mut total = 0u64;
         // Many files are taken in at once: each buffer only as large as its file needs.
@@ -378,9 +558,7 @@ impl<A: BundleSink> Spool<A> {
             chunk.clear();
             let n = (&mut file).take(CHUNK as u64).read_to_end(&mut chunk).await.map_err(|error| {
                 // Tried again at the next scan (a medium pulled out mid-read comes back).
-                if let Some(suppressed) = lock(&self.shared.warnings).allow(std::time::Instant::now()) {
-                    tracing::warn!(path = %path.display(), %error, earlier_not_logged = suppressed, "reading a spool file failed");
-                }
+                self.warn_limited(path, &error, "reading a spool file failed");
                 None
             })?;
             if n == 0 {
@@ -393,47 +571,98 @@ impl<A: BundleSink> Spool<A> {
         Ok((reception, total))
     }
 
-    /// Writes one bundle into the directory of `peer`, atomically.
+    /// Writes one bundle into the directory of `peer`, atomically: a private temporary file
+    /// (0600, never through a link), synced, renamed, the directory synced.
     async fn export(&self, peer: &Eid, bundle: OutgoingBundle) -> Result<u64, ExportError> {
-        let dir = self.shared.config.dir.clone();
-        if !tokio::fs::metadata(&dir).await.is_ok_and(|m| m.is_dir()) {
-            return Err(ExportError::Missing(dir));
+        let root = self.shared.config.dir.clone();
+        if !tokio::fs::metadata(&root).await.is_ok_and(|m| m.is_dir()) {
+            return Err(ExportError::Missing(root));
         }
-        let node_dir = dir.join(node_dir(peer));
-        tokio::fs::create_dir_all(&node_dir).await.map_err(|error| classify(&dir, &node_dir, error))?;
+        self.check_kept_out().await?;
+        let name = node_dir(peer);
+        let path = root.join(&name);
+        let created = {
+            let root = root.clone();
+            tokio::task::spawn_blocking(move || MediumDir::create(&root, &name)).await
+        };
+        let dir = match created {
+            Ok(Ok(dir)) => Arc::new(dir),
+            Ok(Err(EntryError::Unsafe(kind))) => return Err(ExportError::Unsafe { path, kind }),
+            Ok(Err(EntryError::Missing)) => return Err(ExportError::Missing(root)),
+            Ok(Err(EntryError::Io(error))) => return Err(classify(&root, &path, error)),
+            Err(error) => return Err(ExportError::Io { path, error: std::io::Error::other(error) }),
+        };
         let n = self.shared.next_temporary.fetch_add(1, Ordering::Relaxed);
-        let temporary = node_dir.join(format!("{TEMPORARY_PREFIX}{}-{n}", std::process::id()));
-        let written = self.write_temporary(&temporary, bundle).await;
+        let temporary = format!("{TEMPORARY_PREFIX}{}-{n}", std::process::id());
+        let remove_temporary = || {
+            let (dir, temporary) = (Arc::clone(&dir), temporary.clone());
+            tokio::task::spawn_blocking(move || dir.remove(&temporary))
+        };
+        let written = self.write_temporary(&dir, &temporary, bundle).await;
         let (length, prefix) = match written {
             Ok(done) => done,
             Err(error) => {
-                let _ = tokio::fs::remove_file(&temporary).await;
-                return Err(classify(&dir, &temporary, error));
+                let _ = remove_temporary().await;
+                return Err(match error {
+                    EntryError::Unsafe(kind) => {
+                        ExportError::Unsafe { path: dir.path().join(&temporary), kind }
+                    }
+                    EntryError::Missing => ExportError::Missing(root),
+                    EntryError::Io(error) => classify(&root, &dir.path().join(&temporary), error),
+                });
             }
         };
         let header = match BundleHeader::parse(&prefix, &ParseOptions::lenient()) {
             Ok(Some(header)) => header,
             Ok(None) => {
-                let _ = tokio::fs::remove_file(&temporary).await;
+                let _ = remove_temporary().await;
                 return Err(ExportError::Header(format!("longer than {MAX_HEADER} bytes")));
             }
             Err(error) => {
-                let _ = tokio::fs::remove_file(&temporary).await;
+                let _ = remove_temporary().await;
                 return Err(ExportError::Header(error.to_string()));
             }
         };
-        let path = node_dir.join(bundle_file(&header.id()));
-        if let Err(error) = tokio::fs::rename(&temporary, &path).await {
-            let _ = tokio::fs::remove_file(&temporary).await;
-            return Err(classify(&dir, &path, error));
+        let file_name = bundle_file(&header.id());
+        let renamed = {
+            let (dir, temporary, file_name) = (Arc::clone(&dir), temporary.clone(), file_name.clone());
+            tokio::task::spawn_blocking(move || dir.rename(&temporary, &file_name).and_then(|()| dir.sync()))
+                .await
+        };
+        match renamed {
+            Ok(Ok(())) => Ok(length),
+            Ok(Err(error)) => {
+                let _ = remove_temporary().await;
+                Err(match error {
+                    EntryError::Io(error) => classify(&root, &dir.path().join(&file_name), error),
+                    other => ExportError::Io {
+                        path: dir.path().join(&file_name),
+                        error: std::io::Error::other(other.to_string()),
+                    },
+                })
+            }
+            Err(error) => Err(ExportError::Io {
+                path: dir.path().join(&file_name),
+                error: std::io::Error::other(error),
+            }),
         }
-        sync_dir(&node_dir).await;
-        Ok(length)
     }
 
-    /// Writes the bundle to `path` and syncs it; answers its length and its first bytes.
-    async fn write_temporary(&self, path: &Path, bundle: OutgoingBundle) -> std::io::Result<(u64, Bytes)> {
-        let mut file = tokio::fs::File::create(path).await?;
+    /// Writes the bundle to the new file `name` in `dir` and syncs it; answers its length and
+    /// its first bytes.
+    async fn write_temporary(
+        &self,
+        dir: &Arc<MediumDir>,
+        name: &str,
+        bundle: OutgoingBundle,
+    ) -> Result<(u64, Bytes), EntryError> {
+        let created = {
+            let (dir, name) = (Arc::clone(dir), name.to_string());
+            tokio::task::spawn_blocking(move || dir.create_file(&name))
+                .await
+                .map_err(|error| EntryError::Io(std::io::Error::other(error)))??
+        };
+        let mut file = tokio::fs::File::from_std(created);
         // Many exports run at once: each buffer only as large as its bundle needs.
         let mut buffer = vec![0u8; usize::try_from(bundle.len()).unwrap_or(CHUNK).clamp(1, CHUNK)];
         let mut reader = bundle.into_reader();
@@ -470,12 +699,6 @@ fn classify(dir: &Path, path: &Path, error: std::io::Error) -> ExportError {
     }
 }
 
-/// Makes a rename or removal in `dir` durable.
-async fn sync_dir(dir: &Path) {
-    let dir = dir.to_path_buf();
-    let _ = tokio::task::spawn_blocking(move || std::fs::File::open(&dir).and_then(|d| d.sync_all())).await;
-}
-
 /// The agent's way into the spool.
 #[derive(Debug)]
 struct SpoolLink<A: BundleSink> {
@@ -499,8 +722,22 @@ impl<A: BundleSink> ConvergenceLayer for SpoolLink<A> {
                 }
                 Err(error) => {
                     shared.counters.export_errors.fetch_add(1, Ordering::Relaxed);
-                    if let Some(suppressed) = lock(&shared.warnings).allow(std::time::Instant::now()) {
-                        tracing::warn!(%error, neighbour = %node, earlier_not_logged = suppressed, "a bundle could not be written to the spool");
+                    match &error {
+                        // What is wrong with the medium is reported once, not once a minute.
+                        ExportError::Unsafe { path, .. } | ExportError::KeptOut { dir: path, .. } => {
+                            self.spool.report_once(
+                                path,
+                                None,
+                                &shared.counters.unsafe_entries,
+                                &format!("a bundle for {node} could not be written: {error}"),
+                            );
+                        }
+                        _ => {
+                            if let Some(suppressed) = lock(&shared.warnings).allow(std::time::Instant::now())
+                            {
+                                tracing::warn!(error = %Escaped(&error), neighbour = %node, earlier_not_logged = suppressed, "a bundle could not be written to the spool");
+                            }
+                        }
                     }
                     match error {
                         ExportError::Missing(_) => Err(ClaError::LinkDown { peer: node.to_string() }),

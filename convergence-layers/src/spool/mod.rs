@@ -4,5 +4,6 @@
 
 pub mod driver;
 pub mod layout;
+pub mod medium;
 
 pub use driver::{ExportError, Spool, SpoolConfig, SpoolStats};

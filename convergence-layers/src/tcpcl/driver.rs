@@ -71,6 +71,9 @@ pub struct TcpclConfig {
     pub transfer_idle_timeout: Duration,
     /// A session whose peer reads nothing of what waits to be sent for this long is ended.
     pub send_stall_timeout: Duration,
+    /// How many sessions peers may open at once, in all and from one address
+    /// ([`crate::listener`]).
+    pub limits: crate::listener::ConnectionLimits,
 }
 
 impl TcpclConfig {
@@ -82,6 +85,7 @@ impl TcpclConfig {
             tls: None,
             transfer_idle_timeout: Duration::from_secs(120),
             send_stall_timeout: Duration::from_secs(120),
+            limits: crate::listener::ConnectionLimits::default(),
         }
     }
 }
@@ -222,14 +226,21 @@ impl<A: BundleSink> Tcpcl<A> {
         tracing::info!(address = %bound, "TCPCL listening");
         let layer = self.clone();
         let shutdown = self.shared.shutdown.subscribe();
-        // At most MAX_ACCEPTED sessions the peers opened at once (each holds buffers and
-        // transfers in progress).
-        crate::listener::accept_bounded(listener, "tcpcl", shutdown, move |stream, peer| {
-            let layer = layer.clone();
-            async move {
-                layer.run_session(stream, peer, Role::Passive, None).await;
-            }
-        });
+        // Sessions the peers opened, bounded in all and per address (each holds buffers and
+        // transfers in progress); the idlest is shed for a newcomer.
+        let limits = self.shared.config.limits;
+        crate::listener::accept_bounded(
+            listener,
+            "tcpcl",
+            limits,
+            shutdown,
+            move |stream, peer, activity| {
+                let layer = layer.clone();
+                async move {
+                    layer.run_session(stream, peer, Role::Passive, None, Some(activity)).await;
+                }
+            },
+        );
         Ok(bound)
     }
 
@@ -284,7 +295,7 @@ impl<A: BundleSink> Tcpcl<A> {
                             tracing::info!(%address, "TCPCL peer reachable again");
                         }
                         let peer = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-                        layer.run_session(stream, peer, Role::Active, wanted.clone()).await
+                        layer.run_session(stream, peer, Role::Active, wanted.clone(), None).await
                     }
                     Err(error) => {
                         let reason = error.to_string();
@@ -314,7 +325,7 @@ impl<A: BundleSink> Tcpcl<A> {
     /// established.
     pub async fn connect_once(&self, address: SocketAddr) -> std::io::Result<bool> {
         let stream = TcpStream::connect(address).await?;
-        Ok(self.run_session(stream, address, Role::Active, None).await)
+        Ok(self.run_session(stream, address, Role::Active, None, None).await)
     }
 
     /// Every session now.
@@ -342,6 +353,7 @@ impl<A: BundleSink> Tcpcl<A> {
         address: SocketAddr,
         role: Role,
         wanted: Option<watch::Receiver<bool>>,
+        activity: Option<Arc<crate::listener::Activity>>,
     ) -> bool {
         let _ = stream.set_nodelay(true);
         let number = self.shared.next_session.fetch_add(1, Ordering::Relaxed);
@@ -361,6 +373,7 @@ impl<A: BundleSink> Tcpcl<A> {
         let session = Session::new(self.shared.config.session.clone(), role, now());
         let mut task = SessionTask::new(self.clone(), number, session, status);
         task.wanted = wanted;
+        task.activity = activity;
         let established = task.run(stream).await;
         lock(&self.shared.sessions).remove(&number);
         established

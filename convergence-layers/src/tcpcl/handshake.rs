@@ -23,8 +23,14 @@ pub(super) enum Connection {
 impl<A: BundleSink> SessionTask<A> {
     pub(super) async fn run_connection(&mut self, mut stream: TcpStream) {
         // The contact headers (§4.2) are exchanged on the bare socket, reading exactly the
-        // peer's header so that a TLS handshake that follows is not read as TCPCL.
-        if let Err(error) = self.exchange_contact_headers(&mut stream).await {
+        // peer's header so that a TLS handshake that follows is not read as TCPCL. A session
+        // shed before it has begun just closes.
+        let activity = self.activity.clone();
+        let exchanged = tokio::select! {
+            exchanged = self.exchange_contact_headers(&mut stream) => exchanged,
+            () = crate::listener::shed(activity.as_deref()) => Err(std::io::Error::other("shed before its contact header (too many connections)")),
+        };
+        if let Err(error) = exchanged {
             self.closing(format_args!("contact failed: {error}"));
             self.fail_all("the connection closed");
             return;
@@ -75,6 +81,13 @@ impl<A: BundleSink> SessionTask<A> {
                         .map(certified_node_ids);
                     Ok((Connection::Server(Box::new(stream)), ids.unwrap_or_default()))
                 }
+            }
+        };
+        let activity = self.activity.clone();
+        let handshake = async {
+            tokio::select! {
+                done = handshake => done,
+                () = crate::listener::shed(activity.as_deref()) => Err(std::io::Error::other("shed (too many connections)")),
             }
         };
         let (connection, node_ids) = match tokio::time::timeout(timeout, handshake).await {

@@ -61,6 +61,8 @@ pub(super) struct SessionTask<A: BundleSink> {
     pub(super) commits_in_progress: usize,
     /// Warnings the peer can provoke, rate-limited.
     pub(super) warnings: bpa::log::RateLimit,
+    /// For a session a peer opened: what the listener knows of it, and how it sheds it.
+    pub(super) activity: Option<Arc<crate::listener::Activity>>,
 }
 
 impl<A: BundleSink> SessionTask<A> {
@@ -98,6 +100,7 @@ impl<A: BundleSink> SessionTask<A> {
             commits_rx,
             commits_in_progress: 0,
             warnings: bpa::log::RateLimit::new(Duration::from_secs(10)),
+            activity: None,
         }
     }
 
@@ -143,6 +146,8 @@ impl<A: BundleSink> SessionTask<A> {
         let mut shutdown = self.layer.shared.shutdown.subscribe();
         let mut shutting_down = *shutdown.borrow();
         let mut wanted = self.wanted.take();
+        let activity = self.activity.clone();
+        let mut shed = false;
         let mut buffer = vec![0u8; READ_BUFFER];
         let (transfer_idle, send_stall) =
             (self.layer.shared.config.transfer_idle_timeout, self.layer.shared.config.send_stall_timeout);
@@ -154,7 +159,8 @@ impl<A: BundleSink> SessionTask<A> {
         watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if shutting_down && !self.session.is_ending() && !self.session.is_closed() {
-                self.session.terminate(SessTermReason::UNKNOWN);
+                // A session shed for a newcomer says so: the node is too busy (§6.1).
+                self.session.terminate(if shed { SessTermReason::BUSY } else { SessTermReason::UNKNOWN });
             }
             self.step().await;
             if self.session.is_closed() {
@@ -211,6 +217,11 @@ impl<A: BundleSink> SessionTask<A> {
                 }
                 Some(committed) = self.commits_rx.recv() => self.committed(committed),
                 _ = shutdown.changed() => shutting_down = true,
+                () = crate::listener::shed(activity.as_deref()), if !shed => {
+                    self.closing("shed: the listener's connections were all taken and this one was the idlest");
+                    shed = true;
+                    shutting_down = true;
+                }
                 () = no_longer_wanted(&mut wanted) => {
                     self.closing("the planned contact ended");
                     shutting_down = true;
@@ -276,6 +287,10 @@ impl<A: BundleSink> SessionTask<A> {
         self.status
             .transfers_in_flight
             .store((self.unacknowledged.len() + self.queued.len()) as u64, Ordering::Relaxed);
+        if let Some(activity) = &self.activity {
+            // Bundles on their way either way: a session moving one is not shed.
+            activity.set_in_progress(self.unacknowledged.len() + usize::from(self.incoming.is_some()));
+        }
     }
 
     /// At the end: only the session's last bytes, no more agent work.

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::session::{Event, Session, SessionConfig, SessionError};
 use super::wire::RefuseCode;
+use super::wire::ShutdownReason;
 use super::writer::{BundleJob, Written, write_loop};
 
 /// How the layer behaves.
@@ -39,6 +40,9 @@ pub struct Tcpcl3Config {
     /// nothing of what is being written, for this long — whatever the keepalive (which may be
     /// off).
     pub stall_timeout: Duration,
+    /// How many connections peers may open at once, in all and from one address
+    /// ([`crate::listener`]).
+    pub limits: crate::listener::ConnectionLimits,
 }
 
 impl Tcpcl3Config {
@@ -52,6 +56,7 @@ impl Tcpcl3Config {
             reconnect_min: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(60),
             stall_timeout: Duration::from_secs(120),
+            limits: crate::listener::ConnectionLimits::default(),
         }
     }
 }
@@ -179,12 +184,19 @@ impl<A: BundleSink> Tcpcl3<A> {
         tracing::info!(address = %bound, "TCPCLv3 listening");
         let layer = self.clone();
         let shutdown = self.shared.shutdown.subscribe();
-        crate::listener::accept_bounded(listener, "tcpcl3", shutdown, move |stream, peer| {
-            let layer = layer.clone();
-            async move {
-                layer.run_connection(stream, peer.to_string(), None, None).await;
-            }
-        });
+        let limits = self.shared.config.limits;
+        crate::listener::accept_bounded(
+            listener,
+            "tcpcl3",
+            limits,
+            shutdown,
+            move |stream, peer, activity| {
+                let layer = layer.clone();
+                async move {
+                    layer.run_connection(stream, peer.to_string(), None, None, Some(activity)).await;
+                }
+            },
+        );
         Ok(bound)
     }
 
@@ -224,7 +236,7 @@ impl<A: BundleSink> Tcpcl3<A> {
                             tracing::info!(%address, "TCPCLv3 peer reachable again");
                         }
                         match layer
-                            .run_connection(stream, address.clone(), node.clone(), wanted.clone())
+                            .run_connection(stream, address.clone(), node.clone(), wanted.clone(), None)
                             .await
                         {
                             Ended::Normally { established: true } => wait = min,
@@ -289,11 +301,13 @@ impl<A: BundleSink> Tcpcl3<A> {
         address: String,
         expected: Option<Eid>,
         wanted: Option<watch::Receiver<bool>>,
+        activity: Option<Arc<crate::listener::Activity>>,
     ) -> Ended {
         let _ = stream.set_nodelay(true);
         let connection = self.shared.next_connection.fetch_add(1, Ordering::Relaxed);
         let mut task = Connection::new(self.clone(), connection, address, expected);
         task.wanted = wanted;
+        task.activity = activity;
         let ended = task.run(stream).await;
         task.finish();
         ended
@@ -347,6 +361,8 @@ struct Connection<A: BundleSink> {
     wanted: Option<watch::Receiver<bool>>,
     /// Control bytes handed to the writer and not yet written.
     control_queued: Arc<AtomicU64>,
+    /// For a connection a peer opened: what the listener knows of it, and how it sheds it.
+    activity: Option<Arc<crate::listener::Activity>>,
 }
 
 impl<A: BundleSink> Connection<A> {
@@ -373,6 +389,7 @@ impl<A: BundleSink> Connection<A> {
             warnings: bpa::log::RateLimit::new(Duration::from_secs(60)),
             wanted: None,
             control_queued: Arc::new(AtomicU64::new(0)),
+            activity: None,
         }
     }
 
@@ -401,7 +418,12 @@ impl<A: BundleSink> Connection<A> {
             (tokio::time::Instant::now(), tokio::time::Instant::now());
         // Control messages handed to the writer and not yet reported written.
         let mut control_pending = self.flush_control();
+        let activity = self.activity.clone();
         loop {
+            if let Some(activity) = &activity {
+                // Bundles on their way either way: a connection moving one is not shed.
+                activity.set_in_progress(self.sending.len() + usize::from(self.receiving.is_some()));
+            }
             let writing = (writer_busy || control_pending).then_some(write_progress + stall);
             let reading = self.session.receiving().then_some(read_progress + stall);
             let stalled_at = match (writing, reading) {
@@ -467,6 +489,10 @@ impl<A: BundleSink> Connection<A> {
                     break;
                 }
                 _ = shutdown.changed() => self.session.shutdown(None, None),
+                () = crate::listener::shed(activity.as_deref()) => {
+                    self.closing("shed: the listener's connections were all taken and this one was the idlest");
+                    self.session.shutdown(Some(ShutdownReason::Busy), None);
+                }
                 () = no_longer_wanted(&mut self.wanted) => {
                     self.closing("the planned contact ended");
                     self.wanted = None;

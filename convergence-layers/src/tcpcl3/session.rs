@@ -33,6 +33,10 @@ pub struct SessionConfig {
     pub max_bundle_size: u64,
     /// How long to wait for the peer's contact header.
     pub header_timeout: Duration,
+    /// With no keepalives (either side asked for 0), a connection on which nothing arrives for
+    /// this long is shut down ("idle timeout"): no keepalives means no keepalives, not no limit
+    /// (design §3.10). With keepalives, twice the interval applies (RFC 7242 §5.6).
+    pub idle_timeout: Duration,
 }
 
 impl SessionConfig {
@@ -45,6 +49,7 @@ impl SessionConfig {
             request_length: false,
             max_bundle_size: 16 << 30,
             header_timeout: Duration::from_secs(30),
+            idle_timeout: crate::listener::DEFAULT_IDLE_TIMEOUT,
         }
     }
 }
@@ -108,6 +113,11 @@ pub enum Event {
     Closed(SessionError),
 }
 
+/// The refusal of a bundle larger than `max_bundle_size`: "reason unknown" (RFC 7242 §5.4),
+/// not "resources exhausted", which tells the sender to come again (after fragmenting it
+/// reactively, which a sender that does not may take as "later") — the bundle will never fit.
+const TOO_LARGE: RefuseCode = RefuseCode::Unknown;
+
 /// Why a session ended.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SessionError {
@@ -117,7 +127,9 @@ pub enum SessionError {
     VersionMismatch(u8),
     #[error("no contact header from the peer within {0:?}")]
     HeaderTimeout(Duration),
-    #[error("nothing heard from the peer for {0:?} (twice the keepalive interval)")]
+    #[error(
+        "nothing heard from the peer for {0:?} (twice the keepalive interval, or the idle limit without keepalives)"
+    )]
     KeepaliveExpired(Duration),
     #[error("the peer broke the protocol: {0}")]
     Protocol(&'static str),
@@ -303,10 +315,10 @@ impl Session {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
             State::AwaitingHeader => Some(self.started + self.config.header_timeout),
-            State::Established => {
-                let interval = self.negotiated.as_ref()?.keepalive?;
-                Some((self.last_sent + interval).min(self.last_received + 2 * interval))
-            }
+            State::Established => match self.negotiated.as_ref()?.keepalive {
+                Some(interval) => Some((self.last_sent + interval).min(self.last_received + 2 * interval)),
+                None => Some(self.last_received + self.config.idle_timeout),
+            },
             State::Closed => None,
         }
     }
@@ -324,7 +336,20 @@ impl Session {
                 }
             }
             State::Established => {
-                let Some(interval) = self.negotiated.as_ref().and_then(|n| n.keepalive) else { return };
+                let Some(negotiated) = self.negotiated.as_ref() else { return };
+                let Some(interval) = negotiated.keepalive else {
+                    let idle = self.config.idle_timeout;
+                    if now >= self.last_received + idle {
+                        self.fail(
+                            SessionError::KeepaliveExpired(idle),
+                            Some(Message::Shutdown {
+                                reason: Some(ShutdownReason::IdleTimeout),
+                                delay: None,
+                            }),
+                        );
+                    }
+                    return;
+                };
                 if now >= self.last_received + 2 * interval {
                     self.fail(
                         SessionError::KeepaliveExpired(2 * interval),
@@ -486,8 +511,7 @@ impl Session {
             self.incoming = Some(Incoming { bundle, received: 0, refused: too_large, discarding: false });
             if too_large {
                 self.events.push_back(Event::IncomingTooLarge { bundle });
-                self.acks
-                    .push_back(PendingAck::Ready(Message::RefuseBundle { reason: RefuseCode::NoResources }));
+                self.acks.push_back(PendingAck::Ready(Message::RefuseBundle { reason: TOO_LARGE }));
             } else if length <= limit {
                 let length = if end { Some(length) } else { announced };
                 self.events.push_back(Event::IncomingStarted { bundle, length });
@@ -506,7 +530,7 @@ impl Session {
             incoming.refused = true;
             let bundle = incoming.bundle;
             self.events.push_back(Event::IncomingTooLarge { bundle });
-            self.acks.push_back(PendingAck::Ready(Message::RefuseBundle { reason: RefuseCode::NoResources }));
+            self.acks.push_back(PendingAck::Ready(Message::RefuseBundle { reason: TOO_LARGE }));
         }
         self.segment_left = length;
         self.segment_length = length;

@@ -295,9 +295,10 @@ fn a_bundle_larger_than_taken_is_refused_or_ends_the_session() {
     session.handle_input(&segment(false, true, &[0; 60]), now);
     let got = events(&mut session);
     assert_eq!(got.last(), Some(&Event::IncomingTooLarge { bundle: 0 }));
+    // "Reason unknown", not "resources exhausted": the sender is not invited to try again.
     assert_eq!(
         transmitted(&mut session),
-        vec![Message::AckSegment { length: 60 }, Message::RefuseBundle { reason: RefuseCode::NoResources }]
+        vec![Message::AckSegment { length: 60 }, Message::RefuseBundle { reason: RefuseCode::Unknown }]
     );
     // A LENGTH announcing it: refused at its first segment (not at once, where the refusal
     // could cross a bundle already on its way), its segments skipped.
@@ -305,7 +306,7 @@ fn a_bundle_larger_than_taken_is_refused_or_ends_the_session() {
     assert!(transmitted(&mut session).is_empty());
     session.handle_input(&segment(true, false, &[0; 10]), now);
     assert_eq!(events(&mut session), vec![Event::IncomingTooLarge { bundle: 1 }]);
-    assert_eq!(transmitted(&mut session), vec![Message::RefuseBundle { reason: RefuseCode::NoResources }]);
+    assert_eq!(transmitted(&mut session), vec![Message::RefuseBundle { reason: RefuseCode::Unknown }]);
     session.handle_input(&segment(false, true, &[0; 91]), now);
     assert!(events(&mut session).is_empty());
     session.handle_input(&segment(true, true, b"next"), now);
@@ -432,6 +433,33 @@ fn keepalives_go_when_idle_and_a_silent_peer_is_shut_down() {
         vec![Message::Shutdown { reason: Some(ShutdownReason::IdleTimeout), delay: None }]
     );
     assert_eq!(session.poll_timeout(), None);
+}
+
+/// Issue 25, fault 8: with keepalives off (our side asked for 0), a silent connection still
+/// ends at the idle limit (before the fix it was held for ever).
+#[test]
+fn without_keepalives_a_silent_peer_is_shut_down_at_the_idle_limit() {
+    let start = Instant::now();
+    let mut config = SessionConfig::new("ipn:1.0");
+    config.keepalive = 0;
+    config.idle_timeout = Duration::from_secs(300);
+    let mut session = established(config, all_flags(), start);
+    let at = |s: u64| start + Duration::from_secs(s);
+    assert_eq!(session.poll_timeout(), Some(at(300)));
+    session.handle_input(&Message::Keepalive.encode(), at(100));
+    session.handle_timeout(at(299));
+    assert!(transmitted(&mut session).is_empty(), "no keepalives");
+    assert!(session.is_established());
+    assert_eq!(session.poll_timeout(), Some(at(400)), "counted from the last byte heard");
+    session.handle_timeout(at(400));
+    assert_eq!(
+        events(&mut session),
+        vec![Event::Closed(SessionError::KeepaliveExpired(Duration::from_secs(300)))]
+    );
+    assert_eq!(
+        transmitted(&mut session),
+        vec![Message::Shutdown { reason: Some(ShutdownReason::IdleTimeout), delay: None }]
+    );
 }
 
 #[test]

@@ -60,6 +60,31 @@ pub struct UdpPeer {
     pub node_id: Eid,
     /// Bytes per second, `None`: as fast as the socket takes them.
     pub rate: Option<u64>,
+    /// The addresses its datagrams come from; a port of 0 stands for any port of that IP.
+    /// Empty: `address` (a node that sends from the socket it listens on, as this one does).
+    /// Administrative records for this node in the peer's name (custody signals, BIBE PDUs,
+    /// status reports) are refused from anywhere else ([`bpa::cla::Sender`]).
+    pub sends_from: Vec<SocketAddr>,
+}
+
+impl UdpPeer {
+    /// A peer at `address` that sends from it too.
+    pub fn new(address: SocketAddr, node_id: Eid) -> UdpPeer {
+        UdpPeer { address, node_id, rate: None, sends_from: Vec::new() }
+    }
+
+    /// Whether a datagram from `from` can be this peer's.
+    pub fn sends_from(&self, from: SocketAddr) -> bool {
+        let matches = |allowed: &SocketAddr| {
+            same_ip(allowed.ip(), from.ip()) && (allowed.port() == 0 || allowed.port() == from.port())
+        };
+        if self.sends_from.is_empty() { matches(&self.address) } else { self.sends_from.iter().any(matches) }
+    }
+}
+
+/// Whether two IPs are one, an IPv4 address and its IPv6-mapped form alike.
+fn same_ip(a: std::net::IpAddr, b: std::net::IpAddr) -> bool {
+    a.to_canonical() == b.to_canonical()
 }
 
 /// Why the layer could not start.
@@ -105,16 +130,38 @@ struct PeerState {
     bucket: Option<tokio::sync::Mutex<TokenBucket>>,
 }
 
+/// The configured peers by node ID.
+type Peers = Arc<Mutex<HashMap<Eid, Arc<PeerState>>>>;
+
 #[derive(Debug)]
 struct Shared<A: BundleSink> {
     agent: A,
     config: UdpConfig,
     sockets: Mutex<Vec<Arc<UdpSocket>>>,
-    peers: Mutex<HashMap<Eid, Arc<PeerState>>>,
+    peers: Peers,
     counters: Counters,
-    /// One warning per source address per minute (bounded: at most this many sources remembered).
-    warnings: Mutex<HashMap<SocketAddr, bpa::log::RateLimit>>,
+    /// One warning per source IP per minute — by IP, not port, so a sender cycling through its
+    /// ports gets no more; at most [`WARNED_SOURCES`] IPs, the rest sharing one.
+    warnings: Mutex<bpa::log::RateLimits<std::net::IpAddr>>,
     shutdown: watch::Sender<bool>,
+}
+
+/// Who sent a datagram, as the agent may ask ([`bpa::cla::Sender`]): a bundle in the name of a
+/// configured peer must come from where that peer sends from.
+#[derive(Debug)]
+struct DatagramSender {
+    from: SocketAddr,
+    peers: Peers,
+}
+
+impl bpa::cla::Sender for DatagramSender {
+    fn may_speak_for(&self, node: &Eid) -> bool {
+        lock(&self.peers).get(node).is_none_or(|peer| peer.peer.sends_from(self.from))
+    }
+
+    fn describe(&self) -> String {
+        format!("UDP {}", self.from)
+    }
 }
 
 /// Datagrams being made durable at once; past it, reading waits (the socket buffer holds
@@ -124,7 +171,7 @@ const MAX_RECEIVING: usize = 256;
 /// Larger than any UDP payload (65,507 over IPv4, 65,527 over IPv6).
 const RECEIVE_BUFFER: usize = 65_536;
 
-/// Sources remembered for rate-limited warnings; past it the memory starts again.
+/// Source IPs remembered for rate-limited warnings; past it the others share one limit.
 const WARNED_SOURCES: usize = 1024;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -151,9 +198,9 @@ impl<A: BundleSink> Udp<A> {
                 agent,
                 config,
                 sockets: Mutex::new(Vec::new()),
-                peers: Mutex::new(HashMap::new()),
+                peers: Arc::new(Mutex::new(HashMap::new())),
                 counters: Counters::default(),
-                warnings: Mutex::new(HashMap::new()),
+                warnings: Mutex::new(bpa::log::RateLimits::new(Duration::from_secs(60), WARNED_SOURCES)),
                 shutdown,
             }),
         }
@@ -249,7 +296,10 @@ impl<A: BundleSink> Udp<A> {
     fn admit(&self, bytes: &[u8], from: SocketAddr) -> Option<Bytes> {
         let counters = &self.shared.counters;
         if let Some(allow) = &self.shared.config.allow {
-            let is_peer = lock(&self.shared.peers).values().any(|p| p.peer.address.ip() == from.ip());
+            let is_peer = lock(&self.shared.peers).values().any(|p| {
+                same_ip(p.peer.address.ip(), from.ip())
+                    || p.peer.sends_from.iter().any(|a| same_ip(a.ip(), from.ip()))
+            });
             if !is_peer && !allow.contains(&from.ip()) {
                 counters.datagrams_not_allowed.fetch_add(1, Ordering::Relaxed);
                 self.warn(from, "a datagram from an address not allowed (udp.allow) was dropped");
@@ -267,26 +317,23 @@ impl<A: BundleSink> Udp<A> {
     /// One bundle in.
     async fn datagram(&self, bytes: Bytes, from: SocketAddr) {
         let counters = &self.shared.counters;
-        match self.shared.agent.receive(bytes).await {
+        let sender = DatagramSender { from, peers: Arc::clone(&self.shared.peers) };
+        match self.shared.agent.receive_from(bytes, &sender).await {
             Ok(_) => {
                 counters.bundles_received.fetch_add(1, Ordering::Relaxed);
             }
             Err(error) => {
                 counters.datagrams_refused.fetch_add(1, Ordering::Relaxed);
-                self.warn(from, &format!("a datagram was dropped: {error}"));
+                self.warn(from, &format!("a datagram was dropped: {}", bpa::log::Escaped(&error)));
             }
         }
     }
 
-    /// Logs a warning about `from`, at most once a minute per source.
+    /// Logs a warning about `from`, at most once a minute per source IP.
     fn warn(&self, from: SocketAddr, what: &str) {
-        let mut warnings = lock(&self.shared.warnings);
-        if warnings.len() >= WARNED_SOURCES && !warnings.contains_key(&from) {
-            warnings.clear();
-        }
-        let limit = warnings.entry(from).or_insert_with(|| bpa::log::RateLimit::new(Duration::from_secs(60)));
-        if let Some(suppressed) = limit.allow(Instant::now()) {
-            tracing::warn!(%from, earlier_not_logged = suppressed, "{what}");
+        let allowed = lock(&self.shared.warnings).allow(from.ip().to_canonical(), Instant::now());
+        if let Some(suppressed) = allowed {
+            tracing::warn!(%from, earlier_from_this_ip_not_logged = suppressed, "{what}");
         }
     }
 }
@@ -343,5 +390,28 @@ impl<A: BundleSink> ConvergenceLayer for UdpLink<A> {
             counters.bytes_sent.fetch_add(length, Ordering::Relaxed);
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_sends_from_its_address_or_where_it_is_said_to() {
+        let address: SocketAddr = "192.0.2.10:4556".parse().expect("address");
+        let mut peer = UdpPeer::new(address, Eid::ipn(10, 0));
+        assert!(peer.sends_from(address));
+        assert!(peer.sends_from("[::ffff:192.0.2.10]:4556".parse().expect("mapped")), "IPv4-mapped is the same");
+        assert!(!peer.sends_from("192.0.2.10:4557".parse().expect("other port")));
+        assert!(!peer.sends_from("192.0.2.11:4556".parse().expect("other host")));
+        // ION's udpclo: any port of its IP.
+        peer.sends_from = vec!["192.0.2.10:0".parse().expect("any port")];
+        assert!(peer.sends_from("192.0.2.10:40123".parse().expect("ephemeral")));
+        assert!(!peer.sends_from("192.0.2.11:40123".parse().expect("other host")));
+        // Behind NAT: only the address given.
+        peer.sends_from = vec!["198.51.100.7:61000".parse().expect("nat")];
+        assert!(peer.sends_from("198.51.100.7:61000".parse().expect("nat")));
+        assert!(!peer.sends_from(address), "once given, sends_from replaces the address");
     }
 }

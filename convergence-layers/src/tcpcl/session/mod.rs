@@ -62,6 +62,11 @@ pub struct SessionConfig {
     pub max_segment_size: u64,
     /// How long to wait for the peer's contact header, its SESS_INIT, and its SESS_TERM reply.
     pub negotiation_timeout: Duration,
+    /// With no keepalives negotiated (either side offered 0), a session on which nothing
+    /// arrives for this long is ended with SESS_TERM "idle timeout": no keepalives means no
+    /// keepalives, not no limit (design §3.10). With keepalives, RFC 9174 §5.1.1's twice the
+    /// interval applies.
+    pub idle_timeout: Duration,
     /// Send bundles larger than the peer's Transfer MRU anyway. Off by default (§4.7: the
     /// MRU is the largest transfer the peer accepts); for dtn7-rs, which announces 64,000
     /// bytes but takes (and sends) larger bundles (design §8).
@@ -79,6 +84,7 @@ impl SessionConfig {
             require_node_id_authentication: true,
             max_segment_size: 1 << 20,
             negotiation_timeout: Duration::from_secs(30),
+            idle_timeout: crate::listener::DEFAULT_IDLE_TIMEOUT,
             ignore_peer_transfer_mru: false,
         }
     }
@@ -183,7 +189,9 @@ pub enum SessionError {
     TlsRequired,
     #[error("no {what} from the peer within {timeout:?}")]
     Timeout { what: &'static str, timeout: Duration },
-    #[error("the peer sent nothing for {0:?} (twice the keepalive interval)")]
+    #[error(
+        "the peer sent nothing for {0:?} (twice the keepalive interval, or the idle limit without keepalives)"
+    )]
     Idle(Duration),
     #[error("the peer's SESS_INIT is unacceptable: {0}")]
     Unacceptable(String),
@@ -365,12 +373,14 @@ impl Session {
             return None;
         }
         let mut next = self.deadline;
-        if let Some(negotiated) = &self.negotiated
-            && !negotiated.keepalive.is_zero()
-        {
-            let keepalive = self.last_sent + keepalive_send_interval(negotiated.keepalive);
-            let idle = self.last_received + negotiated.keepalive * 2;
-            next = Some(next.map_or(keepalive.min(idle), |n| n.min(keepalive).min(idle)));
+        if let Some(negotiated) = &self.negotiated {
+            let due = if negotiated.keepalive.is_zero() {
+                self.last_received + self.config.idle_timeout
+            } else {
+                let keepalive = self.last_sent + keepalive_send_interval(negotiated.keepalive);
+                keepalive.min(self.last_received + negotiated.keepalive * 2)
+            };
+            next = Some(next.map_or(due, |n| n.min(due)));
         }
         next
     }
@@ -416,6 +426,10 @@ impl Session {
         }
         let Some(keepalive) = self.negotiated.as_ref().map(|n| n.keepalive) else { return };
         if keepalive.is_zero() {
+            let idle = self.config.idle_timeout;
+            if now >= self.last_received + idle && !self.is_ending() {
+                self.terminate_with(SessTermReason::IDLE_TIMEOUT, Some(SessionError::Idle(idle)));
+            }
             return;
         }
         if now >= self.last_received + keepalive * 2 {

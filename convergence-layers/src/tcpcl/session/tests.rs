@@ -592,15 +592,34 @@ fn keepalives_flow_and_a_silent_peer_times_out() {
     );
 }
 
+/// Issue 25, fault 8: keepalive 0 means no keepalives, not no limit — a silent session ends
+/// at the idle limit (before the fix it was held for ever).
 #[test]
-fn keepalive_zero_disables_timers() {
+fn keepalive_zero_means_no_keepalives_but_an_idle_limit() {
     let mut a = config("ipn:1.0");
     a.keepalive = 0;
-    let mut pair = Pair::new(a, config("ipn:2.0"));
+    a.idle_timeout = Duration::from_secs(300);
+    let mut b = config("ipn:2.0");
+    b.idle_timeout = Duration::from_secs(7200);
+    let mut pair = Pair::new(a, b);
     pair.pump();
-    assert_eq!(pair.a.poll_timeout(), None);
-    pair.advance(Duration::from_secs(3600));
-    assert!(pair.a.is_established() && pair.b.is_established());
+    let start = pair.now;
+    assert_eq!(pair.a.poll_timeout(), Some(start + Duration::from_secs(300)));
+    pair.advance(Duration::from_secs(299));
+    assert!(pair.a.is_established() && pair.b.is_established(), "no keepalive was needed");
+    assert!(!messages(&pair.to_b).iter().any(|m| matches!(m, wire::Frame::Message(Message::Keepalive))));
+    pair.advance(Duration::from_secs(2));
+    assert!(pair.a.is_closed(), "a silent session is ended at the idle limit");
+    assert_eq!(closed_error(&pair.a_events), Some(Some(SessionError::Idle(Duration::from_secs(300)))));
+    // The peer was told why: SESS_TERM "idle timeout".
+    assert!(
+        messages(&pair.to_b).contains(&wire::Frame::Message(Message::SessTerm {
+            flags: 0,
+            reason: SessTermReason::IDLE_TIMEOUT
+        })),
+        "{:?}",
+        messages(&pair.to_b)
+    );
 }
 
 #[test]
@@ -705,7 +724,8 @@ proptest! {
 
 #[test]
 fn a_sess_term_never_answered_closes_after_the_timeout() {
-    let quiet = |node: &str| SessionConfig { keepalive: 0, ..config(node) };
+    let quiet =
+        |node: &str| SessionConfig { keepalive: 0, idle_timeout: Duration::from_secs(7200), ..config(node) };
     let mut pair = Pair::new(quiet("ipn:1.0"), quiet("ipn:2.0"));
     pair.pump();
     let _ = std::iter::from_fn(|| pair.a.poll_event()).count();
