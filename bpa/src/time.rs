@@ -115,6 +115,22 @@ pub struct DurationError {
 
 /// Parses a duration written by people: seconds (`90`), or numbers with units `ms`, `s`, `m`,
 /// `h`, `d`, one after another (`1h30m`).
+/// A duration as the configuration writes one (`500ms`, `15s`, `2m`, `1h`, `3d`), for logs.
+pub fn format_duration(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    let secs = duration.as_secs();
+    if !ms.is_multiple_of(1000) {
+        return format!("{ms}ms");
+    }
+    match secs {
+        0 => "0s".to_string(),
+        s if s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
+        s if s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        s if s.is_multiple_of(60) => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let bad = || DurationError { text: text.to_string() };
     let trimmed = text.trim();
@@ -150,6 +166,22 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn durations_are_written_as_the_configuration_writes_them_and_read_back() {
+        for (ms, text) in [
+            (500, "500ms"),
+            (15_000, "15s"),
+            (120_000, "2m"),
+            (3_600_000, "1h"),
+            (172_800_000, "2d"),
+            (0, "0s"),
+            (90_000, "90s"),
+        ] {
+            let duration = Duration::from_millis(ms);
+            assert_eq!(format_duration(duration), text);
+            assert_eq!(parse_duration(text), Ok(duration));
+        }
+    }
     use super::*;
 
     #[test]

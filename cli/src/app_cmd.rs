@@ -128,6 +128,92 @@ pub enum BundlesCommand {
     Delete { id: u64 },
 }
 
+/// `dtn bundles show` for people: what the store holds of one bundle, and the bundle itself.
+fn bundle_text(b: &Value) -> String {
+    use std::fmt::Write as _;
+    let s = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
+    let mut out = String::new();
+    let _ = writeln!(out, "bundle {} ({})", b["id"], s(&b["bundle_id"]));
+    let _ = writeln!(out, "  why        {}", s(&b["why"]));
+    let _ = writeln!(out, "  to         {}", s(&b["destination"]));
+    let _ = writeln!(out, "  size       {} bytes as stored", b["length"]);
+    let _ = writeln!(out, "  received   {}", s(&b["received_at"]));
+    let _ = writeln!(out, "  expires    {}", s(&b["expires_at"]));
+    let custody = &b["custody"];
+    if custody.is_object() {
+        let mut line = match custody["custodian"].as_str() {
+            Some(custodian) => format!("custodian {custodian}"),
+            None => "not under custody here".to_string(),
+        };
+        if let Some(from) = custody["awaiting_signal_from"].as_str() {
+            let _ = write!(line, "; awaiting the signal of {from}");
+        }
+        if let Some(at) = custody["retransmit_at"].as_str() {
+            let _ = write!(line, "; sent again at {at}");
+        }
+        let _ = write!(line, "; {} transmissions", custody["transmissions"]);
+        let _ = writeln!(out, "  custody    {line}");
+    }
+    let bundle = &b["bundle"];
+    if bundle.is_object() {
+        let _ =
+            writeln!(out, "  from       {} (reports to {})", s(&bundle["source"]), s(&bundle["report_to"]));
+        let created = bundle["creation_time"].as_u64().unwrap_or(0);
+        let created =
+            if created == 0 { "no clock (time 0)".to_string() } else { bpa::time::format_dtn_time(created) };
+        let _ = writeln!(
+            out,
+            "  created    {created}, sequence {}, lifetime {}",
+            bundle["sequence"],
+            human_ms(bundle["lifetime_ms"].as_u64().unwrap_or(0))
+        );
+        let flags: Vec<String> =
+            bundle["flag_names"].as_array().map_or_else(Vec::new, |names| names.iter().map(s).collect());
+        let _ = writeln!(
+            out,
+            "  flags      {:#x}{}",
+            bundle["flags"].as_u64().unwrap_or(0),
+            if flags.is_empty() { String::new() } else { format!(" ({})", flags.join(", ")) }
+        );
+        if bundle["fragment"].is_object() {
+            let _ = writeln!(
+                out,
+                "  fragment   at offset {} of an ADU of {} bytes",
+                bundle["fragment"]["offset"], bundle["fragment"]["total_adu_length"]
+            );
+        }
+        let _ = writeln!(out, "  payload    {} bytes", bundle["payload_length"]);
+        for block in bundle["blocks"].as_array().map_or(&[][..], Vec::as_slice) {
+            let code = block["type"].as_u64().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "  block {:<4} {} (type {code}), {} bytes, flags {:#x}",
+                block["number"].as_u64().unwrap_or(0),
+                bpa::bundle::block_type_name(code),
+                block["length"],
+                block["flags"].as_u64().unwrap_or(0)
+            );
+        }
+    }
+    out
+}
+
+/// A duration in milliseconds, for people: 500 ms, 90 s, 2.5 h, 3 d.
+fn human_ms(ms: u64) -> String {
+    let seconds = ms as f64 / 1000.0;
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if seconds < 120.0 {
+        format!("{seconds} s")
+    } else if seconds < 7_200.0 {
+        format!("{:.1} min", seconds / 60.0)
+    } else if seconds < 172_800.0 {
+        format!("{:.1} h", seconds / 3600.0)
+    } else {
+        format!("{:.1} d", seconds / 86_400.0)
+    }
+}
+
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -305,11 +391,15 @@ async fn recv_async(client: Client, args: RecvArgs) -> anyhow::Result<ExitCode> 
             if let Some(limit) = limit {
                 let left = limit.saturating_sub(started.elapsed());
                 if left.is_zero() {
-                    eprintln!(
-                        "dtn recv: nothing for {} within {}",
-                        args.endpoint,
-                        args.wait.as_deref().unwrap_or("")
-                    );
+                    let wait = args.wait.as_deref().unwrap_or("");
+                    if received > 0 {
+                        eprintln!(
+                            "dtn recv: {received} received; nothing more for {} within {wait}",
+                            args.endpoint
+                        );
+                    } else {
+                        eprintln!("dtn recv: nothing for {} within {wait}", args.endpoint);
+                    }
                     // --follow ends after the wait without a bundle: success if it got any.
                     return Ok(if args.follow && received > 0 {
                         ExitCode::SUCCESS
@@ -323,9 +413,15 @@ async fn recv_async(client: Client, args: RecvArgs) -> anyhow::Result<ExitCode> 
                 format!("/v1/receive?endpoint={}&wait={}ms", encode(&args.endpoint), wait.as_millis().max(1));
             // A bundle found damaged while it is read is cut off by the daemon: before its answer
             // has started (this error), or during it (below).
-            let response = client.request(Method::GET, &path, Full::new(Bytes::new())).await.context(
-                "the payload was cut off or the daemon went away (nothing was acknowledged; it stays on the node)",
-            )?;
+            let response = client.request(Method::GET, &path, Full::new(Bytes::new())).await.map_err(|error| {
+                if error.is::<crate::client::NoDaemon>() {
+                    error
+                } else {
+                    error.context(
+                        "the payload was cut off or the daemon went away (nothing was acknowledged; it stays on the node)",
+                    )
+                }
+            })?;
             match response.status() {
                 StatusCode::NO_CONTENT => continue,
                 StatusCode::OK => break response,
@@ -615,7 +711,11 @@ pub fn status(client: Client, json_out: bool) -> anyhow::Result<ExitCode> {
             if layer.get("files_exported").is_some() {
                 println!(
                     "  {}: {} files / {} bytes exported, {} files / {} bytes imported; {} duplicates skipped; left alone: {} half-written, {} not bundles, {} unsafe; {} export errors",
-                    if layer["present"].as_bool() == Some(true) { "present" } else { "not there" },
+                    if layer["present"].as_bool() == Some(true) {
+                        "present"
+                    } else {
+                        "not there (bundles for its peers wait; on a medium, make the directory once)"
+                    },
                     layer["files_exported"],
                     layer["bytes_exported"],
                     layer["files_imported"],
@@ -751,14 +851,18 @@ pub fn bundles(client: Client, command: BundlesCommand) -> anyhow::Result<ExitCo
                 } else if all.is_empty() {
                     println!("the store is empty");
                 } else {
-                    println!("{:>8}  {:>10}  {:<28}  {:<24}  WHY", "ID", "BYTES", "DESTINATION", "EXPIRES");
+                    println!(
+                        "{:>8}  {:>10}  {:<28}  {:<24}  {:<9}  WHY",
+                        "ID", "BYTES", "DESTINATION", "EXPIRES", "CUSTODY"
+                    );
                     for b in &all {
                         println!(
-                            "{:>8}  {:>10}  {:<28}  {:<24}  {}",
+                            "{:>8}  {:>10}  {:<28}  {:<24}  {:<9}  {}",
                             b["id"].to_string(),
                             b["length"].to_string(),
                             b["destination"].as_str().unwrap_or(""),
                             b["expires_at"].as_str().unwrap_or(""),
+                            if b["custodial"].as_bool() == Some(true) { "custodian" } else { "-" },
                             b["why"].as_str().unwrap_or("")
                         );
                     }
@@ -769,7 +873,7 @@ pub fn bundles(client: Client, command: BundlesCommand) -> anyhow::Result<ExitCo
                 if json {
                     println!("{b}");
                 } else {
-                    println!("{}", serde_json::to_string_pretty(&b)?);
+                    print!("{}", bundle_text(&b));
                 }
             }
             BundlesCommand::Delete { id } => {

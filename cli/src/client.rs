@@ -53,6 +53,28 @@ impl Body for ChannelBody {
     }
 }
 
+/// No daemon answered on the socket: nothing was sent, nothing received.
+#[derive(Debug)]
+pub struct NoDaemon {
+    socket: PathBuf,
+    error: std::io::Error,
+}
+
+impl std::fmt::Display for NoDaemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.error.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => write!(
+                f,
+                "no daemon at {}: start one with `dtn daemon`, or point --socket (or DTN_SOCKET) at it",
+                self.socket.display()
+            ),
+            _ => write!(f, "cannot connect to the daemon at {}: {}", self.socket.display(), self.error),
+        }
+    }
+}
+
+impl std::error::Error for NoDaemon {}
+
 impl Client {
     /// The socket from `--socket`, else `DTN_SOCKET`, else the default data directory's.
     pub fn new(socket: Option<PathBuf>) -> anyhow::Result<Client> {
@@ -69,13 +91,9 @@ impl Client {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let stream = UnixStream::connect(&self.socket).await.map_err(|error| match error.kind() {
-            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => anyhow::anyhow!(
-                "no daemon at {}: start one with `dtn daemon`, or point --socket (or DTN_SOCKET) at it",
-                self.socket.display()
-            ),
-            _ => anyhow::anyhow!("cannot connect to the daemon at {}: {error}", self.socket.display()),
-        })?;
+        let stream = UnixStream::connect(&self.socket)
+            .await
+            .map_err(|error| anyhow::Error::new(NoDaemon { socket: self.socket.clone(), error }))?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .context("the daemon did not speak HTTP on its socket")?;

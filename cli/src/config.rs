@@ -108,8 +108,18 @@ pub struct CustodyPeerEntry {
     pub record_types: Option<RecordTypesName>,
     pub bibe_pdu_type: Option<u64>,
     pub custody_signal_type: Option<u64>,
+    /// How the BIBE PDU's retransmission time is written: `dtn_ms` (the draft's DTN time) or
+    /// `unix_seconds` (ION's, halfway to our own deadline); `ion` record types imply the latter.
+    pub retransmission_time: Option<RetransmissionTimeName>,
     #[serde(default, deserialize_with = "duration_opt")]
     pub round_trip: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetransmissionTimeName {
+    DtnMs,
+    UnixSeconds,
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize)]
@@ -135,7 +145,7 @@ impl CustodySection {
     /// record under a code every node knows).
     pub fn policy(&self) -> anyhow::Result<bpa::agent::CustodyPolicy> {
         use bpa::admin::AdminRecordTypes;
-        use bpa::agent::{CustodyPeer, CustodyPolicy, PeerCustody};
+        use bpa::agent::{CustodyPeer, CustodyPolicy, PeerCustody, RetransmissionTime};
         let defaults = CustodyPolicy::default();
         let peers = self
             .peers
@@ -172,6 +182,13 @@ impl CustodySection {
                         CustodyMode::Always => PeerCustody::Always,
                     },
                     record_types,
+                    retransmission_time: match (p.retransmission_time, p.record_types) {
+                        (Some(RetransmissionTimeName::DtnMs), _) => RetransmissionTime::DtnMillis,
+                        (Some(RetransmissionTimeName::UnixSeconds), _) | (None, Some(RecordTypesName::Ion)) => {
+                            RetransmissionTime::UnixSecondsHalfway
+                        }
+                        (None, _) => RetransmissionTime::DtnMillis,
+                    },
                     round_trip: p.round_trip,
                 })
             })
@@ -503,6 +520,21 @@ pub struct ReportsSection {
 pub struct AcceptSection {
     pub primary_without_crc: Option<bool>,
     pub missing_bundle_age: Option<bool>,
+    /// Take bundles whose extension blocks are numbered 0 or twice (ION 4.1.3's fragments),
+    /// renumbering them, when no security block names blocks by number.
+    pub duplicate_block_numbers: Option<bool>,
+}
+
+impl AcceptSection {
+    /// The parse policy these switches make.
+    pub fn parse_options(&self) -> bpa::bundle::ParseOptions {
+        bpa::bundle::ParseOptions {
+            accept_primary_without_crc: self.primary_without_crc.unwrap_or(false),
+            accept_missing_bundle_age: self.missing_bundle_age.unwrap_or(false),
+            accept_duplicate_block_numbers: self.duplicate_block_numbers.unwrap_or(false),
+            ..bpa::bundle::ParseOptions::default()
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -708,9 +740,11 @@ data_dir = "{data_dir}"
 # lifetime = "1d"
 
 [accept]
-# Leniency for peers that bend RFC 9171 (dtn7-rs sends primary blocks without CRC).
+# Leniency for peers that bend RFC 9171 (dtn7-rs sends primary blocks without CRC; ION's
+# fragments number every extension block 0: they are renumbered, counted as "renumbered").
 # primary_without_crc = false
 # missing_bundle_age = false
+# duplicate_block_numbers = false
 
 [agent]
 # Answer pings on ipn:N.7 / dtn://name/echo.
@@ -867,11 +901,13 @@ data_dir = "{data_dir}"
 # Refuse custody ("no known route" / "no timely contact") of bundles with no way on from here.
 # refuse_unroutable = false
 # One table per neighbour pattern (first match): mode never | custodial | always; record_types
-# default (3/4) | ion (7/8) | pyd3tn (64443/4); the round trip to it.
+# default (3/4) | ion (7/8) | pyd3tn (64443/4); the PDU's retransmission time dtn_ms (the
+# draft's) | unix_seconds (ION's; implied by record_types "ion"); the round trip to it.
 # [[custody.peers]]
 # node = "ipn:5.0"
 # mode = "custodial"
 # record_types = "ion"
+# retransmission_time = "unix_seconds"
 # round_trip = "30s"
 "#,
         data_dir = data_dir.display()
@@ -917,6 +953,23 @@ mod tests {
             bpa::admin::AdminRecordTypes { bibe_pdu: 7, custody_signal: 40 }
         );
         assert_eq!(policy.peers[1].round_trip, Some(Duration::from_secs(30)));
+        // ION's retransmission time comes with its record types, and either can be overridden.
+        use bpa::agent::RetransmissionTime;
+        assert_eq!(policy.retransmission_time_for(&Eid::ipn(6, 0)), RetransmissionTime::UnixSecondsHalfway);
+        assert_eq!(policy.retransmission_time_for(&Eid::ipn(5, 0)), RetransmissionTime::DtnMillis);
+        let policy = Config::parse(
+            "[[custody.peers]]\nnode = \"ipn:5.0\"\nrecord_types = \"ion\"\nretransmission_time = \"dtn_ms\"\n\
+             [[custody.peers]]\nnode = \"ipn:6.0\"\nretransmission_time = \"unix_seconds\"\n",
+        )
+        .expect("parses")
+        .custody
+        .policy()
+        .expect("policy");
+        assert_eq!(policy.retransmission_time_for(&Eid::ipn(5, 0)), RetransmissionTime::DtnMillis);
+        assert_eq!(policy.retransmission_time_for(&Eid::ipn(6, 0)), RetransmissionTime::UnixSecondsHalfway);
+        let bad = Config::parse("[[custody.peers]]\nnode = \"ipn:5.0\"\nretransmission_time = \"ms\"\n")
+            .expect_err("no such unit");
+        assert!(bad.contains("expected `dtn_ms` or `unix_seconds`"), "{bad}");
         let bad = Config::parse("[[custody.peers]]\nnode = \"ipn:5.0\"\nmode = \"sometimes\"\n")
             .expect_err("no such mode");
         assert!(

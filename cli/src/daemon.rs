@@ -14,7 +14,6 @@ use bpa::agent::report::ReportPolicy;
 use bpa::agent::routing::StaticRoute;
 use bpa::api::{ApiConfig, ApiState, ExtraStatus};
 use bpa::bundle::Eid;
-use bpa::bundle::ParseOptions;
 use bpa::store::{SqliteStore, StoreConfig};
 use bpa::time::{Clock, SystemClock};
 use convergence_layers::framed::{Framed, FramedConfig, Framing};
@@ -36,9 +35,22 @@ use crate::config::{Config, TlsSetting};
 
 /// How long open API requests (a receive waiting for a bundle) get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// The rates serial devices commonly take (POSIX termios and Linux's extensions).
+const STANDARD_BAUD_RATES: &[u32] = &[
+    50, 75, 110, 134, 150, 200, 300, 600, 1200, 1800, 2400, 4800, 9600, 19_200, 38_400, 57_600, 115_200,
+    230_400, 460_800, 500_000, 576_000, 921_600, 1_000_000, 1_152_000, 1_500_000, 2_000_000, 2_500_000,
+    3_000_000, 3_500_000, 4_000_000,
+];
+
+/// How long a clean stop waits for sends under way to be recorded before the store closes.
+const QUIESCE_GRACE: Duration = Duration::from_secs(10);
 
 /// `socket`: the API socket from the command line, over the configuration's.
-pub fn run(config_path: Option<PathBuf>, socket: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+pub fn run(
+    config_path: Option<PathBuf>,
+    socket: Option<PathBuf>,
+    adopt_store: bool,
+) -> anyhow::Result<ExitCode> {
     let mut config = match &config_path {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -50,10 +62,34 @@ pub fn run(config_path: Option<PathBuf>, socket: Option<PathBuf>) -> anyhow::Res
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(config, config_path))
+    runtime.block_on(serve(config, config_path, adopt_store))
 }
 
-async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+/// Checks that the store in `data_dir` is `node_id`'s (or makes it so, with `adopt`): a store
+/// made under another node ID holds bundles addressed to that node, which would wait there for
+/// ever.
+pub(crate) async fn claim_store(
+    store: &SqliteStore,
+    node_id: &Eid,
+    data_dir: &Path,
+    adopt: bool,
+) -> anyhow::Result<()> {
+    match store.claim(&node_id.to_string(), adopt).await? {
+        bpa::store::Ownership::First | bpa::store::Ownership::Same => Ok(()),
+        bpa::store::Ownership::Adopted { previous } => {
+            tracing::warn!(%previous, now = %node_id, data_dir = %data_dir.display(), "the store made by another node is this node's from now on (--adopt-store)");
+            Ok(())
+        }
+        bpa::store::Ownership::Other { owner } => anyhow::bail!(
+            "the store in {} belongs to node {owner}, and this node is {node_id}: give this node a data \
+             directory of its own (data_dir, or `dtn init --data-dir DIR`), or set node_id = \"{owner}\"; \
+             `dtn daemon --adopt-store` makes that store and its bundles this node's",
+            data_dir.display()
+        ),
+    }
+}
+
+async fn serve(config: Config, config_path: Option<PathBuf>, adopt_store: bool) -> anyhow::Result<ExitCode> {
     let data_dir = config.data_dir()?;
     // Bundles are private data: the directory is its owner's alone, whatever the umask.
     private_dir(&data_dir)
@@ -70,14 +106,14 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
     if let Some(v) = config.store.inline_threshold {
         store_config.inline_threshold = v;
     }
-    let parse = ParseOptions {
-        accept_primary_without_crc: config.accept.primary_without_crc.unwrap_or(false),
-        accept_missing_bundle_age: config.accept.missing_bundle_age.unwrap_or(false),
-        ..ParseOptions::default()
-    };
+    let parse = config.accept.parse_options();
     let (store, recovery) = SqliteStore::open(&data_dir, store_config, Arc::clone(&clock))
         .await
         .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+    if let Err(error) = claim_store(&store, &config.node_id(), &data_dir, adopt_store).await {
+        store.close().await;
+        return Err(error);
+    }
 
     let mut agent_config = AgentConfig::new(config.node_id());
     agent_config.parse = parse;
@@ -301,6 +337,15 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<E
     drop(serial);
     for spool in &spools {
         spool.shutdown();
+    }
+    // What is under way (an export finishing, a send failing as its link closes, bundles put
+    // back to wait) is recorded before the store closes: nothing half done, no ERROR line.
+    let unfinished = agent.quiesce(QUIESCE_GRACE).await;
+    if unfinished > 0 {
+        tracing::info!(
+            unfinished,
+            "sends still under way at shutdown: their bundles stay stored and are sent again at the next start"
+        );
     }
     drop(spools);
     drop(framed);
@@ -683,6 +728,14 @@ fn start_serial(
     for (i, entry) in config.serial.iter().enumerate() {
         let key = format!("serial[{i}] ({})", entry.device);
         anyhow::ensure!(entry.baud > 0, "{key}: baud = 0: give the line's rate (9600, 115200, ...)");
+        if !STANDARD_BAUD_RATES.contains(&entry.baud) {
+            tracing::warn!(
+                device = %entry.device,
+                baud = entry.baud,
+                "{key}: baud = {} is not a standard rate: many serial devices refuse it or run at another, and both ends must agree (standard: 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600 ...)",
+                entry.baud
+            );
+        }
         let mut link_config = SerialConfig::new(entry.device.clone(), entry.baud, entry.node_id.clone());
         if let Some(framing) = entry.framing {
             link_config.framing = framing;

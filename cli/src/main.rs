@@ -43,6 +43,10 @@ enum Command {
         /// The API socket to listen on (overrides `api.socket` in the configuration).
         #[arg(long, value_name = "PATH")]
         socket: Option<std::path::PathBuf>,
+        /// Take over a store made under another node ID (its bundles stay, and are this node's
+        /// from now on); without it such a store is refused, naming the node it belongs to.
+        #[arg(long)]
+        adopt_store: bool,
     },
     /// Write a commented starter configuration.
     ///
@@ -151,7 +155,37 @@ fn escaping_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> +
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The exit status of a process ended by SIGPIPE (128 + 13), as a shell reports it.
+const BROKEN_PIPE_EXIT: u8 = 141;
+
+/// A command whose output is cut off (`dtn bundles list | head -2`) ends quietly, as a tool
+/// killed by SIGPIPE does: Rust ignores SIGPIPE and `println!` panics on the closed pipe, so the
+/// panic is caught here (by its message), and an error carrying a broken pipe is too (`main`).
+fn end_quietly_on_a_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("failed printing to std") && message.contains("Broken pipe") {
+            std::process::exit(i32::from(BROKEN_PIPE_EXIT));
+        }
+        default(info);
+    }));
+}
+
+/// Whether `error` comes of writing to a pipe whose reader has gone.
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 fn main() -> ExitCode {
+    end_quietly_on_a_closed_pipe();
     let cli = Cli::parse();
     // Logs go to stderr. The daemon logs what it does; the tools only warnings.
     let default_level = if matches!(cli.command, Command::Daemon { .. }) { "info" } else { "warn" };
@@ -169,7 +203,7 @@ fn main() -> ExitCode {
     }
     let client = |daemon: &app_cmd::DaemonSocket| client::Client::new(daemon.socket.clone());
     let result = match cli.command {
-        Command::Daemon { config, socket } => daemon::run(config, socket),
+        Command::Daemon { config, socket, adopt_store } => daemon::run(config, socket, adopt_store),
         Command::Init { node_id, config, data_dir, force } => init(node_id, config, data_dir, force),
         Command::Send(args) => client(&args.daemon).and_then(|c| app_cmd::send(c, args)),
         Command::Recv(args) => client(&args.daemon).and_then(|c| app_cmd::recv(c, args)),
@@ -191,6 +225,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(error) if is_broken_pipe(&error) => ExitCode::from(BROKEN_PIPE_EXIT),
         Err(error) => {
             eprintln!("dtn: {}", error_chain(&error));
             ExitCode::FAILURE

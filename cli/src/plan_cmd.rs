@@ -147,9 +147,15 @@ fn lifetime_ms(lifetime: Option<&str>) -> anyhow::Result<u64> {
 pub fn plan(command: PlanCommand) -> anyhow::Result<ExitCode> {
     match command {
         PlanCommand::Check { file, format } => {
-            let (plan, format) = read_plan(&file, format, 0)?;
+            // Relative times count from now, as a daemon loading the plan now would count them.
+            let reference = now_dtn_ms();
+            let (plan, format) = read_plan(&file, format, reference)?;
             let graph = ContactGraph::new(plan);
-            println!("{}: {}", file.display(), describe_summary(&explain::summary(&graph), format));
+            println!(
+                "{}: {}",
+                file.display(),
+                describe_summary(&explain::summary(&graph), format, reference)
+            );
             Ok(ExitCode::SUCCESS)
         }
         PlanCommand::Load { file, format, daemon } => {
@@ -164,10 +170,11 @@ pub fn plan(command: PlanCommand) -> anyhow::Result<ExitCode> {
                 let answer = read_json(response).await?;
                 let summary: explain::PlanSummary =
                     serde_json::from_value(answer["summary"].clone()).context("the daemon's answer")?;
+                let reference = answer["reference"].as_u64().unwrap_or_else(now_dtn_ms);
                 println!(
                     "loaded {}: {}; what waits is routed again by it",
                     file.display(),
-                    describe_summary(&summary, format)
+                    describe_summary(&summary, format, reference)
                 );
                 Ok(ExitCode::SUCCESS)
             })
@@ -175,10 +182,22 @@ pub fn plan(command: PlanCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn describe_summary(s: &explain::PlanSummary, format: PlanFormat) -> String {
+/// One line about a plan whose relative times count from `reference` (DTN ms): its first start
+/// and last end as UTC times, and how far from `reference` they are.
+fn describe_summary(s: &explain::PlanSummary, format: PlanFormat, reference: u64) -> String {
     let mut line = format!("{format} plan, {} nodes, {} contacts, {} ranges", s.nodes, s.contacts, s.ranges);
     if let (Some(start), Some(end)) = (s.start_offset_s, s.end_offset_s) {
-        let _ = write!(line, ", from +{start} s to +{end} s ({})", span(end - start));
+        let at = |offset: f64| {
+            bpa::time::format_dtn_time(reference.saturating_add_signed((offset * 1000.0) as i64))
+        };
+        let _ = write!(
+            line,
+            ", from +{start:.0} s to +{end:.0} s after {} ({} to {}, {})",
+            bpa::time::format_dtn_time(reference),
+            at(start),
+            at(end),
+            span(end - start)
+        );
     }
     if s.without_range > 0 {
         let _ = write!(

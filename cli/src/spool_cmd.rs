@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bpa::agent::node::{Agent, AgentConfig};
-use bpa::bundle::{Eid, ParseOptions};
+use bpa::bundle::Eid;
 use bpa::store::{SqliteStore, StoreConfig};
 use bpa::time::SystemClock;
 use clap::Subcommand;
@@ -23,7 +23,8 @@ use hyper::Method;
 #[derive(Debug, Subcommand)]
 pub enum SpoolCommand {
     /// Write the bundles this node holds for NODE into DIR (a USB stick, say), each made
-    /// durable on the medium before it leaves the store. The node's daemon must be stopped.
+    /// durable on the medium before it leaves the store. Through the node's daemon when it
+    /// runs (found by --config), else on its data directory.
     ///
     /// Example: dtn spool export /media/stick/dtn --for ipn:2.0 --config node.toml
     Export {
@@ -37,8 +38,8 @@ pub enum SpoolCommand {
         config: Option<PathBuf>,
     },
     /// Take into this node's store the bundles DIR holds for it (and for --for nodes), removing
-    /// each file once durable here; a medium carried twice does nothing twice. The node's daemon
-    /// must be stopped.
+    /// each file once durable here; a medium carried twice does nothing twice. Through the
+    /// node's daemon when it runs (found by --config), else on its data directory.
     ///
     /// Example: dtn spool import /media/stick/dtn --config node.toml
     Import {
@@ -86,12 +87,12 @@ async fn open(
     let (store, _) = SqliteStore::open(&data_dir, StoreConfig::default(), Arc::new(SystemClock))
         .await
         .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+    if let Err(error) = crate::daemon::claim_store(&store, &config.node_id(), &data_dir, false).await {
+        store.close().await;
+        return Err(error);
+    }
     let mut agent_config = AgentConfig::new(config.node_id());
-    agent_config.parse = ParseOptions {
-        accept_primary_without_crc: config.accept.primary_without_crc.unwrap_or(false),
-        accept_missing_bundle_age: config.accept.missing_bundle_age.unwrap_or(false),
-        ..ParseOptions::default()
-    };
+    agent_config.parse = config.accept.parse_options();
     agent_config.echo = false;
     let agent = Agent::new(agent_config, store.clone(), Arc::new(SystemClock));
     Ok((agent, store, data_dir))

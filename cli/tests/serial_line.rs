@@ -59,13 +59,18 @@ fn two_daemons_exchange_files_over_a_serial_line() {
             "[[serial]]\ndevice = \"{b_tty}\"\nbaud = 115200\nnode_id = \"ipn:1.0\"\nmax_frame = 1024\n"
         ),
     );
-    let a = Daemon::start(a_dir.path());
+    let a = Daemon::start_logged(a_dir.path());
     let b = Daemon::start(b_dir.path());
     let payload: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
     common::send_file(&a, a_dir.path(), "payload.bin", "ipn:2.5", &payload, &[]);
     assert!(common::recv_one(&b, "ipn:2.5") == payload, "the payload arrived changed");
     common::send_file(&b, b_dir.path(), "back.txt", "ipn:1.9", b"over the line and back", &[]);
     assert_eq!(common::recv_one(&a, "ipn:1.9"), b"over the line and back");
+    // Values in the log are written as the docs write them (issue 26): a node ID, not Rust's
+    // debugging form of it.
+    let log = a.log();
+    assert!(log.contains("serial link open") && log.contains("peer=ipn:2.0"), "{log}");
+    assert!(!log.contains("Some(") && !log.contains("Ipn {"), "{log}");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let status = text(&a.dtn(&["status"]).stdout);

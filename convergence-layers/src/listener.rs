@@ -121,6 +121,70 @@ pub async fn shed(activity: Option<&Activity>) {
     }
 }
 
+/// The dial loops of a layer, so that hearing from a peer ends the wait before dialling it
+/// again: a node restarted and dialling in (or connecting for another purpose) is dialled back
+/// at once, not after the rest of a backoff that may have grown to a minute.
+#[derive(Debug, Default, Clone)]
+pub struct Redials {
+    dialers: Arc<Mutex<Vec<std::sync::Weak<Dialer>>>>,
+}
+
+/// One dial loop's side of [`Redials`]: where its peer was last resolved to, and its wake-up.
+#[derive(Debug, Default)]
+pub struct Dialer {
+    ips: Mutex<Vec<IpAddr>>,
+    wake: tokio::sync::Notify,
+}
+
+/// Addresses a peer's name resolves to, kept per dial loop at most.
+const DIALER_IPS: usize = 16;
+
+impl Redials {
+    /// A dial loop's handle; the loop ends, the handle goes.
+    pub fn dialer(&self) -> Arc<Dialer> {
+        let dialer = Arc::new(Dialer::default());
+        let mut dialers = self.dialers.lock().unwrap_or_else(|p| p.into_inner());
+        dialers.retain(|d| d.strong_count() > 0);
+        dialers.push(Arc::downgrade(&dialer));
+        dialer
+    }
+
+    /// Something came from `ip`: the dial loops whose peer is there try again now.
+    pub fn heard_from(&self, ip: IpAddr) {
+        let ip = ip.to_canonical();
+        let dialers: Vec<Arc<Dialer>> = self
+            .dialers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .collect();
+        for dialer in dialers {
+            if dialer.ips.lock().unwrap_or_else(|p| p.into_inner()).contains(&ip) {
+                dialer.wake.notify_one();
+            }
+        }
+    }
+}
+
+impl Dialer {
+    /// Notes where `address` (`host:port`) resolves to now.
+    pub async fn resolve(&self, address: &str) {
+        if let Ok(found) = tokio::net::lookup_host(address).await {
+            let ips: Vec<IpAddr> = found.map(|a| a.ip().to_canonical()).take(DIALER_IPS).collect();
+            *self.ips.lock().unwrap_or_else(|p| p.into_inner()) = ips;
+        }
+    }
+
+    /// Waits `duration`, or less if the peer is heard from meanwhile.
+    pub async fn backoff(&self, duration: Duration) {
+        tokio::select! {
+            () = tokio::time::sleep(duration) => {}
+            () = self.wake.notified() => {}
+        }
+    }
+}
+
 /// The connections a listener holds.
 #[derive(Debug)]
 struct Table {
@@ -297,6 +361,33 @@ mod tests {
         let mapped: IpAddr = "::ffff:10.0.0.66".parse().expect("ip");
         table.admit(mapped);
         assert_eq!(table.open.values().filter(|(a, _)| *a == ip(66)).count(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dialler_waits_out_its_backoff_unless_its_peer_is_heard_from() {
+        let redials = Redials::default();
+        let dialer = redials.dialer();
+        dialer.resolve("127.0.0.7:4556").await;
+        let start = tokio::time::Instant::now();
+        dialer.backoff(Duration::from_secs(60)).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(60), "nobody heard from: the whole wait");
+        let waiting = {
+            let dialer = Arc::clone(&dialer);
+            tokio::spawn(async move {
+                let start = tokio::time::Instant::now();
+                dialer.backoff(Duration::from_secs(60)).await;
+                start.elapsed()
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        redials.heard_from("127.0.0.8".parse().expect("ip"));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!waiting.is_finished(), "another address does not wake it");
+        redials.heard_from("::ffff:127.0.0.7".parse().expect("ip"));
+        assert_eq!(waiting.await.expect("task"), Duration::from_secs(10), "its peer's address does");
+        drop(dialer);
+        redials.heard_from("127.0.0.7".parse().expect("ip"));
+        assert!(redials.dialers.lock().expect("lock").iter().all(|d| d.strong_count() == 0));
     }
 
     #[test]

@@ -28,6 +28,7 @@ async fn pyd3tn_bibe_pdus_are_decapsulated_and_answered_and_ours_decode_in_pyd3t
         node: EidPattern::Node(Eid::ipn(9, 0)),
         mode: PeerCustody::WhenCustodial,
         record_types: AdminRecordTypes { bibe_pdu: 64443, custody_signal: 4 },
+        retransmission_time: bpa::agent::RetransmissionTime::DtnMillis,
         round_trip: Some(Duration::from_secs(600)),
     });
     let (agent, _dir) = agent_on_disk(config, StoreConfig::default()).await;

@@ -34,6 +34,19 @@ pub enum ContactEvent {
     Ended { neighbour: Eid },
 }
 
+impl std::fmt::Display for ContactEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ContactEvent::Started { neighbour, end, rate } => write!(
+                f,
+                "planned contact with {neighbour} started: until {} at {rate} bytes/s",
+                crate::time::format_dtn_time(*end)
+            ),
+            ContactEvent::Ended { neighbour } => write!(f, "planned contacts with {neighbour} ended"),
+        }
+    }
+}
+
 /// One end of a contact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Edge {
@@ -161,7 +174,7 @@ impl<S: Store> Agent<S> {
     }
 
     fn announce(&self, event: ContactEvent) {
-        tracing::info!(?event, "contact");
+        tracing::info!("{event}");
         let sender = lock(&self.inner.contact_events).clone();
         if let Some(sender) = sender
             && let Err(error) = sender.try_send(event)

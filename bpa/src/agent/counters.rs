@@ -20,6 +20,7 @@ pub(super) struct Counters {
     pub store_errors: AtomicU64,
     pub logs_suppressed: AtomicU64,
     pub impostors: AtomicU64,
+    pub renumbered: AtomicU64,
     pub custody_sent: AtomicU64,
     pub custody_released: AtomicU64,
     pub custody_retransmitted: AtomicU64,
@@ -63,6 +64,7 @@ impl Counters {
             reports_sent: get(&self.reports_sent),
             store_errors: get(&self.store_errors),
             logs_suppressed: get(&self.logs_suppressed),
+            renumbered: get(&self.renumbered),
             impostors: get(&self.impostors),
             custody: CustodyStats {
                 sent: get(&self.custody_sent),
@@ -113,6 +115,9 @@ pub struct AgentStats {
     pub reports_sent: u64,
     /// Store operations on a bundle that failed (each logged with the bundle's store id).
     pub store_errors: u64,
+    /// Received bundles whose extension blocks were numbered 0 or twice (ION's fragments),
+    /// taken under `[accept] duplicate_block_numbers` and renumbered.
+    pub renumbered: u64,
     /// Log lines peers provoked that were left out (one line per kind per window is written).
     pub logs_suppressed: u64,
     /// Administrative records in a neighbour's name that came from an address that is not the
@@ -171,7 +176,7 @@ impl CustodyStats {
 
 impl AgentStats {
     /// Each counter with its Prometheus name and help text.
-    pub fn named(&self) -> [(&'static str, &'static str, u64); 14] {
+    pub fn named(&self) -> [(&'static str, &'static str, u64); 15] {
         [
             ("received", "bundles received and stored", self.received),
             ("duplicates", "received bundles already held", self.duplicates),
@@ -187,6 +192,11 @@ impl AgentStats {
             ("discarded", "bundles deleted for another reason", self.discarded),
             ("reports_sent", "status reports sent", self.reports_sent),
             ("store_errors", "store operations on a bundle that failed (each logged)", self.store_errors),
+            (
+                "renumbered",
+                "received bundles whose extension blocks were numbered 0 or twice, renumbered ([accept] duplicate_block_numbers)",
+                self.renumbered,
+            ),
         ]
     }
 

@@ -56,9 +56,45 @@ pub struct CustodyPeer {
     pub mode: PeerCustody,
     /// The record type codes to write to it (3/4 by default, 7/8 for ION).
     pub record_types: AdminRecordTypes,
+    /// How the PDU's retransmission time is written for it.
+    pub retransmission_time: RetransmissionTime,
     /// The round trip to it and back (the PDU's way there, the signal's way back); when not
     /// given, the contact plan's light time both ways, else [`CustodyPolicy::round_trip`].
     pub round_trip: Option<Duration>,
+}
+
+/// How a BIBE PDU's retransmission time — "by when a custody signal is expected" — is written
+/// for a peer. draft-ietf-dtn-bibect (§4, as of -05) gives it as a DTN time, which in BPv7 is
+/// milliseconds since 2000-01-01 (RFC 9171 §4.2.6). ION 4.1.3 reads and writes it as Unix
+/// seconds (`bibeP.h`: `time_t deadline`, "Epoch 1970, not 2000"), and its `bibeclo` holds its
+/// custody signals back until that time comes: a DTN time in ms, read as Unix seconds, is
+/// thousands of years away, and ION never answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RetransmissionTime {
+    /// The draft's: our own retransmission deadline, DTN time in milliseconds.
+    #[default]
+    DtnMillis,
+    /// ION's: Unix seconds — and halfway to our own deadline rather than at it, so that a peer
+    /// that waits until this time to signal (as ION does) has the other half for its signal
+    /// to arrive before we send again.
+    UnixSecondsHalfway,
+}
+
+/// DTN time 0 (2000-01-01T00:00:00Z) in Unix milliseconds.
+const DTN_EPOCH_UNIX_MS: u64 = 946_684_800_000;
+
+impl RetransmissionTime {
+    /// The field's value for a transmission made at `now` whose own retransmission is due at
+    /// `deadline` (both DTN ms).
+    pub fn encode(self, now: u64, deadline: u64) -> u64 {
+        match self {
+            RetransmissionTime::DtnMillis => deadline,
+            RetransmissionTime::UnixSecondsHalfway => {
+                let halfway = now.saturating_add(deadline.saturating_sub(now) / 2);
+                halfway.saturating_add(DTN_EPOCH_UNIX_MS) / 1000
+            }
+        }
+    }
 }
 
 /// How this node takes and hands over custody.
@@ -117,6 +153,11 @@ impl CustodyPolicy {
     /// The record type codes written to `node`.
     pub fn record_types_for(&self, node: &Eid) -> AdminRecordTypes {
         self.peer(node).map_or_else(AdminRecordTypes::default, |p| p.record_types)
+    }
+
+    /// How the PDU's retransmission time is written for `node`.
+    pub fn retransmission_time_for(&self, node: &Eid) -> RetransmissionTime {
+        self.peer(node).map_or_else(RetransmissionTime::default, |p| p.retransmission_time)
     }
 
     /// Whether bundles for `destination` are taken into custody here.
@@ -418,8 +459,10 @@ impl<S: Store> Agent<S> {
                 .max(1000),
             fragment: None,
         };
-        let types = self.custody_policy().record_types_for(hop);
-        Carrier::new(&primary, types.bibe_pdu, (tid, deadline), inner_len)
+        let policy = self.custody_policy();
+        let types = policy.record_types_for(hop);
+        let written = policy.retransmission_time_for(hop).encode(now, deadline);
+        Carrier::new(&primary, types.bibe_pdu, (tid, written), inner_len)
     }
 
     /// A custodial transmission is out: its deadline joins the timer table.
@@ -1004,6 +1047,19 @@ mod tests {
     }
 
     #[test]
+    fn the_retransmission_time_is_written_as_each_peer_reads_it() {
+        // 2026-12-07T00:00:00Z in DTN ms, a deadline 10 s on.
+        let now = 849_916_800_000;
+        assert_eq!(RetransmissionTime::DtnMillis.encode(now, now + 10_000), now + 10_000);
+        // Unix seconds, halfway (ION signals at that time; the signal then has 5 s to arrive).
+        let unix_now = 1_796_601_600;
+        assert_eq!(RetransmissionTime::UnixSecondsHalfway.encode(now, now + 10_000), unix_now + 5);
+        // A deadline under two seconds away: a time that is here already (ION signals at once).
+        assert_eq!(RetransmissionTime::UnixSecondsHalfway.encode(now + 400, now + 1_400), unix_now);
+        assert_eq!(RetransmissionTime::UnixSecondsHalfway.encode(now, now), unix_now, "no panic, no wrap");
+    }
+
+    #[test]
     fn a_pdu_head_tells_other_records_and_malformed_ones_apart() {
         let types = AdminRecordTypes::default();
         let signal = AdminRecord::CustodySignal(CustodySignal::for_ids(CustodyDisposition::ACCEPTED, [1]))
@@ -1031,12 +1087,14 @@ mod tests {
                     node: EidPattern::Node(Eid::ipn(5, 0)),
                     mode: PeerCustody::Never,
                     record_types: AdminRecordTypes::default(),
+                    retransmission_time: RetransmissionTime::DtnMillis,
                     round_trip: None,
                 },
                 CustodyPeer {
                     node: EidPattern::AnyIpn,
                     mode: PeerCustody::Always,
                     record_types: AdminRecordTypes::ION,
+                    retransmission_time: RetransmissionTime::UnixSecondsHalfway,
                     round_trip: Some(Duration::from_secs(9)),
                 },
             ],

@@ -52,6 +52,11 @@ impl<S: Store> Agent<S> {
 
     /// A store operation on bundle `id` failed: logged with what was being done, and counted.
     pub(super) fn store_failed(&self, id: StoreId, doing: &str, error: &StoreError) {
+        if matches!(error, StoreError::Closed) && self.stopping() {
+            // A clean stop closed the store under this work: done again at the next start.
+            tracing::info!(store_id = id, "the node stopped before {doing}; it is done at the next start");
+            return;
+        }
         Counters::bump(&self.inner.counters.store_errors);
         tracing::error!(%error, store_id = id, "the store failed {doing}");
     }
@@ -66,6 +71,10 @@ impl<S: Store> Agent<S> {
         match self.inner.store.delete(id, reason.clone()).await {
             Ok(meta) => Some(meta),
             Err(StoreError::NotFound(_)) => None,
+            Err(StoreError::Closed) if self.stopping() => {
+                tracing::info!(store_id = id, %reason, "the node stopped before a bundle's removal was recorded; it is done at the next start");
+                None
+            }
             Err(error) => {
                 Counters::bump(&self.inner.counters.store_errors);
                 tracing::error!(%error, store_id = id, %reason, "a bundle could not be removed from the store; it stays");

@@ -245,6 +245,7 @@ impl<S: Store> Agent<S> {
         let OpenedBundle { mut header, prefix, rest } = match opened {
             Ok(opened) => opened,
             Err(StoreError::NotFound(_)) => return Sent::Gone,
+            Err(StoreError::Closed) if self.stopping() => return Sent::Gone,
             Err(error) => {
                 tracing::error!(%error, store_id = id, "a stored bundle cannot be read for forwarding");
                 return Sent::Gone;

@@ -20,13 +20,14 @@ mod reception;
 pub mod report;
 pub mod routing;
 mod timers;
+mod waiting;
 mod warnings;
 
 pub use reception::PendingReceive;
 
 pub use contacts::ContactEvent;
 pub use counters::{AgentStats, CustodyStats};
-pub use custody::{CustodyPeer, CustodyPolicy, PeerCustody};
+pub use custody::{CustodyPeer, CustodyPolicy, PeerCustody, RetransmissionTime};
 pub use delivery::{Subscription, Watcher};
 pub use node::{Agent, AgentConfig, AgentError, Delivery, NeighbourInfo, Reception, Route};
 pub use outgoing::{PendingSend, SendRequest};

@@ -219,6 +219,11 @@ pub(super) struct Inner<S> {
     pub custody_warnings: Mutex<crate::log::RateLimits<Eid>>,
     /// Log lines peers provoke, one per kind per window ([`super::warnings`]).
     pub provoked: Mutex<super::warnings::ProvokedLimits>,
+    /// A clean stop has begun ([`Agent::quiesce`]): timers no longer run, and a store closed
+    /// under work still under way is expected, not an error.
+    pub stopping: std::sync::atomic::AtomicBool,
+    /// Bundles of neighbours gone down being put back to wait for a route.
+    pub requeues: std::sync::atomic::AtomicUsize,
 }
 
 pub(super) type BoxedTask = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -347,6 +352,8 @@ impl<S: Store> Agent<S> {
                     super::custody::WARNED_PEERS,
                 )),
                 provoked: Mutex::new(super::warnings::limits()),
+                stopping: std::sync::atomic::AtomicBool::new(false),
+                requeues: std::sync::atomic::AtomicUsize::new(0),
             }),
         }
     }
@@ -638,11 +645,49 @@ impl<S: Store> Agent<S> {
         lock(&self.inner.schedule).timers.cancel(&Timer::Retry(node.clone()));
         tracing::info!(neighbour = %neighbour, "neighbour down");
         let agent = self.clone();
+        self.inner.requeues.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
             if let Err(error) = agent.requeue(&node).await {
-                tracing::error!(%error, neighbour = %node, "bundles queued for a neighbour that went down could not be made to wait for a route; they do on the next start");
+                if agent.stopped_under(&error) {
+                    tracing::info!(neighbour = %node, "the node stopped before bundles queued for a neighbour that went down waited for a route again; they do at the next start");
+                } else {
+                    tracing::error!(%error, neighbour = %node, "bundles queued for a neighbour that went down could not be made to wait for a route; they do on the next start");
+                }
             }
+            agent.inner.requeues.fetch_sub(1, Ordering::SeqCst);
         });
+    }
+
+    /// Begins a clean stop and waits, up to `grace`, for what is under way — sends being
+    /// completed, bundles of neighbours that went down being put back — to be recorded in the
+    /// store, so that it can be closed with nothing half done (an exported file recorded as
+    /// forwarded, not exported again at the next start). Timers stop at once. Call it after the
+    /// convergence layers were shut down (their sends then end) and before closing the store;
+    /// answers how many were still under way at the end of the grace (they are done again at
+    /// the next start, from what the store says).
+    pub async fn quiesce(&self, grace: Duration) -> usize {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        self.stop_housekeeping();
+        self.inner.timers_changed.notify_one();
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let busy = lock(&self.inner.in_flight).len() + self.inner.requeues.load(Ordering::SeqCst);
+            if busy == 0 || tokio::time::Instant::now() >= deadline {
+                return busy;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Whether `error` is the store having closed under a clean stop (expected: the work is
+    /// done again at the next start), rather than a failure to report.
+    pub(super) fn stopped_under(&self, error: &AgentError) -> bool {
+        self.stopping() && matches!(error, AgentError::Store(StoreError::Closed))
+    }
+
+    /// Whether a clean stop has begun ([`Agent::quiesce`]).
+    pub(super) fn stopping(&self) -> bool {
+        self.inner.stopping.load(Ordering::SeqCst)
     }
 
     /// Bundles queued for `node` wait for a route again, a page at a time.
@@ -683,6 +728,9 @@ impl<S: Store> Agent<S> {
         loop {
             let Some(inner) = agent.upgrade() else { return };
             let agent = Agent { inner };
+            if agent.inner.stopping.load(Ordering::SeqCst) {
+                return;
+            }
             let now = agent.inner.clock.now_dtn_ms();
             loop {
                 let due = lock(&agent.inner.schedule).timers.pop_due(now);

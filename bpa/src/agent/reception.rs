@@ -31,12 +31,22 @@ impl<S: Store> Agent<S> {
         sender: Option<&dyn Sender>,
     ) -> Result<Reception, AgentError> {
         let counters = &self.inner.counters;
-        let bundle = Bundle::parse(&encoded, &self.inner.config.parse)
+        let mut bundle = Bundle::parse(&encoded, &self.inner.config.parse)
             .map_err(AgentError::Invalid)
             .inspect_err(|error| self.log_refusal(error))?;
         if let Some(sender) = sender {
             self.check_sender(bundle.primary(), sender)?;
         }
+        // Liberal in, strict out (design §3.6): extension blocks numbered 0 or twice (ION's
+        // fragments), taken under `[accept] duplicate_block_numbers`, are given numbers of their
+        // own, so the bundle is stored and forwarded as RFC 9171 §4.1 requires.
+        let encoded = if bundle.block_numbers_clash() {
+            bundle.renumber_blocks();
+            Counters::bump(&counters.renumbered);
+            Bytes::from(bundle.encode())
+        } else {
+            encoded
+        };
         if let Some(taken) = self.take_custody_record(&bundle).await {
             return taken;
         }

@@ -69,7 +69,8 @@ pub fn custody_info(info: &CustodyInfo, node: &crate::bundle::Eid, state: &Bundl
     })
 }
 
-pub fn stored_bundle(meta: &StoredBundle) -> Value {
+/// A stored bundle's row; `why` says why it is still here ([`crate::agent::Agent::why_waiting`]).
+pub fn stored_bundle(meta: &StoredBundle, why: String) -> Value {
     json!({
         "id": meta.id,
         "bundle_id": meta.bundle_id.to_string(),
@@ -79,7 +80,7 @@ pub fn stored_bundle(meta: &StoredBundle) -> Value {
         "expires_at": format_dtn_time(meta.expires_at),
         "state": meta.state.kind_name(),
         "waiting_for": meta.state.argument(),
-        "why": meta.state.to_string(),
+        "why": why,
     })
 }
 

@@ -682,13 +682,20 @@ async fn list_bundles<S: Store>(
     if limit == 0 || limit > MAX_LIST {
         return Err(ApiError::bad_request(format!("limit {limit} is out of range: use 1 to {MAX_LIST}")));
     }
-    let page = state.agent.store().list(params.after.unwrap_or(0), limit).await?;
+    let agent = &state.agent;
+    let page = agent.store().list(params.after.unwrap_or(0), limit).await?;
     let next = if page.len() == limit { page.last().map(|m| m.id) } else { None };
-    Ok(axum::Json(json!({
-        "bundles": page.iter().map(json::stored_bundle).collect::<Vec<_>>(),
-        "next_after": next,
-    }))
-    .into_response())
+    let mut bundles = Vec::with_capacity(page.len());
+    for meta in &page {
+        let mut row = json::stored_bundle(meta, agent.why_waiting(meta));
+        // Whether this node holds it as custodian, for the list (a page of point reads).
+        let custodial = agent.store().custody_info(meta.id).await?.is_some_and(|c| c.custodial);
+        if let Some(map) = row.as_object_mut() {
+            map.insert("custodial".into(), json!(custodial));
+        }
+        bundles.push(row);
+    }
+    Ok(axum::Json(json!({ "bundles": bundles, "next_after": next })).into_response())
 }
 
 fn parse_store_id(text: &str) -> Result<StoreId, ApiError> {
@@ -706,7 +713,7 @@ async fn show_bundle<S: Store>(
     let Some(meta) = agent.store().get(id).await? else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no bundle with store id {id}")));
     };
-    let mut body = json::stored_bundle(&meta);
+    let mut body = json::stored_bundle(&meta, agent.why_waiting(&meta));
     let custody = agent.store().custody_info(id).await?;
     if let (Some(custody), Some(map)) = (custody, body.as_object_mut()) {
         map.insert("custody".into(), json::custody_info(&custody, agent.node_id(), &meta.state));

@@ -190,6 +190,40 @@ impl Bundle {
         }
     }
 
+    /// Whether an extension block is numbered 0 or as an earlier block is (possible only when
+    /// parsed with [`ParseOptions::accept_duplicate_block_numbers`]).
+    pub fn block_numbers_clash(&self) -> bool {
+        let extensions = self.extension_blocks();
+        extensions
+            .iter()
+            .enumerate()
+            .any(|(i, b)| b.number == 0 || extensions[..i].iter().any(|earlier| earlier.number == b.number))
+    }
+
+    /// Gives every extension block numbered 0, or numbered as an earlier block is, the lowest
+    /// number above 1 that no block has (RFC 9171 §4.1: each block's number unique, 0 the
+    /// primary block's, 1 the payload's); the others keep theirs. Answers how many changed. The
+    /// blocks' CRCs are computed afresh when the bundle is encoded.
+    pub fn renumber_blocks(&mut self) -> usize {
+        let last = self.blocks.len() - 1;
+        let mut taken: std::collections::BTreeSet<u64> = std::collections::BTreeSet::from([0, 1]);
+        let mut clashing = Vec::new();
+        for (i, block) in self.blocks[..last].iter().enumerate() {
+            if !taken.insert(block.number) {
+                clashing.push(i);
+            }
+        }
+        let mut next = 2u64;
+        for &i in &clashing {
+            while taken.contains(&next) {
+                next += 1;
+            }
+            taken.insert(next);
+            self.blocks[i].number = next;
+        }
+        clashing.len()
+    }
+
     /// Sets (or adds) the Previous Node block (RFC 9171 §4.4.1), as a forwarding node does.
     pub fn set_previous_node(&mut self, node: &Eid) {
         let (at, crc) = (self.blocks.len() - 1, self.primary.crc_type);

@@ -33,6 +33,11 @@ pub struct ParseOptions {
     /// examples of RFC 9173 Appendix A omit it). Parsed bundles report it through
     /// [`super::Bundle::bundle_age_missing`].
     pub accept_missing_bundle_age: bool,
+    /// Accept extension blocks numbered 0 or numbered twice (RFC 9171 §4.1 forbids both), when
+    /// no security block is there to name blocks by number: ION 4.1.3 numbers every extension
+    /// block of its fragments 0. The caller gives them numbers of their own
+    /// ([`super::Bundle::renumber_blocks`]) before the bundle goes anywhere.
+    pub accept_duplicate_block_numbers: bool,
 }
 
 impl Default for ParseOptions {
@@ -44,6 +49,7 @@ impl Default for ParseOptions {
             max_header_size: 1 << 20,
             accept_primary_without_crc: false,
             accept_missing_bundle_age: false,
+            accept_duplicate_block_numbers: false,
         }
     }
 }
@@ -285,8 +291,15 @@ pub(crate) fn validate<B: BlockView>(
         return Err(BundleError::PayloadBlockNumber { number: payload.head().number });
     }
     let mut seen = [false; 3];
+    // Numbers that repeat are let through (to be renumbered) only when nothing refers to blocks
+    // by number: a BIB's or BCB's targets would then be ambiguous.
+    let renumbering = options.accept_duplicate_block_numbers
+        && !extensions.iter().any(|b| {
+            matches!(b.head().block_type, block_type::BLOCK_INTEGRITY | block_type::BLOCK_CONFIDENTIALITY)
+        });
     for (position, block) in extensions.iter().enumerate() {
         match block.head().number {
+            0 if renumbering => {}
             0 => {
                 return Err(BundleError::BlockNumberZero {
                     block_type_name: block_type_name(block.head().block_type).to_string(),
@@ -297,7 +310,7 @@ pub(crate) fn validate<B: BlockView>(
                 return Err(BundleError::BlockNumberOneNotPayload { block_type: block.head().block_type });
             }
             n => {
-                if extensions[..position].iter().any(|b| b.head().number == n) {
+                if !renumbering && extensions[..position].iter().any(|b| b.head().number == n) {
                     return Err(BundleError::DuplicateBlockNumber { number: n });
                 }
             }

@@ -315,6 +315,46 @@ fn block_numbers_follow_section_4_1() {
     );
 }
 
+/// ION 4.1.3 numbers every extension block of its fragments 0 (`bei.c` `copyExtensionBlocks`).
+/// Under `accept_duplicate_block_numbers` such a bundle is taken, and renumbered it is a bundle
+/// RFC 9171 §4.1 allows, with its blocks' CRCs computed afresh.
+#[test]
+fn duplicate_and_zero_block_numbers_are_renumbered_when_accepted() {
+    let p = primary();
+    let lenient = ParseOptions { accept_duplicate_block_numbers: true, ..ParseOptions::default() };
+    let ion = raw(
+        &p,
+        &[
+            block(block_type::PREVIOUS_NODE, 0, &previous_node_data(&Eid::ipn(9, 0))),
+            block(block_type::BUNDLE_AGE, 0, &[0x18, 0x64]),
+            block(193, 0, b"\x01"),
+            block(200, 5, b""),
+            block(201, 5, b""),
+            payload(),
+        ],
+    );
+    assert!(matches!(parse(&ion), Err(BundleError::BlockNumberZero { .. })), "strict by default");
+    let mut bundle = Bundle::parse(&ion, &lenient).expect("taken when accepted");
+    assert!(bundle.block_numbers_clash());
+    assert_eq!(bundle.renumber_blocks(), 4, "three zeros and the second 5");
+    let numbers: Vec<u64> = bundle.blocks().iter().map(|b| b.number).collect();
+    assert_eq!(numbers, [2, 3, 4, 5, 6, 1], "the lowest free numbers; the first 5 keeps its own");
+    assert!(!bundle.block_numbers_clash());
+    let renumbered = Bytes::from(bundle.encode());
+    let strict = parse(&renumbered).expect("a valid bundle now, CRCs and all");
+    assert_eq!(strict.payload(), bundle.payload());
+    assert_eq!(strict.bundle_age(), Some(100));
+    assert_eq!(strict.primary(), bundle.primary());
+    // A security block names blocks by number: then nothing is renumbered, the bundle refused.
+    let bib = raw(&p, &[block(block_type::BLOCK_INTEGRITY, 2, b"\x80"), block(200, 0, b""), payload()]);
+    assert!(matches!(Bundle::parse(&bib, &lenient), Err(BundleError::BlockNumberZero { .. })));
+    // Number 1 is still the payload's alone.
+    assert_eq!(
+        Bundle::parse(&raw(&p, &[block(200, 1, b""), payload()]), &lenient).err(),
+        Some(BundleError::BlockNumberOneNotPayload { block_type: 200 })
+    );
+}
+
 #[test]
 fn exactly_one_payload_block_and_it_is_last() {
     let p = primary();

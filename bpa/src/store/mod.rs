@@ -27,7 +27,7 @@ pub use custody::{
 pub use error::StoreError;
 pub use integrity::{CheckedFile, DamagedBundle, Integrity, is_damage};
 pub use recovery::{RecoveryReport, Survey};
-pub use sqlite::{Reservation, SqliteStore, StoreConfig};
+pub use sqlite::{Ownership, Reservation, SqliteStore, StoreConfig};
 pub use types::{
     BundleData, BundleState, DeleteReason, InsertOutcome, OpenedBundle, PayloadContent, StateKind, StoreId,
     StoreStats, StoredBundle,

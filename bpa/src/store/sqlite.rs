@@ -159,6 +159,8 @@ CREATE TABLE IF NOT EXISTS handled (
     PRIMARY KEY (source, created, sequence, frag_offset, frag_length, frag_total)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS handled_expiry ON handled (expires_at);
+-- The node ID the store belongs to (one row): a daemon started with another is told.
+CREATE TABLE IF NOT EXISTS owner (node_id TEXT NOT NULL);
 ";
 
 /// Takes the data directory's lock (one daemon per store), or says who holds it.
@@ -175,6 +177,19 @@ fn take_lock(lock: &std::fs::File, dir: &Path, lock_path: &Path) -> Result<(), S
 /// The columns [`read_row`] reads, in order.
 pub(crate) const ROW_COLUMNS: &str = "id, source, created, sequence, frag_offset, frag_length, destination, received_at, expires_at, length, \
      state, state_arg, file, frag_total";
+
+/// What [`SqliteStore::claim`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ownership {
+    /// The store belonged to nobody (new, or made before stores recorded it): now to this node.
+    First,
+    /// It belongs to this node.
+    Same,
+    /// It belonged to `previous` and was adopted: this node's from now on.
+    Adopted { previous: String },
+    /// It belongs to `owner`, another node: nothing was changed.
+    Other { owner: String },
+}
 
 /// Settings of the embedded store.
 #[derive(Debug, Clone)]
@@ -1161,6 +1176,31 @@ impl SqliteStore {
             (Err(damage), None) => Some(damage.to_string()),
             (Err(damage), Some(own)) => Some(format!("{damage}; the bundle's own check: {own}")),
         })
+    }
+
+    /// Whom the store belongs to, checked against `node_id` (a node ID's text): a new store is
+    /// claimed for it; one that belongs to another node is left as it is and that node named
+    /// ([`Ownership::Other`]) unless `adopt`, which makes it `node_id`'s from now on.
+    pub async fn claim(&self, node_id: &str, adopt: bool) -> Result<Ownership, StoreError> {
+        let owner: Option<String> = self
+            .inner
+            .read(|c| {
+                // A read-only store of an older version has no such table: nobody owns it yet.
+                match c.prepare_cached("SELECT node_id FROM owner LIMIT 1") {
+                    Ok(mut statement) => statement.query_row([], |r| r.get(0)).optional(),
+                    Err(_) => Ok(None),
+                }
+            })
+            .await?;
+        let outcome = match owner {
+            Some(owner) if owner == node_id => return Ok(Ownership::Same),
+            Some(owner) if !adopt => return Ok(Ownership::Other { owner }),
+            Some(previous) => Ownership::Adopted { previous },
+            None => Ownership::First,
+        };
+        let node_id = node_id.to_string();
+        self.inner.submit(|reply| WriteOp::SetOwner { node_id, reply }).await?;
+        Ok(outcome)
     }
 
     /// Records (`registered`) or forgets a local application endpoint; durable on return.

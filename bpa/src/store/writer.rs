@@ -105,6 +105,11 @@ pub(crate) enum WriteOp {
         at: u64,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// Records the node ID the store belongs to ([`super::SqliteStore::claim`]).
+    SetOwner {
+        node_id: String,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     /// A read found the bundle damaged: it is kept, never served again. Nobody waits for it.
     Quarantine {
         id: StoreId,
@@ -427,6 +432,12 @@ impl Writer {
                     };
                     replies.push(Reply::SetState(reply, result.map(|_| ()).map_err(db_error)));
                 }
+                WriteOp::SetOwner { node_id, reply } => {
+                    let result = tx.execute_batch("DELETE FROM owner").and_then(|()| {
+                        tx.execute("INSERT INTO owner (node_id) VALUES (?1)", params![node_id])
+                    });
+                    replies.push(Reply::SetState(reply, result.map(|_| ()).map_err(db_error)));
+                }
             }
         }
         if let Err(source) = tx.commit() {
@@ -591,6 +602,7 @@ fn fail(op: WriteOp, error: impl Fn() -> StoreError) {
         WriteOp::SetState { reply, .. } => drop(reply.send(Err(error()))),
         WriteOp::Delete { reply, .. } => drop(reply.send(Err(error()))),
         WriteOp::Registration { reply, .. } => drop(reply.send(Err(error()))),
+        WriteOp::SetOwner { reply, .. } => drop(reply.send(Err(error()))),
         WriteOp::ForgetHandled { reply, .. } => drop(reply.send(Err(error()))),
         WriteOp::BeginForward { reply, .. } => drop(reply.send(Err(error()))),
         WriteOp::Signalled { reply, .. } => drop(reply.send(Err(error()))),

@@ -117,6 +117,8 @@ struct Shared<A: BundleSink> {
     routes: Mutex<HashMap<Eid, mpsc::Sender<Outbound>>>,
     counters: FramedCounters,
     shutdown: watch::Sender<bool>,
+    /// The dial loops, woken when their peer connects ([`crate::listener::Redials`]).
+    redials: crate::listener::Redials,
 }
 
 impl std::fmt::Debug for Outbound {
@@ -151,6 +153,7 @@ impl<A: BundleSink> Framed<A> {
                 routes: Mutex::new(HashMap::new()),
                 counters: FramedCounters::default(),
                 shutdown,
+                redials: crate::listener::Redials::default(),
             }),
         }
     }
@@ -180,6 +183,8 @@ impl<A: BundleSink> Framed<A> {
             shutdown,
             move |stream, peer, activity| {
                 let layer = layer.clone();
+                // A peer that dials in is dialled back at once if a dial to it waits out a backoff.
+                layer.shared.redials.heard_from(peer.ip());
                 let mut shutdown = layer.shared.shutdown.subscribe();
                 async move {
                     let (reader, _writer) = stream.into_split();
@@ -208,7 +213,9 @@ impl<A: BundleSink> Framed<A> {
             let (min, max) = (layer.shared.config.reconnect_min, layer.shared.config.reconnect_max);
             let mut wait = min;
             let mut unreachable: Option<String> = None;
+            let dialer = layer.shared.redials.dialer();
             loop {
+                dialer.resolve(&address).await;
                 let connected = tokio::select! {
                     connected = TcpStream::connect(&address) => connected,
                     _ = shutdown.changed() => return,
@@ -231,7 +238,7 @@ impl<A: BundleSink> Framed<A> {
                     }
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
+                    () = dialer.backoff(wait) => {}
                     _ = shutdown.changed() => return,
                 }
             }

@@ -220,14 +220,14 @@ impl<A: BundleSink> Serial<A> {
             match tokio_serial::new(&config.device, config.baud).flow_control(flow).open_native_async() {
                 Ok(port) => {
                     failing = None;
-                    tracing::info!(device = %config.device, baud = config.baud, framing = %config.framing, peer = ?config.peer, "serial link open");
+                    tracing::info!(device = %config.device, baud = config.baud, framing = %config.framing, peer = %config.peer.as_ref().map_or_else(|| "(any)".to_string(), ToString::to_string), "serial link open");
                     self.run(port, &mut shutdown).await;
                     tracing::info!(device = %config.device, "serial link closed");
                 }
                 Err(error) => {
                     let reason = error.to_string();
                     if failing.as_deref() != Some(reason.as_str()) {
-                        tracing::warn!(device = %config.device, %error, retry_in = ?config.reopen, "cannot open the serial device; trying again (logged again when the reason changes)");
+                        tracing::warn!(device = %config.device, %error, retry_in = %bpa::time::format_duration(config.reopen), "cannot open the serial device; trying again (logged again when the reason changes)");
                         failing = Some(reason);
                     }
                 }

@@ -232,6 +232,14 @@ impl<A: BundleSink> Spool<A> {
             let _ = watcher.watch(parent, notify::RecursiveMode::NonRecursive);
         }
         let mut watching = false;
+        self.scan().await;
+        if !*self.shared.present.borrow() {
+            tracing::warn!(
+                dir = %Escaped(self.shared.config.dir.display()),
+                peers = self.shared.config.peers.len(),
+                "the spool directory is not there: bundles for its peers wait until it is (on a medium, make it once: mkdir -p DIR)"
+            );
+        }
         loop {
             self.scan().await;
             if let Some(watcher) = watcher.as_mut() {

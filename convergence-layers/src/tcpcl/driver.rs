@@ -183,6 +183,8 @@ pub(super) struct Shared<A: BundleSink> {
     pub(super) sessions: Mutex<HashMap<u64, Arc<SessionStatus>>>,
     pub(super) next_session: AtomicU64,
     pub(super) shutdown: watch::Sender<bool>,
+    /// The dial loops, woken when their peer connects ([`crate::listener::Redials`]).
+    pub(super) redials: crate::listener::Redials,
 }
 
 /// The TCP convergence layer of one node: its listeners, its configured peers and every
@@ -214,6 +216,7 @@ impl<A: BundleSink> Tcpcl<A> {
                 sessions: Mutex::new(HashMap::new()),
                 next_session: AtomicU64::new(1),
                 shutdown,
+                redials: crate::listener::Redials::default(),
             }),
         }
     }
@@ -236,6 +239,8 @@ impl<A: BundleSink> Tcpcl<A> {
             shutdown,
             move |stream, peer, activity| {
                 let layer = layer.clone();
+                // A peer that dials in is dialled back at once if a dial to it waits out a backoff.
+                layer.shared.redials.heard_from(peer.ip());
                 async move {
                     layer.run_session(stream, peer, Role::Passive, None, Some(activity)).await;
                 }
@@ -278,10 +283,12 @@ impl<A: BundleSink> Tcpcl<A> {
             // A peer that cannot be reached is a warning once, and again only when the reason
             // changes (every retry would fill the log of a node whose uplink is down for a week).
             let mut unreachable: Option<String> = None;
+            let dialer = layer.shared.redials.dialer();
             loop {
                 if *shutdown.borrow() || !still_wanted(&wanted) {
                     return;
                 }
+                dialer.resolve(&address).await;
                 // Only the connection attempt is cut short by a shutdown or the contact's end: a
                 // session ends itself, with SESS_TERM.
                 let connected = tokio::select! {
@@ -313,7 +320,7 @@ impl<A: BundleSink> Tcpcl<A> {
                 };
                 wait = if established { min } else { (wait * 2).min(max) };
                 tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
+                    () = dialer.backoff(wait) => {}
                     _ = shutdown.changed() => return,
                     () = gone(wanted.clone()) => return,
                 }

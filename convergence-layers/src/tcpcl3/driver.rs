@@ -121,6 +121,8 @@ struct Shared<A: BundleSink> {
     counters: Counters,
     next_connection: AtomicU64,
     shutdown: watch::Sender<bool>,
+    /// The dial loops, woken when their peer connects ([`crate::listener::Redials`]).
+    redials: crate::listener::Redials,
 }
 
 impl<A: BundleSink> std::fmt::Debug for Shared<A> {
@@ -172,6 +174,7 @@ impl<A: BundleSink> Tcpcl3<A> {
                 counters: Counters::default(),
                 next_connection: AtomicU64::new(0),
                 shutdown,
+                redials: crate::listener::Redials::default(),
             }),
         }
     }
@@ -192,6 +195,8 @@ impl<A: BundleSink> Tcpcl3<A> {
             shutdown,
             move |stream, peer, activity| {
                 let layer = layer.clone();
+                // A peer that dials in is dialled back at once if a dial to it waits out a backoff.
+                layer.shared.redials.heard_from(peer.ip());
                 async move {
                     layer.run_connection(stream, peer.to_string(), None, None, Some(activity)).await;
                 }
@@ -221,10 +226,14 @@ impl<A: BundleSink> Tcpcl3<A> {
             let mut wait = min;
             let mut unreachable: Option<String> = None;
             let mut unwanted = wanted.clone();
+            let dialer = layer.shared.redials.dialer();
             loop {
                 if wanted.as_ref().is_some_and(|w| !*w.borrow()) {
                     return;
                 }
+                dialer.resolve(&address).await;
+                // Whether the wait below is the peer's own (its SHUTDOWN's delay): kept whatever.
+                let mut asked = false;
                 let connected = tokio::select! {
                     connected = TcpStream::connect(&address) => connected,
                     _ = shutdown.changed() => return,
@@ -243,7 +252,10 @@ impl<A: BundleSink> Tcpcl3<A> {
                             Ended::Normally { established: false } | Ended::WrongPeer => {
                                 wait = (wait * 2).min(max)
                             }
-                            Ended::Delay(Some(delay)) => wait = delay.max(min),
+                            Ended::Delay(Some(delay)) => {
+                                wait = delay.max(min);
+                                asked = true;
+                            }
                             Ended::Delay(None) => {
                                 tracing::warn!(%address, "the TCPCLv3 peer asked never to be reconnected to (SHUTDOWN with delay 0): not dialling it again until restart");
                                 return;
@@ -259,8 +271,15 @@ impl<A: BundleSink> Tcpcl3<A> {
                         wait = (wait * 2).min(max);
                     }
                 }
+                let backoff = async {
+                    if asked {
+                        tokio::time::sleep(wait).await;
+                    } else {
+                        dialer.backoff(wait).await;
+                    }
+                };
                 tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
+                    () = backoff => {}
                     _ = shutdown.changed() => return,
                     () = no_longer_wanted(&mut unwanted) => return,
                 }
@@ -603,7 +622,7 @@ impl<A: BundleSink> Connection<A> {
                     self.session.shutdown(None, None);
                     return;
                 }
-                tracing::info!(address = %self.address, peer = %node, ack = negotiated.ack, refusal = negotiated.refusal, keepalive = ?negotiated.keepalive, "TCPCLv3 connection established");
+                tracing::info!(address = %self.address, peer = %node, ack = negotiated.ack, refusal = negotiated.refusal, keepalive = %negotiated.keepalive.map_or_else(|| "none".to_string(), bpa::time::format_duration), "TCPCLv3 connection established");
                 self.peer = Some(node.clone());
                 if let Some(tx) = outbound_tx.take() {
                     lock(&self.shared().routes)

@@ -402,7 +402,10 @@ mod tests {
         let address: SocketAddr = "192.0.2.10:4556".parse().expect("address");
         let mut peer = UdpPeer::new(address, Eid::ipn(10, 0));
         assert!(peer.sends_from(address));
-        assert!(peer.sends_from("[::ffff:192.0.2.10]:4556".parse().expect("mapped")), "IPv4-mapped is the same");
+        assert!(
+            peer.sends_from("[::ffff:192.0.2.10]:4556".parse().expect("mapped")),
+            "IPv4-mapped is the same"
+        );
         assert!(!peer.sends_from("192.0.2.10:4557".parse().expect("other port")));
         assert!(!peer.sends_from("192.0.2.11:4556".parse().expect("other host")));
         // ION's udpclo: any port of its IP.
