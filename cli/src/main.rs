@@ -149,11 +149,22 @@ fn escaping_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> +
     .delimited(" ")
 }
 
-/// mimalloc rather than the C library's allocator: it hands freed memory back to the system
+/// jemalloc rather than the C library's allocator: it hands freed memory back to the system
 /// (glibc's keeps a fragmented heap — a million-contact plan replaced by a small one left the
-/// daemon at 128 MiB, 25 MiB once trimmed).
+/// daemon at 59 MiB, against 17 MiB with jemalloc after 10 s: `scripts/bench-plan-memory`).
+/// mimalloc, tried first, gave it back too, but doubled the daemon's peak while it streamed
+/// large payloads (56–68 MiB against glibc's 26, jemalloc's 30).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// Lets jemalloc hand memory freed a while ago back to the system by itself (a background
+/// thread purges what stayed unused past its decay time, 10 s), so a daemon that needed much
+/// memory once — a large contact plan, since replaced — does not keep it.
+fn return_freed_memory_in_the_background() {
+    if let Err(error) = tikv_jemalloc_ctl::background_thread::write(true) {
+        tracing::debug!(%error, "the allocator's background purging could not be turned on");
+    }
+}
 
 /// The exit status of a process ended by SIGPIPE (128 + 13), as a shell reports it.
 const BROKEN_PIPE_EXIT: u8 = 141;
@@ -203,7 +214,10 @@ fn main() -> ExitCode {
     }
     let client = |daemon: &app_cmd::DaemonSocket| client::Client::new(daemon.socket.clone());
     let result = match cli.command {
-        Command::Daemon { config, socket, adopt_store } => daemon::run(config, socket, adopt_store),
+        Command::Daemon { config, socket, adopt_store } => {
+            return_freed_memory_in_the_background();
+            daemon::run(config, socket, adopt_store)
+        }
         Command::Init { node_id, config, data_dir, force } => init(node_id, config, data_dir, force),
         Command::Send(args) => client(&args.daemon).and_then(|c| app_cmd::send(c, args)),
         Command::Recv(args) => client(&args.daemon).and_then(|c| app_cmd::recv(c, args)),

@@ -669,6 +669,13 @@ impl<S: Store> Agent<S> {
         self.inner.stopping.store(true, Ordering::SeqCst);
         self.stop_housekeeping();
         self.inner.timers_changed.notify_one();
+        // Every neighbour goes down now, whatever its layer says later (a connection may close
+        // after this returns): what was queued for it is put back to wait before the store
+        // closes, not after.
+        let neighbours: Vec<Eid> = read(&self.inner.reach).neighbours.keys().cloned().collect();
+        for neighbour in &neighbours {
+            self.neighbour_down(neighbour);
+        }
         let deadline = tokio::time::Instant::now() + grace;
         loop {
             let busy = lock(&self.inner.in_flight).len() + self.inner.requeues.load(Ordering::SeqCst);
