@@ -200,18 +200,7 @@ fn bundle_text(b: &Value) -> String {
 
 /// A duration in milliseconds, for people: 500 ms, 90 s, 2.5 h, 3 d.
 fn human_ms(ms: u64) -> String {
-    let seconds = ms as f64 / 1000.0;
-    if ms < 1000 {
-        format!("{ms} ms")
-    } else if seconds < 120.0 {
-        format!("{seconds} s")
-    } else if seconds < 7_200.0 {
-        format!("{:.1} min", seconds / 60.0)
-    } else if seconds < 172_800.0 {
-        format!("{:.1} h", seconds / 3600.0)
-    } else {
-        format!("{:.1} d", seconds / 86_400.0)
-    }
+    if ms < 1000 { format!("{ms} ms") } else { crate::plan_cmd::span(ms as f64 / 1000.0) }
 }
 
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -210,7 +210,7 @@ fn describe_summary(s: &explain::PlanSummary, format: PlanFormat, reference: u64
 }
 
 /// A length of time for people: 90 s, 2.5 h, 3 d.
-fn span(seconds: f64) -> String {
+pub(crate) fn span(seconds: f64) -> String {
     if seconds < 120.0 {
         format!("{seconds} s")
     } else if seconds < 7_200.0 {

@@ -262,11 +262,13 @@ fn lock(table: &Mutex<Table>) -> std::sync::MutexGuard<'_, Table> {
     table.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Runs `handle` for every connection `listener` accepts, within `limits`.
+/// Runs `handle` for every connection `listener` accepts, within `limits`. A peer that dials
+/// in is dialled back at once if a dial to it waits out a backoff (`redials`).
 pub(crate) fn accept_bounded<F, Fut>(
     listener: TcpListener,
     layer: &'static str,
     limits: ConnectionLimits,
+    redials: Redials,
     mut shutdown: watch::Receiver<bool>,
     handle: F,
 ) where
@@ -281,6 +283,7 @@ pub(crate) fn accept_bounded<F, Fut>(
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
+                        redials.heard_from(peer.ip());
                         let (admission, activity) = lock(&table).admit(peer.ip());
                         let (slot, activity) = match (admission, activity) {
                             (Admission::Take(slot), Some(activity)) => (slot, activity),

@@ -180,11 +180,10 @@ impl<A: BundleSink> Framed<A> {
             listener,
             framing.name(),
             limits,
+            self.shared.redials.clone(),
             shutdown,
             move |stream, peer, activity| {
                 let layer = layer.clone();
-                // A peer that dials in is dialled back at once if a dial to it waits out a backoff.
-                layer.shared.redials.heard_from(peer.ip());
                 let mut shutdown = layer.shared.shutdown.subscribe();
                 async move {
                     let (reader, _writer) = stream.into_split();

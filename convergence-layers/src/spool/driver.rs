@@ -509,7 +509,10 @@ impl<A: BundleSink> Spool<A> {
             }
         };
         match result {
+            // Counted once the file is gone (or could not go), so that a count read says the
+            // medium is done with it.
             Ok((reception, bytes)) => {
+                let removed = remove().await;
                 let c = &self.shared.counters;
                 match reception {
                     Reception::Accepted(_) | Reception::Consumed => {
@@ -520,11 +523,12 @@ impl<A: BundleSink> Spool<A> {
                         c.duplicates.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                remove().await
+                removed
             }
             Err(Some(AgentError::AlreadyHandled(_))) => {
+                let removed = remove().await;
                 self.shared.counters.duplicates.fetch_add(1, Ordering::Relaxed);
-                remove().await
+                removed
             }
             Err(Some(error)) if error.refusal() == Refusal::NotAcceptable => {
                 // Looked at again if it changes: a copy still being written reads as a bundle

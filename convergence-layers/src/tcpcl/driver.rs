@@ -236,11 +236,10 @@ impl<A: BundleSink> Tcpcl<A> {
             listener,
             "tcpcl",
             limits,
+            self.shared.redials.clone(),
             shutdown,
             move |stream, peer, activity| {
                 let layer = layer.clone();
-                // A peer that dials in is dialled back at once if a dial to it waits out a backoff.
-                layer.shared.redials.heard_from(peer.ip());
                 async move {
                     layer.run_session(stream, peer, Role::Passive, None, Some(activity)).await;
                 }

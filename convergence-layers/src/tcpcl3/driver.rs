@@ -192,11 +192,10 @@ impl<A: BundleSink> Tcpcl3<A> {
             listener,
             "tcpcl3",
             limits,
+            self.shared.redials.clone(),
             shutdown,
             move |stream, peer, activity| {
                 let layer = layer.clone();
-                // A peer that dials in is dialled back at once if a dial to it waits out a backoff.
-                layer.shared.redials.heard_from(peer.ip());
                 async move {
                     layer.run_connection(stream, peer.to_string(), None, None, Some(activity)).await;
                 }
