@@ -6,6 +6,7 @@ mod client;
 mod config;
 mod daemon;
 mod input;
+mod layers;
 mod plan_cmd;
 mod spool_cmd;
 mod store_cmd;

@@ -8,9 +8,11 @@
 
 mod body;
 mod json;
+mod layers;
 mod plan;
 mod serve;
 
+pub use layers::DaemonStatus;
 pub use plan::plan_time;
 
 pub use serve::{ServeLimits, serve};
@@ -83,19 +85,8 @@ pub struct ApiState<S: Store> {
     pub agent: Agent<S>,
     pub config: ApiConfig,
     pub started: Instant,
-    /// Extra fields for `/v1/status` (convergence layers and their sessions, configuration
-    /// file), from the daemon, made at each request.
-    pub extra_status: ExtraStatus,
-}
-
-/// Makes the daemon's own `/v1/status` fields (a JSON object) when asked.
-#[derive(Clone)]
-pub struct ExtraStatus(pub Arc<dyn Fn() -> serde_json::Value + Send + Sync>);
-
-impl std::fmt::Debug for ExtraStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ExtraStatus")
-    }
+    /// The daemon's own fields and its convergence layers, for `/v1/status` and `/metrics`.
+    pub daemon: DaemonStatus,
 }
 
 /// The API's routes over an agent.
@@ -211,8 +202,13 @@ async fn status<S: Store>(State(state): Shared<S>) -> Result<Response, ApiError>
             "endpoint": eid.to_string(), "connected": connected,
         })).collect::<Vec<_>>(),
     });
-    if let (Some(body), serde_json::Value::Object(extra)) = (body.as_object_mut(), (state.extra_status.0)()) {
-        body.extend(extra);
+    if let Some(body) = body.as_object_mut() {
+        body.extend(state.daemon.about.clone());
+        let layers = (state.daemon.layers)();
+        body.insert(
+            "convergence_layers".into(),
+            layers.iter().map(layers::layer_json).collect::<Vec<_>>().into(),
+        );
     }
     Ok(axum::Json(body).into_response())
 }
@@ -284,65 +280,8 @@ async fn metrics<S: Store>(State(state): Shared<S>) -> Response {
     for (name, help, value) in gauges {
         text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"));
     }
-    text.push_str(&layer_metrics(&(state.extra_status.0)()));
+    text.push_str(&layers::layer_metrics(&(state.daemon.layers)()));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
-}
-
-/// The convergence layers' counters from the daemon's status (`convergence_layers`): each
-/// numeric field of a layer as `dtn_cla_FIELD{layer}`, of a session as
-/// `dtn_cla_session_FIELD{layer,address,node_id}`, and each configured peer's connection as
-/// `dtn_cla_peer_connected{layer,address,node_id}`. Samples of one name are kept together, as
-/// the text format asks.
-fn layer_metrics(status: &serde_json::Value) -> String {
-    use std::collections::BTreeMap;
-    let mut samples: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    // The text format's label escapes: backslash, double quote, newline.
-    let label = |v: &serde_json::Value| {
-        v.as_str().unwrap_or("").replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-    };
-    let empty = Vec::new();
-    for layer in status["convergence_layers"].as_array().unwrap_or(&empty) {
-        let name = label(&layer["name"]);
-        for (field, value) in layer.as_object().into_iter().flatten() {
-            if let Some(n) = value.as_u64() {
-                samples
-                    .entry(format!("dtn_cla_{field}"))
-                    .or_default()
-                    .push(format!("{{layer=\"{name}\"}} {n}"));
-            }
-        }
-        for peer in layer["peers"].as_array().unwrap_or(&empty) {
-            if let Some(connected) = peer["connected"].as_bool() {
-                samples.entry("dtn_cla_peer_connected".into()).or_default().push(format!(
-                    "{{layer=\"{name}\",address=\"{}\",node_id=\"{}\"}} {}",
-                    label(&peer["address"]),
-                    label(&peer["node_id"]),
-                    u8::from(connected)
-                ));
-            }
-        }
-        for session in layer["sessions"].as_array().unwrap_or(&empty) {
-            for (field, value) in session.as_object().into_iter().flatten() {
-                if let Some(n) = value.as_u64() {
-                    samples.entry(format!("dtn_cla_session_{field}")).or_default().push(format!(
-                        "{{layer=\"{name}\",address=\"{}\",node_id=\"{}\"}} {n}",
-                        label(&session["address"]),
-                        label(&session["node_id"])
-                    ));
-                }
-            }
-        }
-    }
-    let mut text = String::new();
-    for (metric, lines) in samples {
-        let kind =
-            if metric.ends_with("connected") || metric.ends_with("in_flight") { "gauge" } else { "counter" };
-        text.push_str(&format!("# TYPE {metric} {kind}\n"));
-        for line in lines {
-            text.push_str(&format!("{metric}{line}\n"));
-        }
-    }
-    text
 }
 
 #[derive(Debug, Deserialize)]

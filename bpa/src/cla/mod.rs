@@ -154,5 +154,6 @@ pub trait ConvergenceLayer: Send + Sync + std::fmt::Debug {
 
 pub mod memory;
 mod sink;
+pub mod status;
 
 pub use sink::{BundleSink, IncomingBundle};
