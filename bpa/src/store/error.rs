@@ -18,7 +18,7 @@ pub enum StoreError {
     #[error("no bundle with store id {0}")]
     NotFound(i64),
     #[error("the store database {path} failed: {source}; run `dtn store check --data-dir DIR` to inspect it")]
-    Database { path: PathBuf, source: rusqlite::Error },
+    Database { path: PathBuf, source: Box<dyn std::error::Error + Send + Sync> },
     #[error("the store database {path} could not commit: {message}; nothing of this batch was stored")]
     CommitFailed { path: PathBuf, message: String },
     #[error("{action} {path} failed: {source}")]

@@ -70,7 +70,8 @@ impl Survey {
 
 /// Looks at the blob directory and the rows that name files; changes nothing.
 pub(crate) fn survey(conn: &Connection, db_path: &Path, blobs_dir: &Path) -> Result<Survey, StoreError> {
-    let db_error = |source| StoreError::Database { path: db_path.to_path_buf(), source };
+    let db_error =
+        |source: rusqlite::Error| StoreError::Database { path: db_path.to_path_buf(), source: source.into() };
     let mut found = Survey::default();
     let mut on_disk: HashSet<String> = HashSet::new();
     let mut highest = 0u64;
@@ -129,7 +130,8 @@ pub(crate) fn recover(
     blobs_dir: &Path,
     wal: WalReport,
 ) -> Result<RecoveryReport, StoreError> {
-    let db_error = |source| StoreError::Database { path: db_path.to_path_buf(), source };
+    let db_error =
+        |source: rusqlite::Error| StoreError::Database { path: db_path.to_path_buf(), source: source.into() };
     let found = survey(conn, db_path, blobs_dir)?;
     let mut removed_any = false;
     for path in &found.incomplete_inserts {

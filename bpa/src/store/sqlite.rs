@@ -397,7 +397,9 @@ impl Inner {
         let (tx, rx) = oneshot::channel();
         let db_path = self.db_path.clone();
         let job: ReadJob = Box::new(move |conn| {
-            let _ = tx.send(f(conn).map_err(|source| StoreError::Database { path: db_path, source }));
+            let _ = tx.send(
+                f(conn).map_err(|source| StoreError::Database { path: db_path, source: source.into() }),
+            );
         });
         let sent = match self.reads.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             Some(reads) => reads.send(job).map_err(drop),
@@ -495,7 +497,7 @@ pub struct SqliteStore {
 }
 
 fn db_error(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-    move |source| StoreError::Database { path: path.to_path_buf(), source }
+    move |source| StoreError::Database { path: path.to_path_buf(), source: source.into() }
 }
 
 fn open_connection(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {

@@ -285,7 +285,8 @@ impl Writer {
                 return;
             }
         };
-        let db_error = |source| StoreError::Database { path: db_path.clone(), source };
+        let db_error =
+            |source: rusqlite::Error| StoreError::Database { path: db_path.clone(), source: source.into() };
         for op in batch {
             match op {
                 WriteOp::Insert { row, custody, reply } => {
