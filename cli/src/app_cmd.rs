@@ -217,17 +217,17 @@ pub fn send(client: Client, args: SendArgs) -> anyhow::Result<ExitCode> {
 async fn send_async(client: Client, args: SendArgs) -> anyhow::Result<ExitCode> {
     // What can be checked here is checked before anything is sent.
     args.to
-        .parse::<bpa::bundle::Eid>()
+        .parse::<bpa::Eid>()
         .map_err(|e| anyhow::anyhow!("--to {:?} is not an endpoint ID: {e}", args.to))?;
     if let Some(from) = &args.from {
-        from.parse::<bpa::bundle::Eid>()
+        from.parse::<bpa::Eid>()
             .map_err(|e| anyhow::anyhow!("--from {from:?} is not an endpoint ID: {e}"))?;
     }
     if let Some(lifetime) = &args.lifetime {
         bpa::time::parse_duration(lifetime).map_err(|e| anyhow::anyhow!("--lifetime: {e}"))?;
     }
     let mut flags = match &args.flags {
-        Some(text) => text.parse::<bpa::bundle::BundleFlags>().map_err(anyhow::Error::msg)?.0,
+        Some(text) => text.parse::<bpa::BundleFlags>().map_err(anyhow::Error::msg)?.0,
         None => 0,
     };
     for report in &args.report {
@@ -534,7 +534,7 @@ pub fn ping(client: Client, args: PingArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn ping_async(client: Client, args: PingArgs) -> anyhow::Result<ExitCode> {
-    let target: bpa::bundle::Eid =
+    let target: bpa::Eid =
         args.target.parse().map_err(|e| anyhow::anyhow!("{:?} is not an endpoint ID: {e}", args.target))?;
     let echo = match &target {
         bpa::bundle::Eid::Ipn { allocator, node, service: 0 } => {
@@ -548,7 +548,7 @@ async fn ping_async(client: Client, args: PingArgs) -> anyhow::Result<ExitCode> 
     let interval = bpa::time::parse_duration(&args.interval)?;
     let timeout = bpa::time::parse_duration(&args.timeout)?;
     let status = client.json(Method::GET, "/v1/status").await?;
-    let node: bpa::bundle::Eid = status["node_id"]
+    let node: bpa::Eid = status["node_id"]
         .as_str()
         .and_then(|s| s.parse().ok())
         .context("the daemon's status has no node ID")?;

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use bpa::Eid;
 use bpa::agent::routing::EidPattern;
-use bpa::bundle::Eid;
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use bpa::agent::node::{Agent, AgentConfig};
+use bpa::Eid;
 use bpa::agent::report::ReportPolicy;
 use bpa::agent::routing::StaticRoute;
 use bpa::api::{ApiConfig, ApiState, DaemonStatus, ServeLimits};
-use bpa::bundle::Eid;
-use bpa::store::{SqliteStore, StoreConfig};
-use bpa::time::{Clock, SystemClock};
+use bpa::{Agent, AgentConfig};
+use bpa::{Clock, SystemClock};
+use bpa::{SqliteStore, StoreConfig};
 use std::os::unix::fs::PermissionsExt;
 use tokio::net::UnixListener;
 

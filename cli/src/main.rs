@@ -287,7 +287,7 @@ fn init(
     data_dir: Option<std::path::PathBuf>,
     force: bool,
 ) -> anyhow::Result<ExitCode> {
-    let node_id: bpa::bundle::Eid = match node_id {
+    let node_id: bpa::Eid = match node_id {
         Some(text) => {
             text.parse().map_err(|e| anyhow::anyhow!("--node-id {text:?} is not an endpoint ID: {e}"))?
         }

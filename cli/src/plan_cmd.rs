@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use bpa::Eid;
 use bpa::agent::routing::{plan_endpoint, plan_name};
-use bpa::bundle::Eid;
 use clap::{Args, Subcommand};
 use hyper::Method;
 use routing::cgr::{ContactGraph, Query};
@@ -116,8 +116,8 @@ fn read_text(path: &Path) -> anyhow::Result<String> {
 }
 
 fn now_dtn_ms() -> u64 {
-    use bpa::time::Clock as _;
-    bpa::time::SystemClock.now_dtn_ms()
+    use bpa::Clock as _;
+    bpa::SystemClock.now_dtn_ms()
 }
 
 /// A plan node as shown: its node ID when it has one.

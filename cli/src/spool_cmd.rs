@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use bpa::agent::node::{Agent, AgentConfig};
-use bpa::bundle::Eid;
-use bpa::store::{SqliteStore, StoreConfig};
-use bpa::time::SystemClock;
+use bpa::Eid;
+use bpa::SystemClock;
+use bpa::{Agent, AgentConfig};
+use bpa::{SqliteStore, StoreConfig};
 use clap::Subcommand;
 use convergence_layers::spool::{Spool, SpoolConfig};
 

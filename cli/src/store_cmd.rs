@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use bpa::SystemClock;
 use bpa::store::{SqliteStore, StoreConfig, StoreStats, Survey, WalReport};
-use bpa::time::SystemClock;
 use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]

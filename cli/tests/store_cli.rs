@@ -4,9 +4,9 @@
 use std::process::Command;
 use std::sync::Arc;
 
+use bpa::ManualClock;
 use bpa::bundle::{BundleBuilder, CreationTimestamp, Eid};
 use bpa::store::{BundleState, SqliteStore, StoreConfig};
-use bpa::time::ManualClock;
 
 fn bundle(sequence: u64, len: usize) -> bytes::Bytes {
     BundleBuilder::new(Eid::ipn(1, 1), Eid::ipn(2, 1), CreationTimestamp { time: 10, sequence }, 1_000_000)

@@ -12,10 +12,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bpa::agent::node::{Agent, AgentConfig};
-use bpa::bundle::{BundleFlags, Eid};
-use bpa::store::{SqliteStore, StoreConfig};
-use bpa::time::{Clock, SystemClock};
+use bpa::{Agent, AgentConfig};
+use bpa::{BundleFlags, Eid};
+use bpa::{Clock, SystemClock};
+use bpa::{SqliteStore, StoreConfig};
 use bytes::Bytes;
 use convergence_layers::tcpcl::driver::{Tcpcl, TcpclConfig};
 use convergence_layers::tcpcl::session::{SessionConfig, TlsPolicy};

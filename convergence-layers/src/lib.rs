@@ -1,5 +1,5 @@
 //! Convergence layers (design §2): each a sans-IO protocol core and a thin tokio driver that
-//! implements [`bpa::cla::ConvergenceLayer`].
+//! implements [`bpa::ConvergenceLayer`].
 
 pub mod framed;
 pub mod listener;

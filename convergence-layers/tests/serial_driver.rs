@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bpa::agent::node::{Agent, AgentConfig};
-use bpa::bundle::Eid;
-use bpa::store::{SqliteStore, StoreConfig};
+use bpa::Eid;
 use bpa::testing::{agent_on_disk, eventually, send_streamed, take_payloads};
+use bpa::{Agent, AgentConfig};
+use bpa::{SqliteStore, StoreConfig};
 use convergence_layers::serial::{Framing, Serial, SerialConfig};
 
 /// A pseudo-terminal: the master (the relay's end) and the slave's device path (the node's).

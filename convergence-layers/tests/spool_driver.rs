@@ -7,10 +7,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use bpa::agent::node::{Agent, AgentConfig};
-use bpa::bundle::Eid;
-use bpa::store::{SqliteStore, StoreConfig};
+use bpa::Eid;
 use bpa::testing::{agent_on_disk, eventually, send_streamed, take_payloads};
+use bpa::{Agent, AgentConfig};
+use bpa::{SqliteStore, StoreConfig};
 use convergence_layers::spool::layout::node_dir;
 use convergence_layers::spool::{Spool, SpoolConfig};
 

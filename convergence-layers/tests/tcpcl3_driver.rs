@@ -5,10 +5,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bpa::agent::node::{Agent, AgentConfig};
 use bpa::bundle::{BundleBuilder, CreationTimestamp, Eid};
-use bpa::store::{SqliteStore, StoreConfig};
 use bpa::testing::{agent_on_disk, eventually, send_streamed, take_payloads};
+use bpa::{Agent, AgentConfig};
+use bpa::{SqliteStore, StoreConfig};
 use convergence_layers::tcpcl3::driver::{Tcpcl3, Tcpcl3Config};
 use convergence_layers::tcpcl3::session::SessionConfig;
 use convergence_layers::tcpcl3::wire::{ContactHeader, Message, RefuseCode, ShutdownReason, flags};

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use bpa::agent::node::{Agent, AgentConfig};
-use bpa::bundle::Eid;
-use bpa::store::{SqliteStore, StoreConfig};
+use bpa::Eid;
 use bpa::testing::{agent_on_disk, eventually, send_streamed, take_payloads};
+use bpa::{Agent, AgentConfig};
+use bpa::{SqliteStore, StoreConfig};
 use convergence_layers::tcpcl::driver::{Tcpcl, TcpclConfig};
 use convergence_layers::tcpcl::session::{SessionConfig, TlsPolicy};
 use convergence_layers::tcpcl::tls::TlsSetup;

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bpa::agent::node::{Agent, AgentConfig};
-use bpa::bundle::Eid;
-use bpa::store::{SqliteStore, StoreConfig};
+use bpa::Eid;
 use bpa::testing::{agent_on_disk, eventually, send_streamed, take_payloads};
+use bpa::{Agent, AgentConfig};
+use bpa::{SqliteStore, StoreConfig};
 use convergence_layers::udp::{Udp, UdpConfig, UdpPeer};
 use tokio::net::UdpSocket;
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 pub mod dtnd;
 
-use bpa::bundle::Bundle;
+use bpa::Bundle;
 
 /// One canonical block as every codec can describe it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

@@ -6,10 +6,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bpa::agent::node::{Agent, AgentConfig};
 use bpa::bundle::{Eid, ParseOptions};
-use bpa::store::{SqliteStore, StoreConfig};
 use bpa::testing::{agent_on_disk, eventually, send_streamed, take_payloads};
+use bpa::{Agent, AgentConfig};
+use bpa::{SqliteStore, StoreConfig};
 use convergence_layers::framed::{Framed, FramedConfig, Framing};
 use interop_tests::dtnd::{Dtnd, DtndCla};
 

@@ -10,11 +10,11 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bpa::agent::node::{Agent, AgentConfig};
 use bpa::agent::routing::{EidPattern, StaticRoute};
 use bpa::bundle::{Eid, ParseOptions};
-use bpa::store::{SqliteStore, StoreConfig};
 use bpa::testing::{agent_on_disk, send_streamed, take_payloads};
+use bpa::{Agent, AgentConfig};
+use bpa::{SqliteStore, StoreConfig};
 use convergence_layers::tcpcl::driver::{SessionSummary, Tcpcl, TcpclConfig};
 use convergence_layers::tcpcl::session::{SessionConfig, TlsPolicy};
 use interop_tests::dtnd::{Dtnd, DtndCla};

@@ -16,10 +16,10 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use bpa::agent::node::{Agent, AgentConfig};
-use bpa::bundle::Eid;
-use bpa::store::{SqliteStore, StoreConfig};
+use bpa::Eid;
 use bpa::testing::{agent_on_disk, send_streamed, take_payloads};
+use bpa::{Agent, AgentConfig};
+use bpa::{SqliteStore, StoreConfig};
 use convergence_layers::tcpcl::driver::{SessionSummary, Tcpcl, TcpclConfig};
 use convergence_layers::tcpcl::session::{SessionConfig, TlsPolicy};
 use convergence_layers::tcpcl::tls::TlsSetup;

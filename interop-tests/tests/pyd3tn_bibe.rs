@@ -7,14 +7,14 @@
 
 use std::time::Duration;
 
+use bpa::AgentConfig;
+use bpa::StoreConfig;
 use bpa::admin::AdminRecordTypes;
-use bpa::agent::node::AgentConfig;
 use bpa::agent::outgoing::SendRequest;
 use bpa::agent::routing::EidPattern;
 use bpa::agent::{CustodyPeer, PeerCustody};
-use bpa::bundle::{BundleFlags, Eid};
-use bpa::store::StoreConfig;
 use bpa::testing::{agent_on_disk, take_payloads};
+use bpa::{BundleFlags, Eid};
 use bytes::Bytes;
 use convergence_layers::framed::{Framed, FramedConfig, Framing};
 use interop_tests::dtnd::free_port;

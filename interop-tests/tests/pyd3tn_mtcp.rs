@@ -6,9 +6,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use bpa::agent::node::AgentConfig;
-use bpa::bundle::Eid;
-use bpa::store::StoreConfig;
+use bpa::AgentConfig;
+use bpa::Eid;
+use bpa::StoreConfig;
 use bpa::testing::{agent_on_disk, eventually, send_streamed, take_payloads};
 use convergence_layers::framed::{Framed, FramedConfig, Framing};
 use interop_tests::dtnd::free_port;

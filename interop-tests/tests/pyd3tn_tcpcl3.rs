@@ -8,9 +8,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use bpa::agent::node::AgentConfig;
-use bpa::bundle::Eid;
-use bpa::store::StoreConfig;
+use bpa::AgentConfig;
+use bpa::Eid;
+use bpa::StoreConfig;
 use bpa::testing::{agent_on_disk, eventually, send_streamed, take_payloads};
 use convergence_layers::tcpcl3::driver::{Tcpcl3, Tcpcl3Config};
 use convergence_layers::tcpcl3::session::SessionConfig;

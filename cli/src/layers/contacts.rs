@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
+use bpa::Eid;
 use bpa::agent::ContactEvent;
-use bpa::bundle::Eid;
 
 use super::PlannedDialer;
 

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use anyhow::Context;
-use bpa::bundle::Eid;
+use bpa::Eid;
 use bpa::cla::status::{LayerStatus, Measure, PeerStatus};
 use convergence_layers::framed::{Framed, FramedConfig, Framing};
 

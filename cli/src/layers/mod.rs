@@ -18,10 +18,10 @@ use std::path::Path;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use bpa::agent::node::Agent;
-use bpa::bundle::Eid;
+use bpa::Agent;
+use bpa::Eid;
+use bpa::SqliteStore;
 use bpa::cla::status::LayerStatus;
-use bpa::store::SqliteStore;
 use convergence_layers::listener::{ConnectionLimits, DEFAULT_IDLE_TIMEOUT};
 
 pub(crate) use contacts::manage_contacts;

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use anyhow::Context;
-use bpa::bundle::Eid;
+use bpa::Eid;
 use bpa::cla::status::{Direction, LayerStatus, Measure, PeerStatus, SessionStatus};
 use convergence_layers::tcpcl::driver::{SessionSummary, Tcpcl, TcpclConfig};
 use convergence_layers::tcpcl::session::{SessionConfig, TlsPolicy};

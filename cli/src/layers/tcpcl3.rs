@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use anyhow::Context;
-use bpa::bundle::Eid;
+use bpa::Eid;
 use bpa::cla::status::{Fact, LayerStatus, Measure, PeerStatus};
 use convergence_layers::tcpcl3::driver::{Tcpcl3, Tcpcl3Config};
 use convergence_layers::tcpcl3::session::SessionConfig;

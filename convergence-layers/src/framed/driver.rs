@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bpa::bundle::Eid;
+use bpa::Eid;
 use bpa::cla::{BundleSink, ClaError, ClaFuture, ConvergenceLayer, IncomingBundle, OutgoingBundle};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

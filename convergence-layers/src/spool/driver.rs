@@ -22,9 +22,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bpa::agent::{AgentError, Reception};
 use bpa::bundle::{BundleHeader, Eid, ParseOptions};
 use bpa::cla::{BundleSink, ClaError, ClaFuture, ConvergenceLayer, IncomingBundle, OutgoingBundle, Refusal};
+use bpa::{AgentError, Reception};
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bpa::bundle::Eid;
+use bpa::Eid;
 use bpa::cla::{BundleSink, ClaError, ClaFuture, ConvergenceLayer, OutgoingBundle};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};

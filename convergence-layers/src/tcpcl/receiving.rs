@@ -4,8 +4,8 @@
 
 use std::sync::atomic::Ordering;
 
-use bpa::agent::node::{AgentError, Reception};
-use bpa::cla::{BundleSink, IncomingBundle, Refusal};
+use bpa::{AgentError, Reception};
+use bpa::{BundleSink, IncomingBundle, Refusal};
 use bytes::BytesMut;
 
 use super::driver::{STORE_WRITE_CHUNK, STREAM_THRESHOLD, now};
@@ -167,8 +167,8 @@ pub(super) fn refuse_reason(error: &AgentError) -> RefuseReason {
 
 #[cfg(test)]
 mod tests {
+    use bpa::StoreError;
     use bpa::bundle::BundleError;
-    use bpa::store::StoreError;
 
     use super::*;
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bpa::bundle::Eid;
-use bpa::cla::{BundleSink, ClaError, Refusal};
+use bpa::Eid;
+use bpa::{BundleSink, ClaError, Refusal};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;

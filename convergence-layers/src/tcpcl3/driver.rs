@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bpa::agent::AgentError;
-use bpa::bundle::Eid;
+use bpa::AgentError;
+use bpa::Eid;
 use bpa::cla::{BundleSink, ClaError, ClaFuture, ConvergenceLayer, IncomingBundle, OutgoingBundle, Refusal};
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;

@@ -2,7 +2,7 @@
 //!
 //! [`wire`] is the byte format; [`session`] the sans-IO session (bytes and the time in, control
 //! messages and events out); [`driver`] the tokio driver: listeners, dialled peers, and the
-//! [`bpa::cla::ConvergenceLayer`] the agent sends through.
+//! [`bpa::ConvergenceLayer`] the agent sends through.
 
 pub mod driver;
 pub mod session;

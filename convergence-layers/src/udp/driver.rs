@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bpa::bundle::Eid;
+use bpa::Eid;
 use bpa::cla::{BundleSink, ClaError, ClaFuture, ConvergenceLayer, OutgoingBundle, Refusal};
 use bytes::Bytes;
 use tokio::net::UdpSocket;

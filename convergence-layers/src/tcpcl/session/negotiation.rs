@@ -81,7 +81,7 @@ impl Session {
     /// Whether a peer's SESS_INIT node ID names this node: a peer pretending to be us (or our
     /// own node reached through a loop) is no neighbour.
     pub(super) fn claims_our_node_id(&self, claimed: &str) -> bool {
-        match (claimed.parse::<bpa::bundle::Eid>(), self.config.node_id.parse::<bpa::bundle::Eid>()) {
+        match (claimed.parse::<bpa::Eid>(), self.config.node_id.parse::<bpa::Eid>()) {
             (Ok(theirs), Ok(ours)) => !ours.is_null() && theirs.node_id() == ours.node_id(),
             _ => false,
         }
@@ -105,7 +105,7 @@ impl Session {
                 shown(&init.node_id),
                 init.node_id.len()
             ))
-        } else if !init.node_id.is_empty() && init.node_id.parse::<bpa::bundle::Eid>().is_err() {
+        } else if !init.node_id.is_empty() && init.node_id.parse::<bpa::Eid>().is_err() {
             unacceptable(format!("its node ID {:?} is not an endpoint ID", shown(&init.node_id)))
         } else if self.claims_our_node_id(&init.node_id) {
             unacceptable(format!("it claims this node's own node ID {:?}", shown(&init.node_id)))
