@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::lock;
+
 /// How many connections a listener keeps and for how long (per listener).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
@@ -256,10 +258,6 @@ impl Table {
     fn close(&mut self, slot: u64) {
         self.open.remove(&slot);
     }
-}
-
-fn lock(table: &Mutex<Table>) -> std::sync::MutexGuard<'_, Table> {
-    table.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Runs `handle` for every connection `listener` accepts, within `limits`. A peer that dials

@@ -21,6 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::codec::{FrameDecoder, FrameEvent, Framing};
+use crate::lock;
 
 /// How the layer behaves.
 #[derive(Debug, Clone)]
@@ -137,10 +138,6 @@ impl<A: BundleSink> Clone for Framed<A> {
     fn clone(&self) -> Self {
         Framed { shared: Arc::clone(&self.shared) }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl<A: BundleSink> Framed<A> {

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_serial::SerialPortBuilderExt;
 
 use super::codec::{Deframed, Deframer, DropReason, Framing};
+use crate::lock;
 
 /// Flow control on the line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,10 +130,6 @@ impl<A: BundleSink> Clone for Serial<A> {
     fn clone(&self) -> Self {
         Serial { shared: Arc::clone(&self.shared) }
     }
-}
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl<A: BundleSink> Serial<A> {

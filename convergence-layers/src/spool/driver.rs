@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use bpa::bundle::{BundleHeader, Eid, ParseOptions};
 use bpa::cla::{BundleSink, ClaError, ClaFuture, ConvergenceLayer, IncomingBundle, OutgoingBundle, Refusal};
+use bpa::log::Escaped;
 use bpa::{AgentError, Reception};
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,7 +32,7 @@ use tokio::sync::watch;
 
 use super::layout::{BUNDLE_SUFFIX, TEMPORARY_PREFIX, bundle_file, node_dir};
 use super::medium::{EntryError, MediumDir, Stamp, Unsafe};
-use bpa::log::Escaped;
+use crate::lock;
 
 /// How the spool behaves.
 #[derive(Debug, Clone)]
@@ -156,10 +157,6 @@ impl<A: BundleSink> Clone for Spool<A> {
     fn clone(&self) -> Self {
         Spool { shared: Arc::clone(&self.shared) }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl<A: BundleSink> Spool<A> {

@@ -36,6 +36,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::session::{Role, Session, SessionConfig, TlsPolicy};
 use super::session_task::SessionTask;
 use super::tls::TlsSetup;
+pub(super) use crate::lock;
 
 /// Incoming bundles up to this size are collected in memory and stored whole; larger ones
 /// stream into the store (the same threshold as the store's own inline/file split).
@@ -154,10 +155,6 @@ impl SessionStatus {
 /// tokio clock (tests) drives both.
 pub(super) fn now() -> Instant {
     tokio::time::Instant::now().into_std()
-}
-
-pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A bundle the agent handed over, and who waits for the peer's answer.

@@ -25,6 +25,7 @@ use super::session::{Event, Session, SessionConfig, SessionError};
 use super::wire::RefuseCode;
 use super::wire::ShutdownReason;
 use super::writer::{BundleJob, Written, write_loop};
+use crate::lock;
 
 /// How the layer behaves.
 #[derive(Debug, Clone)]
@@ -141,10 +142,6 @@ impl<A: BundleSink> Clone for Tcpcl3<A> {
     fn clone(&self) -> Self {
         Tcpcl3 { shared: Arc::clone(&self.shared) }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn now() -> std::time::Instant {

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use super::bucket::TokenBucket;
 use super::{KEEPALIVE, MAX_DATAGRAM_V4};
+use crate::lock;
 
 /// How the layer behaves.
 #[derive(Debug, Clone)]
@@ -173,10 +174,6 @@ const RECEIVE_BUFFER: usize = 65_536;
 
 /// Source IPs remembered for rate-limited warnings; past it the others share one limit.
 const WARNED_SOURCES: usize = 1024;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// The UDP layer of one node. Cheap to clone.
 #[derive(Debug)]
