@@ -38,6 +38,6 @@ pub mod time;
 // The names most users need, at the crate's root.
 pub use agent::{Agent, AgentConfig, AgentError, Delivery, Reception, Route};
 pub use bundle::{Bundle, BundleFlags, Eid};
-pub use cla::{BundleSink, ClaError, ConvergenceLayer, IncomingBundle, OutgoingBundle, Refusal};
+pub use cla::{BundleSink, ClaError, ConvergenceLayer, IncomingBundle, OutgoingBundle, Refusal, SinkError};
 pub use store::{SqliteStore, Store, StoreConfig, StoreError};
 pub use time::{Clock, ManualClock, SystemClock};

@@ -156,4 +156,4 @@ pub mod memory;
 mod sink;
 pub mod status;
 
-pub use sink::{BundleSink, IncomingBundle};
+pub use sink::{BundleSink, IncomingBundle, SinkError};

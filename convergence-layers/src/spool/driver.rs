@@ -25,7 +25,7 @@ use std::time::Duration;
 use bpa::bundle::{BundleHeader, Eid, ParseOptions};
 use bpa::cla::{BundleSink, ClaError, ClaFuture, ConvergenceLayer, IncomingBundle, OutgoingBundle, Refusal};
 use bpa::log::Escaped;
-use bpa::{AgentError, Reception};
+use bpa::{Reception, SinkError};
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
@@ -522,11 +522,6 @@ impl<A: BundleSink> Spool<A> {
                 }
                 removed
             }
-            Err(Some(AgentError::AlreadyHandled(_))) => {
-                let removed = remove().await;
-                self.shared.counters.duplicates.fetch_add(1, Ordering::Relaxed);
-                removed
-            }
             Err(Some(error)) if error.refusal() == Refusal::NotAcceptable => {
                 // Looked at again if it changes: a copy still being written reads as a bundle
                 // cut short.
@@ -558,7 +553,7 @@ impl<A: BundleSink> Spool<A> {
         path: &Path,
         mut file: tokio::fs::File,
         length: u64,
-    ) -> Result<(Reception, u64), Option<AgentError>> {
+    ) -> Result<(Reception, u64), Option<SinkError>> {
         let mut pending = self.shared.agent.begin_receive().await.map_err(Some)?;
         let mut total = 0u64;
         // Many files are taken in at once: each buffer only as large as its file needs.

@@ -4,8 +4,8 @@
 
 use std::sync::atomic::Ordering;
 
-use bpa::{AgentError, Reception};
 use bpa::{BundleSink, IncomingBundle, Refusal};
+use bpa::{Reception, SinkError};
 use bytes::BytesMut;
 
 use super::driver::{STORE_WRITE_CHUNK, STREAM_THRESHOLD, now};
@@ -31,7 +31,7 @@ pub(super) struct IncomingTransfer<A: BundleSink> {
 /// A finished commit of a received bundle.
 pub(super) struct Committed {
     pub(super) transfer_id: u64,
-    pub(super) result: Result<Reception, AgentError>,
+    pub(super) result: Result<Reception, SinkError>,
 }
 
 impl<A: BundleSink> SessionTask<A> {
@@ -145,7 +145,7 @@ impl<A: BundleSink> SessionTask<A> {
         }
     }
 
-    pub(super) fn refuse(&mut self, transfer_id: u64, error: &AgentError) {
+    pub(super) fn refuse(&mut self, transfer_id: u64, error: &SinkError) {
         let reason = refuse_reason(error);
         if let Some(suppressed) = self.warnings.allow(now()) {
             tracing::info!(
@@ -157,7 +157,7 @@ impl<A: BundleSink> SessionTask<A> {
 }
 
 /// The XFER_REFUSE reason for a bundle the agent did not take (§5.2.4).
-pub(super) fn refuse_reason(error: &AgentError) -> RefuseReason {
+pub(super) fn refuse_reason(error: &SinkError) -> RefuseReason {
     match error.refusal() {
         Refusal::NoResources => RefuseReason::NO_RESOURCES,
         Refusal::Retransmit => RefuseReason::RETRANSMIT,
@@ -183,12 +183,12 @@ mod tests {
             bytes: 0,
             max_bytes: 8,
         };
-        assert_eq!(refuse_reason(&AgentError::Store(full)), RefuseReason::NO_RESOURCES);
-        assert_eq!(refuse_reason(&AgentError::Store(StoreError::Closed)), RefuseReason::NO_RESOURCES);
+        assert_eq!(refuse_reason(&SinkError::store(full)), RefuseReason::NO_RESOURCES);
+        assert_eq!(refuse_reason(&SinkError::store(StoreError::Closed)), RefuseReason::NO_RESOURCES);
         let invalid = BundleError::TooLarge { size: 9, limit: 8 };
-        assert_eq!(refuse_reason(&AgentError::Invalid(invalid.clone())), RefuseReason::NOT_ACCEPTABLE);
+        assert_eq!(refuse_reason(&SinkError::invalid(invalid.clone())), RefuseReason::NOT_ACCEPTABLE);
         assert_eq!(
-            refuse_reason(&AgentError::Store(StoreError::InvalidBundle(invalid))),
+            refuse_reason(&SinkError::store(StoreError::InvalidBundle(invalid))),
             RefuseReason::NOT_ACCEPTABLE
         );
     }

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bpa::AgentError;
 use bpa::Eid;
+use bpa::SinkError;
 use bpa::cla::{BundleSink, ClaError, ClaFuture, ConvergenceLayer, IncomingBundle, OutgoingBundle, Refusal};
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
@@ -366,8 +366,8 @@ struct Connection<A: BundleSink> {
     sending: HashMap<u64, Sending>,
     next_token: u64,
     commits: Arc<tokio::sync::Semaphore>,
-    commits_tx: mpsc::UnboundedSender<(u64, Result<(), AgentError>)>,
-    commits_rx: mpsc::UnboundedReceiver<(u64, Result<(), AgentError>)>,
+    commits_tx: mpsc::UnboundedSender<(u64, Result<(), SinkError>)>,
+    commits_rx: mpsc::UnboundedReceiver<(u64, Result<(), SinkError>)>,
     control: Option<mpsc::UnboundedSender<bytes::Bytes>>,
     ended: Option<Ended>,
     close_reason: Option<String>,
@@ -777,7 +777,7 @@ impl<A: BundleSink> Connection<A> {
     }
 
     /// The agent could not take the bundle arriving now.
-    fn refuse(&mut self, bundle: u64, error: &AgentError) {
+    fn refuse(&mut self, bundle: u64, error: &SinkError) {
         self.shared().counters.bundles_refused.fetch_add(1, Ordering::Relaxed);
         if let Some(suppressed) = self.warnings.allow(std::time::Instant::now()) {
             tracing::warn!(peer = %self.peer_text(), %error, earlier_not_logged = suppressed, "TCPCLv3: a received bundle was refused");
@@ -786,7 +786,7 @@ impl<A: BundleSink> Connection<A> {
     }
 
     /// A received bundle's commit ended.
-    fn committed(&mut self, bundle: u64, result: Result<(), AgentError>) {
+    fn committed(&mut self, bundle: u64, result: Result<(), SinkError>) {
         match result {
             Ok(()) => self.session.finish_incoming(bundle, Ok(())),
             Err(error) => {
@@ -841,14 +841,11 @@ impl<A: BundleSink> Connection<A> {
 }
 
 /// The REFUSE_BUNDLE reason for an agent's refusal (§5.4).
-fn refuse_code(error: &AgentError) -> RefuseCode {
-    match error {
-        AgentError::AlreadyHandled(_) => RefuseCode::Completed,
-        other => match other.refusal() {
-            Refusal::NoResources => RefuseCode::NoResources,
-            Refusal::Retransmit => RefuseCode::Retransmit,
-            _ => RefuseCode::Unknown,
-        },
+fn refuse_code(error: &SinkError) -> RefuseCode {
+    match error.refusal() {
+        Refusal::NoResources => RefuseCode::NoResources,
+        Refusal::Retransmit => RefuseCode::Retransmit,
+        _ => RefuseCode::Unknown,
     }
 }
 
