@@ -39,5 +39,7 @@ pub mod time;
 pub use agent::{Agent, AgentConfig, AgentError, Delivery, Reception, Route};
 pub use bundle::{Bundle, BundleFlags, Eid};
 pub use cla::{BundleSink, ClaError, ConvergenceLayer, IncomingBundle, OutgoingBundle, Refusal, SinkError};
-pub use store::{SqliteStore, Store, StoreConfig, StoreError};
+#[cfg(feature = "sqlite")]
+pub use store::{SqliteStore, StoreConfig};
+pub use store::{Store, StoreError};
 pub use time::{Clock, ManualClock, SystemClock};

@@ -24,6 +24,7 @@ struct FailingDeletes {
 
 impl Store for FailingDeletes {
     type Pending = <SqliteStore as Store>::Pending;
+    type Reservation = <SqliteStore as Store>::Reservation;
 
     fn insert(
         &self,

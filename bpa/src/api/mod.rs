@@ -36,7 +36,7 @@ use self::body::ReaderBody;
 use crate::agent::node::{Agent, AgentError};
 use crate::agent::outgoing::SendRequest;
 use crate::bundle::{BundleError, BundleFlags, Eid};
-use crate::store::{PayloadContent, Store, StoreError, StoreId};
+use crate::store::{PayloadContent, Reserved, Store, StoreError, StoreId};
 
 /// Header names of a received bundle's metadata.
 pub mod headers {

@@ -14,13 +14,18 @@ use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use super::error::StoreError;
-use super::sqlite::Inner;
 use super::types::StoreId;
 use crate::bundle::BundleError;
 
 /// CRC-32C of `data`, continuing from `crc` (0 to start).
 pub(crate) fn extend(crc: u32, data: &[u8]) -> u32 {
     crc32c::crc32c_append(crc, data)
+}
+
+/// Where damage found while reading a stored bundle is reported: the store quarantines the
+/// bundle so it is never served again.
+pub(crate) trait Quarantine: Send + Sync {
+    fn quarantine(&self, id: StoreId, problem: String);
 }
 
 /// What a read of a stored bundle checks its bytes against, and whom it tells of damage.
@@ -30,7 +35,7 @@ pub struct Integrity {
     /// (schema 2), which are checked only by their own CRCs (`dtn store check`).
     expected: Option<u32>,
     /// The store and the bundle to quarantine when the check fails.
-    report_to: Option<(Arc<Inner>, StoreId)>,
+    report_to: Option<(Arc<dyn Quarantine>, StoreId)>,
 }
 
 impl std::fmt::Debug for Integrity {
@@ -53,10 +58,12 @@ impl Integrity {
         Integrity { expected: Some(expected), report_to: None }
     }
 
-    pub(crate) fn recorded(expected: Option<u32>, inner: Arc<Inner>, id: StoreId) -> Integrity {
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    pub(crate) fn recorded(expected: Option<u32>, inner: Arc<dyn Quarantine>, id: StoreId) -> Integrity {
         Integrity { expected, report_to: Some((inner, id)) }
     }
 
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     /// Checks a whole bundle's bytes at once.
     pub(crate) fn check(&self, data: &[u8], path: &str) -> std::io::Result<()> {
         self.verdict(extend(0, data), path)

@@ -15,7 +15,7 @@ use super::custody::{
     SignalOutcome,
 };
 use super::error::StoreError;
-use super::integrity::Integrity;
+use super::integrity::{Integrity, Quarantine};
 use super::recovery::{RecoveryReport, Survey, recover};
 use super::types::{
     BundleData, BundleState, DeleteReason, InsertOutcome, StateKind, StoreId, StoreStats, StoredBundle,
@@ -608,7 +608,7 @@ impl SqliteStore {
                     conn.execute_batch(UPGRADE_FROM_2).map_err(db_error(&db_path))?;
                 }
                 if version <= 3 {
-                    conn.execute_batch(super::custody::UPGRADE_FROM_3).map_err(db_error(&db_path))?;
+                    conn.execute_batch(super::custody_sql::UPGRADE_FROM_3).map_err(db_error(&db_path))?;
                 }
                 conn.execute_batch(UPGRADE_TO_5).map_err(db_error(&db_path))?;
                 upgrade_to_5(&mut conn, &db_path, &blobs_dir)?;
@@ -618,7 +618,7 @@ impl SqliteStore {
             }
         }
         conn.execute_batch(SCHEMA).map_err(db_error(&db_path))?;
-        conn.execute_batch(super::custody::SCHEMA).map_err(db_error(&db_path))?;
+        conn.execute_batch(super::custody_sql::SCHEMA).map_err(db_error(&db_path))?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(db_error(&db_path))?;
         let report = recover(&mut conn, &db_path, &blobs_dir, wal.clone())?;
         let store = Self::serve(dir, config, clock, Some(conn), wal, lock, report.next_blob_number, true)?;
@@ -715,7 +715,7 @@ impl SqliteStore {
             .map_err(StoreError::io("starting the store reader for", &db_path))?;
         let (requests, writer_thread) = match writer {
             Some(conn) => {
-                let last_tid = super::custody::last_transmission_id(&conn).map_err(db_error(&db_path))?;
+                let last_tid = super::custody_sql::last_transmission_id(&conn).map_err(db_error(&db_path))?;
                 let (tx, rx) = std::sync::mpsc::channel();
                 let writer = Writer {
                     conn,
@@ -793,8 +793,8 @@ impl SqliteStore {
                 };
                 if let Some(CustodyIntake { from: Some((peer, tid)) }) = custody {
                     let disposition = match outcome {
-                        Some(_) => super::custody::REDUNDANT,
-                        None => super::custody::DEPLETED_STORAGE,
+                        Some(_) => super::custody_sql::REDUNDANT,
+                        None => super::custody_sql::DEPLETED_STORAGE,
                     };
                     self.queue_signal(peer, tid, disposition).await?;
                 }
@@ -880,22 +880,22 @@ impl SqliteStore {
 
     /// Up to `limit` transmission IDs owed an answer, by peer and disposition.
     pub async fn pending_signals(&self, limit: usize) -> Result<Vec<PendingSignal>, StoreError> {
-        self.inner.read(move |c| super::custody::pending_signals(c, limit)).await
+        self.inner.read(move |c| super::custody_sql::pending_signals(c, limit)).await
     }
 
     /// The earliest custodial retransmission deadline.
     pub async fn next_custody_deadline(&self) -> Result<Option<u64>, StoreError> {
-        self.inner.read(super::custody::next_deadline).await
+        self.inner.read(super::custody_sql::next_deadline).await
     }
 
     /// A bundle's custody (`None` if it is not held).
     pub async fn custody_info(&self, id: StoreId) -> Result<Option<CustodyInfo>, StoreError> {
-        self.inner.read(move |c| super::custody::info(c, id)).await
+        self.inner.read(move |c| super::custody_sql::info(c, id)).await
     }
 
     /// Custody totals.
     pub async fn custody_counts(&self) -> Result<CustodyCounts, StoreError> {
-        self.inner.read(super::custody::counts).await
+        self.inner.read(super::custody_sql::counts).await
     }
 
     /// What the store knows about one bundle.
@@ -955,7 +955,7 @@ impl SqliteStore {
         // Stored as the u32's bits.
         let checksum = checksum.map(|c| c as u32);
         let integrity = if quarantine {
-            Integrity::recorded(checksum, Arc::clone(&self.inner), id)
+            Integrity::recorded(checksum, Arc::clone(&self.inner) as Arc<dyn Quarantine>, id)
         } else {
             checksum.map_or_else(Integrity::unchecked, Integrity::expecting)
         };
@@ -1252,5 +1252,11 @@ impl SqliteStore {
         if let Some(thread) = thread {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
+    }
+}
+
+impl Quarantine for Inner {
+    fn quarantine(&self, id: StoreId, problem: String) {
+        Inner::quarantine(self, id, problem);
     }
 }

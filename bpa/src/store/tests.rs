@@ -989,7 +989,7 @@ async fn fragments_that_contradict_each_other_on_the_adu_length_are_two_bundles(
 async fn a_signal_naming_more_transmissions_than_a_pass_takes_is_applied_in_passes() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = open(dir.path(), StoreConfig::default()).await;
-    let n = custody::SIGNAL_PASS_LIMIT as u64 + 10;
+    let n = custody_sql::SIGNAL_PASS_LIMIT as u64 + 10;
     for i in 0..n {
         let id = store
             .insert_with(bundle(i, 1), BundleState::WaitingForRoute, Some(CustodyIntake { from: None }))
@@ -1000,7 +1000,7 @@ async fn a_signal_naming_more_transmissions_than_a_pass_takes_is_applied_in_pass
         store.begin_forward(id, "ipn:3.0", timing(NOW)).await.unwrap();
     }
     let first = store.custody_signalled("ipn:3.0", SignalEffect::Release, vec![(1, n)]).await.unwrap();
-    assert_eq!((first.matched.len(), first.complete), (custody::SIGNAL_PASS_LIMIT, false));
+    assert_eq!((first.matched.len(), first.complete), (custody_sql::SIGNAL_PASS_LIMIT, false));
     let second = store.custody_signalled("ipn:3.0", SignalEffect::Release, vec![(1, n)]).await.unwrap();
     assert_eq!((second.matched.len(), second.complete), (10, true));
     assert_eq!(store.stats().bundles, 0);

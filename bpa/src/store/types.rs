@@ -42,6 +42,7 @@ pub enum StateKind {
 }
 
 impl StateKind {
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) fn from_code(code: i64) -> Option<StateKind> {
         Some(match code {
             0 => StateKind::WaitingForRoute,
@@ -95,6 +96,7 @@ impl BundleState {
         }
     }
 
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) fn from_parts(kind: StateKind, argument: Option<String>) -> Option<BundleState> {
         Some(match (kind, argument) {
             (StateKind::WaitingForRoute, None) => BundleState::WaitingForRoute,

@@ -14,7 +14,8 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
-use super::custody::{self, CustodyIntake, CustodyTiming, Forwarding, SignalEffect, SignalOutcome};
+use super::custody::{CustodyIntake, CustodyTiming, Forwarding, SignalEffect, SignalOutcome};
+use super::custody_sql;
 use super::error::StoreError;
 use super::sqlite::{Quota, SharedStats, read_row};
 use super::types::{BundleState, DeleteReason, InsertOutcome, StateKind, StoreId, StoreStats, StoredBundle};
@@ -129,7 +130,7 @@ pub(crate) struct Writer {
     pub blobs_dir: PathBuf,
     pub quota: Quota,
     pub stats: Arc<SharedStats>,
-    /// The last custodial transmission ID used ([`custody::last_transmission_id`]).
+    /// The last custodial transmission ID used ([`custody_sql::last_transmission_id`]).
     pub last_tid: u64,
 }
 
@@ -306,7 +307,7 @@ impl Writer {
                         };
                         let stored_now = matches!(result, Ok(InsertOutcome::Stored(_)));
                         if let Some(outcome) = outcome
-                            && let Err(source) = custody::after_insert(&tx, intake, outcome, stored_now)
+                            && let Err(source) = custody_sql::after_insert(&tx, intake, outcome, stored_now)
                         {
                             result = Err(db_error(source));
                         }
@@ -314,7 +315,7 @@ impl Writer {
                     replies.push(Reply::Insert(reply, result));
                 }
                 WriteOp::BeginForward { id, neighbour, custody, reply } => {
-                    let result = custody::begin_forward(&tx, id, &neighbour, custody, &mut self.last_tid)
+                    let result = custody_sql::begin_forward(&tx, id, &neighbour, custody, &mut self.last_tid)
                         .map_err(db_error)
                         .and_then(|f| f.ok_or(StoreError::NotFound(id)));
                     replies.push(Reply::Forward(reply, result));
@@ -322,7 +323,7 @@ impl Writer {
                 WriteOp::Signalled { neighbour, effect, ranges, reply } => {
                     let result = (|| {
                         let (matched, complete) =
-                            custody::signalled(&tx, &neighbour, &ranges, custody::SIGNAL_PASS_LIMIT)
+                            custody_sql::signalled(&tx, &neighbour, &ranges, custody_sql::SIGNAL_PASS_LIMIT)
                                 .map_err(db_error)?;
                         for &id in &matched {
                             match effect {
@@ -342,7 +343,7 @@ impl Writer {
                                         Failure::Db(source) => db_error(source),
                                     })?;
                                 }
-                                SignalEffect::Refuse => custody::refused(&tx, id).map_err(db_error)?,
+                                SignalEffect::Refuse => custody_sql::refused(&tx, id).map_err(db_error)?,
                             }
                         }
                         Ok(SignalOutcome { matched, complete })
@@ -350,16 +351,16 @@ impl Writer {
                     replies.push(Reply::Signal(reply, result));
                 }
                 WriteOp::ExpireCustody { now, limit, reply } => {
-                    let result = custody::expire_transmissions(&tx, now, limit).map_err(db_error);
+                    let result = custody_sql::expire_transmissions(&tx, now, limit).map_err(db_error);
                     replies.push(Reply::Count(reply, result));
                 }
                 WriteOp::QueueSignal { peer, transmission_id, disposition, reply } => {
                     let result =
-                        custody::queue_signal(&tx, &peer, transmission_id, disposition).map_err(db_error);
+                        custody_sql::queue_signal(&tx, &peer, transmission_id, disposition).map_err(db_error);
                     replies.push(Reply::SetState(reply, result));
                 }
                 WriteOp::SignalsSent { sent, reply } => {
-                    let result = custody::signals_sent(&tx, &sent).map_err(db_error);
+                    let result = custody_sql::signals_sent(&tx, &sent).map_err(db_error);
                     replies.push(Reply::SetState(reply, result));
                 }
                 WriteOp::SetState { id, state, reply } => {
