@@ -198,9 +198,22 @@ fn bundle_text(b: &Value) -> String {
     out
 }
 
+/// A length of time for people: 90 s, 2.5 h, 3 d.
+pub(crate) fn span(seconds: f64) -> String {
+    if seconds < 120.0 {
+        format!("{seconds} s")
+    } else if seconds < 7_200.0 {
+        format!("{:.1} min", seconds / 60.0)
+    } else if seconds < 172_800.0 {
+        format!("{:.1} h", seconds / 3600.0)
+    } else {
+        format!("{:.1} d", seconds / 86_400.0)
+    }
+}
+
 /// A duration in milliseconds, for people: 500 ms, 90 s, 2.5 h, 3 d.
 fn human_ms(ms: u64) -> String {
-    if ms < 1000 { format!("{ms} ms") } else { crate::plan_cmd::span(ms as f64 / 1000.0) }
+    if ms < 1000 { format!("{ms} ms") } else { span(ms as f64 / 1000.0) }
 }
 
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

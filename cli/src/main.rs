@@ -5,6 +5,7 @@ mod bundle_cmd;
 mod client;
 mod config;
 mod daemon;
+mod data_dir;
 mod input;
 mod layers;
 mod plan_cmd;

@@ -14,7 +14,7 @@ use routing::cgr::{ContactGraph, Query};
 use routing::explain::{self, ContactTable, RouteReport};
 use routing::{Plan, PlanFormat};
 
-use crate::app_cmd::DaemonSocket;
+use crate::app_cmd::{DaemonSocket, span};
 use crate::client::{Client, encode, read_json};
 
 /// A plan file larger than this is refused (a plan of a million contacts is ~60 MB of text).
@@ -207,19 +207,6 @@ fn describe_summary(s: &explain::PlanSummary, format: PlanFormat, reference: u64
         );
     }
     line
-}
-
-/// A length of time for people: 90 s, 2.5 h, 3 d.
-pub(crate) fn span(seconds: f64) -> String {
-    if seconds < 120.0 {
-        format!("{seconds} s")
-    } else if seconds < 7_200.0 {
-        format!("{:.1} min", seconds / 60.0)
-    } else if seconds < 172_800.0 {
-        format!("{:.1} h", seconds / 3600.0)
-    } else {
-        format!("{:.1} d", seconds / 86_400.0)
-    }
 }
 
 pub fn route(args: RouteArgs) -> anyhow::Result<ExitCode> {

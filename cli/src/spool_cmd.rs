@@ -76,7 +76,7 @@ async fn open(
     };
     let data_dir = config.data_dir()?;
     if create {
-        crate::daemon::private_dir(&data_dir)
+        crate::data_dir::private_dir(&data_dir)
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     } else if !data_dir.join("store.sqlite").exists() {
         anyhow::bail!(
@@ -87,7 +87,7 @@ async fn open(
     let (store, _) = SqliteStore::open(&data_dir, StoreConfig::default(), Arc::new(SystemClock))
         .await
         .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
-    if let Err(error) = crate::daemon::claim_store(&store, &config.node_id(), &data_dir, false).await {
+    if let Err(error) = crate::data_dir::claim_store(&store, &config.node_id(), &data_dir, false).await {
         store.close().await;
         return Err(error);
     }

@@ -2,7 +2,6 @@
 //! µD3TN and dtn7-rs).
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -10,7 +9,7 @@ use bpa::Eid;
 use bpa::cla::status::{LayerStatus, Measure, PeerStatus};
 use convergence_layers::framed::{Framed, FramedConfig, Framing};
 
-use super::{LayerContext, NodeAgent, RunningLayer, Started};
+use super::{LayerContext, NodeAgent, RunningLayer, Started, Stopping, traffic};
 use crate::config::FramedSection;
 
 struct Running {
@@ -99,22 +98,22 @@ impl RunningLayer for Running {
                 .collect(),
             sessions: None,
             facts: Vec::new(),
-            measures: vec![
-                Measure::counter("bundles_received", stats.bundles_received),
-                Measure::counter("bytes_received", stats.bytes_received),
-                Measure::counter("bundles_sent", stats.bundles_sent),
-                Measure::counter("bytes_sent", stats.bytes_sent),
-                Measure::counter("bundles_refused", stats.bundles_refused),
-                Measure::counter("bad_frames", stats.bad_frames),
-                Measure::counter("bundles_cut_off", stats.bundles_cut_off),
-                Measure::counter("timed_out", stats.timed_out),
-            ],
+            measures: [
+                traffic(stats.bundles_received, stats.bytes_received, stats.bundles_sent, stats.bytes_sent),
+                vec![
+                    Measure::counter("bundles_refused", stats.bundles_refused),
+                    Measure::counter("bad_frames", stats.bad_frames),
+                    Measure::counter("bundles_cut_off", stats.bundles_cut_off),
+                    Measure::counter("timed_out", stats.timed_out),
+                ],
+            ]
+            .concat(),
         }
     }
 
-    fn stop(&self, _grace: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+    fn stop(&self, _grace: Duration) -> Stopping<'_> {
         // Nothing to say goodbye with: connections close; a bundle half sent goes again.
         self.layer.shutdown();
-        Box::pin(async {})
+        Box::pin(std::future::ready(()))
     }
 }

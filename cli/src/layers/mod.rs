@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use bpa::Agent;
 use bpa::Eid;
 use bpa::SqliteStore;
-use bpa::cla::status::LayerStatus;
+use bpa::cla::status::{LayerStatus, Measure};
 use convergence_layers::listener::{ConnectionLimits, DEFAULT_IDLE_TIMEOUT};
 
 pub(crate) use contacts::manage_contacts;
@@ -46,7 +46,7 @@ pub(crate) trait RunningLayer: Send + Sync {
     fn status(&self) -> LayerStatus;
     /// Stops it: sessions end as its protocol says (SESS_TERM, SHUTDOWN), waiting at most
     /// `grace` for them; bundles under way stay stored and go again at the next start.
-    fn stop(&self, grace: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    fn stop(&self, grace: Duration) -> Stopping<'_>;
     /// The peers the contact plan schedules that this layer dials at their contacts' starts,
     /// by node ID.
     fn planned_dialers(&self) -> Vec<(Eid, PlannedDialer)> {
@@ -61,6 +61,9 @@ pub(crate) struct PlannedDialer {
     /// Opens a connection and keeps it (reconnecting) while the flag stays true.
     pub connect_while: Box<dyn Fn(tokio::sync::watch::Receiver<bool>) + Send + Sync>,
 }
+
+/// A layer stopping.
+pub(crate) type Stopping<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 type Started<'a> = Pin<Box<dyn Future<Output = anyhow::Result<Vec<Box<dyn RunningLayer>>>> + Send + 'a>>;
 type Start = for<'a> fn(&'a LayerContext<'a>) -> Started<'a>;
@@ -99,6 +102,16 @@ impl Layers {
     pub(crate) fn planned_dialers(&self) -> HashMap<Eid, PlannedDialer> {
         self.0.iter().flat_map(|layer| layer.planned_dialers()).collect()
     }
+}
+
+/// The bundles and bytes a layer moved each way, as every layer counts them.
+fn traffic(bundles_received: u64, bytes_received: u64, bundles_sent: u64, bytes_sent: u64) -> Vec<Measure> {
+    vec![
+        Measure::counter("bundles_received", bundles_received),
+        Measure::counter("bytes_received", bytes_received),
+        Measure::counter("bundles_sent", bundles_sent),
+        Measure::counter("bytes_sent", bytes_sent),
+    ]
 }
 
 /// Waits until `done` holds or `grace` passes, looking every 20 ms (a layer's sessions

@@ -1,12 +1,11 @@
 //! `[[serial]]`: bundles in frames over serial lines (radios, modems, cables).
 
-use std::pin::Pin;
 use std::time::Duration;
 
 use bpa::cla::status::{Fact, LayerStatus, Measure, PeerStatus};
 use convergence_layers::serial::{FlowControl, Serial, SerialConfig};
 
-use super::{LayerContext, NodeAgent, RunningLayer, Started};
+use super::{LayerContext, NodeAgent, RunningLayer, Started, Stopping};
 
 /// The rates serial devices commonly take (POSIX termios and Linux's extensions).
 const STANDARD_BAUD_RATES: &[u32] = &[
@@ -96,8 +95,8 @@ impl RunningLayer for Running {
         }
     }
 
-    fn stop(&self, _grace: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+    fn stop(&self, _grace: Duration) -> Stopping<'_> {
         self.0.shutdown();
-        Box::pin(async {})
+        Box::pin(std::future::ready(()))
     }
 }

@@ -1,12 +1,11 @@
 //! `[[spool]]`: bundles as files in a directory carried between nodes (a USB stick).
 
-use std::pin::Pin;
 use std::time::Duration;
 
 use bpa::cla::status::{Fact, LayerStatus, Measure, PeerStatus};
 use convergence_layers::spool::{Spool, SpoolConfig};
 
-use super::{LayerContext, NodeAgent, RunningLayer, Started};
+use super::{LayerContext, NodeAgent, RunningLayer, Started, Stopping};
 
 struct Running(Spool<NodeAgent>);
 
@@ -72,8 +71,8 @@ impl RunningLayer for Running {
         }
     }
 
-    fn stop(&self, _grace: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+    fn stop(&self, _grace: Duration) -> Stopping<'_> {
         self.0.shutdown();
-        Box::pin(async {})
+        Box::pin(std::future::ready(()))
     }
 }

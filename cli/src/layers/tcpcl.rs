@@ -1,7 +1,6 @@
 //! `[tcpcl]`: TCPCLv4 (RFC 9174), with TLS.
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -11,7 +10,7 @@ use convergence_layers::tcpcl::driver::{SessionSummary, Tcpcl, TcpclConfig};
 use convergence_layers::tcpcl::session::{SessionConfig, TlsPolicy};
 use convergence_layers::tcpcl::tls::TlsSetup;
 
-use super::{LayerContext, NodeAgent, PlannedDialer, RunningLayer, Started, wait_until};
+use super::{LayerContext, NodeAgent, PlannedDialer, RunningLayer, Started, Stopping, wait_until};
 use crate::config::{Config, TlsSetting};
 
 struct Running {
@@ -141,7 +140,7 @@ impl RunningLayer for Running {
         }
     }
 
-    fn stop(&self, grace: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+    fn stop(&self, grace: Duration) -> Stopping<'_> {
         Box::pin(async move {
             // Sessions end with SESS_TERM; bundles in transfer stay stored and go again next time.
             self.layer.shutdown();

@@ -1,7 +1,6 @@
 //! `[tcpcl3]`: TCPCLv3 (RFC 7242), for ION and DTN2.
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -10,7 +9,7 @@ use bpa::cla::status::{Fact, LayerStatus, Measure, PeerStatus};
 use convergence_layers::tcpcl3::driver::{Tcpcl3, Tcpcl3Config};
 use convergence_layers::tcpcl3::session::SessionConfig;
 
-use super::{LayerContext, NodeAgent, PlannedDialer, RunningLayer, Started, wait_until};
+use super::{LayerContext, NodeAgent, PlannedDialer, RunningLayer, Started, Stopping, traffic, wait_until};
 
 struct Running {
     layer: Tcpcl3<NodeAgent>,
@@ -118,20 +117,20 @@ impl RunningLayer for Running {
                 "connected",
                 Fact::Texts(stats.connected.iter().map(ToString::to_string).collect()),
             )],
-            measures: vec![
-                Measure::counter("bundles_received", stats.bundles_received),
-                Measure::counter("bytes_received", stats.bytes_received),
-                Measure::counter("bundles_sent", stats.bundles_sent),
-                Measure::counter("bytes_sent", stats.bytes_sent),
-                Measure::counter("bundles_refused", stats.bundles_refused),
-                Measure::counter("refused_by_peer", stats.refused_by_peer),
-                Measure::counter("bundles_cut_off", stats.bundles_cut_off),
-                Measure::counter("protocol_errors", stats.protocol_errors),
-            ],
+            measures: [
+                traffic(stats.bundles_received, stats.bytes_received, stats.bundles_sent, stats.bytes_sent),
+                vec![
+                    Measure::counter("bundles_refused", stats.bundles_refused),
+                    Measure::counter("refused_by_peer", stats.refused_by_peer),
+                    Measure::counter("bundles_cut_off", stats.bundles_cut_off),
+                    Measure::counter("protocol_errors", stats.protocol_errors),
+                ],
+            ]
+            .concat(),
         }
     }
 
-    fn stop(&self, grace: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+    fn stop(&self, grace: Duration) -> Stopping<'_> {
         Box::pin(async move {
             // Connections end with SHUTDOWN; unacknowledged bundles stay stored and go again.
             self.layer.shutdown();

@@ -1,14 +1,13 @@
 //! `[udp]`: one bundle (or fragment) per datagram, as ION's `udpcl` and dtn7-rs send them.
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::time::Duration;
 
 use anyhow::Context;
 use bpa::cla::status::{Fact, LayerStatus, Measure, PeerStatus};
 use convergence_layers::udp::{Udp, UdpConfig, UdpPeer};
 
-use super::{LayerContext, NodeAgent, RunningLayer, Started};
+use super::{LayerContext, NodeAgent, RunningLayer, Started, Stopping, traffic};
 
 struct Running {
     layer: Udp<NodeAgent>,
@@ -85,20 +84,20 @@ impl RunningLayer for Running {
                 .collect(),
             sessions: None,
             facts: Vec::new(),
-            measures: vec![
-                Measure::counter("bundles_received", stats.bundles_received),
-                Measure::counter("bytes_received", stats.bytes_received),
-                Measure::counter("bundles_sent", stats.bundles_sent),
-                Measure::counter("bytes_sent", stats.bytes_sent),
-                Measure::counter("datagrams_refused", stats.datagrams_refused),
-                Measure::counter("datagrams_not_allowed", stats.datagrams_not_allowed),
-                Measure::counter("keepalives_received", stats.keepalives_received),
-            ],
+            measures: [
+                traffic(stats.bundles_received, stats.bytes_received, stats.bundles_sent, stats.bytes_sent),
+                vec![
+                    Measure::counter("datagrams_refused", stats.datagrams_refused),
+                    Measure::counter("datagrams_not_allowed", stats.datagrams_not_allowed),
+                    Measure::counter("keepalives_received", stats.keepalives_received),
+                ],
+            ]
+            .concat(),
         }
     }
 
-    fn stop(&self, _grace: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+    fn stop(&self, _grace: Duration) -> Stopping<'_> {
         self.layer.shutdown();
-        Box::pin(async {})
+        Box::pin(std::future::ready(()))
     }
 }
