@@ -3,9 +3,13 @@
 //! neighbour up when its agent announces a contact's start and down at its end; links take
 //! `size / rate + light time` of virtual time to deliver. The clock jumps from event to event
 //! (contact edges, deliveries), so what is measured is the plan's time, exactly.
+//!
+//! The clock moves only once the nodes have done all they will do at the present instant: every
+//! contact event due handled, every neighbour's queue idle, and every send under way waiting on
+//! the clock for its delivery time ([`Net::settled`]) — not after a guessed real-time pause.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,6 +38,21 @@ struct TimedLink {
     cut: AtomicBool,
     /// When deliveries under way complete, for the harness to move the clock to.
     pending: Arc<Mutex<BTreeSet<u64>>>,
+    /// Sends in this link now, and those of them waiting on the clock for their delivery time.
+    sends: Arc<SendCounts>,
+}
+
+/// What a link's sends are doing: a send not waiting on the clock is still moving.
+#[derive(Debug, Default)]
+struct SendCounts {
+    under_way: AtomicUsize,
+    waiting: AtomicUsize,
+}
+
+impl SendCounts {
+    fn moving(&self) -> bool {
+        self.under_way.load(Ordering::SeqCst) != self.waiting.load(Ordering::SeqCst)
+    }
 }
 
 impl ConvergenceLayer for TimedLink {
@@ -47,15 +66,23 @@ impl ConvergenceLayer for TimedLink {
             if self.cut.load(Ordering::SeqCst) {
                 return Err(ClaError::LinkDown { peer: peer.to_string() });
             }
+            self.sends.under_way.fetch_add(1, Ordering::SeqCst);
             let transmit = (bundle.len() * 1000).div_ceil(self.rate);
             let at = self.clock.now_dtn_ms() + transmit + self.owlt_ms;
             self.pending.lock().expect("lock").insert(at);
+            self.sends.waiting.fetch_add(1, Ordering::SeqCst);
             self.clock.sleep_until(at).await;
+            self.sends.waiting.fetch_sub(1, Ordering::SeqCst);
             self.pending.lock().expect("lock").remove(&at);
-            self.inner.send(&peer, bundle).await
+            let sent = self.inner.send(&peer, bundle).await;
+            self.sends.under_way.fetch_sub(1, Ordering::SeqCst);
+            sent
         })
     }
 }
+
+/// The sends of each link the harness made, by (from, to), the newest last.
+type LinkSends = HashMap<(u32, u32), Vec<Arc<SendCounts>>>;
 
 struct Net {
     clock: Arc<ManualClock>,
@@ -64,6 +91,11 @@ struct Net {
     links: HashMap<(u32, u32), (u64, u64)>,
     cut: Arc<Mutex<BTreeSet<(u32, u32)>>>,
     pending: Arc<Mutex<BTreeSet<u64>>>,
+    /// When each contact event the nodes announce is due (DTN ms), from the plan.
+    event_times: Vec<u64>,
+    /// Contact events the link managers have acted on.
+    handled: Arc<AtomicUsize>,
+    sends: Arc<Mutex<LinkSends>>,
     _dirs: Vec<tempfile::TempDir>,
 }
 
@@ -73,7 +105,21 @@ impl Net {
         let clock = Arc::new(ManualClock::new(T0));
         let parsed = routing::ion::parse(plan, T0).expect("plan");
         let mut links = HashMap::new();
+        let mut event_times = Vec::new();
         for contact in &parsed.contacts {
+            if numbers.contains(&parsed.name(contact.from).parse().expect("n")) {
+                event_times.push(contact.start);
+                // No end between two contacts with the same neighbour that meet.
+                let covered = parsed.contacts.iter().any(|c| {
+                    !std::ptr::eq(c, contact)
+                        && (c.from, c.to) == (contact.from, contact.to)
+                        && c.start <= contact.end
+                        && contact.end < c.end
+                });
+                if !covered {
+                    event_times.push(contact.end);
+                }
+            }
             let (from, to) = (parsed.name(contact.from), parsed.name(contact.to));
             let owlt = parsed.owlt(contact.from, contact.to, contact.start).unwrap_or(0);
             links.insert((from.parse().expect("n"), to.parse().expect("n")), (contact.rate, owlt));
@@ -97,6 +143,9 @@ impl Net {
             links,
             cut: Arc::new(Mutex::new(BTreeSet::new())),
             pending: Arc::new(Mutex::new(BTreeSet::new())),
+            event_times,
+            handled: Arc::new(AtomicUsize::new(0)),
+            sends: Arc::new(Mutex::new(HashMap::new())),
             _dirs: dirs,
         };
         for (&n, agent) in &net.nodes {
@@ -113,6 +162,7 @@ impl Net {
         let links = self.links.clone();
         let (clock, cut, pending) =
             (Arc::clone(&self.clock), Arc::clone(&self.cut), Arc::clone(&self.pending));
+        let (handled, sends) = (Arc::clone(&self.handled), Arc::clone(&self.sends));
         tokio::spawn(async move {
             while let Some(event) = events.recv().await {
                 match event {
@@ -120,6 +170,8 @@ impl Net {
                         let Eid::Ipn { node: m, .. } = neighbour else { continue };
                         let (rate, owlt_ms) = links[&(n, m)];
                         let (inner, _) = MemoryLink::new(peers[&m].clone());
+                        let counts = Arc::new(SendCounts::default());
+                        sends.lock().expect("lock").entry((n, m)).or_default().push(Arc::clone(&counts));
                         let link = TimedLink {
                             inner,
                             clock: Arc::clone(&clock),
@@ -127,11 +179,13 @@ impl Net {
                             owlt_ms,
                             cut: AtomicBool::new(cut.lock().expect("lock").contains(&(n, m))),
                             pending: Arc::clone(&pending),
+                            sends: counts,
                         };
                         agent.neighbour_up(neighbour, Arc::new(link)).await.expect("up");
                     }
                     ContactEvent::Ended { neighbour } => agent.neighbour_down(&neighbour),
                 }
+                handled.fetch_add(1, Ordering::SeqCst);
             }
         });
     }
@@ -140,7 +194,7 @@ impl Net {
     /// way (each is an exact instant: the clock stops there).
     async fn run_until(&self, at: u64, edges: &[u64]) {
         loop {
-            settle().await;
+            self.settle().await;
             let now = self.clock.now_dtn_ms();
             let next_edge = edges.iter().map(|s| T0 + s * 1000).filter(|&e| e > now).min();
             let next_delivery = self.pending.lock().expect("lock").iter().copied().find(|&d| d > now);
@@ -151,10 +205,54 @@ impl Net {
             };
             self.clock.advance(next - now);
             if next >= at {
-                settle().await;
+                self.settle().await;
                 return;
             }
         }
+    }
+
+    /// Waits until the nodes have done all they will do at the present instant (the clock
+    /// stands still meanwhile), and then a little longer, to see nothing stir again.
+    async fn settle(&self) {
+        let started = std::time::Instant::now();
+        let mut quiet_looks = 0;
+        while quiet_looks < 3 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            quiet_looks = if self.settled() { quiet_looks + 1 } else { 0 };
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the nodes never settled at +{} s",
+                (self.clock.now_dtn_ms() - T0) / 1000
+            );
+        }
+    }
+
+    /// Whether every contact event due was acted on, every neighbour's queue has taken all it
+    /// will, and every send under way waits on the clock for its delivery time.
+    fn settled(&self) -> bool {
+        let now = self.clock.now_dtn_ms();
+        let due = self.event_times.iter().filter(|&&t| t <= now).count();
+        if self.handled.load(Ordering::SeqCst) < due {
+            return false;
+        }
+        let sends = self.sends.lock().expect("lock");
+        if sends.values().flatten().any(|counts| counts.moving()) {
+            return false;
+        }
+        self.nodes.iter().all(|(&n, agent)| {
+            agent.neighbours().iter().all(|neighbour| {
+                // Sends hold a slot from their start until their outcome is recorded; those of
+                // the neighbour's newest link must all be waiting on the clock.
+                let waiting = match &neighbour.node_id {
+                    Eid::Ipn { node: m, .. } => sends
+                        .get(&(n, *m))
+                        .and_then(|links| links.last())
+                        .map_or(0, |counts| counts.waiting.load(Ordering::SeqCst)),
+                    _ => 0,
+                };
+                neighbour.queue_idle && neighbour.in_flight == waiting
+            })
+        })
     }
 
     /// When each bundle for `endpoint` reached it (DTN ms), and the node it came from.
@@ -170,10 +268,14 @@ impl Net {
     }
 }
 
-/// Lets the agents' tasks and the stores' threads finish what they do (the clock stands still
-/// meanwhile: nothing timed depends on it).
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(60)).await;
+/// The events an agent announces at the present instant: all that come until none has come for
+/// 200 ms (announcing is the timer task's in-memory work, no store in between).
+async fn events_now(events: &mut tokio::sync::mpsc::Receiver<ContactEvent>) -> Vec<ContactEvent> {
+    let mut now = Vec::new();
+    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(200), events.recv()).await {
+        now.push(event);
+    }
+    now
 }
 
 async fn send(node: &Node, to: Eid, size: usize) {
@@ -296,8 +398,8 @@ async fn events_at(plans: &[(u64, &str)], times: &[u64]) -> Vec<(u64, String)> {
     let agent: Node = Agent::new(AgentConfig::new(Eid::ipn(1, 0)), store, shared);
     let mut events = agent.contact_events();
     let mut seen = Vec::new();
-    let mut record = |events: &mut tokio::sync::mpsc::Receiver<ContactEvent>, at: u64| {
-        while let Ok(event) = events.try_recv() {
+    let mut record = |events_now: Vec<ContactEvent>, at: u64| {
+        for event in events_now {
             seen.push((
                 at,
                 match event {
@@ -316,8 +418,7 @@ async fn events_at(plans: &[(u64, &str)], times: &[u64]) -> Vec<(u64, String)> {
             agent.set_contact_plan(routing::ion::parse(text, T0).expect("plan"));
         }
         clock.advance(T0 + at * 1000 - clock.now_dtn_ms());
-        settle().await;
-        record(&mut events, at);
+        record(events_now(&mut events).await, at);
     }
     seen
 }

@@ -135,14 +135,18 @@ async fn thousands_waiting_for_a_neighbour_make_a_bounded_window_not_a_task_each
     assert_eq!(count(store, StateKind::InFlight, Some("ipn:2.0")).await, WINDOW);
     assert_eq!(count(store, StateKind::WaitingForRoute, None).await, WAITING - WINDOW);
     assert_eq!(a.agent.neighbours()[0].in_flight, WINDOW);
+    assert!(!a.agent.neighbours()[0].queue_idle, "the next bundle waits for a send slot");
+    assert!(!a.agent.neighbours_settled());
     // Opened: every bundle goes, once.
     gate.open.add_permits(WAITING);
     eventually("all sent", || a.agent.store().stats().bundles == 0).await;
     assert_eq!(gate.taken.load(Ordering::SeqCst), WAITING);
     // Counted once each (a send's task counts it just after the store let it go).
     eventually("all counted", || a.agent.stats().forwarded == WAITING as u64).await;
+    eventually("the queue has taken everything", || a.agent.neighbours_settled()).await;
     settle().await;
     assert_eq!(a.agent.stats().forwarded, WAITING as u64);
+    assert!(a.agent.neighbours_settled(), "settled stays settled while nothing changes");
     let tasks_after = tokio::runtime::Handle::current().metrics().num_alive_tasks();
     assert!(tasks_after <= tasks_before + 2, "tasks left behind: {tasks_after} (before: {tasks_before})");
 }
@@ -164,6 +168,7 @@ async fn a_failed_send_waits_for_a_route_again_and_goes_after_the_backoff_on_the
     })
     .await;
     assert_eq!(count(store, StateKind::WaitingForRoute, None).await, 10);
+    eventually("each failure recorded and its retry set", || a.agent.neighbours_settled()).await;
     // Nothing again before the retry (1 s by default, on the agent's clock).
     settle().await;
     assert_eq!(gate.started.load(Ordering::SeqCst), tried);

@@ -234,6 +234,7 @@ async fn the_backoff_doubles_from_1_s_to_60_s_on_the_agents_clock_and_a_success_
     let mut offers = 1;
     for delay_s in [1u64, 2, 4, 8, 16, 32, 60, 60] {
         eventually("the offer was made", || link.offered().len() == offers).await;
+        eventually("the refusal recorded and its retry set", || a.neighbours_settled()).await;
         settle().await;
         assert_eq!(link.offered().len(), offers, "nothing before the clock moves");
         clock.advance(delay_s * 1000 - 1);
@@ -251,6 +252,7 @@ async fn the_backoff_doubles_from_1_s_to_60_s_on_the_agents_clock_and_a_success_
         .expect("send");
     offers += 1;
     eventually("refused once", || link.offered().len() == offers).await;
+    eventually("the refusal recorded and its retry set", || a.neighbours_settled()).await;
     settle().await;
     clock.advance(999);
     settle().await;

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use bpa::Eid;
@@ -116,20 +116,18 @@ pub(crate) async fn export_once(
     spool_config.keep_out = vec![data_dir.to_path_buf()];
     let spool = Spool::new(agent.clone(), spool_config);
     spool.scan().await;
-    // Done when nothing is on its way to the spool and nothing more was written for a while.
-    let mut last = (spool.stats().exported, spool.stats().export_errors);
-    let mut quiet_since = Instant::now();
+    // Done when the neighbour's queue has taken everything the store holds for it and no
+    // export is under way, or when exports fail (they would only be tried again after a backoff).
     loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = (spool.stats().exported, spool.stats().export_errors);
-        let busy = agent.neighbours().iter().any(|n| n.node_id == *node && n.in_flight > 0);
-        if now != last || busy {
-            last = now;
-            quiet_since = Instant::now();
-        } else if quiet_since.elapsed() > Duration::from_millis(500) {
-            break;
-        }
-        if now.1 > 0 && !busy {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let settled = agent
+            .neighbours()
+            .iter()
+            .find(|n| n.node_id == *node)
+            .is_none_or(|n| n.queue_idle && n.in_flight == 0);
+        let failing = spool.stats().export_errors > 0
+            && agent.neighbours().iter().all(|n| n.node_id != *node || n.in_flight == 0);
+        if settled || failing {
             break;
         }
     }

@@ -172,6 +172,10 @@ pub struct NeighbourInfo {
     pub cla: String,
     /// Bundles being handed over now.
     pub in_flight: usize,
+    /// Its queue has nothing more to hand over: everything waiting for this neighbour that the
+    /// store held at its last change was taken. With `in_flight` at 0, the neighbour is settled:
+    /// nothing moves towards it until something changes (a bundle arrives, a route, a retry).
+    pub queue_idle: bool,
 }
 
 /// The agent of one node. Cheap to clone.
@@ -810,10 +814,18 @@ impl<S: Store> Agent<S> {
                 node_id: node_id.clone(),
                 cla: n.cla.name().to_string(),
                 in_flight: max.saturating_sub(n.slots.available_permits()),
+                queue_idle: n.queue.is_idle(),
             })
             .collect();
         list.sort_by(|a, b| a.node_id.cmp(&b.node_id));
         list
+    }
+
+    /// Whether nothing moves towards any neighbour now: each queue has taken everything the
+    /// store held for it at its last change, and no send is under way (each failure recorded,
+    /// its retry set). Work can start again on any change: a bundle, a route, a retry due.
+    pub fn neighbours_settled(&self) -> bool {
+        self.neighbours().iter().all(|n| n.queue_idle && n.in_flight == 0)
     }
 
     /// Adds a static route to a node and dispatches what it opens up.

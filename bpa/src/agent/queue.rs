@@ -53,6 +53,9 @@ pub(super) struct NeighbourQueue {
     more: AtomicBool,
     wake: Notify,
     closed: AtomicBool,
+    /// The task is parked with nothing to hand over: nothing pushed, the store read to its end
+    /// since the last change, no bundle held for a send slot. Cleared by every wake-up.
+    idle: AtomicBool,
 }
 
 impl NeighbourQueue {
@@ -68,29 +71,55 @@ impl NeighbourQueue {
                 self.more.store(true, Ordering::SeqCst);
             }
         }
-        self.wake.notify_one();
+        self.wake();
     }
 
     /// Reads on from the cursor: bundles were stored that may go to this neighbour.
     pub fn read_on(&self) {
         self.more.store(true, Ordering::SeqCst);
-        self.wake.notify_one();
+        self.wake();
     }
 
     /// Reads the store again from the start: what waits may have a route to this neighbour now.
     pub fn rescan(&self) {
         self.rescan.store(true, Ordering::SeqCst);
-        self.wake.notify_one();
+        self.wake();
     }
 
     /// The neighbour is gone: the task ends (sends under way finish on their own).
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        self.wake.notify_one();
+        self.wake();
     }
 
     fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Whether the task is parked with nothing to hand over (see [`Self::park`]).
+    pub fn is_idle(&self) -> bool {
+        self.idle.load(Ordering::SeqCst)
+    }
+
+    /// After the work is recorded (pushed, flagged): the task is not idle, and runs.
+    fn wake(&self) {
+        self.idle.store(false, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    /// The task found nothing to do: it is idle unless work came meanwhile. Marked first, then
+    /// checked, while [`Self::wake`] records first and clears after, so `idle` is never left
+    /// set with work waiting. Answers whether to wait.
+    fn park(&self) -> bool {
+        self.idle.store(true, Ordering::SeqCst);
+        let work = !lock(&self.pushed).is_empty()
+            || self.rescan.load(Ordering::SeqCst)
+            || self.more.load(Ordering::SeqCst)
+            || self.is_closed();
+        if work {
+            self.idle.store(false, Ordering::SeqCst);
+        }
+        !work
     }
 }
 
@@ -151,7 +180,9 @@ impl<S: Store> Agent<S> {
                 }
                 None => {
                     drop(this);
-                    queue.wake.notified().await;
+                    if queue.park() {
+                        queue.wake.notified().await;
+                    }
                 }
             }
         }

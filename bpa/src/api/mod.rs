@@ -194,6 +194,7 @@ async fn status<S: Store>(State(state): Shared<S>) -> Result<Response, ApiError>
         "custody": json::custody(&agent.stats().custody, &agent.store().custody_counts().await?),
         "neighbours": agent.neighbours().iter().map(|n| json!({
             "node_id": n.node_id.to_string(), "cla": n.cla, "in_flight": n.in_flight,
+            "queue_idle": n.queue_idle,
         })).collect::<Vec<_>>(),
         "routes": agent.static_routes().iter().map(|r| json!({
             "pattern": r.pattern.to_string(), "via": r.via.to_string(),

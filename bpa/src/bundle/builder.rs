@@ -11,7 +11,8 @@ use super::crc::{CrcState, CrcType};
 use super::eid::Eid;
 use super::error::BundleError;
 use super::flags::{BlockFlags, BundleFlags};
-use super::parse::{ParseOptions, validate};
+use super::options::ParseOptions;
+use super::parse::validate;
 use super::primary::{CreationTimestamp, FragmentInfo, PrimaryBlock};
 
 /// An extension block to add, by type code; numbers are assigned by the builder.

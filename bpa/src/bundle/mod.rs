@@ -12,6 +12,7 @@ mod crc;
 mod eid;
 mod error;
 mod flags;
+mod options;
 mod parse;
 mod primary;
 mod stream;
@@ -30,7 +31,7 @@ pub use crc::{CrcState, CrcType};
 pub use eid::{Eid, EidError};
 pub use error::{BlockRef, BundleError};
 pub use flags::{BlockFlags, BundleFlags};
-pub use parse::ParseOptions;
+pub use options::ParseOptions;
 pub use primary::{BP_VERSION, CreationTimestamp, FragmentInfo, PrimaryBlock};
 pub use stream::PayloadCheck;
 

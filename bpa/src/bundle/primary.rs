@@ -5,7 +5,7 @@ use super::crc::CrcType;
 use super::eid::Eid;
 use super::error::{BlockRef, BundleError};
 use super::flags::BundleFlags;
-use super::parse::ParseOptions;
+use super::options::ParseOptions;
 
 /// The bundle protocol version this codec speaks (RFC 9171 §4.3.1).
 pub const BP_VERSION: u64 = 7;

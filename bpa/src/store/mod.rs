@@ -12,6 +12,7 @@ mod blob;
 mod custody;
 #[cfg(feature = "sqlite")]
 mod custody_sql;
+mod data;
 mod error;
 mod integrity;
 #[cfg(feature = "sqlite")]
@@ -35,16 +36,14 @@ pub use custody::{
     CustodyCounts, CustodyInfo, CustodyIntake, CustodyTiming, Forwarding, PendingSignal, SignalEffect,
     SignalOutcome,
 };
+pub use data::{BundleData, OpenedBundle, PayloadContent};
 pub use error::StoreError;
 pub use integrity::{CheckedFile, DamagedBundle, Integrity, is_damage};
 #[cfg(feature = "sqlite")]
 pub use recovery::{RecoveryReport, Survey};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{Ownership, Reservation, SqliteStore, StoreConfig};
-pub use types::{
-    BundleData, BundleState, DeleteReason, InsertOutcome, OpenedBundle, PayloadContent, StateKind, StoreId,
-    StoreStats, StoredBundle,
-};
+pub use types::{BundleState, DeleteReason, InsertOutcome, StateKind, StoreId, StoreStats, StoredBundle};
 #[cfg(feature = "sqlite")]
 pub use wal::WalReport;
 

@@ -14,12 +14,11 @@ use super::custody::{
     CustodyCounts, CustodyInfo, CustodyIntake, CustodyTiming, Forwarding, PendingSignal, SignalEffect,
     SignalOutcome,
 };
+use super::data::BundleData;
 use super::error::StoreError;
 use super::integrity::{Integrity, Quarantine};
 use super::recovery::{RecoveryReport, Survey, recover};
-use super::types::{
-    BundleData, BundleState, DeleteReason, InsertOutcome, StateKind, StoreId, StoreStats, StoredBundle,
-};
+use super::types::{BundleState, DeleteReason, InsertOutcome, StateKind, StoreId, StoreStats, StoredBundle};
 use super::writer::{NewRow, RowData, WriteOp, Writer};
 use crate::bundle::{BundleHeader, BundleId, CreationTimestamp, Eid, FragmentId, ParseOptions};
 use crate::time::Clock;
@@ -1153,11 +1152,10 @@ impl SqliteStore {
             Err(error) => return Err(error),
         };
         let read_error = |source| StoreError::Io { action: "reading", path: path.clone(), source };
-        let (header, prefix) =
-            match super::types::read_header(&mut file, options).await.map_err(read_error)? {
-                Ok(found) => found,
-                Err(error) => return Ok(Some(error.to_string())),
-            };
+        let (header, prefix) = match super::data::read_header(&mut file, options).await.map_err(read_error)? {
+            Ok(found) => found,
+            Err(error) => return Ok(Some(error.to_string())),
+        };
         // The bundle's own checks over the payload, and the recorded checksum over it all.
         let mut check = crate::bundle::PayloadCheck::new(&header, &prefix);
         check.update(&prefix[header.payload.data_offset..]);
