@@ -1,5 +1,6 @@
-//! Proptest strategies for valid bundles and EIDs (feature `testing`), shared by the property
-//! tests of this crate and the cross-codec tests of `interop-tests`.
+//! Test helpers (feature `testing`): proptest strategies for valid bundles and EIDs, shared by
+//! the property tests of this crate and the cross-codec tests of `interop-tests`, and the test
+//! node (an agent over a real store in a temporary directory) the integration tests share.
 
 use bytes::Bytes;
 use proptest::prelude::*;
@@ -158,18 +159,73 @@ pub fn arb_bundle_with(shape: BundleShape) -> impl Strategy<Value = Bundle> {
     )
 }
 
+/// A node of a test: an agent over a real SQLite store in a temporary directory of its own,
+/// removed when the node drops. Derefs to its agent.
+#[derive(Debug)]
+pub struct TestNode {
+    pub agent: crate::agent::node::Agent<crate::store::SqliteStore>,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestNode {
+    /// A node with `config` on `clock` (a `ManualClock` for tests on virtual time), its store on
+    /// the store's defaults.
+    pub async fn new(
+        config: crate::agent::node::AgentConfig,
+        clock: std::sync::Arc<dyn crate::time::Clock>,
+    ) -> TestNode {
+        TestNode::with_store(config, crate::store::StoreConfig::default(), clock).await
+    }
+
+    /// A node with `config` and a store configured by `store`, on `clock`.
+    pub async fn with_store(
+        config: crate::agent::node::AgentConfig,
+        store: crate::store::StoreConfig,
+        clock: std::sync::Arc<dyn crate::time::Clock>,
+    ) -> TestNode {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (store, _) = reopen_store(dir.path(), store, std::sync::Arc::clone(&clock)).await;
+        TestNode { agent: crate::agent::node::Agent::new(config, store, clock), dir }
+    }
+}
+
+impl std::ops::Deref for TestNode {
+    type Target = crate::agent::node::Agent<crate::store::SqliteStore>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.agent
+    }
+}
+
+/// Opens the store in `dir` (made if new). An agent just dropped may leave tasks (a send
+/// finishing) holding its store, and with it the directory's lock, a moment longer: a new
+/// process would not see them, so this waits up to 5 s for the lock. Panics on any other error.
+pub async fn reopen_store(
+    dir: &std::path::Path,
+    config: crate::store::StoreConfig,
+    clock: std::sync::Arc<dyn crate::time::Clock>,
+) -> (crate::store::SqliteStore, crate::store::RecoveryReport) {
+    let mut attempts = 0;
+    loop {
+        match crate::store::SqliteStore::open(dir, config.clone(), std::sync::Arc::clone(&clock)).await {
+            Ok(opened) => return opened,
+            Err(crate::store::StoreError::Locked { .. }) if attempts < 500 => {
+                attempts += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Err(error) => panic!("the store in {} does not open: {error}", dir.display()),
+        }
+    }
+}
+
 /// An agent with a real SQLite store in a new temporary directory (removed when the returned
 /// guard drops), on the system clock, for tests that run nodes in one process.
 pub async fn agent_on_disk(
     config: crate::agent::node::AgentConfig,
     store: crate::store::StoreConfig,
 ) -> (crate::agent::node::Agent<crate::store::SqliteStore>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let clock: std::sync::Arc<dyn crate::time::Clock> = std::sync::Arc::new(crate::time::SystemClock);
-    let (store, _) = crate::store::SqliteStore::open(dir.path(), store, std::sync::Arc::clone(&clock))
-        .await
-        .expect("open the store");
-    (crate::agent::node::Agent::new(config, store, clock), dir)
+    let node = TestNode::with_store(config, store, std::sync::Arc::new(crate::time::SystemClock)).await;
+    (node.agent, node.dir)
 }
 
 /// Sends `payload` from `source` to `destination` through `agent`, streamed into the store in

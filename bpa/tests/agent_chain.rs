@@ -10,16 +10,13 @@ use bpa::agent::node::{Agent, AgentConfig, Delivery, Route};
 use bpa::bundle::{BundleFlags, Eid};
 use bpa::cla::memory::{LinkSwitch, MemoryLink};
 use bpa::store::{SqliteStore, StoreConfig};
-use bpa::testing::eventually;
+use bpa::testing::{TestNode, eventually, reopen_store};
 use bpa::time::ManualClock;
 use bytes::Bytes;
 
 const START: u64 = 800_000_000_000;
 
-struct Node {
-    agent: Agent<SqliteStore>,
-    _dir: tempfile::TempDir,
-}
+type Node = TestNode;
 
 /// A node with status reports enabled, as on a testbed (they are off by default, RFC 9171 §5.1).
 async fn node(n: u32, clock: &Arc<ManualClock>) -> Node {
@@ -29,11 +26,7 @@ async fn node(n: u32, clock: &Arc<ManualClock>) -> Node {
 }
 
 async fn node_with(config: AgentConfig, clock: &Arc<ManualClock>) -> Node {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let clock: Arc<dyn bpa::time::Clock> = clock.clone();
-    let (store, _) =
-        SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&clock)).await.expect("store");
-    Node { agent: Agent::new(config, store, clock), _dir: dir }
+    TestNode::new(config, clock.clone()).await
 }
 
 /// Links `a` to `b` (one direction) and returns the switch.
@@ -279,27 +272,15 @@ async fn the_middle_node_restarts_and_the_bundle_continues() {
     eventually("the bundle waits at B", || b.agent.store().stats().bundles == 1).await;
     // B stops: its agent and store go away (A's link to it too); the directory stays.
     a.agent.neighbour_down(&Eid::ipn(2, 0));
-    let Node { agent, _dir: dir } = b;
+    let TestNode { agent, dir } = b;
     let store = agent.store().clone();
     drop(agent);
     store.close().await;
     // B starts again on the same directory.
     let dyn_clock: Arc<dyn bpa::time::Clock> = clock.clone();
-    // Tasks of the old agent (a failed forward finishing) may hold its store, and with it the
-    // directory's lock, a moment longer: a new process would not see them, this test waits.
-    let mut attempts = 0;
-    let (store, report) = loop {
-        match SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&dyn_clock)).await {
-            Ok(opened) => break opened,
-            Err(bpa::store::StoreError::Locked { .. }) if attempts < 500 => {
-                attempts += 1;
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            Err(error) => panic!("reopen: {error}"),
-        }
-    };
+    let (store, report) = reopen_store(dir.path(), StoreConfig::default(), dyn_clock.clone()).await;
     assert_eq!(store.stats().bundles, 1, "{report}");
-    let b = Node { agent: Agent::new(AgentConfig::new(Eid::ipn(2, 0)), store, dyn_clock), _dir: dir };
+    let b = TestNode { agent: Agent::new(AgentConfig::new(Eid::ipn(2, 0)), store, dyn_clock), dir };
     b.agent.start().await.expect("start");
     link(&a, &b).await;
     link(&b, &c).await;
@@ -588,7 +569,7 @@ async fn a_streamed_send_of_the_wrong_length_is_refused_and_leaves_nothing() {
     let error = a.agent.begin_send(foreign, 10).await.expect_err("foreign source");
     assert!(matches!(error, AgentError::ForeignSource { .. }), "{error}");
     assert_eq!(a.agent.store().stats().bundles, 0, "nothing stored");
-    let leftovers: Vec<_> = std::fs::read_dir(a._dir.path().join("blobs"))
+    let leftovers: Vec<_> = std::fs::read_dir(a.dir.path().join("blobs"))
         .expect("the store's blob directory")
         .filter_map(Result::ok)
         .map(|e| e.file_name())

@@ -18,7 +18,8 @@ use bpa::agent::node::{Agent, AgentConfig};
 use bpa::bundle::{BundleFlags, Eid};
 use bpa::cla::memory::MemoryLink;
 use bpa::cla::{ClaError, ClaFuture, ConvergenceLayer, OutgoingBundle};
-use bpa::store::{SqliteStore, StoreConfig};
+use bpa::store::SqliteStore;
+use bpa::testing::TestNode;
 use bpa::time::{Clock, ManualClock};
 use bytes::Bytes;
 
@@ -127,12 +128,8 @@ impl Net {
         let mut nodes = HashMap::new();
         let mut dirs = Vec::new();
         for &n in numbers {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let shared: Arc<dyn Clock> = clock.clone();
-            let (store, _) = SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&shared))
-                .await
-                .expect("store");
-            let agent = Agent::new(AgentConfig::new(Eid::ipn(n, 0)), store, shared);
+            let TestNode { agent, dir } =
+                TestNode::new(AgentConfig::new(Eid::ipn(n, 0)), clock.clone()).await;
             agent.start().await.expect("start");
             nodes.insert(n, agent);
             dirs.push(dir);
@@ -391,11 +388,7 @@ async fn direct_neighbours_and_static_routes_still_go_first_beside_the_plan() {
 /// The contact events of one agent as the clock moves to each of `times` (seconds after T0).
 async fn events_at(plans: &[(u64, &str)], times: &[u64]) -> Vec<(u64, String)> {
     let clock = Arc::new(ManualClock::new(T0));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let shared: Arc<dyn Clock> = clock.clone();
-    let (store, _) =
-        SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&shared)).await.expect("store");
-    let agent: Node = Agent::new(AgentConfig::new(Eid::ipn(1, 0)), store, shared);
+    let agent = TestNode::new(AgentConfig::new(Eid::ipn(1, 0)), clock.clone()).await;
     let mut events = agent.contact_events();
     let mut seen = Vec::new();
     let mut record = |events_now: Vec<ContactEvent>, at: u64| {

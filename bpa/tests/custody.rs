@@ -14,6 +14,7 @@ use bpa::bundle::{Bundle, BundleBuilder, BundleFlags, CreationTimestamp, Eid, Pa
 use bpa::cla::memory::MemoryLink;
 use bpa::cla::{ClaFuture, ConvergenceLayer, OutgoingBundle};
 use bpa::store::{BundleState, SqliteStore, StoreConfig};
+use bpa::testing::{TestNode, reopen_store};
 use bpa::time::{Clock, ManualClock};
 use bytes::Bytes;
 
@@ -33,16 +34,13 @@ async fn node(
     store: StoreConfig,
     tune: impl FnOnce(&mut AgentConfig),
 ) -> (Node, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let shared: Arc<dyn Clock> = clock.clone();
-    let (store, _) = SqliteStore::open(dir.path(), store, Arc::clone(&shared)).await.expect("store");
     let mut config = AgentConfig::new(Eid::ipn(n, 0));
     // The harness moves the clock on while the nodes work on real threads: a loaded machine
     // must not see a deadline pass that a test does not mean to pass (those that do move the
     // clock to it).
     config.custody.round_trip = Duration::from_secs(30);
     tune(&mut config);
-    let agent = Agent::new(config, store, shared);
+    let TestNode { agent, dir } = TestNode::with_store(config, store, clock.clone()).await;
     agent.start().await.expect("start");
     (agent, dir)
 }
@@ -639,18 +637,8 @@ async fn a_custodian_started_again_retransmits_at_the_stored_deadline() {
     b.neighbour_down(&Eid::ipn(1, 0));
     drop(a);
     let shared: Arc<dyn Clock> = clock.clone();
-    let mut reopened = None;
-    for _ in 0..500 {
-        match SqliteStore::open(a_dir.path(), StoreConfig::default(), Arc::clone(&shared)).await {
-            Ok((store, _)) => {
-                reopened = Some(store);
-                break;
-            }
-            Err(bpa::store::StoreError::Locked { .. }) => tokio::time::sleep(Duration::from_millis(10)).await,
-            Err(error) => panic!("reopen: {error}"),
-        }
-    }
-    let a = Agent::new(AgentConfig::new(Eid::ipn(1, 0)), reopened.expect("the old store let go"), shared);
+    let (store, _) = reopen_store(a_dir.path(), StoreConfig::default(), Arc::clone(&shared)).await;
+    let a = Agent::new(AgentConfig::new(Eid::ipn(1, 0)), store, shared);
     link(&a, &b).await;
     link(&b, &a).await;
     a.start().await.expect("start");

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bpa::agent::node::{Agent, AgentConfig, AgentError, Reception};
 use bpa::bundle::{BundleBuilder, BundleError, CreationTimestamp, Eid, ParseOptions};
 use bpa::store::{SqliteStore, StoreConfig};
+use bpa::testing::reopen_store;
 use bpa::time::ManualClock;
 use bytes::Bytes;
 
@@ -15,7 +16,7 @@ const NOW: u64 = 800_000_000_000;
 
 async fn open(dir: &std::path::Path, config: AgentConfig, clock: &Arc<ManualClock>) -> Agent<SqliteStore> {
     let clock: Arc<dyn bpa::time::Clock> = clock.clone();
-    let (store, _) = SqliteStore::open(dir, StoreConfig::default(), Arc::clone(&clock)).await.expect("store");
+    let (store, _) = reopen_store(dir, StoreConfig::default(), Arc::clone(&clock)).await;
     let agent = Agent::new(config, store, clock);
     agent.start().await.expect("start");
     agent

@@ -11,7 +11,7 @@ use bpa::agent::node::{Agent, AgentConfig};
 use bpa::bundle::{BundleFlags, Eid};
 use bpa::cla::{ClaError, ClaFuture, ConvergenceLayer, OutgoingBundle};
 use bpa::store::{BundleState, SqliteStore, StateKind, StoreConfig};
-use bpa::testing::{eventually, peak_rss_mib};
+use bpa::testing::{TestNode, eventually, peak_rss_mib};
 use bpa::time::ManualClock;
 use bytes::Bytes;
 use tokio::sync::Semaphore;
@@ -65,19 +65,12 @@ impl ConvergenceLayer for Gate {
     }
 }
 
-struct Node {
-    agent: Agent<SqliteStore>,
-    _dir: tempfile::TempDir,
-}
+type Node = TestNode;
 
 async fn node(clock: &Arc<ManualClock>, max_in_flight: usize) -> Node {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let clock: Arc<dyn bpa::time::Clock> = clock.clone();
-    let (store, _) =
-        SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&clock)).await.expect("store");
     let mut config = AgentConfig::new(Eid::ipn(1, 0));
     config.max_in_flight_per_neighbour = max_in_flight;
-    Node { agent: Agent::new(config, store, clock), _dir: dir }
+    TestNode::new(config, clock.clone()).await
 }
 
 async fn count(store: &SqliteStore, kind: StateKind, arg: Option<&str>) -> usize {

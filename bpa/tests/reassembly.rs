@@ -6,10 +6,10 @@
 use std::sync::Arc;
 
 use bpa::agent::fragment::fragment;
-use bpa::agent::node::{Agent, AgentConfig};
+use bpa::agent::node::AgentConfig;
 use bpa::bundle::{BundleBuilder, CreationTimestamp, Eid};
-use bpa::store::{PayloadContent, SqliteStore, StoreConfig};
-use bpa::testing::peak_rss_mib;
+use bpa::store::PayloadContent;
+use bpa::testing::{TestNode, peak_rss_mib};
 use bpa::time::ManualClock;
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
@@ -60,11 +60,7 @@ async fn a_thousand_fragments_of_64_mib_shuffled_duplicated_and_overlapping_make
         arrivals.swap(i, j);
     }
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let clock: Arc<dyn bpa::time::Clock> = Arc::new(ManualClock::new(NOW));
-    let (store, _) =
-        SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&clock)).await.expect("store");
-    let node = Agent::new(AgentConfig::new(Eid::ipn(2, 0)), store, clock);
+    let node = TestNode::new(AgentConfig::new(Eid::ipn(2, 0)), Arc::new(ManualClock::new(NOW))).await;
     let before = peak_rss_mib();
     for fragment in arrivals {
         // One fragment in memory at a time, as a convergence layer hands them over.
@@ -124,11 +120,7 @@ fn piece(offset: u64, total: u64, payload: &[u8]) -> Bytes {
 async fn forged_fragments_neither_hide_nor_block_a_genuine_adu() {
     let adu: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
     let total = adu.len() as u64;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let clock: Arc<dyn bpa::time::Clock> = Arc::new(ManualClock::new(NOW));
-    let (store, _) =
-        SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&clock)).await.expect("store");
-    let node = Agent::new(AgentConfig::new(Eid::ipn(2, 0)), store, clock);
+    let node = TestNode::new(AgentConfig::new(Eid::ipn(2, 0)), Arc::new(ManualClock::new(NOW))).await;
     // The forgeries: the genuine first fragment's ID with another ADU length, and a fragment
     // a terabyte in.
     let forged = [piece(0, total * 2, &[0xee; 2_500]), piece(1 << 40, (1 << 40) + 100, &[0xee; 100])];

@@ -11,8 +11,8 @@ use std::time::Duration;
 use bpa::agent::node::{Agent, AgentConfig, Route};
 use bpa::bundle::{BundleFlags, Eid};
 use bpa::cla::{ClaError, ClaFuture, ConvergenceLayer, OutgoingBundle, Refusal};
-use bpa::store::{SqliteStore, StoreConfig};
-use bpa::testing::eventually;
+use bpa::store::SqliteStore;
+use bpa::testing::{TestNode, eventually};
 use bpa::time::ManualClock;
 use bytes::Bytes;
 
@@ -75,30 +75,19 @@ impl ConvergenceLayer for Scripted {
     }
 }
 
-struct Node {
-    agent: Agent<SqliteStore>,
-    _dir: tempfile::TempDir,
-}
+type Node = TestNode;
 
 async fn node(n: u32, clock: &Arc<ManualClock>) -> Node {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let clock: Arc<dyn bpa::time::Clock> = clock.clone();
-    let (store, _) =
-        SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&clock)).await.expect("store");
     let mut config = AgentConfig::new(Eid::ipn(n, 0));
     config.reports.enabled = true; // off by default (RFC 9171 §5.1); the deletion reports are tested
     config.forward_retry_min = Duration::from_millis(20);
     config.forward_retry_max = Duration::from_millis(80);
-    Node { agent: Agent::new(config, store, clock), _dir: dir }
+    TestNode::new(config, clock.clone()).await
 }
 
 /// A node with the agent's default configuration.
 async fn on_the_defaults(n: u32, clock: &Arc<ManualClock>) -> Node {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let clock: Arc<dyn bpa::time::Clock> = clock.clone();
-    let (store, _) =
-        SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&clock)).await.expect("store");
-    Node { agent: Agent::new(AgentConfig::new(Eid::ipn(n, 0)), store, clock), _dir: dir }
+    TestNode::new(AgentConfig::new(Eid::ipn(n, 0)), clock.clone()).await
 }
 
 async fn send(from: &Node, to: Eid, payload: usize, flags: u64) {
