@@ -297,6 +297,33 @@ pub async fn eventually(what: &str, check: impl Fn() -> bool) {
     panic!("never happened: {what}");
 }
 
+/// Waits until every one of `agents` is idle ([`Agent::is_idle`]), seen so on two looks in a
+/// row with nothing counted or stored in between (a bundle one agent hands another shows in the
+/// other's counters, so an agent seen idle before it arrived is looked at again). This is
+/// "nothing more happens" as a fact, for a test to assert on afterwards, not a pause. Panics
+/// after 30 s, naming the agents still busy.
+///
+/// [`Agent::is_idle`]: crate::agent::node::Agent::is_idle
+pub async fn until_idle<S: crate::store::Store>(agents: &[&crate::agent::node::Agent<S>]) {
+    let look = || -> (bool, Vec<(crate::agent::AgentStats, u64)>) {
+        let idle = agents.iter().all(|agent| agent.is_idle());
+        let seen = agents.iter().map(|agent| (agent.stats(), agent.store().stats().bundles)).collect();
+        (idle, seen)
+    };
+    let mut last = look();
+    for _ in 0..30_000 {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        let now = look();
+        if last.0 && now.0 && last.1 == now.1 {
+            return;
+        }
+        last = now;
+    }
+    let busy: Vec<String> =
+        agents.iter().filter(|agent| !agent.is_idle()).map(|agent| agent.node_id().to_string()).collect();
+    panic!("the agents never came to rest; busy: {busy:?}");
+}
+
 /// This process's peak resident memory (`VmHWM`) in MiB, for tests that bound memory: compare
 /// it before and after the work (each test binary of nextest is its own process).
 pub fn peak_rss_mib() -> f64 {

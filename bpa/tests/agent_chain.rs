@@ -10,7 +10,7 @@ use bpa::agent::node::{Agent, AgentConfig, Delivery, Route};
 use bpa::bundle::{BundleFlags, Eid};
 use bpa::cla::memory::{LinkSwitch, MemoryLink};
 use bpa::store::{SqliteStore, StoreConfig};
-use bpa::testing::{TestNode, eventually, reopen_store};
+use bpa::testing::{TestNode, eventually, reopen_store, until_idle};
 use bpa::time::ManualClock;
 use bytes::Bytes;
 
@@ -97,7 +97,7 @@ async fn a_cut_link_holds_the_bundle_until_it_is_restored_then_delivers_once() {
     assert_eq!(delivery.bundle.payload().as_ref(), b"later");
     c.agent.acknowledge(&delivery).await.expect("ack");
     eventually("B's store empty", || b.agent.store().stats().bundles == 0).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    until_idle(&[&a.agent, &b.agent, &c.agent]).await;
     assert!(app.try_recv().is_err(), "delivered exactly once");
 }
 
@@ -122,7 +122,7 @@ async fn sends_that_fail_while_the_neighbour_stays_up_are_retried_with_backoff()
     // later. Time passes on the agents' clock only (the timers sleep on it).
     for _ in 0..8 {
         clock.advance(400);
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        until_idle(&[&a.agent, &b.agent]).await;
     }
     assert_eq!(a.agent.store().stats().bundles, 20, "every bundle still held at A");
     assert!(app.try_recv().is_err());
@@ -228,7 +228,7 @@ async fn a_bundle_over_its_hop_limit_is_deleted_not_forwarded() {
         a.agent.store().stats().bundles == 0 && b.agent.store().stats().bundles == 0
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    until_idle(&[&a.agent, &b.agent, &c.agent]).await;
     assert!(app.try_recv().is_err());
     assert_eq!(c.agent.store().stats().bundles, 0);
 }
@@ -330,7 +330,7 @@ async fn fragments_out_of_order_duplicated_and_overlapping_are_delivered_once_wh
     assert_eq!(delivery.bundle.id().creation, whole.id().creation);
     c.agent.acknowledge(&delivery).await.expect("ack");
     // The late fragment of the other cut is a bundle of its own: it waits, alone, to expire.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    until_idle(&[&c.agent]).await;
     assert!(app.try_recv().is_err(), "delivered exactly once");
     assert_eq!(c.agent.stats().reassembled, 1);
     assert_eq!(c.agent.stats().duplicates, 1);

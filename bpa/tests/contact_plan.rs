@@ -19,7 +19,7 @@ use bpa::bundle::{BundleFlags, Eid};
 use bpa::cla::memory::MemoryLink;
 use bpa::cla::{ClaError, ClaFuture, ConvergenceLayer, OutgoingBundle};
 use bpa::store::SqliteStore;
-use bpa::testing::TestNode;
+use bpa::testing::{TestNode, until_idle};
 use bpa::time::{Clock, ManualClock};
 use bytes::Bytes;
 
@@ -265,14 +265,14 @@ impl Net {
     }
 }
 
-/// The events an agent announces at the present instant: all that come until none has come for
-/// 200 ms (announcing is the timer task's in-memory work, no store in between).
-async fn events_now(events: &mut tokio::sync::mpsc::Receiver<ContactEvent>) -> Vec<ContactEvent> {
-    let mut now = Vec::new();
-    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(200), events.recv()).await {
-        now.push(event);
-    }
-    now
+/// The events `agent` announces at the present instant: all of them once it is idle (its timer
+/// announces while it fires).
+async fn events_now(
+    agent: &Node,
+    events: &mut tokio::sync::mpsc::Receiver<ContactEvent>,
+) -> Vec<ContactEvent> {
+    until_idle(&[agent]).await;
+    std::iter::from_fn(|| events.try_recv().ok()).collect()
 }
 
 async fn send(node: &Node, to: Eid, size: usize) {
@@ -411,7 +411,7 @@ async fn events_at(plans: &[(u64, &str)], times: &[u64]) -> Vec<(u64, String)> {
             agent.set_contact_plan(routing::ion::parse(text, T0).expect("plan"));
         }
         clock.advance(T0 + at * 1000 - clock.now_dtn_ms());
-        record(events_now(&mut events).await, at);
+        record(events_now(&agent, &mut events).await, at);
     }
     seen
 }

@@ -14,7 +14,7 @@ use bpa::bundle::{Bundle, BundleBuilder, BundleFlags, CreationTimestamp, Eid, Pa
 use bpa::cla::memory::MemoryLink;
 use bpa::cla::{ClaFuture, ConvergenceLayer, OutgoingBundle};
 use bpa::store::{BundleState, SqliteStore, StoreConfig};
-use bpa::testing::{TestNode, reopen_store};
+use bpa::testing::{TestNode, reopen_store, until_idle};
 use bpa::time::{Clock, ManualClock};
 use bytes::Bytes;
 
@@ -178,21 +178,24 @@ impl Net {
         &self.nodes[n as usize - 1]
     }
 
-    /// Moves the clock on in steps of `step_ms`, letting the nodes act after each, until
-    /// `done` holds; panics after `max_ms` of virtual time.
+    /// Moves the clock on in steps of `step_ms`, each once every node has done all it will at
+    /// the present instant, until `done` holds; panics after `max_ms` of virtual time.
     async fn run_until(&self, what: &str, step_ms: u64, max_ms: u64, done: impl Fn(&Net) -> bool) {
         let mut moved = 0;
         loop {
-            for _ in 0..20 {
-                if done(self) {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
+            self.idle().await;
+            if done(self) {
+                return;
             }
             assert!(moved < max_ms, "{what}: not after {moved} ms of virtual time");
             self.clock.advance(step_ms);
             moved += step_ms;
         }
+    }
+
+    /// Until every node has done all it will at the present instant.
+    async fn idle(&self) {
+        until_idle(&self.nodes.iter().collect::<Vec<_>>()).await;
     }
 
     fn held(&self, n: u32) -> u64 {
@@ -217,16 +220,11 @@ async fn expect_delivery(app: &mut Subscription) -> Delivery {
         .expect("open")
 }
 
-/// Waits until `node` owes no answer: a signal sent straight to its custodian is forgotten
-/// once the send returns, which can be after the custodian acted on it.
+/// Checks that `node`, once at rest, owes no answer: a signal sent straight to its custodian
+/// is forgotten once the send returns, which can be after the custodian acted on it.
 async fn settled(node: &Node) {
-    for _ in 0..500 {
-        if node.store().pending_signals(1).await.expect("pending").is_empty() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("answers still owed");
+    until_idle(&[node]).await;
+    assert!(node.store().pending_signals(1).await.expect("pending").is_empty(), "answers still owed");
 }
 
 async fn counts(node: &Node) -> bpa::store::CustodyCounts {
@@ -288,7 +286,7 @@ async fn a_lost_signal_is_made_up_for_by_retransmission_answered_redundant_and_d
     assert_eq!(info.attempts, 1);
     // Nothing happens before the deadline; after it, B sends again and C answers "redundant".
     net.clock.advance(deadline - net.clock.now_dtn_ms() - 1);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    net.idle().await;
     assert_eq!(net.node(2).stats().custody.retransmitted, 0);
     net.run_until("B released after retransmitting", 50, 10_000, |net| {
         net.held(2) == 0 && net.node(2).stats().custody.released == 1
@@ -300,7 +298,7 @@ async fn a_lost_signal_is_made_up_for_by_retransmission_answered_redundant_and_d
     assert!(first_tid > 0);
     // Exactly one copy reached the application.
     net.clock.advance(60_000);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    net.idle().await;
     assert!(app.try_recv().is_err(), "a second copy was delivered");
     assert_eq!(net.held(3), 0);
 }
@@ -341,11 +339,11 @@ async fn a_full_store_refuses_custody_and_the_custodian_keeps_the_bundle_until_t
 /// Waits for a delivery while moving the clock (a retry timer stands between).
 async fn expect_delivery_while(net: &Net, app: &mut Subscription) -> Delivery {
     for _ in 0..400 {
+        net.idle().await;
         if let Ok(delivery) = app.try_recv() {
             return delivery;
         }
         net.clock.advance(250);
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("no delivery");
 }
@@ -588,7 +586,7 @@ async fn a_carrier_too_big_for_the_link_goes_in_fragments_and_a_lost_one_costs_a
         forward.fragments_seen.load(Ordering::SeqCst) >= 13
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    net.idle().await;
     assert!(app.try_recv().is_err(), "delivered from an incomplete carrier");
     let delivery = expect_delivery_while(&net, &mut app).await;
     assert!(delivery.bundle.payload().as_ref() == payload.as_slice(), "the payload arrived changed");
@@ -602,7 +600,7 @@ async fn a_carrier_too_big_for_the_link_goes_in_fragments_and_a_lost_one_costs_a
     assert_eq!(b.stats().custody.accepted, 1);
     assert_eq!(b.stats().reassembled, 1);
     net.clock.advance(60_000);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    net.idle().await;
     assert!(app.try_recv().is_err(), "a second copy was delivered");
 }
 
@@ -624,12 +622,12 @@ async fn a_custodian_started_again_retransmits_at_the_stored_deadline() {
         .0;
     let mut info = None;
     for _ in 0..500 {
+        until_idle(&[&a, &b]).await;
         info = a.store().custody_info(id).await.expect("info").and_then(|i| i.transmission);
         if info.is_some() && b.stats().custody.signals_sent == 1 {
             break;
         }
         clock.advance(20);
-        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let (tid, deadline) = info.expect("awaiting custody");
     assert_eq!(b.stats().custody.accepted, 1, "B has it; its signal was lost");
@@ -646,7 +644,7 @@ async fn a_custodian_started_again_retransmits_at_the_stored_deadline() {
     assert_eq!(info.transmission, Some((tid, deadline)), "as stored");
     // Not before the deadline...
     clock.advance(deadline - clock.now_dtn_ms() - 1);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    until_idle(&[&a, &b]).await;
     assert_eq!(a.stats().custody.retransmitted, 0);
     // ...at it: sent again, answered redundant, released.
     clock.advance(1);
@@ -654,7 +652,7 @@ async fn a_custodian_started_again_retransmits_at_the_stored_deadline() {
         if a.store().stats().bundles == 0 && a.stats().custody.released == 1 {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        until_idle(&[&a, &b]).await;
         clock.advance(20); // B's signal batch waits 100 ms
     }
     assert_eq!(a.store().stats().bundles, 0, "released after the retransmission");

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bpa::agent::node::{Agent, AgentConfig, AgentError, Reception};
 use bpa::bundle::{BundleBuilder, BundleError, CreationTimestamp, Eid, ParseOptions};
 use bpa::store::{SqliteStore, StoreConfig};
-use bpa::testing::reopen_store;
+use bpa::testing::{reopen_store, until_idle};
 use bpa::time::ManualClock;
 use bytes::Bytes;
 
@@ -90,16 +90,11 @@ async fn a_forwarded_bundle_arriving_again_is_not_forwarded_again() {
     a.neighbour_up(Eid::ipn(3, 0), Arc::new(cla)).await.expect("up");
     let bytes = bundle_for(3, 7, 100);
     a.receive(bytes.clone()).await.expect("received");
-    for _ in 0..400 {
-        if a.store().stats().bundles == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    until_idle(&[&a, &b]).await;
     assert_eq!(a.store().stats().bundles, 0, "forwarded");
     assert_eq!(b.store().stats().bundles, 1, "B has it once");
     assert_eq!(a.receive(bytes).await.expect("acknowledged"), Reception::AlreadyHandled);
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    until_idle(&[&a, &b]).await;
     assert_eq!(b.store().stats().bundles, 1);
     assert_eq!(a.stats().forwarded, 1, "not forwarded a second time");
 }

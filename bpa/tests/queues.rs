@@ -11,7 +11,7 @@ use bpa::agent::node::{Agent, AgentConfig};
 use bpa::bundle::{BundleFlags, Eid};
 use bpa::cla::{ClaError, ClaFuture, ConvergenceLayer, OutgoingBundle};
 use bpa::store::{BundleState, SqliteStore, StateKind, StoreConfig};
-use bpa::testing::{TestNode, eventually, peak_rss_mib};
+use bpa::testing::{TestNode, eventually, peak_rss_mib, until_idle};
 use bpa::time::ManualClock;
 use bytes::Bytes;
 use tokio::sync::Semaphore;
@@ -99,9 +99,10 @@ async fn send_many(node: &Node, n: usize, to: Eid) {
     }
 }
 
-/// Lets the agent's tasks and the store's threads finish what they do (nothing timed depends
-/// on it: the clock stands still).
-async fn settle() {
+/// A pause of real time, for the two checks no fact can end, the agent being busy by design:
+/// that sends held up inside a layer let no more start, and what a reader held up by its
+/// application holds. Everywhere else the tests wait for [`until_idle`].
+async fn pause() {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
@@ -116,7 +117,7 @@ async fn thousands_waiting_for_a_neighbour_make_a_bounded_window_not_a_task_each
     let gate = Gate::new();
     a.agent.neighbour_up(Eid::ipn(2, 0), gate.clone()).await.expect("up");
     eventually("the window fills", || gate.started.load(Ordering::SeqCst) == WINDOW).await;
-    settle().await;
+    pause().await;
     assert_eq!(gate.started.load(Ordering::SeqCst), WINDOW, "no more sends than the window");
     let tasks = tokio::runtime::Handle::current().metrics().num_alive_tasks();
     assert!(
@@ -137,7 +138,7 @@ async fn thousands_waiting_for_a_neighbour_make_a_bounded_window_not_a_task_each
     // Counted once each (a send's task counts it just after the store let it go).
     eventually("all counted", || a.agent.stats().forwarded == WAITING as u64).await;
     eventually("the queue has taken everything", || a.agent.neighbours_settled()).await;
-    settle().await;
+    until_idle(&[&a.agent]).await;
     assert_eq!(a.agent.stats().forwarded, WAITING as u64);
     assert!(a.agent.neighbours_settled(), "settled stays settled while nothing changes");
     let tasks_after = tokio::runtime::Handle::current().metrics().num_alive_tasks();
@@ -153,7 +154,7 @@ async fn a_failed_send_waits_for_a_route_again_and_goes_after_the_backoff_on_the
     a.agent.neighbour_up(Eid::ipn(2, 0), gate.clone()).await.expect("up");
     send_many(&a, 10, Eid::ipn(2, 1)).await;
     eventually("every bundle tried", || gate.started.load(Ordering::SeqCst) >= 10).await;
-    settle().await;
+    until_idle(&[&a.agent]).await;
     let tried = gate.started.load(Ordering::SeqCst);
     let store = a.agent.store();
     eventually("no bundle left in flight", || {
@@ -161,14 +162,13 @@ async fn a_failed_send_waits_for_a_route_again_and_goes_after_the_backoff_on_the
     })
     .await;
     assert_eq!(count(store, StateKind::WaitingForRoute, None).await, 10);
-    eventually("each failure recorded and its retry set", || a.agent.neighbours_settled()).await;
     // Nothing again before the retry (1 s by default, on the agent's clock).
-    settle().await;
+    until_idle(&[&a.agent]).await;
     assert_eq!(gate.started.load(Ordering::SeqCst), tried);
     gate.down.store(false, Ordering::SeqCst);
     gate.open.add_permits(10);
     clock.advance(999);
-    settle().await;
+    until_idle(&[&a.agent]).await;
     assert_eq!(gate.started.load(Ordering::SeqCst), tried, "not before 1 s");
     clock.advance(1);
     eventually("all sent after the retry", || gate.taken.load(Ordering::SeqCst) == 10).await;
@@ -255,7 +255,7 @@ async fn expiry_runs_on_the_agents_clock() {
         .expect("send");
     a.agent.housekeep_every(Duration::from_secs(1));
     clock.advance(9_000);
-    settle().await;
+    until_idle(&[&a.agent]).await;
     assert_eq!(a.agent.store().stats().bundles, 1, "not expired before its lifetime");
     clock.advance(2_000);
     eventually("expired at the next round", || a.agent.stats().expired == 1).await;
@@ -267,7 +267,7 @@ async fn expiry_runs_on_the_agents_clock() {
         .await
         .expect("send");
     clock.advance(5_000);
-    settle().await;
+    until_idle(&[&a.agent]).await;
     assert_eq!(a.agent.store().stats().bundles, 1);
 }
 
@@ -287,7 +287,7 @@ async fn an_application_that_registers_to_a_full_store_holds_a_window_not_everyt
     }
     let before = peak_rss_mib();
     let mut app = a.agent.register(endpoint.clone()).await.expect("register");
-    settle().await;
+    pause().await;
     let grown = peak_rss_mib() - before;
     assert!(grown < 16.0, "registering to 50 MiB of waiting bundles grew memory by {grown:.1} MiB");
     // Every bundle, once, oldest first; and one sent now comes after them.
@@ -312,7 +312,49 @@ async fn an_application_that_registers_to_a_full_store_holds_a_window_not_everyt
         tokio::time::timeout(Duration::from_secs(30), app.recv()).await.expect("in time").expect("open");
     assert_eq!(late.bundle.payload().as_ref(), b"late");
     a.agent.acknowledge(&late).await.expect("ack");
-    settle().await;
+    until_idle(&[&a.agent]).await;
     assert!(app.try_recv().is_err(), "each bundle once");
     assert_eq!(a.agent.store().stats().bundles, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_is_idle_only_with_nothing_under_way() {
+    let clock = Arc::new(ManualClock::new(NOW));
+    let a = node(&clock, 4).await;
+    until_idle(&[&a.agent]).await;
+    // A send held up in its layer is under way.
+    let gate = Gate::new();
+    a.agent.neighbour_up(Eid::ipn(2, 0), gate.clone()).await.expect("up");
+    send_many(&a, 1, Eid::ipn(2, 1)).await;
+    eventually("the send started", || gate.started.load(Ordering::SeqCst) == 1).await;
+    assert!(!a.agent.is_idle(), "a send in its layer");
+    gate.open.add_permits(1);
+    until_idle(&[&a.agent]).await;
+    assert_eq!(a.agent.store().stats().bundles, 0);
+    // An application that does not read what it was given keeps its reader busy; once it
+    // has read everything, the agent rests again.
+    let endpoint = Eid::ipn(1, 5);
+    let waiting = bpa::agent::delivery::SUBSCRIPTION_WINDOW + 4;
+    for i in 0..waiting {
+        let payload = Bytes::from(vec![i as u8]);
+        a.agent
+            .send(Eid::ipn(1, 1), endpoint.clone(), payload, 3_600_000, BundleFlags::default())
+            .await
+            .expect("send");
+    }
+    let mut app = a.agent.register(endpoint).await.expect("register");
+    eventually("the window handed over", || app.len() == bpa::agent::delivery::SUBSCRIPTION_WINDOW).await;
+    assert!(!a.agent.is_idle(), "a reader waiting for its application");
+    for _ in 0..waiting {
+        let delivery = app.recv().await.expect("open");
+        a.agent.acknowledge(&delivery).await.expect("ack");
+    }
+    until_idle(&[&a.agent]).await;
+    assert_eq!(a.agent.store().stats().bundles, 0);
+    // A timer due is under way until it has fired: housekeeping set, the clock moved past it.
+    a.agent.housekeep_every(Duration::from_secs(1));
+    until_idle(&[&a.agent]).await;
+    clock.advance(1_000);
+    until_idle(&[&a.agent]).await;
+    assert_eq!(a.agent.stats().expired, 0);
 }

@@ -12,7 +12,7 @@ use bpa::agent::node::{Agent, AgentConfig, Route};
 use bpa::bundle::{BundleFlags, Eid};
 use bpa::cla::{ClaError, ClaFuture, ConvergenceLayer, OutgoingBundle, Refusal};
 use bpa::store::SqliteStore;
-use bpa::testing::{TestNode, eventually};
+use bpa::testing::{TestNode, eventually, until_idle};
 use bpa::time::ManualClock;
 use bytes::Bytes;
 
@@ -106,11 +106,11 @@ async fn no_resources_and_retransmit_are_tried_again_later() {
     send(&a, Eid::ipn(2, 5), 100, 0).await;
     // The retries wait on the agent's clock: it is moved until B has the bundle.
     for _ in 0..400 {
+        until_idle(&[&a.agent, &b.agent]).await;
         if b.agent.store().stats().bundles == 1 {
             break;
         }
         clock.advance(20);
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     eventually("B has it", || b.agent.store().stats().bundles == 1).await;
     assert_eq!(link.offered().len(), 3, "refused twice, then taken");
@@ -201,12 +201,6 @@ async fn a_link_down_keeps_the_bundle_until_the_neighbour_is_back() {
     eventually("A let it go", || a.agent.store().stats().bundles == 0).await;
 }
 
-/// Lets the agent's tasks and its store's threads finish what they are doing (real time, but
-/// nothing timed depends on it: the timers sleep on the manual clock, which stands still).
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(100)).await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_backoff_doubles_from_1_s_to_60_s_on_the_agents_clock_and_a_success_resets_it() {
     let clock = Arc::new(ManualClock::new(NOW));
@@ -223,11 +217,10 @@ async fn the_backoff_doubles_from_1_s_to_60_s_on_the_agents_clock_and_a_success_
     let mut offers = 1;
     for delay_s in [1u64, 2, 4, 8, 16, 32, 60, 60] {
         eventually("the offer was made", || link.offered().len() == offers).await;
-        eventually("the refusal recorded and its retry set", || a.neighbours_settled()).await;
-        settle().await;
+        until_idle(&[a, &b.agent]).await;
         assert_eq!(link.offered().len(), offers, "nothing before the clock moves");
         clock.advance(delay_s * 1000 - 1);
-        settle().await;
+        until_idle(&[a, &b.agent]).await;
         assert_eq!(link.offered().len(), offers, "not before {delay_s} s");
         clock.advance(1);
         offers += 1;
@@ -241,10 +234,9 @@ async fn the_backoff_doubles_from_1_s_to_60_s_on_the_agents_clock_and_a_success_
         .expect("send");
     offers += 1;
     eventually("refused once", || link.offered().len() == offers).await;
-    eventually("the refusal recorded and its retry set", || a.neighbours_settled()).await;
-    settle().await;
+    until_idle(&[a, &b.agent]).await;
     clock.advance(999);
-    settle().await;
+    until_idle(&[a, &b.agent]).await;
     assert_eq!(link.offered().len(), offers);
     clock.advance(1);
     eventually("retried after 1 s", || b.agent.store().stats().bundles == 2).await;
@@ -262,7 +254,7 @@ async fn two_neighbours_that_both_refuse_cannot_pass_a_bundle_back_and_forth() {
     a.agent.add_route(Route { to: Eid::ipn(3, 0), via: Eid::ipn(2, 0) }).await.expect("route");
     send(&a, Eid::ipn(3, 5), 100, 0).await;
     eventually("deleted after its detour was refused too", || a.agent.stats().discarded == 1).await;
-    settle().await;
+    until_idle(&[&a.agent, &b.agent, &c.agent]).await;
     assert_eq!((via_c.offered().len(), via_b.offered().len()), (1, 1), "one offer each, no ping-pong");
     assert_eq!(a.agent.store().stats().bundles, 0);
 }
@@ -286,7 +278,7 @@ async fn a_node_on_the_defaults_sends_no_status_report_even_when_asked() {
     .await
     .expect("send");
     eventually("deleted", || a.stats().discarded == 1).await;
-    settle().await;
+    until_idle(&[a, &c.agent]).await;
     assert_eq!(a.stats().reports_sent, 0);
     assert_eq!(a.store().stats().bundles, 0, "no report stored to be sent either");
 }

@@ -8,6 +8,7 @@
 //! registration still finds them.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
@@ -60,6 +61,17 @@ impl Subscription {
     pub fn try_recv(&mut self) -> Result<Delivery, mpsc::error::TryRecvError> {
         self.receiver.try_recv()
     }
+
+    /// Bundles read ahead for the application and not yet taken (at most
+    /// [`SUBSCRIPTION_WINDOW`]).
+    pub fn len(&self) -> usize {
+        self.receiver.len()
+    }
+
+    /// Whether nothing read ahead waits to be taken.
+    pub fn is_empty(&self) -> bool {
+        self.receiver.is_empty()
+    }
 }
 
 /// Bundles over this size sent to the echo service are not answered.
@@ -70,13 +82,44 @@ pub const MAX_ECHO_PAYLOAD: u64 = 1 << 20;
 #[derive(Debug, Clone)]
 pub(super) enum Connection {
     /// An in-process application ([`Agent::register`]): its reading task is woken.
-    Feed { wake: Arc<Notify>, deliveries: mpsc::Sender<Delivery> },
+    Feed { wake: Arc<FeedWake>, deliveries: mpsc::Sender<Delivery> },
     /// An application that reads bundles from the store itself ([`Agent::watch`], the local
     /// API). A wake-up only: one is kept if several arrive before it is taken.
     Wake(mpsc::Sender<StoreId>),
 }
 
+/// Wakes an application's reading task, which says when it has nothing to read.
+#[derive(Debug, Default)]
+pub(super) struct FeedWake {
+    notify: Notify,
+    /// The task found nothing waiting in a read begun after it marked this, and parks.
+    idle: AtomicBool,
+}
+
+impl FeedWake {
+    /// A bundle was recorded as waiting for the application: read again. Recorded first, then
+    /// cleared here, while the task marks first and reads after, so `idle` is never left set
+    /// with a bundle unread.
+    fn wake(&self) {
+        self.idle.store(false, Ordering::SeqCst);
+        self.notify.notify_one();
+    }
+
+    pub(super) fn is_idle(&self) -> bool {
+        self.idle.load(Ordering::SeqCst)
+    }
+}
+
 impl Connection {
+    /// Whether nothing waits to be handed to this application by the agent: a reader parked
+    /// with nothing unread, a closed one, or one that reads the store itself.
+    pub(super) fn is_idle(&self) -> bool {
+        match self {
+            Connection::Feed { wake, deliveries } => wake.is_idle() || deliveries.is_closed(),
+            Connection::Wake(_) => true,
+        }
+    }
+
     pub(super) fn is_closed(&self) -> bool {
         match self {
             Connection::Feed { deliveries, .. } => deliveries.is_closed(),
@@ -193,7 +236,7 @@ impl<S: Store> Agent<S> {
         for app in connected {
             closed |= match app {
                 Connection::Feed { wake, deliveries } => {
-                    wake.notify_one();
+                    wake.wake();
                     deliveries.is_closed()
                 }
                 // Full means a wake-up is waiting already.
@@ -354,7 +397,7 @@ impl<S: Store> Agent<S> {
     pub async fn register(&self, endpoint: Eid) -> Result<Subscription, AgentError> {
         self.ensure_registered(&endpoint).await?;
         let (deliveries, receiver) = mpsc::channel(SUBSCRIPTION_WINDOW);
-        let wake = Arc::new(Notify::new());
+        let wake = Arc::new(FeedWake::default());
         lock(&self.inner.applications)
             .entry(endpoint.clone())
             .or_default()
@@ -371,12 +414,14 @@ impl<S: Store> Agent<S> {
     async fn feed(
         agent: std::sync::Weak<Inner<S>>,
         endpoint: Eid,
-        wake: Arc<Notify>,
+        wake: Arc<FeedWake>,
         deliveries: mpsc::Sender<Delivery>,
     ) {
         let name = endpoint.to_string();
         let mut after = 0;
         loop {
+            // Idle only once a read begun after the mark finds nothing (see FeedWake::wake).
+            let marked = wake.is_idle();
             let page = {
                 let Some(inner) = agent.upgrade() else { return };
                 let state = StateKind::WaitingForApplication;
@@ -390,11 +435,16 @@ impl<S: Store> Agent<S> {
                 }
             };
             if page.is_empty() {
+                if !marked {
+                    wake.idle.store(true, Ordering::SeqCst);
+                    continue;
+                }
                 tokio::select! {
-                    () = wake.notified() => continue,
+                    () = wake.notify.notified() => continue,
                     () = deliveries.closed() => return,
                 }
             }
+            wake.idle.store(false, Ordering::SeqCst);
             for meta in page {
                 after = meta.id;
                 let bundle = {

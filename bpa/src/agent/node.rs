@@ -329,6 +329,9 @@ pub(super) struct Schedule {
     pub housekeeping: Option<Duration>,
     /// The contact plan's starts and ends from this node.
     pub contacts: super::contacts::ContactEdges,
+    /// The timer task took a due timer and is acting on it (set under the same lock as the
+    /// timer leaves the table, so a due timer is always either in the table or being fired).
+    pub firing: bool,
 }
 
 impl<S: Store> Agent<S> {
@@ -744,7 +747,12 @@ impl<S: Store> Agent<S> {
             }
             let now = agent.inner.clock.now_dtn_ms();
             loop {
-                let due = lock(&agent.inner.schedule).timers.pop_due(now);
+                let due = {
+                    let mut schedule = lock(&agent.inner.schedule);
+                    let due = schedule.timers.pop_due(now);
+                    schedule.firing = due.is_some();
+                    due
+                };
                 let Some(timer) = due else { break };
                 agent.on_timer(timer).await;
             }
@@ -826,6 +834,26 @@ impl<S: Store> Agent<S> {
     /// its retry set). Work can start again on any change: a bundle, a route, a retry due.
     pub fn neighbours_settled(&self) -> bool {
         self.neighbours().iter().all(|n| n.queue_idle && n.in_flight == 0)
+    }
+
+    /// Whether the agent has nothing under way: no timer due or being fired, every neighbour
+    /// settled ([`Agent::neighbours_settled`]), no bundle being forwarded, none of a neighbour
+    /// gone down being put back, and every in-process application's reader parked with nothing
+    /// unread. Then nothing changes until an input comes (a bundle, a neighbour, a request) or
+    /// the clock reaches the next timer — a fact a test on virtual time waits for instead of a
+    /// pause. A send waiting inside a layer counts as under way, and so does a reader whose
+    /// application does not take what it was given.
+    pub fn is_idle(&self) -> bool {
+        let timers_quiet = self.stopping() || {
+            let now = self.inner.clock.now_dtn_ms();
+            let schedule = lock(&self.inner.schedule);
+            !schedule.firing && schedule.timers.poll_timeout().is_none_or(|at| at > now)
+        };
+        timers_quiet
+            && self.neighbours_settled()
+            && lock(&self.inner.in_flight).is_empty()
+            && self.inner.requeues.load(Ordering::SeqCst) == 0
+            && lock(&self.inner.applications).values().flatten().all(super::delivery::Connection::is_idle)
     }
 
     /// Adds a static route to a node and dispatches what it opens up.
