@@ -9,13 +9,15 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::counters::Counters;
+use super::custody::Carrier;
 use super::forward::{ForwardError, prepare_for_forwarding};
-use super::fragment::{FragmentError, FragmentPlan};
+use super::fragment::FragmentPlan;
 use super::node::{Agent, BoxedTask, Neighbour, lock, millis};
 use super::queue::Queued;
 use super::report::Status;
+use super::transmit::{self, LinkLimits, Transmission, Unsendable};
 use crate::admin::ReasonCode;
-use crate::bundle::{Bundle, CanonicalBlock, Eid};
+use crate::bundle::{Bundle, BundleHeader, Eid};
 use crate::cla::{ClaError, OutgoingBundle, Refusal};
 use crate::store::{
     BundleData, BundleState, DeleteReason, Forwarding, OpenedBundle, PayloadContent, Store, StoreError,
@@ -31,23 +33,15 @@ enum Sent {
     /// The layer could not hand it over.
     Failed(ClaError),
     /// Larger than the neighbour said it takes, and not to be fragmented.
-    TooBigForLearnedLimit(String),
+    TooBigForLearnedLimit(Unsendable),
 }
 
-/// The fragmentation of a bundle whose header (edited for forwarding) is `header`, into pieces
-/// of at most `max` bytes.
-fn fragment_plan(header: &crate::bundle::BundleHeader, max: usize) -> Result<FragmentPlan, FragmentError> {
-    let payload = CanonicalBlock {
-        block_type: crate::bundle::block_type::PAYLOAD,
-        number: 1,
-        flags: header.payload.block_flags,
-        crc_type: header.payload.crc_type,
-        data: Bytes::new(),
-    };
-    let mut blocks = header.extension_blocks.clone();
-    blocks.push(payload);
-    let skeleton = Bundle::from_parts(header.primary.clone(), blocks);
-    FragmentPlan::for_skeleton(skeleton, header.payload.data_length, max)
+/// A stored payload's length, in memory or in its file.
+fn content_len(content: &PayloadContent) -> u64 {
+    match content {
+        PayloadContent::Memory(bytes) => bytes.len() as u64,
+        PayloadContent::File(file) => file.len(),
+    }
 }
 
 /// What a send carries besides its claim: the bundle if still in memory, when it was stored,
@@ -178,7 +172,9 @@ impl<S: Store> Agent<S> {
                         ..
                     },
                 ) => self.refused(guard, received_at, &hop, &error.to_string()).await,
-                Sent::TooBigForLearnedLimit(why) => self.refused(guard, received_at, &hop, &why).await,
+                Sent::TooBigForLearnedLimit(why) => {
+                    self.refused(guard, received_at, &hop, &why.to_string()).await;
+                }
                 Sent::Failed(error) => {
                     let retry_in = self.retry_later(&hop, &neighbour);
                     let allowed = lock(&neighbour.warnings).allow(std::time::Instant::now());
@@ -219,8 +215,9 @@ impl<S: Store> Agent<S> {
         }
     }
 
-    /// One attempt at [`Agent::forward`]: the bundle opened, edited, fragmented if the link
-    /// needs it, and handed over; deleted once the neighbour has all of it.
+    /// One attempt at [`Agent::forward`]: the bundle opened, edited, sent whole or in
+    /// fragments as [`transmit::plan`] decides (inside a custody carrier when under custody),
+    /// and deleted once the neighbour has all of it — or kept for the next custodian's signal.
     async fn forward_once(
         &self,
         id: StoreId,
@@ -230,134 +227,154 @@ impl<S: Store> Agent<S> {
         neighbour: &Neighbour,
         forwarding: Forwarding,
     ) -> Sent {
-        let store = &self.inner.store;
-        let parse = &self.inner.config.parse;
-        // A bundle still in memory is encoded again rather than read back; one in the store is
-        // opened with only its header read, its payload streamed as the layer sends it.
-        let data = match bundle {
-            Some(bundle) => Ok(BundleData::Inline(Bytes::from(bundle.encode()))),
-            None => store.open_data(id).await,
+        let Some(OpenedBundle { mut header, prefix, rest }) = self.open_for_forwarding(id, bundle).await
+        else {
+            return Sent::Gone;
         };
-        let opened = match data {
-            Ok(data) => data.into_opened(parse).await,
-            Err(error) => Err(error),
-        };
-        let OpenedBundle { mut header, prefix, rest } = match opened {
-            Ok(opened) => opened,
-            Err(StoreError::NotFound(_)) => return Sent::Gone,
-            Err(StoreError::Closed) if self.stopping() => return Sent::Gone,
-            Err(error) => {
-                tracing::error!(%error, store_id = id, "a stored bundle cannot be read for forwarding");
-                return Sent::Gone;
-            }
-        };
-        let residence = self.inner.clock.now_dtn_ms().saturating_sub(received_at);
+        let now = self.inner.clock.now_dtn_ms();
         let subject = header.primary.clone();
         let payload_len = header.payload.data_length;
         if let Err(ForwardError::HopLimitExceeded { .. }) =
-            prepare_for_forwarding(&mut header, &self.inner.config.node_id, residence)
+            prepare_for_forwarding(&mut header, &self.inner.config.node_id, now.saturating_sub(received_at))
         {
             self.delete(id, &subject, payload_len, ReasonCode::HOP_LIMIT_EXCEEDED).await;
             return Sent::Gone;
         }
         let head: Bytes = header.encode_head(&prefix).into();
-        let rest_len = match &rest {
-            PayloadContent::Memory(bytes) => bytes.len() as u64,
-            PayloadContent::File(file) => file.len(),
+        let limits = LinkLimits {
+            layer: neighbour.cla.max_bundle_size().map_or(u64::MAX, |m| m as u64),
+            learned: neighbour.learned_max.load(Ordering::Relaxed),
         };
-        let cla = &neighbour.cla;
-        let learned = neighbour.learned_max.load(Ordering::Relaxed);
-        let link_max = cla.max_bundle_size().map_or(u64::MAX, |m| m as u64);
-        let max = link_max.min(learned);
-        if let Forwarding::Custodial { transmission_id, deadline, .. } = forwarding {
-            let inner_len = head.len() as u64 + rest_len;
-            let expires_at = subject.expiry(self.inner.clock.now_dtn_ms());
-            let carrier = self.carrier_for(hop, transmission_id, deadline, inner_len, expires_at);
-            if carrier.len() <= max {
+        let handed_over = match forwarding {
+            Forwarding::Custodial { transmission_id, deadline, .. } => {
+                let inner_len = head.len() as u64 + content_len(&rest);
+                let carrier =
+                    self.carrier_for(hop, transmission_id, deadline, inner_len, subject.expiry(now));
+                self.send_carrier(id, carrier, head, rest, hop, neighbour, limits).await
+            }
+            Forwarding::Plain => self.send_plain(id, &header, head, rest, hop, neighbour, limits).await,
+        };
+        if let Err(sent) = handed_over {
+            return sent;
+        }
+        lock(&neighbour.retry).delay = self.inner.config.forward_retry_min;
+        match forwarding {
+            // Kept until the next custodian's signal releases it, or sent again at the deadline.
+            Forwarding::Custodial { deadline, .. } => self.custody_sent(deadline),
+            Forwarding::Plain => {
+                let forwarded = DeleteReason::Forwarded { neighbour: hop.to_string() };
+                if self.remove(id, forwarded).await.is_none() {
+                    return Sent::Done;
+                }
+                Counters::bump(&self.inner.counters.forwarded);
+            }
+        }
+        self.report(&subject, payload_len, Status::Forwarded, ReasonCode::NO_ADDITIONAL_INFORMATION).await;
+        Sent::Done
+    }
+
+    /// The bundle to forward, its header read and its payload ready to stream: a bundle still
+    /// in memory is encoded again rather than read back. `None`: gone, or unreadable (logged).
+    async fn open_for_forwarding(&self, id: StoreId, bundle: Option<Bundle>) -> Option<OpenedBundle> {
+        let data = match bundle {
+            Some(bundle) => Ok(BundleData::Inline(Bytes::from(bundle.encode()))),
+            None => self.inner.store.open_data(id).await,
+        };
+        let opened = match data {
+            Ok(data) => data.into_opened(&self.inner.config.parse).await,
+            Err(error) => Err(error),
+        };
+        match opened {
+            Ok(opened) => Some(opened),
+            Err(StoreError::NotFound(_)) => None,
+            Err(StoreError::Closed) if self.stopping() => None,
+            Err(error) => {
+                tracing::error!(%error, store_id = id, "a stored bundle cannot be read for forwarding");
+                None
+            }
+        }
+    }
+
+    /// Hands over a bundle as it is: its edited `head`, then its payload `rest`, whole or in
+    /// fragments.
+    #[expect(clippy::too_many_arguments, reason = "one send's parts, each used once")]
+    async fn send_plain(
+        &self,
+        id: StoreId,
+        header: &BundleHeader,
+        head: Bytes,
+        rest: PayloadContent,
+        hop: &Eid,
+        neighbour: &Neighbour,
+        limits: LinkLimits,
+    ) -> Result<(), Sent> {
+        let size = head.len() as u64 + content_len(&rest);
+        match transmit::plan(header, size, limits) {
+            Ok(Transmission::Whole) => {
+                neighbour.cla.send(hop, OutgoingBundle::new(head, rest)).await.map_err(Sent::Failed)
+            }
+            Ok(Transmission::Fragments(plan)) => {
+                let payload_len = header.payload.data_length;
+                self.send_fragments(id, *plan, payload_len, Bytes::new(), rest, hop, neighbour).await
+            }
+            Err(refused @ Unsendable::OverLearnedLimit { .. }) => {
+                Counters::bump(&self.inner.counters.too_big);
+                Err(Sent::TooBigForLearnedLimit(refused))
+            }
+            Err(error) => {
+                Counters::bump(&self.inner.counters.too_big);
+                tracing::warn!(
+                    %error, bundle = %header.id(), neighbour = %hop, cla = neighbour.cla.name(),
+                    "the bundle waits for another route or its expiry"
+                );
+                Err(Sent::Gone)
+            }
+        }
+    }
+
+    /// Hands over a bundle inside a custody carrier (a BIBE PDU), whole or — like any bundle
+    /// too big for the link (RFC 9171 §5.8) — in fragments the neighbour reassembles before it
+    /// takes the bundle inside.
+    #[expect(clippy::too_many_arguments, reason = "one send's parts, each used once")]
+    async fn send_carrier(
+        &self,
+        id: StoreId,
+        carrier: Carrier,
+        head: Bytes,
+        rest: PayloadContent,
+        hop: &Eid,
+        neighbour: &Neighbour,
+        limits: LinkLimits,
+    ) -> Result<(), Sent> {
+        let carrier_header = match BundleHeader::parse(&carrier.bundle_head, &self.inner.config.parse) {
+            Ok(Some(header)) => header,
+            other => {
+                tracing::error!(?other, store_id = id, "a carrier this node built does not parse: not sent");
+                return Err(Sent::Gone);
+            }
+        };
+        match transmit::plan(&carrier_header, carrier.len(), limits) {
+            Ok(Transmission::Whole) => {
                 let carrier_head = Bytes::from(
                     [carrier.bundle_head.as_ref(), carrier.record_head.as_ref(), head.as_ref()].concat(),
                 );
-                if let Err(error) =
-                    cla.send(hop, OutgoingBundle::wrapped(carrier_head, rest, carrier.tail)).await
-                {
-                    return Sent::Failed(error);
-                }
-            } else {
-                // The carrier is fragmented (RFC 9171 §5.8) like any bundle too big for the
-                // link; the neighbour reassembles it, then takes the bundle inside.
-                let fitting = usize::try_from(max).unwrap_or(usize::MAX);
-                let carrier_header = match crate::bundle::BundleHeader::parse(&carrier.bundle_head, parse) {
-                    Ok(Some(header)) => header,
-                    other => {
-                        tracing::error!(
-                            ?other,
-                            store_id = id,
-                            "a carrier this node built does not parse: not sent"
-                        );
-                        return Sent::Gone;
-                    }
-                };
-                let plan = match fragment_plan(&carrier_header, fitting) {
-                    Ok(plan) => plan,
-                    Err(error) => {
-                        Counters::bump(&self.inner.counters.too_big);
-                        tracing::warn!(
-                            %error, store_id = id, neighbour = %hop, max,
-                            "a custodial bundle cannot be fragmented to fit this link; it waits for another route or its expiry"
-                        );
-                        return Sent::Gone;
-                    }
-                };
+                let wrapped = OutgoingBundle::wrapped(carrier_head, rest, carrier.tail);
+                neighbour.cla.send(hop, wrapped).await.map_err(Sent::Failed)
+            }
+            Ok(Transmission::Fragments(plan)) => {
                 Counters::bump(&self.inner.counters.custody_fragmented);
                 let lead = Bytes::from([carrier.record_head.as_ref(), head.as_ref()].concat());
-                if let Err(sent) =
-                    self.send_fragments(id, plan, carrier.payload_len, lead, rest, hop, neighbour).await
-                {
-                    return sent;
-                }
+                self.send_fragments(id, *plan, carrier.payload_len, lead, rest, hop, neighbour).await
             }
-            lock(&neighbour.retry).delay = self.inner.config.forward_retry_min;
-            self.custody_sent(deadline);
-            self.report(&subject, payload_len, Status::Forwarded, ReasonCode::NO_ADDITIONAL_INFORMATION)
-                .await;
-            return Sent::Done;
-        }
-        if head.len() as u64 + rest_len > max {
-            let fitting = usize::try_from(max).unwrap_or(usize::MAX);
-            // Planned from the (edited) header alone; the payload is streamed fragment by
-            // fragment, so memory stays at one fragment whatever the bundle's size.
-            let plan = match fragment_plan(&header, fitting) {
-                Ok(plan) => plan,
-                Err(error) => {
-                    Counters::bump(&self.inner.counters.too_big);
-                    if learned < link_max {
-                        return Sent::TooBigForLearnedLimit(format!(
-                            "{hop} takes bundles of at most {learned} bytes and this one cannot be fragmented: {error}"
-                        ));
-                    }
-                    tracing::warn!(
-                        %error, bundle = %header.id(), neighbour = %hop, cla = cla.name(), max,
-                        "the bundle is too big for this link; it waits for another route or its expiry"
-                    );
-                    return Sent::Gone;
-                }
-            };
-            let payload_len = header.payload.data_length;
-            if let Err(sent) =
-                self.send_fragments(id, plan, payload_len, Bytes::new(), rest, hop, neighbour).await
-            {
-                return sent;
+            Err(error) => {
+                Counters::bump(&self.inner.counters.too_big);
+                tracing::warn!(
+                    %error, store_id = id, neighbour = %hop,
+                    "a custodial bundle cannot be fragmented to fit this link; it waits for another route or its expiry"
+                );
+                Err(Sent::Gone)
             }
-        } else if let Err(error) = cla.send(hop, OutgoingBundle::new(head, rest)).await {
-            return Sent::Failed(error);
         }
-        lock(&neighbour.retry).delay = self.inner.config.forward_retry_min;
-        if self.remove(id, DeleteReason::Forwarded { neighbour: hop.to_string() }).await.is_some() {
-            Counters::bump(&self.inner.counters.forwarded);
-            self.report(&subject, payload_len, Status::Forwarded, ReasonCode::NO_ADDITIONAL_INFORMATION)
-                .await;
-        }
-        Sent::Done
     }
 
     /// The neighbour `hop` will not take the bundle (`why`): it goes by another route if one is

@@ -20,6 +20,7 @@ mod reception;
 pub mod report;
 pub mod routing;
 mod timers;
+mod transmit;
 mod waiting;
 mod warnings;
 
