@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bpa::agent::node::{Agent, AgentConfig};
+use bpa::agent::{Agent, AgentConfig};
 use bpa::bundle::{BundleBuilder, CreationTimestamp, Eid};
 use bpa::cla::{ClaFuture, ConvergenceLayer, OutgoingBundle};
 use bpa::store::{SqliteStore, StoreConfig};

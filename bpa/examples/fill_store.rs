@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use bpa::agent::node::{Agent, AgentConfig};
+use bpa::agent::{Agent, AgentConfig};
 use bpa::bundle::{BundleFlags, Eid};
 use bpa::store::{SqliteStore, StoreConfig};
 use bpa::time::{Clock, SystemClock};

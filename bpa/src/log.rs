@@ -111,7 +111,7 @@ fn needs_escape(c: char) -> bool {
         || ('\u{2066}'..='\u{2069}').contains(&c)
 }
 
-/// Writes `text` with every character of [`needs_escape`] as `\n`, `\r`, `\t` or `\u{..}`.
+/// Writes `text` with every character of `needs_escape` as `\n`, `\r`, `\t` or `\u{..}`.
 pub fn write_escaped(out: &mut impl fmt::Write, text: &str) -> fmt::Result {
     let mut rest = text;
     while let Some(at) = rest.find(needs_escape) {

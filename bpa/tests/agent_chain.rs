@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bpa::admin::{AdminRecord, AdminRecordTypes, ReasonCode};
-use bpa::agent::delivery::Subscription;
-use bpa::agent::node::{Agent, AgentConfig, Delivery, Route};
+use bpa::agent::Subscription;
+use bpa::agent::{Agent, AgentConfig, Delivery, Route};
 use bpa::bundle::{BundleFlags, Eid};
 use bpa::cla::memory::{LinkSwitch, MemoryLink};
 use bpa::store::{SqliteStore, StoreConfig};
@@ -250,7 +250,7 @@ async fn duplicates_and_invalid_bundles_are_answered() {
     let first = a.agent.receive(bytes.clone()).await.expect("receive");
     let again = a.agent.receive(bytes.clone()).await.expect("receive again");
     assert!(
-        matches!((first, again), (bpa::agent::node::Reception::Accepted(x), bpa::agent::node::Reception::Duplicate(y)) if x == y)
+        matches!((first, again), (bpa::agent::Reception::Accepted(x), bpa::agent::Reception::Duplicate(y)) if x == y)
     );
     let mut bad = bytes.to_vec();
     let n = bad.len();
@@ -309,8 +309,8 @@ async fn fragments_out_of_order_duplicated_and_overlapping_are_delivered_once_wh
     let c = node(3, &clock).await;
     let payload: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
     let whole = big_bundle(1, &payload, 0);
-    let mut small = bpa::agent::fragment::fragment(&whole, 700).expect("fragments");
-    let large = bpa::agent::fragment::fragment(&whole, 2000).expect("fragments");
+    let mut small = bpa::agent::fragment(&whole, 700).expect("fragments");
+    let large = bpa::agent::fragment(&whole, 2000).expect("fragments");
     assert!(small.len() > 6 && large.len() > 2);
     // Out of order, the last first; a duplicate; and overlapping fragments of another cut.
     small.reverse();
@@ -433,7 +433,7 @@ async fn registrations_survive_a_restart_and_foreign_endpoints_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_route_patterns_pick_the_most_specific_next_hop() {
-    use bpa::agent::routing::StaticRoute;
+    use bpa::agent::StaticRoute;
     let clock = Arc::new(ManualClock::new(START));
     let (a, b, c) = (node(1, &clock).await, node(2, &clock).await, node(4, &clock).await);
     link(&a, &b).await;
@@ -495,7 +495,7 @@ fn pattern(len: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streamed_send_crosses_the_chain_and_reads_back_streamed() {
-    use bpa::agent::outgoing::SendRequest;
+    use bpa::agent::SendRequest;
     use bpa::store::PayloadContent;
     use tokio::io::AsyncReadExt;
 
@@ -537,8 +537,8 @@ async fn a_streamed_send_crosses_the_chain_and_reads_back_streamed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streamed_send_of_the_wrong_length_is_refused_and_leaves_nothing() {
-    use bpa::agent::node::AgentError;
-    use bpa::agent::outgoing::SendRequest;
+    use bpa::agent::AgentError;
+    use bpa::agent::SendRequest;
     use bpa::bundle::PayloadLengthMismatch;
 
     let clock = Arc::new(ManualClock::new(START));
@@ -579,8 +579,8 @@ async fn a_streamed_send_of_the_wrong_length_is_refused_and_leaves_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_echo_request_over_the_limit_is_deleted_unanswered() {
-    use bpa::agent::delivery::MAX_ECHO_PAYLOAD;
-    use bpa::agent::outgoing::SendRequest;
+    use bpa::agent::MAX_ECHO_PAYLOAD;
+    use bpa::agent::SendRequest;
     let clock = Arc::new(ManualClock::new(START));
     let a = node(1, &clock).await;
     let mut app = a.agent.register(Eid::ipn(1, 1)).await.expect("register");

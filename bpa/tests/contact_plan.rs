@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bpa::agent::ContactEvent;
-use bpa::agent::node::{Agent, AgentConfig};
+use bpa::agent::{Agent, AgentConfig};
 use bpa::bundle::{BundleFlags, Eid};
 use bpa::cla::memory::MemoryLink;
 use bpa::cla::{ClaError, ClaFuture, ConvergenceLayer, OutgoingBundle};

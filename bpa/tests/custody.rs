@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bpa::admin::{AdminRecord, AdminRecordTypes, CustodyDisposition, CustodySignal};
-use bpa::agent::delivery::Subscription;
-use bpa::agent::node::{Agent, AgentConfig, Delivery, Route};
-use bpa::agent::outgoing::SendRequest;
+use bpa::agent::SendRequest;
+use bpa::agent::Subscription;
+use bpa::agent::{Agent, AgentConfig, Delivery, Route};
 use bpa::bundle::{Bundle, BundleBuilder, BundleFlags, CreationTimestamp, Eid, ParseOptions};
 use bpa::cla::memory::MemoryLink;
 use bpa::cla::{ClaFuture, ConvergenceLayer, OutgoingBundle};

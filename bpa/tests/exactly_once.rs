@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use bpa::agent::node::{Agent, AgentConfig, AgentError, Reception};
+use bpa::agent::{Agent, AgentConfig, AgentError, Reception};
 use bpa::bundle::{BundleBuilder, BundleError, CreationTimestamp, Eid, ParseOptions};
 use bpa::store::{SqliteStore, StoreConfig};
 use bpa::testing::{reopen_store, until_idle};

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bpa::agent::node::{Agent, AgentConfig};
+use bpa::agent::{Agent, AgentConfig};
 use bpa::bundle::{BundleFlags, Eid};
 use bpa::cla::{ClaError, ClaFuture, ConvergenceLayer, OutgoingBundle};
 use bpa::store::{BundleState, SqliteStore, StateKind, StoreConfig};
@@ -334,7 +334,7 @@ async fn an_agent_is_idle_only_with_nothing_under_way() {
     // An application that does not read what it was given keeps its reader busy; once it
     // has read everything, the agent rests again.
     let endpoint = Eid::ipn(1, 5);
-    let waiting = bpa::agent::delivery::SUBSCRIPTION_WINDOW + 4;
+    let waiting = bpa::agent::SUBSCRIPTION_WINDOW + 4;
     for i in 0..waiting {
         let payload = Bytes::from(vec![i as u8]);
         a.agent
@@ -343,7 +343,7 @@ async fn an_agent_is_idle_only_with_nothing_under_way() {
             .expect("send");
     }
     let mut app = a.agent.register(endpoint).await.expect("register");
-    eventually("the window handed over", || app.len() == bpa::agent::delivery::SUBSCRIPTION_WINDOW).await;
+    eventually("the window handed over", || app.len() == bpa::agent::SUBSCRIPTION_WINDOW).await;
     assert!(!a.agent.is_idle(), "a reader waiting for its application");
     for _ in 0..waiting {
         let delivery = app.recv().await.expect("open");

@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use bpa::agent::fragment::fragment;
-use bpa::agent::node::AgentConfig;
+use bpa::agent::AgentConfig;
+use bpa::agent::fragment;
 use bpa::bundle::{BundleBuilder, CreationTimestamp, Eid};
 use bpa::store::PayloadContent;
 use bpa::testing::{TestNode, peak_rss_mib};

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bpa::agent::node::{Agent, AgentConfig, Route};
+use bpa::agent::{Agent, AgentConfig, Route};
 use bpa::bundle::{BundleFlags, Eid};
 use bpa::cla::{ClaError, ClaFuture, ConvergenceLayer, OutgoingBundle, Refusal};
 use bpa::store::SqliteStore;

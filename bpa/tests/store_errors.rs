@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bpa::agent::node::{Agent, AgentConfig};
+use bpa::agent::{Agent, AgentConfig};
 use bpa::bundle::{BundleFlags, BundleId, Eid};
 use bpa::store::{
     BundleData, BundleState, CustodyCounts, CustodyInfo, CustodyIntake, CustodyTiming, DeleteReason,

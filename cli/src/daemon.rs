@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bpa::Eid;
-use bpa::agent::report::ReportPolicy;
-use bpa::agent::routing::StaticRoute;
+use bpa::agent::ReportPolicy;
+use bpa::agent::StaticRoute;
 use bpa::api::{ApiConfig, ApiState, DaemonStatus, ServeLimits};
 use bpa::{Agent, AgentConfig};
 use bpa::{Clock, SystemClock};

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use bpa::Eid;
-use bpa::agent::routing::{plan_endpoint, plan_name};
+use bpa::agent::{plan_endpoint, plan_name};
 use clap::{Args, Subcommand};
 use hyper::Method;
 use routing::cgr::{ContactGraph, Query};

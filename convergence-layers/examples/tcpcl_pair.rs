@@ -46,7 +46,7 @@ async fn main() {
         while a.neighbours().is_empty() {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        let request = bpa::agent::outgoing::SendRequest {
+        let request = bpa::agent::SendRequest {
             source: Eid::ipn(1, 1),
             destination: Eid::ipn(2, 1),
             lifetime_ms: 3_600_000,

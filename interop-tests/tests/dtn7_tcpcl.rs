@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bpa::agent::routing::{EidPattern, StaticRoute};
+use bpa::agent::{EidPattern, StaticRoute};
 use bpa::bundle::{Eid, ParseOptions};
 use bpa::testing::{agent_on_disk, send_streamed, take_payloads};
 use bpa::{Agent, AgentConfig};

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bpa::agent::routing::{EidPattern, StaticRoute};
+use bpa::agent::{EidPattern, StaticRoute};
 use bpa::bundle::{Eid, ParseOptions};
 use bpa::testing::{agent_on_disk, send_streamed, take_payloads};
 use bpa::{Agent, AgentConfig};

@@ -126,7 +126,7 @@ pub struct AgentStats {
     pub custody: CustodyStats,
 }
 
-/// What custody transfer did since the agent started ([`super::custody`]).
+/// What custody transfer did since the agent started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CustodyStats {
     /// Custodial transmissions made (first ones and retransmissions).

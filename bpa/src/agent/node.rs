@@ -59,7 +59,7 @@ pub struct AgentConfig {
     /// resets it.
     pub forward_retry_min: Duration,
     pub forward_retry_max: Duration,
-    /// How custody is taken and handed over ([`super::custody`]).
+    /// How custody is taken and handed over (docs/custody.md).
     pub custody: super::custody::CustodyPolicy,
 }
 

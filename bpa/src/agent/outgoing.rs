@@ -21,7 +21,7 @@ pub struct SendRequest {
     /// Bundle processing control flags chosen by the application (RFC 9171 §4.2.3).
     pub flags: BundleFlags,
     /// Custody transfer hop by hop: this node becomes the bundle's first custodian
-    /// ([`super::custody`]).
+    /// (docs/custody.md).
     pub custody: bool,
 }
 

@@ -111,7 +111,7 @@ impl<S: Store> Agent<S> {
 ///
 /// A BIBE carrier for this node is told apart by its first bytes: its payload (the bundle
 /// inside) goes to the store instead of the carrier, which is checked as it passes but never
-/// stored — a custodial bundle of any size is written once at each hop ([`super::custody`]).
+/// stored — a custodial bundle of any size is written once at each hop (docs/custody.md).
 #[derive(Debug)]
 pub struct PendingReceive<S: Store> {
     agent: Agent<S>,

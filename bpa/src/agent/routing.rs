@@ -23,7 +23,7 @@ pub type StaticRoute = routing::StaticRoute<EidPattern, Eid>;
 /// Static routes, most specific pattern first; among equals, the first added wins.
 pub type StaticRoutes = routing::StaticRoutes<EidPattern, Eid>;
 
-/// Contact Graph Routing over a contact plan, for this node ([`contact_router`]).
+/// Contact Graph Routing over a contact plan, for this node (`contact_router`).
 pub type ContactRouter = routing::ContactRouter<Eid>;
 
 /// The plan node an endpoint belongs to: an ipn node's number (`ipn:7.3` → `"7"`), a dtn

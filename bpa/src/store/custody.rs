@@ -54,7 +54,7 @@ pub struct SignalOutcome {
     /// Bundles released (deleted) or refused (waiting for a route again) by this pass.
     pub matched: Vec<StoreId>,
     /// Every transmission the signal names was acted on. `false` when the pass stopped at its
-    /// limit ([`SIGNAL_PASS_LIMIT`]): the same signal is applied again for the rest (what was
+    /// limit (`SIGNAL_PASS_LIMIT`): the same signal is applied again for the rest (what was
     /// acted on no longer matches).
     pub complete: bool,
 }

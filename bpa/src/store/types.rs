@@ -19,7 +19,7 @@ pub enum BundleState {
     /// For a local application endpoint that has not taken it yet.
     WaitingForApplication { endpoint: String },
     /// A fragment for this node waiting for the rest of its ADU, named by
-    /// [`adu_key`](crate::agent::fragment::adu_key) (source, creation time and sequence).
+    /// `adu_key` (source, creation time and sequence).
     AwaitingReassembly { adu: String },
     /// Its bytes were found damaged (design §3.7): kept as evidence, never delivered or
     /// forwarded, until an operator deletes it or it expires. Set by the store alone, and

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use bpa::agent::routing::EidPattern;
+use bpa::agent::EidPattern;
 use serde::Deserialize;
 
 use super::de::*;

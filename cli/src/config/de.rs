@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bpa::Eid;
-use bpa::agent::routing::EidPattern;
+use bpa::agent::EidPattern;
 use serde::Deserialize;
 
 pub(super) fn node_eids<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Eid>, D::Error> {

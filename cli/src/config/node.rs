@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bpa::Eid;
-use bpa::agent::routing::EidPattern;
+use bpa::agent::EidPattern;
 use serde::Deserialize;
 
 use super::de::*;
