@@ -25,7 +25,9 @@ use crate::plan::{NodeIndex, Plan};
 /// What is asked of the router.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Query {
+    /// The node that has the bundle.
     pub from: NodeIndex,
+    /// The node it is for.
     pub to: NodeIndex,
     /// The current time (DTN ms).
     pub now: u64,
@@ -40,12 +42,14 @@ pub struct Query {
 /// A route: its contacts (indices into the plan's contacts), in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
+    /// Indices into the plan's contacts, from the first hop to the last.
     pub contacts: Vec<usize>,
     /// When the bundle arrives at the destination (DTN ms).
     pub arrival: u64,
 }
 
 impl Route {
+    /// How many contacts (hops) the route takes.
     pub fn hops(&self) -> usize {
         self.contacts.len()
     }
@@ -196,6 +200,7 @@ impl ContactGraph {
         }
     }
 
+    /// The plan the graph was built from.
     pub fn plan(&self) -> &Plan {
         &self.plan
     }

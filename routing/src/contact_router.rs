@@ -16,6 +16,7 @@ pub const CRITICAL_ROUTES: usize = 8;
 
 /// Plan node name ↔ endpoint.
 pub type NameOf<E> = Box<dyn Fn(&E) -> Option<String> + Send + Sync>;
+/// Endpoint ↔ plan node name: the node a plan name stands for, if any.
 pub type EndpointOf<E> = Box<dyn Fn(&str) -> Option<E> + Send + Sync>;
 
 /// Contact Graph Routing for the node `local` of a plan.

@@ -12,7 +12,9 @@ pub const EXPLAINED_ROUTES: usize = 4;
 /// The answer to "where would this bundle go".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RouteReport {
+    /// The destination asked about.
     pub destination: String,
+    /// The bundle's size in bytes, as routed.
     pub size: u64,
     /// Best first; empty when there is none.
     pub routes: Vec<RouteShown>,
@@ -20,6 +22,7 @@ pub struct RouteReport {
     pub reason: Option<String>,
     /// The time the question was asked for (DTN ms), and as seconds after the plan's reference.
     pub at_time: u64,
+    /// The same time as seconds after the plan's reference time.
     pub at_offset_s: f64,
     /// When the bundle expires (DTN ms).
     pub expiry_time: u64,
@@ -28,27 +31,35 @@ pub struct RouteReport {
 /// One route.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RouteShown {
+    /// The neighbour the route starts with.
     pub next_hop: String,
     /// Seconds after the plan's reference time (fractions kept).
     pub arrival_offset_s: f64,
     /// DTN ms.
     pub arrival_time: u64,
+    /// How many contacts the route takes.
     pub hops: usize,
+    /// Its contacts, from the first hop to the last.
     pub contacts: Vec<ContactShown>,
 }
 
 /// One contact of a route.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContactShown {
+    /// The plan name of the node that transmits.
     pub from: String,
+    /// The plan name of the node that receives.
     pub to: String,
+    /// When the contact starts, in seconds after the plan's reference time.
     pub start_offset_s: f64,
+    /// When it ends, in seconds after the plan's reference time.
     pub end_offset_s: f64,
     /// Bytes per second.
     pub rate: u64,
     /// When the bundle would start and finish crossing it, and reach its far end (seconds
     /// after the plan's reference time).
     pub transmit_offset_s: f64,
+    /// When the bundle reaches the far end, in seconds after the plan's reference time.
     pub arrival_offset_s: f64,
 }
 
@@ -146,11 +157,15 @@ fn why_none(graph: &ContactGraph, query: &Query, node: &dyn Fn(&str) -> String) 
 /// A plan at a glance: what `dtn plan check` prints.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanSummary {
+    /// Nodes the plan names.
     pub nodes: usize,
+    /// Contacts in the plan.
     pub contacts: usize,
+    /// Ranges (one-way light times) in the plan.
     pub ranges: usize,
     /// The first start and the last end, in seconds after the reference time.
     pub start_offset_s: Option<f64>,
+    /// The last end, in seconds after the reference time.
     pub end_offset_s: Option<f64>,
     /// Contacts no range covers at their start: never used.
     pub without_range: usize,
@@ -176,21 +191,28 @@ pub fn summary(graph: &ContactGraph) -> PlanSummary {
 pub struct ContactTable {
     /// The plan's reference time and the time now (DTN ms).
     pub reference: u64,
+    /// The time the table was made for (DTN ms).
     pub now: u64,
+    /// Every contact of the plan, in the plan's order.
     pub contacts: Vec<ContactRow>,
 }
 
 /// One contact.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContactRow {
+    /// The plan name of the node that transmits.
     pub from: String,
+    /// The plan name of the node that receives.
     pub to: String,
+    /// When the contact starts, in seconds after the plan's reference time.
     pub start_offset_s: f64,
+    /// When it ends, in seconds after the plan's reference time.
     pub end_offset_s: f64,
     /// Bytes per second.
     pub rate: u64,
     /// One-way light time in seconds; `None`: no range, the contact is never used.
     pub owlt_s: Option<f64>,
+    /// How likely it is to happen, 0..=1 (1 when the plan does not say).
     pub confidence: f64,
     /// Bytes booked on it now.
     pub booked: u64,

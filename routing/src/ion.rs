@@ -18,8 +18,16 @@ use crate::plan::{Contact, Plan, Range};
 /// Why a plan was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
+    /// A line that is not a contact plan command ION's `ionadmin` would take.
     #[error("line {line}, column {column}: {problem}")]
-    Syntax { line: usize, column: usize, problem: String },
+    Syntax {
+        /// The line, from 1.
+        line: usize,
+        /// The column, from 1.
+        column: usize,
+        /// What is wrong there.
+        problem: String,
+    },
 }
 
 /// The ionadmin commands that change no contact or range: passed over.

@@ -27,6 +27,8 @@
 //! assert_eq!(routes.next_hops(&4), vec![9]);
 //! ```
 
+#![warn(missing_docs)]
+
 use std::fmt;
 
 pub mod cgr;
@@ -50,6 +52,7 @@ pub use plan::{Contact, NodeIndex, Plan, Range};
 /// What the agent knows of a bundle when it asks where the bundle goes (RFC 9171 §5.4 step 1).
 #[derive(Debug, Clone, Copy)]
 pub struct RouteRequest<'a, E> {
+    /// Where the bundle is going.
     pub destination: &'a E,
     /// The bundle's encoded size in bytes.
     pub size: u64,
@@ -66,6 +69,7 @@ pub struct RouteRequest<'a, E> {
 /// One answer of a router: a next hop, and for a contact-plan router the planned route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision<E> {
+    /// The neighbour to hand the bundle to.
     pub next_hop: E,
     /// The route over the contact plan, when the router has one.
     pub planned: Option<Planned>,
@@ -74,9 +78,11 @@ pub struct Decision<E> {
 /// A route over a contact plan as the router planned it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Planned {
+    /// The contacts the bundle takes, and when it arrives.
     pub route: Route,
     /// The first contact: when it starts and ends (DTN ms).
     pub contact_start: u64,
+    /// When the first contact ends (DTN ms).
     pub contact_end: u64,
     /// The size it was planned for.
     pub size: u64,
@@ -117,6 +123,7 @@ pub trait Pattern<E>: Clone + PartialEq + fmt::Debug {
 /// A static route: bundles whose destination matches `pattern` go to the neighbour `via`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StaticRoute<P, E> {
+    /// Which destinations the route is for.
     pub pattern: P,
     /// The next hop's node ID.
     pub via: E,

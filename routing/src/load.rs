@@ -83,10 +83,22 @@ impl FromStr for PlanFormat {
 /// Why a plan file was refused, with the form it was read as.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanFileError {
+    /// Refused as text (ION's `a contact` / `a range` lines).
     #[error("read as {format}: {error}")]
-    Text { format: PlanFormat, error: PlanError },
+    Text {
+        /// The form it was read as.
+        format: PlanFormat,
+        /// Why it was refused.
+        error: PlanError,
+    },
+    /// Refused as JSON.
     #[error("read as {format}: {error}")]
-    Json { format: PlanFormat, error: JsonPlanError },
+    Json {
+        /// The form it was read as.
+        format: PlanFormat,
+        /// Why it was refused.
+        error: JsonPlanError,
+    },
 }
 
 /// Parses a plan file named `name` (its form detected), relative times from `reference`.

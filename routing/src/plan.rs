@@ -13,10 +13,13 @@ pub struct NodeIndex(pub u32);
 /// An opportunity for `from` to transmit to `to`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Contact {
+    /// The node that transmits.
     pub from: NodeIndex,
+    /// The node that receives.
     pub to: NodeIndex,
     /// When it starts and ends (DTN ms); `start < end`.
     pub start: u64,
+    /// When it ends (DTN ms).
     pub end: u64,
     /// Bytes per second.
     pub rate: u64,
@@ -27,9 +30,13 @@ pub struct Contact {
 /// The one-way light time from `from` to `to` during an interval.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Range {
+    /// The node the light leaves.
     pub from: NodeIndex,
+    /// The node it reaches.
     pub to: NodeIndex,
+    /// When the range starts to hold (DTN ms).
     pub start: u64,
+    /// When it stops holding (DTN ms).
     pub end: u64,
     /// One-way light time in milliseconds.
     pub owlt_ms: u64,
@@ -43,7 +50,9 @@ pub struct Plan {
     /// Node names by index (`"3"` for ipn node 3).
     nodes: Vec<String>,
     by_name: BTreeMap<String, NodeIndex>,
+    /// Every contact, in the order the plan gave them.
     pub contacts: Vec<Contact>,
+    /// Every range, in the order the plan gave them.
     pub ranges: Vec<Range>,
 }
 
