@@ -24,6 +24,7 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
+    /// One line per `window`.
     pub fn new(window: Duration) -> RateLimit {
         RateLimit { window, last: None, suppressed: 0 }
     }
@@ -60,6 +61,8 @@ pub struct RateLimits<K> {
 }
 
 impl<K: Hash + Eq> RateLimits<K> {
+    /// One line per `window` for each key, at most `capacity` keys remembered (the rest share
+    /// one window).
     pub fn new(window: Duration, capacity: usize) -> RateLimits<K> {
         RateLimits {
             window,

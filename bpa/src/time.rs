@@ -59,9 +59,12 @@ impl Default for ManualClock {
 }
 
 impl ManualClock {
+    /// A clock standing at `dtn_ms` (DTN time, milliseconds) until it is moved.
     pub fn new(dtn_ms: u64) -> Self {
         ManualClock { now: tokio::sync::watch::Sender::new(dtn_ms) }
     }
+
+    /// Moves the clock `ms` milliseconds on, waking what sleeps until then.
     pub fn advance(&self, ms: u64) {
         self.now.send_modify(|now| *now = now.saturating_add(ms));
     }
@@ -110,11 +113,10 @@ pub fn format_dtn_time(dtn_ms: u64) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid duration {text:?}: use a number of seconds or units like 500ms, 90s, 15m, 1h30m, 7d")]
 pub struct DurationError {
+    /// The text refused.
     pub text: String,
 }
 
-/// Parses a duration written by people: seconds (`90`), or numbers with units `ms`, `s`, `m`,
-/// `h`, `d`, one after another (`1h30m`).
 /// A duration as the configuration writes one (`500ms`, `15s`, `2m`, `1h`, `3d`), for logs.
 pub fn format_duration(duration: Duration) -> String {
     let ms = duration.as_millis();
@@ -131,6 +133,8 @@ pub fn format_duration(duration: Duration) -> String {
     }
 }
 
+/// Parses a duration written by people: seconds (`90`), or numbers with units `ms`, `s`, `m`,
+/// `h`, `d`, one after another (`1h30m`).
 pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let bad = || DurationError { text: text.to_string() };
     let trimmed = text.trim();

@@ -29,9 +29,19 @@ const EVENT_QUEUE: usize = 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ContactEvent {
     /// A contact with `neighbour` starts: it lasts until `end` (DTN ms) at `rate` bytes/s.
-    Started { neighbour: Eid, end: u64, rate: u64 },
+    Started {
+        /// The neighbour's node ID.
+        neighbour: Eid,
+        /// When the contact ends (DTN ms).
+        end: u64,
+        /// Its rate in bytes per second.
+        rate: u64,
+    },
     /// The contacts with `neighbour` ended: nothing more is planned over the link now.
-    Ended { neighbour: Eid },
+    Ended {
+        /// The neighbour's node ID.
+        neighbour: Eid,
+    },
 }
 
 impl std::fmt::Display for ContactEvent {

@@ -123,6 +123,7 @@ pub struct AgentStats {
     /// Administrative records in a neighbour's name that came from an address that is not the
     /// neighbour's (design §3.10): refused.
     pub impostors: u64,
+    /// What custody transfer did.
     pub custody: CustodyStats,
 }
 
@@ -141,8 +142,9 @@ pub struct CustodyStats {
     pub redundant: u64,
     /// Transmissions from other custodians refused here (depleted storage, unintelligible).
     pub refused_here: u64,
-    /// Custody signal bundles sent and received.
+    /// Custody signal bundles sent.
     pub signals_sent: u64,
+    /// Custody signal bundles received.
     pub signals_received: u64,
     /// Transmission IDs named by signals that matched nothing awaiting custody.
     pub signal_ids_ignored: u64,

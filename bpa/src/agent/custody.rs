@@ -52,7 +52,9 @@ pub enum PeerCustody {
 /// Custody settings for neighbours matching a pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustodyPeer {
+    /// The neighbours these settings are for.
     pub node: EidPattern,
+    /// Whether bundles sent to them go under custody.
     pub mode: PeerCustody,
     /// The record type codes to write to it (3/4 by default, 7/8 for ION).
     pub record_types: AdminRecordTypes,
@@ -107,8 +109,9 @@ pub struct CustodyPolicy {
     pub destinations: Vec<EidPattern>,
     /// The round trip assumed when nothing better is known.
     pub round_trip: Duration,
-    /// The shortest and the longest wait for a custody signal before sending again.
+    /// The shortest wait for a custody signal before sending again.
     pub retransmit_min: Duration,
+    /// The longest wait for a custody signal before sending again.
     pub retransmit_max: Duration,
     /// Answers wait this long to be batched into one signal...
     pub signal_delay: Duration,

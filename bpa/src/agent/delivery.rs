@@ -48,6 +48,7 @@ pub struct Subscription {
 pub const SUBSCRIPTION_WINDOW: usize = 16;
 
 impl Subscription {
+    /// The endpoint the application registered.
     pub fn endpoint(&self) -> &Eid {
         &self.endpoint
     }
@@ -136,6 +137,7 @@ pub struct Watcher {
 }
 
 impl Watcher {
+    /// The endpoint watched.
     pub fn endpoint(&self) -> &Eid {
         &self.endpoint
     }

@@ -7,10 +7,16 @@ use crate::bundle::{BundleHeader, Eid, HopCount};
 /// Why a bundle must not be forwarded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ForwardError {
+    /// The Hop Count block's limit is reached (RFC 9171 §4.4.3).
     #[error(
         "hop limit exceeded: this would be hop {count} of at most {limit} (RFC 9171 §4.4.3); delete with reason 9"
     )]
-    HopLimitExceeded { limit: u64, count: u64 },
+    HopLimitExceeded {
+        /// The block's hop limit.
+        limit: u64,
+        /// The hop count this forwarding would make.
+        count: u64,
+    },
 }
 
 /// Applies the forwarding edits to a bundle's header (the payload is not needed) as node `local_node` after it spent `residence_ms`

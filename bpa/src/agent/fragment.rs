@@ -12,13 +12,20 @@ use crate::bundle::{BlockFlags, Bundle, BundleFlags, CanonicalBlock, CreationTim
 /// Why a bundle cannot be fragmented.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FragmentError {
+    /// Its flags forbid fragmentation.
     #[error("the bundle must not be fragmented (its flags say so, RFC 9171 §4.2.3)")]
     MustNotFragment,
+    /// The blocks every fragment carries leave no room for payload.
     #[error(
         "no fragment of this bundle fits in {max_size} bytes: the blocks a fragment must carry take {overhead} \
          (RFC 9171 §5.8)"
     )]
-    TooSmall { max_size: usize, overhead: usize },
+    TooSmall {
+        /// The largest fragment allowed, in bytes.
+        max_size: usize,
+        /// What a fragment takes without payload, in bytes.
+        overhead: usize,
+    },
 }
 
 /// Splits `bundle` into fragments of at most `max_size` encoded bytes each (RFC 9171 §5.8). A
@@ -146,14 +153,33 @@ pub fn adu_key(primary: &crate::bundle::PrimaryBlock) -> String {
 /// Why a fragment does not belong to, or cannot complete, a reassembly.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReassemblyError {
+    /// A whole bundle was given.
     #[error("the bundle is not a fragment")]
     NotAFragment,
+    /// The fragment's source, creation time or sequence differs.
     #[error("the fragment belongs to another ADU ({found}, not {expected})")]
-    OtherAdu { expected: String, found: String },
+    OtherAdu {
+        /// The ADU being reassembled.
+        expected: String,
+        /// The fragment's.
+        found: String,
+    },
+    /// The fragment gives another total ADU length.
     #[error("the fragment says the ADU is {found} bytes, earlier fragments said {expected} (RFC 9171 §5.9)")]
-    TotalLengthMismatch { expected: u64, found: u64 },
+    TotalLengthMismatch {
+        /// What the earlier fragments said.
+        expected: u64,
+        /// What this one says.
+        found: u64,
+    },
+    /// Bytes are missing.
     #[error("the ADU is not complete: {covered} of {total} bytes received")]
-    Incomplete { covered: u64, total: u64 },
+    Incomplete {
+        /// Bytes of the ADU the fragments cover.
+        covered: u64,
+        /// The ADU's length.
+        total: u64,
+    },
 }
 
 /// The fragments of one ADU received so far (RFC 9171 §5.9).

@@ -58,6 +58,7 @@ pub struct AgentConfig {
     /// delay, doubled while sends keep failing, up to `forward_retry_max`; a successful send
     /// resets it.
     pub forward_retry_min: Duration,
+    /// The longest delay between retries of failed sends.
     pub forward_retry_max: Duration,
     /// How custody is taken and handed over (docs/custody.md).
     pub custody: super::custody::CustodyPolicy,
@@ -82,30 +83,53 @@ impl AgentConfig {
 /// Why the agent refused something.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    /// The bundle does not decode or breaks a rule of RFC 9171.
     #[error("the bundle is refused: {0}")]
     Invalid(#[from] BundleError),
+    /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An application asked for an endpoint of another node.
     #[error(
         "{endpoint} is not an endpoint of this node ({node}): applications register endpoints of their own node"
     )]
-    NotLocal { endpoint: Eid, node: Eid },
+    NotLocal {
+        /// The endpoint asked for.
+        endpoint: Eid,
+        /// This node's ID.
+        node: Eid,
+    },
+    /// An application sent from an endpoint of another node.
     #[error(
         "the source {from} is not an endpoint of this node ({node}): bundles are sent from the node's own endpoints"
     )]
-    ForeignSource { from: Eid, node: Eid },
+    ForeignSource {
+        /// The source given.
+        from: Eid,
+        /// This node's ID.
+        node: Eid,
+    },
+    /// A payload written in pieces did not come to the length announced.
     #[error("the bundle is incomplete: {0}")]
     PayloadLength(#[from] PayloadLengthMismatch),
+    /// A bundle with this ID was delivered or forwarded already (exactly once, design §3).
     #[error(
         "this node already delivered or forwarded a bundle with the ID {0}; \
          a new bundle needs a new creation timestamp (is the clock behind?)"
     )]
     AlreadyHandled(crate::bundle::BundleId),
+    /// An administrative record claims a neighbour's name from where that neighbour does not
+    /// send from (design §3.10).
     #[error(
         "an administrative record in the name of {claimed} came from {sender}, which is not where \
          {claimed} sends from: refused (if it is {claimed}, set sends_from for it)"
     )]
-    Impostor { claimed: Eid, sender: String },
+    Impostor {
+        /// The node the record claims to come from.
+        claimed: Eid,
+        /// Where it came from, as its layer saw it.
+        sender: String,
+    },
 }
 
 /// The answer to a received bundle.
@@ -126,7 +150,9 @@ pub enum Reception {
 /// A bundle handed to a local application; it stays stored until [`Agent::acknowledge`].
 #[derive(Debug, Clone)]
 pub struct Delivery {
+    /// Where the store keeps it: acknowledging names this.
     pub id: StoreId,
+    /// The bundle.
     pub bundle: Bundle,
 }
 
@@ -134,7 +160,9 @@ pub struct Delivery {
 /// [`StaticRoute`] with a node pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
+    /// The destination node.
     pub to: Eid,
+    /// The neighbour bundles for it go to.
     pub via: Eid,
 }
 
@@ -167,6 +195,7 @@ pub(super) struct RetryState {
 /// A neighbour as [`Agent::neighbours`] shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NeighbourInfo {
+    /// The neighbour's node ID.
     pub node_id: Eid,
     /// The convergence layer's name.
     pub cla: String,
@@ -335,6 +364,8 @@ pub(super) struct Schedule {
 }
 
 impl<S: Store> Agent<S> {
+    /// An agent with `config` over `store`, on `clock`; [`Agent::start`] recovers what the store
+    /// holds from an earlier run.
     pub fn new(config: AgentConfig, store: S, clock: Arc<dyn Clock>) -> Agent<S> {
         let forwarding_overhead = super::forward::forwarding_overhead(&config.node_id);
         Agent {
@@ -365,14 +396,17 @@ impl<S: Store> Agent<S> {
         }
     }
 
+    /// This node's ID.
     pub fn node_id(&self) -> &Eid {
         &self.inner.config.node_id
     }
 
+    /// The configuration it was made with.
     pub fn config(&self) -> &AgentConfig {
         &self.inner.config
     }
 
+    /// Its store.
     pub fn store(&self) -> &S {
         &self.inner.store
     }

@@ -16,7 +16,9 @@ use super::node::{Agent, AgentError};
 pub struct SendRequest {
     /// A local endpoint, or `dtn:none` for an anonymous bundle.
     pub source: Eid,
+    /// Where the bundle goes.
     pub destination: Eid,
+    /// How long it lives after its creation, in milliseconds.
     pub lifetime_ms: u64,
     /// Bundle processing control flags chosen by the application (RFC 9171 §4.2.3).
     pub flags: BundleFlags,

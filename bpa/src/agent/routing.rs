@@ -66,11 +66,15 @@ pub fn contact_router(plan: routing::Plan, node_id: &Eid) -> ContactRouter {
 /// only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EidPattern {
+    /// Every endpoint (`*`).
     Any,
+    /// Every `ipn` endpoint (`ipn:*.*`).
     AnyIpn,
+    /// Every `dtn` endpoint (`dtn://**`).
     AnyDtn,
     /// Every endpoint of this node (a node ID).
     Node(Eid),
+    /// That endpoint only.
     Exact(Eid),
 }
 

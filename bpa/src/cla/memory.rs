@@ -14,12 +14,15 @@ use crate::store::{Store, StoreError};
 pub struct LinkSwitch(Arc<AtomicBool>);
 
 impl LinkSwitch {
+    /// Cuts the link: every send fails as the link being down.
     pub fn cut(&self) {
         self.0.store(false, Ordering::SeqCst);
     }
+    /// Restores the link.
     pub fn restore(&self) {
         self.0.store(true, Ordering::SeqCst);
     }
+    /// Whether the link is up.
     pub fn is_up(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }

@@ -16,12 +16,28 @@ use crate::store::PayloadContent;
 /// again later, a bundle the neighbour will not take is fragmented, sent elsewhere or deleted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClaError {
+    /// No session or link to the neighbour now: tried again when it is back.
     #[error("the link to {peer} is down")]
-    LinkDown { peer: String },
+    LinkDown {
+        /// The neighbour.
+        peer: String,
+    },
+    /// The neighbour said no.
     #[error("{peer} refused the bundle: {reason}")]
-    Refused { peer: String, reason: Refusal },
+    Refused {
+        /// The neighbour.
+        peer: String,
+        /// Why, in the terms the agent acts on.
+        reason: Refusal,
+    },
+    /// The layer could not hand the bundle over (an I/O error, a session that ended).
     #[error("sending to {peer} failed: {reason}")]
-    Failed { peer: String, reason: String },
+    Failed {
+        /// The neighbour.
+        peer: String,
+        /// What failed.
+        reason: String,
+    },
 }
 
 /// Why a neighbour refused a bundle, in the terms the agent acts on (RFC 9174 §5.2.4's
@@ -41,7 +57,10 @@ pub enum Refusal {
     /// The bundle is larger than the link takes: fragmented to `limit` bytes if it may be,
     /// else sent by another route if there is one, else deleted.
     #[error("larger than the {limit} bytes the link takes")]
-    TooLarge { limit: u64 },
+    TooLarge {
+        /// The largest bundle the link takes, in bytes.
+        limit: u64,
+    },
     /// Any other reason (an extension failure, a session ending): tried again later.
     #[error("{0}")]
     Other(String),
@@ -61,6 +80,7 @@ pub struct OutgoingBundle {
 }
 
 impl OutgoingBundle {
+    /// A bundle of `head` (in memory) and `rest` (in memory or streamed from its file).
     pub fn new(head: Bytes, rest: PayloadContent) -> OutgoingBundle {
         OutgoingBundle { head, rest, tail: Bytes::new() }
     }

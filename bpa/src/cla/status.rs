@@ -30,6 +30,7 @@ pub enum PeerStatus {
     Address(String),
     /// A peer with what the layer knows of it.
     Known {
+        /// Its address as configured.
         address: String,
         /// Its node ID, if configured or learned.
         node_id: Option<String>,
@@ -43,7 +44,9 @@ pub enum PeerStatus {
 /// Which side opened a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
+    /// The peer connected to this node.
     Inbound,
+    /// This node connected to the peer.
     Outbound,
 }
 
@@ -60,21 +63,30 @@ impl Direction {
 /// A session of a layer that has them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionStatus {
+    /// The peer's address.
     pub address: String,
+    /// Which side opened it.
     pub direction: Direction,
     /// The peer's node ID once it said it (`None` before).
     pub node_id: Option<String>,
+    /// Whether its certificate proved the node ID (TCPCLv4 with TLS).
     pub node_id_authenticated: bool,
+    /// Whether the session runs over TLS.
     pub tls: bool,
+    /// Its counters and gauges.
     pub measures: Vec<Measure>,
 }
 
 /// A value a person reads in the status, not measured.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fact {
+    /// A word or a line.
     Text(String),
+    /// A list of them.
     Texts(Vec<String>),
+    /// A number.
     Number(u64),
+    /// Yes or no.
     Flag(bool),
     /// Not set.
     Absent,
@@ -83,7 +95,9 @@ pub enum Fact {
 /// Whether a measure only grows (a counter) or goes up and down (a gauge).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MeasureKind {
+    /// Only grows (a Prometheus counter).
     Counter,
+    /// Goes up and down (a Prometheus gauge).
     Gauge,
 }
 
@@ -93,15 +107,19 @@ pub struct Measure {
     /// Its name in the status, and in the metrics after `dtn_cla_` (`dtn_cla_session_` for a
     /// session's).
     pub name: &'static str,
+    /// Counter or gauge.
     pub kind: MeasureKind,
+    /// Its value now.
     pub value: u64,
 }
 
 impl Measure {
+    /// A counter named `name` at `value`.
     pub fn counter(name: &'static str, value: u64) -> Measure {
         Measure { name, kind: MeasureKind::Counter, value }
     }
 
+    /// A gauge named `name` at `value`.
     pub fn gauge(name: &'static str, value: u64) -> Measure {
         Measure { name, kind: MeasureKind::Gauge, value }
     }
