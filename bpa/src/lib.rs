@@ -23,20 +23,18 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod admin;
-#[warn(missing_docs)]
 pub mod agent;
 #[cfg(feature = "api")]
 pub mod api;
 pub mod bundle;
-#[warn(missing_docs)]
 pub mod cla;
-#[warn(missing_docs)]
 pub mod log;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
-#[warn(missing_docs)]
 pub mod time;
 
 // The names most users need, at the crate's root.

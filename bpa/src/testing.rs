@@ -163,7 +163,9 @@ pub fn arb_bundle_with(shape: BundleShape) -> impl Strategy<Value = Bundle> {
 /// removed when the node drops. Derefs to its agent.
 #[derive(Debug)]
 pub struct TestNode {
+    /// The node's agent.
     pub agent: crate::agent::node::Agent<crate::store::SqliteStore>,
+    /// Its data directory, removed when dropped.
     pub dir: tempfile::TempDir,
 }
 

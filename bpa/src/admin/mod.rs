@@ -27,7 +27,9 @@ pub const KNOWN_CUSTODY_SIGNAL_CODES: [u64; 2] = [4, 8];
 /// Which record type codes to emit for BIBE records (configurable per peer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AdminRecordTypes {
+    /// The record type of a BIBE PDU.
     pub bibe_pdu: u64,
+    /// The record type of a custody signal.
     pub custody_signal: u64,
 }
 
@@ -46,26 +48,72 @@ impl AdminRecordTypes {
 /// Why an administrative record was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AdminError {
+    /// The CBOR does not decode.
     #[error("malformed CBOR in {field} at byte {offset}: {problem}")]
-    Cbor { field: &'static str, offset: usize, problem: CborProblem },
+    Cbor {
+        /// The record's field being read.
+        field: &'static str,
+        /// Where, in bytes from the record's start.
+        offset: usize,
+        /// What was wrong.
+        problem: CborProblem,
+    },
+    /// The record is not a two-item array.
     #[error(
         "an administrative record is a 2-item array [type, content] (RFC 9171 §6.1); this one has {found} items"
     )]
-    RecordLength { found: u64 },
+    RecordLength {
+        /// The items it has.
+        found: u64,
+    },
+    /// The record's content has the wrong number of items.
     #[error("{record} content has {found} items; it needs {expected} ({section})")]
-    ContentLength { record: &'static str, found: u64, expected: &'static str, section: &'static str },
+    ContentLength {
+        /// The kind of record.
+        record: &'static str,
+        /// The items it has.
+        found: u64,
+        /// The items it needs.
+        expected: &'static str,
+        /// The specification's section that says so.
+        section: &'static str,
+    },
+    /// A status indicator has the wrong number of items.
     #[error(
         "a status indicator is [asserted] or [asserted, time] (RFC 9171 §6.1.1); this one has {found} items"
     )]
-    StatusIndicatorLength { found: u64 },
+    StatusIndicatorLength {
+        /// The items it has.
+        found: u64,
+    },
+    /// An endpoint ID in the record does not decode.
     #[error("{field} is not a valid EID: {source}")]
-    Eid { field: &'static str, source: EidError },
+    Eid {
+        /// The record's field.
+        field: &'static str,
+        /// Why it does not decode.
+        source: EidError,
+    },
+    /// A status assertion is not a boolean.
     #[error("a boolean was expected in {field} at byte {offset} (RFC 9171 §6.1.1)")]
-    NotBoolean { field: &'static str, offset: usize },
+    NotBoolean {
+        /// The record's field.
+        field: &'static str,
+        /// Where, in bytes from the record's start.
+        offset: usize,
+    },
+    /// Bytes follow the record.
     #[error("{count} bytes follow the administrative record")]
-    TrailingBytes { count: usize },
+    TrailingBytes {
+        /// How many.
+        count: usize,
+    },
+    /// A custody signal names a range of no transmission.
     #[error("custody signal range starting at {first} has count 0 (draft-ietf-dtn-bibect)")]
-    EmptyRange { first: u64 },
+    EmptyRange {
+        /// The range's first transmission ID.
+        first: u64,
+    },
 }
 
 pub(crate) fn cbor_err(field: &'static str, offset: usize) -> impl FnOnce(CborProblem) -> AdminError {
@@ -135,10 +183,13 @@ pub struct BibePdu {
 /// inside: what a node needs to stream that bundle on from where it is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BibePduHead {
+    /// The transmission ID a custody signal answering it names.
     pub transmission_id: u64,
+    /// When the sender sends again without a signal, in the unit it writes (docs/custody.md).
     pub retransmission_time: u64,
-    /// The encapsulated bundle's length, and where in the payload it starts.
+    /// The encapsulated bundle's length.
     pub bundle_length: u64,
+    /// Where in the payload the encapsulated bundle starts.
     pub bundle_offset: usize,
 }
 
@@ -174,13 +225,21 @@ impl BibePduHead {
 pub struct CustodyDisposition(pub u64);
 
 impl CustodyDisposition {
+    /// Custody accepted (0).
     pub const ACCEPTED: Self = Self(0);
+    /// No further information (1).
     pub const NO_FURTHER_INFO: Self = Self(1);
+    /// Redundant reception (3).
     pub const REDUNDANT: Self = Self(3);
+    /// Depleted storage (4).
     pub const DEPLETED_STORAGE: Self = Self(4);
+    /// Destination endpoint ID unintelligible (5).
     pub const DESTINATION_UNINTELLIGIBLE: Self = Self(5);
+    /// No known route to destination (6).
     pub const NO_ROUTE: Self = Self(6);
+    /// No timely contact with next node (7).
     pub const NO_TIMELY_CONTACT: Self = Self(7);
+    /// Block unintelligible (8).
     pub const BLOCK_UNINTELLIGIBLE: Self = Self(8);
 
     /// Accepted and redundant both release the sender from custody; anything else refuses.
@@ -188,6 +247,7 @@ impl CustodyDisposition {
         self == Self::ACCEPTED || self == Self::REDUNDANT
     }
 
+    /// The disposition's name, as the draft gives it.
     pub fn name(self) -> &'static str {
         match self.0 {
             0 => "custody accepted",
@@ -206,6 +266,7 @@ impl CustodyDisposition {
 /// A custody signal: one disposition for ranges of transmission IDs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustodySignal {
+    /// What happened to the transmissions named.
     pub disposition: CustodyDisposition,
     /// `(first transmission ID, count)` ranges.
     pub ranges: Vec<(u64, u64)>,
@@ -236,12 +297,17 @@ impl CustodySignal {
 /// An administrative record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdminRecord {
+    /// A bundle status report (RFC 9171 §6.1.1).
     StatusReport(StatusReport),
+    /// A bundle encapsulated for custody transfer (BIBE, draft-ietf-dtn-bibect).
     BibePdu(BibePdu),
+    /// A custody signal (draft-ietf-dtn-bibect).
     CustodySignal(CustodySignal),
     /// A record type we do not know, kept as its encoded content.
     Unknown {
+        /// Its record type code.
         record_type: u64,
+        /// Its content, encoded.
         content: Bytes,
     },
 }

@@ -10,24 +10,42 @@ use super::{AdminError, cbor_err, read_array, read_uint};
 pub struct ReasonCode(pub u64);
 
 impl ReasonCode {
+    /// No additional information (0).
     pub const NO_ADDITIONAL_INFORMATION: Self = Self(0);
+    /// Lifetime expired (1).
     pub const LIFETIME_EXPIRED: Self = Self(1);
+    /// Forwarded over unidirectional link (2).
     pub const FORWARDED_OVER_UNIDIRECTIONAL_LINK: Self = Self(2);
+    /// Transmission canceled (3).
     pub const TRANSMISSION_CANCELED: Self = Self(3);
+    /// Depleted storage (4).
     pub const DEPLETED_STORAGE: Self = Self(4);
+    /// Destination endpoint ID unintelligible (5).
     pub const DESTINATION_EID_UNINTELLIGIBLE: Self = Self(5);
+    /// No known route to destination from here (6).
     pub const NO_KNOWN_ROUTE: Self = Self(6);
+    /// No timely contact with next node on route (7).
     pub const NO_TIMELY_CONTACT: Self = Self(7);
+    /// Block unintelligible (8).
     pub const BLOCK_UNINTELLIGIBLE: Self = Self(8);
+    /// Hop limit exceeded (9).
     pub const HOP_LIMIT_EXCEEDED: Self = Self(9);
+    /// Traffic pared (10).
     pub const TRAFFIC_PARED: Self = Self(10);
+    /// Block unsupported (11).
     pub const BLOCK_UNSUPPORTED: Self = Self(11);
+    /// Missing security operation (12).
     pub const MISSING_SECURITY_OPERATION: Self = Self(12);
+    /// Unknown security operation (13).
     pub const UNKNOWN_SECURITY_OPERATION: Self = Self(13);
+    /// Unexpected security operation (14).
     pub const UNEXPECTED_SECURITY_OPERATION: Self = Self(14);
+    /// Failed security operation (15).
     pub const FAILED_SECURITY_OPERATION: Self = Self(15);
+    /// Conflicting security operation (16).
     pub const CONFLICTING_SECURITY_OPERATION: Self = Self(16);
 
+    /// The reason's name, as RFC 9171 §9.5 registers it.
     pub fn name(self) -> &'static str {
         match self.0 {
             0 => "no additional information",
@@ -56,6 +74,7 @@ impl ReasonCode {
 /// times, when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StatusAssertion {
+    /// Whether the status is asserted.
     pub asserted: bool,
     /// DTN time (ms); RFC 9171 §6.1.1 puts one only with an assertion, but one received with a
     /// negative assertion is kept.
@@ -63,9 +82,11 @@ pub struct StatusAssertion {
 }
 
 impl StatusAssertion {
+    /// Not asserted.
     pub fn no() -> Self {
         StatusAssertion { asserted: false, time: None }
     }
+    /// Asserted, at `time` (DTN ms) if status times were asked for.
     pub fn yes(time: Option<u64>) -> Self {
         StatusAssertion { asserted: true, time }
     }
@@ -74,10 +95,15 @@ impl StatusAssertion {
 /// A bundle status report (RFC 9171 §6.1.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusReport {
+    /// Whether (and when) the bundle was received.
     pub received: StatusAssertion,
+    /// Whether (and when) it was forwarded.
     pub forwarded: StatusAssertion,
+    /// Whether (and when) it was delivered.
     pub delivered: StatusAssertion,
+    /// Whether (and when) it was deleted.
     pub deleted: StatusAssertion,
+    /// Why.
     pub reason: ReasonCode,
     /// Source node ID of the bundle the report is about.
     pub source: Eid,

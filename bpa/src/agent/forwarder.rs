@@ -36,6 +36,17 @@ enum Sent {
     TooBigForLearnedLimit(Unsendable),
 }
 
+/// What one send hands over, and to whom: the bundle's store id, its head as edited for
+/// forwarding and the rest of its bytes, the neighbour, and the link's limits.
+struct Handover<'a> {
+    id: StoreId,
+    head: Bytes,
+    rest: PayloadContent,
+    hop: &'a Eid,
+    neighbour: &'a Neighbour,
+    limits: LinkLimits,
+}
+
 /// A stored payload's length, in memory or in its file.
 fn content_len(content: &PayloadContent) -> u64 {
     match content {
@@ -245,14 +256,15 @@ impl<S: Store> Agent<S> {
             layer: neighbour.cla.max_bundle_size().map_or(u64::MAX, |m| m as u64),
             learned: neighbour.learned_max.load(Ordering::Relaxed),
         };
+        let handover = Handover { id, head, rest, hop, neighbour, limits };
         let handed_over = match forwarding {
             Forwarding::Custodial { transmission_id, deadline, .. } => {
-                let inner_len = head.len() as u64 + content_len(&rest);
+                let inner_len = handover.head.len() as u64 + content_len(&handover.rest);
                 let carrier =
                     self.carrier_for(hop, transmission_id, deadline, inner_len, subject.expiry(now));
-                self.send_carrier(id, carrier, head, rest, hop, neighbour, limits).await
+                self.send_carrier(carrier, handover).await
             }
-            Forwarding::Plain => self.send_plain(id, &header, head, rest, hop, neighbour, limits).await,
+            Forwarding::Plain => self.send_plain(&header, handover).await,
         };
         if let Err(sent) = handed_over {
             return sent;
@@ -295,19 +307,9 @@ impl<S: Store> Agent<S> {
         }
     }
 
-    /// Hands over a bundle as it is: its edited `head`, then its payload `rest`, whole or in
-    /// fragments.
-    #[expect(clippy::too_many_arguments, reason = "one send's parts, each used once")]
-    async fn send_plain(
-        &self,
-        id: StoreId,
-        header: &BundleHeader,
-        head: Bytes,
-        rest: PayloadContent,
-        hop: &Eid,
-        neighbour: &Neighbour,
-        limits: LinkLimits,
-    ) -> Result<(), Sent> {
+    /// Hands over a bundle as it is (`header` edited for forwarding), whole or in fragments.
+    async fn send_plain(&self, header: &BundleHeader, handover: Handover<'_>) -> Result<(), Sent> {
+        let Handover { id, head, rest, hop, neighbour, limits } = handover;
         let size = head.len() as u64 + content_len(&rest);
         match transmit::plan(header, size, limits) {
             Ok(Transmission::Whole) => {
@@ -335,17 +337,8 @@ impl<S: Store> Agent<S> {
     /// Hands over a bundle inside a custody carrier (a BIBE PDU), whole or — like any bundle
     /// too big for the link (RFC 9171 §5.8) — in fragments the neighbour reassembles before it
     /// takes the bundle inside.
-    #[expect(clippy::too_many_arguments, reason = "one send's parts, each used once")]
-    async fn send_carrier(
-        &self,
-        id: StoreId,
-        carrier: Carrier,
-        head: Bytes,
-        rest: PayloadContent,
-        hop: &Eid,
-        neighbour: &Neighbour,
-        limits: LinkLimits,
-    ) -> Result<(), Sent> {
+    async fn send_carrier(&self, carrier: Carrier, handover: Handover<'_>) -> Result<(), Sent> {
+        let Handover { id, head, rest, hop, neighbour, limits } = handover;
         let carrier_header = match BundleHeader::parse(&carrier.bundle_head, &self.inner.config.parse) {
             Ok(Some(header)) => header,
             other => {

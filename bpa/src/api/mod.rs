@@ -40,10 +40,15 @@ use crate::store::{PayloadContent, Reserved, Store, StoreError, StoreId};
 
 /// Header names of a received bundle's metadata.
 pub mod headers {
+    /// The bundle's id in the store (what acknowledging names).
     pub const STORE_ID: &str = "dtn-store-id";
+    /// Its bundle ID.
     pub const BUNDLE_ID: &str = "dtn-bundle-id";
+    /// Its source endpoint.
     pub const SOURCE: &str = "dtn-source";
+    /// Its destination endpoint.
     pub const DESTINATION: &str = "dtn-destination";
+    /// Its creation time (DTN ms).
     pub const CREATION_TIME: &str = "dtn-creation-time";
 }
 
@@ -82,8 +87,11 @@ impl Default for ApiConfig {
 /// What the handlers share.
 #[derive(Debug)]
 pub struct ApiState<S: Store> {
+    /// The node's agent.
     pub agent: Agent<S>,
+    /// The API's settings.
     pub config: ApiConfig,
+    /// When the daemon started, for the uptime.
     pub started: Instant,
     /// The daemon's own fields and its convergence layers, for `/v1/status` and `/metrics`.
     pub daemon: DaemonStatus,

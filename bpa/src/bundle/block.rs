@@ -11,11 +11,17 @@ use super::primary::finish_crc;
 
 /// Block type codes (RFC 9171 §9.1, RFC 9172 §11.1).
 pub mod block_type {
+    /// The payload block (RFC 9171 §4.3.3).
     pub const PAYLOAD: u64 = 1;
+    /// The Previous Node block (RFC 9171 §4.4.1).
     pub const PREVIOUS_NODE: u64 = 6;
+    /// The Bundle Age block (RFC 9171 §4.4.2).
     pub const BUNDLE_AGE: u64 = 7;
+    /// The Hop Count block (RFC 9171 §4.4.3).
     pub const HOP_COUNT: u64 = 10;
+    /// The Block Integrity Block (RFC 9172 §3.7).
     pub const BLOCK_INTEGRITY: u64 = 11;
+    /// The Block Confidentiality Block (RFC 9172 §3.8).
     pub const BLOCK_CONFIDENTIALITY: u64 = 12;
 }
 
@@ -37,10 +43,15 @@ pub fn block_type_name(code: u64) -> &'static str {
 /// when parsed: unknown blocks are kept byte for byte.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CanonicalBlock {
+    /// Its type code ([`block_type`]).
     pub block_type: u64,
+    /// Its number, unique in the bundle (1 for the payload).
     pub number: u64,
+    /// Its block processing control flags.
     pub flags: BlockFlags,
+    /// The CRC it carries.
     pub crc_type: CrcType,
+    /// Its block-type-specific data.
     pub data: Bytes,
 }
 
@@ -49,10 +60,12 @@ pub struct CanonicalBlock {
 pub struct HopCount {
     /// 1..=255.
     pub limit: u64,
+    /// Hops taken so far.
     pub count: u64,
 }
 
 impl HopCount {
+    /// Whether the count is past the limit.
     pub fn exceeded(&self) -> bool {
         self.count > self.limit
     }

@@ -18,8 +18,11 @@ use super::primary::{CreationTimestamp, FragmentInfo, PrimaryBlock};
 /// An extension block to add, by type code; numbers are assigned by the builder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtensionBlock {
+    /// Its type code.
     pub block_type: u64,
+    /// Its block processing control flags.
     pub flags: BlockFlags,
+    /// Its block-type-specific data.
     pub data: Bytes,
 }
 
@@ -56,6 +59,7 @@ impl BundleBuilder {
         }
     }
 
+    /// Where status reports go (default: the source).
     pub fn report_to(mut self, report_to: Eid) -> Self {
         self.primary.report_to = report_to;
         self
@@ -86,11 +90,13 @@ impl BundleBuilder {
         self
     }
 
+    /// The payload's bytes.
     pub fn payload(mut self, payload: impl Into<Bytes>) -> Self {
         self.payload = payload.into();
         self
     }
 
+    /// The payload block's processing control flags.
     pub fn payload_flags(mut self, flags: BlockFlags) -> Self {
         self.payload_flags = flags;
         self
@@ -105,10 +111,12 @@ impl BundleBuilder {
         )
     }
 
+    /// Adds a Bundle Age block of `age_ms` milliseconds.
     pub fn bundle_age(self, age_ms: u64) -> Self {
         self.extension(block_type::BUNDLE_AGE, BlockFlags::default(), bundle_age_data(age_ms))
     }
 
+    /// Adds a Previous Node block naming `node`.
     pub fn previous_node(self, node: &Eid) -> Self {
         self.extension(block_type::PREVIOUS_NODE, BlockFlags::default(), previous_node_data(node))
     }
@@ -183,7 +191,9 @@ impl BundleBuilder {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the payload was declared as {declared} bytes but {received} came")]
 pub struct PayloadLengthMismatch {
+    /// The length declared.
     pub declared: u64,
+    /// The bytes that came.
     pub received: u64,
 }
 

@@ -13,13 +13,21 @@ use std::ops::Range;
 /// The major types of RFC 8949 §3.1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Major {
+    /// 0: an unsigned integer.
     Unsigned,
+    /// 1: a negative integer.
     Negative,
+    /// 2: a byte string.
     Bytes,
+    /// 3: a text string.
     Text,
+    /// 4: an array.
     Array,
+    /// 5: a map.
     Map,
+    /// 6: a tag.
     Tag,
+    /// 7: a simple value, a float, or the break stop code.
     SimpleOrFloat,
 }
 
@@ -42,7 +50,9 @@ impl Major {
 /// One decoded item head. `argument` is `None` for indefinite-length items (additional info 31).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Head {
+    /// The item's major type.
     pub major: Major,
+    /// Its argument (a value, a length or a count); `None` when indefinite.
     pub argument: Option<u64>,
     /// True when the argument used more bytes than needed (not deterministic, RFC 8949 §4.2.1).
     pub non_shortest: bool,
@@ -54,6 +64,7 @@ impl Head {
         self.major == Major::SimpleOrFloat && self.argument.is_none()
     }
 
+    /// A phrase for error messages.
     pub fn describe(&self) -> &'static str {
         if self.is_break() { "a break stop code" } else { self.major.describe() }
     }
@@ -69,7 +80,12 @@ pub enum CborProblem {
     /// Indefinite length on a major type that does not allow it (RFC 8949 §3.2.4).
     IllegalIndefinite,
     /// A different kind of item was found.
-    Unexpected { expected: &'static str, found: &'static str },
+    Unexpected {
+        /// What was expected.
+        expected: &'static str,
+        /// What was found.
+        found: &'static str,
+    },
     /// A byte string required to have definite length (RFC 9171 §4.3.2) was indefinite.
     IndefiniteBytes,
     /// A text string that is not valid UTF-8.
@@ -105,22 +121,27 @@ pub struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// A reader at the start of `buf`.
     pub fn new(buf: &'a [u8]) -> Self {
         Reader { buf, pos: 0 }
     }
 
+    /// A reader at byte `pos` of `buf`.
     pub fn at(buf: &'a [u8], pos: usize) -> Self {
         Reader { buf, pos }
     }
 
+    /// Where it is, in bytes from the buffer's start.
     pub fn position(&self) -> usize {
         self.pos
     }
 
+    /// Bytes left to read.
     pub fn remaining(&self) -> usize {
         self.buf.len() - self.pos
     }
 
+    /// The whole buffer read from.
     pub fn buffer(&self) -> &'a [u8] {
         self.buf
     }
@@ -290,15 +311,20 @@ pub fn write_head(out: &mut Vec<u8>, major: u8, argument: u64) {
     }
 }
 
+/// The major type of an unsigned integer.
 pub const MAJOR_UNSIGNED: u8 = 0;
+/// The major type of a byte string.
 pub const MAJOR_BYTES: u8 = 2;
+/// The major type of a text string.
 pub const MAJOR_TEXT: u8 = 3;
+/// The major type of an array.
 pub const MAJOR_ARRAY: u8 = 4;
 /// Start of an indefinite-length array.
 pub const INDEFINITE_ARRAY: u8 = 0x9f;
 /// The break stop code.
 pub const BREAK: u8 = 0xff;
 
+/// Writes an unsigned integer, in its shortest form.
 #[inline]
 pub fn write_uint(out: &mut Vec<u8>, value: u64) {
     write_head(out, MAJOR_UNSIGNED, value);
@@ -315,12 +341,14 @@ pub fn head_len(argument: u64) -> usize {
     }
 }
 
+/// Writes a definite-length byte string.
 #[inline]
 pub fn write_bytes(out: &mut Vec<u8>, data: &[u8]) {
     write_head(out, MAJOR_BYTES, data.len() as u64);
     out.extend_from_slice(data);
 }
 
+/// Writes the head of an array of `len` items.
 #[inline]
 pub fn write_array(out: &mut Vec<u8>, len: u64) {
     write_head(out, MAJOR_ARRAY, len);

@@ -158,10 +158,12 @@ impl std::fmt::Debug for CrcState {
 }
 
 impl CrcState {
+    /// A CRC of `crc_type` over nothing yet.
     pub fn new(crc_type: CrcType) -> Self {
         CrcState { crc_type, crc16: (crc_type == CrcType::Crc16).then(|| X25.digest()), crc32: 0 }
     }
 
+    /// Adds `data`.
     pub fn update(&mut self, data: &[u8]) {
         match self.crc_type {
             CrcType::None => {}
@@ -174,6 +176,7 @@ impl CrcState {
         }
     }
 
+    /// The CRC of everything added (a CRC-16 in the low bits).
     pub fn finalize(self) -> u32 {
         match self.crc16 {
             Some(d) => u32::from(d.finalize()),

@@ -43,32 +43,56 @@ pub enum Eid {
 /// Why an EID was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EidError {
+    /// A scheme name other than dtn and ipn.
     #[error("unknown URI scheme {0:?}; only dtn and ipn are supported (RFC 9171 §4.2.5.1)")]
     UnknownSchemeName(String),
+    /// A scheme code other than 1 (dtn) and 2 (ipn).
     #[error("unknown URI scheme code {0}; only 1 (dtn) and 2 (ipn) are supported (RFC 9171 §9.7)")]
     UnknownSchemeCode(u64),
+    /// No scheme.
     #[error("missing ':' after the scheme name; write dtn://node/service or ipn:node.service")]
     MissingScheme,
+    /// A dtn EID of the wrong shape.
     #[error("a dtn EID is dtn:none or dtn://node/demux (RFC 9171 §4.2.5.1.1); got {0:?}")]
     BadDtnSyntax(String),
+    /// A dtn EID with no node name.
     #[error("the node name of a dtn EID is empty (RFC 9171 §4.2.5.1.1)")]
     EmptyDtnNode,
+    /// A dtn EID with a character that is not visible ASCII.
     #[error("character {0:?} is not visible ASCII (RFC 9171 §4.2.5.1.1 allows VCHAR only)")]
     BadDtnCharacter(char),
+    /// A dtn SSP encoded as an integer other than 0.
     #[error("a dtn SSP encoded as an integer must be 0 (dtn:none); got {0} (RFC 9171 §4.2.5.1.1)")]
     BadDtnNoneCode(u64),
+    /// An ipn EID of the wrong shape.
     #[error("an ipn EID is ipn:node.service or ipn:allocator.node.service (RFC 9758 §5); got {0:?}")]
     BadIpnSyntax(String),
+    /// An ipn number that is not plain decimal.
     #[error("ipn number {0:?} is not a decimal number without sign or leading zeros (RFC 9758 §5)")]
     BadIpnNumber(String),
+    /// An ipn number over 32 bits.
     #[error("ipn {what} {value} does not fit in 32 bits (RFC 9758 §3)")]
-    IpnNumberTooLarge { what: &'static str, value: u64 },
+    IpnNumberTooLarge {
+        /// Which number (allocator, node, service).
+        what: &'static str,
+        /// The number.
+        value: u64,
+    },
+    /// An ipn SSP array of the wrong length.
     #[error("an ipn SSP array has 2 or 3 elements (RFC 9758 §6.1); this one has {0}")]
     BadIpnArrayLength(u64),
+    /// An EID array of the wrong length.
     #[error("an EID is a 2-element array [scheme, SSP] (RFC 9171 §4.2.5.1); this one has {0}")]
     BadArrayLength(u64),
+    /// An EID over the node's limit.
     #[error("EID of {length} bytes exceeds the configured limit of {limit} bytes")]
-    TooLong { length: usize, limit: usize },
+    TooLong {
+        /// Its length in bytes.
+        length: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The CBOR does not decode.
     #[error("malformed EID encoding: {0}")]
     Cbor(CborProblem),
 }

@@ -8,31 +8,45 @@
 pub struct BundleFlags(pub u64);
 
 impl BundleFlags {
+    /// The bundle is a fragment.
     pub const IS_FRAGMENT: u64 = 0x00_0001;
+    /// The payload is an administrative record.
     pub const ADMIN_RECORD: u64 = 0x00_0002;
+    /// The bundle must not be fragmented.
     pub const MUST_NOT_FRAGMENT: u64 = 0x00_0004;
+    /// The destination application is asked to acknowledge the bundle.
     pub const APP_ACK_REQUESTED: u64 = 0x00_0020;
+    /// Status reports are to carry times.
     pub const STATUS_TIME_REQUESTED: u64 = 0x00_0040;
+    /// A report of the bundle's reception is asked for.
     pub const REPORT_RECEPTION: u64 = 0x00_4000;
+    /// A report of its forwarding is asked for.
     pub const REPORT_FORWARDING: u64 = 0x01_0000;
+    /// A report of its delivery is asked for.
     pub const REPORT_DELIVERY: u64 = 0x02_0000;
+    /// A report of its deletion is asked for.
     pub const REPORT_DELETION: u64 = 0x04_0000;
     /// All four status report request flags.
     pub const REPORT_REQUESTS: u64 =
         Self::REPORT_RECEPTION | Self::REPORT_FORWARDING | Self::REPORT_DELIVERY | Self::REPORT_DELETION;
 
+    /// Whether every bit of `flag` is set.
     pub fn contains(self, flag: u64) -> bool {
         self.0 & flag == flag
     }
+    /// Whether the bundle is a fragment.
     pub fn is_fragment(self) -> bool {
         self.contains(Self::IS_FRAGMENT)
     }
+    /// Whether the payload is an administrative record.
     pub fn is_admin_record(self) -> bool {
         self.contains(Self::ADMIN_RECORD)
     }
+    /// Whether the bundle must not be fragmented.
     pub fn must_not_fragment(self) -> bool {
         self.contains(Self::MUST_NOT_FRAGMENT)
     }
+    /// The status report request flags that are set.
     pub fn report_requests(self) -> u64 {
         self.0 & Self::REPORT_REQUESTS
     }
@@ -95,11 +109,16 @@ impl std::str::FromStr for BundleFlags {
 pub struct BlockFlags(pub u64);
 
 impl BlockFlags {
+    /// The block goes in every fragment.
     pub const REPLICATE_IN_EVERY_FRAGMENT: u64 = 0x01;
+    /// A status report is asked for if the block cannot be processed.
     pub const REPORT_IF_UNPROCESSABLE: u64 = 0x02;
+    /// The bundle is deleted if the block cannot be processed.
     pub const DELETE_BUNDLE_IF_UNPROCESSABLE: u64 = 0x04;
+    /// The block is discarded if it cannot be processed.
     pub const DISCARD_IF_UNPROCESSABLE: u64 = 0x10;
 
+    /// Whether every bit of `flag` is set.
     pub fn contains(self, flag: u64) -> bool {
         self.0 & flag == flag
     }

@@ -44,14 +44,18 @@ use parse::{Mode, scan};
 /// apart, rather than the second taken for a duplicate of the first.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BundleId {
+    /// The source node's endpoint.
     pub source: Eid,
+    /// When and in which order the source made it.
     pub creation: CreationTimestamp,
+    /// Which part of its ADU, for a fragment.
     pub fragment: Option<FragmentId>,
 }
 
 /// Where a fragment's payload sits in its ADU (RFC 9171 §4.3.1, §5.8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FragmentId {
+    /// Where its payload starts in the ADU.
     pub offset: u64,
     /// The fragment's payload length.
     pub length: u64,
@@ -120,6 +124,7 @@ impl Bundle {
         }
     }
 
+    /// The primary block.
     pub fn primary(&self) -> &PrimaryBlock {
         &self.primary
     }
@@ -134,6 +139,7 @@ impl Bundle {
         &self.blocks[..self.blocks.len() - 1]
     }
 
+    /// The payload block.
     pub fn payload_block(&self) -> &CanonicalBlock {
         &self.blocks[self.blocks.len() - 1]
     }
@@ -179,6 +185,7 @@ impl Bundle {
         self.primary.creation.time == 0 && self.bundle_age().is_none()
     }
 
+    /// The bundle's ID (RFC 9171 §4.2.1 with the fragment's offset and length).
     pub fn id(&self) -> BundleId {
         BundleId {
             source: self.primary.source.clone(),
@@ -347,7 +354,9 @@ struct Trailer {
 /// Where the payload lies in a bundle whose header was parsed from a prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PayloadLocation {
+    /// The payload block's processing control flags.
     pub block_flags: BlockFlags,
+    /// The CRC the payload block carries.
     pub crc_type: CrcType,
     /// Offset of the payload block's first byte in the bundle.
     pub block_offset: usize,
@@ -355,6 +364,7 @@ pub struct PayloadLocation {
     pub data_head_offset: usize,
     /// Offset of the payload's first content byte in the bundle.
     pub data_offset: usize,
+    /// The payload's length in bytes.
     pub data_length: u64,
     /// The payload block is an indefinite-length array, so a break follows its CRC field.
     pub block_indefinite: bool,
@@ -369,10 +379,13 @@ pub struct PayloadLocation {
 /// ([`CrcState`] computes the CRC incrementally from the payload block's first byte).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BundleHeader {
+    /// The primary block.
     pub primary: PrimaryBlock,
     /// Where the primary block's bytes are in the bundle (kept as received when forwarding).
     pub primary_range: std::ops::Range<usize>,
+    /// The blocks between the primary block and the payload block, in wire order.
     pub extension_blocks: Vec<CanonicalBlock>,
+    /// Where the payload lies.
     pub payload: PayloadLocation,
 }
 

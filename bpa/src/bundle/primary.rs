@@ -14,7 +14,9 @@ pub const BP_VERSION: u64 = 7;
 /// (0 when the source has no accurate clock) and a sequence number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct CreationTimestamp {
+    /// DTN time in milliseconds (0: the source has no accurate clock).
     pub time: u64,
+    /// Tells apart bundles the source made in the same millisecond.
     pub sequence: u64,
 }
 
@@ -31,14 +33,21 @@ pub struct FragmentInfo {
 /// The primary block. The version is always 7 and is not stored.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PrimaryBlock {
+    /// Bundle processing control flags (RFC 9171 §4.2.3).
     pub flags: BundleFlags,
+    /// The CRC the primary block carries.
     pub crc_type: CrcType,
+    /// Where the bundle goes.
     pub destination: Eid,
+    /// The endpoint that made it (`dtn:none`: anonymous).
     pub source: Eid,
+    /// Where status reports about it go.
     pub report_to: Eid,
+    /// When and in which order the source made it.
     pub creation: CreationTimestamp,
     /// Milliseconds past the creation time after which the bundle is no longer useful.
     pub lifetime: u64,
+    /// Where the fragment lies in its ADU, for a fragment.
     pub fragment: Option<FragmentInfo>,
 }
 

@@ -14,7 +14,9 @@ use super::types::StoreId;
 /// refuse; the store needs no more of a disposition than that.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignalEffect {
+    /// Accepted or redundant: the sender lets the bundle go.
     Release,
+    /// Refused: the bundle waits for a route again.
     Refuse,
 }
 
@@ -31,8 +33,11 @@ pub struct CustodyIntake {
 /// earlier transmission of the bundle, capped at `max_ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CustodyTiming {
+    /// The current time (DTN ms).
     pub now: u64,
+    /// The round trip to the next custodian, in milliseconds.
     pub round_trip_ms: u64,
+    /// The longest wait for a signal, in milliseconds.
     pub max_ms: u64,
     /// The bundle goes under custody even if this node was not its custodian: it becomes so.
     pub always: bool,
@@ -45,7 +50,14 @@ pub enum Forwarding {
     Plain,
     /// Under custody: sent in a BIBE PDU with this transmission ID, kept until the next
     /// custodian's signal releases it, sent again after `deadline` (DTN ms).
-    Custodial { transmission_id: u64, deadline: u64, attempt: u64 },
+    Custodial {
+        /// The ID the PDU carries, which the signal names.
+        transmission_id: u64,
+        /// When it is sent again if no signal came (DTN ms).
+        deadline: u64,
+        /// Which transmission of the bundle this is, from 1.
+        attempt: u64,
+    },
 }
 
 /// What a custody signal did.
@@ -64,7 +76,9 @@ pub struct SignalOutcome {
 pub struct PendingSignal {
     /// The custodian to answer (node ID).
     pub peer: String,
+    /// The transmission ID its PDU carried.
     pub transmission_id: u64,
+    /// The answer: a custody signal disposition code (draft-ietf-dtn-bibect).
     pub disposition: u64,
 }
 

@@ -14,7 +14,16 @@ pub enum BundleData {
     /// Small bundles come from the database, whole.
     Inline(Bytes),
     /// Large bundles are streamed from their file, checked as they stream.
-    File { file: tokio::fs::File, length: u64, path: std::path::PathBuf, integrity: Integrity },
+    File {
+        /// The bundle's file, opened.
+        file: tokio::fs::File,
+        /// The bundle's length in bytes.
+        length: u64,
+        /// The file's path, for messages.
+        path: std::path::PathBuf,
+        /// What the bytes are checked against as they stream.
+        integrity: Integrity,
+    },
 }
 
 impl BundleData {
@@ -38,7 +47,9 @@ impl BundleData {
 /// region of the bundle's file for large ones.
 #[derive(Debug)]
 pub enum PayloadContent {
+    /// The bytes themselves.
     Memory(Bytes),
+    /// A region of the bundle's file, checked as it is read.
     File(CheckedFile),
 }
 
@@ -65,7 +76,9 @@ impl BundleData {
 /// break — in memory or as a region of its file.
 #[derive(Debug)]
 pub struct OpenedBundle {
+    /// The blocks before the payload, and the payload block's head.
     pub header: BundleHeader,
+    /// The bytes the header was parsed from.
     pub prefix: Bytes,
     /// Everything from the payload content to the end of the bundle.
     pub rest: PayloadContent,

@@ -204,9 +204,11 @@ pub trait Store: Clone + Send + Sync + std::fmt::Debug + 'static {
 pub trait StreamingInsert: Send {
     /// The bundle's header, once enough bytes arrived to parse it.
     fn header(&self) -> Option<&crate::bundle::BundleHeader>;
+    /// Appends `chunk` to the bundle's bytes.
     fn write(&mut self, chunk: &[u8]) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// As `write`, taking the bytes of `chunk` (left empty, with a spare buffer's capacity).
     fn write_owned(&mut self, chunk: &mut Vec<u8>) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Stores the bundle in `state`, durably, once its bytes are complete and checked.
     fn commit(self, state: BundleState) -> impl Future<Output = Result<InsertOutcome, StoreError>> + Send;
     /// As `commit`, taking the bundle in under custody when `custody` is given.
     fn commit_with(

@@ -61,6 +61,7 @@ pub struct Survey {
 }
 
 impl Survey {
+    /// Whether nothing needs repair: no insert left half done, no file without its row.
     pub fn is_clean(&self) -> bool {
         self.incomplete_inserts.is_empty()
             && self.orphan_files.is_empty()

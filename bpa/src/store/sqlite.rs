@@ -185,9 +185,15 @@ pub enum Ownership {
     /// It belongs to this node.
     Same,
     /// It belonged to `previous` and was adopted: this node's from now on.
-    Adopted { previous: String },
+    Adopted {
+        /// The node it belonged to.
+        previous: String,
+    },
     /// It belongs to `owner`, another node: nothing was changed.
-    Other { owner: String },
+    Other {
+        /// The node it belongs to.
+        owner: String,
+    },
 }
 
 /// Settings of the embedded store.

@@ -11,31 +11,56 @@ pub enum BundleState {
     /// No route yet: waits for a contact, a route or a neighbour.
     WaitingForRoute,
     /// Queued for transmission to this neighbour (node ID).
-    QueuedFor { neighbour: String },
+    QueuedFor {
+        /// The neighbour's node ID.
+        neighbour: String,
+    },
     /// Being sent to this neighbour.
-    InFlight { neighbour: String },
+    InFlight {
+        /// The neighbour's node ID.
+        neighbour: String,
+    },
     /// Sent to this neighbour under custody; waits for its custody signal.
-    AwaitingCustody { neighbour: String },
+    AwaitingCustody {
+        /// The next custodian's node ID.
+        neighbour: String,
+    },
     /// For a local application endpoint that has not taken it yet.
-    WaitingForApplication { endpoint: String },
+    WaitingForApplication {
+        /// The endpoint it is for.
+        endpoint: String,
+    },
     /// A fragment for this node waiting for the rest of its ADU, named by
     /// `adu_key` (source, creation time and sequence).
-    AwaitingReassembly { adu: String },
+    AwaitingReassembly {
+        /// The ADU's key.
+        adu: String,
+    },
     /// Its bytes were found damaged (design §3.7): kept as evidence, never delivered or
     /// forwarded, until an operator deletes it or it expires. Set by the store alone, and
     /// never changed by [`super::Store::set_state`] once set.
-    Quarantined { problem: String },
+    Quarantined {
+        /// What was found damaged.
+        problem: String,
+    },
 }
 
 /// The kind of a [`BundleState`], without its argument, for queries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StateKind {
+    /// [`BundleState::WaitingForRoute`].
     WaitingForRoute = 0,
+    /// [`BundleState::QueuedFor`].
     QueuedFor = 1,
+    /// [`BundleState::InFlight`].
     InFlight = 2,
+    /// [`BundleState::AwaitingCustody`].
     AwaitingCustody = 3,
+    /// [`BundleState::WaitingForApplication`].
     WaitingForApplication = 4,
+    /// [`BundleState::AwaitingReassembly`].
     AwaitingReassembly = 5,
+    /// [`BundleState::Quarantined`].
     Quarantined = 6,
 }
 
@@ -56,6 +81,7 @@ impl StateKind {
 }
 
 impl BundleState {
+    /// The state without its argument.
     pub fn kind(&self) -> StateKind {
         match self {
             BundleState::WaitingForRoute => StateKind::WaitingForRoute,
@@ -135,13 +161,22 @@ pub enum DeleteReason {
     /// Delivered to a local application, which acknowledged it.
     Delivered,
     /// Forwarded to a neighbour without custody.
-    Forwarded { neighbour: String },
+    Forwarded {
+        /// The neighbour's node ID.
+        neighbour: String,
+    },
     /// Custody accepted by the next custodian.
-    CustodyAccepted { neighbour: String },
+    CustodyAccepted {
+        /// The next custodian's node ID.
+        neighbour: String,
+    },
     /// Lifetime expired (RFC 9171 reason code 1).
     Expired,
     /// Deleted by the agent for an RFC 9171 §6.1.1 reason code.
-    Discarded { reason_code: u64 },
+    Discarded {
+        /// The reason code (RFC 9171 §6.1.1).
+        reason_code: u64,
+    },
     /// Deleted on an operator's or application's request.
     Requested,
     /// A fragment whose ADU was reassembled and stored whole (RFC 9171 §5.9).
@@ -190,8 +225,11 @@ impl InsertOutcome {
 /// What the store knows about one bundle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredBundle {
+    /// Its id in this store.
     pub id: StoreId,
+    /// Its bundle ID (source, creation timestamp, fragment offset).
     pub bundle_id: BundleId,
+    /// Where it is going.
     pub destination: Eid,
     /// DTN time (ms) the bundle was stored.
     pub received_at: u64,
@@ -199,6 +237,7 @@ pub struct StoredBundle {
     pub expires_at: u64,
     /// Encoded length in bytes.
     pub length: u64,
+    /// What it waits for.
     pub state: BundleState,
     /// Whether the bytes are in their own file rather than in the database.
     pub in_file: bool,
@@ -207,7 +246,9 @@ pub struct StoredBundle {
 /// How much the store holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StoreStats {
+    /// Bundles held.
     pub bundles: u64,
+    /// Their bytes, encoded.
     pub bytes: u64,
     /// Bundles found damaged and quarantined (among `bundles`).
     pub quarantined: u64,
