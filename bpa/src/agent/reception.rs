@@ -124,7 +124,7 @@ pub struct PendingReceive<S: Store> {
 /// Where the bytes of a bundle being received go.
 #[derive(Debug)]
 enum Arriving {
-    /// The first bytes, kept (fewer than [`super::custody::SNIFF_MAX`]) until its header says
+    /// The first bytes, kept (fewer than `SNIFF_MAX`, custody/carrier.rs) until its header says
     /// whether the bundle is a BIBE carrier for this node.
     Sniffing(Vec<u8>),
     /// To the store, as they come.

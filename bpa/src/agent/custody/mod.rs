@@ -19,155 +19,26 @@
 //! writer's custody operations), and its two timers — the earliest retransmission deadline and
 //! the signal batch — are on the agent's timer table, on its clock.
 
+mod carrier;
+mod policy;
+
+pub(crate) use carrier::{Carrier, Decapsulation, PDU_PREFIX_MAX, Sniffed};
+pub use policy::{CustodyPeer, CustodyPolicy, PeerCustody, RetransmissionTime};
+
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::counters::Counters;
 use super::node::{Agent, AgentError, Reception, lock, millis, read};
-use super::routing::EidPattern;
 use super::timers::Timer;
-use crate::admin::{AdminRecord, AdminRecordTypes, BibePdu, BibePduHead, CustodyDisposition, CustodySignal};
-use crate::bundle::cbor;
-use crate::bundle::{BlockFlags, Bundle, BundleBuilder, BundleFlags, CrcType, Eid, PrimaryBlock};
+use crate::admin::{AdminRecord, BibePdu, BibePduHead, CustodyDisposition, CustodySignal};
+use crate::bundle::{Bundle, BundleBuilder, BundleFlags, CrcType, Eid, PrimaryBlock};
 use crate::store::{
     CustodyIntake, CustodyTiming, InsertOutcome, PayloadContent, SignalEffect, StateKind, Store, StoreError,
     StreamingInsert,
 };
-
-/// Whether bundles to a neighbour go under custody.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum PeerCustody {
-    /// Never: custody ends here (the neighbour does not speak BIBE).
-    Never,
-    /// Bundles this node holds as custodian go under custody; others plainly.
-    #[default]
-    WhenCustodial,
-    /// Every bundle to this neighbour goes under custody, this node becoming its custodian.
-    Always,
-}
-
-/// Custody settings for neighbours matching a pattern.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CustodyPeer {
-    /// The neighbours these settings are for.
-    pub node: EidPattern,
-    /// Whether bundles sent to them go under custody.
-    pub mode: PeerCustody,
-    /// The record type codes to write to it (3/4 by default, 7/8 for ION).
-    pub record_types: AdminRecordTypes,
-    /// How the PDU's retransmission time is written for it.
-    pub retransmission_time: RetransmissionTime,
-    /// The round trip to it and back (the PDU's way there, the signal's way back); when not
-    /// given, the contact plan's light time both ways, else [`CustodyPolicy::round_trip`].
-    pub round_trip: Option<Duration>,
-}
-
-/// How a BIBE PDU's retransmission time — "by when a custody signal is expected" — is written
-/// for a peer. draft-ietf-dtn-bibect (§4, as of -05) gives it as a DTN time, which in BPv7 is
-/// milliseconds since 2000-01-01 (RFC 9171 §4.2.6). ION 4.1.3 reads and writes it as Unix
-/// seconds (`bibeP.h`: `time_t deadline`, "Epoch 1970, not 2000"), and its `bibeclo` holds its
-/// custody signals back until that time comes: a DTN time in ms, read as Unix seconds, is
-/// thousands of years away, and ION never answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RetransmissionTime {
-    /// The draft's: our own retransmission deadline, DTN time in milliseconds.
-    #[default]
-    DtnMillis,
-    /// ION's: Unix seconds — and halfway to our own deadline rather than at it, so that a peer
-    /// that waits until this time to signal (as ION does) has the other half for its signal
-    /// to arrive before we send again.
-    UnixSecondsHalfway,
-}
-
-/// DTN time 0 (2000-01-01T00:00:00Z) in Unix milliseconds.
-const DTN_EPOCH_UNIX_MS: u64 = 946_684_800_000;
-
-impl RetransmissionTime {
-    /// The field's value for a transmission made at `now` whose own retransmission is due at
-    /// `deadline` (both DTN ms).
-    pub fn encode(self, now: u64, deadline: u64) -> u64 {
-        match self {
-            RetransmissionTime::DtnMillis => deadline,
-            RetransmissionTime::UnixSecondsHalfway => {
-                let halfway = now.saturating_add(deadline.saturating_sub(now) / 2);
-                halfway.saturating_add(DTN_EPOCH_UNIX_MS) / 1000
-            }
-        }
-    }
-}
-
-/// How this node takes and hands over custody.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CustodyPolicy {
-    /// Per-neighbour settings; the first matching entry applies.
-    pub peers: Vec<CustodyPeer>,
-    /// Bundles for these destinations are taken into custody on this node: those its
-    /// applications send and those received plainly.
-    pub destinations: Vec<EidPattern>,
-    /// The round trip assumed when nothing better is known.
-    pub round_trip: Duration,
-    /// The shortest wait for a custody signal before sending again.
-    pub retransmit_min: Duration,
-    /// The longest wait for a custody signal before sending again.
-    pub retransmit_max: Duration,
-    /// Answers wait this long to be batched into one signal...
-    pub signal_delay: Duration,
-    /// ...unless this many are waiting: then they go at once.
-    pub signal_batch: usize,
-    /// The lifetime of the signals this node sends.
-    pub signal_lifetime: Duration,
-    /// Refuse custody of a bundle this node has no way to forward: "no known route" when no
-    /// neighbour, static route or router leads to its destination and the contact plan (if any)
-    /// does not know the node; "no timely contact" when the plan knows the node but no route
-    /// reaches it before the bundle expires. Off by default: a node that learns its routes
-    /// later (a neighbour that turns up, a plan loaded later) takes the bundle and waits.
-    pub refuse_unroutable: bool,
-}
-
-impl Default for CustodyPolicy {
-    fn default() -> Self {
-        CustodyPolicy {
-            peers: Vec::new(),
-            destinations: Vec::new(),
-            round_trip: Duration::from_secs(2),
-            retransmit_min: Duration::from_secs(1),
-            retransmit_max: Duration::from_secs(600),
-            signal_delay: Duration::from_millis(100),
-            signal_batch: 4096,
-            signal_lifetime: Duration::from_secs(3600),
-            refuse_unroutable: false,
-        }
-    }
-}
-
-impl CustodyPolicy {
-    fn peer(&self, node: &Eid) -> Option<&CustodyPeer> {
-        self.peers.iter().find(|p| p.node.matches(node))
-    }
-
-    /// Whether bundles to `node` go under custody.
-    pub fn mode_for(&self, node: &Eid) -> PeerCustody {
-        self.peer(node).map_or(PeerCustody::WhenCustodial, |p| p.mode)
-    }
-
-    /// The record type codes written to `node`.
-    pub fn record_types_for(&self, node: &Eid) -> AdminRecordTypes {
-        self.peer(node).map_or_else(AdminRecordTypes::default, |p| p.record_types)
-    }
-
-    /// How the PDU's retransmission time is written for `node`.
-    pub fn retransmission_time_for(&self, node: &Eid) -> RetransmissionTime {
-        self.peer(node).map_or_else(RetransmissionTime::default, |p| p.retransmission_time)
-    }
-
-    /// Whether bundles for `destination` are taken into custody here.
-    pub fn covers(&self, destination: &Eid) -> bool {
-        self.destinations.iter().any(|p| p.matches(destination))
-    }
-}
 
 /// Transmission IDs answered per signal bundle at most (each a range of one or more).
 const RANGES_PER_SIGNAL: usize = 1024;
@@ -185,163 +56,14 @@ const EXPIRE_PAGE: usize = 1024;
 /// Largest stored administrative record read whole to see whether it is a custody signal.
 const MAX_STORED_SIGNAL: u64 = 1 << 20;
 
-/// Longest carrier payload prefix before the encapsulated bundle.
-const PDU_PREFIX_MAX: usize = BibePduHead::MAX_LEN;
-
-/// A carrier bundle around an encapsulated bundle of `inner_len` bytes: `bundle_head` (the
-/// carrier's primary block and its payload block's head), `record_head` (the BIBE record's head,
-/// the first bytes of the payload), the encapsulated bundle, then `tail` (the carrier's final
-/// break). The payload block has no CRC, so the encapsulated bundle streams through unchanged
-/// and uncopied — whole, or cut into the carrier's fragments when the link needs them.
-#[derive(Debug, Clone)]
-pub(crate) struct Carrier {
-    pub bundle_head: Bytes,
-    pub record_head: Bytes,
-    pub tail: Bytes,
-    /// The carrier's payload length: the record's head and the encapsulated bundle.
-    pub payload_len: u64,
-}
-
-impl Carrier {
-    pub fn new(primary: &PrimaryBlock, record_type: u64, pdu_head: (u64, u64), inner_len: u64) -> Carrier {
-        let (transmission_id, retransmission_time) = pdu_head;
-        let mut record = Vec::with_capacity(PDU_PREFIX_MAX);
-        cbor::write_array(&mut record, 2);
-        cbor::write_uint(&mut record, record_type);
-        cbor::write_array(&mut record, 3);
-        cbor::write_uint(&mut record, transmission_id);
-        cbor::write_uint(&mut record, retransmission_time);
-        cbor::write_head(&mut record, cbor::MAJOR_BYTES, inner_len);
-        let payload_len = record.len() as u64 + inner_len;
-        let (head, _) = crate::bundle::streamed_head(primary, &[], BlockFlags(0), CrcType::None, payload_len);
-        Carrier {
-            bundle_head: head.into(),
-            record_head: record.into(),
-            tail: Bytes::from_static(&[cbor::BREAK]),
-            payload_len,
-        }
-    }
-
-    /// The carrier's whole length.
-    pub fn len(&self) -> u64 {
-        self.bundle_head.len() as u64 + self.payload_len + self.tail.len() as u64
-    }
-}
-
-/// Most bytes of a bundle arriving in pieces looked at to tell a carrier from other bundles.
-pub(super) const SNIFF_MAX: usize = 64 * 1024;
-
-/// What the first bytes of a bundle arriving in pieces say ([`Agent::sniff_carrier`]).
-pub(super) enum Sniffed {
-    /// Its header (and its record's head) are not all here yet.
-    NeedMore,
-    /// Not a BIBE carrier for this node: stored as it comes.
-    Plain,
-    /// A carrier for this node: the bundle inside goes to the store.
-    Carrier(Box<Decapsulation>),
-}
-
-/// A BIBE carrier for this node arriving in pieces: the bundle inside streams into the store,
-/// the carrier is checked as it passes (its payload CRC and end, [`crate::bundle::PayloadCheck`])
-/// and never stored.
-#[derive(Debug)]
-pub(super) struct Decapsulation {
-    /// The custodian (the carrier's source node) and its transmission ID (0: no custody).
-    pub from: Eid,
-    pub tid: u64,
-    /// Where the carrier's payload starts, and the bundle inside it, and its length.
-    data_offset: usize,
-    inner_start: usize,
-    pub inner_len: u64,
-    /// Bytes of the bundle inside still to come, and bytes seen after it.
-    remaining: u64,
-    after: u64,
-    /// The carrier's payload check, fed every byte after the payload's start.
-    check: crate::bundle::PayloadCheck,
-}
-
-impl Decapsulation {
-    /// The carrier's first bytes (those its header was read from): the part of the bundle
-    /// inside among them.
-    pub fn start<'a>(&mut self, kept: &'a [u8]) -> Result<&'a [u8], crate::bundle::BundleError> {
-        let payload = &kept[self.data_offset.min(kept.len())..];
-        let from_inner = self.inner_start.min(kept.len()) - self.data_offset.min(kept.len());
-        // The record's head goes to the check only; the rest is taken as any later bytes.
-        self.check.update(&payload[..from_inner]);
-        self.take(&payload[from_inner..])
-    }
-
-    /// The next bytes of the carrier: the part of the bundle inside among them (the rest is
-    /// the carrier's end, checked at the commit). Refused once more bytes follow the bundle
-    /// inside than a carrier's end can hold (its payload CRC and breaks), so a sender cannot
-    /// keep one open with bytes that go nowhere.
-    pub fn take<'a>(&mut self, chunk: &'a [u8]) -> Result<&'a [u8], crate::bundle::BundleError> {
-        self.check.update(chunk);
-        let n = usize::try_from(self.remaining).unwrap_or(usize::MAX).min(chunk.len());
-        self.remaining -= n as u64;
-        self.after += (chunk.len() - n) as u64;
-        if self.after > CARRIER_END_MAX {
-            return Err(crate::bundle::BundleError::TrailingBytes {
-                offset: self
-                    .inner_start
-                    .saturating_add(usize::try_from(self.inner_len).unwrap_or(usize::MAX)),
-                count: usize::try_from(self.after).unwrap_or(usize::MAX),
-            });
-        }
-        Ok(&chunk[..n])
-    }
-}
-
-/// Most bytes after the bundle inside a carrier: a payload CRC field (5 bytes at most), the
-/// payload block's break if indefinite, the bundle's final break.
-const CARRIER_END_MAX: u64 = 16;
-
 impl<S: Store> Agent<S> {
     /// Tells from the first bytes of a bundle arriving in pieces whether it is a BIBE carrier
-    /// for this node that it can take apart as it streams (a whole one, whose header meets the
-    /// agent's parse policy, with a well-formed PDU filling its payload).
+    /// for this node that it can take apart as it streams ([`carrier::sniff`]).
     pub(super) fn sniff_carrier(&self, kept: &[u8]) -> Sniffed {
-        // A header (and a record's head) longer than this is no carrier taken apart on the way.
-        let prefix = Bytes::copy_from_slice(&kept[..kept.len().min(SNIFF_MAX)]);
-        let options = &self.inner.config.parse;
-        let header = match crate::bundle::BundleHeader::parse(&prefix, options) {
-            Ok(Some(header)) => header,
-            Ok(None) if kept.len() < SNIFF_MAX => return Sniffed::NeedMore,
-            Ok(None) | Err(_) => return Sniffed::Plain,
-        };
-        let primary = &header.primary;
-        let policy_refuses = (header.primary_crc_missing() && !options.accept_primary_without_crc)
-            || (header.bundle_age_missing() && !options.accept_missing_bundle_age);
-        if !primary.flags.is_admin_record()
-            || primary.destination != self.inner.config.node_id
-            || primary.fragment.is_some()
-            || policy_refuses
-        {
-            return Sniffed::Plain;
-        }
-        let start = header.payload.data_offset;
-        let length = header.payload.data_length;
-        let need = start.saturating_add(usize::try_from(length.min(PDU_PREFIX_MAX as u64)).unwrap_or(0));
-        if prefix.len() < need {
-            return if kept.len() < SNIFF_MAX { Sniffed::NeedMore } else { Sniffed::Plain };
-        }
-        let from = primary.source.node_id();
-        let types = self.custody_policy().record_types_for(&from);
-        match BibePduHead::decode(&kept[start..need], &types) {
-            Ok(Some(head)) if (head.bundle_offset as u64).checked_add(head.bundle_length) == Some(length) => {
-                Sniffed::Carrier(Box::new(Decapsulation {
-                    from,
-                    tid: head.transmission_id,
-                    data_offset: start,
-                    inner_start: start + head.bundle_offset,
-                    inner_len: head.bundle_length,
-                    remaining: head.bundle_length,
-                    after: 0,
-                    check: crate::bundle::PayloadCheck::new(&header, kept),
-                }))
-            }
-            _ => Sniffed::Plain,
-        }
+        let policy = self.custody_policy();
+        carrier::sniff(kept, &self.inner.config.node_id, &self.inner.config.parse, |from| {
+            policy.record_types_for(from)
+        })
     }
 
     /// The bundle inside a carrier could not be stored (`error`): a custodian is told why
@@ -988,129 +710,5 @@ impl<S: Store> Agent<S> {
             self.arm_custody_timer(Timer::CustodySignals, self.inner.clock.now_dtn_ms());
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::bundle::CreationTimestamp;
-
-    #[test]
-    fn a_carrier_built_around_a_bundle_parses_and_its_record_decodes_to_the_bundle() {
-        let inner = BundleBuilder::new(
-            Eid::ipn(1, 1),
-            Eid::ipn(3, 1),
-            CreationTimestamp { time: 1_000, sequence: 4 },
-            60_000,
-        )
-        .payload(Bytes::from_static(b"under custody"))
-        .build()
-        .expect("bundle")
-        .encode();
-        let primary = PrimaryBlock {
-            flags: BundleFlags(BundleFlags::ADMIN_RECORD),
-            crc_type: CrcType::Crc32c,
-            destination: Eid::ipn(2, 0),
-            source: Eid::ipn(1, 0),
-            report_to: Eid::ipn(1, 0),
-            creation: CreationTimestamp { time: 2_000, sequence: 0 },
-            lifetime: 60_000,
-            fragment: None,
-        };
-        for code in [3, 7, 64443] {
-            let carrier = Carrier::new(&primary, code, (42, 9_999), inner.len() as u64);
-            let whole = Bytes::from(
-                [carrier.bundle_head.as_ref(), carrier.record_head.as_ref(), &inner, carrier.tail.as_ref()]
-                    .concat(),
-            );
-            assert_eq!(carrier.len(), whole.len() as u64);
-            let parsed =
-                Bundle::parse(&whole, &crate::bundle::ParseOptions::default()).expect("carrier parses");
-            assert!(parsed.primary().flags.is_admin_record());
-            let payload = Bytes::copy_from_slice(parsed.payload());
-            let record = AdminRecord::decode(&payload, &AdminRecordTypes::default()).expect("record");
-            assert_eq!(
-                record,
-                AdminRecord::BibePdu(BibePdu {
-                    transmission_id: 42,
-                    retransmission_time: 9_999,
-                    bundle: Bytes::from(inner.clone())
-                })
-            );
-            let head = BibePduHead::decode(&payload[..PDU_PREFIX_MAX], &AdminRecordTypes::default())
-                .expect("head")
-                .expect("a PDU");
-            assert_eq!(
-                (head.transmission_id, head.retransmission_time, head.bundle_length),
-                (42, 9_999, inner.len() as u64)
-            );
-            assert_eq!(&payload[head.bundle_offset..], &inner[..]);
-        }
-    }
-
-    #[test]
-    fn the_retransmission_time_is_written_as_each_peer_reads_it() {
-        // 2026-12-07T00:00:00Z in DTN ms, a deadline 10 s on.
-        let now = 849_916_800_000;
-        assert_eq!(RetransmissionTime::DtnMillis.encode(now, now + 10_000), now + 10_000);
-        // Unix seconds, halfway (ION signals at that time; the signal then has 5 s to arrive).
-        let unix_now = 1_796_601_600;
-        assert_eq!(RetransmissionTime::UnixSecondsHalfway.encode(now, now + 10_000), unix_now + 5);
-        // A deadline under two seconds away: a time that is here already (ION signals at once).
-        assert_eq!(RetransmissionTime::UnixSecondsHalfway.encode(now + 400, now + 1_400), unix_now);
-        assert_eq!(RetransmissionTime::UnixSecondsHalfway.encode(now, now), unix_now, "no panic, no wrap");
-    }
-
-    #[test]
-    fn a_pdu_head_tells_other_records_and_malformed_ones_apart() {
-        let types = AdminRecordTypes::default();
-        let signal = AdminRecord::CustodySignal(CustodySignal::for_ids(CustodyDisposition::ACCEPTED, [1]))
-            .encode(&types);
-        assert_eq!(BibePduHead::decode(&signal, &types), Ok(None));
-        assert_eq!(
-            BibePduHead::decode(&[0x83, 0x03], &types),
-            Err(crate::admin::AdminError::RecordLength { found: 3 })
-        );
-        assert!(matches!(
-            BibePduHead::decode(&[0x82, 0x03, 0x82], &types),
-            Err(crate::admin::AdminError::ContentLength { record: "the BIBE PDU", found: 2, .. })
-        ));
-        assert!(matches!(
-            BibePduHead::decode(&[0x82, 0x03, 0x83, 0x01], &types),
-            Err(crate::admin::AdminError::Cbor { field: "the retransmission time", .. })
-        ));
-    }
-
-    #[test]
-    fn the_policy_takes_the_first_matching_peer_and_defaults_to_custody_when_custodial() {
-        let policy = CustodyPolicy {
-            peers: vec![
-                CustodyPeer {
-                    node: EidPattern::Node(Eid::ipn(5, 0)),
-                    mode: PeerCustody::Never,
-                    record_types: AdminRecordTypes::default(),
-                    retransmission_time: RetransmissionTime::DtnMillis,
-                    round_trip: None,
-                },
-                CustodyPeer {
-                    node: EidPattern::AnyIpn,
-                    mode: PeerCustody::Always,
-                    record_types: AdminRecordTypes::ION,
-                    retransmission_time: RetransmissionTime::UnixSecondsHalfway,
-                    round_trip: Some(Duration::from_secs(9)),
-                },
-            ],
-            destinations: vec![EidPattern::Node(Eid::ipn(9, 0))],
-            ..CustodyPolicy::default()
-        };
-        assert_eq!(policy.mode_for(&Eid::ipn(5, 0)), PeerCustody::Never);
-        assert_eq!(policy.mode_for(&Eid::ipn(6, 0)), PeerCustody::Always);
-        assert_eq!(policy.record_types_for(&Eid::ipn(6, 0)), AdminRecordTypes::ION);
-        let dtn: Eid = "dtn://relay/".parse().expect("eid");
-        assert_eq!(policy.mode_for(&dtn), PeerCustody::WhenCustodial);
-        assert_eq!(policy.record_types_for(&dtn), AdminRecordTypes::default());
-        assert!(policy.covers(&Eid::ipn(9, 3)));
-        assert!(!policy.covers(&Eid::ipn(8, 3)));
     }
 }
