@@ -19,7 +19,8 @@ use tokio::sync::Notify;
 
 use super::contacts::HeldBooking;
 use super::forwarder::InFlight;
-use super::node::{Agent, BundleFacts, Inner, Neighbour, lock, read};
+use super::neighbours::BundleFacts;
+use super::node::{Agent, Inner, Neighbour, lock, read};
 use crate::bundle::{Bundle, Eid};
 use crate::store::{StateKind, Store, StoreId};
 

@@ -3,7 +3,8 @@
 //! static route whose neighbour is down, the planned contact it waits for and when that starts,
 //! or that nothing leads to its destination.
 
-use super::node::{Agent, BundleFacts, read};
+use super::neighbours::BundleFacts;
+use super::node::{Agent, read};
 use super::routing::plan_name;
 use crate::store::{BundleState, Store, StoredBundle};
 use crate::time::format_dtn_time;
