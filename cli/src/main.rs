@@ -10,6 +10,7 @@ mod input;
 mod layers;
 mod plan_cmd;
 mod spool_cmd;
+mod status_cmd;
 mod store_cmd;
 
 use std::process::ExitCode;
@@ -224,7 +225,7 @@ fn main() -> ExitCode {
         Command::Send(args) => client(&args.daemon).and_then(|c| app_cmd::send(c, args)),
         Command::Recv(args) => client(&args.daemon).and_then(|c| app_cmd::recv(c, args)),
         Command::Ping(args) => client(&args.daemon).and_then(|c| app_cmd::ping(c, args)),
-        Command::Status { json, daemon } => client(&daemon).and_then(|c| app_cmd::status(c, json)),
+        Command::Status { json, daemon } => client(&daemon).and_then(|c| status_cmd::status(c, json)),
         Command::Bundles { daemon, command } => client(&daemon).and_then(|c| app_cmd::bundles(c, command)),
         Command::Bundle(command) => bundle_cmd::run(*command),
         Command::Store(command) => store_cmd::run(command),
