@@ -25,7 +25,7 @@ use super::integrity::{Integrity, Quarantine};
 use super::recovery::{RecoveryReport, Survey, recover};
 use super::types::{BundleState, DeleteReason, InsertOutcome, StateKind, StoreId, StoreStats, StoredBundle};
 use super::writer::{NewRow, RowData, WriteOp, Writer};
-use crate::bundle::{BundleHeader, BundleId, CreationTimestamp, Eid, FragmentId, ParseOptions};
+use crate::bundle::{BundleHeader, BundleId, Eid, FragmentId, ParseOptions};
 use crate::time::Clock;
 
 mod open;

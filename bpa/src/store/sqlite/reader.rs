@@ -1,6 +1,10 @@
 //! The reader thread, and a row decoded into what the store knows of a bundle.
 
-use super::*;
+use rusqlite::Connection;
+
+use crate::bundle::{BundleId, CreationTimestamp, Eid, FragmentId};
+use crate::store::error::StoreError;
+use crate::store::types::{BundleState, StateKind, StoredBundle};
 
 /// A read for the reader thread; it sends its own answer.
 pub(super) type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
