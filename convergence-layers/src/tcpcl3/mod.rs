@@ -4,8 +4,10 @@
 //! messages and events out); [`driver`] the tokio driver: listeners, dialled peers, and the
 //! [`bpa::ConvergenceLayer`] the agent sends through.
 
+mod connection;
 pub mod driver;
 pub mod session;
+mod shared;
 pub mod wire;
 mod writer;
 
