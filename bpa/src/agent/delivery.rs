@@ -8,7 +8,7 @@
 //! registration still finds them.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
@@ -93,17 +93,31 @@ pub(super) enum Connection {
 #[derive(Debug, Default)]
 pub(super) struct FeedWake {
     notify: Notify,
-    /// The task found nothing waiting in a read begun after it marked this, and parks.
+    /// Wake-ups so far: a read that began before the last of them may have missed its bundle.
+    wakes: AtomicU64,
+    /// The task found nothing waiting, and no wake-up came since its read began: it parks.
     idle: AtomicBool,
 }
 
 impl FeedWake {
-    /// A bundle was recorded as waiting for the application: read again. Recorded first, then
-    /// cleared here, while the task marks first and reads after, so `idle` is never left set
-    /// with a bundle unread.
+    /// A bundle was recorded as waiting for the application: read again. Counted and cleared
+    /// after the record, while the task marks `idle` and then checks the count it saw before
+    /// its read: `idle` is never left set with a bundle unread, and no read is made twice.
     fn wake(&self) {
+        self.wakes.fetch_add(1, Ordering::SeqCst);
         self.idle.store(false, Ordering::SeqCst);
         self.notify.notify_one();
+    }
+
+    /// The read that began after `seen` wake-ups found nothing: idle, unless one came since
+    /// (then read again). Answers whether to park.
+    fn park(&self, seen: u64) -> bool {
+        self.idle.store(true, Ordering::SeqCst);
+        if self.wakes.load(Ordering::SeqCst) != seen {
+            self.idle.store(false, Ordering::SeqCst);
+            return false;
+        }
+        true
     }
 
     pub(super) fn is_idle(&self) -> bool {
@@ -422,8 +436,7 @@ impl<S: Store> Agent<S> {
         let name = endpoint.to_string();
         let mut after = 0;
         loop {
-            // Idle only once a read begun after the mark finds nothing (see FeedWake::wake).
-            let marked = wake.is_idle();
+            let seen = wake.wakes.load(Ordering::SeqCst);
             let page = {
                 let Some(inner) = agent.upgrade() else { return };
                 let state = StateKind::WaitingForApplication;
@@ -437,8 +450,7 @@ impl<S: Store> Agent<S> {
                 }
             };
             if page.is_empty() {
-                if !marked {
-                    wake.idle.store(true, Ordering::SeqCst);
+                if !wake.park(seen) {
                     continue;
                 }
                 tokio::select! {
