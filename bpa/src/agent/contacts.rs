@@ -15,9 +15,9 @@ use std::sync::{Arc, Weak};
 
 use tokio::sync::mpsc;
 
-use super::node::{Agent, lock, read, write};
+use super::core::Edge;
+use super::node::Agent;
 use super::routing::{ContactRouter, contact_router, plan_endpoint, plan_name};
-use super::timers::Timer;
 use crate::bundle::Eid;
 use crate::store::Store;
 
@@ -57,27 +57,6 @@ impl std::fmt::Display for ContactEvent {
     }
 }
 
-/// One end of a contact.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) enum Edge {
-    // Ends sort first: at one instant a contact ends before the next one starts.
-    End,
-    Start,
-}
-
-/// The edges of this node's contacts, in time order, and the next one due.
-#[derive(Debug, Default)]
-pub(super) struct ContactEdges {
-    edges: Vec<(u64, Edge, usize)>,
-    next: usize,
-}
-
-impl ContactEdges {
-    fn due(&self) -> Option<u64> {
-        self.edges.get(self.next).map(|(at, _, _)| *at)
-    }
-}
-
 /// Volume booked for a bundle a queue took: given back when dropped unless [`Self::keep`]
 /// was called (the bundle was sent).
 #[derive(Debug)]
@@ -113,24 +92,13 @@ impl<S: Store> Agent<S> {
     pub fn set_contact_plan(&self, plan: routing::Plan) -> Arc<ContactRouter> {
         let router = Arc::new(contact_router(plan, &self.inner.config.node_id));
         let now = self.inner.clock.now_dtn_ms();
-        let mut edges = Vec::new();
-        if let Some(local) = router.local() {
-            let graph = router.graph();
-            for (index, contact) in graph.plan().contacts.iter().enumerate() {
-                if contact.from == local && contact.end > now {
-                    edges.push((contact.start.max(now), Edge::Start, index));
-                    edges.push((contact.end, Edge::End, index));
-                }
-            }
-        }
-        edges.sort_unstable();
         if router.local().is_none() {
             tracing::warn!(
                 node = %self.inner.config.node_id,
                 "the contact plan does not name this node: it routes nothing from here"
             );
         }
-        let old = write(&self.inner.reach).contacts.replace(Arc::clone(&router));
+        let old = self.state().core.set_contact_plan(Arc::clone(&router), now);
         if let Some(old) = old {
             // Sessions opened for the old plan's contacts are the new plan's to keep or end.
             let kept = self.active_neighbours(&router, now);
@@ -140,23 +108,14 @@ impl<S: Store> Agent<S> {
                 }
             }
         }
-        let mut schedule = lock(&self.inner.schedule);
-        schedule.contacts = ContactEdges { edges, next: 0 };
-        match schedule.contacts.due() {
-            Some(at) => schedule.timers.set(Timer::Contacts, at),
-            None => schedule.timers.cancel(&Timer::Contacts),
-        }
-        drop(schedule);
         self.timers_changed();
-        for neighbour in read(&self.inner.reach).neighbours.values() {
-            neighbour.queue.rescan();
-        }
+        self.state().rescan_all();
         router
     }
 
     /// The contact plan routed by, if one was set.
     pub fn contact_plan(&self) -> Option<Arc<ContactRouter>> {
-        read(&self.inner.reach).contacts.clone()
+        self.state().core.reach.contacts.clone()
     }
 
     /// The neighbours this node has a contact with at `at`.
@@ -179,13 +138,13 @@ impl<S: Store> Agent<S> {
     /// them). One receiver at a time: a new call replaces the last.
     pub fn contact_events(&self) -> mpsc::Receiver<ContactEvent> {
         let (sender, receiver) = mpsc::channel(EVENT_QUEUE);
-        *lock(&self.inner.contact_events) = Some(sender);
+        self.state().contact_events = Some(sender);
         receiver
     }
 
     fn announce(&self, event: ContactEvent) {
         tracing::info!("{event}");
-        let sender = lock(&self.inner.contact_events).clone();
+        let sender = self.state().contact_events.clone();
         if let Some(sender) = sender
             && let Err(error) = sender.try_send(event)
         {
@@ -197,19 +156,7 @@ impl<S: Store> Agent<S> {
     pub(super) async fn on_contact_edges(&self) {
         let now = self.inner.clock.now_dtn_ms();
         let Some(router) = self.contact_plan() else { return };
-        let due: Vec<(u64, Edge, usize)> = {
-            let mut schedule = lock(&self.inner.schedule);
-            let contacts = &mut schedule.contacts;
-            let first = contacts.next;
-            while contacts.edges.get(contacts.next).is_some_and(|(at, _, _)| *at <= now) {
-                contacts.next += 1;
-            }
-            let due = contacts.edges[first..contacts.next].to_vec();
-            if let Some(at) = contacts.due() {
-                schedule.timers.set(Timer::Contacts, at);
-            }
-            due
-        };
+        let due = self.state().core.contact_edges_due(now);
         let mut changed = false;
         for (_, edge, index) in due {
             let (neighbour, end, rate, covered) = {
@@ -236,9 +183,7 @@ impl<S: Store> Agent<S> {
         }
         if changed {
             // What waits may go over the contact that started, or need another route now.
-            for neighbour in read(&self.inner.reach).neighbours.values() {
-                neighbour.queue.rescan();
-            }
+            self.state().rescan_all();
         }
         self.timers_changed();
     }

@@ -15,7 +15,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::counters::Counters;
 use super::fragment::adu_key;
-use super::node::{Agent, AgentError, Delivery, Inner, lock};
+use super::node::{Agent, AgentError, Delivery, Inner};
 use super::report::Status;
 use crate::admin::ReasonCode;
 use crate::bundle::{Bundle, BundleBuilder, BundleHeader, Eid, PrimaryBlock};
@@ -259,15 +259,17 @@ impl<S: Store> Agent<S> {
                 Connection::Wake(tx) => matches!(tx.try_send(id), Err(mpsc::error::TrySendError::Closed(_))),
             };
         }
-        if closed && let Some(apps) = lock(&self.inner.applications).get_mut(destination) {
+        if closed && let Some(apps) = self.state().applications.get_mut(destination) {
             apps.retain(|c| !c.is_closed());
         }
     }
 
     /// The applications connected to `endpoint` now.
     fn connected(&self, endpoint: &Eid) -> Vec<Connection> {
-        let apps = lock(&self.inner.applications);
-        apps.get(endpoint)
+        let state = self.state();
+        state
+            .applications
+            .get(endpoint)
             .map(|list| list.iter().filter(|c| !c.is_closed()).cloned().collect())
             .unwrap_or_default()
     }
@@ -278,11 +280,11 @@ impl<S: Store> Agent<S> {
     pub async fn watch(&self, endpoint: Eid) -> Result<Watcher, AgentError> {
         self.ensure_registered(&endpoint).await?;
         let (tx, receiver) = mpsc::channel(1);
-        let mut apps = lock(&self.inner.applications);
-        let list = apps.entry(endpoint.clone()).or_default();
+        let mut state = self.state();
+        let list = state.applications.entry(endpoint.clone()).or_default();
         list.retain(|c| !c.is_closed());
         list.push(Connection::Wake(tx));
-        drop(apps);
+        drop(state);
         Ok(Watcher { endpoint, receiver })
     }
 
@@ -414,7 +416,8 @@ impl<S: Store> Agent<S> {
         self.ensure_registered(&endpoint).await?;
         let (deliveries, receiver) = mpsc::channel(SUBSCRIPTION_WINDOW);
         let wake = Arc::new(FeedWake::default());
-        lock(&self.inner.applications)
+        self.state()
+            .applications
             .entry(endpoint.clone())
             .or_default()
             .push(Connection::Feed { wake: Arc::clone(&wake), deliveries: deliveries.clone() });
@@ -477,14 +480,15 @@ impl<S: Store> Agent<S> {
     /// stay until they expire (or it registers again).
     pub async fn unregister(&self, endpoint: &Eid) -> Result<(), AgentError> {
         self.inner.store.set_registration(endpoint, false).await?;
-        lock(&self.inner.applications).remove(endpoint);
+        self.state().applications.remove(endpoint);
         Ok(())
     }
 
     /// The registered endpoints, and whether an application is connected to each.
     pub async fn registrations(&self) -> Result<Vec<(Eid, bool)>, AgentError> {
         let registered = self.inner.store.registrations().await?;
-        let apps = lock(&self.inner.applications);
+        let state = self.state();
+        let apps = &state.applications;
         Ok(registered
             .into_iter()
             .map(|eid| {

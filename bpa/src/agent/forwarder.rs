@@ -12,7 +12,7 @@ use super::counters::Counters;
 use super::custody::Carrier;
 use super::forward::{ForwardError, prepare_for_forwarding};
 use super::fragment::FragmentPlan;
-use super::node::{Agent, BoxedTask, Neighbour, lock, millis};
+use super::node::{Agent, BoxedTask, Neighbour};
 use super::queue::Queued;
 use super::report::Status;
 use super::transmit::{self, LinkLimits, Transmission, Unsendable};
@@ -76,14 +76,15 @@ pub(super) struct InFlight<S: Store> {
 
 impl<S: Store> Drop for InFlight<S> {
     fn drop(&mut self) {
-        lock(&self.agent.inner.in_flight).remove(&self.id);
+        self.agent.state().core.release(self.id);
     }
 }
 
 impl<S: Store> Agent<S> {
     /// Claims a bundle for a send, unless another send has it.
     pub(super) fn claim(&self, id: StoreId, refused_by: Option<Eid>) -> Option<InFlight<S>> {
-        lock(&self.inner.in_flight).insert(id).then(|| InFlight { agent: self.clone(), id, refused_by })
+        let claimed = self.state().core.claim(id);
+        claimed.then(|| InFlight { agent: self.clone(), id, refused_by })
     }
 
     /// Queues the bundle for the neighbour a route leads to, if one is up; otherwise it stays
@@ -96,17 +97,18 @@ impl<S: Store> Agent<S> {
         bundle: Option<Bundle>,
         received_at: u64,
     ) -> bool {
-        let reach = super::node::read(&self.inner.reach);
-        let Some((_, neighbour)) = reach.next_hop(destination, None) else {
-            if reach.contacts.is_some() {
+        let state = self.state();
+        let Some((_, neighbour)) = state.next_hop(destination, None) else {
+            if state.core.reach.contacts.is_some() {
                 // The contact plan routes by size and lifetime, which the queues read from the
                 // store with the bundle: they read on.
-                for neighbour in reach.neighbours.values() {
+                for neighbour in state.links.values() {
                     neighbour.queue.read_on();
                 }
             }
             return false;
         };
+        drop(state);
         neighbour.queue.push(Queued { id, bundle, received_at, refused_by: None, booking: None }, false);
         true
     }
@@ -187,9 +189,14 @@ impl<S: Store> Agent<S> {
                     self.refused(guard, received_at, &hop, &why.to_string()).await;
                 }
                 Sent::Failed(error) => {
-                    let retry_in = self.retry_later(&hop, &neighbour);
-                    let allowed = lock(&neighbour.warnings).allow(std::time::Instant::now());
-                    if let Some(suppressed) = allowed {
+                    let now = self.inner.clock.now_dtn_ms();
+                    let instant = std::time::Instant::now();
+                    let failed = self.state().core.send_failed(&hop.node_id(), neighbour.link, now, instant);
+                    let retry_in = failed.retry_in;
+                    if retry_in.is_some() {
+                        self.timers_changed();
+                    }
+                    if let Some(suppressed) = failed.log {
                         tracing::warn!(
                             %error, neighbour = %hop, store_id = id, cla = neighbour.cla.name(), ?retry_in,
                             earlier_failures_not_logged = suppressed,
@@ -210,9 +217,9 @@ impl<S: Store> Agent<S> {
     /// Tells the queue of `hop` to read the store again if it is not `ours` (the neighbour went
     /// down and came up while a send of ours was under way).
     fn rescan_if_replaced(&self, hop: &Eid, ours: &Neighbour) {
-        let reach = super::node::read(&self.inner.reach);
-        if let Some(current) = reach.neighbours.get(&hop.node_id())
-            && !std::sync::Arc::ptr_eq(&current.queue, &ours.queue)
+        let state = self.state();
+        if let Some(current) = state.link(&hop.node_id())
+            && current.link != ours.link
         {
             current.queue.rescan();
         }
@@ -269,7 +276,7 @@ impl<S: Store> Agent<S> {
         if let Err(sent) = handed_over {
             return sent;
         }
-        lock(&neighbour.retry).delay = self.inner.config.forward_retry_min;
+        self.state().core.sent(&hop.node_id(), neighbour.link);
         match forwarding {
             // Kept until the next custodian's signal releases it, or sent again at the deadline.
             Forwarding::Custodial { deadline, .. } => self.custody_sent(deadline),
@@ -410,22 +417,12 @@ impl<S: Store> Agent<S> {
     /// of a timer started now. (A neighbour that goes down and up again gets a fresh state and
     /// is dispatched to at once by [`Agent::neighbour_up`].)
     pub(super) fn retry_later(&self, hop: &Eid, neighbour: &Neighbour) -> Option<Duration> {
-        let timer = super::timers::Timer::Retry(hop.node_id());
-        let delay = {
-            // One timer per neighbour, however many sends fail while it runs.
-            let mut schedule = lock(&self.inner.schedule);
-            let timers = &mut schedule.timers;
-            if timers.deadline(&timer).is_some() {
-                return None;
-            }
-            let mut retry = lock(&neighbour.retry);
-            let delay = retry.delay;
-            retry.delay = (delay * 2).min(self.inner.config.forward_retry_max);
-            timers.set(timer, self.inner.clock.now_dtn_ms().saturating_add(millis(delay)));
-            delay
-        };
-        self.timers_changed();
-        Some(delay)
+        let now = self.inner.clock.now_dtn_ms();
+        let delay = self.state().core.retry_later(&hop.node_id(), Some(neighbour.link), now);
+        if delay.is_some() {
+            self.timers_changed();
+        }
+        delay
     }
 
     /// Sends a bundle's payload — `lead` (bytes in memory before the stored part: a carrier's

@@ -9,6 +9,7 @@
 //! used names at the crate's root: `bpa::Agent`, `bpa::AgentConfig`, ...).
 
 mod contacts;
+mod core;
 mod counters;
 pub(crate) mod custody;
 pub(crate) mod delivery;
@@ -24,8 +25,8 @@ mod reassembly;
 mod reception;
 pub(crate) mod report;
 pub(crate) mod routing;
+mod state;
 mod timer_task;
-mod timers;
 mod transmit;
 mod waiting;
 mod warnings;

@@ -1,98 +1,18 @@
-//! Where bundles can go now (the neighbours that are up, and the routes beyond them), and the
-//! neighbours' comings and goings: up with a queue of their own, down with what was queued
-//! put back to wait, a clean stop that waits for sends under way, and whether the agent is at
-//! rest.
+//! The neighbours' comings and goings, carried out: up with a queue of their own, down with
+//! what was queued put back to wait, a clean stop that waits for sends under way, and whether
+//! the agent is at rest. (Where bundles can go is the core's: `core::reach`.)
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
 use super::node::*;
 use super::queue::NeighbourQueue;
-use super::routing::{Router, StaticRoutes};
-use super::timers::Timer;
 use crate::bundle::Eid;
 use crate::cla::ConvergenceLayer;
 use crate::store::{BundleState, StateKind, Store, StoreError};
-
-/// Where bundles can go now: the neighbours that are up, and the routes to nodes beyond them.
-/// One lock for the three, which every forwarding decision reads together.
-#[derive(Debug, Default)]
-pub(super) struct Reachability {
-    pub neighbours: HashMap<Eid, Neighbour>,
-    pub static_routes: StaticRoutes,
-    pub router: Option<Arc<dyn Router>>,
-    /// The contact plan's router, consulted last ([`Agent::set_contact_plan`]).
-    pub contacts: Option<Arc<super::routing::ContactRouter>>,
-}
-
-/// What the agent knows of a stored bundle when it routes it.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct BundleFacts<'a> {
-    pub destination: &'a Eid,
-    /// Encoded length in bytes.
-    pub size: u64,
-    /// When its lifetime ends (DTN ms).
-    pub expiry: u64,
-    pub now: u64,
-}
-
-impl Reachability {
-    /// The neighbour a bundle for `destination` goes to now, passing over `except` (one that
-    /// refused it): the destination's node if it is a neighbour, else the first next hop of the
-    /// static routes, then of the router, that is up.
-    pub fn next_hop(&self, destination: &Eid, except: Option<&Eid>) -> Option<(Eid, Neighbour)> {
-        if self.neighbours.is_empty() {
-            return None;
-        }
-        let allowed = |node: &Eid| except.is_none_or(|except| except != node);
-        let node = destination.node_id();
-        if let Some(n) = self.neighbours.get(&node).filter(|_| allowed(&node)) {
-            return Some((node, n.clone()));
-        }
-        use routing::Router as _;
-        let mut candidates = self.static_routes.next_hops(destination);
-        if let Some(router) = &self.router {
-            candidates.extend(router.next_hops(destination));
-        }
-        candidates
-            .into_iter()
-            .filter(|via| allowed(via))
-            .find_map(|via| self.neighbours.get(&via).map(|n| (via, n.clone())))
-    }
-
-    /// The neighbour a bundle goes to now, knowing its size and times: as
-    /// [`Reachability::next_hop`], then by the contact plan, whose decision (the planned route,
-    /// to book) comes with it. A planned next hop that is not up now is no next hop now.
-    pub fn next_hop_for(
-        &self,
-        facts: &BundleFacts<'_>,
-    ) -> Option<(Eid, Neighbour, Option<routing::Decision<Eid>>)> {
-        if let Some((via, neighbour)) = self.next_hop(facts.destination, None) {
-            return Some((via, neighbour, None));
-        }
-        use routing::Router as _;
-        let contacts = self.contacts.as_ref()?;
-        if self.neighbours.is_empty() {
-            return None;
-        }
-        let request = routing::RouteRequest {
-            destination: facts.destination,
-            size: facts.size,
-            expiry: facts.expiry,
-            previous_hop: None,
-            critical: false,
-            now: facts.now,
-        };
-        contacts.route(&request).into_iter().find_map(|decision| {
-            let neighbour = self.neighbours.get(&decision.next_hop)?.clone();
-            Some((decision.next_hop.clone(), neighbour, Some(decision)))
-        })
-    }
-}
 
 impl<S: Store> Agent<S> {
     /// A neighbour is reachable through `cla`: what waits for it is sent, read from the store by
@@ -104,15 +24,14 @@ impl<S: Store> Agent<S> {
     ) -> Result<(), AgentError> {
         tracing::info!(neighbour = %neighbour, cla = cla.name(), "neighbour up");
         let node = neighbour.node_id();
-        let entry = Neighbour {
+        let slots = self.inner.config.max_in_flight_per_neighbour.max(1);
+        let (entry, replaced) = self.state().neighbour_up(node.clone(), |link| Neighbour {
             cla,
             queue: Arc::new(NeighbourQueue::default()),
-            slots: Arc::new(Semaphore::new(self.inner.config.max_in_flight_per_neighbour.max(1))),
-            retry: Arc::new(Mutex::new(RetryState { delay: self.inner.config.forward_retry_min })),
-            warnings: Arc::new(Mutex::new(crate::log::RateLimit::new(Duration::from_secs(10)))),
+            slots: Arc::new(Semaphore::new(slots)),
+            link,
             learned_max: Arc::new(AtomicU64::new(u64::MAX)),
-        };
-        let replaced = write(&self.inner.reach).neighbours.insert(node.clone(), entry.clone());
+        });
         if let Some(old) = replaced {
             old.queue.close();
         }
@@ -124,9 +43,8 @@ impl<S: Store> Agent<S> {
     /// again (those being sent find the link down and do so themselves).
     pub fn neighbour_down(&self, neighbour: &Eid) {
         let node = neighbour.node_id();
-        let Some(gone) = write(&self.inner.reach).neighbours.remove(&node) else { return };
+        let Some(gone) = self.state().neighbour_down(&node) else { return };
         gone.queue.close();
-        lock(&self.inner.schedule).timers.cancel(&Timer::Retry(node.clone()));
         tracing::info!(neighbour = %neighbour, "neighbour down");
         let agent = self.clone();
         self.inner.requeues.fetch_add(1, Ordering::SeqCst);
@@ -156,13 +74,13 @@ impl<S: Store> Agent<S> {
         // Every neighbour goes down now, whatever its layer says later (a connection may close
         // after this returns): what was queued for it is put back to wait before the store
         // closes, not after.
-        let neighbours: Vec<Eid> = read(&self.inner.reach).neighbours.keys().cloned().collect();
+        let neighbours: Vec<Eid> = self.state().core.neighbours();
         for neighbour in &neighbours {
             self.neighbour_down(neighbour);
         }
         let deadline = tokio::time::Instant::now() + grace;
         loop {
-            let busy = lock(&self.inner.in_flight).len() + self.inner.requeues.load(Ordering::SeqCst);
+            let busy = self.state().core.in_flight() + self.inner.requeues.load(Ordering::SeqCst);
             if busy == 0 || tokio::time::Instant::now() >= deadline {
                 return busy;
             }
@@ -191,7 +109,7 @@ impl<S: Store> Agent<S> {
             if page.is_empty() {
                 return Ok(());
             }
-            if read(&self.inner.reach).neighbours.contains_key(node) {
+            if self.state().core.is_up(node) {
                 return Ok(()); // back up: its queue sends them
             }
             for meta in page {
@@ -207,8 +125,9 @@ impl<S: Store> Agent<S> {
     /// The neighbours connected now.
     pub fn neighbours(&self) -> Vec<NeighbourInfo> {
         let max = self.inner.config.max_in_flight_per_neighbour.max(1);
-        let mut list: Vec<NeighbourInfo> = read(&self.inner.reach)
-            .neighbours
+        let mut list: Vec<NeighbourInfo> = self
+            .state()
+            .links
             .iter()
             .map(|(node_id, n)| NeighbourInfo {
                 node_id: node_id.clone(),
@@ -236,15 +155,13 @@ impl<S: Store> Agent<S> {
     /// pause. A send waiting inside a layer counts as under way, and so does a reader whose
     /// application does not take what it was given.
     pub fn is_idle(&self) -> bool {
-        let timers_quiet = self.stopping() || {
-            let now = self.inner.clock.now_dtn_ms();
-            let schedule = lock(&self.inner.schedule);
-            !schedule.firing && schedule.timers.poll_timeout().is_none_or(|at| at > now)
+        let now = self.inner.clock.now_dtn_ms();
+        let quiet = {
+            let state = self.state();
+            (self.stopping() || state.core.timers_quiet(now))
+                && state.core.in_flight() == 0
+                && state.applications.values().flatten().all(super::delivery::Connection::is_idle)
         };
-        timers_quiet
-            && self.neighbours_settled()
-            && lock(&self.inner.in_flight).is_empty()
-            && self.inner.requeues.load(Ordering::SeqCst) == 0
-            && lock(&self.inner.applications).values().flatten().all(super::delivery::Connection::is_idle)
+        quiet && self.neighbours_settled() && self.inner.requeues.load(Ordering::SeqCst) == 0
     }
 }

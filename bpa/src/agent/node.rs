@@ -5,18 +5,17 @@
 //! happens to it, so a crash or restart loses nothing: what was waiting is dispatched again by
 //! [`Agent::start`], when a neighbour comes up, a route is added or an application connects.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 
 use super::counters::{AgentStats, Counters};
-pub(super) use super::neighbours::Reachability;
 use super::outgoing::SendRequest;
 use super::queue::NeighbourQueue;
 use super::report::{ReportPolicy, Status, status_report};
@@ -32,10 +31,7 @@ use crate::time::Clock;
 
 pub use super::reception::PendingReceive;
 
-/// A duration in whole milliseconds, as the clock counts.
-pub(super) fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
+pub(super) use super::core::millis;
 
 /// Bundles read per store query when the agent looks through a state (restart, redispatch).
 pub(super) const SCAN_PAGE: usize = 1024;
@@ -174,22 +170,11 @@ pub(super) struct Neighbour {
     pub queue: Arc<NeighbourQueue>,
     /// Send slots: at most `max_in_flight_per_neighbour` bundles are being handed over at once.
     pub slots: Arc<Semaphore>,
-    /// When failed sends are tried again.
-    pub retry: Arc<Mutex<RetryState>>,
-    /// Failed sends are logged once per window, not once per bundle (a whole queue fails
-    /// when a session ends).
-    pub warnings: Arc<Mutex<crate::log::RateLimit>>,
+    /// Which coming-up of the neighbour this is (the core's number for the link).
+    pub link: u64,
     /// The largest bundle the neighbour said it takes (a refusal as too large); `u64::MAX`
     /// until it says.
     pub learned_max: Arc<AtomicU64>,
-}
-
-/// One neighbour's retry timer: however many sends fail at once (a whole queue when a session
-/// ends), one timer runs, and its expiry dispatches everything waiting again.
-#[derive(Debug)]
-pub(super) struct RetryState {
-    /// The next timer's delay. (Whether a timer runs is the timer table's to say.)
-    pub delay: Duration,
 }
 
 /// A neighbour as [`Agent::neighbours`] shows it.
@@ -225,17 +210,12 @@ pub(super) struct Inner<S> {
     pub store: S,
     pub clock: Arc<dyn Clock>,
     pub sequence: AtomicU64,
-    /// Where bundles can go now.
-    pub reach: RwLock<Reachability>,
-    /// Connected applications by endpoint: each gets every new bundle for it.
-    pub applications: Mutex<HashMap<Eid, Vec<super::delivery::Connection>>>,
-    /// Bundles being forwarded now: never dispatched twice at once.
-    pub in_flight: Mutex<HashSet<StoreId>>,
-    /// One reassembly at a time, so two last fragments cannot both complete an ADU.
+    /// The core that decides and the handles it decides over, under one short lock
+    /// ([`super::state`]).
+    pub state: super::state::Guarded,
+    /// One reassembly at a time, so two last fragments cannot both complete an ADU. (Held
+    /// across the store's writes, unlike the state's lock.)
     pub reassembly: tokio::sync::Mutex<super::reassembly::Coverage>,
-    /// Every timer of the agent; one task sleeps on the clock until the earliest
-    /// ([`Agent::run_timers`]).
-    pub schedule: Mutex<Schedule>,
     /// Wakes the timer task when a timer is set.
     pub timers_changed: Arc<tokio::sync::Notify>,
     /// The timer task was started.
@@ -243,15 +223,8 @@ pub(super) struct Inner<S> {
     pub counters: Counters,
     /// Bytes a bundle grows by when this node forwards it (routing by volume counts them).
     pub forwarding_overhead: u64,
-    /// Where contact starts and ends go ([`Agent::contact_events`]).
-    pub contact_events: Mutex<Option<tokio::sync::mpsc::Sender<super::contacts::ContactEvent>>>,
     /// Custody answers queued since the last signal batch (it goes at once past a threshold).
     pub signals_waiting: AtomicU64,
-    /// Signals naming unknown transmissions are logged once per window per sender (at most
-    /// [`super::custody::WARNED_PEERS`] senders remembered, the rest sharing one window).
-    pub custody_warnings: Mutex<crate::log::RateLimits<Eid>>,
-    /// Log lines peers provoke, one per kind per window ([`super::warnings`]).
-    pub provoked: Mutex<super::warnings::ProvokedLimits>,
     /// A clean stop has begun ([`Agent::quiesce`]): timers no longer run, and a store closed
     /// under work still under way is expected, not an error.
     pub stopping: std::sync::atomic::AtomicBool,
@@ -262,62 +235,34 @@ pub(super) struct Inner<S> {
 pub(super) type BoxedTask = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub(super) type BoxedFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
-pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-pub(super) fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    m.read().unwrap_or_else(|p| p.into_inner())
-}
-
-pub(super) fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    m.write().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The agent's timers, and the housekeeping period that re-arms one of them.
-#[derive(Debug, Default)]
-pub(super) struct Schedule {
-    pub timers: super::timers::TimerTable,
-    /// How often expiry runs, once [`Agent::housekeep_every`] was called.
-    pub housekeeping: Option<Duration>,
-    /// The contact plan's starts and ends from this node.
-    pub contacts: super::contacts::ContactEdges,
-    /// The timer task took a due timer and is acting on it (set under the same lock as the
-    /// timer leaves the table, so a due timer is always either in the table or being fired).
-    pub firing: bool,
-}
-
 impl<S: Store> Agent<S> {
     /// An agent with `config` over `store`, on `clock`; [`Agent::start`] recovers what the store
     /// holds from an earlier run.
     pub fn new(config: AgentConfig, store: S, clock: Arc<dyn Clock>) -> Agent<S> {
         let forwarding_overhead = super::forward::forwarding_overhead(&config.node_id);
+        let state = super::state::Guarded::new(super::state::State::new(&config));
         Agent {
             inner: Arc::new(Inner {
                 config,
                 store,
                 clock,
                 sequence: AtomicU64::new(0),
-                reach: RwLock::new(Reachability::default()),
-                applications: Mutex::new(HashMap::new()),
-                in_flight: Mutex::new(HashSet::new()),
+                state,
                 reassembly: tokio::sync::Mutex::new(super::reassembly::Coverage::default()),
-                schedule: Mutex::new(Schedule::default()),
                 timers_changed: Arc::new(tokio::sync::Notify::new()),
                 timer_task: std::sync::atomic::AtomicBool::new(false),
                 counters: Counters::default(),
                 forwarding_overhead,
-                contact_events: Mutex::new(None),
                 signals_waiting: AtomicU64::new(0),
-                custody_warnings: Mutex::new(crate::log::RateLimits::new(
-                    Duration::from_secs(10),
-                    super::custody::WARNED_PEERS,
-                )),
-                provoked: Mutex::new(super::warnings::limits()),
                 stopping: std::sync::atomic::AtomicBool::new(false),
                 requeues: std::sync::atomic::AtomicUsize::new(0),
             }),
         }
+    }
+
+    /// The core and the handles, for one decision: let go before any `.await`.
+    pub(super) fn state(&self) -> std::sync::MutexGuard<'_, super::state::State> {
+        self.inner.state.lock()
     }
 
     /// This node's ID.
@@ -427,7 +372,7 @@ impl<S: Store> Agent<S> {
         destination: &Eid,
         except: Option<&Eid>,
     ) -> Option<(Eid, Neighbour)> {
-        read(&self.inner.reach).next_hop(destination, except)
+        self.state().next_hop(destination, except)
     }
 
     /// Decides what happens to a stored bundle now (RFC 9171 §5.3): local delivery, forwarding,
@@ -586,27 +531,25 @@ impl<S: Store> Agent<S> {
     pub async fn add_static_route(&self, route: StaticRoute) -> Result<(), AgentError> {
         // Routes lead to nodes: `via` is a node ID whatever endpoint of it was named.
         let route = StaticRoute { via: route.via.node_id(), ..route };
-        write(&self.inner.reach).static_routes.add(route);
+        self.state().core.reach.static_routes.add(route);
         self.redispatch().await
     }
 
     /// The static routes, in the order they are tried.
     pub fn static_routes(&self) -> Vec<StaticRoute> {
-        read(&self.inner.reach).static_routes.routes().to_vec()
+        self.state().core.reach.static_routes.routes().to_vec()
     }
 
     /// Plugs in a routing algorithm, consulted after direct neighbours and static routes.
     pub async fn set_router(&self, router: Arc<dyn Router>) -> Result<(), AgentError> {
-        write(&self.inner.reach).router = Some(router);
+        self.state().core.reach.router = Some(router);
         self.redispatch().await
     }
 
     /// Every neighbour's queue reads the store again from its first waiting bundle: a route
     /// changed, so what waits may have one now.
     pub async fn redispatch(&self) -> Result<(), AgentError> {
-        for neighbour in read(&self.inner.reach).neighbours.values() {
-            neighbour.queue.rescan();
-        }
+        self.state().rescan_all();
         Ok(())
     }
 

@@ -18,9 +18,9 @@ use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::Notify;
 
 use super::contacts::HeldBooking;
+use super::core::BundleFacts;
 use super::forwarder::InFlight;
-use super::neighbours::BundleFacts;
-use super::node::{Agent, Inner, Neighbour, lock, read};
+use super::node::{Agent, Inner, Neighbour};
 use crate::bundle::{Bundle, Eid};
 use crate::store::{StateKind, Store, StoreId};
 
@@ -217,7 +217,7 @@ impl<S: Store> Agent<S> {
         // One look at the routes for the page.
         use routing::Router as _;
         let now = self.inner.clock.now_dtn_ms();
-        let reach = read(&self.inner.reach);
+        let state = self.state();
         for meta in page {
             if self.is_local(&meta.destination) {
                 continue;
@@ -225,12 +225,12 @@ impl<S: Store> Agent<S> {
             // Routed by the size it will have on the wire, with this node's Previous Node block.
             let size = meta.length.saturating_add(self.inner.forwarding_overhead);
             let facts = BundleFacts { destination: &meta.destination, size, expiry: meta.expires_at, now };
-            let Some((via, _, decision)) = reach.next_hop_for(&facts) else { continue };
+            let Some((via, decision)) = state.next_hop_for(&facts) else { continue };
             if via != *hop {
                 continue;
             }
             // Booked now, so the next bundle of the page sees the volume left.
-            let booking = match (decision, &reach.contacts) {
+            let booking = match (decision, &state.core.reach.contacts) {
                 (Some(decision), Some(contacts)) => {
                     contacts.book(&decision).map(|booking| HeldBooking::new(contacts, booking))
                 }
@@ -240,4 +240,9 @@ impl<S: Store> Agent<S> {
         }
         Ok(())
     }
+}
+
+/// The queue's hand-over list: a panic in a task that held it leaves it as it was.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::core::Timer;
 use super::node::*;
-use super::timers::Timer;
 use crate::store::Store;
 
 impl<S: Store> Agent<S> {
@@ -30,16 +30,11 @@ impl<S: Store> Agent<S> {
             }
             let now = agent.inner.clock.now_dtn_ms();
             loop {
-                let due = {
-                    let mut schedule = lock(&agent.inner.schedule);
-                    let due = schedule.timers.pop_due(now);
-                    schedule.firing = due.is_some();
-                    due
-                };
+                let due = agent.state().core.take_due(now);
                 let Some(timer) = due else { break };
                 agent.on_timer(timer).await;
             }
-            let next = lock(&agent.inner.schedule).timers.poll_timeout();
+            let next = agent.state().core.poll_timeout();
             let changed = Arc::clone(&agent.inner.timers_changed);
             let sleep = next.map(|at| agent.inner.clock.sleep_until(at));
             drop(agent);
@@ -58,7 +53,7 @@ impl<S: Store> Agent<S> {
     async fn on_timer(&self, timer: Timer) {
         match timer {
             Timer::Retry(node) => {
-                if let Some(neighbour) = read(&self.inner.reach).neighbours.get(&node) {
+                if let Some(neighbour) = self.state().link(&node) {
                     neighbour.queue.rescan();
                 }
             }
@@ -69,29 +64,21 @@ impl<S: Store> Agent<S> {
                 if let Err(error) = self.expire().await {
                     tracing::error!(%error, "expiry failed; tried again at the next round");
                 }
-                let mut schedule = lock(&self.inner.schedule);
-                if let Some(period) = schedule.housekeeping {
-                    let at = self.inner.clock.now_dtn_ms().saturating_add(millis(period));
-                    schedule.timers.set(Timer::Housekeeping, at);
-                }
+                let now = self.inner.clock.now_dtn_ms();
+                self.state().core.housekept(now);
             }
         }
     }
 
     /// Runs expiry every `period` on the agent's clock, from now on.
     pub fn housekeep_every(&self, period: Duration) {
-        let at = self.inner.clock.now_dtn_ms().saturating_add(millis(period));
-        let mut schedule = lock(&self.inner.schedule);
-        schedule.housekeeping = Some(period);
-        schedule.timers.set(Timer::Housekeeping, at);
-        drop(schedule);
+        let now = self.inner.clock.now_dtn_ms();
+        self.state().core.housekeep_every(period, now);
         self.timers_changed();
     }
 
     /// Stops the housekeeping [`Agent::housekeep_every`] started.
     pub fn stop_housekeeping(&self) {
-        let mut schedule = lock(&self.inner.schedule);
-        schedule.housekeeping = None;
-        schedule.timers.cancel(&Timer::Housekeeping);
+        self.state().core.stop_housekeeping();
     }
 }

@@ -3,8 +3,8 @@
 //! static route whose neighbour is down, the planned contact it waits for and when that starts,
 //! or that nothing leads to its destination.
 
-use super::neighbours::BundleFacts;
-use super::node::{Agent, read};
+use super::core::BundleFacts;
+use super::node::Agent;
 use super::routing::plan_name;
 use crate::store::{BundleState, Store, StoredBundle};
 use crate::time::format_dtn_time;
@@ -22,10 +22,11 @@ impl<S: Store> Agent<S> {
         use routing::Router as _;
         let destination = &meta.destination;
         let now = self.inner.clock.now_dtn_ms();
-        let reach = read(&self.inner.reach);
+        let state = self.state();
+        let reach = &state.core.reach;
         let size = meta.length.saturating_add(self.inner.forwarding_overhead);
         let facts = BundleFacts { destination, size, expiry: meta.expires_at, now };
-        if let Some((via, _, _)) = reach.next_hop_for(&facts) {
+        if let Some((via, _)) = state.next_hop_for(&facts) {
             return format!("waiting for a route: {via} is up and takes it next");
         }
         let statics = reach.static_routes.next_hops(destination);

@@ -30,9 +30,9 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::core::Timer;
 use super::counters::Counters;
-use super::node::{Agent, AgentError, Reception, lock, millis, read};
-use super::timers::Timer;
+use super::node::{Agent, AgentError, Reception, millis};
 use crate::admin::{AdminRecord, BibePdu, BibePduHead, CustodyDisposition, CustodySignal};
 use crate::bundle::{Bundle, BundleBuilder, BundleFlags, CrcType, Eid, PrimaryBlock};
 use crate::store::{
@@ -136,7 +136,7 @@ impl<S: Store> Agent<S> {
         let now = self.inner.clock.now_dtn_ms();
         let configured = policy.peer(hop).and_then(|p| p.round_trip).map(millis);
         let planned = || {
-            let router = read(&self.inner.reach).contacts.clone()?;
+            let router = self.state().core.reach.contacts.clone()?;
             let graph = router.graph();
             let plan = graph.plan();
             let local = router.local()?;
@@ -198,14 +198,10 @@ impl<S: Store> Agent<S> {
 
     /// Sets `timer` to `at` unless it is set earlier already.
     fn arm_custody_timer(&self, timer: Timer, at: u64) {
-        {
-            let mut schedule = lock(&self.inner.schedule);
-            if schedule.timers.deadline(&timer).is_some_and(|set| set <= at) {
-                return;
-            }
-            schedule.timers.set(timer, at);
+        let moved = self.state().core.arm_earliest(timer, at);
+        if moved {
+            self.timers_changed();
         }
-        self.timers_changed();
     }
 
     /// Answers queued: the signal batch goes after the delay, or at once when it is full.
@@ -248,15 +244,11 @@ impl<S: Store> Agent<S> {
             return None;
         }
         let contacts = {
-            use routing::Router as _;
-            let reach = read(&self.inner.reach);
-            if reach.neighbours.contains_key(&destination.node_id())
-                || !reach.static_routes.next_hops(destination).is_empty()
-                || reach.router.as_ref().is_some_and(|r| !r.next_hops(destination).is_empty())
-            {
+            let state = self.state();
+            if state.core.reach.routes_without_plan(destination) {
                 return None;
             }
-            reach.contacts.clone()
+            state.core.reach.contacts.clone()
         };
         let Some(contacts) = contacts else { return Some(CustodyDisposition::NO_ROUTE) };
         let now = self.inner.clock.now_dtn_ms();
@@ -549,7 +541,7 @@ impl<S: Store> Agent<S> {
                         neighbour = %from, disposition = signal.disposition.name(), bundles = matched,
                         "custody refused: the bundles are kept and routed again later"
                     );
-                    let neighbour = read(&self.inner.reach).neighbours.get(from).cloned();
+                    let neighbour = self.state().link(from).cloned();
                     match neighbour {
                         Some(neighbour) => {
                             self.retry_later(from, &neighbour);
@@ -561,7 +553,7 @@ impl<S: Store> Agent<S> {
         }
         if unmatched > 0 {
             counters.custody_signal_ids_ignored.fetch_add(unmatched, Ordering::Relaxed);
-            let allowed = lock(&self.inner.custody_warnings).allow(from.clone(), std::time::Instant::now());
+            let allowed = self.state().custody_warnings.allow(from.clone(), std::time::Instant::now());
             if let Some(suppressed) = allowed {
                 tracing::warn!(
                     neighbour = %from, disposition = signal.disposition.name(), ids = unmatched,
@@ -645,7 +637,7 @@ impl<S: Store> Agent<S> {
             .flags(BundleFlags(BundleFlags::ADMIN_RECORD))
             .payload(payload)
             .build()?;
-        let neighbour = read(&self.inner.reach).neighbours.get(&to.node_id()).cloned();
+        let neighbour = self.state().link(&to.node_id()).cloned();
         if let Some(neighbour) = neighbour {
             let encoded = Bytes::from(bundle.encode());
             match neighbour.cla.send(&to.node_id(), crate::cla::OutgoingBundle::from_bytes(encoded)).await {

@@ -13,11 +13,11 @@ use crate::bundle::Eid;
 pub enum Timer {
     /// Dispatch again what waits, after failed sends to this neighbour (its retry backoff).
     Retry(Eid),
-    /// Expiry and the store's housekeeping ([`super::node::Agent::housekeep_every`]).
+    /// Expiry and the store's housekeeping ([`Core::housekeep_every`](super::Core::housekeep_every)).
     Housekeeping,
-    /// The next start or end of one of this node's planned contacts ([`super::contacts`]).
+    /// The next start or end of one of this node's planned contacts ([`super::edges`]).
     Contacts,
-    /// The earliest custodial retransmission deadline ([`super::custody`]).
+    /// The earliest custodial retransmission deadline (custody).
     CustodyRetransmit,
     /// The batch of custody signals owed to other custodians is due.
     CustodySignals,
