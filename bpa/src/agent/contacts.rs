@@ -16,8 +16,8 @@ use std::sync::{Arc, Weak};
 use tokio::sync::mpsc;
 
 use super::core::Edge;
+use super::core::routing::{ContactRouter, contact_router, plan_endpoint, plan_name};
 use super::node::Agent;
-use super::routing::{ContactRouter, contact_router, plan_endpoint, plan_name};
 use crate::bundle::Eid;
 use crate::store::Store;
 

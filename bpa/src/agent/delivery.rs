@@ -13,10 +13,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
 
+use super::core::fragment::adu_key;
+use super::core::report::Status;
 use super::counters::Counters;
-use super::fragment::adu_key;
 use super::node::{Agent, AgentError, Delivery, Inner};
-use super::report::Status;
 use crate::admin::ReasonCode;
 use crate::bundle::{Bundle, BundleBuilder, BundleHeader, Eid, PrimaryBlock};
 use crate::store::{BundleState, DeleteReason, PayloadContent, StateKind, Store, StoreId};

@@ -1,9 +1,9 @@
 //! Expiry (RFC 9171 §5.10) and the node's housekeeping, and removing bundles from the store
 //! with every failure logged and counted.
 
+use super::core::report::Status;
 use super::counters::Counters;
 use super::node::{Agent, AgentError};
-use super::report::Status;
 use crate::admin::ReasonCode;
 use crate::store::{DeleteReason, Store, StoreError, StoreId};
 

@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::core::forward::{ForwardError, prepare_for_forwarding};
+use super::core::fragment::FragmentPlan;
+use super::core::report::Status;
+use super::core::transmit::{self, LinkLimits, Transmission, Unsendable};
 use super::counters::Counters;
 use super::custody::Carrier;
-use super::forward::{ForwardError, prepare_for_forwarding};
-use super::fragment::FragmentPlan;
 use super::node::{Agent, BoxedTask, Neighbour};
 use super::queue::Queued;
-use super::report::Status;
-use super::transmit::{self, LinkLimits, Transmission, Unsendable};
 use crate::admin::ReasonCode;
 use crate::bundle::{Bundle, BundleHeader, Eid};
 use crate::cla::{ClaError, OutgoingBundle, Refusal};

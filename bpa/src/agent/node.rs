@@ -15,11 +15,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 
+use super::core::report::{ReportPolicy, Status, status_report};
+use super::core::routing::{Router, StaticRoute};
 use super::counters::{AgentStats, Counters};
 use super::outgoing::SendRequest;
 use super::queue::NeighbourQueue;
-use super::report::{ReportPolicy, Status, status_report};
-use super::routing::{Router, StaticRoute};
 use crate::admin::ReasonCode;
 use crate::bundle::{
     Bundle, BundleError, BundleFlags, BundleHeader, CreationTimestamp, Eid, ParseOptions,
@@ -239,7 +239,7 @@ impl<S: Store> Agent<S> {
     /// An agent with `config` over `store`, on `clock`; [`Agent::start`] recovers what the store
     /// holds from an earlier run.
     pub fn new(config: AgentConfig, store: S, clock: Arc<dyn Clock>) -> Agent<S> {
-        let forwarding_overhead = super::forward::forwarding_overhead(&config.node_id);
+        let forwarding_overhead = super::core::forward::forwarding_overhead(&config.node_id);
         let state = super::state::Guarded::new(super::state::State::new(&config));
         Agent {
             inner: Arc::new(Inner {
@@ -523,7 +523,7 @@ impl<S: Store> Agent<S> {
 
     /// Adds a static route to a node and dispatches what it opens up.
     pub async fn add_route(&self, route: Route) -> Result<(), AgentError> {
-        let pattern = super::routing::EidPattern::Node(route.to.node_id());
+        let pattern = super::core::routing::EidPattern::Node(route.to.node_id());
         self.add_static_route(StaticRoute { pattern, via: route.via }).await
     }
 

@@ -120,7 +120,7 @@ impl Coverage {
     }
 }
 
-/// The source part of an ADU key ([`super::fragment::adu_key`]: `source time sequence total`;
+/// The source part of an ADU key ([`super::core::fragment::adu_key`]: `source time sequence total`;
 /// an EID holds no space).
 fn source_of(adu: &str) -> &str {
     adu.split(' ').next().unwrap_or(adu)

@@ -6,9 +6,9 @@ use std::future::Future;
 
 use bytes::Bytes;
 
+use super::core::report::Status;
 use super::counters::Counters;
 use super::node::{Agent, AgentError, Reception};
-use super::report::Status;
 use crate::admin::ReasonCode;
 use crate::bundle::{Bundle, BundleError};
 use crate::cla::Sender;

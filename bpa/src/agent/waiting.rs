@@ -4,8 +4,8 @@
 //! or that nothing leads to its destination.
 
 use super::core::BundleFacts;
+use super::core::routing::plan_name;
 use super::node::Agent;
-use super::routing::plan_name;
 use crate::store::{BundleState, Store, StoredBundle};
 use crate::time::format_dtn_time;
 

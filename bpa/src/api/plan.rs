@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, ApiState, parse_eid, query};
-use crate::agent::routing::plan_endpoint;
+use crate::agent::core::routing::plan_endpoint;
 use crate::store::Store;
 
 /// The largest plan `POST /v1/plan` takes by default ([`super::ApiConfig::max_plan`]): a million

@@ -2,7 +2,7 @@
 //! end, in time order, and which is due next. Pure: the plan and the time go in, the edges due
 //! come out; the agent announces them ([`crate::agent::ContactEvent`]).
 
-use crate::agent::routing::ContactRouter;
+use super::routing::ContactRouter;
 
 /// One end of a contact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

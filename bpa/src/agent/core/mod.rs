@@ -10,15 +10,23 @@
 //! as `quinn` holds a `quinn_proto::Connection` — and carries out the decisions against the
 //! store and the layers. Everything here is tested without a runtime (`tests.rs`).
 //!
-//! - `reach`: the neighbours that are up and the routes beyond them.
-//! - `timers`: the one timer table.
-//! - `edges`: the contact plan's starts and ends from this node.
+//! - `reach`: the neighbours that are up and the routes beyond them; `routing`: static routes,
+//!   the router hook and Contact Graph Routing over a plan.
+//! - `timers`: the one timer table; `edges`: the contact plan's starts and ends from this node.
+//! - `forward`: the edits a node makes to a bundle it forwards; `transmit`: whether a bundle
+//!   goes whole or in fragments, or not at all, over a link; `fragment`: fragmentation and the
+//!   reassembly of an ADU; `report`: the status reports.
 
 mod edges;
+pub(crate) mod forward;
+pub(crate) mod fragment;
 mod reach;
+pub(crate) mod report;
+pub(crate) mod routing;
 #[cfg(test)]
 mod tests;
 mod timers;
+pub(crate) mod transmit;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -28,7 +36,7 @@ pub(crate) use edges::{ContactEdges, DueEdge, Edge};
 pub(crate) use reach::{BundleFacts, NeighbourState, Reachability};
 pub(crate) use timers::{Timer, TimerTable};
 
-use super::routing::ContactRouter;
+use self::routing::ContactRouter;
 use crate::bundle::Eid;
 use crate::log::RateLimit;
 use crate::store::StoreId;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::agent::routing::{ContactRouter, Router, StaticRoutes};
+use super::routing::{ContactRouter, Router, StaticRoutes};
 use crate::bundle::Eid;
 use crate::log::RateLimit;
 

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::routing::{EidPattern, StaticRoute, contact_router};
 use super::*;
-use crate::agent::routing::{EidPattern, StaticRoute, contact_router};
 
 const SECOND: u64 = 1_000;
 
@@ -143,7 +143,7 @@ fn contact_edges_come_due_in_order_each_once_ends_before_starts() {
         a contact +10 +20 1 2 1000\n\
         a contact +30 +40 1 3 1000\n\
         a contact +0 +40 2 1 1000\n";
-    let plan = routing::ion::parse(text, 0).expect("a plan");
+    let plan = ::routing::ion::parse(text, 0).expect("a plan");
     let router = Arc::new(contact_router(plan, &node(1)));
     let mut core = core();
     assert!(core.set_contact_plan(Arc::clone(&router), 5 * SECOND).is_none());

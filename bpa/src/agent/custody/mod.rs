@@ -140,7 +140,7 @@ impl<S: Store> Agent<S> {
             let graph = router.graph();
             let plan = graph.plan();
             let local = router.local()?;
-            let there = plan.find(&super::routing::plan_name(hop)?)?;
+            let there = plan.find(&super::core::routing::plan_name(hop)?)?;
             let owlt = plan.owlt(local, there, now)?;
             Some(owlt.saturating_mul(2).saturating_add(millis(policy.signal_delay)))
         };
@@ -259,7 +259,7 @@ impl<S: Store> Agent<S> {
         if !contacts.route(&request).is_empty() {
             return None;
         }
-        let planned = super::routing::plan_name(destination)
+        let planned = super::core::routing::plan_name(destination)
             .is_some_and(|name| contacts.graph().plan().find(&name).is_some());
         Some(if planned { CustodyDisposition::NO_TIMELY_CONTACT } else { CustodyDisposition::NO_ROUTE })
     }
@@ -462,7 +462,7 @@ impl<S: Store> Agent<S> {
                 self.report(
                     &primary,
                     payload_len,
-                    super::report::Status::Received,
+                    super::core::report::Status::Received,
                     crate::admin::ReasonCode::NO_ADDITIONAL_INFORMATION,
                 )
                 .await;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::super::routing::EidPattern;
+use super::super::core::routing::EidPattern;
 use crate::admin::AdminRecordTypes;
 use crate::bundle::Eid;
 

@@ -48,7 +48,7 @@ pub(super) const UPGRADE_HEADER_BYTES: usize = 1 << 20;
 
 /// Fills in `frag_total` for the fragments held (read from each one's primary block) and names
 /// those awaiting reassembly by the ADU key that includes it
-/// ([`crate::agent::fragment::adu_key`]: the old key and the length). A fragment whose header
+/// ([`crate::agent::core::fragment::adu_key`]: the old key and the length). A fragment whose header
 /// cannot be read keeps -1 (it waits to expire, as a damaged one would).
 pub(super) fn upgrade_to_5(
     conn: &mut Connection,

@@ -9,7 +9,7 @@ use crate::bundle::{Bundle, BundleHeader, CanonicalBlock};
 
 /// The largest bundle a neighbour takes, in encoded bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct LinkLimits {
+pub(crate) struct LinkLimits {
     /// What its convergence layer says (`u64::MAX`: no limit).
     pub layer: u64,
     /// What the neighbour said by refusing a bundle as too large (`u64::MAX` until it does).
@@ -24,7 +24,7 @@ impl LinkLimits {
 
 /// How a bundle goes.
 #[derive(Debug)]
-pub(super) enum Transmission {
+pub(crate) enum Transmission {
     /// In one piece.
     Whole,
     /// In fragments of at most the link's limit each (RFC 9171 §5.8).
@@ -33,7 +33,7 @@ pub(super) enum Transmission {
 
 /// Why a bundle cannot go to this neighbour.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum Unsendable {
+pub(crate) enum Unsendable {
     /// Over what the link's layer takes and not to be fragmented: it waits for another route
     /// or its expiry.
     #[error("the bundle is too big for this link ({max} bytes at most): {error}")]
@@ -48,7 +48,7 @@ pub(super) enum Unsendable {
 
 /// How a bundle of `size` encoded bytes, whose header (edited for forwarding) is `header`, goes
 /// over a link with `limits`.
-pub(super) fn plan(header: &BundleHeader, size: u64, limits: LinkLimits) -> Result<Transmission, Unsendable> {
+pub(crate) fn plan(header: &BundleHeader, size: u64, limits: LinkLimits) -> Result<Transmission, Unsendable> {
     let max = limits.max();
     if size <= max {
         return Ok(Transmission::Whole);
