@@ -11,12 +11,12 @@
 //! contacts ([`HeldBooking`]); the booking is kept once the bundle is sent and given back
 //! otherwise, so later bundles see the volume that is really left.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::core::Edge;
 use super::core::routing::{ContactRouter, contact_router, plan_endpoint, plan_name};
+use super::core::{ContactEvent, Edge};
 use super::node::Agent;
 use crate::bundle::Eid;
 use crate::store::Store;
@@ -24,66 +24,6 @@ use crate::store::Store;
 /// Events waiting for the link manager at most; past that they are dropped (and logged): a
 /// manager that does not read must not hold the agent.
 const EVENT_QUEUE: usize = 1024;
-
-/// What the plan says about a neighbour now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ContactEvent {
-    /// A contact with `neighbour` starts: it lasts until `end` (DTN ms) at `rate` bytes/s.
-    Started {
-        /// The neighbour's node ID.
-        neighbour: Eid,
-        /// When the contact ends (DTN ms).
-        end: u64,
-        /// Its rate in bytes per second.
-        rate: u64,
-    },
-    /// The contacts with `neighbour` ended: nothing more is planned over the link now.
-    Ended {
-        /// The neighbour's node ID.
-        neighbour: Eid,
-    },
-}
-
-impl std::fmt::Display for ContactEvent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ContactEvent::Started { neighbour, end, rate } => write!(
-                f,
-                "planned contact with {neighbour} started: until {} at {rate} bytes/s",
-                crate::time::format_dtn_time(*end)
-            ),
-            ContactEvent::Ended { neighbour } => write!(f, "planned contacts with {neighbour} ended"),
-        }
-    }
-}
-
-/// Volume booked for a bundle a queue took: given back when dropped unless [`Self::keep`]
-/// was called (the bundle was sent).
-#[derive(Debug)]
-pub(super) struct HeldBooking {
-    router: Weak<ContactRouter>,
-    booking: Option<routing::Booking>,
-}
-
-impl HeldBooking {
-    pub fn new(router: &Arc<ContactRouter>, booking: routing::Booking) -> HeldBooking {
-        HeldBooking { router: Arc::downgrade(router), booking: Some(booking) }
-    }
-
-    /// The bundle went: the volume stays booked.
-    pub fn keep(mut self) {
-        self.booking = None;
-    }
-}
-
-impl Drop for HeldBooking {
-    fn drop(&mut self) {
-        use routing::Router as _;
-        if let (Some(booking), Some(router)) = (self.booking.take(), self.router.upgrade()) {
-            router.release(booking);
-        }
-    }
-}
 
 impl<S: Store> Agent<S> {
     /// Routes by this contact plan from now on (replacing any earlier one): bundles waiting

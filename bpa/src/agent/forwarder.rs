@@ -13,7 +13,7 @@ use super::core::fragment::FragmentPlan;
 use super::core::report::Status;
 use super::core::transmit::{self, LinkLimits, Transmission, Unsendable};
 use super::counters::Counters;
-use super::custody::Carrier;
+use super::custody::carrier::Carrier;
 use super::node::{Agent, BoxedTask, Neighbour};
 use super::queue::Queued;
 use crate::admin::ReasonCode;
@@ -60,7 +60,7 @@ fn content_len(content: &PayloadContent) -> u64 {
 struct Sending {
     bundle: Option<Bundle>,
     received_at: u64,
-    booking: Option<super::contacts::HeldBooking>,
+    booking: Option<super::core::routing::HeldBooking>,
 }
 
 /// A bundle claimed for one send: no other send takes it until this is dropped, however the

@@ -14,17 +14,22 @@
 //! The modules are the crate's own; what other crates use is re-exported here (and the most
 //! used names at the crate's root: `bpa::Agent`, `bpa::AgentConfig`, ...).
 
+mod applications;
+mod config;
 mod contacts;
 pub(crate) mod core;
 mod counters;
 pub(crate) mod custody;
 pub(crate) mod delivery;
+mod error;
 mod expiry;
 mod forwarder;
 mod neighbours;
 pub(crate) mod node;
 pub(crate) mod outgoing;
+mod provoked;
 mod queue;
+mod queue_task;
 mod reassembly;
 mod reception;
 mod state;
@@ -34,13 +39,17 @@ mod warnings;
 
 pub use reception::PendingReceive;
 
+pub use self::core::ContactEvent;
 pub use self::core::forward::{ForwardError, prepare_for_forwarding};
 pub use self::core::fragment::{FragmentError, Reassembly, ReassemblyError, fragment};
 pub use self::core::report::ReportPolicy;
 pub use self::core::routing::{ContactRouter, EidPattern, Router, StaticRoute, plan_endpoint, plan_name};
-pub use contacts::ContactEvent;
+pub use applications::{Delivery, SUBSCRIPTION_WINDOW, Subscription, Watcher};
+pub use config::AgentConfig;
 pub use counters::{AgentStats, CustodyStats};
 pub use custody::{CustodyPeer, CustodyPolicy, PeerCustody, RetransmissionTime};
-pub use delivery::{MAX_ECHO_PAYLOAD, SUBSCRIPTION_WINDOW, Subscription, Watcher};
-pub use node::{Agent, AgentConfig, AgentError, Delivery, NeighbourInfo, Reception, Route};
+pub use delivery::MAX_ECHO_PAYLOAD;
+pub use error::AgentError;
+pub use neighbours::NeighbourInfo;
+pub use node::{Agent, Reception, Route};
 pub use outgoing::{PendingSend, SendRequest};

@@ -14,6 +14,21 @@ use crate::bundle::Eid;
 use crate::cla::ConvergenceLayer;
 use crate::store::{BundleState, StateKind, Store, StoreError};
 
+/// A neighbour as [`Agent::neighbours`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeighbourInfo {
+    /// The neighbour's node ID.
+    pub node_id: Eid,
+    /// The convergence layer's name.
+    pub cla: String,
+    /// Bundles being handed over now.
+    pub in_flight: usize,
+    /// Its queue has nothing more to hand over: everything waiting for this neighbour that the
+    /// store held at its last change was taken. With `in_flight` at 0, the neighbour is settled:
+    /// nothing moves towards it until something changes (a bundle arrives, a route, a retry).
+    pub queue_idle: bool,
+}
+
 impl<S: Store> Agent<S> {
     /// A neighbour is reachable through `cla`: what waits for it is sent, read from the store by
     /// the neighbour's queue.
@@ -160,7 +175,7 @@ impl<S: Store> Agent<S> {
             let state = self.state();
             (self.stopping() || state.core.timers_quiet(now))
                 && state.core.in_flight() == 0
-                && state.applications.values().flatten().all(super::delivery::Connection::is_idle)
+                && state.applications.values().flatten().all(super::applications::Connection::is_idle)
         };
         quiet && self.neighbours_settled() && self.inner.requeues.load(Ordering::SeqCst) == 0
     }

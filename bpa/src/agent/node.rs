@@ -10,123 +10,24 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::Semaphore;
 
-use super::core::report::{ReportPolicy, Status, status_report};
+pub use super::config::AgentConfig;
+use super::core::report::{Status, status_report};
 use super::core::routing::{Router, StaticRoute};
 use super::counters::{AgentStats, Counters};
-use super::outgoing::SendRequest;
-use super::queue::NeighbourQueue;
+pub use super::error::AgentError;
+pub(super) use super::state::Neighbour;
 use crate::admin::ReasonCode;
-use crate::bundle::{
-    Bundle, BundleError, BundleFlags, BundleHeader, CreationTimestamp, Eid, ParseOptions,
-    PayloadLengthMismatch, PrimaryBlock,
-};
-use crate::cla::ConvergenceLayer;
+use crate::bundle::{Bundle, BundleHeader, CreationTimestamp, Eid, PrimaryBlock};
 use crate::store::{BundleState, DeleteReason, PayloadContent, StateKind, Store, StoreError, StoreId};
 use crate::time::Clock;
-
-pub use super::reception::PendingReceive;
 
 pub(super) use super::core::millis;
 
 /// Bundles read per store query when the agent looks through a state (restart, redispatch).
 pub(super) const SCAN_PAGE: usize = 1024;
-
-/// How a node behaves.
-#[derive(Debug, Clone)]
-pub struct AgentConfig {
-    /// This node's ID (`ipn:N.0` or `dtn://node/`).
-    pub node_id: Eid,
-    /// How received bundles are parsed (leniency for peers that need it).
-    pub parse: ParseOptions,
-    /// Whether and how status reports are sent.
-    pub reports: ReportPolicy,
-    /// Answer bundles sent to the echo service (`ipn:N.7`, `dtn://node/echo`) with their payload.
-    pub echo: bool,
-    /// Most bundles being handed to one neighbour's convergence layer at once; the others queue.
-    pub max_in_flight_per_neighbour: usize,
-    /// After a failed send to a neighbour that is still up (refused for want of room, a
-    /// session lost while another carries on), what waits for it is tried again after this
-    /// delay, doubled while sends keep failing, up to `forward_retry_max`; a successful send
-    /// resets it.
-    pub forward_retry_min: Duration,
-    /// The longest delay between retries of failed sends.
-    pub forward_retry_max: Duration,
-    /// How custody is taken and handed over (docs/custody.md).
-    pub custody: super::custody::CustodyPolicy,
-}
-
-impl AgentConfig {
-    /// The defaults for a node with this ID.
-    pub fn new(node_id: Eid) -> AgentConfig {
-        AgentConfig {
-            node_id,
-            parse: ParseOptions::default(),
-            reports: ReportPolicy::default(),
-            echo: true,
-            max_in_flight_per_neighbour: 256,
-            forward_retry_min: Duration::from_secs(1),
-            forward_retry_max: Duration::from_secs(60),
-            custody: super::custody::CustodyPolicy::default(),
-        }
-    }
-}
-
-/// Why the agent refused something.
-#[derive(Debug, thiserror::Error)]
-pub enum AgentError {
-    /// The bundle does not decode or breaks a rule of RFC 9171.
-    #[error("the bundle is refused: {0}")]
-    Invalid(#[from] BundleError),
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// An application asked for an endpoint of another node.
-    #[error(
-        "{endpoint} is not an endpoint of this node ({node}): applications register endpoints of their own node"
-    )]
-    NotLocal {
-        /// The endpoint asked for.
-        endpoint: Eid,
-        /// This node's ID.
-        node: Eid,
-    },
-    /// An application sent from an endpoint of another node.
-    #[error(
-        "the source {from} is not an endpoint of this node ({node}): bundles are sent from the node's own endpoints"
-    )]
-    ForeignSource {
-        /// The source given.
-        from: Eid,
-        /// This node's ID.
-        node: Eid,
-    },
-    /// A payload written in pieces did not come to the length announced.
-    #[error("the bundle is incomplete: {0}")]
-    PayloadLength(#[from] PayloadLengthMismatch),
-    /// A bundle with this ID was delivered or forwarded already (exactly once, design §3).
-    #[error(
-        "this node already delivered or forwarded a bundle with the ID {0}; \
-         a new bundle needs a new creation timestamp (is the clock behind?)"
-    )]
-    AlreadyHandled(crate::bundle::BundleId),
-    /// An administrative record claims a neighbour's name from where that neighbour does not
-    /// send from (design §3.10).
-    #[error(
-        "an administrative record in the name of {claimed} came from {sender}, which is not where \
-         {claimed} sends from: refused (if it is {claimed}, set sends_from for it)"
-    )]
-    Impostor {
-        /// The node the record claims to come from.
-        claimed: Eid,
-        /// Where it came from, as its layer saw it.
-        sender: String,
-    },
-}
 
 /// The answer to a received bundle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,15 +44,6 @@ pub enum Reception {
     Consumed,
 }
 
-/// A bundle handed to a local application; it stays stored until [`Agent::acknowledge`].
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    /// Where the store keeps it: acknowledging names this.
-    pub id: StoreId,
-    /// The bundle.
-    pub bundle: Bundle,
-}
-
 /// A static route to a node: bundles for node `to` go via neighbour `via`. Shorthand for a
 /// [`StaticRoute`] with a node pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,36 +52,6 @@ pub struct Route {
     pub to: Eid,
     /// The neighbour bundles for it go to.
     pub via: Eid,
-}
-
-/// A directly connected neighbour.
-#[derive(Debug, Clone)]
-pub(super) struct Neighbour {
-    pub cla: Arc<dyn ConvergenceLayer>,
-    /// What waits for the neighbour: fed from the store, one task ([`super::queue`]).
-    pub queue: Arc<NeighbourQueue>,
-    /// Send slots: at most `max_in_flight_per_neighbour` bundles are being handed over at once.
-    pub slots: Arc<Semaphore>,
-    /// Which coming-up of the neighbour this is (the core's number for the link).
-    pub link: u64,
-    /// The largest bundle the neighbour said it takes (a refusal as too large); `u64::MAX`
-    /// until it says.
-    pub learned_max: Arc<AtomicU64>,
-}
-
-/// A neighbour as [`Agent::neighbours`] shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NeighbourInfo {
-    /// The neighbour's node ID.
-    pub node_id: Eid,
-    /// The convergence layer's name.
-    pub cla: String,
-    /// Bundles being handed over now.
-    pub in_flight: usize,
-    /// Its queue has nothing more to hand over: everything waiting for this neighbour that the
-    /// store held at its last change was taken. With `in_flight` at 0, the neighbour is settled:
-    /// nothing moves towards it until something changes (a bundle arrives, a route, a retry).
-    pub queue_idle: bool,
 }
 
 /// The agent of one node. Cheap to clone.
@@ -215,7 +77,7 @@ pub(super) struct Inner<S> {
     pub state: super::state::Guarded,
     /// One reassembly at a time, so two last fragments cannot both complete an ADU. (Held
     /// across the store's writes, unlike the state's lock.)
-    pub reassembly: tokio::sync::Mutex<super::reassembly::Coverage>,
+    pub reassembly: tokio::sync::Mutex<super::core::coverage::Coverage>,
     /// Wakes the timer task when a timer is set.
     pub timers_changed: Arc<tokio::sync::Notify>,
     /// The timer task was started.
@@ -248,7 +110,7 @@ impl<S: Store> Agent<S> {
                 clock,
                 sequence: AtomicU64::new(0),
                 state,
-                reassembly: tokio::sync::Mutex::new(super::reassembly::Coverage::default()),
+                reassembly: tokio::sync::Mutex::new(super::core::coverage::Coverage::default()),
                 timers_changed: Arc::new(tokio::sync::Notify::new()),
                 timer_task: std::sync::atomic::AtomicBool::new(false),
                 counters: Counters::default(),
@@ -317,19 +179,6 @@ impl<S: Store> Agent<S> {
         self.dispatch_local_waiting().await?;
         self.resume_custody().await?;
         self.redispatch().await
-    }
-
-    /// A new bundle from a local application (RFC 9171 §5.2), durable when this returns.
-    pub async fn send(
-        &self,
-        source: Eid,
-        destination: Eid,
-        payload: Bytes,
-        lifetime_ms: u64,
-        flags: BundleFlags,
-    ) -> Result<StoreId, AgentError> {
-        let request = SendRequest { source, destination, lifetime_ms, flags, custody: false };
-        Ok(self.send_whole(request, payload).await?.0)
     }
 
     pub(super) fn next_timestamp(&self) -> CreationTimestamp {

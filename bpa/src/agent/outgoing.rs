@@ -40,6 +40,19 @@ pub struct PendingSend<S: Store> {
 }
 
 impl<S: Store> Agent<S> {
+    /// A new bundle from a local application (RFC 9171 §5.2), durable when this returns.
+    pub async fn send(
+        &self,
+        source: Eid,
+        destination: Eid,
+        payload: Bytes,
+        lifetime_ms: u64,
+        flags: BundleFlags,
+    ) -> Result<StoreId, AgentError> {
+        let request = SendRequest { source, destination, lifetime_ms, flags, custody: false };
+        Ok(self.send_whole(request, payload).await?.0)
+    }
+
     /// Starts sending a bundle whose payload of `payload_length` bytes comes in chunks through
     /// [`PendingSend::write`]. Refuses at once what [`Agent::send`] would refuse.
     pub async fn begin_send(

@@ -15,6 +15,7 @@
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 
+use super::core::coverage::{Extent, reach};
 use super::counters::Counters;
 use super::node::Agent;
 use crate::bundle::{BundleFlags, BundleHeader, streamed_head};
@@ -29,114 +30,6 @@ const PAGE: usize = 1024;
 /// Bytes copied at a time from a fragment into the reassembled bundle.
 const CHUNK: usize = 64 * 1024;
 
-/// ADUs whose coverage is kept in memory; past it the oldest of the source tracking the most is
-/// forgotten (and read from the store again if another of its fragments arrives).
-const MAX_TRACKED_ADUS: usize = 4096;
-
-/// ADUs of one source whose coverage is kept in memory; past it that source's oldest is
-/// forgotten. A source (or a sender using its name) flooding fragments of new ADUs displaces
-/// only its own, never another source's reassembly.
-const MAX_TRACKED_PER_SOURCE: usize = 256;
-
-/// The ranges of each ADU the stored fragments cover, for the ADUs being reassembled (bounded
-/// in all and per source).
-#[derive(Debug, Default)]
-pub struct Coverage {
-    adus: std::collections::HashMap<String, Covered>,
-    /// Each source's ADUs tracked, oldest first, for forgetting.
-    by_source: std::collections::HashMap<String, std::collections::VecDeque<String>>,
-}
-
-/// Disjoint covered ranges of one ADU, start → end, merged as fragments arrive.
-#[derive(Debug, Default)]
-struct Covered {
-    ranges: std::collections::BTreeMap<u64, u64>,
-}
-
-impl Covered {
-    fn add(&mut self, mut start: u64, mut end: u64) {
-        if end <= start {
-            return;
-        }
-        // Merge with the range that begins at or before `start` if it reaches it, then with
-        // every range that begins within the new one.
-        if let Some((&s, &e)) = self.ranges.range(..=start).next_back()
-            && e >= start
-        {
-            start = s;
-            end = end.max(e);
-        }
-        let overlapped: Vec<u64> = self.ranges.range(start..=end).map(|(&s, _)| s).collect();
-        for s in overlapped {
-            if let Some(e) = self.ranges.remove(&s) {
-                end = end.max(e);
-            }
-        }
-        self.ranges.insert(start, end);
-    }
-
-    fn covers(&self, total: u64) -> bool {
-        self.ranges.first_key_value().is_some_and(|(&s, &e)| s == 0 && e >= total)
-    }
-}
-
-impl Coverage {
-    fn forget(&mut self, adu: &str) {
-        if self.adus.remove(adu).is_some() {
-            let source = source_of(adu);
-            if let Some(adus) = self.by_source.get_mut(source) {
-                adus.retain(|a| a != adu);
-                if adus.is_empty() {
-                    self.by_source.remove(source);
-                }
-            }
-        }
-    }
-
-    /// Forgets the oldest ADU of `source`.
-    fn forget_oldest_of(&mut self, source: &str) {
-        if let Some(oldest) = self.by_source.get(source).and_then(|adus| adus.front()).cloned() {
-            self.forget(&oldest);
-        }
-    }
-
-    fn track(&mut self, adu: &str, covered: Covered) -> &mut Covered {
-        let source = source_of(adu).to_owned();
-        if !self.adus.contains_key(adu) {
-            if self.by_source.get(&source).is_some_and(|adus| adus.len() >= MAX_TRACKED_PER_SOURCE) {
-                self.forget_oldest_of(&source);
-            } else if self.adus.len() >= MAX_TRACKED_ADUS {
-                // Bounded: at most MAX_TRACKED_ADUS / MAX_TRACKED_PER_SOURCE * 2 sources are
-                // looked through, and none can hold more than its share.
-                let busiest =
-                    self.by_source.iter().max_by_key(|(_, adus)| adus.len()).map(|(s, _)| s.clone());
-                if let Some(busiest) = busiest {
-                    self.forget_oldest_of(&busiest);
-                }
-            }
-            self.by_source.entry(source).or_default().push_back(adu.to_owned());
-        }
-        self.adus.entry(adu.to_owned()).or_insert(covered)
-    }
-}
-
-/// The source part of an ADU key ([`super::core::fragment::adu_key`]: `source time sequence total`;
-/// an EID holds no space).
-fn source_of(adu: &str) -> &str {
-    adu.split(' ').next().unwrap_or(adu)
-}
-
-/// One stored fragment of an ADU: where its payload goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Extent {
-    start: u64,
-    end: u64,
-    /// The ADU length the fragment claims (its key names it too: they agree but for a row
-    /// stored before schema 5 whose header could not be read).
-    adu_length: u64,
-    id: StoreId,
-}
-
 /// Why an ADU could not be reassembled now.
 #[derive(Debug, thiserror::Error)]
 enum ReassemblyError {
@@ -146,18 +39,6 @@ enum ReassemblyError {
     Gap { from: u64, to: u64 },
     #[error("the reassembled bundle is invalid: {0}")]
     Invalid(String),
-}
-
-/// How far `extents` (sorted) cover the ADU from offset 0 without a gap.
-fn reach(extents: &[Extent]) -> u64 {
-    let mut reach = 0;
-    for extent in extents {
-        if extent.start > reach {
-            break;
-        }
-        reach = reach.max(extent.end);
-    }
-    reach
 }
 
 impl<S: Store> Agent<S> {
@@ -174,13 +55,13 @@ impl<S: Store> Agent<S> {
     pub(super) async fn fragment_arrived(&self, adu: &str, id: StoreId, total: u64) {
         let covered = {
             let mut coverage = self.inner.reassembly.lock().await;
-            match coverage.adus.get_mut(adu) {
-                Some(covered) => match self.inner.store.get(id).await {
+            if coverage.is_tracked(adu) {
+                match self.inner.store.get(id).await {
                     Ok(Some(stored)) => {
                         if let Some(fragment) = stored.bundle_id.fragment {
-                            covered.add(fragment.offset, fragment.end());
+                            coverage.add(adu, fragment.offset, fragment.end());
                         }
-                        covered.covers(total)
+                        coverage.covers(adu, total)
                     }
                     Ok(None) => false,
                     Err(error) => {
@@ -188,20 +69,18 @@ impl<S: Store> Agent<S> {
                         coverage.forget(adu);
                         false
                     }
-                },
-                None => match self.extents(adu).await {
+                }
+            } else {
+                match self.extents(adu).await {
                     Ok(extents) => {
-                        let mut covered = Covered::default();
-                        for extent in &extents {
-                            covered.add(extent.start, extent.end);
-                        }
-                        coverage.track(adu, covered).covers(total)
+                        coverage.track(adu, extents.iter().map(|e| (e.start, e.end)));
+                        coverage.covers(adu, total)
                     }
                     Err(error) => {
                         tracing::error!(%error, adu, "cannot list the fragments of an ADU");
                         false
                     }
-                },
+                }
             }
         };
         if covered {
@@ -374,65 +253,5 @@ impl<S: Store> Agent<S> {
             InsertOutcome::Duplicate(_) => Some((None, header)),
             InsertOutcome::AlreadyHandled => None,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn coverage_merges_ranges_in_any_order_and_with_overlaps() {
-        let mut covered = Covered::default();
-        covered.add(10, 20);
-        covered.add(30, 40);
-        assert!(!covered.covers(40));
-        covered.add(0, 5);
-        covered.add(15, 35);
-        assert!(!covered.covers(40), "5..10 is missing");
-        covered.add(5, 10);
-        assert!(covered.covers(40));
-        assert_eq!(covered.ranges.len(), 1);
-        let mut covered = Covered::default();
-        covered.add(0, 10);
-        covered.add(10, 20);
-        covered.add(3, 3);
-        assert!(covered.covers(20));
-        assert_eq!(covered.ranges.into_iter().collect::<Vec<_>>(), vec![(0, 20)]);
-    }
-
-    #[test]
-    fn coverage_is_bounded_per_source_and_a_flood_displaces_only_its_own() {
-        let key = |source: &str, i: usize| format!("{source} 5 {i} 100");
-        let mut coverage = Coverage::default();
-        // A genuine source's ADUs in progress, then a flood of new ADUs in another's name.
-        for i in 0..10 {
-            coverage.track(&key("ipn:1.1", i), Covered::default());
-        }
-        for i in 0..MAX_TRACKED_PER_SOURCE * 40 {
-            coverage.track(&key("ipn:66.1", i), Covered::default());
-        }
-        assert_eq!(coverage.adus.len(), 10 + MAX_TRACKED_PER_SOURCE);
-        assert!((0..10).all(|i| coverage.adus.contains_key(&key("ipn:1.1", i))), "untouched");
-        assert!(!coverage.adus.contains_key(&key("ipn:66.1", 0)), "the flood's oldest went first");
-        // Many sources at once: the total stays bounded, the busiest giving way first.
-        for source in 0..MAX_TRACKED_ADUS {
-            coverage.track(&key(&format!("ipn:{}.1", 1000 + source), 0), Covered::default());
-        }
-        assert_eq!(coverage.adus.len(), MAX_TRACKED_ADUS);
-        let tracked: usize = coverage.by_source.values().map(|a| a.len()).sum();
-        assert_eq!(tracked, MAX_TRACKED_ADUS, "the two maps agree");
-        coverage.forget(&key("ipn:1000.1", 0));
-        assert!(!coverage.by_source.contains_key("ipn:1000.1"), "an emptied source is dropped");
-    }
-
-    #[test]
-    fn reach_stops_at_the_first_hole_and_counts_overlaps_once() {
-        let e = |start, end| Extent { start, end, adu_length: 30, id: 0 };
-        assert_eq!(reach(&[]), 0);
-        assert_eq!(reach(&[e(0, 10), e(5, 20), e(20, 30)]), 30);
-        assert_eq!(reach(&[e(0, 10), e(0, 10), e(11, 30)]), 10);
-        assert_eq!(reach(&[e(1, 10)]), 0);
-        assert_eq!(reach(&[e(0, 30), e(5, 10)]), 30);
     }
 }

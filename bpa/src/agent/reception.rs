@@ -97,7 +97,7 @@ impl<S: Store> Agent<S> {
         Counters::bump(&self.inner.counters.impostors);
         Counters::bump(&self.inner.counters.refused);
         let error = AgentError::Impostor { claimed, sender: sender.describe() };
-        if let Some(suppressed) = self.provoked(super::warnings::Provoked::Impostor) {
+        if let Some(suppressed) = self.provoked(super::provoked::Provoked::Impostor) {
             tracing::warn!(error = %crate::log::Escaped(&error), earlier_of_this_kind_not_logged = suppressed, "a bundle was refused");
         }
         Err(error)

@@ -5,18 +5,39 @@
 //! `.await` (a `std::sync::MutexGuard` cannot live across one in a task: it is not `Send`).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
-use super::contacts::ContactEvent;
-use super::core::{BundleFacts, Core, CoreConfig};
-use super::delivery::Connection;
-use super::node::{AgentConfig, Neighbour};
-use super::warnings::ProvokedLimits;
+use super::applications::Connection;
+use super::config::AgentConfig;
+use super::core::{BundleFacts, ContactEvent, Core, CoreConfig};
+use super::provoked::ProvokedLimits;
+use super::queue::NeighbourQueue;
 use crate::bundle::Eid;
+use crate::cla::ConvergenceLayer;
 use crate::log::RateLimits;
+
+/// A directly connected neighbour.
+#[derive(Debug, Clone)]
+pub(crate) struct Neighbour {
+    pub cla: Arc<dyn ConvergenceLayer>,
+    /// What waits for the neighbour: fed from the store, one task ([`super::queue`]).
+    pub queue: Arc<NeighbourQueue>,
+    /// Send slots: at most `max_in_flight_per_neighbour` bundles are being handed over at once.
+    pub slots: Arc<Semaphore>,
+    /// Which coming-up of the neighbour this is (the core's number for the link).
+    pub link: u64,
+    /// The largest bundle the neighbour said it takes (a refusal as too large); `u64::MAX`
+    /// until it says.
+    pub learned_max: Arc<AtomicU64>,
+}
+
+/// Senders of custody signals whose unknown transmissions are logged each in a window of their
+/// own; the rest share one.
+pub(super) const WARNED_PEERS: usize = 256;
 
 /// The core and the driver's handles.
 #[derive(Debug)]
@@ -30,7 +51,7 @@ pub(super) struct State {
     /// Where contact starts and ends go ([`super::Agent::contact_events`]).
     pub contact_events: Option<mpsc::Sender<ContactEvent>>,
     /// Signals naming unknown transmissions are logged once per window per sender (at most
-    /// [`super::custody::WARNED_PEERS`] senders remembered, the rest sharing one window).
+    /// [`WARNED_PEERS`] senders remembered, the rest sharing one window).
     pub custody_warnings: RateLimits<Eid>,
     /// Log lines peers provoke, one per kind per window ([`super::warnings`]).
     pub provoked: ProvokedLimits,
@@ -47,8 +68,8 @@ impl State {
             links: HashMap::new(),
             applications: HashMap::new(),
             contact_events: None,
-            custody_warnings: RateLimits::new(Duration::from_secs(10), super::custody::WARNED_PEERS),
-            provoked: super::warnings::limits(),
+            custody_warnings: RateLimits::new(Duration::from_secs(10), WARNED_PEERS),
+            provoked: super::provoked::limits(),
         }
     }
 

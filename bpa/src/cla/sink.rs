@@ -9,7 +9,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::{ConvergenceLayer, Refusal, Sender};
-use crate::agent::node::{Agent, AgentError, PendingReceive, Reception};
+use crate::agent::PendingReceive;
+use crate::agent::node::{Agent, AgentError, Reception};
 use crate::bundle::BundleError;
 use crate::bundle::Eid;
 use crate::store::{Store, StoreError};

@@ -3,6 +3,7 @@
 //! come out; the agent announces them ([`crate::agent::ContactEvent`]).
 
 use super::routing::ContactRouter;
+use crate::bundle::Eid;
 
 /// One end of a contact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -52,5 +53,37 @@ impl ContactEdges {
             self.next += 1;
         }
         self.edges[first..self.next].to_vec()
+    }
+}
+
+/// What the plan says about a neighbour now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContactEvent {
+    /// A contact with `neighbour` starts: it lasts until `end` (DTN ms) at `rate` bytes/s.
+    Started {
+        /// The neighbour's node ID.
+        neighbour: Eid,
+        /// When the contact ends (DTN ms).
+        end: u64,
+        /// Its rate in bytes per second.
+        rate: u64,
+    },
+    /// The contacts with `neighbour` ended: nothing more is planned over the link now.
+    Ended {
+        /// The neighbour's node ID.
+        neighbour: Eid,
+    },
+}
+
+impl std::fmt::Display for ContactEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ContactEvent::Started { neighbour, end, rate } => write!(
+                f,
+                "planned contact with {neighbour} started: until {} at {rate} bytes/s",
+                crate::time::format_dtn_time(*end)
+            ),
+            ContactEvent::Ended { neighbour } => write!(f, "planned contacts with {neighbour} ended"),
+        }
     }
 }

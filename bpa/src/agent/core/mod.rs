@@ -15,8 +15,10 @@
 //! - `timers`: the one timer table; `edges`: the contact plan's starts and ends from this node.
 //! - `forward`: the edits a node makes to a bundle it forwards; `transmit`: whether a bundle
 //!   goes whole or in fragments, or not at all, over a link; `fragment`: fragmentation and the
-//!   reassembly of an ADU; `report`: the status reports.
+//!   reassembly of an ADU, and `coverage` which ranges of the ADUs being reassembled are
+//!   stored; `report`: the status reports.
 
+pub(crate) mod coverage;
 mod edges;
 pub(crate) mod forward;
 pub(crate) mod fragment;
@@ -32,6 +34,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use edges::ContactEvent;
 pub(crate) use edges::{ContactEdges, DueEdge, Edge};
 pub(crate) use reach::{BundleFacts, NeighbourState, Reachability};
 pub(crate) use timers::{Timer, TimerTable};

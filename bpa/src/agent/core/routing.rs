@@ -9,6 +9,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, Weak};
 
 use crate::bundle::{Eid, EidError};
 
@@ -156,6 +157,34 @@ impl fmt::Display for EidPattern {
             EidPattern::Node(Eid::Ipn { allocator: 0, node, .. }) => write!(f, "ipn:{node}.*"),
             EidPattern::Node(Eid::Ipn { allocator, node, .. }) => write!(f, "ipn:{allocator}.{node}.*"),
             EidPattern::Node(eid) | EidPattern::Exact(eid) => write!(f, "{eid}"),
+        }
+    }
+}
+
+/// Volume booked for a bundle a queue took: given back when dropped unless [`Self::keep`]
+/// was called (the bundle was sent).
+#[derive(Debug)]
+pub(crate) struct HeldBooking {
+    router: Weak<ContactRouter>,
+    booking: Option<routing::Booking>,
+}
+
+impl HeldBooking {
+    pub fn new(router: &Arc<ContactRouter>, booking: routing::Booking) -> HeldBooking {
+        HeldBooking { router: Arc::downgrade(router), booking: Some(booking) }
+    }
+
+    /// The bundle went: the volume stays booked.
+    pub fn keep(mut self) {
+        self.booking = None;
+    }
+}
+
+impl Drop for HeldBooking {
+    fn drop(&mut self) {
+        use routing::Router as _;
+        if let (Some(booking), Some(router)) = (self.booking.take(), self.router.upgrade()) {
+            router.release(booking);
         }
     }
 }

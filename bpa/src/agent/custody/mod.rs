@@ -19,8 +19,8 @@
 //! writer's custody operations), and its two timers — the earliest retransmission deadline and
 //! the signal batch — are on the agent's timer table, on its clock.
 
-mod carrier;
-mod policy;
+pub(crate) mod carrier;
+pub(crate) mod policy;
 
 pub(crate) use carrier::{Carrier, Decapsulation, PDU_PREFIX_MAX, Sniffed};
 pub use policy::{CustodyPeer, CustodyPolicy, PeerCustody, RetransmissionTime};
@@ -42,10 +42,6 @@ use crate::store::{
 
 /// Transmission IDs answered per signal bundle at most (each a range of one or more).
 const RANGES_PER_SIGNAL: usize = 1024;
-
-/// Senders whose ignored signals are rate-limited one by one; past this many the table starts
-/// again (a flood of senders cannot grow it).
-pub(super) const WARNED_PEERS: usize = 256;
 
 /// Answers read from the store per batch.
 const SIGNAL_PAGE: usize = 16_384;
@@ -289,7 +285,7 @@ impl<S: Store> Agent<S> {
             Ok(inner) => inner,
             Err(error) => {
                 Counters::bump(&counters.refused);
-                if let Some(suppressed) = self.provoked(super::warnings::Provoked::InvalidPdu) {
+                if let Some(suppressed) = self.provoked(super::provoked::Provoked::InvalidPdu) {
                     tracing::info!(error = %crate::log::Escaped(&error), custodian = %from, transmission_id = tid, earlier_of_this_kind_not_logged = suppressed, "a BIBE PDU holds an invalid bundle");
                 }
                 if tid != 0 {
@@ -492,7 +488,7 @@ impl<S: Store> Agent<S> {
         why: CustodyDisposition,
         destination: Option<&Eid>,
     ) {
-        if let Some(suppressed) = self.provoked(super::warnings::Provoked::CustodyRefused) {
+        if let Some(suppressed) = self.provoked(super::provoked::Provoked::CustodyRefused) {
             tracing::info!(
                 custodian,
                 transmission_id = tid,
