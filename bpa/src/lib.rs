@@ -33,6 +33,7 @@ pub mod bundle;
 pub mod cla;
 pub mod log;
 pub mod store;
+pub mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod time;

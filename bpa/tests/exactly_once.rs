@@ -76,7 +76,7 @@ async fn a_delivered_bundle_arriving_again_after_a_restart_is_not_delivered_twic
     clock.advance(3_600_000);
     agent.expire().await.expect("expire");
     let id = bpa::bundle::Bundle::parse(&small, &ParseOptions::default()).expect("parse").id();
-    assert!(!bpa::store::Store::known(agent.store(), &id).await.expect("known"));
+    assert!(!bpa::store::MetadataStorage::known(agent.store(), &id).await.expect("known"));
 }
 
 #[tokio::test]

@@ -8,9 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bpa::agent::{Agent, AgentConfig};
 use bpa::bundle::{BundleFlags, BundleId, Eid};
 use bpa::store::{
-    BundleData, BundleState, CustodyCounts, CustodyInfo, CustodyIntake, CustodyTiming, DeleteReason,
-    Forwarding, InsertOutcome, PendingSignal, Reservation, SignalEffect, SignalOutcome, SqliteStore,
-    StateKind, Store, StoreConfig, StoreError, StoreId, StoreStats, StoredBundle,
+    BundleData, BundleState, BundleStorage, CustodyCounts, CustodyInfo, CustodyIntake, CustodyLedger,
+    CustodyTiming, DeleteReason, Forwarding, InsertOutcome, MetadataStorage, PendingSignal, Reservation,
+    SignalEffect, SignalOutcome, SqliteStore, StateKind, StoreConfig, StoreError, StoreId, StoreStats,
+    StoredBundle,
 };
 use bpa::time::ManualClock;
 use bytes::Bytes;
@@ -22,16 +23,15 @@ struct FailingDeletes {
     failing: Arc<AtomicBool>,
 }
 
-impl Store for FailingDeletes {
-    type Pending = <SqliteStore as Store>::Pending;
-    type Reservation = <SqliteStore as Store>::Reservation;
-
+impl BundleStorage for FailingDeletes {
+    type Pending = <SqliteStore as BundleStorage>::Pending;
+    type Reservation = <SqliteStore as BundleStorage>::Reservation;
     fn insert(
         &self,
         encoded: Bytes,
         state: BundleState,
     ) -> impl Future<Output = Result<InsertOutcome, StoreError>> + Send {
-        Store::insert(&self.store, encoded, state)
+        BundleStorage::insert(&self.store, encoded, state)
     }
     fn insert_with(
         &self,
@@ -39,69 +39,34 @@ impl Store for FailingDeletes {
         state: BundleState,
         custody: Option<CustodyIntake>,
     ) -> impl Future<Output = Result<InsertOutcome, StoreError>> + Send {
-        Store::insert_with(&self.store, encoded, state, custody)
+        BundleStorage::insert_with(&self.store, encoded, state, custody)
     }
+    fn begin_insert(&self) -> impl Future<Output = Result<Self::Pending, StoreError>> + Send {
+        BundleStorage::begin_insert(&self.store)
+    }
+    fn reserve(&self, bytes: u64) -> Result<Reservation, StoreError> {
+        BundleStorage::reserve(&self.store, bytes)
+    }
+    fn open_data(&self, id: StoreId) -> impl Future<Output = Result<BundleData, StoreError>> + Send {
+        BundleStorage::open_data(&self.store, id)
+    }
+}
+
+impl MetadataStorage for FailingDeletes {
     fn begin_forward(
         &self,
         id: StoreId,
         neighbour: &str,
         custody: Option<CustodyTiming>,
     ) -> impl Future<Output = Result<Forwarding, StoreError>> + Send {
-        Store::begin_forward(&self.store, id, neighbour, custody)
-    }
-    fn custody_signalled(
-        &self,
-        neighbour: &str,
-        effect: SignalEffect,
-        ranges: Vec<(u64, u64)>,
-    ) -> impl Future<Output = Result<SignalOutcome, StoreError>> + Send {
-        Store::custody_signalled(&self.store, neighbour, effect, ranges)
-    }
-    fn expire_custody(
-        &self,
-        now: u64,
-        limit: usize,
-    ) -> impl Future<Output = Result<usize, StoreError>> + Send {
-        Store::expire_custody(&self.store, now, limit)
-    }
-    fn queue_signal(
-        &self,
-        peer: String,
-        transmission_id: u64,
-        disposition: u64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        Store::queue_signal(&self.store, peer, transmission_id, disposition)
-    }
-    fn signals_sent(&self, sent: Vec<(String, u64)>) -> impl Future<Output = Result<(), StoreError>> + Send {
-        Store::signals_sent(&self.store, sent)
-    }
-    fn pending_signals(
-        &self,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<PendingSignal>, StoreError>> + Send {
-        Store::pending_signals(&self.store, limit)
-    }
-    fn next_custody_deadline(&self) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send {
-        Store::next_custody_deadline(&self.store)
-    }
-    fn custody_info(
-        &self,
-        id: StoreId,
-    ) -> impl Future<Output = Result<Option<CustodyInfo>, StoreError>> + Send {
-        Store::custody_info(&self.store, id)
-    }
-    fn custody_counts(&self) -> impl Future<Output = Result<CustodyCounts, StoreError>> + Send {
-        Store::custody_counts(&self.store)
-    }
-    fn begin_insert(&self) -> impl Future<Output = Result<Self::Pending, StoreError>> + Send {
-        Store::begin_insert(&self.store)
+        MetadataStorage::begin_forward(&self.store, id, neighbour, custody)
     }
     fn set_state(
         &self,
         id: StoreId,
         state: BundleState,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        Store::set_state(&self.store, id, state)
+        MetadataStorage::set_state(&self.store, id, state)
     }
     fn delete(
         &self,
@@ -117,30 +82,24 @@ impl Store for FailingDeletes {
                     message: "disk I/O error".into(),
                 });
             }
-            Store::delete(&store, id, reason).await
+            MetadataStorage::delete(&store, id, reason).await
         }
     }
     fn get(&self, id: StoreId) -> impl Future<Output = Result<Option<StoredBundle>, StoreError>> + Send {
-        Store::get(&self.store, id)
+        MetadataStorage::get(&self.store, id)
     }
     fn find(&self, id: &BundleId) -> impl Future<Output = Result<Option<StoreId>, StoreError>> + Send {
-        Store::find(&self.store, id)
+        MetadataStorage::find(&self.store, id)
     }
     fn known(&self, id: &BundleId) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        Store::known(&self.store, id)
+        MetadataStorage::known(&self.store, id)
     }
     fn forget_handled(
         &self,
         now: u64,
         limit: usize,
     ) -> impl Future<Output = Result<usize, StoreError>> + Send {
-        Store::forget_handled(&self.store, now, limit)
-    }
-    fn reserve(&self, bytes: u64) -> Result<Reservation, StoreError> {
-        Store::reserve(&self.store, bytes)
-    }
-    fn open_data(&self, id: StoreId) -> impl Future<Output = Result<BundleData, StoreError>> + Send {
-        Store::open_data(&self.store, id)
+        MetadataStorage::forget_handled(&self.store, now, limit)
     }
     fn by_state(
         &self,
@@ -149,48 +108,95 @@ impl Store for FailingDeletes {
         after: StoreId,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<StoredBundle>, StoreError>> + Send {
-        Store::by_state(&self.store, kind, argument, after, limit)
+        MetadataStorage::by_state(&self.store, kind, argument, after, limit)
     }
     fn by_neighbour(
         &self,
         neighbour: &str,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<StoredBundle>, StoreError>> + Send {
-        Store::by_neighbour(&self.store, neighbour, limit)
+        MetadataStorage::by_neighbour(&self.store, neighbour, limit)
     }
     fn by_destination(
         &self,
         destination: &Eid,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<StoredBundle>, StoreError>> + Send {
-        Store::by_destination(&self.store, destination, limit)
+        MetadataStorage::by_destination(&self.store, destination, limit)
     }
     fn next_expiring(
         &self,
         after: Option<(u64, StoreId)>,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<StoredBundle>, StoreError>> + Send {
-        Store::next_expiring(&self.store, after, limit)
+        MetadataStorage::next_expiring(&self.store, after, limit)
     }
     fn set_registration(
         &self,
         endpoint: &Eid,
         registered: bool,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        Store::set_registration(&self.store, endpoint, registered)
+        MetadataStorage::set_registration(&self.store, endpoint, registered)
     }
     fn registrations(&self) -> impl Future<Output = Result<Vec<Eid>, StoreError>> + Send {
-        Store::registrations(&self.store)
+        MetadataStorage::registrations(&self.store)
     }
     fn list(
         &self,
         after: StoreId,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<StoredBundle>, StoreError>> + Send {
-        Store::list(&self.store, after, limit)
+        MetadataStorage::list(&self.store, after, limit)
     }
     fn stats(&self) -> StoreStats {
-        Store::stats(&self.store)
+        MetadataStorage::stats(&self.store)
+    }
+}
+
+impl CustodyLedger for FailingDeletes {
+    fn custody_signalled(
+        &self,
+        neighbour: &str,
+        effect: SignalEffect,
+        ranges: Vec<(u64, u64)>,
+    ) -> impl Future<Output = Result<SignalOutcome, StoreError>> + Send {
+        CustodyLedger::custody_signalled(&self.store, neighbour, effect, ranges)
+    }
+    fn expire_custody(
+        &self,
+        now: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send {
+        CustodyLedger::expire_custody(&self.store, now, limit)
+    }
+    fn queue_signal(
+        &self,
+        peer: String,
+        transmission_id: u64,
+        disposition: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        CustodyLedger::queue_signal(&self.store, peer, transmission_id, disposition)
+    }
+    fn signals_sent(&self, sent: Vec<(String, u64)>) -> impl Future<Output = Result<(), StoreError>> + Send {
+        CustodyLedger::signals_sent(&self.store, sent)
+    }
+    fn pending_signals(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<PendingSignal>, StoreError>> + Send {
+        CustodyLedger::pending_signals(&self.store, limit)
+    }
+    fn next_custody_deadline(&self) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send {
+        CustodyLedger::next_custody_deadline(&self.store)
+    }
+    fn custody_info(
+        &self,
+        id: StoreId,
+    ) -> impl Future<Output = Result<Option<CustodyInfo>, StoreError>> + Send {
+        CustodyLedger::custody_info(&self.store, id)
+    }
+    fn custody_counts(&self) -> impl Future<Output = Result<CustodyCounts, StoreError>> + Send {
+        CustodyLedger::custody_counts(&self.store)
     }
 }
 

@@ -145,7 +145,7 @@ impl Redials {
     /// A dial loop's handle; the loop ends, the handle goes.
     pub fn dialer(&self) -> Arc<Dialer> {
         let dialer = Arc::new(Dialer::default());
-        let mut dialers = self.dialers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut dialers = lock(&self.dialers);
         dialers.retain(|d| d.strong_count() > 0);
         dialers.push(Arc::downgrade(&dialer));
         dialer
@@ -154,15 +154,10 @@ impl Redials {
     /// Something came from `ip`: the dial loops whose peer is there try again now.
     pub fn heard_from(&self, ip: IpAddr) {
         let ip = ip.to_canonical();
-        let dialers: Vec<Arc<Dialer>> = self
-            .dialers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter_map(std::sync::Weak::upgrade)
-            .collect();
+        let dialers: Vec<Arc<Dialer>> =
+            lock(&self.dialers).iter().filter_map(std::sync::Weak::upgrade).collect();
         for dialer in dialers {
-            if dialer.ips.lock().unwrap_or_else(|p| p.into_inner()).contains(&ip) {
+            if lock(&dialer.ips).contains(&ip) {
                 dialer.wake.notify_one();
             }
         }
@@ -174,7 +169,7 @@ impl Dialer {
     pub async fn resolve(&self, address: &str) {
         if let Ok(found) = tokio::net::lookup_host(address).await {
             let ips: Vec<IpAddr> = found.map(|a| a.ip().to_canonical()).take(DIALER_IPS).collect();
-            *self.ips.lock().unwrap_or_else(|p| p.into_inner()) = ips;
+            *lock(&self.ips) = ips;
         }
     }
 

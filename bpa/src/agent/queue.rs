@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 use super::core::routing::HeldBooking;
 use crate::bundle::{Bundle, Eid};
 use crate::store::StoreId;
+use crate::sync::lock;
 
 /// Bundles read from the store per page.
 pub(super) const QUEUE_PAGE: usize = 512;
@@ -150,9 +151,4 @@ impl NeighbourQueue {
         }
         !work
     }
-}
-
-/// The queue's hand-over list: a panic in a task that held it leaves it as it was.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -129,6 +129,6 @@ impl Guarded {
     /// The state, for one decision. A panic in another task while it held the lock does not
     /// stop the agent: the state is taken on as that task left it.
     pub fn lock(&self) -> MutexGuard<'_, State> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.0)
     }
 }

@@ -53,13 +53,20 @@ use bytes::Bytes;
 
 use crate::bundle::Eid;
 
-/// What the agent needs of a bundle store. [`SqliteStore`] is the embedded implementation; a
-/// server-grade backend (PostgreSQL) can implement the same. Every change is durable when its
-/// future resolves (design §3.3).
-pub trait Store: Clone + Send + Sync + std::fmt::Debug + 'static {
+/// What the agent needs of a bundle store: the bundles' bytes ([`BundleStorage`]), what is
+/// known of each and why it waits ([`MetadataStorage`]), and the custody ledger
+/// ([`CustodyLedger`]), split by what each keeps, as Hardy splits its storage. [`SqliteStore`]
+/// is the embedded implementation of all three; a server-grade backend (PostgreSQL) can
+/// implement the same. Every change is durable when its future resolves (design §3.3).
+pub trait Store: BundleStorage + MetadataStorage + CustodyLedger {}
+
+impl<T: BundleStorage + MetadataStorage + CustodyLedger> Store for T {}
+
+/// The bundles' bytes: stored whole or streamed in (with the metadata that names them, in one
+/// durable step), room held in the quota meanwhile, read back checked.
+pub trait BundleStorage: Clone + Send + Sync + std::fmt::Debug + 'static {
     /// An insert whose bytes arrive in chunks.
     type Pending: StreamingInsert;
-
     /// Stores a whole encoded bundle, or reports the duplicate already stored.
     fn insert(
         &self,
@@ -74,6 +81,20 @@ pub trait Store: Clone + Send + Sync + std::fmt::Debug + 'static {
         state: BundleState,
         custody: Option<CustodyIntake>,
     ) -> impl Future<Output = Result<InsertOutcome, StoreError>> + Send;
+    /// Starts a streamed insert.
+    fn begin_insert(&self) -> impl Future<Output = Result<Self::Pending, StoreError>> + Send;
+    /// Room held in the quota for an insert under way.
+    type Reservation: Reserved;
+    /// Holds room in the quota for an insert under way, released when dropped.
+    fn reserve(&self, bytes: u64) -> Result<Self::Reservation, StoreError>;
+    /// The encoded bytes, whole or as a stream, checked against what was recorded at insert.
+    fn open_data(&self, id: StoreId) -> impl Future<Output = Result<BundleData, StoreError>> + Send;
+}
+
+/// What is known of each stored bundle — its identity, its state (why it waits), where it is
+/// going, when it expires — and of the bundles handled and the registrations; read a page at
+/// a time, never a whole table.
+pub trait MetadataStorage: Clone + Send + Sync + std::fmt::Debug + 'static {
     /// Records a bundle as on its way to a neighbour, custodially if it is custodial and
     /// `custody` is given.
     fn begin_forward(
@@ -82,44 +103,6 @@ pub trait Store: Clone + Send + Sync + std::fmt::Debug + 'static {
         neighbour: &str,
         custody: Option<CustodyTiming>,
     ) -> impl Future<Output = Result<Forwarding, StoreError>> + Send;
-    /// Acts on a custody signal from `neighbour`.
-    fn custody_signalled(
-        &self,
-        neighbour: &str,
-        effect: SignalEffect,
-        ranges: Vec<(u64, u64)>,
-    ) -> impl Future<Output = Result<SignalOutcome, StoreError>> + Send;
-    /// Custodial transmissions past their deadline wait for a route again.
-    fn expire_custody(
-        &self,
-        now: u64,
-        limit: usize,
-    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
-    /// Queues an answer to another custodian's transmission.
-    fn queue_signal(
-        &self,
-        peer: String,
-        transmission_id: u64,
-        disposition: u64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Forgets answered transmission IDs.
-    fn signals_sent(&self, sent: Vec<(String, u64)>) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Transmission IDs owed an answer.
-    fn pending_signals(
-        &self,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<PendingSignal>, StoreError>> + Send;
-    /// The earliest custodial retransmission deadline.
-    fn next_custody_deadline(&self) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
-    /// A bundle's custody.
-    fn custody_info(
-        &self,
-        id: StoreId,
-    ) -> impl Future<Output = Result<Option<CustodyInfo>, StoreError>> + Send;
-    /// Custody totals.
-    fn custody_counts(&self) -> impl Future<Output = Result<CustodyCounts, StoreError>> + Send;
-    /// Starts a streamed insert.
-    fn begin_insert(&self) -> impl Future<Output = Result<Self::Pending, StoreError>> + Send;
     /// Changes why a bundle waits.
     fn set_state(
         &self,
@@ -148,13 +131,6 @@ pub trait Store: Clone + Send + Sync + std::fmt::Debug + 'static {
         now: u64,
         limit: usize,
     ) -> impl Future<Output = Result<usize, StoreError>> + Send;
-    /// Room held in the quota for an insert under way.
-    type Reservation: Reserved;
-
-    /// Holds room in the quota for an insert under way, released when dropped.
-    fn reserve(&self, bytes: u64) -> Result<Self::Reservation, StoreError>;
-    /// The encoded bytes, whole or as a stream, checked against what was recorded at insert.
-    fn open_data(&self, id: StoreId) -> impl Future<Output = Result<BundleData, StoreError>> + Send;
     /// Bundles in a state (optionally naming one neighbour or endpoint), oldest first, with
     /// store ids after `after` (0: from the first): a page of at most `limit`.
     fn by_state(
@@ -198,6 +174,47 @@ pub trait Store: Clone + Send + Sync + std::fmt::Debug + 'static {
     ) -> impl Future<Output = Result<Vec<StoredBundle>, StoreError>> + Send;
     /// Totals.
     fn stats(&self) -> StoreStats;
+}
+
+/// The custody ledger (docs/custody.md): transmissions in custody with their deadlines, the
+/// answers owed to other custodians, and the totals.
+pub trait CustodyLedger: Clone + Send + Sync + std::fmt::Debug + 'static {
+    /// Acts on a custody signal from `neighbour`.
+    fn custody_signalled(
+        &self,
+        neighbour: &str,
+        effect: SignalEffect,
+        ranges: Vec<(u64, u64)>,
+    ) -> impl Future<Output = Result<SignalOutcome, StoreError>> + Send;
+    /// Custodial transmissions past their deadline wait for a route again.
+    fn expire_custody(
+        &self,
+        now: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+    /// Queues an answer to another custodian's transmission.
+    fn queue_signal(
+        &self,
+        peer: String,
+        transmission_id: u64,
+        disposition: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Forgets answered transmission IDs.
+    fn signals_sent(&self, sent: Vec<(String, u64)>) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Transmission IDs owed an answer.
+    fn pending_signals(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<PendingSignal>, StoreError>> + Send;
+    /// The earliest custodial retransmission deadline.
+    fn next_custody_deadline(&self) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+    /// A bundle's custody.
+    fn custody_info(
+        &self,
+        id: StoreId,
+    ) -> impl Future<Output = Result<Option<CustodyInfo>, StoreError>> + Send;
+    /// Custody totals.
+    fn custody_counts(&self) -> impl Future<Output = Result<CustodyCounts, StoreError>> + Send;
 }
 
 /// A streamed insert: bytes in, then commit; dropping it leaves nothing behind.

@@ -29,10 +29,9 @@ impl StreamingInsert for PendingInsert {
     }
 }
 
-impl Store for SqliteStore {
+impl BundleStorage for SqliteStore {
     type Pending = PendingInsert;
     type Reservation = Reservation;
-
     fn insert(
         &self,
         encoded: Bytes,
@@ -48,6 +47,18 @@ impl Store for SqliteStore {
     ) -> impl Future<Output = Result<InsertOutcome, StoreError>> + Send {
         SqliteStore::insert_with(self, encoded, state, custody)
     }
+    fn begin_insert(&self) -> impl Future<Output = Result<PendingInsert, StoreError>> + Send {
+        SqliteStore::begin_insert(self)
+    }
+    fn reserve(&self, bytes: u64) -> Result<Reservation, StoreError> {
+        SqliteStore::reserve(self, bytes)
+    }
+    fn open_data(&self, id: StoreId) -> impl Future<Output = Result<BundleData, StoreError>> + Send {
+        SqliteStore::open_data(self, id)
+    }
+}
+
+impl MetadataStorage for SqliteStore {
     fn begin_forward(
         &self,
         id: StoreId,
@@ -55,53 +66,6 @@ impl Store for SqliteStore {
         custody: Option<CustodyTiming>,
     ) -> impl Future<Output = Result<Forwarding, StoreError>> + Send {
         SqliteStore::begin_forward(self, id, neighbour, custody)
-    }
-    fn custody_signalled(
-        &self,
-        neighbour: &str,
-        effect: SignalEffect,
-        ranges: Vec<(u64, u64)>,
-    ) -> impl Future<Output = Result<SignalOutcome, StoreError>> + Send {
-        SqliteStore::custody_signalled(self, neighbour, effect, ranges)
-    }
-    fn expire_custody(
-        &self,
-        now: u64,
-        limit: usize,
-    ) -> impl Future<Output = Result<usize, StoreError>> + Send {
-        SqliteStore::expire_custody(self, now, limit)
-    }
-    fn queue_signal(
-        &self,
-        peer: String,
-        transmission_id: u64,
-        disposition: u64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        SqliteStore::queue_signal(self, peer, transmission_id, disposition)
-    }
-    fn signals_sent(&self, sent: Vec<(String, u64)>) -> impl Future<Output = Result<(), StoreError>> + Send {
-        SqliteStore::signals_sent(self, sent)
-    }
-    fn pending_signals(
-        &self,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<PendingSignal>, StoreError>> + Send {
-        SqliteStore::pending_signals(self, limit)
-    }
-    fn next_custody_deadline(&self) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send {
-        SqliteStore::next_custody_deadline(self)
-    }
-    fn custody_info(
-        &self,
-        id: StoreId,
-    ) -> impl Future<Output = Result<Option<CustodyInfo>, StoreError>> + Send {
-        SqliteStore::custody_info(self, id)
-    }
-    fn custody_counts(&self) -> impl Future<Output = Result<CustodyCounts, StoreError>> + Send {
-        SqliteStore::custody_counts(self)
-    }
-    fn begin_insert(&self) -> impl Future<Output = Result<PendingInsert, StoreError>> + Send {
-        SqliteStore::begin_insert(self)
     }
     fn set_state(
         &self,
@@ -135,12 +99,6 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> impl Future<Output = Result<usize, StoreError>> + Send {
         SqliteStore::forget_handled(self, now, limit)
-    }
-    fn reserve(&self, bytes: u64) -> Result<Reservation, StoreError> {
-        SqliteStore::reserve(self, bytes)
-    }
-    fn open_data(&self, id: StoreId) -> impl Future<Output = Result<BundleData, StoreError>> + Send {
-        SqliteStore::open_data(self, id)
     }
     fn by_state(
         &self,
@@ -191,6 +149,53 @@ impl Store for SqliteStore {
     }
     fn stats(&self) -> StoreStats {
         SqliteStore::stats(self)
+    }
+}
+
+impl CustodyLedger for SqliteStore {
+    fn custody_signalled(
+        &self,
+        neighbour: &str,
+        effect: SignalEffect,
+        ranges: Vec<(u64, u64)>,
+    ) -> impl Future<Output = Result<SignalOutcome, StoreError>> + Send {
+        SqliteStore::custody_signalled(self, neighbour, effect, ranges)
+    }
+    fn expire_custody(
+        &self,
+        now: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send {
+        SqliteStore::expire_custody(self, now, limit)
+    }
+    fn queue_signal(
+        &self,
+        peer: String,
+        transmission_id: u64,
+        disposition: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        SqliteStore::queue_signal(self, peer, transmission_id, disposition)
+    }
+    fn signals_sent(&self, sent: Vec<(String, u64)>) -> impl Future<Output = Result<(), StoreError>> + Send {
+        SqliteStore::signals_sent(self, sent)
+    }
+    fn pending_signals(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<PendingSignal>, StoreError>> + Send {
+        SqliteStore::pending_signals(self, limit)
+    }
+    fn next_custody_deadline(&self) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send {
+        SqliteStore::next_custody_deadline(self)
+    }
+    fn custody_info(
+        &self,
+        id: StoreId,
+    ) -> impl Future<Output = Result<Option<CustodyInfo>, StoreError>> + Send {
+        SqliteStore::custody_info(self, id)
+    }
+    fn custody_counts(&self) -> impl Future<Output = Result<CustodyCounts, StoreError>> + Send {
+        SqliteStore::custody_counts(self)
     }
 }
 

@@ -38,7 +38,7 @@ pub enum BundleState {
     },
     /// Its bytes were found damaged (design §3.7): kept as evidence, never delivered or
     /// forwarded, until an operator deletes it or it expires. Set by the store alone, and
-    /// never changed by [`super::Store::set_state`] once set.
+    /// never changed by [`super::MetadataStorage::set_state`] once set.
     Quarantined {
         /// What was found damaged.
         problem: String,

@@ -95,10 +95,10 @@ pub(crate) struct SharedStats(Mutex<StoreStats>);
 
 impl SharedStats {
     pub fn get(&self) -> StoreStats {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+        *crate::sync::lock(&self.0)
     }
     pub fn set(&self, stats: StoreStats) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = stats;
+        *crate::sync::lock(&self.0) = stats;
     }
 }
 
@@ -128,7 +128,7 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        let mut held = self.inner.reserved.lock().unwrap_or_else(|p| p.into_inner());
+        let mut held = crate::sync::lock(&self.inner.reserved);
         held.0 = held.0.saturating_sub(self.bundles);
         held.1 = held.1.saturating_sub(self.bytes);
     }
@@ -175,7 +175,7 @@ impl Inner {
 
     fn reserve_more(&self, bytes: u64, bundles: u64) -> Result<(), StoreError> {
         let s = self.stats.get();
-        let mut held = self.reserved.lock().unwrap_or_else(|p| p.into_inner());
+        let mut held = crate::sync::lock(&self.reserved);
         let in_use_bundles = s.bundles.saturating_add(held.0);
         let in_use_bytes = s.bytes.saturating_add(held.1);
         if in_use_bundles.saturating_add(bundles) > self.config.max_bundles
@@ -197,7 +197,7 @@ impl Inner {
     /// Marks a bundle damaged (see [`super::integrity`]); the writer does it with its next
     /// batch. Nobody waits: the reader that found the damage fails at once.
     pub fn quarantine(&self, id: StoreId, problem: String) {
-        let guard = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        let guard = crate::sync::lock(&self.requests);
         match guard.as_ref() {
             Some(sender) if sender.send(WriteOp::Quarantine { id, problem: problem.clone() }).is_ok() => {}
             _ => {
@@ -212,7 +212,7 @@ impl Inner {
     ) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
         {
-            let guard = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+            let guard = crate::sync::lock(&self.requests);
             let sender = guard.as_ref().ok_or(StoreError::Closed)?;
             sender.send(op(tx)).map_err(|_| StoreError::Closed)?;
         }
@@ -269,7 +269,7 @@ impl Inner {
                 f(conn).map_err(|source| StoreError::Database { path: db_path, source: source.into() }),
             );
         });
-        let sent = match self.reads.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        let sent = match crate::sync::lock(&self.reads).as_ref() {
             Some(reads) => reads.send(job).map_err(drop),
             None => Err(()),
         };
@@ -562,17 +562,17 @@ impl SqliteStore {
 
     /// Stops accepting changes, lets the writer finish what it has, and waits for it.
     pub async fn close(self) {
-        let sender = self.inner.requests.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let sender = crate::sync::lock(&self.inner.requests).take();
         drop(sender);
-        let thread = self.inner.writer_thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let thread = crate::sync::lock(&self.inner.writer_thread).take();
         if let Some(thread) = thread {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
         // Then the reader: its connection is the last, and closing it checkpoints the log. A
         // caller that reopens, copies or checks the store next finds it settled.
-        let reads = self.inner.reads.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let reads = crate::sync::lock(&self.inner.reads).take();
         drop(reads);
-        let thread = self.inner.reader_thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let thread = crate::sync::lock(&self.inner.reader_thread).take();
         if let Some(thread) = thread {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }

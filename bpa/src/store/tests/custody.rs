@@ -184,7 +184,9 @@ async fn a_version_4_store_is_upgraded_to_5_its_fragments_keyed_by_their_adu_len
     let large = store.insert(fragment(100, 2000, 3000), awaiting(3000)).await.unwrap().id().unwrap();
     assert!(store.get(large).await.unwrap().unwrap().in_file);
     let whole = store.insert(bundle(1, 10), BundleState::WaitingForRoute).await.unwrap().id().unwrap();
-    Store::delete(&store, whole, DeleteReason::Forwarded { neighbour: "ipn:9.0".into() }).await.unwrap();
+    MetadataStorage::delete(&store, whole, DeleteReason::Forwarded { neighbour: "ipn:9.0".into() })
+        .await
+        .unwrap();
     store.close().await;
     let conn = rusqlite::Connection::open(dir.path().join("store.sqlite")).unwrap();
     conn.execute_batch(DOWNGRADE_TO_4).unwrap();

@@ -434,14 +434,12 @@ async fn through_the_trait<S: Store>(store: &S) {
         StreamingInsert::write(&mut pending, chunk).await.unwrap();
     }
     let id = StreamingInsert::commit(pending, BundleState::WaitingForRoute).await.unwrap().id().unwrap();
-    Store::set_state(store, id, BundleState::QueuedFor { neighbour: "ipn:9.0".into() }).await.unwrap();
-    assert_eq!(Store::by_neighbour(store, "ipn:9.0", 5).await.unwrap().len(), 1);
-    let BundleData::File { length, .. } = Store::open_data(store, id).await.unwrap() else {
-        panic!("inline")
-    };
+    store.set_state(id, BundleState::QueuedFor { neighbour: "ipn:9.0".into() }).await.unwrap();
+    assert_eq!(store.by_neighbour("ipn:9.0", 5).await.unwrap().len(), 1);
+    let BundleData::File { length, .. } = store.open_data(id).await.unwrap() else { panic!("inline") };
     assert_eq!(length, bytes.len() as u64);
-    Store::delete(store, id, DeleteReason::Forwarded { neighbour: "ipn:9.0".into() }).await.unwrap();
-    assert_eq!(Store::stats(store).bundles, 0);
+    store.delete(id, DeleteReason::Forwarded { neighbour: "ipn:9.0".into() }).await.unwrap();
+    assert_eq!(store.stats().bundles, 0);
 }
 
 #[tokio::test]
