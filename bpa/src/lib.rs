@@ -45,4 +45,4 @@ pub use cla::{BundleSink, ClaError, ConvergenceLayer, IncomingBundle, OutgoingBu
 #[cfg(feature = "sqlite")]
 pub use store::{SqliteStore, StoreConfig};
 pub use store::{Store, StoreError};
-pub use time::{Clock, ManualClock, SystemClock};
+pub use time::{Clock, ManualClock, RuntimeClock, SystemClock};

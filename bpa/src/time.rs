@@ -18,6 +18,13 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
     fn sleep_until(&self, at: u64) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 }
 
+/// Now on the runtime's monotonic clock — virtual when a test paused the runtime's time
+/// (`tokio::time::pause`). Log windows and the convergence layers' deadlines are measured on
+/// it ([`Clock`] gives DTN time, which bundles carry), so one paused clock moves them all.
+pub fn monotonic_now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 /// The system's wall clock.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
@@ -41,6 +48,41 @@ impl Clock for SystemClock {
                 tokio::time::sleep(Duration::from_millis(at - now)).await;
             }
         })
+    }
+}
+
+/// The farthest a [`RuntimeClock`] sleeps ahead.
+const CENTURY: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// DTN time read from the runtime's monotonic clock, from a starting DTN time: with the
+/// runtime's time paused (`#[tokio::test(start_paused = true)]`) the agent, its timers and the
+/// convergence layers ([`monotonic_now`]) all run on one virtual clock, which the runtime
+/// advances whenever every task waits — "nothing more happened" is then the runtime's own
+/// fact. For tests and simulations: a node's DTN time must follow UTC ([`SystemClock`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RuntimeClock {
+    origin_dtn_ms: u64,
+    origin: tokio::time::Instant,
+}
+
+impl RuntimeClock {
+    /// A clock reading `dtn_ms` now, on the current runtime's time.
+    pub fn starting_at(dtn_ms: u64) -> RuntimeClock {
+        RuntimeClock { origin_dtn_ms: dtn_ms, origin: tokio::time::Instant::now() }
+    }
+}
+
+impl Clock for RuntimeClock {
+    fn now_dtn_ms(&self) -> u64 {
+        let elapsed = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.origin_dtn_ms.saturating_add(elapsed)
+    }
+
+    fn sleep_until(&self, at: u64) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        // A deadline past a century is a century: an `Instant` must not overflow.
+        let after = Duration::from_millis(at.saturating_sub(self.origin_dtn_ms)).min(CENTURY);
+        let deadline = self.origin + after;
+        Box::pin(tokio::time::sleep_until(deadline))
     }
 }
 
@@ -170,6 +212,24 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
 
 #[cfg(test)]
 mod tests {
+    use super::{Clock, RuntimeClock, monotonic_now};
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_runtime_clock_and_the_layers_clock_move_together_when_paused() {
+        let clock = RuntimeClock::starting_at(1_000_000);
+        let layers = monotonic_now();
+        clock.sleep_until(1_000_000 + 3_600_000).await;
+        assert_eq!(clock.now_dtn_ms(), 1_000_000 + 3_600_000, "an hour later, to the millisecond");
+        assert_eq!(monotonic_now() - layers, Duration::from_secs(3600));
+        clock.sleep_until(0).await; // the past: at once
+        assert_eq!(clock.now_dtn_ms(), 4_600_000);
+        let far = tokio::spawn(clock.sleep_until(u64::MAX));
+        tokio::time::sleep(Duration::from_secs(86_400)).await;
+        assert!(!far.is_finished(), "the end of time is far, and no overflow on the way");
+        far.abort();
+    }
+
     #[test]
     fn durations_are_written_as_the_configuration_writes_them_and_read_back() {
         for (ms, text) in [

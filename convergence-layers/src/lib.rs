@@ -1,6 +1,7 @@
 //! Convergence layers (design §2): each a sans-IO protocol core and a thin tokio driver that
 //! implements [`bpa::ConvergenceLayer`].
 
+pub mod clock;
 pub mod framed;
 pub mod listener;
 pub mod serial;

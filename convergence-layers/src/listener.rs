@@ -204,7 +204,7 @@ enum Admission {
 
 impl Table {
     fn new(limits: ConnectionLimits) -> Table {
-        Table { limits, epoch: Instant::now(), next: 0, open: HashMap::new() }
+        Table { limits, epoch: crate::clock::now(), next: 0, open: HashMap::new() }
     }
 
     /// Admits a connection from `ip`, shedding the idlest candidate when a bound is reached.
@@ -281,13 +281,13 @@ pub(crate) fn accept_bounded<F, Fut>(
                         let (slot, activity) = match (admission, activity) {
                             (Admission::Take(slot), Some(activity)) => (slot, activity),
                             (Admission::Shed(slot, _), Some(activity)) => {
-                                if let Some(suppressed) = sheddings.allow(Instant::now()) {
+                                if let Some(suppressed) = sheddings.allow(crate::clock::now()) {
                                     tracing::warn!(layer, %peer, earlier_not_logged = suppressed, max = limits.max_connections, max_per_address = limits.max_per_address, "too many connections: the one idle longest was shed for a new one");
                                 }
                                 (slot, activity)
                             }
                             _ => {
-                                if let Some(suppressed) = refusals.allow(Instant::now()) {
+                                if let Some(suppressed) = refusals.allow(crate::clock::now()) {
                                     tracing::warn!(layer, %peer, earlier_not_logged = suppressed, max = limits.max_connections, max_per_address = limits.max_per_address, "too many connections, each moving a bundle: a new one was closed");
                                 }
                                 continue;

@@ -181,3 +181,81 @@ async fn bundles_cross_over_ipv6_and_a_node_bound_to_both_families_answers_each(
     );
     assert_eq!(a.stats().bundles_sent, 2);
 }
+
+/// The layers read the runtime's clock (`convergence_layers::clock`): on a paused clock a
+/// paced peer's datagrams go at exactly its rate in virtual time, with no real wait. (Were the
+/// token bucket refilled from `std::time::Instant`, it would never fill while its sender
+/// sleeps in paused time: the sends would spin until real time caught up.)
+#[tokio::test(start_paused = true)]
+async fn a_paced_peer_is_paced_on_the_runtimes_clock_which_a_test_can_pause() {
+    let a = node(1, UdpConfig { max_datagram: 1_000, ..UdpConfig::default() }).await;
+    let receiver = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let peer = UdpPeer {
+        address: receiver.local_addr().expect("address"),
+        node_id: Eid::ipn(2, 0),
+        rate: Some(1_000),
+        sends_from: Vec::new(),
+    };
+    a.udp.add_peer(peer).await.expect("peer");
+    let link = a.udp.link();
+    let start = tokio::time::Instant::now();
+    for i in 0..5u8 {
+        let bundle = bpa::OutgoingBundle::from_bytes(bytes::Bytes::from(vec![i; 1_000]));
+        link.send(&Eid::ipn(2, 0), bundle).await.expect("sent");
+    }
+    // The bucket holds one datagram: the first goes at once, each next a second later.
+    assert_eq!(start.elapsed(), Duration::from_secs(4));
+    let mut buffer = [0u8; 2_000];
+    for i in 0..5u8 {
+        let (n, _) = receiver.recv_from(&mut buffer).await.expect("datagram");
+        assert_eq!(&buffer[..n], &[i; 1_000][..]);
+    }
+}
+
+/// Two nodes on one virtual clock: their agents read DTN time from the runtime's clock
+/// ([`bpa::RuntimeClock`]), their real UDP layers pace on it, their stores are real, and the
+/// runtime's time is paused. What the pacing takes is exact in the agents' DTN time: the
+/// datagrams' bytes past the bucket's burst, at the peer's rate — with no real wait and no
+/// sleep in the test (the runtime advances its clock only when every task waits).
+#[tokio::test(start_paused = true)]
+async fn two_nodes_on_one_paused_clock_pace_bundles_in_the_agents_own_time() {
+    use bpa::testing::TestNode;
+    const CAPACITY: u64 = 2_000;
+    const RATE: u64 = 1_000;
+    let clock = Arc::new(bpa::RuntimeClock::starting_at(800_000_000_000));
+    let config = UdpConfig { max_datagram: CAPACITY as usize, ..UdpConfig::default() };
+    let a = TestNode::new(AgentConfig::new(Eid::ipn(1, 0)), clock.clone()).await;
+    let b = TestNode::new(AgentConfig::new(Eid::ipn(2, 0)), clock.clone()).await;
+    let a_udp = Udp::new(a.agent.clone(), config.clone());
+    let b_udp = Udp::new(b.agent.clone(), config);
+    a_udp.bind("127.0.0.1:0".parse().expect("address")).await.expect("bind");
+    let b_address = b_udp.bind("127.0.0.1:0".parse().expect("address")).await.expect("bind");
+    let peer =
+        UdpPeer { address: b_address, node_id: Eid::ipn(2, 0), rate: Some(RATE), sends_from: Vec::new() };
+    a_udp.add_peer(peer).await.expect("peer");
+    let mut subscription = b.agent.register(Eid::ipn(2, 1)).await.expect("register");
+    let start = bpa::Clock::now_dtn_ms(&*clock);
+    for i in 0..5u8 {
+        let payload = bytes::Bytes::from(vec![i; 800]);
+        let flags = bpa::BundleFlags::default();
+        a.agent.send(Eid::ipn(1, 1), Eid::ipn(2, 1), payload, 3_600_000, flags).await.expect("send");
+    }
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        let delivery = subscription.recv().await.expect("a delivery");
+        got.push(delivery.bundle.payload()[0]);
+        b.agent.acknowledge(&delivery).await.expect("acknowledge");
+    }
+    got.sort_unstable();
+    assert_eq!(got, [0, 1, 2, 3, 4]);
+    let took = bpa::Clock::now_dtn_ms(&*clock) - start;
+    let sent = a_udp.stats().bytes_sent;
+    assert_eq!(a_udp.stats().bundles_sent, 5);
+    // The last datagram may go once the bucket has refilled what the five took past its burst
+    // (each sleep rounded up to the runtime's millisecond).
+    let expected = (sent - CAPACITY) * 1_000 / RATE;
+    assert!(
+        (expected..=expected + 5).contains(&took),
+        "took {took} ms, expected {expected} ms for {sent} bytes"
+    );
+}

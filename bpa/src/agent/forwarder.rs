@@ -190,7 +190,7 @@ impl<S: Store> Agent<S> {
                 }
                 Sent::Failed(error) => {
                     let now = self.inner.clock.now_dtn_ms();
-                    let instant = std::time::Instant::now();
+                    let instant = crate::time::monotonic_now();
                     let failed = self.state().core.send_failed(&hop.node_id(), neighbour.link, now, instant);
                     let retry_in = failed.retry_in;
                     if retry_in.is_some() {

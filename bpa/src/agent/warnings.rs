@@ -16,7 +16,7 @@ impl<S: Store> Agent<S> {
     /// Whether a line about `what` may be written now: `Some(n)`, `n` being how many of its
     /// kind were left out since the last; `None` (counted) when this one is left out.
     pub(super) fn provoked(&self, what: Provoked) -> Option<u64> {
-        let allowed = self.state().provoked.allow(what, std::time::Instant::now());
+        let allowed = self.state().provoked.allow(what, crate::time::monotonic_now());
         if allowed.is_none() {
             self.inner.counters.logs_suppressed.fetch_add(1, Ordering::Relaxed);
         }

@@ -598,7 +598,7 @@ fn refused(
     reason: &str,
 ) {
     counters.bundles_refused.fetch_add(1, Ordering::Relaxed);
-    if let Some(suppressed) = lock(warnings).allow(std::time::Instant::now()) {
+    if let Some(suppressed) = lock(warnings).allow(crate::clock::now()) {
         tracing::warn!(%framing, %from, %reason, earlier_not_logged = suppressed, "a received bundle was refused and dropped");
     }
 }

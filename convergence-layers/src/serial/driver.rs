@@ -313,7 +313,7 @@ impl<A: BundleSink> Serial<A> {
                         self.learn_peer(&frame).await;
                         if let Err(error) = self.shared.agent.receive(frame).await {
                             counters.refused.fetch_add(1, Ordering::Relaxed);
-                            if let Some(suppressed) = warnings.allow(std::time::Instant::now()) {
+                            if let Some(suppressed) = warnings.allow(crate::clock::now()) {
                                 tracing::warn!(device = %config.device, %error, earlier_not_logged = suppressed, "a frame from the serial line was refused");
                             }
                         }
@@ -325,7 +325,7 @@ impl<A: BundleSink> Serial<A> {
                             DropReason::TooLong => &counters.too_long,
                         };
                         counter.fetch_add(1, Ordering::Relaxed);
-                        if let Some(suppressed) = warnings.allow(std::time::Instant::now()) {
+                        if let Some(suppressed) = warnings.allow(crate::clock::now()) {
                             tracing::warn!(device = %config.device, %reason, earlier_not_logged = suppressed, "a frame from the serial line was dropped");
                         }
                     }

@@ -453,7 +453,7 @@ impl<A: BundleSink> Spool<A> {
 
     /// Logs a failure to read the medium, at most once a minute.
     fn warn_limited(&self, path: &Path, error: &dyn std::fmt::Display, what: &str) {
-        if let Some(suppressed) = lock(&self.shared.warnings).allow(std::time::Instant::now()) {
+        if let Some(suppressed) = lock(&self.shared.warnings).allow(crate::clock::now()) {
             tracing::warn!(path = %Escaped(path.display()), error = %Escaped(error), earlier_not_logged = suppressed, "{what}");
         }
     }
@@ -737,8 +737,7 @@ impl<A: BundleSink> ConvergenceLayer for SpoolLink<A> {
                             );
                         }
                         _ => {
-                            if let Some(suppressed) = lock(&shared.warnings).allow(std::time::Instant::now())
-                            {
+                            if let Some(suppressed) = lock(&shared.warnings).allow(crate::clock::now()) {
                                 tracing::warn!(error = %Escaped(&error), neighbour = %node, earlier_not_logged = suppressed, "a bundle could not be written to the spool");
                             }
                         }

@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bpa::Eid;
 use bpa::cla::{BundleSink, ClaError, ClaFuture, ConvergenceLayer, OutgoingBundle};
@@ -151,11 +151,7 @@ impl SessionStatus {
     }
 }
 
-/// The runtime's time, which the session's timers and the driver's sleeps share: a paused
-/// tokio clock (tests) drives both.
-pub(super) fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
-}
+pub(super) use crate::clock::now;
 
 /// A bundle the agent handed over, and who waits for the peer's answer.
 pub(super) struct Outbound {

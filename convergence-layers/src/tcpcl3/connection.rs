@@ -428,7 +428,7 @@ impl<A: BundleSink> Connection<A> {
                 }
                 counters.bundles_refused.fetch_add(1, Ordering::Relaxed);
                 let limit = shared.config.session.max_bundle_size;
-                if let Some(suppressed) = self.warnings.allow(std::time::Instant::now()) {
+                if let Some(suppressed) = self.warnings.allow(crate::clock::now()) {
                     tracing::warn!(peer = %self.peer_text(), limit, earlier_not_logged = suppressed, "TCPCLv3: a bundle larger than max_bundle_size was refused");
                 }
             }
@@ -478,7 +478,7 @@ impl<A: BundleSink> Connection<A> {
     /// The agent could not take the bundle arriving now.
     fn refuse(&mut self, bundle: u64, error: &SinkError) {
         self.shared().counters.bundles_refused.fetch_add(1, Ordering::Relaxed);
-        if let Some(suppressed) = self.warnings.allow(std::time::Instant::now()) {
+        if let Some(suppressed) = self.warnings.allow(crate::clock::now()) {
             tracing::warn!(peer = %self.peer_text(), %error, earlier_not_logged = suppressed, "TCPCLv3: a received bundle was refused");
         }
         self.session.refuse_incoming(bundle, refuse_code(error));
@@ -489,7 +489,7 @@ impl<A: BundleSink> Connection<A> {
         match result {
             Ok(()) => self.session.finish_incoming(bundle, Ok(())),
             Err(error) => {
-                if let Some(suppressed) = self.warnings.allow(std::time::Instant::now()) {
+                if let Some(suppressed) = self.warnings.allow(crate::clock::now()) {
                     tracing::warn!(peer = %self.peer_text(), %error, earlier_not_logged = suppressed, "TCPCLv3: a received bundle was refused");
                 }
                 self.session.finish_incoming(bundle, Err(refuse_code(&error)));

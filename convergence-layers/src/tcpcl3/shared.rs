@@ -96,9 +96,7 @@ impl<A: BundleSink> std::fmt::Debug for Shared<A> {
     }
 }
 
-pub(super) fn now() -> std::time::Instant {
-    tokio::time::Instant::now().into_std()
-}
+pub(super) use crate::clock::now;
 
 /// How a connection ended, for the dialler.
 pub(super) enum Ended {

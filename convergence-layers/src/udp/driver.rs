@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bpa::Eid;
 use bpa::cla::{BundleSink, ClaError, ClaFuture, ConvergenceLayer, OutgoingBundle, Refusal};
@@ -254,8 +254,9 @@ impl<A: BundleSink> Udp<A> {
             .cloned()
             .ok_or_else(|| UdpError::NoSocketFor { address: peer.address, node: peer.node_id.clone() })?;
         let capacity = self.shared.config.max_datagram as u64;
-        let bucket =
-            peer.rate.map(|rate| tokio::sync::Mutex::new(TokenBucket::new(rate, capacity, Instant::now())));
+        let bucket = peer
+            .rate
+            .map(|rate| tokio::sync::Mutex::new(TokenBucket::new(rate, capacity, crate::clock::now())));
         let node = peer.node_id.node_id();
         let state = Arc::new(PeerState { peer, socket, bucket });
         lock(&self.shared.peers).insert(node.clone(), state);
@@ -328,7 +329,7 @@ impl<A: BundleSink> Udp<A> {
 
     /// Logs a warning about `from`, at most once a minute per source IP.
     fn warn(&self, from: SocketAddr, what: &str) {
-        let allowed = lock(&self.shared.warnings).allow(from.ip().to_canonical(), Instant::now());
+        let allowed = lock(&self.shared.warnings).allow(from.ip().to_canonical(), crate::clock::now());
         if let Some(suppressed) = allowed {
             tracing::warn!(%from, earlier_from_this_ip_not_logged = suppressed, "{what}");
         }
@@ -368,13 +369,13 @@ impl<A: BundleSink> ConvergenceLayer for UdpLink<A> {
             if let Some(bucket) = &state.bucket {
                 let mut bucket = bucket.lock().await;
                 loop {
-                    let wait = bucket.wait(length, Instant::now());
+                    let wait = bucket.wait(length, crate::clock::now());
                     if wait.is_zero() {
                         break;
                     }
                     tokio::time::sleep(wait).await;
                 }
-                bucket.take(length, Instant::now());
+                bucket.take(length, crate::clock::now());
             }
             state
                 .socket

@@ -549,7 +549,7 @@ impl<S: Store> Agent<S> {
         }
         if unmatched > 0 {
             counters.custody_signal_ids_ignored.fetch_add(unmatched, Ordering::Relaxed);
-            let allowed = self.state().custody_warnings.allow(from.clone(), std::time::Instant::now());
+            let allowed = self.state().custody_warnings.allow(from.clone(), crate::time::monotonic_now());
             if let Some(suppressed) = allowed {
                 tracing::warn!(
                     neighbour = %from, disposition = signal.disposition.name(), ids = unmatched,
