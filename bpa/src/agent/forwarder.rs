@@ -63,23 +63,6 @@ struct Sending {
     booking: Option<super::core::routing::HeldBooking>,
 }
 
-/// A send counted as under way for its neighbour ([`super::NeighbourInfo::in_flight`]) until
-/// it ends, however.
-struct SendUnderWay(std::sync::Arc<std::sync::atomic::AtomicUsize>);
-
-impl SendUnderWay {
-    fn start(neighbour: &Neighbour) -> SendUnderWay {
-        neighbour.sends.fetch_add(1, Ordering::SeqCst);
-        SendUnderWay(std::sync::Arc::clone(&neighbour.sends))
-    }
-}
-
-impl Drop for SendUnderWay {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 /// A bundle claimed for one send: no other send takes it until this is dropped, however the
 /// send ends.
 pub(super) struct InFlight<S: Store> {
@@ -130,8 +113,7 @@ impl<S: Store> Agent<S> {
         true
     }
 
-    /// Sends a claimed bundle in a task of its own, holding a send slot until the neighbour has
-    /// it (its removal from the store, which keeps the claim, no longer needs the slot).
+    /// Sends a claimed bundle in a task of its own, holding a send slot until it ends.
     pub(super) fn start_send(
         &self,
         queued: Queued,
@@ -142,12 +124,7 @@ impl<S: Store> Agent<S> {
     ) {
         let sending =
             Sending { bundle: queued.bundle, received_at: queued.received_at, booking: queued.booking };
-        let under_way = SendUnderWay::start(&neighbour);
-        let forward = self.clone().forward(claim, sending, hop, neighbour, slot);
-        let task: BoxedTask = Box::pin(async move {
-            forward.await;
-            drop(under_way);
-        });
+        let task: BoxedTask = Box::pin(self.clone().forward(claim, sending, hop, neighbour, slot));
         tokio::spawn(task);
     }
 
@@ -163,9 +140,8 @@ impl<S: Store> Agent<S> {
         sending: Sending,
         hop: Eid,
         neighbour: Neighbour,
-        slot: tokio::sync::OwnedSemaphorePermit,
+        _slot: tokio::sync::OwnedSemaphorePermit,
     ) {
-        let mut slot = Some(slot);
         let Sending { bundle, received_at, booking } = sending;
         let id = guard.id;
         // Recorded, so a listing shows it on its way and a scan for waiting bundles passes it;
@@ -184,9 +160,7 @@ impl<S: Store> Agent<S> {
         let mut bundle = bundle;
         // A second attempt follows only a refusal as too large, with the limit learned.
         for attempt in 0..2 {
-            let sent = self
-                .forward_once(id, bundle.take(), received_at, &hop, &neighbour, forwarding, &mut slot)
-                .await;
+            let sent = self.forward_once(id, bundle.take(), received_at, &hop, &neighbour, forwarding).await;
             if matches!(sent, Sent::Done) {
                 // It went on its planned route: the volume it took stays booked.
                 if let Some(booking) = booking {
@@ -262,7 +236,6 @@ impl<S: Store> Agent<S> {
     /// One attempt at [`Agent::forward`]: the bundle opened, edited, sent whole or in
     /// fragments as [`transmit::plan`] decides (inside a custody carrier when under custody),
     /// and deleted once the neighbour has all of it — or kept for the next custodian's signal.
-    #[allow(clippy::too_many_arguments)]
     async fn forward_once(
         &self,
         id: StoreId,
@@ -271,7 +244,6 @@ impl<S: Store> Agent<S> {
         hop: &Eid,
         neighbour: &Neighbour,
         forwarding: Forwarding,
-        slot: &mut Option<tokio::sync::OwnedSemaphorePermit>,
     ) -> Sent {
         let Some(OpenedBundle { mut header, prefix, rest }) = self.open_for_forwarding(id, bundle).await
         else {
@@ -304,11 +276,6 @@ impl<S: Store> Agent<S> {
         if let Err(sent) = handed_over {
             return sent;
         }
-        // The neighbour has it: the next send may start while this one's removal is made
-        // durable. The claim stays until then, so nothing sends the bundle again; removals
-        // waiting are bounded by the sends that could finish meanwhile, and each such send
-        // wrote to the same store first (`begin_forward`).
-        drop(slot.take());
         self.state().core.sent(&hop.node_id(), neighbour.link);
         match forwarding {
             // Kept until the next custodian's signal releases it, or sent again at the deadline.

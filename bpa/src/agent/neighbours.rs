@@ -21,8 +21,7 @@ pub struct NeighbourInfo {
     pub node_id: Eid,
     /// The convergence layer's name.
     pub cla: String,
-    /// Sends under way now: being handed over, or handed over with their outcome not yet
-    /// recorded in the store.
+    /// Bundles being handed over now.
     pub in_flight: usize,
     /// Its queue has nothing more to hand over: everything waiting for this neighbour that the
     /// store held at its last change was taken. With `in_flight` at 0, the neighbour is settled:
@@ -45,7 +44,6 @@ impl<S: Store> Agent<S> {
             cla,
             queue: Arc::new(NeighbourQueue::default()),
             slots: Arc::new(Semaphore::new(slots)),
-            sends: Arc::default(),
             link,
             learned_max: Arc::new(AtomicU64::new(u64::MAX)),
         });
@@ -141,6 +139,7 @@ impl<S: Store> Agent<S> {
 
     /// The neighbours connected now.
     pub fn neighbours(&self) -> Vec<NeighbourInfo> {
+        let max = self.inner.config.max_in_flight_per_neighbour.max(1);
         let mut list: Vec<NeighbourInfo> = self
             .state()
             .links
@@ -148,7 +147,7 @@ impl<S: Store> Agent<S> {
             .map(|(node_id, n)| NeighbourInfo {
                 node_id: node_id.clone(),
                 cla: n.cla.name().to_string(),
-                in_flight: n.sends.load(Ordering::SeqCst),
+                in_flight: max.saturating_sub(n.slots.available_permits()),
                 queue_idle: n.queue.is_idle(),
             })
             .collect();

@@ -28,10 +28,6 @@ pub(crate) struct Neighbour {
     pub queue: Arc<NeighbourQueue>,
     /// Send slots: at most `max_in_flight_per_neighbour` bundles are being handed over at once.
     pub slots: Arc<Semaphore>,
-    /// Sends under way, from their start to their outcome recorded in the store (a send that
-    /// handed its bundle over gives its slot back before its removal is durable, and is still
-    /// counted here until it is).
-    pub sends: Arc<std::sync::atomic::AtomicUsize>,
     /// Which coming-up of the neighbour this is (the core's number for the link).
     pub link: u64,
     /// The largest bundle the neighbour said it takes (a refusal as too large); `u64::MAX`
