@@ -21,6 +21,8 @@ use bytes::Bytes;
 struct FailingDeletes {
     store: SqliteStore,
     failing: Arc<AtomicBool>,
+    /// Bundles put back to wait for a route wait until this says `true`.
+    waits: tokio::sync::watch::Receiver<bool>,
 }
 
 impl BundleStorage for FailingDeletes {
@@ -66,7 +68,14 @@ impl MetadataStorage for FailingDeletes {
         id: StoreId,
         state: BundleState,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        MetadataStorage::set_state(&self.store, id, state)
+        let store = self.store.clone();
+        let mut waits = self.waits.clone();
+        async move {
+            if state == BundleState::WaitingForRoute {
+                let _ = waits.wait_for(|open| *open).await;
+            }
+            MetadataStorage::set_state(&store, id, state).await
+        }
     }
     fn delete(
         &self,
@@ -208,7 +217,8 @@ async fn expiry_with_failing_deletes_ends_logs_and_counts_and_later_succeeds() {
     let (store, _) =
         SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&dyn_clock)).await.expect("store");
     let failing = Arc::new(AtomicBool::new(true));
-    let store = FailingDeletes { store, failing: Arc::clone(&failing) };
+    let (_waits, waits) = tokio::sync::watch::channel(true);
+    let store = FailingDeletes { store, failing: Arc::clone(&failing), waits };
     let agent = Agent::new(AgentConfig::new(Eid::ipn(1, 0)), store, dyn_clock);
     // 600 bundles (more than a page) for a node nobody reaches, with a 1 s lifetime.
     for i in 0..600u64 {
@@ -230,4 +240,35 @@ async fn expiry_with_failing_deletes_ends_logs_and_counts_and_later_succeeds() {
     assert_eq!(agent.expire().await.expect("expiry runs"), 600);
     assert_eq!(agent.store().stats().bundles, 0);
     assert_eq!(agent.stats().expired, 600);
+}
+
+/// A bundle a link could not take (too big, and not to be fragmented) waits for a route again
+/// while a neighbour's new link comes up. The new link's queue reads the store while the old
+/// send still holds the bundle and passes it over; once the old send has put it back, the new
+/// queue reads again — the bundle does not wait for something else to change.
+#[tokio::test]
+async fn a_bundle_put_back_while_its_neighbour_came_up_again_is_sent_on_the_new_link() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock: Arc<dyn bpa::time::Clock> = Arc::new(ManualClock::new(800_000_000_000));
+    let (store, _) =
+        SqliteStore::open(dir.path(), StoreConfig::default(), Arc::clone(&clock)).await.expect("store");
+    let (release, waits) = tokio::sync::watch::channel(false);
+    let store = FailingDeletes { store, failing: Arc::new(AtomicBool::new(false)), waits };
+    let a = Agent::new(AgentConfig::new(Eid::ipn(1, 0)), store, Arc::clone(&clock));
+    let b = bpa::testing::TestNode::new(AgentConfig::new(Eid::ipn(3, 0)), clock).await;
+    let (small, _switch) = bpa::cla::memory::MemoryLink::new(b.agent.clone());
+    a.neighbour_up(Eid::ipn(3, 0), Arc::new(small.with_max_bundle_size(1_000))).await.expect("up");
+    let flags = BundleFlags(BundleFlags::MUST_NOT_FRAGMENT);
+    let payload = Bytes::from(vec![7u8; 5_000]);
+    a.send(Eid::ipn(1, 1), Eid::ipn(3, 1), payload, 3_600_000, flags).await.expect("send");
+    bpa::testing::eventually("the small link could not take it", || a.stats().too_big == 1).await;
+    // Its send is still putting it back (held); a link that takes it whole comes up, and its
+    // queue reads the store and finds it held.
+    let (whole, _switch) = bpa::cla::memory::MemoryLink::new(b.agent.clone());
+    a.neighbour_up(Eid::ipn(3, 0), Arc::new(whole)).await.expect("up");
+    bpa::testing::eventually("the new queue read and passed it over", || a.neighbours_settled()).await;
+    assert_eq!(b.agent.store().stats().bundles, 0);
+    release.send(true).expect("release");
+    bpa::testing::eventually("it crossed on the new link", || b.agent.store().stats().bundles == 1).await;
+    assert_eq!(a.stats().too_big, 1);
 }

@@ -178,7 +178,12 @@ impl<S: Store> Agent<S> {
             // Not sent (a bundle deleted meanwhile is not found, which is as well).
             self.wait_for_route(id).await;
             match sent {
-                Sent::Done | Sent::Gone => {}
+                Sent::Done | Sent::Gone => {
+                    // Waiting again (unless deleted): a queue of the neighbour come up again
+                    // meanwhile may have read the store while this send held the bundle.
+                    drop(guard);
+                    self.rescan_if_replaced(&hop, &neighbour);
+                }
                 Sent::Failed(
                     error @ ClaError::Refused {
                         reason: Refusal::NotAcceptable | Refusal::TooLarge { .. },
