@@ -96,7 +96,9 @@ pub trait BundleStorage: Clone + Send + Sync + std::fmt::Debug + 'static {
 /// a time, never a whole table.
 pub trait MetadataStorage: Clone + Send + Sync + std::fmt::Debug + 'static {
     /// Records a bundle as on its way to a neighbour, custodially if it is custodial and
-    /// `custody` is given.
+    /// `custody` is given. A custodial forwarding is durable when this resolves (its
+    /// transmission ID must be before the PDU goes); a plain one may be answered once recorded
+    /// and made durable with the next commit, as nothing depends on it surviving a crash.
     fn begin_forward(
         &self,
         id: StoreId,

@@ -318,7 +318,15 @@ impl Writer {
                     let result = custody_sql::begin_forward(&tx, id, &neighbour, custody, &mut self.last_tid)
                         .map_err(db_error)
                         .and_then(|f| f.ok_or(StoreError::NotFound(id)));
-                    replies.push(Reply::Forward(reply, result));
+                    match result {
+                        // A plain forwarding is answered once applied, not once durable: nothing
+                        // rests on the record surviving (a restart puts bundles in flight back to
+                        // wait, and the claim in memory keeps a second send off), so the send
+                        // need not wait for this batch's fsync. A custodial one waits: its
+                        // transmission ID must be durable before the PDU goes.
+                        Ok(Forwarding::Plain) => drop(reply.send(result)),
+                        _ => replies.push(Reply::Forward(reply, result)),
+                    }
                 }
                 WriteOp::Signalled { neighbour, effect, ranges, reply } => {
                     let result = (|| {

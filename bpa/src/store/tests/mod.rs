@@ -539,3 +539,21 @@ async fn a_payload_is_opened_only_from_exactly_one_whole_bundle() {
     tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut payload).await.expect("read");
     assert_eq!(payload, expected, "exactly the payload, nothing of the CRC or break");
 }
+
+/// A plain forwarding's record is answered once applied, before its batch's fsync, and made
+/// durable with that batch: a change answered after it finds it committed, and so does the
+/// store reopened. (A custodial one is answered once durable: `tests/custody.rs`.)
+#[tokio::test]
+async fn a_plain_forwarding_is_recorded_with_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path(), StoreConfig::default()).await;
+    let id = store.insert(bundle(1, 10), BundleState::WaitingForRoute).await.unwrap().id().unwrap();
+    assert_eq!(store.begin_forward(id, "ipn:3.0", None).await.unwrap(), Forwarding::Plain);
+    store.set_registration(&Eid::ipn(1, 1), true).await.unwrap();
+    let in_flight = BundleState::InFlight { neighbour: "ipn:3.0".into() };
+    assert_eq!(store.get(id).await.unwrap().unwrap().state, in_flight);
+    assert!(matches!(store.begin_forward(999, "ipn:3.0", None).await, Err(StoreError::NotFound(999))));
+    store.close().await;
+    let (store, _) = open(dir.path(), StoreConfig::default()).await;
+    assert_eq!(store.get(id).await.unwrap().unwrap().state, in_flight);
+}
