@@ -182,12 +182,36 @@ async fn bundles_cross_over_ipv6_and_a_node_bound_to_both_families_answers_each(
     assert_eq!(a.stats().bundles_sent, 2);
 }
 
+/// A test on a paused runtime clock cannot bound its waits with a timeout on that clock (the
+/// runtime jumps to it while a store thread works), so a real-time watchdog ends the test
+/// process if it hangs: a failure to look at, not a CI run that never ends. Dropped, it stands
+/// down.
+struct Watchdog {
+    /// Dropped with the watchdog: its thread then stands down.
+    _stand_down: std::sync::mpsc::Sender<()>,
+}
+
+impl Watchdog {
+    fn arm(what: &'static str) -> Watchdog {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(120))
+            {
+                eprintln!("{what}: still waiting after 120 s of real time; the test hangs");
+                std::process::exit(101);
+            }
+        });
+        Watchdog { _stand_down: tx }
+    }
+}
+
 /// The layers read the runtime's clock (`convergence_layers::clock`): on a paused clock a
 /// paced peer's datagrams go at exactly its rate in virtual time, with no real wait. (Were the
 /// token bucket refilled from `std::time::Instant`, it would never fill while its sender
 /// sleeps in paused time: the sends would spin until real time caught up.)
 #[tokio::test(start_paused = true)]
 async fn a_paced_peer_is_paced_on_the_runtimes_clock_which_a_test_can_pause() {
+    let _watchdog = Watchdog::arm("the paced peer");
     let a = node(1, UdpConfig { max_datagram: 1_000, ..UdpConfig::default() }).await;
     let receiver = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
     let peer = UdpPeer {
@@ -219,6 +243,7 @@ async fn a_paced_peer_is_paced_on_the_runtimes_clock_which_a_test_can_pause() {
 /// sleep in the test (the runtime advances its clock only when every task waits).
 #[tokio::test(start_paused = true)]
 async fn two_nodes_on_one_paused_clock_pace_bundles_in_the_agents_own_time() {
+    let _watchdog = Watchdog::arm("two nodes on one paused clock");
     use bpa::testing::TestNode;
     const CAPACITY: u64 = 2_000;
     const RATE: u64 = 1_000;

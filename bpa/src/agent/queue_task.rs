@@ -105,23 +105,27 @@ impl<S: Store> Agent<S> {
         if let Some(last) = page.last() {
             cursor.after = last.id;
         }
-        // One look at the routes for the page.
         use routing::Router as _;
         let now = self.inner.clock.now_dtn_ms();
-        let state = self.state();
         for meta in page {
             if self.is_local(&meta.destination) {
                 continue;
             }
             // Routed by the size it will have on the wire, with this node's Previous Node block.
+            // The agent's lock is held for one decision, not for the page: a page of CGR
+            // queries would hold every other decision of the node up.
             let size = meta.length.saturating_add(self.inner.forwarding_overhead);
             let facts = BundleFacts { destination: &meta.destination, size, expiry: meta.expires_at, now };
-            let Some((via, decision)) = state.next_hop_for(&facts) else { continue };
+            let (routed, contacts) = {
+                let state = self.state();
+                (state.next_hop_for(&facts), state.core.reach.contacts.clone())
+            };
+            let Some((via, decision)) = routed else { continue };
             if via != *hop {
                 continue;
             }
             // Booked now, so the next bundle of the page sees the volume left.
-            let booking = match (decision, &state.core.reach.contacts) {
+            let booking = match (decision, &contacts) {
                 (Some(decision), Some(contacts)) => {
                     contacts.book(&decision).map(|booking| HeldBooking::new(contacts, booking))
                 }

@@ -35,9 +35,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use edges::ContactEvent;
-pub(crate) use edges::{ContactEdges, DueEdge, Edge};
-pub(crate) use reach::{BundleFacts, NeighbourState, Reachability};
-pub(crate) use timers::{Timer, TimerTable};
+pub(crate) use edges::Edge;
+use edges::{ContactEdges, DueEdge};
+pub(crate) use reach::BundleFacts;
+use reach::{NeighbourState, Reachability};
+pub(crate) use timers::Timer;
+use timers::TimerTable;
 
 use self::routing::ContactRouter;
 use crate::bundle::Eid;

@@ -372,8 +372,10 @@ impl SqliteStore {
     }
 
     /// Records a bundle as on its way to `neighbour`: awaiting custody under a new transmission
-    /// ID when it is custodial and `custody` is given, in flight otherwise. Answers once durable,
-    /// so a custody signal arriving the moment the PDU is out finds the transmission.
+    /// ID when it is custodial and `custody` is given, in flight otherwise. A custodial
+    /// forwarding is answered once durable, so a custody signal arriving the moment the PDU is
+    /// out finds the transmission; a plain one once applied, durable with its batch (nothing
+    /// rests on it surviving a crash: a restart puts bundles in flight back to wait).
     pub async fn begin_forward(
         &self,
         id: StoreId,
